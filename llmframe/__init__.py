@@ -1,0 +1,15 @@
+"""llmframe: large language models over pandas DataFrames, cached, resumable, with progress.
+
+    import llmframe  # registers df.llm and s.llm
+    out = df.llm.generate("Summarise: {text}", model="openai:gpt-4o-mini", output="summary")
+"""
+
+from __future__ import annotations
+
+from . import accessor as _accessor  # noqa: F401  (registers the pandas accessors)
+from . import errors
+from .config import configure, settings
+
+__version__ = "0.1.0"
+
+__all__ = ["configure", "settings", "errors", "__version__"]

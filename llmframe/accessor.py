@@ -1,0 +1,104 @@
+"""df.llm and s.llm: validate, delegate to the pipeline, return a new object (pandas caches accessors)."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Any
+
+import pandas as pd
+
+from . import constants, pipeline
+from .errors import ConfigError
+from .executor import run_async, run_sync
+from .template import TemplateLike
+
+_SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
+
+
+# Options a caller may pass through **options: plan()'s keywords, less what the accessor sets itself.
+_OPTIONS = frozenset(inspect.signature(pipeline.plan).parameters) - {"frame", "template", "model", "errors",
+                                                                      "positional_column"}
+
+
+def _check_options(options: dict) -> None:
+    unknown = sorted(set(options) - _OPTIONS)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown}; valid options are {sorted(_OPTIONS)}")
+
+
+class _Base:
+    def __init__(self, obj):
+        self._obj = obj
+
+
+@pd.api.extensions.register_dataframe_accessor("llm")
+class DataFrameAccessor(_Base):
+    """Run a model over every row of a DataFrame."""
+
+    def generate(self, template: TemplateLike, *, model: str, output: str = constants.DEFAULT_OUTPUT,
+                 errors: str = "column", **options: Any) -> pd.DataFrame:
+        """Answer the template for every row; returns a new frame with the answer (and error) column.
+
+        template: "{column}" string, list of {"role", "content"} messages, or function row-dict -> prompt.
+        model: "provider:model", e.g. "openai:gpt-4o-mini".
+        options: system, temperature, top_p, max_tokens, seed, stop, params (anything else the provider
+        accepts), missing ("skip" | "raise"), allow_no_placeholder, cache (True | False | "refresh"),
+        cache_dir, max_concurrency, progress, api_key, base_url, provider_options.
+        """
+        run, names = self._plan(template, model, output, errors, options)
+        start = time.perf_counter()
+        responses = run_sync(run.execute)
+        return pipeline.to_frame(self._obj, run, responses, time.perf_counter() - start, *names)
+
+    async def agenerate(self, template: TemplateLike, *, model: str, output: str = constants.DEFAULT_OUTPUT,
+                        errors: str = "column", **options: Any) -> pd.DataFrame:
+        """The async twin of generate, for code that already runs an event loop."""
+        run, names = self._plan(template, model, output, errors, options)
+        start = time.perf_counter()
+        responses = await run_async(run.execute)
+        return pipeline.to_frame(self._obj, run, responses, time.perf_counter() - start, *names)
+
+    def _plan(self, template, model, output, errors, options) -> tuple[pipeline.Run, tuple]:
+        _check_options(options)
+        frame = self._obj
+        names = pipeline.output_columns(frame.columns, output, errors)
+        return pipeline.plan(frame, template, model=model, errors=errors, **options), names
+
+
+@pd.api.extensions.register_series_accessor("llm")
+class SeriesAccessor(_Base):
+    """Run a model over every value of a Series; "{}" in the template is the value."""
+
+    def generate(self, template: TemplateLike, *, model: str, output: str | None = None,
+                 errors: str = "column", **options: Any) -> pd.Series:
+        """Answer the template for every value; returns a Series of answers on the same index.
+
+        Failed rows are missing values; the report in .attrs["llmframe"] counts and samples their errors
+        (use the DataFrame accessor for a per-row error column). Options are those of DataFrame.llm.generate.
+        """
+        run = self._plan(template, model, errors, options)
+        start = time.perf_counter()
+        responses = run_sync(run.execute)
+        return pipeline.to_series(self._obj, run, responses, time.perf_counter() - start, self._name(output))
+
+    async def agenerate(self, template: TemplateLike, *, model: str, output: str | None = None,
+                        errors: str = "column", **options: Any) -> pd.Series:
+        """The async twin of generate."""
+        run = self._plan(template, model, errors, options)
+        start = time.perf_counter()
+        responses = await run_async(run.execute)
+        return pipeline.to_series(self._obj, run, responses, time.perf_counter() - start, self._name(output))
+
+    def _column(self) -> str:
+        name = self._obj.name
+        return name if isinstance(name, str) and name else _SERIES_COLUMN
+
+    def _name(self, output: str | None) -> str:
+        return output if output is not None else constants.DEFAULT_OUTPUT
+
+    def _plan(self, template, model, errors, options) -> pipeline.Run:
+        _check_options(options)
+        column = self._column()
+        frame = self._obj.to_frame(name=column)
+        return pipeline.plan(frame, template, model=model, errors=errors, positional_column=column, **options)

@@ -1,0 +1,43 @@
+"""Process-wide defaults that llmframe.configure() changes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+from . import constants
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Defaults for every call that does not pass its own."""
+
+    cache_dir: str | None = None  # None: LLMFRAME_CACHE_DIR, else the user cache directory
+    max_concurrency: int = constants.MAX_CONCURRENCY
+    progress: bool | None = None  # None: show in notebooks and terminals, not in logs
+
+
+_current = Settings()
+
+
+def settings() -> Settings:
+    """The defaults in force now."""
+    return _current
+
+
+def configure(*, cache_dir: str | os.PathLike | None = None, max_concurrency: int | None = None,
+              progress: bool | None = None) -> Settings:
+    """Change process defaults; arguments left out keep their current value."""
+    global _current
+    changes: dict = {}
+    if cache_dir is not None:
+        changes["cache_dir"] = os.fspath(cache_dir)
+    if max_concurrency is not None:
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ConfigError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
+        changes["max_concurrency"] = max_concurrency
+    if progress is not None:
+        changes["progress"] = bool(progress)
+    _current = replace(_current, **changes)
+    return _current

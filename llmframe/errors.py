@@ -1,0 +1,75 @@
+"""The exceptions llmframe raises.
+
+LLMFrameError
+├── ConfigError          unknown provider, missing key or extra, invalid parameter
+├── TemplateError        unknown column, bad placeholder, missing values when raising
+├── SchemaError          a schema the provider cannot express, column clash
+├── ProviderError        a request that failed (status and message kept)
+├── BudgetExceeded       max_cost reached; finished answers kept
+└── RunAborted           rows failed and errors="raise"; finished answers kept
+
+Per-row failures are data (an error column), not exceptions, unless the user asks to raise.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "LLMFrameError",
+    "ConfigError",
+    "TemplateError",
+    "SchemaError",
+    "ProviderError",
+    "BudgetExceeded",
+    "RunAborted",
+    "redact",
+]
+
+
+class LLMFrameError(Exception):
+    """Base class of every llmframe exception."""
+
+
+class ConfigError(LLMFrameError, ValueError):
+    """A model string, parameter, key or extra is wrong or missing."""
+
+
+class TemplateError(LLMFrameError, ValueError):
+    """A template does not fit the frame it is applied to."""
+
+
+class SchemaError(LLMFrameError, ValueError):
+    """An output schema that cannot be used."""
+
+
+class ProviderError(LLMFrameError):
+    """A request the provider did not answer."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class BudgetExceeded(LLMFrameError):
+    """The run reached its cost cap; finished answers are in the cache."""
+
+
+class RunAborted(LLMFrameError):
+    """The run stopped or ended with failures; finished answers are in the cache."""
+
+    def __init__(self, message: str, report: dict | None = None):
+        super().__init__(message)
+        self.report = report
+
+
+# Provider messages may quote a key, whole or masked ("Incorrect API key provided: sk-ab***yz").
+_KEY_LIKE = re.compile(r"\b(sk|sk-proj|sk-ant|AIza)[-_A-Za-z0-9*]{6,}")
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Remove API keys, and anything shaped like one, from a message."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return _KEY_LIKE.sub("***", text)

@@ -1,0 +1,190 @@
+"""The one module that owns asyncio: a cache-first, chunked worker pool on a background event loop.
+
+Every run executes on one long-lived loop in a daemon thread. That is what lets the sync
+`generate` work inside Jupyter (whose own loop is already running) without nest_asyncio,
+and what lets Ctrl-C in the caller's thread cancel the run while finished answers are flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from . import constants
+from .cache import Store
+from .errors import ProviderError, redact
+from .progress import Progress
+from .providers.base import Provider
+from .request import Request, Response
+
+T = TypeVar("T")
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    """The process's executor loop, started on first use in a daemon thread."""
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def serve() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            threading.Thread(target=serve, name="llmframe-executor", daemon=True).start()
+            ready.wait()
+            _loop = loop
+        return _loop
+
+
+def run_sync(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine on the executor loop and wait; Ctrl-C cancels it and lets it clean up."""
+    loop = _background_loop()
+    finished = threading.Event()
+
+    async def guarded() -> T:
+        try:
+            return await make()
+        finally:
+            finished.set()
+
+    future = asyncio.run_coroutine_threadsafe(guarded(), loop)
+    try:
+        while True:
+            try:
+                # A timed wait keeps the caller's thread responsive to KeyboardInterrupt everywhere.
+                return future.result(timeout=0.5)
+            except concurrent.futures.TimeoutError:
+                continue
+    except KeyboardInterrupt:
+        future.cancel()
+        finished.wait(constants.CANCEL_GRACE_SECONDS)
+        raise
+
+
+async def run_async(make: Callable[[], Awaitable[T]]) -> T:
+    """Await a coroutine that runs on the executor loop, from any other event loop."""
+    loop = _background_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        return await make()
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(make(), loop))
+
+
+@dataclass(slots=True)
+class Work:
+    """The distinct requests of one run: their keys, how to build each, and how many rows each serves."""
+
+    keys: Sequence[str]
+    request: Callable[[int], Request]
+    weights: Sequence[int]
+
+
+class _CacheWriter:
+    """Buffers answers and writes them in one transaction per batch, on a thread off the loop."""
+
+    def __init__(self, store: Store):
+        self._store = store
+        self._pending: list[tuple[str, str]] = []
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmframe-cache")
+        self._last_flush = time.monotonic()
+
+    def add(self, key: str, response: Response) -> None:
+        self._pending.append((key, response.to_cache()))
+        if len(self._pending) >= constants.CACHE_FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the buffered answers to the writer thread (writes stay in order: one thread)."""
+        self._last_flush = time.monotonic()
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._thread.submit(self._store.set_many, batch)
+
+    def tick(self) -> None:
+        if time.monotonic() - self._last_flush >= constants.CACHE_FLUSH_SECONDS:
+            self.flush()
+
+    def close(self) -> None:
+        """Write everything still buffered and wait for it: called on success, failure and cancel."""
+        self.flush()
+        self._thread.shutdown(wait=True)
+
+
+async def execute(
+    work: Work,
+    provider: Provider,
+    *,
+    store: Store | None,
+    lookup: bool,
+    concurrency: int,
+    progress: Progress,
+) -> list[Response]:
+    """Answer every request: cache hits first, chunk by chunk, misses through a bounded worker pool."""
+    results: list[Response | None] = [None] * len(work.keys)
+    writer = _CacheWriter(store) if store is not None else None
+    # Bounded: in-flight state is O(concurrency) however many rows the frame has.
+    queue: asyncio.Queue[int | None] = asyncio.Queue(maxsize=concurrency * constants.QUEUE_SLACK)
+    secrets = provider.secrets
+
+    async def worker() -> None:
+        while (j := await queue.get()) is not None:
+            try:
+                response = await provider.complete(work.request(j))
+            except ProviderError as exc:
+                response = Response.failure(str(exc))
+            except Exception as exc:  # one bad row must never take the others down
+                response = Response.failure(redact(f"{type(exc).__name__}: {exc}", *secrets))
+            results[j] = response
+            failed = response.error is not None
+            progress.advance(work.weights[j], failed=failed, tokens=response.input_tokens + response.output_tokens)
+            if writer is not None and not failed:
+                writer.add(work.keys[j], response)
+
+    async def ticker() -> None:
+        while True:
+            await asyncio.sleep(min(constants.CACHE_FLUSH_SECONDS, constants.PROGRESS_REFRESH_SECONDS))
+            progress.refresh()
+            if writer is not None:
+                writer.tick()
+
+    workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(work.keys)))]
+    tick = asyncio.create_task(ticker())
+    state = "interrupted"
+    try:
+        for start in range(0, len(work.keys), constants.CHUNK_SIZE):
+            chunk = work.keys[start : start + constants.CHUNK_SIZE]
+            found = store.get_many(chunk) if lookup and store is not None else [None] * len(chunk)
+            for j, value in enumerate(found, start):
+                if value is None:
+                    await queue.put(j)
+                else:
+                    results[j] = Response.from_cache(value)
+                    progress.advance(work.weights[j], cached=True)
+        for _ in workers:
+            await queue.put(None)
+        await asyncio.gather(*workers)
+        state = "done" if not progress.failed else f"{progress.failed} failed"
+    finally:
+        tick.cancel()
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(tick, *workers, return_exceptions=True)
+        if writer is not None:
+            writer.close()
+        await provider.aclose()
+        progress.close(state)
+    return results  # type: ignore[return-value]

@@ -1,0 +1,220 @@
+"""One run, front to back: validate and render (before anything is sent), execute, collect columns."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import constants
+from .cache import Store, open_store
+from .config import settings
+from .errors import ConfigError, RunAborted
+from .executor import Work, execute
+from .progress import Progress, should_show
+from .providers import parse_model, provider_class
+from .providers.base import Provider
+from .request import Request, Response, content_key, generation_params, key_prefix
+from .template import Prompts, Template, TemplateLike
+
+_CACHE_MODES = (True, False, "refresh")
+_ERROR_MODES = ("column", "raise")
+
+
+@dataclass
+class Run:
+    """Everything a run needs, checked and rendered; building one sends nothing."""
+
+    model: str
+    frame_index: pd.Index
+    prompts: Prompts
+    params: dict
+    keys: list[str]  # distinct content keys, in first-seen order
+    row_to_key: np.ndarray  # row position -> position in keys, -1 for skipped rows
+    weights: np.ndarray  # rows served by each key
+    provider: Provider
+    store: Store | None
+    lookup: bool
+    concurrency: int
+    show_progress: bool
+    errors: str
+
+    def work(self) -> Work:
+        first_row = np.full(len(self.keys), -1, dtype=np.int64)
+        rows = np.flatnonzero(self.row_to_key >= 0)
+        # Reversed assignment leaves each key's first row, so a request is built from its first row.
+        first_row[self.row_to_key[rows[::-1]]] = rows[::-1]
+
+        def request(j: int) -> Request:
+            return Request(self.keys[j], self.prompts.messages(int(first_row[j])), self.params)
+
+        return Work(self.keys, request, self.weights.tolist())
+
+    async def execute(self) -> list[Response]:
+        progress = Progress(len(self.frame_index), show=self.show_progress, description=self.model)
+        progress.advance(len(self.prompts.skipped), failed=False)
+        return await execute(
+            self.work(),
+            self.provider,
+            store=self.store,
+            lookup=self.lookup,
+            concurrency=self.concurrency,
+            progress=progress,
+        )
+
+
+def plan(
+    frame: pd.DataFrame,
+    template: TemplateLike,
+    *,
+    model: str,
+    system: str | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
+    seed: int | None = None,
+    stop: str | list[str] | None = None,
+    params: dict | None = None,
+    missing: str = "skip",
+    allow_no_placeholder: bool = False,
+    cache: bool | str = True,
+    cache_dir: str | None = None,
+    max_concurrency: int | None = None,
+    progress: bool | None = None,
+    errors: str = "column",
+    api_key: str | None = None,
+    base_url: str | None = None,
+    positional_column: str | None = None,
+    provider_options: dict | None = None,
+) -> Run:
+    """Validate every argument and render every row; raise before any request is sent."""
+    defaults = settings()
+    prefix, model_name = parse_model(model)
+    if cache not in _CACHE_MODES or isinstance(cache, (int, float)) and not isinstance(cache, bool):
+        raise ConfigError(f"cache must be True, False or 'refresh', got {cache!r}")
+    if errors not in _ERROR_MODES:
+        raise ConfigError(f"errors must be one of {_ERROR_MODES}, got {errors!r}")
+    concurrency = defaults.max_concurrency if max_concurrency is None else max_concurrency
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigError(f"max_concurrency must be an integer >= 1, got {concurrency!r}")
+    gen = generation_params(
+        temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, stop=stop, params=params
+    )
+    compiled = Template(template, list(frame.columns), system=system, positional_column=positional_column)
+    prompts = compiled.render(frame, missing=missing, allow_no_placeholder=allow_no_placeholder)
+    provider = provider_class(prefix)(
+        model_name,
+        api_key=api_key,
+        base_url=base_url,
+        max_concurrency=concurrency,
+        options=provider_options,
+    )
+    head = key_prefix(prefix, model_name, gen)
+    row_keys = [None if row is None else content_key(head, prompts.messages(i)) for i, row in enumerate(prompts.rows)]
+    codes, uniques = pd.factorize(pd.array(row_keys, dtype=object), use_na_sentinel=True)
+    codes = np.asarray(codes, dtype=np.int64)
+    weights = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    store = open_store(cache_dir or defaults.cache_dir) if cache is not False else None
+    return Run(
+        model=model,
+        frame_index=frame.index,
+        prompts=prompts,
+        params=gen,
+        keys=list(uniques),
+        row_to_key=codes,
+        weights=weights,
+        provider=provider,
+        store=store,
+        lookup=cache is True,
+        concurrency=concurrency,
+        show_progress=should_show(defaults.progress if progress is None else progress),
+        errors=errors,
+    )
+
+
+def collect(run: Run, responses: list[Response], seconds: float) -> tuple[pd.Series, pd.Series, dict]:
+    """Fan answers back out to rows: (answers, errors, report), aligned to the input index."""
+    n_keys = len(run.keys)
+    texts = np.empty(n_keys + 1, dtype=object)  # the extra last slot serves skipped rows (code -1)
+    errs = np.empty(n_keys + 1, dtype=object)
+    texts[:n_keys] = [r.text if r.error is None else None for r in responses]
+    errs[:n_keys] = [r.error for r in responses]
+    row_texts = texts[run.row_to_key]
+    row_errors = errs[run.row_to_key]
+    for i, reason in run.prompts.skipped.items():
+        row_errors[i] = f"skipped: {reason}"
+    answers = pd.Series(row_texts, index=run.frame_index, dtype="string")
+    errors = pd.Series(row_errors, index=run.frame_index, dtype="string")
+    return answers, errors, report(run, responses, row_errors, seconds)
+
+
+def report(run: Run, responses: list[Response], row_errors: np.ndarray, seconds: float) -> dict:
+    """The run report: plain JSON-serialisable numbers, no secrets."""
+    weights = run.weights
+    cached = np.fromiter((r.cached for r in responses), dtype=bool, count=len(responses))
+    failed = np.fromiter((r.error is not None for r in responses), dtype=bool, count=len(responses))
+    sent = [r for r in responses if not r.cached]
+    samples = list(dict.fromkeys(r.error for r in responses if r.error is not None))[: constants.ERROR_SAMPLES]
+    answered_rows = int(weights.sum())
+    return {
+        "model": run.model,
+        "rows": len(run.frame_index),
+        "cached": int(weights[cached].sum()),
+        "requests_sent": len(sent),
+        "deduplicated": answered_rows - len(run.keys),
+        "failed": int(weights[failed].sum()),
+        "skipped": len(run.prompts.skipped),
+        "input_tokens": sum(r.input_tokens for r in sent),
+        "output_tokens": sum(r.output_tokens for r in sent),
+        "seconds": round(seconds, 3),
+        "errors": samples,
+    }
+
+
+def run_failed(run: Run, report_: dict) -> RunAborted | None:
+    """The exception errors="raise" asks for, or None when every row was answered."""
+    if run.errors != "raise" or not report_["failed"]:
+        return None
+    first = report_["errors"][0] if report_["errors"] else "unknown error"
+    return RunAborted(
+        f"{report_['failed']} of {report_['rows']} rows failed (first error: {first}); "
+        "the answers that succeeded are cached, so a re-run sends only the failed rows",
+        report_,
+    )
+
+
+def output_columns(frame_columns: pd.Index, output: Hashable, errors: str) -> tuple[Hashable, Hashable | None]:
+    """The answer column and the error column names; a clash with the input is an error."""
+    if not isinstance(output, str) or not output:
+        raise ConfigError(f"output must be a non-empty column name, got {output!r}")
+    error_column = f"{output}{constants.ERROR_SUFFIX}" if errors == "column" else None
+    for name in (output, error_column):
+        if name is not None and name in frame_columns:
+            raise ConfigError(f"the frame already has a column {name!r}: pass another output= name, or drop it first")
+    return output, error_column
+
+
+def to_frame(frame: pd.DataFrame, run: Run, responses: list[Response], seconds: float,
+             output: str, error_column: str | None) -> pd.DataFrame:
+    """A new frame: the input columns, then the answer column and the error column."""
+    answers, errors, report_ = collect(run, responses, seconds)
+    new = {output: answers} if error_column is None else {output: answers, error_column: errors}
+    out = frame.assign(**new)
+    out.attrs[constants.REPORT_ATTR] = report_
+    if failure := run_failed(run, report_):
+        raise failure
+    return out
+
+
+def to_series(series: pd.Series, run: Run, responses: list[Response], seconds: float, output: str) -> pd.Series:
+    """A new Series of answers; per-row errors are counted and sampled in the report."""
+    answers, _errors, report_ = collect(run, responses, seconds)
+    answers.name = output
+    answers.attrs[constants.REPORT_ATTR] = report_
+    if failure := run_failed(run, report_):
+        raise failure
+    return answers
+

@@ -1,0 +1,56 @@
+"""The one interface every provider implements; providers know nothing of pandas."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from ..errors import ConfigError
+from ..request import Request, Response
+
+
+class Provider(ABC):
+    """Turns a Request into a Response for one model; raises ProviderError when it cannot."""
+
+    name: ClassVar[str]
+    key_env: ClassVar[tuple[str, ...]] = ()  # environment variables holding the API key, in order
+    extra: ClassVar[str | None] = None  # the pip extra that installs this provider's SDK
+
+    def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
+                 max_concurrency: int, options: dict | None = None):
+        self.model = model
+        self.base_url = base_url
+        self.max_concurrency = max_concurrency
+        self.options = dict(options or {})
+        self._api_key = self._resolve_key(api_key)
+
+    def _resolve_key(self, api_key: str | None) -> str | None:
+        if not self.key_env:
+            return api_key
+        key = api_key if api_key is not None else next(
+            (os.environ[v] for v in self.key_env if os.environ.get(v)), None
+        )
+        if not key or not key.strip():
+            names = " or ".join(self.key_env)
+            raise ConfigError(
+                f"no API key for {self.name}: set {names}, or pass api_key=... "
+                "(a local OpenAI-compatible server accepts any non-empty key)"
+            )
+        return key
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Strings that must never appear in anything llmframe writes or raises."""
+        return (self._api_key,) if self._api_key else ()
+
+    @abstractmethod
+    async def complete(self, request: Request) -> Response:
+        """Send one request and return its answer; raise ProviderError on failure."""
+
+    async def aclose(self) -> None:
+        """Release connections; called once, on the executor's loop, at the end of a run."""
+
+    def __repr__(self) -> str:
+        # Never show the key: reprs end up in logs and tracebacks.
+        return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r})"

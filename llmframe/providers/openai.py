@@ -1,0 +1,74 @@
+"""OpenAI chat completions, and every OpenAI-compatible server, on the official openai SDK."""
+
+from __future__ import annotations
+
+import openai
+
+try:  # openai>=3 ships on httpx2; earlier releases on httpx
+    import httpx2 as httpx
+except ImportError:  # pragma: no cover - depends on the installed openai
+    import httpx
+
+from .. import constants
+from ..errors import ProviderError, redact
+from ..request import Request, Response
+from .base import Provider
+
+# Our parameters that the SDK takes as keyword arguments; anything else goes in extra_body.
+_SDK_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "seed", "stop"})
+
+
+class OpenAIProvider(Provider):
+    """model="openai:<name>"; base_url= or OPENAI_BASE_URL reaches any compatible server."""
+
+    name = "openai"
+    key_env = ("OPENAI_API_KEY",)
+
+    def __init__(self, model: str, **kwargs):
+        super().__init__(model, **kwargs)
+        limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
+        # pool=None: waiting for a free connection is queueing, not a connect failure.
+        timeout = httpx.Timeout(
+            self.options.pop("timeout", constants.REQUEST_TIMEOUT_SECONDS),
+            connect=constants.CONNECT_TIMEOUT_SECONDS,
+            pool=None,
+        )
+        self._client = openai.AsyncOpenAI(
+            api_key=self._api_key,
+            base_url=self.base_url,
+            max_retries=constants.SDK_MAX_RETRIES,
+            http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout),
+            **self.options,
+        )
+
+    async def complete(self, request: Request) -> Response:
+        known = {k: v for k, v in request.params.items() if k in _SDK_PARAMS}
+        extra = {k: v for k, v in request.params.items() if k not in _SDK_PARAMS}
+        try:
+            completion = await self._client.chat.completions.create(
+                model=self.model, messages=request.messages, extra_body=extra or None, **known
+            )
+        except openai.APIStatusError as exc:
+            raise ProviderError(self._describe(exc), status=exc.status_code) from None
+        except openai.APITimeoutError:
+            raise ProviderError("request timed out") from None
+        except openai.APIConnectionError as exc:
+            raise ProviderError(f"connection error: {exc.__cause__ or exc}") from None
+        if not completion.choices:
+            raise ProviderError("the server returned no choices")
+        choice = completion.choices[0]
+        usage = completion.usage
+        return Response(
+            text=choice.message.content or "",
+            input_tokens=usage.prompt_tokens if usage else 0,
+            output_tokens=usage.completion_tokens if usage else 0,
+            finish_reason=choice.finish_reason,
+        )
+
+    def _describe(self, exc: openai.APIStatusError) -> str:
+        body = exc.body
+        message = body.get("message") if isinstance(body, dict) else None
+        return redact(f"HTTP {exc.status_code}: {message or exc.message}", *self.secrets)
+
+    async def aclose(self) -> None:
+        await self._client.close()

@@ -1,0 +1,128 @@
+"""Request and Response, the validated generation parameters, and the canonical content key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from . import constants
+from .errors import ConfigError
+
+
+@dataclass(slots=True)
+class Request:
+    """One call to a model: messages plus the parameters shared by the whole run."""
+
+    key: str
+    messages: list[dict]
+    params: dict
+
+
+@dataclass(slots=True)
+class Response:
+    """What came back for one request: an answer, or an error text."""
+
+    text: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    finish_reason: str | None = None
+    error: str | None = None
+    cached: bool = False
+
+    def to_cache(self) -> str:
+        """A compact JSON text for the cache (only successes are ever stored)."""
+        return json.dumps(
+            [self.text, self.input_tokens, self.output_tokens, self.finish_reason],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_cache(cls, value: str) -> Response:
+        """The response stored by to_cache, marked as served from cache."""
+        text, input_tokens, output_tokens, finish_reason = json.loads(value)
+        return cls(text, input_tokens, output_tokens, finish_reason, None, True)
+
+    @classmethod
+    def failure(cls, error: str) -> Response:
+        """A failed request with its error text."""
+        return cls(error=error)
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces, so equal content always gives equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def key_prefix(provider: str, model: str, params: dict, schema: Any = None) -> bytes:
+    """The part of every key that is the same for all rows of a run."""
+    head = {
+        "v": constants.CACHE_KEY_VERSION,
+        "provider": provider,
+        "model": model,
+        "params": params,
+        "schema": schema,
+    }
+    return canonical_json(head).encode()
+
+
+def content_key(prefix: bytes, messages: list[dict]) -> str:
+    """The cache key of one request: a hash of everything that changes the answer."""
+    digest = hashlib.blake2b(prefix, digest_size=16)
+    digest.update(canonical_json(messages).encode())
+    return digest.hexdigest()
+
+
+def _number(name: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value!r}")
+    return value
+
+
+def _integer(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def generation_params(
+    *,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
+    seed: int | None = None,
+    stop: str | list[str] | None = None,
+    params: dict | None = None,
+) -> dict:
+    """Validate the generation parameters; the result has only the ones that were set."""
+    out: dict[str, Any] = {}
+    if temperature is not None:
+        out["temperature"] = _number("temperature", temperature, 0.0, 2.0)
+    if top_p is not None:
+        out["top_p"] = _number("top_p", top_p, 0.0, 1.0)
+    if max_tokens is not None:
+        out["max_tokens"] = _integer("max_tokens", max_tokens, 1)
+    if seed is not None:
+        out["seed"] = _integer("seed", seed, -(2**63))
+    if stop is not None:
+        stops = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) and s for s in stops):
+            raise ConfigError(f"stop must be a non-empty string or a list of them, got {stop!r}")
+        out["stop"] = list(stops)
+    if params:
+        if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+            raise ConfigError("params must be a dict of provider parameter names to values")
+        clash = sorted(set(params) & (set(out) | {"model", "messages"}))
+        if clash:
+            raise ConfigError(f"params repeats {clash}: pass them once, as keyword arguments")
+        try:
+            canonical_json(params)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"params must be JSON-serialisable: {exc}") from None
+        out.update(params)
+    return out

@@ -1,0 +1,254 @@
+"""Prompt templates: "{column}" strings, chat message lists and callables, checked against a frame."""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+import pandas as pd
+
+from .errors import TemplateError
+
+Messages = list[dict]
+TemplateLike = Union[str, Sequence[dict], Callable[[dict], Union[str, Messages, None]]]
+
+_ROLES = ("system", "user", "assistant", "developer")
+_MISSING_POLICIES = ("skip", "raise")
+_CONTAINERS = (list, tuple, dict, np.ndarray)
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    """One template string, rewritten to positional fields so a row renders with one format call."""
+
+    source: str
+    positional: str
+    columns: tuple[str, ...]
+    plain: tuple[bool, ...]  # field is a bare "{column}": containers in it render as JSON
+
+    def render(self, values: Sequence[Any]) -> str:
+        return self.positional.format(*values)
+
+
+def _parse(source: str, columns: Sequence, positional_column: str | None) -> _Text:
+    """Map each placeholder to a frame column; raise TemplateError naming the fix."""
+    if not isinstance(source, str):
+        raise TemplateError(f"a template must be a string, got {type(source).__name__}")
+    known = {c for c in columns if isinstance(c, str)}
+    used: list[str] = []
+    plain: list[bool] = []
+    out: list[str] = []
+    try:
+        parts = list(string.Formatter().parse(source))
+    except ValueError as exc:
+        raise TemplateError(f"bad template {source!r}: {exc} (write {{{{ and }}}} for literal braces)") from None
+    for literal, name, spec, conversion in parts:
+        out.append(literal.replace("{", "{{").replace("}", "}}"))
+        if name is None:
+            continue
+        if spec and "{" in spec:
+            raise TemplateError(f"nested placeholders in a format spec are not supported: {{{name}:{spec}}}")
+        if name in known:
+            column, rest = name, ""
+        elif name == "" or name.isdigit():
+            if positional_column is None:
+                raise TemplateError(
+                    f"positional placeholder {{{name}}} in {source!r}: on a DataFrame name the column, "
+                    f"e.g. {{{_example(columns)}}}"
+                )
+            if name not in ("", "0"):
+                raise TemplateError(f"a Series has one value per row: use {{}}, not {{{name}}}")
+            column, rest = positional_column, ""
+        else:
+            cut = min((i for i in (name.find("."), name.find("[")) if i >= 0), default=len(name))
+            column, rest = name[:cut], name[cut:]
+            if column not in known:
+                raise TemplateError(
+                    f"template uses column {column!r}, which the frame does not have; "
+                    f"columns are {sorted(map(str, columns))}"
+                )
+        out.append("{" + str(len(used)) + rest + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}")
+        used.append(column)
+        plain.append(not rest and not conversion and not spec)
+    return _Text(source, "".join(out), tuple(used), tuple(plain))
+
+
+def _example(columns: Sequence) -> str:
+    return str(next(iter(columns), "column"))
+
+
+@dataclass(slots=True)
+class Prompts:
+    """The rendered prompt of every row: messages(i) for sent rows, a reason for skipped ones."""
+
+    roles: tuple[str, ...] | None  # fixed roles for string/message templates; None for callables
+    rows: list  # per row: tuple of contents (fixed roles), a message list (callables), or None (skipped)
+    skipped: dict[int, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def messages(self, i: int) -> Messages:
+        """The chat messages of row i."""
+        row = self.rows[i]
+        if self.roles is None:
+            return row
+        return [{"role": role, "content": content} for role, content in zip(self.roles, row)]
+
+
+class Template:
+    """A compiled template: which columns it reads and how a row becomes chat messages."""
+
+    def __init__(self, template: TemplateLike, columns: Sequence, *, system: str | None = None,
+                 positional_column: str | None = None):
+        self.function: Callable | None = None
+        self.system = system
+        self.parts: list[tuple[str, _Text]] = []
+        if system is not None and not isinstance(system, str):
+            raise TemplateError(f"system must be a string, got {type(system).__name__}")
+        if callable(template) and not isinstance(template, str):
+            self.function = template
+            return
+        if isinstance(template, str):
+            messages = [{"role": "user", "content": template}]
+        elif isinstance(template, Sequence) and template and all(isinstance(m, dict) for m in template):
+            messages = list(template)
+        else:
+            raise TemplateError(
+                "template must be a string with {column} placeholders, a list of "
+                "{'role': ..., 'content': ...} messages, or a function row -> prompt"
+            )
+        if system is not None:
+            if any(m.get("role") == "system" for m in messages):
+                raise TemplateError("system= given, but the messages already have a system message: keep one")
+            messages = [{"role": "system", "content": system}, *messages]
+        for m in messages:
+            if set(m) != {"role", "content"} or m["role"] not in _ROLES:
+                raise TemplateError(f"each message needs exactly a role in {_ROLES} and a content, got {m!r}")
+            self.parts.append((m["role"], _parse(m["content"], columns, positional_column)))
+
+    @property
+    def columns(self) -> list[str]:
+        """The frame columns the template reads, in first-use order (all of them for a function)."""
+        return list(dict.fromkeys(c for _, text in self.parts for c in text.columns))
+
+    def render(self, frame: pd.DataFrame, *, missing: str = "skip", allow_no_placeholder: bool = False) -> Prompts:
+        """Render every row; raise TemplateError before anything is sent if the frame does not fit."""
+        if missing not in _MISSING_POLICIES:
+            raise TemplateError(f"missing must be one of {_MISSING_POLICIES}, got {missing!r}")
+        if frame.columns.has_duplicates:
+            dup = sorted(map(str, frame.columns[frame.columns.duplicated()].unique()))
+            raise TemplateError(f"the frame has duplicate column names {dup}: rename them first")
+        if self.function is not None:
+            return self._render_function(frame)
+        if not self.columns and len(frame) and not allow_no_placeholder:
+            raise TemplateError(
+                "the template has no {column} placeholder, so every row would get the same prompt; "
+                "pass allow_no_placeholder=True if that is what you want"
+            )
+        raw = {c: _column_values(frame, c) for c in self.columns}
+        as_text = {c: _containers_as_json(frame, c, raw[c]) for c in self.columns}
+        skipped: dict[int, str] = {}
+        if self.columns:
+            reasons = _missing_reasons(frame, self.columns)
+            if reasons:
+                if missing == "raise":
+                    first = next(iter(reasons))
+                    raise TemplateError(
+                        f"{len(reasons)} row(s) have missing values, first at index {frame.index[first]!r} "
+                        f"({reasons[first]}); fill them, or pass missing='skip' to leave those rows unanswered"
+                    )
+                skipped = reasons
+        columns_per_part = [
+            [(as_text if plain else raw)[c] for c, plain in zip(text.columns, text.plain)] for _, text in self.parts
+        ]
+        rows: list = []
+        append = rows.append
+        i = 0
+        try:
+            for i in range(len(frame)):
+                if i in skipped:
+                    append(None)
+                    continue
+                append(tuple(text.render([col[i] for col in cols]) for (_, text), cols in zip(self.parts, columns_per_part)))
+        except (KeyError, IndexError, AttributeError, ValueError, TypeError) as exc:
+            raise TemplateError(
+                f"the template does not fit the row at index {frame.index[i]!r}: {type(exc).__name__}: {exc}"
+            ) from None
+        return Prompts(tuple(role for role, _ in self.parts), rows, skipped)
+
+    def _render_function(self, frame: pd.DataFrame) -> Prompts:
+        names = list(frame.columns)
+        rows: list = []
+        skipped: dict[int, str] = {}
+        for i, record in enumerate(frame.itertuples(index=False, name=None)):
+            try:
+                result = self.function(dict(zip(names, record)))
+            except Exception as exc:
+                raise TemplateError(
+                    f"the template function failed on the row at index {frame.index[i]!r}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            if result is None:
+                skipped[i] = "the template function returned None"
+                rows.append(None)
+                continue
+            rows.append(self._messages_from_result(result, frame.index[i]))
+        return Prompts(None, rows, skipped)
+
+    def _messages_from_result(self, result: Any, label: Any) -> Messages:
+        if isinstance(result, str):
+            messages = [{"role": "user", "content": result}]
+        elif isinstance(result, list) and result and all(isinstance(m, dict) for m in result):
+            messages = result
+        else:
+            raise TemplateError(
+                f"the template function returned {type(result).__name__} for the row at index {label!r}; "
+                "return a string, a list of {'role', 'content'} messages, or None to skip the row"
+            )
+        for m in messages:
+            if m.get("role") not in _ROLES or not isinstance(m.get("content"), str):
+                raise TemplateError(f"the template function returned a bad message for index {label!r}: {m!r}")
+        if self.system is not None and not any(m["role"] == "system" for m in messages):
+            messages = [{"role": "system", "content": self.system}, *messages]
+        return messages
+
+
+def _column_values(frame: pd.DataFrame, column: str) -> list:
+    """The column as Python values for str.format; bytes are refused (their repr is not text)."""
+    series = frame[column]
+    values = series.tolist()
+    if series.dtype == object:
+        for i, v in enumerate(values):
+            if isinstance(v, (bytes, bytearray)):
+                raise TemplateError(
+                    f"column {column!r} holds bytes (first at index {frame.index[i]!r}); "
+                    "decode it to text first, e.g. df[col].str.decode('utf-8')"
+                )
+    return values
+
+
+def _containers_as_json(frame: pd.DataFrame, column: str, values: list) -> list:
+    """Lists, dicts and arrays in a bare {column} render as JSON, which models read better than reprs."""
+    if frame[column].dtype != object or not any(isinstance(v, _CONTAINERS) for v in values):
+        return values
+    return [_as_json(v) if isinstance(v, _CONTAINERS) else v for v in values]
+
+
+def _as_json(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _missing_reasons(frame: pd.DataFrame, columns: list[str]) -> dict[int, str]:
+    """Row position -> why it is skipped, for rows with a missing value in a used column."""
+    reasons: dict[int, str] = {}
+    for column in columns:
+        for i in np.flatnonzero(frame[column].isna().to_numpy()):
+            reasons.setdefault(int(i), f"missing value in column {column!r}")
+    return dict(sorted(reasons.items()))
