@@ -1,0 +1,43 @@
+"""Offline testing tools: a loopback simulator of the OpenAI chat-completions API over real HTTP.
+
+Point any OpenAI-compatible client at it; by default each answer is digest_answer(last user prompt)::
+
+    from openai import OpenAI
+    from llmframe.testing import Simulator, digest_answer
+
+    with Simulator(latency=0.01) as sim:
+        client = OpenAI(base_url=sim.base_url, api_key=sim.api_key)
+        reply = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        assert reply.choices[0].message.content == digest_answer("hi")
+
+Use SimulatorProcess to run it in a child process, `python -m llmframe.testing` to run it from a
+shell, and the fixtures in llmframe.testing.pytest_plugin (`llm_simulator`) in pytest.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["Simulator", "SimulatorProcess", "SimulatedError", "digest_answer", "default_answer", "LoggedRequest"]
+
+if TYPE_CHECKING:
+    from llmframe.testing.process import SimulatorProcess
+    from llmframe.testing.simulator import LoggedRequest, SimulatedError, Simulator, default_answer, digest_answer
+
+# Names are imported on first use, so that loading the pytest plugin (which imports this package)
+# does not need the optional aiohttp dependency until a fixture actually starts a server.
+_HOMES = {name: "simulator" for name in __all__}
+_HOMES["SimulatorProcess"] = "process"
+
+
+def __getattr__(name: str) -> Any:
+    """Import a re-exported name lazily from its module."""
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    """List the lazily imported names too."""
+    return sorted([*globals(), *__all__])

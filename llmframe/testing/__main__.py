@@ -1,0 +1,68 @@
+"""Run the simulator in the foreground: python -m llmframe.testing [--port N] [--latency S]."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import time
+
+from llmframe.testing.simulator import Simulator
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(prog="python -m llmframe.testing", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--latency", type=float, default=0.02, help="seconds to wait before each answer")
+    parser.add_argument("--max-seconds", type=float, default=3600.0, help="exit after this long")
+    return parser.parse_args(argv)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    """Serve until a signal, the time limit, or the death of the parent process."""
+    # No request log: nothing here can read it, and it would grow for the whole run.
+    sim = Simulator(latency=args.latency, host=args.host, port=args.port, log=False)
+    runner = await sim._listen()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows: fall back to KeyboardInterrupt
+            pass
+    parent = os.getppid()
+    deadline = time.monotonic() + args.max_seconds
+    print(f"READY {sim.base_url}", flush=True)
+    try:
+        # Poll once a second: a server orphaned by a crashed test run must not live on.
+        while not stop.is_set() and time.monotonic() < deadline and os.getppid() == parent:
+            try:
+                await asyncio.wait_for(stop.wait(), min(1.0, max(0.0, deadline - time.monotonic())))
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = _parse(argv)
+    run = asyncio.run
+    try:  # uvloop is faster when present, but never required
+        import uvloop
+
+        run = uvloop.run
+    except (ImportError, AttributeError):
+        pass
+    try:
+        run(_serve(args))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
