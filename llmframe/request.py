@@ -76,6 +76,10 @@ def content_key(prefix: bytes, messages: list[dict]) -> str:
     return digest.hexdigest()
 
 
+# Set through their own keyword arguments (or by llmframe itself), never through params=.
+_OWN_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "seed", "stop", "model", "messages"})
+
+
 def _number(name: str, value: Any, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(f"{name} must be a number, got {value!r}")
@@ -117,9 +121,9 @@ def generation_params(
     if params:
         if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
             raise ConfigError("params must be a dict of provider parameter names to values")
-        clash = sorted(set(params) & (set(out) | {"model", "messages"}))
+        clash = sorted(set(params) & _OWN_PARAMS)
         if clash:
-            raise ConfigError(f"params repeats {clash}: pass them once, as keyword arguments")
+            raise ConfigError(f"params repeats {clash}: pass them as keyword arguments of their own")
         try:
             canonical_json(params)
         except (TypeError, ValueError) as exc:

@@ -1,0 +1,40 @@
+"""Shared fixtures: a private cache directory per test, and the simulator through the real SDK."""
+
+from __future__ import annotations
+
+import pytest
+
+import llmframe  # noqa: F401  (registers df.llm)
+
+
+MODEL = "openai:sim-model"
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    """Every test gets an empty cache directory, and never the user's."""
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("LLMFRAME_CACHE_DIR", str(directory))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    return directory
+
+
+@pytest.fixture
+def sim(llm_simulator):
+    """The session's simulator, reset for this test."""
+    return llm_simulator
+
+
+@pytest.fixture
+def gen(sim):
+    """Call obj.llm.generate against the simulator, without a progress bar."""
+
+    def call(obj, template, **kwargs):
+        kwargs.setdefault("model", MODEL)
+        kwargs.setdefault("base_url", sim.base_url)
+        kwargs.setdefault("api_key", sim.api_key)
+        kwargs.setdefault("progress", False)
+        return obj.llm.generate(template, **kwargs)
+
+    return call

@@ -1,0 +1,311 @@
+"""df.llm.generate end to end: the simulator over real HTTP, through the real openai SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llmframe.errors import ConfigError, RunAborted, TemplateError
+from llmframe.testing import SimulatedError, digest_answer
+
+from .conftest import MODEL
+
+
+def frame(n: int, index=None) -> pd.DataFrame:
+    return pd.DataFrame({"title": [f"t{i}" for i in range(n)], "body": [f"body {i}" for i in range(n)]}, index=index)
+
+
+def expected(df: pd.DataFrame) -> list[str]:
+    return [digest_answer(f"Summarise {t}: {b}") for t, b in zip(df["title"], df["body"])]
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        pd.Index([7, 3, 9, 0, 5, 1, 8, 2, 6, 4]),  # shuffled
+        pd.Index([1, 1, 2, 2, 3, 3, 1, 2, 3, 1]),  # duplicated labels
+        pd.Index([f"row-{c}" for c in "jihgfedcba"]),  # strings
+        pd.MultiIndex.from_product([["a", "b"], [3, 1, 2, 5, 4]]),
+    ],
+    ids=["shuffled", "duplicated", "strings", "multiindex"],
+)
+def test_each_row_gets_its_own_answer_on_any_index(gen, index):
+    df = frame(10, index=index)
+    out = gen(df, "Summarise {title}: {body}", output="summary")
+    assert out.index.equals(df.index)
+    assert out["summary"].tolist() == expected(df)
+    assert out["summary_error"].isna().all()
+
+
+def test_output_is_a_new_frame_with_new_columns_last(gen):
+    df = frame(5)
+    before = df.copy()
+    out = gen(df, "Summarise {title}: {body}", output="summary")
+    pd.testing.assert_frame_equal(df, before)
+    assert list(out.columns) == ["title", "body", "summary", "summary_error"]
+    assert out["summary"].dtype == "string"
+    assert out["summary_error"].dtype == "string"
+
+
+def test_report_is_plain_json(gen, sim):
+    out = gen(frame(6), "Summarise {title}: {body}", output="summary")
+    report = json.loads(json.dumps(out.attrs["llmframe"]))
+    assert report["model"] == MODEL
+    assert report["rows"] == 6 and report["requests_sent"] == 6 == sim.count
+    assert report["cached"] == 0 and report["failed"] == 0 and report["deduplicated"] == 0
+    assert report["input_tokens"] > 0 and report["output_tokens"] > 0 and report["seconds"] >= 0
+
+
+def test_rerun_is_served_entirely_from_cache(gen, sim):
+    df = frame(50)
+    first = gen(df, "Summarise {title}: {body}")
+    assert sim.count == 50
+    second = gen(df, "Summarise {title}: {body}")
+    assert sim.count == 50, "a cached re-run must not reach the server"
+    pd.testing.assert_frame_equal(first, second)
+    report = second.attrs["llmframe"]
+    assert report["cached"] == 50 and report["requests_sent"] == 0
+
+
+def test_identical_prompts_are_sent_once(gen, sim):
+    df = pd.DataFrame({"q": [f"question {i % 100}" for i in range(1000)]})
+    out = gen(df, "{q}", max_concurrency=32)
+    assert sim.count == 100
+    assert out["response"].tolist() == [digest_answer(q) for q in df["q"]]
+    report = out.attrs["llmframe"]
+    assert report["requests_sent"] == 100 and report["deduplicated"] == 900
+
+
+def test_cache_refresh_resends_and_rewrites(gen, sim):
+    df = frame(10)
+    gen(df, "Summarise {title}: {body}")
+    sim.answer = lambda body: "fresh"
+    out = gen(df, "Summarise {title}: {body}", cache="refresh")
+    assert sim.count == 20 and (out["response"] == "fresh").all()
+    again = gen(df, "Summarise {title}: {body}")
+    assert sim.count == 20 and (again["response"] == "fresh").all(), "refresh must write the new answers"
+
+
+def test_cache_false_neither_reads_nor_writes(gen, sim, cache_dir):
+    df = frame(5)
+    gen(df, "Summarise {title}: {body}", cache=False)
+    gen(df, "Summarise {title}: {body}", cache=False)
+    assert sim.count == 10
+    gen(df, "Summarise {title}: {body}")
+    assert sim.count == 15
+
+
+def test_cache_key_changes_with_parameters_and_model(gen, sim):
+    df = frame(3)
+    gen(df, "Summarise {title}: {body}", temperature=0)
+    gen(df, "Summarise {title}: {body}", temperature=0)
+    assert sim.count == 3
+    gen(df, "Summarise {title}: {body}", temperature=0.5)
+    gen(df, "Summarise {title}: {body}", temperature=0, model="openai:other-model")
+    gen(df, "Summarise {title}: {body}", temperature=0, system="Be brief.")
+    assert sim.count == 12
+    gen(df, "Summarise {title}: {body}", temperature=0, max_concurrency=2, api_key="another-key")
+    assert sim.count == 12, "concurrency and keys do not change the answer, so they are not in the key"
+
+
+def test_failed_rows_land_in_the_error_column_without_shifting_others(gen, sim):
+    def answer(body):
+        prompt = body["messages"][-1]["content"]
+        if "BAD" in prompt:
+            raise SimulatedError(400, "this prompt is not allowed")
+        return digest_answer(prompt)
+
+    sim.answer = answer
+    df = pd.DataFrame({"x": ["ok 0", "BAD 1", "ok 2", "BAD 3", "ok 4"]}, index=list("abcde"))
+    out = gen(df, "{x}", output="y")
+    assert out["y"].isna().tolist() == [False, True, False, True, False]
+    assert out.loc[["a", "c", "e"], "y"].tolist() == [digest_answer(x) for x in ["ok 0", "ok 2", "ok 4"]]
+    assert out.loc["b", "y_error"].startswith("HTTP 400") and "not allowed" in out.loc["b", "y_error"]
+    assert out.loc[["a", "c", "e"], "y_error"].isna().all()
+    report = out.attrs["llmframe"]
+    assert report["failed"] == 2 and report["errors"] and "not allowed" in report["errors"][0]
+    # Failures are never cached: a re-run asks again for exactly the failed rows.
+    gen(df, "{x}", output="y")
+    assert sim.count == 5 + 2
+
+
+def test_errors_raise_keeps_finished_answers(gen, sim):
+    sim.answer = lambda body: (_ for _ in ()).throw(SimulatedError(400, "nope")) if "3" in str(body) else "fine"
+    df = pd.DataFrame({"x": [f"v{i}" for i in range(6)]})
+    with pytest.raises(RunAborted, match="1 of 6 rows failed") as info:
+        gen(df, "{x}", errors="raise")
+    assert info.value.report["failed"] == 1
+    sim.answer = lambda body: "fine"
+    out = gen(df, "{x}", errors="raise")
+    assert sim.count == 6 + 1, "only the failed row is sent again"
+    assert (out["response"] == "fine").all() and "response_error" not in out
+
+
+def test_missing_values_are_skipped_with_a_reason(gen, sim):
+    df = pd.DataFrame({"x": ["a", None, np.nan, "d", pd.NA]}, dtype=object)
+    out = gen(df, "say {x}")
+    assert sim.count == 2
+    assert out["response"].isna().tolist() == [False, True, True, False, True]
+    assert out["response_error"].iloc[1] == "skipped: missing value in column 'x'"
+    assert out.attrs["llmframe"]["skipped"] == 3 and out.attrs["llmframe"]["failed"] == 0
+
+
+def test_generation_parameters_reach_the_server(gen, sim):
+    gen(
+        frame(1),
+        "Summarise {title}: {body}",
+        system="Be brief.",
+        temperature=0,
+        top_p=0.5,
+        max_tokens=64,
+        seed=7,
+        stop=["\n\n"],
+        params={"presence_penalty": 0.1, "user": "u1"},
+    )
+    body = sim.requests[0].body
+    assert body["model"] == "sim-model"
+    assert body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Summarise t0: body 0"},
+    ]
+    assert (body["temperature"], body["top_p"], body["max_tokens"], body["seed"]) == (0, 0.5, 64, 7)
+    assert body["stop"] == ["\n\n"] and body["presence_penalty"] == 0.1 and body["user"] == "u1"
+
+
+def test_message_list_and_function_templates(gen, sim):
+    df = frame(3)
+    messages = [{"role": "system", "content": "You summarise {title}."}, {"role": "user", "content": "{body}"}]
+    out = gen(df, messages)
+    assert out["response"].tolist() == [digest_answer(b) for b in df["body"]]
+    assert sim.requests[0].body["messages"][0]["content"] == "You summarise t0."
+    out = gen(df, lambda row: None if row["title"] == "t1" else f"fn {row['body']}")
+    assert out["response"].tolist()[0] == digest_answer("fn body 0")
+    assert pd.isna(out["response"].iloc[1]) and "returned None" in out["response_error"].iloc[1]
+
+
+def test_empty_frame_sends_nothing(gen, sim):
+    out = gen(frame(0), "Summarise {title}: {body}", output="summary")
+    assert sim.count == 0 and len(out) == 0
+    assert list(out.columns) == ["title", "body", "summary", "summary_error"]
+
+
+def test_series_accessor_returns_an_aligned_series(gen, sim):
+    s = pd.Series(["un", "deux", "trois"], index=[10, 30, 20], name="word")
+    out = gen(s, "Translate to English: {}")
+    assert isinstance(out, pd.Series) and out.index.equals(s.index) and out.name == "response"
+    assert out.tolist() == [digest_answer(f"Translate to English: {w}") for w in s]
+    named = gen(s, "Say {word}", output="said")
+    assert named.name == "said" and named.iloc[0] == digest_answer("Say un")
+    unnamed = gen(pd.Series([1, 2]), "n={0}")
+    assert unnamed.tolist() == [digest_answer("n=1"), digest_answer("n=2")]
+    assert unnamed.attrs["llmframe"]["rows"] == 2
+
+
+def test_series_failures_are_missing_and_reported(gen, sim):
+    sim.answer = lambda body: (_ for _ in ()).throw(SimulatedError(422, "bad")) if "x" in str(body) else "ok"
+    out = gen(pd.Series(["a", "x", "b"]), "{}")
+    assert out.isna().tolist() == [False, True, False]
+    assert out.attrs["llmframe"]["failed"] == 1 and "bad" in out.attrs["llmframe"]["errors"][0]
+
+
+def test_agenerate_matches_generate(gen, sim):
+    df = frame(8, index=list("hgfedcba"))
+
+    async def main():
+        return await df.llm.agenerate(
+            "Summarise {title}: {body}", model=MODEL, base_url=sim.base_url, api_key=sim.api_key, progress=False
+        )
+
+    out = asyncio.run(main())
+    assert out["response"].tolist() == expected(df)
+    assert sim.count == 8
+    pd.testing.assert_frame_equal(gen(df, "Summarise {title}: {body}"), out)
+    assert sim.count == 8
+
+    async def series():
+        return await df["body"].llm.agenerate("{}", model=MODEL, base_url=sim.base_url, api_key=sim.api_key)
+
+    assert asyncio.run(series()).tolist() == [digest_answer(b) for b in df["body"]]
+
+
+def test_sync_generate_inside_a_running_event_loop(gen, sim):
+    """What Jupyter does: the cell's code runs while the kernel's event loop is running."""
+    df = frame(4)
+
+    async def cell():
+        return gen(df, "Summarise {title}: {body}")
+
+    out = asyncio.run(cell())
+    assert out["response"].tolist() == expected(df)
+
+
+BAD_CALLS = [
+    ({"template": "Summarise {nope}"}, TemplateError, "column 'nope'"),
+    ({"template": "no placeholder here"}, TemplateError, "allow_no_placeholder"),
+    ({"template": "{}"}, TemplateError, "positional"),
+    ({"template": "{title"}, TemplateError, "bad template"),
+    ({"template": 42}, TemplateError, "template must be"),
+    ({"template": [{"role": "robot", "content": "{title}"}]}, TemplateError, "role"),
+    ({"template": lambda row: row["nope"]}, TemplateError, "KeyError"),
+    ({"model": "nonsense:model"}, ConfigError, "unknown provider 'nonsense'"),
+    ({"model": "gpt-4o-mini"}, ConfigError, "provider:model"),
+    ({"api_key": None}, ConfigError, "OPENAI_API_KEY"),
+    ({"api_key": "  "}, ConfigError, "OPENAI_API_KEY"),
+    ({"temperature": -1}, ConfigError, "temperature"),
+    ({"temperature": "hot"}, ConfigError, "temperature"),
+    ({"max_tokens": 0}, ConfigError, "max_tokens"),
+    ({"top_p": 1.5}, ConfigError, "top_p"),
+    ({"stop": 3}, ConfigError, "stop"),
+    ({"max_concurrency": 0}, ConfigError, "max_concurrency"),
+    ({"cache": "sometimes"}, ConfigError, "cache"),
+    ({"errors": "ignore"}, ConfigError, "errors"),
+    ({"missing": "drop"}, TemplateError, "missing"),
+    ({"output": "title"}, ConfigError, "already has a column 'title'"),
+    ({"params": {"temperature": 1}}, ConfigError, "params repeats"),
+    ({"params": {"x": object()}}, ConfigError, "JSON"),
+    ({"temprature": 0}, ConfigError, "unknown option"),
+]
+
+
+@pytest.mark.parametrize("change, error, message", BAD_CALLS, ids=[str(c[0]) for c in BAD_CALLS])
+def test_bad_input_fails_before_any_request(gen, sim, change, error, message):
+    df = frame(3)
+    df.loc[1, "body"] = None
+    kwargs = {"template": "Summarise {title}: {body}", **change}
+    template = kwargs.pop("template")
+    with pytest.raises(error, match=message.replace("(", r"\(").replace("{", r"\{")):
+        gen(df, template, **kwargs)
+    assert sim.count == 0
+
+
+def test_missing_raise_and_bytes_fail_before_any_request(gen, sim):
+    df = pd.DataFrame({"x": ["a", None]})
+    with pytest.raises(TemplateError, match="missing values, first at index 1"):
+        gen(df, "{x}", missing="raise")
+    with pytest.raises(TemplateError, match="bytes"):
+        gen(pd.DataFrame({"x": [b"raw"]}), "{x}")
+    assert sim.count == 0
+
+
+def test_api_key_from_environment(gen, sim, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", sim.api_key)
+    monkeypatch.setenv("OPENAI_BASE_URL", sim.base_url)
+    out = frame(2).llm.generate("Summarise {title}: {body}", model=MODEL, progress=False)
+    assert out["response"].tolist() == expected(frame(2))
+
+
+def test_api_key_never_reaches_cache_report_or_errors(gen, sim, cache_dir):
+    secret = "sk-test-SECRET-0123456789abcdef"
+    sim.answer = lambda body: (_ for _ in ()).throw(SimulatedError(401, f"Incorrect API key provided: {secret}"))
+    out = gen(frame(3), "Summarise {title}: {body}", api_key=secret)
+    assert out["response_error"].notna().all()
+    sim.answer = lambda body: "ok"
+    ok = gen(frame(4), "Summarise {title}: {body}", api_key=secret)
+    written = b"".join(p.read_bytes() for p in cache_dir.rglob("*") if p.is_file())
+    assert secret.encode() not in written and b"SECRET" not in written
+    text = out.to_json() + json.dumps(out.attrs) + json.dumps(ok.attrs)
+    assert secret not in text and "SECRET" not in text

@@ -1,0 +1,127 @@
+"""Nothing lost: a killed or interrupted process keeps its finished answers, and a re-run sends only the rest.
+
+The client runs in a real subprocess; the simulator runs in this process, so its request log
+outlives the client.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+
+from llmframe.cache import Store
+
+from .conftest import MODEL
+
+pytestmark = pytest.mark.slow
+
+CLIENT = textwrap.dedent(
+    """
+    import asyncio, sys
+    import pandas as pd
+    import llmframe
+
+    rows, base_url, concurrency, in_loop = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == "loop"
+    df = pd.DataFrame({"x": [f"row {i}" for i in range(rows)]})
+
+    def run():
+        return df.llm.generate("{x}", model="openai:sim-model", base_url=base_url, api_key="sim-key",
+                               max_concurrency=concurrency, progress=False)
+
+    async def cell():
+        # What a notebook does: the blocking call runs while an event loop is running in this thread.
+        return run()
+
+    try:
+        if in_loop:
+            # Not asyncio.run: its own SIGINT handler would hide Ctrl-C, which Jupyter's kernel does not.
+            asyncio.new_event_loop().run_until_complete(cell())
+        else:
+            run()
+    except KeyboardInterrupt:
+        print("INTERRUPTED", flush=True)
+        sys.exit(3)
+    print("DONE", flush=True)
+    """
+)
+
+
+def start_client(rows: int, base_url: str, concurrency: int, mode: str, cache_dir) -> subprocess.Popen:
+    env = {**os.environ, "LLMFRAME_CACHE_DIR": str(cache_dir)}
+    return subprocess.Popen(
+        [sys.executable, "-c", CLIENT, str(rows), base_url, str(concurrency), mode],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition, deadline_s: float, what: str) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def rerun(rows: int, sim) -> dict:
+    df = pd.DataFrame({"x": [f"row {i}" for i in range(rows)]})
+    out = df.llm.generate("{x}", model=MODEL, base_url=sim.base_url, api_key=sim.api_key, progress=False)
+    assert out["response_error"].isna().all() and out["response"].notna().all()
+    return out.attrs["llmframe"]
+
+
+def test_sigkill_half_way_then_rerun_sends_only_missing_rows(sim, cache_dir):
+    rows = 3000
+    sim.latency = 0.01
+    client = start_client(rows, sim.base_url, 8, "plain", cache_dir)
+    try:
+        wait_for(lambda: sim.count >= 1000 or client.poll() is not None, 60, "1000 requests")
+        assert client.poll() is None, client.communicate()
+        client.send_signal(signal.SIGKILL)
+        client.wait(10)
+    finally:
+        client.kill()
+    served_before_kill = sim.count
+    saved = len(Store(str(cache_dir)))
+    assert 0 < saved <= served_before_kill < rows
+    # Answers are flushed every few hundred milliseconds: only the last moments before the kill are lost.
+    assert saved >= served_before_kill - 400, (saved, served_before_kill)
+    report = rerun(rows, sim)
+    assert report["cached"] == saved
+    assert report["requests_sent"] == rows - saved
+    assert sim.count - served_before_kill == rows - saved
+
+
+def test_interrupt_in_a_running_event_loop_stops_fast_and_keeps_answers(sim, cache_dir):
+    rows = 5000
+    sim.latency = 0.3
+    client = start_client(rows, sim.base_url, 16, "loop", cache_dir)
+    try:
+        # Two waves of 16 answered, a third in flight, thousands still queued.
+        wait_for(lambda: sim.count >= 40 or client.poll() is not None, 60, "40 requests")
+        assert client.poll() is None, client.communicate()
+        sent = time.monotonic()
+        client.send_signal(signal.SIGINT)
+        out, err = client.communicate(timeout=30)
+        stopped_after = time.monotonic() - sent
+    finally:
+        client.kill()
+    assert "INTERRUPTED" in out, err
+    assert client.returncode == 3
+    assert stopped_after < 2.5, f"interrupt took {stopped_after:.2f} s"
+    saved = len(Store(str(cache_dir)))
+    assert saved >= 32, saved
+    served_before = sim.count
+    sim.latency = 0.0
+    report = rerun(rows, sim)
+    assert report["cached"] == saved and report["requests_sent"] == rows - saved
+    assert sim.count - served_before == rows - saved
