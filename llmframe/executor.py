@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import threading
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -100,6 +101,7 @@ class _CacheWriter:
         self._store = store
         self._pending: list[tuple[str, str]] = []
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmframe-cache")
+        self._writes: list[concurrent.futures.Future] = []
         self._last_flush = time.monotonic()
 
     def add(self, key: str, response: Response) -> None:
@@ -112,7 +114,8 @@ class _CacheWriter:
         self._last_flush = time.monotonic()
         if self._pending:
             batch, self._pending = self._pending, []
-            self._thread.submit(self._store.set_many, batch)
+            self._writes = [w for w in self._writes if not w.done() or w.exception()]
+            self._writes.append(self._thread.submit(self._store.set_many, batch))
 
     def tick(self) -> None:
         if time.monotonic() - self._last_flush >= constants.CACHE_FLUSH_SECONDS:
@@ -122,6 +125,11 @@ class _CacheWriter:
         """Write everything still buffered and wait for it: called on success, failure and cancel."""
         self.flush()
         self._thread.shutdown(wait=True)
+        failures = [w.exception() for w in self._writes if w.exception()]
+        if failures:
+            # The answers are still returned; only a re-run would have to ask for them again.
+            warnings.warn(f"{len(failures)} batch(es) of answers could not be written to the cache: {failures[0]}",
+                          RuntimeWarning, stacklevel=2)
 
 
 async def execute(
@@ -168,12 +176,13 @@ async def execute(
         for start in range(0, len(work.keys), constants.CHUNK_SIZE):
             chunk = work.keys[start : start + constants.CHUNK_SIZE]
             found = store.get_many(chunk) if lookup and store is not None else [None] * len(chunk)
+            hits = [j for j, value in enumerate(found, start) if value is not None]
+            for j, response in zip(hits, Response.many_from_cache([found[j - start] for j in hits])):
+                results[j] = response
+            progress.advance(sum(work.weights[j] for j in hits), cached=True)
             for j, value in enumerate(found, start):
                 if value is None:
                     await queue.put(j)
-                else:
-                    results[j] = Response.from_cache(value)
-                    progress.advance(work.weights[j], cached=True)
         for _ in workers:
             await queue.put(None)
         await asyncio.gather(*workers)

@@ -55,7 +55,7 @@ class Run:
 
     async def execute(self) -> list[Response]:
         progress = Progress(len(self.frame_index), show=self.show_progress, description=self.model)
-        progress.advance(len(self.prompts.skipped), failed=False)
+        progress.advance(len(self.prompts.skipped))
         return await execute(
             self.work(),
             self.provider,
@@ -113,7 +113,7 @@ def plan(
         options=provider_options,
     )
     head = key_prefix(prefix, model_name, gen)
-    row_keys = [None if row is None else content_key(head, prompts.messages(i)) for i, row in enumerate(prompts.rows)]
+    row_keys = [None if row is None else content_key(head, prompts.messages_json(i)) for i, row in enumerate(prompts.rows)]
     codes, uniques = pd.factorize(pd.array(row_keys, dtype=object), use_na_sentinel=True)
     codes = np.asarray(codes, dtype=np.int64)
     weights = np.bincount(codes[codes >= 0], minlength=len(uniques))

@@ -41,10 +41,9 @@ class Response:
         )
 
     @classmethod
-    def from_cache(cls, value: str) -> Response:
-        """The response stored by to_cache, marked as served from cache."""
-        text, input_tokens, output_tokens, finish_reason = json.loads(value)
-        return cls(text, input_tokens, output_tokens, finish_reason, None, True)
+    def many_from_cache(cls, values: list[str]) -> list[Response]:
+        """The responses stored by to_cache, marked as cached; one JSON parse for the whole chunk."""
+        return [cls(text, i, o, finish, None, True) for text, i, o, finish in json.loads("[" + ",".join(values) + "]")]
 
     @classmethod
     def failure(cls, error: str) -> Response:
@@ -69,10 +68,11 @@ def key_prefix(provider: str, model: str, params: dict, schema: Any = None) -> b
     return canonical_json(head).encode()
 
 
-def content_key(prefix: bytes, messages: list[dict]) -> str:
-    """The cache key of one request: a hash of everything that changes the answer."""
+def content_key(prefix: bytes, messages_json: str) -> str:
+    """The cache key of one request, from the run's prefix and the canonical JSON of its messages."""
     digest = hashlib.blake2b(prefix, digest_size=16)
-    digest.update(canonical_json(messages).encode())
+    # surrogatepass: a lone surrogate in the data must not crash the whole run at key time.
+    digest.update(messages_json.encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
 
 

@@ -12,6 +12,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import TemplateError
+from .request import canonical_json
+
+# The encoder json.dumps(str, ensure_ascii=False) itself uses, so both spellings give identical text.
+_json_string = json.encoder.encode_basestring
 
 Messages = list[dict]
 TemplateLike = Union[str, Sequence[dict], Callable[[dict], Union[str, Messages, None]]]
@@ -88,6 +92,10 @@ class Prompts:
     roles: tuple[str, ...] | None  # fixed roles for string/message templates; None for callables
     rows: list  # per row: tuple of contents (fixed roles), a message list (callables), or None (skipped)
     skipped: dict[int, str] = field(default_factory=dict)
+    roles_json: list[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.roles_json = [_json_string(role) for role in self.roles or ()]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -98,6 +106,13 @@ class Prompts:
         if self.roles is None:
             return row
         return [{"role": role, "content": content} for role, content in zip(self.roles, row)]
+
+    def messages_json(self, i: int) -> str:
+        """canonical_json(messages(i)), built without the dicts: this runs once per row on every call."""
+        row = self.rows[i]
+        if self.roles is None:
+            return canonical_json(row)
+        return "[" + ",".join(f'{{"content":{_json_string(c)},"role":{r}}}' for c, r in zip(row, self.roles_json)) + "]"
 
 
 class Template:

@@ -309,3 +309,15 @@ def test_api_key_never_reaches_cache_report_or_errors(gen, sim, cache_dir):
     assert secret.encode() not in written and b"SECRET" not in written
     text = out.to_json() + json.dumps(out.attrs) + json.dumps(ok.attrs)
     assert secret not in text and "SECRET" not in text
+
+
+def test_a_cache_that_cannot_be_written_warns_but_answers(gen, sim, monkeypatch):
+    from llmframe.cache import Store
+
+    def disk_full(self, items):  # fault injection: a full disk cannot be arranged here
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Store, "set_many", disk_full)
+    with pytest.warns(RuntimeWarning, match="could not be written to the cache.*No space left"):
+        out = gen(frame(3), "Summarise {title}: {body}")
+    assert out["response"].tolist() == expected(frame(3))

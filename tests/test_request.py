@@ -5,9 +5,14 @@ from __future__ import annotations
 import pytest
 
 from llmframe.errors import ConfigError, redact
-from llmframe.request import Response, content_key, generation_params, key_prefix
+from llmframe.request import Response, canonical_json, generation_params, key_prefix
+from llmframe.request import content_key as _content_key
 
 MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def content_key(prefix, messages):
+    return _content_key(prefix, canonical_json(messages))
 
 
 def test_key_is_stable_and_order_insensitive():
@@ -69,7 +74,7 @@ def test_invalid_params_are_refused(kwargs):
 
 def test_response_round_trips_through_the_cache_format():
     response = Response(text="é\n\"q\"", input_tokens=3, output_tokens=4, finish_reason="length")
-    back = Response.from_cache(response.to_cache())
+    (back,) = Response.many_from_cache([response.to_cache()])
     assert (back.text, back.input_tokens, back.output_tokens, back.finish_reason) == ("é\n\"q\"", 3, 4, "length")
     assert back.cached and not response.cached
 

@@ -64,12 +64,20 @@ def start_client(rows: int, base_url: str, concurrency: int, mode: str, cache_di
     )
 
 
-def wait_for(condition, deadline_s: float, what: str) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+def signal_when(client: subprocess.Popen, sig: int, condition, deadline_s: float = 60) -> tuple[str, str, float]:
+    """Send sig once condition() holds (the client still running); return its output and how long it took to exit."""
+    try:
+        deadline = time.monotonic() + deadline_s
+        while not condition():
+            assert client.poll() is None, client.communicate()
+            assert time.monotonic() < deadline, "timed out waiting for the client to make progress"
+            time.sleep(0.01)
+        sent = time.monotonic()
+        client.send_signal(sig)
+        out, err = client.communicate(timeout=30)
+        return out, err, time.monotonic() - sent
+    finally:
+        client.kill()
 
 
 def rerun(rows: int, sim) -> dict:
@@ -83,13 +91,7 @@ def test_sigkill_half_way_then_rerun_sends_only_missing_rows(sim, cache_dir):
     rows = 3000
     sim.latency = 0.01
     client = start_client(rows, sim.base_url, 8, "plain", cache_dir)
-    try:
-        wait_for(lambda: sim.count >= 1000 or client.poll() is not None, 60, "1000 requests")
-        assert client.poll() is None, client.communicate()
-        client.send_signal(signal.SIGKILL)
-        client.wait(10)
-    finally:
-        client.kill()
+    signal_when(client, signal.SIGKILL, lambda: sim.count >= 1000)
     served_before_kill = sim.count
     saved = len(Store(str(cache_dir)))
     assert 0 < saved <= served_before_kill < rows
@@ -102,19 +104,11 @@ def test_sigkill_half_way_then_rerun_sends_only_missing_rows(sim, cache_dir):
 
 
 def test_interrupt_in_a_running_event_loop_stops_fast_and_keeps_answers(sim, cache_dir):
-    rows = 5000
+    rows = 2000
     sim.latency = 0.3
     client = start_client(rows, sim.base_url, 16, "loop", cache_dir)
-    try:
-        # Two waves of 16 answered, a third in flight, thousands still queued.
-        wait_for(lambda: sim.count >= 40 or client.poll() is not None, 60, "40 requests")
-        assert client.poll() is None, client.communicate()
-        sent = time.monotonic()
-        client.send_signal(signal.SIGINT)
-        out, err = client.communicate(timeout=30)
-        stopped_after = time.monotonic() - sent
-    finally:
-        client.kill()
+    # Two waves of 16 answered, a third in flight, thousands still queued.
+    out, err, stopped_after = signal_when(client, signal.SIGINT, lambda: sim.count >= 40)
     assert "INTERRUPTED" in out, err
     assert client.returncode == 3
     assert stopped_after < 2.5, f"interrupt took {stopped_after:.2f} s"

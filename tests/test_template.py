@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from llmframe.errors import TemplateError
+from llmframe.request import canonical_json
 from llmframe.template import Template
 
 
@@ -118,3 +119,11 @@ def test_function_templates_get_a_row_dict():
         render(lambda row: "ok" if row["a"] == 1 else 5, df)
     with pytest.raises(TemplateError, match="bad message"):
         render(lambda row: [{"role": "user", "content": 1}], df)
+
+
+def test_fast_key_text_equals_the_canonical_json_of_the_messages():
+    tricky = ['plain', 'quote " and \\ backslash', "new\nline\ttab", "nul\x00", "é 👋 مرحبا", "\ud800 lone", "</script>"]
+    df = pd.DataFrame({"t": tricky}, dtype=object)  # object: pyarrow strings refuse lone surrogates
+    _, prompts = render("{t}", df, system="sys {t}")
+    for i in range(len(df)):
+        assert prompts.messages_json(i) == canonical_json(prompts.messages(i))
