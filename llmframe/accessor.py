@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import time
 from typing import Any
 
 import pandas as pd
@@ -47,17 +46,13 @@ class DataFrameAccessor(_Base):
         cache_dir, max_concurrency, progress, api_key, base_url, provider_options.
         """
         run, names = self._plan(template, model, output, errors, options)
-        start = time.perf_counter()
-        responses = run_sync(run.execute)
-        return pipeline.to_frame(self._obj, run, responses, time.perf_counter() - start, *names)
+        return pipeline.to_frame(self._obj, run, run_sync(run.start()), *names)
 
     async def agenerate(self, template: TemplateLike, *, model: str, output: str = constants.DEFAULT_OUTPUT,
                         errors: str = "column", **options: Any) -> pd.DataFrame:
         """The async twin of generate, for code that already runs an event loop."""
         run, names = self._plan(template, model, output, errors, options)
-        start = time.perf_counter()
-        responses = await run_async(run.execute)
-        return pipeline.to_frame(self._obj, run, responses, time.perf_counter() - start, *names)
+        return pipeline.to_frame(self._obj, run, await run_async(run.start()), *names)
 
     def _plan(self, template, model, output, errors, options) -> tuple[pipeline.Run, tuple]:
         _check_options(options)
@@ -70,7 +65,7 @@ class DataFrameAccessor(_Base):
 class SeriesAccessor(_Base):
     """Run a model over every value of a Series; "{}" in the template is the value."""
 
-    def generate(self, template: TemplateLike, *, model: str, output: str | None = None,
+    def generate(self, template: TemplateLike, *, model: str, output: str = constants.DEFAULT_OUTPUT,
                  errors: str = "column", **options: Any) -> pd.Series:
         """Answer the template for every value; returns a Series of answers on the same index.
 
@@ -78,24 +73,17 @@ class SeriesAccessor(_Base):
         (use the DataFrame accessor for a per-row error column). Options are those of DataFrame.llm.generate.
         """
         run = self._plan(template, model, errors, options)
-        start = time.perf_counter()
-        responses = run_sync(run.execute)
-        return pipeline.to_series(self._obj, run, responses, time.perf_counter() - start, self._name(output))
+        return pipeline.to_series(run, run_sync(run.start()), output)
 
-    async def agenerate(self, template: TemplateLike, *, model: str, output: str | None = None,
+    async def agenerate(self, template: TemplateLike, *, model: str, output: str = constants.DEFAULT_OUTPUT,
                         errors: str = "column", **options: Any) -> pd.Series:
         """The async twin of generate."""
         run = self._plan(template, model, errors, options)
-        start = time.perf_counter()
-        responses = await run_async(run.execute)
-        return pipeline.to_series(self._obj, run, responses, time.perf_counter() - start, self._name(output))
+        return pipeline.to_series(run, await run_async(run.start()), output)
 
     def _column(self) -> str:
         name = self._obj.name
         return name if isinstance(name, str) and name else _SERIES_COLUMN
-
-    def _name(self, output: str | None) -> str:
-        return output if output is not None else constants.DEFAULT_OUTPUT
 
     def _plan(self, template, model, errors, options) -> pipeline.Run:
         _check_options(options)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, replace
 
 from . import constants
-from .errors import ConfigError
+from .request import integer_at_least
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,7 @@ def configure(*, cache_dir: str | os.PathLike | None = None, max_concurrency: in
     if cache_dir is not None:
         changes["cache_dir"] = os.fspath(cache_dir)
     if max_concurrency is not None:
-        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
-            raise ConfigError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
-        changes["max_concurrency"] = max_concurrency
+        changes["max_concurrency"] = integer_at_least("max_concurrency", max_concurrency, 1)
     if progress is not None:
         changes["progress"] = bool(progress)
     _current = replace(_current, **changes)

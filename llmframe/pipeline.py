@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,10 +17,9 @@ from .executor import Work, execute
 from .progress import Progress, should_show
 from .providers import parse_model, provider_class
 from .providers.base import Provider
-from .request import Request, Response, content_key, generation_params, key_prefix
+from .request import Request, Response, content_key, generation_params, integer_at_least, key_prefix
 from .template import Prompts, Template, TemplateLike
 
-_CACHE_MODES = (True, False, "refresh")
 _ERROR_MODES = ("column", "raise")
 
 
@@ -41,6 +40,7 @@ class Run:
     concurrency: int
     show_progress: bool
     errors: str
+    seconds: float = 0.0  # wall time of execute(), for the report
 
     def work(self) -> Work:
         first_row = np.full(len(self.keys), -1, dtype=np.int64)
@@ -53,17 +53,29 @@ class Run:
 
         return Work(self.keys, request, self.weights.tolist())
 
-    async def execute(self) -> list[Response]:
+    def start(self) -> Callable[[], Awaitable[list[Response]]]:
+        """Open the progress display in the caller's thread and return the run, for the executor's loop.
+
+        The display must be created here: Jupyter sends a widget to the cell of the thread that
+        displays it, and the executor's thread belongs to whichever cell first started it.
+        """
         progress = Progress(len(self.frame_index), show=self.show_progress, description=self.model)
         progress.advance(len(self.prompts.skipped))
-        return await execute(
-            self.work(),
-            self.provider,
-            store=self.store,
-            lookup=self.lookup,
-            concurrency=self.concurrency,
-            progress=progress,
-        )
+        return lambda: self._execute(progress)
+
+    async def _execute(self, progress: Progress) -> list[Response]:
+        start = time.perf_counter()
+        try:
+            return await execute(
+                self.work(),
+                self.provider,
+                store=self.store,
+                lookup=self.lookup,
+                concurrency=self.concurrency,
+                progress=progress,
+            )
+        finally:
+            self.seconds = time.perf_counter() - start
 
 
 def plan(
@@ -93,13 +105,13 @@ def plan(
     """Validate every argument and render every row; raise before any request is sent."""
     defaults = settings()
     prefix, model_name = parse_model(model)
-    if cache not in _CACHE_MODES or isinstance(cache, (int, float)) and not isinstance(cache, bool):
+    if not (cache is True or cache is False or cache == "refresh"):
         raise ConfigError(f"cache must be True, False or 'refresh', got {cache!r}")
     if errors not in _ERROR_MODES:
         raise ConfigError(f"errors must be one of {_ERROR_MODES}, got {errors!r}")
-    concurrency = defaults.max_concurrency if max_concurrency is None else max_concurrency
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ConfigError(f"max_concurrency must be an integer >= 1, got {concurrency!r}")
+    concurrency = defaults.max_concurrency if max_concurrency is None else integer_at_least(
+        "max_concurrency", max_concurrency, 1
+    )
     gen = generation_params(
         temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, stop=stop, params=params
     )
@@ -135,7 +147,7 @@ def plan(
     )
 
 
-def collect(run: Run, responses: list[Response], seconds: float) -> tuple[pd.Series, pd.Series, dict]:
+def collect(run: Run, responses: list[Response]) -> tuple[pd.Series, pd.Series, dict]:
     """Fan answers back out to rows: (answers, errors, report), aligned to the input index."""
     n_keys = len(run.keys)
     texts = np.empty(n_keys + 1, dtype=object)  # the extra last slot serves skipped rows (code -1)
@@ -148,10 +160,10 @@ def collect(run: Run, responses: list[Response], seconds: float) -> tuple[pd.Ser
         row_errors[i] = f"skipped: {reason}"
     answers = pd.Series(row_texts, index=run.frame_index, dtype="string")
     errors = pd.Series(row_errors, index=run.frame_index, dtype="string")
-    return answers, errors, report(run, responses, row_errors, seconds)
+    return answers, errors, report(run, responses)
 
 
-def report(run: Run, responses: list[Response], row_errors: np.ndarray, seconds: float) -> dict:
+def report(run: Run, responses: list[Response]) -> dict:
     """The run report: plain JSON-serialisable numbers, no secrets."""
     weights = run.weights
     cached = np.fromiter((r.cached for r in responses), dtype=bool, count=len(responses))
@@ -169,7 +181,7 @@ def report(run: Run, responses: list[Response], row_errors: np.ndarray, seconds:
         "skipped": len(run.prompts.skipped),
         "input_tokens": sum(r.input_tokens for r in sent),
         "output_tokens": sum(r.output_tokens for r in sent),
-        "seconds": round(seconds, 3),
+        "seconds": round(run.seconds, 3),
         "errors": samples,
     }
 
@@ -197,10 +209,10 @@ def output_columns(frame_columns: pd.Index, output: Hashable, errors: str) -> tu
     return output, error_column
 
 
-def to_frame(frame: pd.DataFrame, run: Run, responses: list[Response], seconds: float,
-             output: str, error_column: str | None) -> pd.DataFrame:
+def to_frame(frame: pd.DataFrame, run: Run, responses: list[Response], output: str,
+             error_column: str | None) -> pd.DataFrame:
     """A new frame: the input columns, then the answer column and the error column."""
-    answers, errors, report_ = collect(run, responses, seconds)
+    answers, errors, report_ = collect(run, responses)
     new = {output: answers} if error_column is None else {output: answers, error_column: errors}
     out = frame.assign(**new)
     out.attrs[constants.REPORT_ATTR] = report_
@@ -209,9 +221,9 @@ def to_frame(frame: pd.DataFrame, run: Run, responses: list[Response], seconds: 
     return out
 
 
-def to_series(series: pd.Series, run: Run, responses: list[Response], seconds: float, output: str) -> pd.Series:
+def to_series(run: Run, responses: list[Response], output: str) -> pd.Series:
     """A new Series of answers; per-row errors are counted and sampled in the report."""
-    answers, _errors, report_ = collect(run, responses, seconds)
+    answers, _errors, report_ = collect(run, responses)
     answers.name = output
     answers.attrs[constants.REPORT_ATTR] = report_
     if failure := run_failed(run, report_):

@@ -88,7 +88,8 @@ def _number(name: str, value: Any, low: float, high: float) -> float:
     return value
 
 
-def _integer(name: str, value: Any, low: int) -> int:
+def integer_at_least(name: str, value: Any, low: int) -> int:
+    """value, if it is an integer >= low; else a ConfigError naming the parameter."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
     return value
@@ -110,9 +111,9 @@ def generation_params(
     if top_p is not None:
         out["top_p"] = _number("top_p", top_p, 0.0, 1.0)
     if max_tokens is not None:
-        out["max_tokens"] = _integer("max_tokens", max_tokens, 1)
+        out["max_tokens"] = integer_at_least("max_tokens", max_tokens, 1)
     if seed is not None:
-        out["seed"] = _integer("seed", seed, -(2**63))
+        out["seed"] = integer_at_least("seed", seed, -(2**63))
     if stop is not None:
         stops = [stop] if isinstance(stop, str) else stop
         if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) and s for s in stops):
