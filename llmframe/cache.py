@@ -54,14 +54,22 @@ class Store:
         with self._cache.transact():
             return [get(key) for key in keys]
 
-    def set_many(self, items: Sequence[tuple[str, str]]) -> None:
-        """Store answers in one transaction, so a chunk costs one commit, not one per row."""
+    def set_many(self, items: Sequence[tuple[str, str]], *, overwrite: bool = False) -> int:
+        """Store answers in one transaction (one commit per chunk, not per row).
+
+        Without overwrite, a key another process stored meanwhile is kept as is; returns how many
+        keys were already there, i.e. requests that were answered twice.
+        """
         if not items:
-            return
-        put = self._cache.set
+            return 0
+        if overwrite:
+            with self._cache.transact():
+                for key, value in items:
+                    self._cache.set(key, value)
+            return 0
+        add = self._cache.add
         with self._cache.transact():
-            for key, value in items:
-                put(key, value)
+            return sum(not add(key, value) for key, value in items)
 
     def __len__(self) -> int:
         return len(self._cache)

@@ -14,6 +14,7 @@ class Settings:
     """Defaults for every call that does not pass its own."""
 
     cache_dir: str | None = None  # None: LLMFRAME_CACHE_DIR, else the user cache directory
+    cache_size_limit: int = constants.CACHE_SIZE_LIMIT  # bytes; beyond it the oldest answers are evicted
     max_concurrency: int = constants.MAX_CONCURRENCY
     progress: bool | None = None  # None: show in notebooks and terminals, not in logs
 
@@ -26,13 +27,15 @@ def settings() -> Settings:
     return _current
 
 
-def configure(*, cache_dir: str | os.PathLike | None = None, max_concurrency: int | None = None,
-              progress: bool | None = None) -> Settings:
+def configure(*, cache_dir: str | os.PathLike | None = None, cache_size_limit: int | None = None,
+              max_concurrency: int | None = None, progress: bool | None = None) -> Settings:
     """Change process defaults; arguments left out keep their current value."""
     global _current
     changes: dict = {}
     if cache_dir is not None:
         changes["cache_dir"] = os.fspath(cache_dir)
+    if cache_size_limit is not None:
+        changes["cache_size_limit"] = integer_at_least("cache_size_limit", cache_size_limit, 1)
     if max_concurrency is not None:
         changes["max_concurrency"] = integer_at_least("max_concurrency", max_concurrency, 1)
     if progress is not None:

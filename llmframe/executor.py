@@ -97,15 +97,18 @@ class Work:
 class _CacheWriter:
     """Buffers answers and writes them in one transaction per batch, on a thread off the loop."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, *, model: str, overwrite: bool):
         self._store = store
+        self._model = model
+        self._overwrite = overwrite
         self._pending: list[tuple[str, str]] = []
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmframe-cache")
-        self._writes: list[concurrent.futures.Future] = []
+        self._failures: list[BaseException] = []
         self._last_flush = time.monotonic()
+        self.duplicates = 0  # answers another process had already stored: requests paid twice
 
     def add(self, key: str, response: Response) -> None:
-        self._pending.append((key, response.to_cache()))
+        self._pending.append((key, response.to_cache(self._model, time.time())))
         if len(self._pending) >= constants.CACHE_FLUSH_ROWS:
             self.flush()
 
@@ -114,8 +117,13 @@ class _CacheWriter:
         self._last_flush = time.monotonic()
         if self._pending:
             batch, self._pending = self._pending, []
-            self._writes = [w for w in self._writes if not w.done() or w.exception()]
-            self._writes.append(self._thread.submit(self._store.set_many, batch))
+            self._thread.submit(self._write, batch)
+
+    def _write(self, batch: list[tuple[str, str]]) -> None:
+        try:
+            self.duplicates += self._store.set_many(batch, overwrite=self._overwrite)
+        except Exception as exc:  # a full disk must not lose the run: the answers are still returned
+            self._failures.append(exc)
 
     def tick(self) -> None:
         if time.monotonic() - self._last_flush >= constants.CACHE_FLUSH_SECONDS:
@@ -125,11 +133,12 @@ class _CacheWriter:
         """Write everything still buffered and wait for it: called on success, failure and cancel."""
         self.flush()
         self._thread.shutdown(wait=True)
-        failures = [w.exception() for w in self._writes if w.exception()]
-        if failures:
-            # The answers are still returned; only a re-run would have to ask for them again.
-            warnings.warn(f"{len(failures)} batch(es) of answers could not be written to the cache: {failures[0]}",
-                          RuntimeWarning, stacklevel=2)
+        if self._failures:
+            warnings.warn(
+                f"{len(self._failures)} batch(es) of answers could not be written to the cache: {self._failures[0]}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 async def execute(

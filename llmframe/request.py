@@ -32,10 +32,13 @@ class Response:
     error: str | None = None
     cached: bool = False
 
-    def to_cache(self) -> str:
-        """A compact JSON text for the cache (only successes are ever stored)."""
+    def to_cache(self, model: str, created: float) -> str:
+        """A compact JSON text for the cache (only successes are ever stored).
+
+        The model and the time are kept so the cache can be pruned by model or age.
+        """
         return json.dumps(
-            [self.text, self.input_tokens, self.output_tokens, self.finish_reason],
+            [self.text, self.input_tokens, self.output_tokens, self.finish_reason, model, round(created, 3)],
             ensure_ascii=False,
             separators=(",", ":"),
         )
@@ -43,7 +46,8 @@ class Response:
     @classmethod
     def many_from_cache(cls, values: list[str]) -> list[Response]:
         """The responses stored by to_cache, marked as cached; one JSON parse for the whole chunk."""
-        return [cls(text, i, o, finish, None, True) for text, i, o, finish in json.loads("[" + ",".join(values) + "]")]
+        rows = json.loads("[" + ",".join(values) + "]")
+        return [cls(row[0], row[1], row[2], row[3], None, True) for row in rows]
 
     @classmethod
     def failure(cls, error: str) -> Response:
