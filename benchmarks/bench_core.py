@@ -163,7 +163,7 @@ def fill_cache(frame: pd.DataFrame, sim: SimulatorProcess, cache_dir: str, chunk
     answers = [f"cached answer {j}" for j in range(len(run.keys))]
     for start in range(0, len(run.keys), chunk):
         run.store.set_many([
-            (key, Response(text=answers[j], input_tokens=1, output_tokens=1, finish_reason="stop").to_cache())
+            (key, Response(text=answers[j], input_tokens=1, output_tokens=1, finish_reason="stop").to_cache(f"openai:{MODEL}", time.time()))
             for j, key in enumerate(run.keys[start:start + chunk], start)
         ])
     return answers  # keys are in first-seen row order, and every row is distinct: answers[i] is row i's

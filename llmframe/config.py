@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, replace
 
 from . import constants
-from .request import integer_at_least
+from .request import integer_at_least, positive_number
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,8 @@ class Settings:
     cache_size_limit: int = constants.CACHE_SIZE_LIMIT  # bytes; beyond it the oldest answers are evicted
     max_concurrency: int = constants.MAX_CONCURRENCY
     progress: bool | None = None  # None: show in notebooks and terminals, not in logs
+    rpm: float | None = None  # client-side limits per (provider, model, key); None: learn them from the server
+    tpm: float | None = None
 
 
 _current = Settings()
@@ -28,7 +30,8 @@ def settings() -> Settings:
 
 
 def configure(*, cache_dir: str | os.PathLike | None = None, cache_size_limit: int | None = None,
-              max_concurrency: int | None = None, progress: bool | None = None) -> Settings:
+              max_concurrency: int | None = None, progress: bool | None = None, rpm: float | None = None,
+              tpm: float | None = None) -> Settings:
     """Change process defaults; arguments left out keep their current value."""
     global _current
     changes: dict = {}
@@ -38,6 +41,9 @@ def configure(*, cache_dir: str | os.PathLike | None = None, cache_size_limit: i
         changes["cache_size_limit"] = integer_at_least("cache_size_limit", cache_size_limit, 1)
     if max_concurrency is not None:
         changes["max_concurrency"] = integer_at_least("max_concurrency", max_concurrency, 1)
+    for name, value in (("rpm", rpm), ("tpm", tpm)):
+        if value is not None:
+            changes[name] = positive_number(name, value)
     if progress is not None:
         changes["progress"] = bool(progress)
     _current = replace(_current, **changes)

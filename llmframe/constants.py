@@ -6,6 +6,21 @@ CHUNK_SIZE = 1024  # rows looked up in the cache per transaction
 QUEUE_SLACK = 2  # queue holds this many requests per worker, so workers never wait on the feeder
 CANCEL_GRACE_SECONDS = 2.0  # an interrupt waits at most this long for in-flight work to wind down
 
+# Retries: llmframe's policy is the only one (the SDKs' own retries are off)
+MAX_ATTEMPTS = 6  # per request, first try included
+BACKOFF_BASE_SECONDS = 0.5  # exponential backoff with full jitter, when the server gives no Retry-After
+BACKOFF_CAP_SECONDS = 60.0
+RETRY_STATUSES = frozenset({408, 409, 429})  # plus every 5xx (and 529, Anthropic's "overloaded")
+POOL_PAUSE_STATUSES = frozenset({429, 503, 529})  # the server is saturated: the whole pool waits, not one worker
+BREAKER_FAILURES = 25  # this many requests failing in a row stop the run
+
+# Rate limits
+RATE_BURST_SECONDS = 1.0  # a bucket holds this many seconds of its rate: a small burst
+LEARNED_LIMIT_MARGIN = 0.95  # pace at this share of a limit the server reports, to stay clear of 429s
+RAMP_UP_SPACING_SECONDS = 0.01  # after a pause, workers resume this far apart instead of all at once
+CHARS_PER_TOKEN = 4  # prompt-length estimate before sending; corrected from real usage afterwards
+OUTPUT_TOKENS_GUESS = 256  # output allowance in the TPM estimate when max_tokens is not set
+
 # Cache
 CACHE_ENV_VAR = "LLMFRAME_CACHE_DIR"
 CACHE_APP_NAME = "llmframe"
@@ -17,7 +32,7 @@ CACHE_KEY_VERSION = 1  # bump when the key's canonical form changes
 # HTTP
 REQUEST_TIMEOUT_SECONDS = 600.0  # one request, end to end (OpenAI's own default)
 CONNECT_TIMEOUT_SECONDS = 10.0
-SDK_MAX_RETRIES = 2  # the SDK's own retries, until llmframe's retry policy replaces them
+SDK_MAX_RETRIES = 0  # retries are counted and paced by llmframe alone
 
 # Output
 DEFAULT_OUTPUT = "response"

@@ -14,6 +14,9 @@ Per-row failures are data (an error column), not exceptions, unless the user ask
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+
+from . import constants
 
 __all__ = [
     "LLMFrameError",
@@ -44,11 +47,16 @@ class SchemaError(LLMFrameError, ValueError):
 
 
 class ProviderError(LLMFrameError):
-    """A request the provider did not answer."""
+    """A request the provider did not answer: its HTTP status (None if no reply) and reply headers."""
 
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None, *, retryable: bool | None = None,
+                 headers: Mapping[str, str] | None = None):
         super().__init__(message)
         self.status = status
+        self.headers = headers or {}
+        if retryable is None:
+            retryable = status in constants.RETRY_STATUSES or (status is not None and status >= 500)
+        self.retryable = retryable
 
 
 class BudgetExceeded(LLMFrameError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import random
 import threading
 import time
 import warnings
@@ -18,9 +19,10 @@ from typing import TypeVar
 
 from . import constants
 from .cache import Store
-from .errors import ProviderError, redact
+from .errors import ProviderError, RunAborted, redact
 from .progress import Progress
 from .providers.base import Provider
+from .ratelimit import Limiter, estimate_tokens, limiter_for, retry_after
 from .request import Request, Response
 
 T = TypeVar("T")
@@ -141,47 +143,109 @@ class _CacheWriter:
             )
 
 
+@dataclass(slots=True)
+class Policy:
+    """How a run sends: concurrency, retries, the circuit breaker and the client-side rate limits."""
+
+    concurrency: int
+    max_attempts: int = constants.MAX_ATTEMPTS
+    breaker: int = constants.BREAKER_FAILURES
+    rpm: float | None = None
+    tpm: float | None = None
+    max_tokens: int | None = None  # for the TPM estimate of a request before it is sent
+
+
+@dataclass(slots=True)
+class Counters:
+    """What the run did on the wire, for the report."""
+
+    attempts: int = 0
+    retries: int = 0
+    rate_limited: int = 0  # 429 replies
+    duplicates: int = 0  # answers another process stored first
+    failed_in_a_row: int = 0
+
+
+def backoff(attempt: int) -> float:
+    """Exponential backoff with full jitter: spread retries out instead of synchronising them."""
+    return random.uniform(0, min(constants.BACKOFF_CAP_SECONDS, constants.BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)))
+
+
+async def _answer(request: Request, provider: Provider, limiter: Limiter, policy: Policy, counters: Counters,
+                  secrets: tuple[str, ...]) -> Response:
+    """One request with retries: every attempt paced by the limiter, every wait as long as the server asked."""
+    estimate = estimate_tokens(sum(len(m.get("content") or "") for m in request.messages), policy.max_tokens)
+    for attempt in range(1, policy.max_attempts + 1):
+        await limiter.acquire(estimate)
+        counters.attempts += 1
+        try:
+            response = await provider.complete(request)
+        except ProviderError as exc:
+            limiter.learn(exc.headers)
+            if exc.status == 401:
+                raise RunAborted(f"the provider refused the API key ({exc}); every row would fail, so the run "
+                                 "stopped. Check the key (api_key= or the provider's environment variable)") from None
+            if not exc.retryable or attempt == policy.max_attempts:
+                suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
+                return Response.failure(f"{exc}{suffix}")
+            asked = retry_after(exc.headers)
+            wait = asked if asked is not None else backoff(attempt)
+            counters.retries += 1
+            if exc.status == 429:
+                counters.rate_limited += 1
+            if exc.status in constants.POOL_PAUSE_STATUSES:
+                limiter.pause(wait)  # the limiter holds this worker, and all others, for the cool-down
+            else:
+                await asyncio.sleep(wait)
+            continue
+        except Exception as exc:  # an unexpected failure is this row's, never the run's
+            return Response.failure(redact(f"{type(exc).__name__}: {exc}", *secrets))
+        if response.headers:
+            limiter.learn(response.headers)
+        limiter.settle(estimate, response.input_tokens + response.output_tokens)
+        return response
+    raise AssertionError("unreachable: the last attempt returns")
+
+
 async def execute(
     work: Work,
     provider: Provider,
     *,
     store: Store | None,
     lookup: bool,
-    concurrency: int,
+    policy: Policy,
     progress: Progress,
-) -> list[Response]:
+    model: str,
+) -> tuple[list[Response], Counters]:
     """Answer every request: cache hits first, chunk by chunk, misses through a bounded worker pool."""
     results: list[Response | None] = [None] * len(work.keys)
-    writer = _CacheWriter(store) if store is not None else None
+    counters = Counters()
+    writer = _CacheWriter(store, model=model, overwrite=not lookup) if store is not None else None
+    limiter = limiter_for(provider.limiter_key)
+    limiter.configure(policy.rpm, policy.tpm)
     # Bounded: in-flight state is O(concurrency) however many rows the frame has.
-    queue: asyncio.Queue[int | None] = asyncio.Queue(maxsize=concurrency * constants.QUEUE_SLACK)
+    queue: asyncio.Queue[int | None] = asyncio.Queue(maxsize=policy.concurrency * constants.QUEUE_SLACK)
     secrets = provider.secrets
 
     async def worker() -> None:
         while (j := await queue.get()) is not None:
-            try:
-                response = await provider.complete(work.request(j))
-            except ProviderError as exc:
-                response = Response.failure(str(exc))
-            except Exception as exc:  # one bad row must never take the others down
-                response = Response.failure(redact(f"{type(exc).__name__}: {exc}", *secrets))
+            response = await _answer(work.request(j), provider, limiter, policy, counters, secrets)
             results[j] = response
             failed = response.error is not None
             progress.advance(work.weights[j], failed=failed, tokens=response.input_tokens + response.output_tokens)
-            if writer is not None and not failed:
-                writer.add(work.keys[j], response)
+            if failed:
+                counters.failed_in_a_row += 1
+                if counters.failed_in_a_row >= policy.breaker:
+                    raise RunAborted(
+                        f"the last {counters.failed_in_a_row} requests all failed (last error: {response.error}); "
+                        "the run stopped early. Finished answers are cached: fix the cause and re-run"
+                    )
+            else:
+                counters.failed_in_a_row = 0
+                if writer is not None:
+                    writer.add(work.keys[j], response)
 
-    async def ticker() -> None:
-        while True:
-            await asyncio.sleep(min(constants.CACHE_FLUSH_SECONDS, constants.PROGRESS_REFRESH_SECONDS))
-            progress.refresh()
-            if writer is not None:
-                writer.tick()
-
-    workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(work.keys)))]
-    tick = asyncio.create_task(ticker())
-    state = "interrupted"
-    try:
+    async def feed() -> None:
         for start in range(0, len(work.keys), constants.CHUNK_SIZE):
             chunk = work.keys[start : start + constants.CHUNK_SIZE]
             found = store.get_many(chunk) if lookup and store is not None else [None] * len(chunk)
@@ -194,15 +258,33 @@ async def execute(
                     await queue.put(j)
         for _ in workers:
             await queue.put(None)
-        await asyncio.gather(*workers)
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(min(constants.CACHE_FLUSH_SECONDS, constants.PROGRESS_REFRESH_SECONDS))
+            progress.refresh()
+            if writer is not None:
+                writer.tick()
+
+    workers = [asyncio.create_task(worker()) for _ in range(min(policy.concurrency, len(work.keys)))]
+    tasks = [asyncio.create_task(feed()), *workers]
+    ticker = asyncio.create_task(tick())
+    state = "interrupted"
+    try:
+        # Whichever task fails first (an abort, a bug) ends the run; the others are cancelled below.
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                state = "stopped"
+                raise task.exception()
         state = "done" if not progress.failed else f"{progress.failed} failed"
     finally:
-        tick.cancel()
-        for task in workers:
+        for task in (ticker, *tasks):
             task.cancel()
-        await asyncio.gather(tick, *workers, return_exceptions=True)
+        await asyncio.gather(ticker, *tasks, return_exceptions=True)
         if writer is not None:
             writer.close()
+            counters.duplicates = writer.duplicates
         await provider.aclose()
         progress.close(state)
-    return results  # type: ignore[return-value]
+    return results, counters  # type: ignore[return-value]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -13,11 +13,19 @@ from . import constants
 from .cache import Store, open_store
 from .config import settings
 from .errors import ConfigError, RunAborted
-from .executor import Work, execute
+from .executor import Counters, Policy, Work, execute
 from .progress import Progress, should_show
 from .providers import parse_model, provider_class
 from .providers.base import Provider
-from .request import Request, Response, content_key, generation_params, integer_at_least, key_prefix
+from .request import (
+    Request,
+    Response,
+    content_key,
+    generation_params,
+    integer_at_least,
+    key_prefix,
+    positive_number,
+)
 from .template import Prompts, Template, TemplateLike
 
 _ERROR_MODES = ("column", "raise")
@@ -37,10 +45,11 @@ class Run:
     provider: Provider
     store: Store | None
     lookup: bool
-    concurrency: int
+    policy: Policy
     show_progress: bool
     errors: str
-    seconds: float = 0.0  # wall time of execute(), for the report
+    seconds: float = 0.0  # wall time of the execution, for the report
+    counters: Counters = field(default_factory=Counters)
 
     def work(self) -> Work:
         first_row = np.full(len(self.keys), -1, dtype=np.int64)
@@ -66,14 +75,16 @@ class Run:
     async def _execute(self, progress: Progress) -> list[Response]:
         start = time.perf_counter()
         try:
-            return await execute(
+            responses, self.counters = await execute(
                 self.work(),
                 self.provider,
                 store=self.store,
                 lookup=self.lookup,
-                concurrency=self.concurrency,
+                policy=self.policy,
                 progress=progress,
+                model=self.model,
             )
+            return responses
         finally:
             self.seconds = time.perf_counter() - start
 
@@ -92,9 +103,15 @@ def plan(
     params: dict | None = None,
     missing: str = "skip",
     allow_no_placeholder: bool = False,
+    max_prompt_tokens: int | None = None,
     cache: bool | str = True,
     cache_dir: str | None = None,
     max_concurrency: int | None = None,
+    rpm: float | None = None,
+    tpm: float | None = None,
+    max_attempts: int = constants.MAX_ATTEMPTS,
+    max_failures_in_a_row: int = constants.BREAKER_FAILURES,
+    timeout: float = constants.REQUEST_TIMEOUT_SECONDS,
     progress: bool | None = None,
     errors: str = "column",
     api_key: str | None = None,
@@ -112,16 +129,28 @@ def plan(
     concurrency = defaults.max_concurrency if max_concurrency is None else integer_at_least(
         "max_concurrency", max_concurrency, 1
     )
+    policy = Policy(
+        concurrency=concurrency,
+        max_attempts=integer_at_least("max_attempts", max_attempts, 1),
+        breaker=integer_at_least("max_failures_in_a_row", max_failures_in_a_row, 1),
+        rpm=positive_number("rpm", rpm if rpm is not None else defaults.rpm),
+        tpm=positive_number("tpm", tpm if tpm is not None else defaults.tpm),
+        max_tokens=max_tokens,
+    )
+    positive_number("timeout", timeout)
     gen = generation_params(
         temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, stop=stop, params=params
     )
     compiled = Template(template, list(frame.columns), system=system, positional_column=positional_column)
     prompts = compiled.render(frame, missing=missing, allow_no_placeholder=allow_no_placeholder)
+    if max_prompt_tokens is not None:
+        prompts.skip_longer_than(integer_at_least("max_prompt_tokens", max_prompt_tokens, 1))
     provider = provider_class(prefix)(
         model_name,
         api_key=api_key,
         base_url=base_url,
         max_concurrency=concurrency,
+        timeout=timeout,
         options=provider_options,
     )
     head = key_prefix(prefix, model_name, gen)
@@ -129,7 +158,7 @@ def plan(
     codes, uniques = pd.factorize(pd.array(row_keys, dtype=object), use_na_sentinel=True)
     codes = np.asarray(codes, dtype=np.int64)
     weights = np.bincount(codes[codes >= 0], minlength=len(uniques))
-    store = open_store(cache_dir or defaults.cache_dir) if cache is not False else None
+    store = open_store(cache_dir or defaults.cache_dir, size_limit=defaults.cache_size_limit) if cache is not False else None
     return Run(
         model=model,
         frame_index=frame.index,
@@ -141,7 +170,7 @@ def plan(
         provider=provider,
         store=store,
         lookup=cache is True,
-        concurrency=concurrency,
+        policy=policy,
         show_progress=should_show(defaults.progress if progress is None else progress),
         errors=errors,
     )
@@ -153,7 +182,7 @@ def collect(run: Run, responses: list[Response]) -> tuple[pd.Series, pd.Series, 
     texts = np.empty(n_keys + 1, dtype=object)  # the extra last slot serves skipped rows (code -1)
     errs = np.empty(n_keys + 1, dtype=object)
     texts[:n_keys] = [r.text if r.error is None else None for r in responses]
-    errs[:n_keys] = [r.error for r in responses]
+    errs[:n_keys] = [r.error if r.error is not None else incomplete(r) for r in responses]
     row_texts = texts[run.row_to_key]
     row_errors = errs[run.row_to_key]
     for i, reason in run.prompts.skipped.items():
@@ -163,6 +192,17 @@ def collect(run: Run, responses: list[Response]) -> tuple[pd.Series, pd.Series, 
     return answers, errors, report(run, responses)
 
 
+def incomplete(response: Response) -> str | None:
+    """A note for an answer that is there but not whole: truncated, filtered or empty (never silent)."""
+    if response.finish_reason in _COMPLETE:
+        return None if response.text else "empty answer"
+    return f"incomplete answer: finish_reason={response.finish_reason!r}" + _WHY.get(response.finish_reason, "")
+
+
+_COMPLETE = frozenset({"stop", "end_turn", "stop_sequence", None})
+_WHY = {"length": " (max_tokens reached)", "max_tokens": " (max_tokens reached)", "content_filter": " (filtered)"}
+
+
 def report(run: Run, responses: list[Response]) -> dict:
     """The run report: plain JSON-serialisable numbers, no secrets."""
     weights = run.weights
@@ -170,18 +210,27 @@ def report(run: Run, responses: list[Response]) -> dict:
     failed = np.fromiter((r.error is not None for r in responses), dtype=bool, count=len(responses))
     sent = [r for r in responses if not r.cached]
     samples = list(dict.fromkeys(r.error for r in responses if r.error is not None))[: constants.ERROR_SAMPLES]
-    answered_rows = int(weights.sum())
+    finish: dict[str, int] = {}
+    for r, w in zip(responses, weights.tolist()):
+        if r.error is None:
+            finish[str(r.finish_reason)] = finish.get(str(r.finish_reason), 0) + w
+    counters = run.counters
     return {
         "model": run.model,
         "rows": len(run.frame_index),
         "cached": int(weights[cached].sum()),
         "requests_sent": len(sent),
-        "deduplicated": answered_rows - len(run.keys),
+        "deduplicated": int(weights.sum()) - len(run.keys),
         "failed": int(weights[failed].sum()),
         "skipped": len(run.prompts.skipped),
         "input_tokens": sum(r.input_tokens for r in sent),
         "output_tokens": sum(r.output_tokens for r in sent),
         "seconds": round(run.seconds, 3),
+        "attempts": counters.attempts,
+        "retries": counters.retries,
+        "rate_limited": counters.rate_limited,
+        "concurrent_duplicates": counters.duplicates,
+        "finish_reasons": finish,
         "errors": samples,
     }
 

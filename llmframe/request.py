@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from . import constants
@@ -31,6 +32,7 @@ class Response:
     finish_reason: str | None = None
     error: str | None = None
     cached: bool = False
+    headers: Mapping[str, str] | None = None  # the reply's headers, for the rate limiter; never cached
 
     def to_cache(self, model: str, created: float) -> str:
         """A compact JSON text for the cache (only successes are ever stored).
@@ -89,6 +91,15 @@ def _number(name: str, value: Any, low: float, high: float) -> float:
         raise ConfigError(f"{name} must be a number, got {value!r}")
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value!r}")
+    return value
+
+
+def positive_number(name: str, value: Any) -> float | None:
+    """value if it is None or a number > 0; else a ConfigError naming the parameter."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a number > 0, got {value!r}")
     return value
 
 

@@ -11,6 +11,7 @@ from typing import Any, Union
 import numpy as np
 import pandas as pd
 
+from . import constants
 from .errors import TemplateError
 from .request import canonical_json
 
@@ -99,6 +100,20 @@ class Prompts:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def skip_longer_than(self, max_tokens: int) -> None:
+        """Skip rows whose prompt is estimated above max_tokens: refused here, never sent."""
+        limit = max_tokens * constants.CHARS_PER_TOKEN
+        for i, row in enumerate(self.rows):
+            if row is None:
+                continue
+            chars = sum(len(c) for c in row) if self.roles is not None else sum(len(m["content"]) for m in row)
+            if chars > limit:
+                self.rows[i] = None
+                self.skipped[i] = (
+                    f"prompt too long: about {chars // constants.CHARS_PER_TOKEN} tokens > max_prompt_tokens={max_tokens}"
+                )
+        self.skipped = dict(sorted(self.skipped.items()))
 
     def messages(self, i: int) -> Messages:
         """The chat messages of row i."""

@@ -20,6 +20,14 @@ def cache_dir(tmp_path, monkeypatch):
     return directory
 
 
+@pytest.fixture(autouse=True)
+def fresh_limiters(monkeypatch):
+    """Learned rate limits are process-wide by design; tests must not inherit each other's."""
+    from llmframe import ratelimit
+
+    monkeypatch.setattr(ratelimit, "_limiters", {})
+
+
 @pytest.fixture
 def sim(llm_simulator):
     """The session's simulator, reset for this test."""

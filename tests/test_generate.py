@@ -300,21 +300,24 @@ def test_api_key_from_environment(gen, sim, monkeypatch):
 
 def test_api_key_never_reaches_cache_report_or_errors(gen, sim, cache_dir):
     secret = "sk-test-SECRET-0123456789abcdef"
-    sim.answer = lambda body: (_ for _ in ()).throw(SimulatedError(401, f"Incorrect API key provided: {secret}"))
+    sim.answer = lambda body: (_ for _ in ()).throw(SimulatedError(403, f"Key {secret} may not use this model"))
     out = gen(frame(3), "Summarise {title}: {body}", api_key=secret)
     assert out["response_error"].notna().all()
+    sim.answer = lambda body: (_ for _ in ()).throw(SimulatedError(401, f"Incorrect API key provided: {secret}"))
+    with pytest.raises(RunAborted, match="refused the API key") as aborted:
+        gen(frame(5), "Summarise {title}: {body}", api_key=secret)
     sim.answer = lambda body: "ok"
     ok = gen(frame(4), "Summarise {title}: {body}", api_key=secret)
     written = b"".join(p.read_bytes() for p in cache_dir.rglob("*") if p.is_file())
     assert secret.encode() not in written and b"SECRET" not in written
-    text = out.to_json() + json.dumps(out.attrs) + json.dumps(ok.attrs)
+    text = out.to_json() + json.dumps(out.attrs) + json.dumps(ok.attrs) + str(aborted.value) + repr(aborted.value)
     assert secret not in text and "SECRET" not in text
 
 
 def test_a_cache_that_cannot_be_written_warns_but_answers(gen, sim, monkeypatch):
     from llmframe.cache import Store
 
-    def disk_full(self, items):  # fault injection: a full disk cannot be arranged here
+    def disk_full(self, items, overwrite=False):  # fault injection: a full disk cannot be arranged here
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Store, "set_many", disk_full)

@@ -74,7 +74,7 @@ def test_invalid_params_are_refused(kwargs):
 
 def test_response_round_trips_through_the_cache_format():
     response = Response(text="é\n\"q\"", input_tokens=3, output_tokens=4, finish_reason="length")
-    (back,) = Response.many_from_cache([response.to_cache()])
+    (back,) = Response.many_from_cache([response.to_cache("openai:m", 1.5)])
     assert (back.text, back.input_tokens, back.output_tokens, back.finish_reason) == ("é\n\"q\"", 3, 4, "length")
     assert back.cached and not response.cached
 

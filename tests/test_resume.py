@@ -6,6 +6,7 @@ outlives the client.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 CLIENT = textwrap.dedent(
     """
-    import asyncio, sys
+    import asyncio, json, sys
     import pandas as pd
     import llmframe
 
@@ -42,13 +43,13 @@ CLIENT = textwrap.dedent(
     try:
         if in_loop:
             # Not asyncio.run: its own SIGINT handler would hide Ctrl-C, which Jupyter's kernel does not.
-            asyncio.new_event_loop().run_until_complete(cell())
+            out = asyncio.new_event_loop().run_until_complete(cell())
         else:
-            run()
+            out = run()
     except KeyboardInterrupt:
         print("INTERRUPTED", flush=True)
         sys.exit(3)
-    print("DONE", flush=True)
+    print(json.dumps(out.attrs["llmframe"]), flush=True)
     """
 )
 
@@ -119,3 +120,21 @@ def test_interrupt_in_a_running_event_loop_stops_fast_and_keeps_answers(sim, cac
     report = rerun(rows, sim)
     assert report["cached"] == saved and report["requests_sent"] == rows - saved
     assert sim.count - served_before == rows - saved
+
+
+def test_two_processes_on_one_cache_at_once(sim, cache_dir):
+    rows = 400
+    sim.latency = 0.01
+    clients = [start_client(rows, sim.base_url, 8, "plain", cache_dir) for _ in range(2)]
+    reports = []
+    for client in clients:
+        out, err = client.communicate(timeout=120)
+        assert client.returncode == 0, err
+        reports.append(json.loads(out))
+    assert all(r["failed"] == 0 and r["rows"] == rows for r in reports)
+    assert len(Store(str(cache_dir))) == rows, "one answer per row, no corruption"
+    assert sum(r["requests_sent"] for r in reports) == sim.count
+    # Rows both processes asked for are paid twice: the report says how many.
+    assert sum(r["concurrent_duplicates"] for r in reports) == sim.count - rows
+    report = rerun(rows, sim)
+    assert report["cached"] == rows and report["requests_sent"] == 0

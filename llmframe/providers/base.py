@@ -18,10 +18,11 @@ class Provider(ABC):
     extra: ClassVar[str | None] = None  # the pip extra that installs this provider's SDK
 
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
-                 max_concurrency: int, options: dict | None = None):
+                 max_concurrency: int, timeout: float, options: dict | None = None):
         self.model = model
         self.base_url = base_url
         self.max_concurrency = max_concurrency
+        self.timeout = timeout  # seconds without progress on one request (the pool wait is not counted)
         self.options = dict(options or {})
         self._api_key = self._resolve_key(api_key)
 
@@ -38,6 +39,11 @@ class Provider(ABC):
                 "(a local OpenAI-compatible server accepts any non-empty key)"
             )
         return key
+
+    @property
+    def limiter_key(self) -> tuple:
+        """What identifies one rate-limit budget: provider, endpoint, model and key."""
+        return (self.name, self.base_url, self.model, self._api_key)
 
     @property
     def secrets(self) -> tuple[str, ...]:

@@ -29,7 +29,7 @@ class OpenAIProvider(Provider):
         limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
         # pool=None: waiting for a free connection is queueing, not a connect failure.
         timeout = httpx.Timeout(
-            self.options.pop("timeout", constants.REQUEST_TIMEOUT_SECONDS),
+            self.timeout,
             connect=constants.CONNECT_TIMEOUT_SECONDS,
             pool=None,
         )
@@ -45,17 +45,21 @@ class OpenAIProvider(Provider):
         known = {k: v for k, v in request.params.items() if k in _SDK_PARAMS}
         extra = {k: v for k, v in request.params.items() if k not in _SDK_PARAMS}
         try:
-            completion = await self._client.chat.completions.create(
+            # The raw variant: the rate-limit headers of every reply feed the limiter.
+            raw = await self._client.chat.completions.with_raw_response.create(
                 model=self.model, messages=request.messages, extra_body=extra or None, **known
             )
+            completion = raw.parse()
         except openai.APIStatusError as exc:
-            raise ProviderError(self._describe(exc), status=exc.status_code) from None
+            raise ProviderError(self._describe(exc), status=exc.status_code, headers=exc.response.headers) from None
         except openai.APITimeoutError:
-            raise ProviderError("request timed out") from None
+            raise ProviderError("request timed out", retryable=True) from None
         except openai.APIConnectionError as exc:
-            raise ProviderError(f"connection error: {exc.__cause__ or exc}") from None
+            raise ProviderError(f"connection error: {exc.__cause__ or exc}", retryable=True) from None
+        except (openai.APIResponseValidationError, ValueError) as exc:
+            raise ProviderError(f"malformed response: {type(exc).__name__}", retryable=True) from None
         if not completion.choices:
-            raise ProviderError("the server returned no choices")
+            raise ProviderError("the server returned no choices", retryable=True, headers=raw.headers)
         choice = completion.choices[0]
         usage = completion.usage
         return Response(
@@ -63,6 +67,7 @@ class OpenAIProvider(Provider):
             input_tokens=usage.prompt_tokens if usage else 0,
             output_tokens=usage.completion_tokens if usage else 0,
             finish_reason=choice.finish_reason,
+            headers=raw.headers,
         )
 
     def _describe(self, exc: openai.APIStatusError) -> str:

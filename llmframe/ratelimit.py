@@ -1,0 +1,193 @@
+"""Client-side rate limits: RPM and TPM buckets, limits learned from headers, one shared cool-down."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+
+from . import constants
+
+Clock = Callable[[], float]
+
+
+class Bucket:
+    """A continuous-refill token bucket that hands out reservations (the wait before one may proceed)."""
+
+    def __init__(self, per_minute: float, clock: Clock):
+        self._clock = clock
+        self.per_minute = per_minute
+        self._level = self.capacity
+        self._stamp = clock()
+
+    @property
+    def capacity(self) -> float:
+        # A small burst: a couple of seconds' worth, never less than one request's worth.
+        return max(1.0, self.per_minute / 60 * constants.RATE_BURST_SECONDS)
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._level = min(self.capacity, self._level + (now - self._stamp) * self.per_minute / 60)
+        self._stamp = now
+
+    def reserve(self, amount: float) -> float:
+        """Take amount now (the level may go negative) and return seconds to wait before using it."""
+        self._refill()
+        self._level -= amount
+        return 0.0 if self._level >= 0 else -self._level * 60 / self.per_minute
+
+    def give_back(self, amount: float) -> None:
+        """Return (or, negative, take more of) what a reservation over- or under-estimated."""
+        self._refill()
+        self._level = min(self.capacity, self._level + amount)
+
+    def set_rate(self, per_minute: float) -> None:
+        """Change the refill rate, keeping what is in the bucket."""
+        self._refill()
+        self.per_minute = per_minute
+        self._level = min(self._level, self.capacity)
+
+
+class Limiter:
+    """The limits of one (provider, endpoint, model, key): every worker of every run on it shares them."""
+
+    def __init__(self, clock: Clock = time.monotonic):
+        self._clock = clock
+        self.requests: Bucket | None = None
+        self.tokens: Bucket | None = None
+        self._configured: dict[str, float | None] = {"requests": None, "tokens": None}
+        self.paused_until = 0.0
+        self._wake_slot = 0.0  # staggered wake-ups after a pause, so the pool ramps back up
+
+    def configure(self, rpm: float | None, tpm: float | None) -> None:
+        """Limits the user asked for; learned limits may lower them, never raise them."""
+        if self._configured == {"requests": rpm, "tokens": tpm}:
+            return  # keep what earlier runs learned from the server
+        self._configured = {"requests": rpm, "tokens": tpm}
+        self.requests = Bucket(rpm, self._clock) if rpm else None
+        self.tokens = Bucket(tpm, self._clock) if tpm else None
+
+    async def acquire(self, tokens: float) -> None:
+        """Wait until a request of about `tokens` tokens may be sent."""
+        while True:
+            now = self._clock()
+            if now < self.paused_until:
+                # Everyone waits out the same cool-down, then wakes a little apart, not as one herd.
+                self._wake_slot = max(self._wake_slot, self.paused_until) + constants.RAMP_UP_SPACING_SECONDS
+                await asyncio.sleep(self._wake_slot - now)
+                continue
+            wait = max(
+                self.requests.reserve(1) if self.requests else 0.0,
+                self.tokens.reserve(tokens) if self.tokens else 0.0,
+            )
+            if wait > 0:
+                await asyncio.sleep(wait)
+            return
+
+    def settle(self, estimated: float, actual: int) -> None:
+        """Correct the token bucket once the real usage of a request is known."""
+        if self.tokens and actual:
+            self.tokens.give_back(estimated - actual)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every worker back for seconds from now (a 429's cool-down), one pause for the pool."""
+        self.paused_until = max(self.paused_until, self._clock() + seconds)
+
+    def learn(self, headers: Mapping[str, str]) -> None:
+        """Adapt to the limits and remaining budget the server reports on a response."""
+        for kind in ("requests", "tokens"):
+            limit, remaining, reset = server_limits(headers, kind)
+            if limit:
+                self._adopt(kind, limit * constants.LEARNED_LIMIT_MARGIN)
+            if remaining is not None and remaining <= 0 and reset:
+                self.pause(reset)
+
+    def _adopt(self, kind: str, per_minute: float) -> None:
+        configured = self._configured[kind]
+        if configured is not None and configured <= per_minute:
+            return
+        bucket = getattr(self, kind)
+        if bucket is None:
+            setattr(self, kind, Bucket(per_minute, self._clock))
+        elif abs(bucket.per_minute - per_minute) > 1e-9:
+            bucket.set_rate(per_minute)
+
+
+_limiters: dict[tuple, Limiter] = {}
+
+
+def limiter_for(identity: tuple) -> Limiter:
+    """The process-wide limiter of one budget (provider, endpoint, model, key): concurrent runs share it."""
+    *where, api_key = identity
+    # Keyed by a digest: the key itself stays with the provider client.
+    fingerprint = hashlib.sha256((api_key or "").encode()).hexdigest()[:16]
+    return _limiters.setdefault((*where, fingerprint), Limiter())
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in a reset header: OpenAI's "1s", "6m0s", "20ms", a bare number, or an RFC 3339 time."""
+    text = text.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    parts = _DURATION.findall(text)
+    if parts and "".join(n + u for n, u in parts) == text:
+        return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    try:  # Anthropic: the moment the limit resets, e.g. 2026-11-21T22:30:05Z
+        from datetime import datetime
+
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return max(0.0, moment.timestamp() - time.time())
+    except ValueError:
+        return None
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def server_limits(headers: Mapping[str, str], kind: str) -> tuple[float | None, float | None, float | None]:
+    """(limit per minute, remaining, seconds to reset) for "requests" or "tokens", from either vendor's headers."""
+    for limit_h, remaining_h, reset_h in (
+        (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}"),
+        (f"anthropic-ratelimit-{kind}-limit", f"anthropic-ratelimit-{kind}-remaining", f"anthropic-ratelimit-{kind}-reset"),
+    ):
+        if limit_h in headers or remaining_h in headers:
+            reset = headers.get(reset_h)
+            return _number(headers.get(limit_h)), _number(headers.get(remaining_h)), parse_duration(reset) if reset else None
+    return None, None, None
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds the server asked us to wait: retry-after-ms, else retry-after (seconds or an HTTP date)."""
+    millis = _number(headers.get("retry-after-ms"))
+    if millis is not None and millis >= 0:
+        return millis / 1000
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    seconds = _number(value)
+    if seconds is not None:
+        return max(0.0, seconds)
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, parsed.timestamp() - time.time())
+
+
+def estimate_tokens(messages_chars: int, max_tokens: int | None) -> float:
+    """Tokens a request will count against TPM before it is sent: prompt length / 4 + the output allowance."""
+    return math.ceil(messages_chars / constants.CHARS_PER_TOKEN) + (max_tokens or constants.OUTPUT_TOKENS_GUESS)

@@ -1,0 +1,127 @@
+"""Rate limiting as pure logic, on an injected clock: buckets, learned limits, pauses, header parsing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from llmframe import constants
+from llmframe.ratelimit import Bucket, Limiter, estimate_tokens, parse_duration, retry_after, server_limits
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_bucket_allows_a_small_burst_then_paces_at_the_rate():
+    clock = Clock()
+    bucket = Bucket(600, clock)  # 10 per second, burst of one second's worth
+    waits = [bucket.reserve(1) for _ in range(12)]
+    assert waits[:10] == [0.0] * 10
+    assert waits[10] == pytest.approx(0.1) and waits[11] == pytest.approx(0.2)
+    clock.now += 0.2  # the two reservations in debt are now paid for
+    assert bucket.reserve(1) == pytest.approx(0.1)
+
+
+def test_bucket_refills_continuously_up_to_its_capacity():
+    clock = Clock()
+    bucket = Bucket(60, clock)  # 1 per second, capacity 1
+    assert bucket.reserve(1) == 0.0
+    clock.now += 100
+    assert bucket.reserve(1) == 0.0
+    assert bucket.reserve(1) == pytest.approx(1.0), "idle time must not bank more than the burst"
+
+
+def test_token_estimates_are_corrected_by_real_usage():
+    clock = Clock()
+    limiter = Limiter(clock)
+    limiter.configure(rpm=None, tpm=6000)  # 100 tokens per second, capacity 100
+    asyncio.run(limiter.acquire(100))
+    assert limiter.tokens.reserve(0) == 0.0
+    limiter.settle(estimated=100, actual=40)  # 60 tokens were reserved but not used
+    assert limiter.tokens.reserve(60) == 0.0
+    assert limiter.tokens.reserve(10) == pytest.approx(0.1)
+
+
+def test_learned_limits_lower_but_never_raise_the_configured_ones():
+    limiter = Limiter(Clock())
+    limiter.configure(rpm=100, tpm=None)
+    limiter.learn({"x-ratelimit-limit-requests": "1000", "x-ratelimit-remaining-requests": "999"})
+    assert limiter.requests.per_minute == 100
+    limiter.learn({"x-ratelimit-limit-requests": "50"})
+    assert limiter.requests.per_minute == pytest.approx(50 * constants.LEARNED_LIMIT_MARGIN)
+    fresh = Limiter(Clock())
+    fresh.configure(None, None)
+    fresh.learn({"x-ratelimit-limit-tokens": "90000", "x-ratelimit-remaining-tokens": "89000"})
+    assert fresh.requests is None and fresh.tokens.per_minute == pytest.approx(90000 * constants.LEARNED_LIMIT_MARGIN)
+
+
+def test_exhausted_budget_pauses_until_the_reset():
+    clock = Clock()
+    limiter = Limiter(clock)
+    limiter.learn({"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "0",
+                   "x-ratelimit-reset-requests": "2.5s"})
+    assert limiter.paused_until == pytest.approx(clock.now + 2.5)
+
+
+def test_a_pause_holds_every_worker_and_releases_them_staggered():
+    limiter = Limiter()
+    woke: list[float] = []
+
+    async def worker(loop):
+        await limiter.acquire(1)
+        woke.append(loop.time())
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        limiter.pause(0.2)
+        await asyncio.gather(*(worker(loop) for _ in range(5)))
+        return start
+
+    start = asyncio.run(main())
+    assert min(woke) - start >= 0.2, "nobody may go before the cool-down ends"
+    assert max(woke) - min(woke) >= 3 * constants.RAMP_UP_SPACING_SECONDS, "workers resume apart, not as one herd"
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1.5s", 1.5), ("2h3m", 7380.0), ("7", 7.0), ("0.25", 0.25),
+     ("soon", None)],
+)
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_parse_duration_of_an_rfc3339_moment():
+    from datetime import datetime, timedelta, timezone
+
+    moment = (datetime.now(timezone.utc) + timedelta(seconds=30)).isoformat().replace("+00:00", "Z")
+    assert 28 <= parse_duration(moment) <= 30
+
+
+def test_retry_after_prefers_milliseconds_and_reads_http_dates():
+    assert retry_after({"retry-after-ms": "1500", "retry-after": "2"}) == 1.5
+    assert retry_after({"retry-after": "3"}) == 3.0
+    assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
+    assert retry_after({"retry-after": "garbage"}) is None
+    assert retry_after({}) is None
+
+
+def test_server_limits_of_both_vendors():
+    openai = {"x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "499",
+              "x-ratelimit-reset-requests": "120ms"}
+    assert server_limits(openai, "requests") == (500.0, 499.0, pytest.approx(0.12))
+    anthropic = {"anthropic-ratelimit-tokens-limit": "80000", "anthropic-ratelimit-tokens-remaining": "0"}
+    assert server_limits(anthropic, "tokens") == (80000.0, 0.0, None)
+    assert server_limits({}, "requests") == (None, None, None)
+
+
+def test_token_estimate_before_sending():
+    assert estimate_tokens(400, 50) == 150
+    assert estimate_tokens(4, None) == 1 + constants.OUTPUT_TOKENS_GUESS

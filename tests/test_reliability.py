@@ -1,0 +1,119 @@
+"""Retries, cool-downs, the circuit breaker and per-row notes, against the simulator over real HTTP."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from llmframe.errors import RunAborted
+from llmframe.testing import SimulatedError, digest_answer
+
+
+def rows(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"x": [f"row {i}" for i in range(n)]})
+
+
+def fail_first(status: int, headers: dict | None = None, times: int = 1):
+    """An answer function failing each prompt's first `times` attempts with status."""
+    seen: dict[str, int] = {}
+
+    def answer(body):
+        prompt = body["messages"][-1]["content"]
+        seen[prompt] = seen.get(prompt, 0) + 1
+        if seen[prompt] <= times:
+            raise SimulatedError(status, "try again", headers=headers)
+        return digest_answer(prompt)
+
+    return answer
+
+
+def attempts_per_prompt(sim) -> dict[str, list]:
+    grouped: dict[str, list] = {}
+    for logged in sim.requests:
+        grouped.setdefault(logged.body["messages"][-1]["content"], []).append(logged.time)
+    return grouped
+
+
+def test_429_is_retried_no_sooner_than_retry_after(gen, sim):
+    sim.answer = fail_first(429, {"retry-after-ms": "300"})
+    df = rows(20)
+    out = gen(df, "{x}")
+    assert out["response"].tolist() == [digest_answer(x) for x in df["x"]]
+    report = out.attrs["llmframe"]
+    assert (report["attempts"], report["retries"], report["rate_limited"]) == (40, 20, 20)
+    for prompt, times in attempts_per_prompt(sim).items():
+        assert len(times) == 2, prompt
+        assert times[1] - times[0] >= 0.3, f"{prompt} was retried {times[1] - times[0]:.3f} s after its 429"
+
+
+def test_server_errors_are_retried_with_backoff(gen, sim):
+    sim.answer = fail_first(500, times=2)
+    out = gen(rows(10), "{x}")
+    assert out["response_error"].isna().all()
+    assert out.attrs["llmframe"]["attempts"] == 30 and out.attrs["llmframe"]["retries"] == 20
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 422])
+def test_client_errors_are_never_retried(gen, sim, status):
+    sim.answer = fail_first(status, times=99)
+    out = gen(rows(5), "{x}")
+    assert sim.count == 5 and out["response"].isna().all()
+    assert out["response_error"].str.startswith(f"HTTP {status}").all()
+
+
+def test_a_request_gives_up_after_max_attempts(gen, sim):
+    sim.answer = fail_first(503, {"retry-after-ms": "10"}, times=99)
+    out = gen(rows(3), "{x}", max_attempts=3)
+    assert sim.count == 9
+    assert out["response_error"].str.endswith("(after 3 attempts)").all()
+
+
+def test_bad_key_stops_the_run_at_once(gen, sim):
+    sim.answer = fail_first(401, times=99)
+    with pytest.raises(RunAborted, match="refused the API key"):
+        gen(rows(500), "{x}", max_concurrency=4)
+    assert sim.count <= 4 + 8, "a 401 must not burn through the frame"
+
+
+def test_circuit_breaker_stops_early_and_keeps_finished_answers(gen, sim):
+    df = pd.DataFrame({"x": [f"good {i}" for i in range(30)] + [f"bad {i}" for i in range(300)]})
+    sim.answer = lambda body: (_ for _ in ()).throw(SimulatedError(500, "down")) if "bad" in str(body) else "ok"
+    with pytest.raises(RunAborted, match="last 10 requests all failed"):
+        gen(df, "{x}", max_concurrency=1, max_attempts=1, max_failures_in_a_row=10)
+    assert sim.count == 40, "the breaker trips after 10 failures in a row"
+    sim.answer = lambda body: "ok"
+    out = gen(df, "{x}", max_concurrency=8)
+    assert out.attrs["llmframe"]["cached"] == 30 and out.attrs["llmframe"]["requests_sent"] == 300
+
+
+def test_timeouts_are_per_request_and_retried(gen, sim):
+    sim.latency = 2.0
+    out = gen(rows(2), "{x}", timeout=0.2, max_attempts=2)
+    assert sim.count == 4
+    assert out["response_error"].str.contains("timed out").all()
+    assert out["response_error"].str.endswith("(after 2 attempts)").all()
+
+
+def test_truncated_and_empty_answers_are_flagged_not_silent(gen, sim):
+    sim.answer = lambda body: "" if "empty" in str(body) else "a long answer " * 20
+    df = pd.DataFrame({"x": ["long one", "empty one"]})
+    out = gen(df, "{x}", max_tokens=5)
+    assert out["response"].iloc[0] == ("a long answer " * 20)[:20], "the truncated text is kept"
+    assert out["response_error"].iloc[0] == "incomplete answer: finish_reason='length' (max_tokens reached)"
+    assert out["response"].iloc[1] == "" and out["response_error"].iloc[1] == "empty answer"
+    report = out.attrs["llmframe"]
+    assert report["failed"] == 0 and report["finish_reasons"] == {"length": 1, "stop": 1}
+
+
+def test_prompts_beyond_the_context_limit_are_refused_per_row(gen, sim):
+    df = pd.DataFrame({"x": ["short", "long " * 1000, "short too"]})
+    out = gen(df, "{x}", max_prompt_tokens=100)
+    assert sim.count == 2
+    assert out["response"].isna().tolist() == [False, True, False]
+    assert out["response_error"].iloc[1].startswith("skipped: prompt too long: about 1250 tokens")
+
+
+def test_client_side_rpm_paces_requests(gen, sim):
+    gen(rows(20), "{x}", rpm=600)  # 10 per second after a one-second burst of 10
+    times = sorted(logged.time for logged in sim.requests)
+    assert times[-1] - times[0] >= 0.9, f"20 requests at 600 rpm took {times[-1] - times[0]:.2f} s"
