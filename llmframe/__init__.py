@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from . import accessor as _accessor  # noqa: F401  (registers the pandas accessors)
 from . import errors
+from .cache import cache_stats, clear_cache
 from .config import configure, settings
 
 __version__ = "0.1.0"
 
-__all__ = ["configure", "settings", "errors", "__version__"]
+__all__ = ["configure", "settings", "cache_stats", "clear_cache", "errors", "__version__"]

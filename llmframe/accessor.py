@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import uuid
+from collections import OrderedDict
 from typing import Any
 
 import pandas as pd
@@ -26,6 +28,19 @@ def _check_options(options: dict) -> None:
         raise ConfigError(f"unknown option(s) {unknown}; valid options are {sorted(_OPTIONS)}")
 
 
+# Run id -> the call that made a frame, so retry_failed can repeat it. In memory only: it holds the key.
+_CALLS: OrderedDict[str, tuple] = OrderedDict()
+
+
+def _remember(out: pd.DataFrame, call: tuple) -> pd.DataFrame:
+    run_id = uuid.uuid4().hex
+    out.attrs[constants.REPORT_ATTR]["run_id"] = run_id
+    _CALLS[run_id] = call
+    while len(_CALLS) > constants.REMEMBERED_CALLS:
+        _CALLS.popitem(last=False)
+    return out
+
+
 class _Base:
     def __init__(self, obj):
         self._obj = obj
@@ -46,13 +61,29 @@ class DataFrameAccessor(_Base):
         cache_dir, max_concurrency, progress, api_key, base_url, provider_options.
         """
         run, names = self._plan(template, model, output, errors, options)
-        return pipeline.to_frame(self._obj, run, run_sync(run.start()), *names)
+        out = pipeline.to_frame(self._obj, run, run_sync(run.start()), *names)
+        return _remember(out, (template, model, output, errors, options))
 
     async def agenerate(self, template: TemplateLike, *, model: str, output: str = constants.DEFAULT_OUTPUT,
                         errors: str = "column", **options: Any) -> pd.DataFrame:
         """The async twin of generate, for code that already runs an event loop."""
         run, names = self._plan(template, model, output, errors, options)
-        return pipeline.to_frame(self._obj, run, await run_async(run.start()), *names)
+        out = pipeline.to_frame(self._obj, run, await run_async(run.start()), *names)
+        return _remember(out, (template, model, output, errors, options))
+
+    def retry_failed(self) -> pd.DataFrame:
+        """Repeat the generate call that made this frame: failed rows are sent again, the rest come from cache."""
+        call = _CALLS.get((self._obj.attrs.get(constants.REPORT_ATTR) or {}).get("run_id"))
+        if call is None:
+            raise ConfigError(
+                "this frame was not made by df.llm.generate in this Python process; repeat the original "
+                "call instead: answers are cached, so only the failed rows are sent again"
+            )
+        template, model, output, errors, options = call
+        if options.get("cache") == "refresh":
+            options = {**options, "cache": True}  # the refreshed answers are in the cache now
+        inputs = self._obj.drop(columns=[c for c in (output, f"{output}{constants.ERROR_SUFFIX}") if c in self._obj])
+        return inputs.llm.generate(template, model=model, output=output, errors=errors, **options)
 
     def _plan(self, template, model, output, errors, options) -> tuple[pipeline.Run, tuple]:
         _check_options(options)

@@ -1,16 +1,31 @@
-"""The answer cache: diskcache on disk, read and written in bulk, never holding failures."""
+"""The answer cache: diskcache on disk, read and written in bulk, never holding failures.
+
+Maintenance (stats, pruning by model or age, the size limit) is here too; see `cache_stats` and
+`clear_cache`, and `llmframe cache stats|clear` on the command line.
+"""
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
+import math
 import os
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import constants
+from .durations import duration_seconds
+from .errors import ConfigError
 
 _open: dict[str, Store] = {}
 _open_lock = threading.Lock()
+
+_DB_FILE = "cache.db"  # diskcache's database, whose presence means "a cache lives here"
+_PRUNE_BATCH = 500  # keys deleted per transaction: short write locks, so running jobs barely wait
+UNKNOWN = "unknown"  # stats' name for values llmframe cannot read (another program's, an older format)
 
 
 def default_directory() -> Path:
@@ -23,30 +38,51 @@ def default_directory() -> Path:
     return Path(platformdirs.user_cache_dir(constants.CACHE_APP_NAME, appauthor=False))
 
 
-def open_store(directory: str | os.PathLike | None = None) -> Store:
-    """The store for a directory, opened once per process (diskcache is thread- and process-safe)."""
+def open_store(directory: str | os.PathLike | None = None, *, size_limit: int | None = None) -> Store:
+    """The store for a directory, opened once per process (diskcache is thread- and process-safe).
+
+    With size_limit (bytes), the store's limit becomes that; without, it stays as it is.
+    """
     path = str(Path(directory).expanduser() if directory is not None else default_directory())
     with _open_lock:
         store = _open.get(path)
         if store is None:
-            store = _open[path] = Store(path)
+            store = _open[path] = Store(path, size_limit=size_limit)
+        elif size_limit is not None and size_limit != store.size_limit:
+            store.set_size_limit(size_limit)
         return store
 
 
 class Store:
     """Cached answers by content key; values are the compact JSON of a Response."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, *, size_limit: int | None = None):
         import diskcache
 
         self.directory = directory
+        if size_limit is None and not os.path.exists(os.path.join(directory, _DB_FILE)):
+            size_limit = constants.CACHE_SIZE_LIMIT  # a new cache, not diskcache's own 1 GiB default
+        settings: dict[str, Any] = {} if size_limit is None else {"size_limit": size_limit}
+        # Without a size_limit an existing cache keeps the one stored in it (by the last run that set one).
         self._cache = diskcache.Cache(
             directory,
-            size_limit=constants.CACHE_SIZE_LIMIT,
             eviction_policy="least-recently-stored",  # reads stay read-only: no write per hit
             statistics=False,
             tag_index=False,
+            **settings,
         )
+
+    @property
+    def size_limit(self) -> int:
+        """Bytes on disk beyond which the least recently stored answers are evicted."""
+        return int(self._cache.size_limit)
+
+    def set_size_limit(self, size_limit: int) -> None:
+        """Change the limit, in this process and in the cache's own settings (seen by later openers).
+
+        Eviction is gradual: each later write evicts a few of the oldest answers while over the limit.
+        """
+        self._cache.reset("size_limit", int(size_limit))
 
     def get_many(self, keys: Sequence[str]) -> list[str | None]:
         """Values for keys (None where absent), read in one transaction."""
@@ -71,9 +107,175 @@ class Store:
         with self._cache.transact():
             return sum(not add(key, value) for key, value in items)
 
+    def _entries(self) -> Iterator[tuple[Any, Any]]:
+        """(key, value) of every entry, streamed: diskcache iterates keys 100 rows per query."""
+        get = self._cache.get
+        missing = object()
+        for key in self._cache:
+            value = get(key, missing)
+            if value is not missing:  # deleted by another process since the key was read
+                yield key, value
+
+    def stats(self) -> dict:
+        """Entries, bytes on disk, the size limit, and per model the count and oldest/newest answer.
+
+        Times are Unix seconds. Values llmframe cannot read are counted under "unknown", not in models.
+        """
+        models: dict[str, dict] = {}
+        unknown = 0
+        for _key, value in self._entries():
+            meta = _decode(value)
+            if meta is None:
+                unknown += 1
+                continue
+            model, created = meta
+            entry = models.get(model)
+            if entry is None:
+                models[model] = {"entries": 1, "oldest": created, "newest": created}
+            else:
+                entry["entries"] += 1
+                entry["oldest"] = min(entry["oldest"], created)
+                entry["newest"] = max(entry["newest"], created)
+        times = [m["oldest"] for m in models.values()] + [m["newest"] for m in models.values()]
+        return {
+            "directory": self.directory,
+            "entries": sum(m["entries"] for m in models.values()) + unknown,
+            "size_bytes": int(self._cache.volume()),
+            "size_limit_bytes": self.size_limit,
+            "oldest": min(times, default=None),
+            "newest": max(times, default=None),
+            "models": dict(sorted(models.items())),
+            "unknown": unknown,
+        }
+
+    def prune(self, *, older_than: float | None = None, model: str | None = None) -> int:
+        """Delete the answers stored more than older_than seconds ago and/or by model; how many went.
+
+        Both filters must hold (AND). With neither, everything goes, unreadable values included.
+        With a filter, unreadable values stay: their model and age are unknown, and only a full
+        clear removes them. Deletion runs in short transactions of a few hundred keys; each key is
+        checked again inside its transaction, so an answer another process has just rewritten is kept.
+        """
+        if older_than is None and model is None:
+            return int(self._cache.clear())
+        if model is not None and (not isinstance(model, str) or not model):
+            raise ConfigError(f"model must be a non-empty model string like 'openai:gpt-4o-mini', got {model!r}")
+        cutoff = None if older_than is None else time.time() - parse_duration(older_than)
+
+        def doomed(value: Any) -> bool:
+            meta = _decode(value)
+            if meta is None:
+                return False
+            return (model is None or meta[0] == model) and (cutoff is None or meta[1] < cutoff)
+
+        removed = 0
+        batch: list[Any] = []
+        for key, value in self._entries():
+            if doomed(value):
+                batch.append(key)
+                if len(batch) >= _PRUNE_BATCH:
+                    removed += self._delete_if(batch, doomed)
+                    batch = []
+        if batch:
+            removed += self._delete_if(batch, doomed)
+        return removed
+
+    def _delete_if(self, keys: list[Any], doomed: Callable[[Any], bool]) -> int:
+        cache = self._cache
+        missing = object()
+        removed = 0
+        with cache.transact():
+            for key in keys:
+                value = cache.get(key, missing)
+                if value is not missing and doomed(value) and cache.delete(key):
+                    removed += 1
+        return removed
+
     def __len__(self) -> int:
         return len(self._cache)
 
     def close(self) -> None:
         """Close the underlying connections (they reopen on next use)."""
         self._cache.close()
+
+
+def _decode(value: Any) -> tuple[str, float] | None:
+    """(model, created) of a value written by Response.to_cache, or None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        row = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(row, list) or len(row) < 6:
+        return None
+    model, created = row[4], row[5]
+    if not isinstance(model, str) or isinstance(created, bool) or not isinstance(created, (int, float)):
+        return None
+    return model, float(created)
+
+
+def parse_duration(value: float | int | str | _dt.timedelta) -> float:
+    """Seconds from a number of seconds, a timedelta, or a string like "30d", "12h", "90m", "45s", "2w"."""
+    if isinstance(value, _dt.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        seconds = duration_seconds(value)
+    else:
+        seconds = None
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(
+            f"older_than must be a duration: seconds (a number >= 0), a datetime.timedelta, or a string "
+            f"like '30d', '12h', '90m', '45s' or '2w'; got {value!r}"
+        )
+    return seconds
+
+
+def resolve_directory(cache_dir: str | os.PathLike | None = None) -> Path:
+    """cache_dir, else the configured one (llmframe.configure), else the default directory."""
+    if cache_dir is None:
+        from .config import settings
+
+        cache_dir = settings().cache_dir
+    return Path(cache_dir).expanduser() if cache_dir is not None else default_directory()
+
+
+def _existing_store(cache_dir: str | os.PathLike | None) -> tuple[Path, Store | None]:
+    """The store in a directory, or None where no cache exists (so a typo creates nothing)."""
+    path = resolve_directory(cache_dir)
+    if not (path / _DB_FILE).exists():
+        return path, None
+    return path, open_store(path)
+
+
+def cache_stats(cache_dir: str | os.PathLike | None = None) -> dict:
+    """What the cache holds: entries, bytes on disk, size limit, per model count and oldest/newest.
+
+    Reads every entry once, streamed (about 15 s per million answers).
+    """
+    path, store = _existing_store(cache_dir)
+    if store is not None:
+        return store.stats()
+    from .config import settings
+
+    return {"directory": str(path), "entries": 0, "size_bytes": 0, "size_limit_bytes": settings().cache_size_limit,
+            "oldest": None, "newest": None, "models": {}, "unknown": 0}
+
+
+def clear_cache(cache_dir: str | os.PathLike | None = None, *, older_than: float | str | _dt.timedelta | None = None,
+                model: str | None = None) -> int:
+    """Delete cached answers; returns how many were removed.
+
+    older_than: only answers stored longer ago than this (seconds, a timedelta, or "30d", "12h", ...).
+    model: only answers of this model string, as passed to generate (e.g. "openai:gpt-4o-mini").
+    Both given: both must hold. Neither: the whole cache is cleared.
+    """
+    seconds = None if older_than is None else parse_duration(older_than)
+    if model is not None and (not isinstance(model, str) or not model):
+        raise ConfigError(f"model must be a non-empty model string like 'openai:gpt-4o-mini', got {model!r}")
+    _path, store = _existing_store(cache_dir)
+    if store is None:
+        return 0
+    return store.prune(older_than=seconds, model=model)

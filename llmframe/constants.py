@@ -39,6 +39,7 @@ DEFAULT_OUTPUT = "response"
 ERROR_SUFFIX = "_error"
 REPORT_ATTR = "llmframe"
 ERROR_SAMPLES = 5  # distinct error messages kept in the run report
+REMEMBERED_CALLS = 64  # recent generate calls kept in memory for retry_failed()
 
 # Progress
 PROGRESS_REFRESH_SECONDS = 0.25  # bar redraws at most this often: no flood in notebooks or logs

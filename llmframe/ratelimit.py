@@ -6,11 +6,12 @@ import asyncio
 import email.utils
 import hashlib
 import math
-import re
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 
 from . import constants
+from .durations import duration_seconds
 
 Clock = Callable[[], float]
 
@@ -128,24 +129,13 @@ def limiter_for(identity: tuple) -> Limiter:
     return _limiters.setdefault((*where, fingerprint), Limiter())
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
 def parse_duration(text: str) -> float | None:
-    """Seconds in a reset header: OpenAI's "1s", "6m0s", "20ms", a bare number, or an RFC 3339 time."""
-    text = text.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    parts = _DURATION.findall(text)
-    if parts and "".join(n + u for n, u in parts) == text:
-        return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    """Seconds in a reset header: OpenAI's "1s", "6m0s", "20ms", a bare number, or an RFC 3339 moment."""
+    seconds = duration_seconds(text)
+    if seconds is not None:
+        return max(0.0, seconds)
     try:  # Anthropic: the moment the limit resets, e.g. 2026-11-21T22:30:05Z
-        from datetime import datetime
-
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
         return max(0.0, moment.timestamp() - time.time())
     except ValueError:
         return None

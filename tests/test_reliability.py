@@ -117,3 +117,19 @@ def test_client_side_rpm_paces_requests(gen, sim):
     gen(rows(20), "{x}", rpm=600)  # 10 per second after a one-second burst of 10
     times = sorted(logged.time for logged in sim.requests)
     assert times[-1] - times[0] >= 0.9, f"20 requests at 600 rpm took {times[-1] - times[0]:.2f} s"
+
+
+def test_retry_failed_resends_only_the_failed_rows(gen, sim):
+    broken = {"row 3", "row 7"}
+    sim.answer = lambda body: (_ for _ in ()).throw(SimulatedError(400, "no")) if any(
+        b == body["messages"][-1]["content"] for b in broken) else "ok"
+    df = rows(10)
+    out = gen(df, "{x}", output="y")
+    assert out["y"].isna().sum() == 2 and sim.count == 10
+    sim.answer = lambda body: "fixed"
+    again = out.llm.retry_failed()
+    assert sim.count == 12, "only the two failed rows are sent again"
+    assert list(again.columns) == ["x", "y", "y_error"] and again["y_error"].isna().all()
+    assert again["y"].tolist() == ["ok"] * 3 + ["fixed"] + ["ok"] * 3 + ["fixed"] + ["ok"] * 2
+    with pytest.raises(Exception, match="not made by df.llm.generate"):
+        df.llm.retry_failed()

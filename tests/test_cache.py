@@ -1,0 +1,282 @@
+"""Cache hygiene: stats, clearing by model and age, the size limit, and `llmframe cache` on the command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+import llmframe
+from llmframe.cache import Store, open_store, parse_duration
+from llmframe.errors import ConfigError
+from llmframe.request import Response
+
+from .conftest import MODEL
+
+OTHER = "openai:other"
+
+
+def frame(n: int, tag: str = "row") -> pd.DataFrame:
+    return pd.DataFrame({"x": [f"{tag} {i}" for i in range(n)]})
+
+
+@pytest.fixture
+def two_models(gen, sim):
+    """Real cached answers: 5 of MODEL, 3 of OTHER."""
+    gen(frame(5), "{x}")
+    gen(frame(3), "{x}", model=OTHER)
+    assert sim.count == 8
+    return sim
+
+
+def old_entries(cache_dir, n: int, *, days: float, model: str = MODEL) -> None:
+    created = time.time() - days * 86400
+    items = [(f"old-{model}-{days}-{i}", Response(f"a{i}", 1, 1, "stop").to_cache(model, created=created)) for i in range(n)]
+    open_store(cache_dir).set_many(items)
+
+
+# Stats
+
+
+def test_stats_count_entries_per_model(two_models, cache_dir):
+    before = time.time()
+    stats = llmframe.cache_stats()
+    assert stats["directory"] == str(cache_dir)
+    assert stats["entries"] == 8 and stats["unknown"] == 0
+    assert {name: m["entries"] for name, m in stats["models"].items()} == {MODEL: 5, OTHER: 3}
+    for m in stats["models"].values():
+        assert before - 60 <= m["oldest"] <= m["newest"] <= time.time()
+    assert stats["oldest"] == min(m["oldest"] for m in stats["models"].values())
+    assert stats["newest"] == max(m["newest"] for m in stats["models"].values())
+    assert stats["size_bytes"] > 0
+    assert stats["size_limit_bytes"] == llmframe.settings().cache_size_limit
+    json.dumps(stats)  # plain JSON
+
+
+def test_stats_of_a_missing_directory_create_nothing(tmp_path):
+    where = tmp_path / "not-there"
+    stats = llmframe.cache_stats(where)
+    assert stats["entries"] == 0 and stats["models"] == {} and stats["oldest"] is None
+    assert llmframe.clear_cache(where) == 0
+    assert not where.exists()
+
+
+def test_stats_use_the_configured_directory(gen, tmp_path, monkeypatch):
+    monkeypatch.setattr(llmframe.config, "_current", llmframe.settings())
+    llmframe.configure(cache_dir=tmp_path / "configured")
+    gen(frame(2), "{x}")
+    assert llmframe.cache_stats()["entries"] == 2
+    assert llmframe.cache_stats()["directory"] == str(tmp_path / "configured")
+
+
+def test_unreadable_values_are_unknown_and_kept_by_filtered_clears(two_models, cache_dir):
+    open_store(cache_dir).set_many([("foreign", "not json"), ("older", '["text",1,2,"stop"]')])
+    stats = llmframe.cache_stats()
+    assert stats["unknown"] == 2 and stats["entries"] == 10
+    assert llmframe.clear_cache(older_than=0) == 8
+    assert llmframe.clear_cache(model=MODEL) == 0
+    assert llmframe.cache_stats()["unknown"] == 2
+    assert llmframe.clear_cache() == 2
+    assert llmframe.cache_stats()["entries"] == 0
+
+
+# Clearing by model
+
+
+def test_clear_by_model_removes_only_that_model_and_a_rerun_resends_exactly_those(two_models, gen, cache_dir):
+    sim = two_models
+    assert llmframe.clear_cache(model=OTHER) == 3
+    assert {name: m["entries"] for name, m in llmframe.cache_stats()["models"].items()} == {MODEL: 5}
+    gen(frame(5), "{x}")
+    assert sim.count == 8, "the other model's answers must stay cached"
+    out = gen(frame(3), "{x}", model=OTHER)
+    assert sim.count == 11 and out.attrs["llmframe"]["requests_sent"] == 3
+
+
+def test_clear_by_unknown_model_removes_nothing(two_models):
+    assert llmframe.clear_cache(model="openai:never-used") == 0
+    assert llmframe.cache_stats()["entries"] == 8
+
+
+# Clearing by age
+
+
+def test_clear_older_than_zero_removes_all_and_a_large_age_none(two_models):
+    assert llmframe.clear_cache(older_than="30d") == 0
+    assert llmframe.clear_cache(older_than=dt.timedelta(hours=1)) == 0
+    assert llmframe.cache_stats()["entries"] == 8
+    assert llmframe.clear_cache(older_than=0) == 8
+    assert llmframe.cache_stats()["entries"] == 0
+
+
+def test_clear_by_age_removes_only_old_answers(two_models, cache_dir):
+    old_entries(cache_dir, 4, days=3)
+    old_entries(cache_dir, 2, days=10, model=OTHER)
+    assert llmframe.cache_stats()["entries"] == 14
+    assert llmframe.clear_cache(older_than="7d") == 2
+    assert llmframe.clear_cache(older_than=2 * 86400, model=OTHER) == 0  # AND: OTHER has nothing that old left
+    assert llmframe.clear_cache(older_than="2d") == 4
+    stats = llmframe.cache_stats()
+    assert {name: m["entries"] for name, m in stats["models"].items()} == {MODEL: 5, OTHER: 3}
+    assert stats["oldest"] > time.time() - 3600
+
+
+def test_clear_by_age_and_model_needs_both(cache_dir):
+    old_entries(cache_dir, 3, days=5)
+    old_entries(cache_dir, 2, days=5, model=OTHER)
+    old_entries(cache_dir, 1, days=0)
+    assert llmframe.clear_cache(older_than="1d", model=OTHER) == 2
+    assert llmframe.clear_cache(older_than="1d") == 3
+    assert llmframe.cache_stats()["entries"] == 1
+
+
+def test_clear_in_many_batches(cache_dir):
+    old_entries(cache_dir, 1203, days=2)
+    old_entries(cache_dir, 7, days=0)
+    assert llmframe.clear_cache(older_than="1d") == 1203
+    assert len(open_store(cache_dir)) == 7
+
+
+def test_clear_checks_its_arguments_before_removing_anything(two_models):
+    for bad in ("soon", "-1d", "3x", -5, float("nan"), True, dt.timedelta(seconds=-1), [1]):
+        with pytest.raises(ConfigError, match="older_than"):
+            llmframe.clear_cache(older_than=bad)
+    with pytest.raises(ConfigError, match="model"):
+        llmframe.clear_cache(model="")
+    assert llmframe.cache_stats()["entries"] == 8
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("45s", 45), ("90m", 5400), ("12h", 43200), ("30d", 30 * 86400), ("2w", 14 * 86400), ("1.5h", 5400),
+     (" 7D ", 7 * 86400), ("3600", 3600), ("0", 0), (".5m", 30)],
+)
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+def test_durations_of_numbers_and_timedeltas():
+    assert parse_duration(90) == 90.0 and parse_duration(0.5) == 0.5
+    assert parse_duration(dt.timedelta(days=1, minutes=1)) == 86460.0
+
+
+# The size limit
+
+
+def test_size_limit_is_applied_and_kept_by_later_openers(cache_dir):
+    store = open_store(cache_dir)
+    assert store.size_limit == llmframe.settings().cache_size_limit
+    assert open_store(cache_dir, size_limit=123_456) is store
+    assert store.size_limit == 123_456 == store._cache.reset("size_limit")  # the stored setting too
+    store.close()
+    assert Store(str(cache_dir)).size_limit == 123_456, "opening without a limit keeps the stored one"
+    assert Store(str(cache_dir), size_limit=999_999).size_limit == 999_999
+
+
+def test_filling_past_the_size_limit_evicts_the_oldest(cache_dir):
+    store = open_store(cache_dir, size_limit=200_000)
+    text = "y" * 2000
+    for batch in range(60):  # about 240 kB of answers in all, plus the database's own pages
+        store.set_many([(f"k{batch}-{i}", Response(text, 1, 1, "stop").to_cache(MODEL, time.time()))
+                        for i in range(2)])
+    stats = llmframe.cache_stats()
+    assert stats["entries"] < 120, "nothing was evicted"
+    assert stats["size_bytes"] <= 200_000 + 20_000
+    assert store.get_many(["k59-1"]) != [None], "the newest answer must survive"
+    assert store.get_many(["k0-0"]) == [None], "the oldest answer must go first"
+
+
+def test_generate_applies_the_configured_size_limit(gen, cache_dir, monkeypatch):
+    monkeypatch.setattr(llmframe.config, "_current", llmframe.settings())
+    llmframe.configure(cache_size_limit=5 * 2**20)
+    gen(frame(2), "{x}")
+    assert open_store(cache_dir).size_limit == 5 * 2**20
+    assert llmframe.cache_stats()["size_limit_bytes"] == 5 * 2**20
+
+
+# The command line
+
+
+def cli(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, LLMFRAME_CACHE_DIR=os.environ["LLMFRAME_CACHE_DIR"])
+    return subprocess.run([sys.executable, "-m", "llmframe", "cache", *args], capture_output=True, text=True,
+                          input=input if input is not None else "", env=env, timeout=120)
+
+
+def test_cli_stats_table_and_json(two_models, cache_dir):
+    open_store(cache_dir).close()  # release this process's connections to the database
+    out = cli("stats", "--cache-dir", str(cache_dir))
+    assert out.returncode == 0, out.stderr
+    assert str(cache_dir) in out.stdout
+    assert "entries    8" in out.stdout and "16.0 GiB" in out.stdout
+    lines = {line.split()[0]: line.split() for line in out.stdout.splitlines() if line.strip()}
+    assert lines[MODEL][1] == "5" and lines[OTHER][1] == "3"
+    assert dt.datetime.fromisoformat(lines[MODEL][2]).year >= 2024  # ISO dates
+
+    out = cli("stats", "--cache-dir", str(cache_dir), "--json")
+    assert out.returncode == 0, out.stderr
+    stats = json.loads(out.stdout)
+    assert stats["entries"] == 8 and stats["models"][OTHER]["entries"] == 3
+    assert stats == llmframe.cache_stats(cache_dir)
+
+
+def test_cli_clear_filtered_and_whole(two_models, cache_dir):
+    out = cli("clear", "--cache-dir", str(cache_dir), "--model", OTHER)  # filtered: no --yes needed off a terminal
+    assert out.returncode == 0, out.stderr
+    assert "Removed 3 cached answers" in out.stdout
+    out = cli("clear", "--cache-dir", str(cache_dir), "--older-than", "30d", "--model", MODEL)
+    assert out.returncode == 0 and "Removed 0 cached answers" in out.stdout
+
+    out = cli("clear", "--cache-dir", str(cache_dir))
+    assert out.returncode == 2 and "--yes" in out.stderr
+    assert llmframe.cache_stats(cache_dir)["entries"] == 5, "a refused clear removes nothing"
+
+    out = cli("clear", "--cache-dir", str(cache_dir), "--yes")
+    assert out.returncode == 0, out.stderr
+    assert "Removed 5 cached answers" in out.stdout
+    assert llmframe.cache_stats(cache_dir)["entries"] == 0
+
+
+def test_cli_usage_errors_exit_2(two_models, cache_dir):
+    out = cli("clear", "--older-than", "soon", "--yes")
+    assert out.returncode == 2 and "--older-than 'soon'" in out.stderr
+    out = cli("frobnicate")
+    assert out.returncode == 2
+    assert llmframe.cache_stats(cache_dir)["entries"] == 8
+
+
+def test_cli_uses_the_environment_directory(two_models):
+    out = cli("stats", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["entries"] == 8
+
+
+class _Terminal:
+    def __init__(self, answer: str):
+        self.answer = answer
+
+    def isatty(self) -> bool:
+        return True
+
+    def readline(self) -> str:
+        return self.answer + "\n"
+
+
+@pytest.mark.parametrize("filters", [[], ["--model", OTHER]], ids=["whole", "filtered"])
+def test_cli_asks_in_a_terminal(two_models, cache_dir, monkeypatch, capsys, filters):
+    from llmframe.cli import main
+
+    monkeypatch.setattr(sys, "stdin", _Terminal("n"))
+    assert main(["cache", "clear", *filters]) == 1
+    assert "Nothing removed" in capsys.readouterr().out
+    assert llmframe.cache_stats()["entries"] == 8
+
+    monkeypatch.setattr(sys, "stdin", _Terminal("y"))
+    assert main(["cache", "clear", *filters]) == 0
+    assert llmframe.cache_stats()["entries"] == (0 if not filters else 5)
