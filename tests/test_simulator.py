@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +17,9 @@ from pathlib import Path
 import openai
 import pytest
 
-from llmframe.testing import SimulatedError, Simulator, SimulatorProcess, default_answer, digest_answer
+from llmframe.testing import Faults, SimulatedError, Simulator, SimulatorProcess, default_answer, digest_answer
+from llmframe.testing.__main__ import _parse
+from llmframe.testing.faults import duration
 from llmframe.testing.pytest_plugin import llm_simulator, llm_simulator_server  # noqa: F401
 
 pytestmark = pytest.mark.timeout(60)
@@ -23,9 +27,9 @@ pytestmark = pytest.mark.timeout(60)
 REPO = Path(__file__).resolve().parents[1]
 
 
-def client(sim) -> openai.OpenAI:
+def client(sim, **kwargs) -> openai.OpenAI:
     """An SDK client for a simulator, without retries so errors surface at once."""
-    return openai.OpenAI(base_url=sim.base_url, api_key=sim.api_key, max_retries=0)
+    return openai.OpenAI(**{"base_url": sim.base_url, "api_key": sim.api_key, "max_retries": 0, **kwargs})
 
 
 def ask(sim, prompt: str, **kwargs):
@@ -180,7 +184,9 @@ def test_latency_is_applied_after_logging(llm_simulator):
 def test_reset_restores_defaults(llm_simulator):
     llm_simulator.latency = 5.0
     llm_simulator.answer = lambda body: "custom"
+    llm_simulator.faults = Faults(rpm=1)
     llm_simulator.reset()
+    assert llm_simulator.faults == Faults()
     assert llm_simulator.latency == 0.0
     assert llm_simulator.count == 0
     assert ask(llm_simulator, "q").choices[0].message.content == digest_answer("q")
@@ -189,7 +195,7 @@ def test_reset_restores_defaults(llm_simulator):
 def test_models_and_stats(llm_simulator):
     assert [m.id for m in client(llm_simulator).models.list()] == ["sim-model"]
     ask(llm_simulator, "q")
-    assert raw(llm_simulator, "/_sim/stats") == (200, {"count": 1})
+    assert raw(llm_simulator, "/_sim/stats") == (200, {"count": 1, "statuses": {"200": 1}, "faults": {}})
 
 
 def test_start_stop_is_idempotent():
@@ -257,3 +263,281 @@ def test_cli_exits_when_parent_dies():
     finally:
         if not gone():
             os.kill(int(pid), 9)
+
+
+# --- fault injection ----------------------------------------------------------
+
+DURATION = re.compile(r"(\d+h)?(\d+m)?\d+(\.\d+)?s|\d+ms")
+
+
+def create(c: openai.OpenAI, prompt: str, **kwargs):
+    """Send one user prompt and return the raw response, whose headers the parsed one hides."""
+    return c.chat.completions.with_raw_response.create(
+        model="sim-model", messages=[{"role": "user", "content": prompt}], **kwargs
+    )
+
+
+def post(sim, prompt: str):
+    """POST a chat completion with urllib; return (status, headers, body bytes) without parsing."""
+    data = json.dumps({"model": "m", "messages": [{"role": "user", "content": prompt}]}).encode()
+    req = urllib.request.Request(sim.base_url + "/chat/completions", data, {"Authorization": "Bearer k"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers, err.read()
+
+
+def outcomes(sim) -> list[tuple[int, str | None]]:
+    """(status, fault) of each logged request."""
+    return [(r.status, r.fault) for r in sim.requests]
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [(0, "0s"), (0.0001, "1ms"), (0.02, "20ms"), (0.5, "500ms"), (1, "1s"), (1.5, "1.5s"), (59.714, "59.714s")]
+    + [(360, "6m0s"), (3723.5, "1h2m3.5s")],
+)
+def test_duration_format(seconds, text):
+    assert duration(seconds) == text
+
+
+def test_faults_are_validated():
+    for bad in ({"rpm": 0}, {"error_rates": {200: 0.1}}, {"hang_rate": 0.6, "reset_rate": 0.6}, {"html_rate": -0.1}):
+        with pytest.raises(ValueError):
+            Faults(**bad)
+
+
+def test_rpm_limit_answers_429_with_the_true_wait(llm_simulator):
+    llm_simulator.faults = Faults(rpm=120)  # a full bucket of 120 requests, refilled at 2 per second
+    c = client(llm_simulator)
+    admitted = 0
+    while True:  # a few more than 120 may pass, as the bucket refills while they are sent
+        try:
+            create(c, "row")
+            admitted += 1
+        except openai.RateLimitError as exc:
+            refused = exc
+            break
+        assert admitted < 200
+    assert admitted >= 120
+    assert refused.body["type"] == "rate_limit_error" and refused.body["code"] == "rate_limit_exceeded"
+    headers = refused.response.headers
+    wait_ms = int(headers["retry-after-ms"])
+    assert 0 < wait_ms <= 500  # one request refills in 500 ms
+    assert headers["retry-after"] == "1"  # whole seconds, rounded up
+    assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-remaining-requests"]) == ("120", "0")
+    assert DURATION.fullmatch(headers["x-ratelimit-reset-requests"])
+    assert create(client(llm_simulator, api_key="another-key"), "row").status_code == 200  # limits are per key
+    # Refused requests take nothing from the bucket, so asking again at once advises a shorter wait.
+    with pytest.raises(openai.RateLimitError) as again:
+        create(c, "row")
+    wait_ms = int(again.value.response.headers["retry-after-ms"])
+    time.sleep(wait_ms / 1000)  # exactly the advised wait, which must be enough
+    assert create(c, "row").status_code == 200
+    assert [r.fault for r in llm_simulator.requests].count("rpm") == 2
+    assert llm_simulator.stats()["faults"] == {"rpm": 2}
+
+
+def test_ratelimit_headers_on_every_answer(llm_simulator):
+    llm_simulator.faults = Faults(rpm=60, tpm=6000)
+    c = client(llm_simulator)
+    first = create(c, "x" * 40, max_tokens=90).headers  # 10 prompt tokens + 90
+    # A fresh key's bucket is full, and the headers are reckoned at arrival, so these are exact.
+    assert [first[f"x-ratelimit-{h}-requests"] for h in ("limit", "remaining", "reset")] == ["60", "59", "1s"]
+    assert [first[f"x-ratelimit-{h}-tokens"] for h in ("limit", "remaining", "reset")] == ["6000", "5900", "1s"]
+    second = create(c, "x" * 40, max_tokens=90).headers
+    assert int(second["x-ratelimit-remaining-requests"]) < 59
+    assert int(second["x-ratelimit-remaining-tokens"]) < 5900
+    # Without max_tokens, the completion's tokens are billed instead: 1 prompt + 5 completion.
+    other = create(client(llm_simulator, api_key="other-key"), "hello").headers
+    assert other["x-ratelimit-remaining-tokens"] == "5994"
+
+
+def test_tpm_limit(llm_simulator):
+    llm_simulator.faults = Faults(tpm=6000)  # 6000 tokens, refilled at 100 per second
+    c = client(llm_simulator)
+    prompt = "x" * 40  # 10 tokens
+    ok = create(c, prompt, max_tokens=3005)
+    assert ok.headers["x-ratelimit-remaining-tokens"] == "2985"
+    assert "x-ratelimit-limit-requests" not in ok.headers  # only configured limits are reported
+    with pytest.raises(openai.RateLimitError) as info:
+        create(c, prompt, max_tokens=3005)
+    wait_ms = int(info.value.response.headers["retry-after-ms"])
+    assert 0 < wait_ms <= 300  # 30 tokens short at most
+    assert outcomes(llm_simulator)[-1] == (429, "tpm")
+    time.sleep(wait_ms / 1000)
+    assert create(c, prompt, max_tokens=3005).status_code == 200
+    # A request larger than the whole limit can never pass, so no wait is advised.
+    with pytest.raises(openai.RateLimitError) as info:
+        create(c, prompt, max_tokens=6000)
+    assert "retry-after-ms" not in info.value.response.headers
+    assert "too large" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "status, error",
+    [(429, openai.RateLimitError), (503, openai.InternalServerError), (500, openai.InternalServerError)],
+)
+def test_injected_errors(llm_simulator, status, error):
+    llm_simulator.faults = Faults(error_rates={status: 1.0}, retry_after=0.25)
+    with pytest.raises(error) as info:
+        ask(llm_simulator, "x")
+    headers = info.value.response.headers
+    assert info.value.status_code == status
+    if status in (429, 503):
+        assert (headers["retry-after-ms"], headers["retry-after"]) == ("250", "1")
+    else:
+        assert "retry-after-ms" not in headers and "retry-after" not in headers
+    llm_simulator.faults = Faults(error_rates={status: 1.0}, retry_after=None)
+    with pytest.raises(error) as info:
+        ask(llm_simulator, "x")
+    assert "retry-after-ms" not in info.value.response.headers
+    assert outcomes(llm_simulator) == [(status, "injected")] * 2
+
+
+def test_sdk_retries_follow_retry_after(llm_simulator):
+    llm_simulator.faults = Faults(error_rates={503: 1.0}, retry_after=0.1)
+    with pytest.raises(openai.InternalServerError):
+        client(llm_simulator, max_retries=2).chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "row 1"}]
+        )
+    attempts = llm_simulator.attempts_by_prompt()
+    assert list(attempts) == ["row 1"] and len(attempts["row 1"]) == 3
+    times = [r.time for r in attempts["row 1"]]
+    assert all(later - earlier >= 0.095 for earlier, later in zip(times, times[1:]))
+
+
+def test_latency_distribution(llm_simulator):
+    draw = Faults.lognormal(0.01, 0.5, seed=1)
+    samples = sorted(draw() for _ in range(1001))
+    assert samples[0] > 0 and 0.008 < samples[500] < 0.0125
+    llm_simulator.faults = Faults(latency=lambda: 0.2)  # overrides sim.latency
+    started = time.monotonic()
+    ask(llm_simulator, "x")
+    assert time.monotonic() - started >= 0.2
+
+
+def test_hang_times_the_client_out(llm_simulator):
+    llm_simulator.faults = Faults(hang_rate=1.0)
+    with pytest.raises(openai.APITimeoutError):
+        client(llm_simulator, timeout=0.3).chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "x"}]
+        )
+    assert outcomes(llm_simulator) == [(0, "hang")]
+
+
+def test_stop_is_prompt_with_a_request_hanging():
+    sim = Simulator(faults=Faults(hang_rate=1.0)).start()
+    errors = []
+
+    def run() -> None:
+        try:
+            create(client(sim, timeout=30), "x")
+        except openai.APIError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        wait_until(lambda: outcomes(sim) == [(0, "hang")], timeout=10)
+        started = time.monotonic()
+        sim.stop()
+        assert time.monotonic() - started < 2
+    finally:
+        sim.stop()
+        thread.join(10)
+    assert len(errors) == 1 and isinstance(errors[0], openai.APIConnectionError)
+
+
+def test_reset_cuts_the_body_short(llm_simulator):
+    llm_simulator.faults = Faults(reset_rate=1.0)
+    with pytest.raises(openai.APIConnectionError):
+        ask(llm_simulator, "x")
+    with socket.create_connection((llm_simulator.host, llm_simulator.port), timeout=10) as sock:
+        data = json.dumps({"messages": [{"role": "user", "content": "x"}]})
+        sock.sendall(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n{data}".encode()
+        )
+        received = b""
+        while chunk := sock.recv(65536):  # the server closes the connection
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+    assert 0 < len(body) < length
+    assert outcomes(llm_simulator) == [(0, "reset")] * 2
+
+
+def test_malformed_body(llm_simulator):
+    llm_simulator.faults = Faults(malformed_rate=1.0)
+    # The SDK lets json's own error escape, not an openai.APIError: a client must catch ValueError too.
+    with pytest.raises(json.JSONDecodeError):
+        ask(llm_simulator, "x")
+    status, headers, body = post(llm_simulator, "x")
+    assert (status, headers.get_content_type()) == (200, "application/json")
+    with pytest.raises(ValueError):
+        json.loads(body)
+    assert outcomes(llm_simulator) == [(200, "malformed")] * 2
+
+
+def test_html_from_a_proxy(llm_simulator):
+    llm_simulator.faults = Faults(html_rate=1.0)
+    with pytest.raises(openai.InternalServerError) as info:
+        ask(llm_simulator, "x")
+    assert info.value.status_code == 502
+    assert info.value.response.headers["content-type"].startswith("text/html")
+    assert "502 Bad Gateway" in info.value.body  # the SDK keeps a body it cannot parse as text
+    assert outcomes(llm_simulator) == [(502, "html")]
+
+
+def test_empty_choices(llm_simulator):
+    llm_simulator.faults = Faults(empty_choices_rate=1.0)
+    reply = ask(llm_simulator, "x")
+    assert reply.choices == [] and reply.usage.prompt_tokens == 1
+    assert outcomes(llm_simulator) == [(200, "empty_choices")]
+
+
+def test_seeded_draws_repeat(llm_simulator):
+    def run(seed: int) -> list[str | None]:
+        llm_simulator.faults = Faults(error_rates={500: 0.3}, malformed_rate=0.2, html_rate=0.2, seed=seed)
+        before = llm_simulator.count
+        for i in range(30):
+            post(llm_simulator, f"row {i}")
+        return [r.fault for r in llm_simulator.requests[before:]]
+
+    first = run(7)
+    assert set(first) == {None, "injected", "malformed", "html"}
+    assert run(7) == first
+    assert run(8) != first
+
+
+def test_cli_fault_flags():
+    argv = ["--rpm", "5", "--tpm", "900", "--error-rate", "503=0.25", "--error-rate", "429=0.5"]
+    args = _parse([*argv, "--retry-after", "none", "--seed", "3"])
+    assert args.faults == Faults(rpm=5, tpm=900, error_rates={503: 0.25, 429: 0.5}, retry_after=None, seed=3)
+
+
+def test_simulator_process_with_faults():
+    with SimulatorProcess(rpm=2, error_rates={503: 1.0}, retry_after=0.2) as proc:
+        for _ in range(2):  # admitted by the limit, then failed by the injected error
+            with pytest.raises(openai.InternalServerError) as info:
+                ask(proc, "p")
+            assert info.value.response.headers["retry-after-ms"] == "200"
+        with pytest.raises(openai.RateLimitError) as info:
+            ask(proc, "p")
+        assert 29_000 < int(info.value.response.headers["retry-after-ms"]) <= 30_000
+        assert proc.stats() == {"count": 3, "statuses": {"429": 1, "503": 2}, "faults": {"injected": 2, "rpm": 1}}
+
+
+def test_burst_seconds_limit_how_much_of_a_limit_is_spent_at_once():
+    from llmframe.testing import Faults
+
+    with Simulator(faults=Faults(rpm=600, burst_seconds=1)) as sim:  # 10 per second, 10 at once
+        client = openai.OpenAI(base_url=sim.base_url, api_key=sim.api_key, max_retries=0)
+        for _ in range(10):
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+        with pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+        assert sim.stats()["faults"] == {"rpm": 1}

@@ -10,8 +10,10 @@ Point any OpenAI-compatible client at it; by default each answer is digest_answe
         reply = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
         assert reply.choices[0].message.content == digest_answer("hi")
 
-Use SimulatorProcess to run it in a child process, `python -m llmframe.testing` to run it from a
-shell, and the fixtures in llmframe.testing.pytest_plugin (`llm_simulator`) in pytest.
+Pass faults=Faults(...) (rate limits per API key, injected errors, hangs, resets, bad bodies) to
+test a client's retries against real HTTP behaviour. Use SimulatorProcess to run it in a child
+process, `python -m llmframe.testing` to run it from a shell, and the fixtures in
+llmframe.testing.pytest_plugin (`llm_simulator`) in pytest.
 """
 
 from __future__ import annotations
@@ -19,9 +21,18 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Simulator", "SimulatorProcess", "SimulatedError", "digest_answer", "default_answer", "LoggedRequest"]
+__all__ = [
+    "Simulator",
+    "SimulatorProcess",
+    "SimulatedError",
+    "Faults",
+    "digest_answer",
+    "default_answer",
+    "LoggedRequest",
+]
 
 if TYPE_CHECKING:
+    from llmframe.testing.faults import Faults
     from llmframe.testing.process import SimulatorProcess
     from llmframe.testing.simulator import LoggedRequest, SimulatedError, Simulator, default_answer, digest_answer
 
@@ -29,6 +40,7 @@ if TYPE_CHECKING:
 # does not need the optional aiohttp dependency until a fixture actually starts a server.
 _HOMES = {name: "simulator" for name in __all__}
 _HOMES["SimulatorProcess"] = "process"
+_HOMES["Faults"] = "faults"
 
 
 def __getattr__(name: str) -> Any:

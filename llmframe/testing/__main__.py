@@ -1,4 +1,4 @@
-"""Run the simulator in the foreground: python -m llmframe.testing [--port N] [--latency S]."""
+"""Run the simulator in the foreground: python -m llmframe.testing [--port N] [--latency S] [--rpm N] ..."""
 
 from __future__ import annotations
 
@@ -8,7 +8,24 @@ import os
 import signal
 import time
 
+from llmframe.testing.faults import Faults
 from llmframe.testing.simulator import Simulator
+
+
+def _error_rate(text: str) -> tuple[int, float]:
+    """Parse STATUS=P, as in 503=0.01."""
+    status, sep, p = text.partition("=")
+    try:
+        if sep:
+            return int(status), float(p)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected STATUS=P, like 503=0.01, not {text!r}")
+
+
+def _seconds_or_none(text: str) -> float | None:
+    """Parse seconds, or "none" for no header."""
+    return None if text.lower() == "none" else float(text)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -18,13 +35,36 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds to wait before each answer")
     parser.add_argument("--max-seconds", type=float, default=3600.0, help="exit after this long")
-    return parser.parse_args(argv)
+    parser.add_argument("--rpm", type=int, help="requests per minute allowed per API key")
+    parser.add_argument("--tpm", type=int, help="tokens per minute allowed per API key")
+    parser.add_argument("--burst-seconds", type=float, default=60.0, help="seconds of a limit spendable at once")
+    parser.add_argument(
+        "--error-rate",
+        type=_error_rate,
+        action="append",
+        default=[],
+        metavar="STATUS=P",
+        help="repeatable; 503=0.01 answers 1%% with a 503",
+    )
+    parser.add_argument(
+        "--retry-after", type=_seconds_or_none, default=0.05, help='seconds advised by injected 429/503, or "none"'
+    )
+    parser.add_argument("--seed", type=int, help="seed for the fault draws")
+    args = parser.parse_args(argv)
+    try:
+        args.faults = Faults(
+            rpm=args.rpm, tpm=args.tpm, burst_seconds=args.burst_seconds, error_rates=dict(args.error_rate),
+            retry_after=args.retry_after, seed=args.seed,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    return args
 
 
 async def _serve(args: argparse.Namespace) -> None:
     """Serve until a signal, the time limit, or the death of the parent process."""
     # No request log: nothing here can read it, and it would grow for the whole run.
-    sim = Simulator(latency=args.latency, host=args.host, port=args.port, log=False)
+    sim = Simulator(latency=args.latency, host=args.host, port=args.port, log=False, faults=args.faults)
     runner = await sim._listen()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from llmframe.testing.faults import Faults
 from llmframe.testing.simulator import API_KEY
 
 # The directory holding the llmframe package, so the child imports the same code as the parent.
@@ -21,9 +22,24 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 class SimulatorProcess:
     """Run `python -m llmframe.testing` as a subprocess and expose its URL, key and request count."""
 
-    def __init__(self, *, latency: float = 0.0, max_seconds: float = 3600.0, startup_timeout: float = 30.0):
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        max_seconds: float = 3600.0,
+        startup_timeout: float = 30.0,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        burst_seconds: float = 60.0,
+        error_rates: dict[int, float] | None = None,
+        retry_after: float | None = 0.05,
+        seed: int | None = None,
+    ):
         self.latency = latency
         self.max_seconds = max_seconds
+        # Checked here, so a bad value fails in the caller and not as a child that never gets READY.
+        self.faults = Faults(rpm=rpm, tpm=tpm, burst_seconds=burst_seconds, error_rates=dict(error_rates or {}),
+                             retry_after=retry_after, seed=seed)
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen[str] | None = None  # kept after stop() for its exit code
         self._base_url: str | None = None
@@ -44,9 +60,13 @@ class SimulatorProcess:
     @property
     def count(self) -> int:
         """Number of chat-completion requests the child has received."""
+        return int(self.stats()["count"])
+
+    def stats(self) -> dict:
+        """The child's counts: {"count": n, "statuses": {"200": a, ...}, "faults": {"rpm": b, ...}}."""
         root = self.base_url.removesuffix("/v1")
         with urllib.request.urlopen(f"{root}/_sim/stats", timeout=10) as resp:
-            return int(json.load(resp)["count"])
+            return json.load(resp)
 
     def start(self) -> SimulatorProcess:
         """Start the child and wait for its READY line, within startup_timeout."""
@@ -55,7 +75,13 @@ class SimulatorProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         cmd = [sys.executable, "-m", "llmframe.testing", "--latency", str(self.latency)]
-        cmd += ["--max-seconds", str(self.max_seconds)]
+        cmd += ["--max-seconds", str(self.max_seconds), "--retry-after", str(self.faults.retry_after)]
+        cmd += ["--burst-seconds", str(self.faults.burst_seconds)]
+        for flag, value in (("--rpm", self.faults.rpm), ("--tpm", self.faults.tpm), ("--seed", self.faults.seed)):
+            if value is not None:
+                cmd += [flag, str(value)]
+        for status, p in self.faults.error_rates.items():
+            cmd += ["--error-rate", f"{status}={p!r}"]
         self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, env=env)
         lines: queue.Queue[str | None] = queue.Queue()
         # A thread reads stdout because a pipe read cannot time out portably; it drains to EOF.

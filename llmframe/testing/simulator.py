@@ -6,13 +6,17 @@ import asyncio
 import hashlib
 import itertools
 import json
+import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from llmframe.testing.faults import HTML_502, Faults, FaultState, retry_headers
 
 API_KEY = "sim-key"
 MODEL = "sim-model"
@@ -39,9 +43,11 @@ class SimulatedError(Exception):
 class LoggedRequest:
     """One chat-completion request as the server received it (credentials are never kept)."""
 
-    time: float
+    time: float  # arrival, time.monotonic()
     path: str
     body: dict
+    status: int = 0  # the HTTP status answered; 0 while in flight, or for a hang or reset
+    fault: str | None = None  # rpm, tpm, injected, hang, reset, malformed, html, empty_choices; None if none
 
 
 def digest_answer(prompt: str) -> str:
@@ -58,10 +64,15 @@ def _text(content: Any) -> str:
     return ""
 
 
+def _last_user_text(body: dict) -> str:
+    """Return the text of the last user message, or "" if there is none."""
+    users = [m for m in body.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"]
+    return _text(users[-1].get("content")) if users else ""
+
+
 def default_answer(body: dict) -> str:
     """Answer with digest_answer of the last user message's text."""
-    users = [m for m in body.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"]
-    return digest_answer(_text(users[-1].get("content")) if users else "")
+    return digest_answer(_last_user_text(body))
 
 
 def _tokens(text: str) -> int:
@@ -76,10 +87,21 @@ def _error(status: int, message: str, headers: dict | None = None) -> web.Respon
     return web.json_response(body, status=status, headers=headers)
 
 
-def _authorized(request: web.Request) -> bool:
-    """Accept any non-empty bearer token, as a real key must never be needed to test."""
+def _api_key(request: web.Request) -> str:
+    """Return the bearer token, or "" if there is none; any non-empty one is accepted."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and bool(token.strip())
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+async def _cut(request: web.Request, data: bytes, headers: dict) -> web.StreamResponse:
+    """Send the status line, the headers and half the body, then drop the connection."""
+    response = web.StreamResponse(headers=headers)
+    response.content_length = len(data)  # so the client knows the body came short
+    await response.prepare(request)
+    await response.write(data[: len(data) // 2])
+    if request.transport is not None:
+        request.transport.close()
+    return response
 
 
 class Simulator:
@@ -93,16 +115,22 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
         log: bool = True,
+        faults: Faults | None = None,
     ):
         self.latency = latency
         # Called on the server's event loop, after the latency: it must not block.
         self.answer = answer or default_answer
+        self.faults = faults or Faults()  # read per request, so it can be replaced while serving
         self.host = host
         self.port = port
-        self._defaults = (self.latency, self.answer)
+        self._defaults = (self.latency, self.answer, self.faults)
         self._keep_log = log  # off for long benchmarks, where the log would grow without bound
         self._log: list[LoggedRequest] = []
         self._count = 0
+        self._statuses: Counter[int] = Counter()
+        self._fault_counts: Counter[str] = Counter()
+        self._fault_state: FaultState | None = None
+        self._hanging: set[asyncio.Task] = set()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)  # never reset, so ids stay unique for the server's life
         self._thread: threading.Thread | None = None
@@ -134,12 +162,28 @@ class Simulator:
         with self._lock:
             return self._count
 
+    def stats(self) -> dict:
+        """The request count, and the answers counted per HTTP status and per fault."""
+        with self._lock:
+            statuses = {str(status): n for status, n in sorted(self._statuses.items())}
+            return {"count": self._count, "statuses": statuses, "faults": dict(self._fault_counts)}
+
+    def attempts_by_prompt(self) -> dict[str, list[LoggedRequest]]:
+        """The logged requests grouped by the text of their last user message, to count retries per row."""
+        attempts: dict[str, list[LoggedRequest]] = {}
+        for entry in self.requests:
+            attempts.setdefault(_last_user_text(entry.body), []).append(entry)
+        return attempts
+
     def reset(self) -> None:
-        """Clear the request log and restore the constructor's latency and answer."""
+        """Clear the log, counts and rate-limit buckets; restore the constructor's latency, answer and faults."""
         with self._lock:
             self._log.clear()
             self._count = 0
-        self.latency, self.answer = self._defaults
+            self._statuses.clear()
+            self._fault_counts.clear()
+        self.latency, self.answer, self.faults = self._defaults
+        self._fault_state = None
 
     def start(self, timeout: float = 10.0) -> Simulator:
         """Start serving on a background thread; return once the port is listening."""
@@ -183,12 +227,14 @@ class Simulator:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/_sim/stats", self._stats)
+        app.on_shutdown.append(self._end_hangs)
         return app
 
     async def _listen(self) -> web.AppRunner:
         """Start listening on the current loop and record the actual port."""
         # access_log=None: per-request log formatting costs a large share of throughput.
-        runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=5.0)
+        # handler_cancellation: a client that gives up ends its handler, so hangs do not pile up.
+        runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=5.0, handler_cancellation=True)
         await runner.setup()
         # A large backlog keeps benchmark bursts of thousands of connections from being refused.
         site = web.TCPSite(runner, self.host, self.port, backlog=4096)
@@ -218,9 +264,9 @@ class Simulator:
         finally:
             loop.close()
 
-    async def _chat(self, request: web.Request) -> web.Response:
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
         """Handle POST /v1/chat/completions."""
-        if not _authorized(request):
+        if not _api_key(request):
             return _error(401, "missing or empty API key")
         try:
             body = json.loads(await request.read())
@@ -228,57 +274,120 @@ class Simulator:
             return _error(400, "request body is not valid JSON")
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return _error(400, "'messages' must be a list")
-        # Logged before the latency sleep so tests can observe requests in flight.
+        # Logged on arrival, before any wait, so tests can observe requests in flight.
+        entry = LoggedRequest(time.monotonic(), request.path, body)
         with self._lock:
             self._count += 1
             if self._keep_log:
-                self._log.append(LoggedRequest(time.monotonic(), request.path, body))
-        latency = self.latency
+                self._log.append(entry)
+        response, fault = await self._respond(request, body, entry)
+        self._settle(entry, 0 if fault == "reset" else response.status, fault)
+        return response
+
+    async def _respond(
+        self, request: web.Request, body: dict, entry: LoggedRequest
+    ) -> tuple[web.StreamResponse, str | None]:
+        """Answer a logged request under the faults in force; return the response and its fault."""
+        state = self._fault_state
+        if state is None or state.faults is not self.faults:
+            state = self._fault_state = FaultState(self.faults)
+        key = _api_key(request)
+        messages = [m for m in body["messages"] if isinstance(m, dict)]
+        prompt_tokens = _tokens("".join(_text(m.get("content")) for m in messages))
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        limit = limit if isinstance(limit, int) else None
+        # Limits are reckoned at arrival, so a fresh key's headers do not depend on the server's speed.
+        now = entry.time
+        refused, wait = state.admit(key, prompt_tokens + (limit or 0), now)
+        # HTTP errors answer at once, as a gateway would; the other faults take an answer's latency.
+        if refused:
+            retry = retry_headers(wait) if math.isfinite(wait) else {}  # too large ever to fit: no wait helps
+            message = f"Rate limit reached ({refused} per API key)" if retry else f"Request too large for {refused}"
+            return _error(429, message, {**state.headers(key, now), **retry}), refused
+        fault = state.draw()
+        if isinstance(fault, int):
+            after = state.faults.retry_after
+            retry = retry_headers(after) if fault in (429, 503) and after is not None else {}
+            return _error(fault, f"injected {fault} error", {**state.headers(key, now), **retry}), "injected"
+        if fault == "hang":
+            self._settle(entry, 0, "hang")
+            await self._hang()
+        latency = state.latency(self.latency)
         if latency > 0:
             await asyncio.sleep(latency)
+        if fault == "html":
+            headers = state.headers(key, now)
+            return web.Response(status=502, text=HTML_502, content_type="text/html", headers=headers), fault
         try:
             text = self.answer(body)
             if not isinstance(text, str):
                 raise TypeError(f"answer returned {type(text).__name__}, not str")
         except SimulatedError as exc:
-            return _error(exc.status, exc.message, exc.headers)
+            return _error(exc.status, exc.message, {**state.headers(key, now), **exc.headers}), None
         except Exception as exc:
-            return _error(500, f"answer function failed: {exc!r}")
+            return _error(500, f"answer function failed: {exc!r}", state.headers(key, now)), None
         finish = "stop"
-        limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        if isinstance(limit, int) and _tokens(text) > limit:
+        if limit is not None and _tokens(text) > limit:
             text, finish = text[: limit * 4], "length"
-        prompt_tokens = _tokens("".join(_text(m.get("content")) for m in body["messages"] if isinstance(m, dict)))
         completion_tokens = _tokens(text)
-        return web.json_response(
+        if limit is None:  # admitted on the prompt alone, so bill the completion now
+            state.charge(key, completion_tokens, now)
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": finish,
+            "logprobs": None,
+        }
+        data = json.dumps(
             {
                 "id": f"chatcmpl-sim-{next(self._ids)}",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": body.get("model", MODEL),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": finish,
-                        "logprobs": None,
-                    }
-                ],
+                "choices": [] if fault == "empty_choices" else [choice],
                 "usage": {
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens,
                 },
             }
-        )
+        ).encode()
+        headers = {"Content-Type": "application/json", **state.headers(key, now)}
+        if fault == "reset":
+            return await _cut(request, data, headers), fault
+        if fault == "malformed":
+            data = data[: len(data) // 2]  # a truncated document, as from a broken proxy
+        return web.Response(body=data, headers=headers), fault
+
+    def _settle(self, entry: LoggedRequest, status: int, fault: str | None) -> None:
+        """Record how a request was answered, in its log entry and in the stats."""
+        entry.status, entry.fault = status, fault
+        with self._lock:
+            self._statuses[status] += 1
+            if fault is not None:
+                self._fault_counts[fault] += 1
+
+    async def _hang(self) -> None:
+        """Never answer: wait until the client disconnects or the server stops, either of which cancels us."""
+        task = asyncio.current_task()
+        self._hanging.add(task)
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            self._hanging.discard(task)
+
+    async def _end_hangs(self, app: web.Application) -> None:
+        """Cancel hanging requests, which would otherwise hold up shutdown for its whole timeout."""
+        for task in list(self._hanging):
+            task.cancel()
 
     async def _models(self, request: web.Request) -> web.Response:
         """Handle GET /v1/models."""
-        if not _authorized(request):
+        if not _api_key(request):
             return _error(401, "missing or empty API key")
         model = {"id": MODEL, "object": "model", "created": 0, "owned_by": "llmframe"}
         return web.json_response({"object": "list", "data": [model]})
 
     async def _stats(self, request: web.Request) -> web.Response:
-        """Handle GET /_sim/stats, so another process can read the request count."""
-        return web.json_response({"count": self.count})
+        """Handle GET /_sim/stats, so another process can read the counts."""
+        return web.json_response(self.stats())
