@@ -17,7 +17,8 @@ BREAKER_FAILURES = 25  # this many requests failing in a row stop the run
 # Rate limits
 RATE_BURST_SECONDS = 1.0  # a bucket holds this many seconds of its rate: a small burst
 LEARNED_LIMIT_MARGIN = 0.95  # pace at this share of a limit the server reports, to stay clear of 429s
-RAMP_UP_SPACING_SECONDS = 0.01  # after a pause, workers resume this far apart instead of all at once
+RAMP_UP_SPACING_SECONDS = 0.01  # after a pause, workers resume at most this far apart instead of all at once ...
+RAMP_UP_SHARE = 0.02  # ... and at least this share of the pause apart, so short pauses end quickly
 CHARS_PER_TOKEN = 4  # prompt-length estimate before sending; corrected from real usage afterwards
 OUTPUT_TOKENS_GUESS = 256  # output allowance in the TPM estimate when max_tokens is not set
 

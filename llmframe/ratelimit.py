@@ -63,6 +63,7 @@ class Limiter:
         self._configured: dict[str, float | None] = {"requests": None, "tokens": None}
         self.paused_until = 0.0
         self._wake_slot = 0.0  # staggered wake-ups after a pause, so the pool ramps back up
+        self._spacing = 0.0
 
     def configure(self, rpm: float | None, tpm: float | None) -> None:
         """Limits the user asked for; learned limits may lower them, never raise them."""
@@ -78,7 +79,7 @@ class Limiter:
             now = self._clock()
             if now < self.paused_until:
                 # Everyone waits out the same cool-down, then wakes a little apart, not as one herd.
-                self._wake_slot = max(self._wake_slot, self.paused_until) + constants.RAMP_UP_SPACING_SECONDS
+                self._wake_slot = max(self._wake_slot, self.paused_until) + self._spacing
                 await asyncio.sleep(self._wake_slot - now)
                 continue
             wait = max(
@@ -97,6 +98,8 @@ class Limiter:
     def pause(self, seconds: float) -> None:
         """Hold every worker back for seconds from now (a 429's cool-down), one pause for the pool."""
         self.paused_until = max(self.paused_until, self._clock() + seconds)
+        # A short pause ramps back quickly, a long one spreads the herd over up to a second or so.
+        self._spacing = min(constants.RAMP_UP_SPACING_SECONDS, seconds * constants.RAMP_UP_SHARE)
 
     def learn(self, headers: Mapping[str, str]) -> None:
         """Adapt to the limits and remaining budget the server reports on a response."""

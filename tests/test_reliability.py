@@ -133,3 +133,29 @@ def test_retry_failed_resends_only_the_failed_rows(gen, sim):
     assert again["y"].tolist() == ["ok"] * 3 + ["fixed"] + ["ok"] * 3 + ["fixed"] + ["ok"] * 2
     with pytest.raises(Exception, match="not made by df.llm.generate"):
         df.llm.retry_failed()
+
+
+@pytest.mark.slow
+def test_chaos_every_row_answered_with_few_wasted_attempts(gen, sim):
+    """20% injected 429s, 5% 500s and a server rpm limit the client is not told about."""
+    from llmframe.testing import Faults
+
+    retry_after = 0.02
+    sim.faults = Faults(rpm=30_000, burst_seconds=1, error_rates={429: 0.20, 500: 0.05}, retry_after=retry_after,
+                        seed=7)
+    df = pd.DataFrame({"x": [f"row {i}" for i in range(2000)]}, index=[f"r{i}" for i in range(2000)][::-1])
+    out = gen(df, "{x}", max_concurrency=50, max_attempts=12)
+    assert out["response"].tolist() == [digest_answer(x) for x in df["x"]], "every row answered, aligned"
+    assert out["response_error"].isna().all()
+    stats = sim.stats()
+    # Each attempt fails with p = 0.25, so the expected minimum is rows / 0.75; rpm 429s come on top.
+    minimum = 2000 / 0.75
+    assert stats["count"] <= minimum * 1.1 + stats["faults"].get("rpm", 0)
+    assert stats["faults"].get("rpm", 0) <= 0.02 * stats["count"], stats
+    report = out.attrs["llmframe"]
+    assert report["attempts"] == stats["count"] and report["retries"] == stats["count"] - 2000
+    # Nobody retried earlier than the server asked.
+    for attempts in sim.attempts_by_prompt().values():
+        for previous, following in zip(attempts, attempts[1:]):
+            if previous.status == 429:
+                assert following.time - previous.time >= retry_after, (previous, following)
