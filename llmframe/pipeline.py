@@ -154,7 +154,8 @@ def plan(
         options=provider_options,
     )
     head = key_prefix(prefix, model_name, gen)
-    row_keys = [None if row is None else content_key(head, prompts.messages_json(i)) for i, row in enumerate(prompts.rows)]
+    row_keys = [None if row is None else _key_or_skip(head, prompts, i) for i, row in enumerate(prompts.rows)]
+    prompts.skipped = dict(sorted(prompts.skipped.items()))
     codes, uniques = pd.factorize(pd.array(row_keys, dtype=object), use_na_sentinel=True)
     codes = np.asarray(codes, dtype=np.int64)
     weights = np.bincount(codes[codes >= 0], minlength=len(uniques))
@@ -174,6 +175,16 @@ def plan(
         show_progress=should_show(defaults.progress if progress is None else progress),
         errors=errors,
     )
+
+
+def _key_or_skip(head: bytes, prompts: Prompts, i: int) -> str | None:
+    """Row i's content key; a row whose text is not valid Unicode is skipped here, never sent."""
+    try:
+        return content_key(head, prompts.messages_json(i))
+    except UnicodeEncodeError:
+        prompts.skip(i, "the prompt is not valid Unicode (a lone surrogate); clean the text first, e.g. "
+                        "s.str.encode('utf-8', 'replace').str.decode('utf-8')")
+        return None
 
 
 def collect(run: Run, responses: list[Response]) -> tuple[pd.Series, pd.Series, dict]:

@@ -77,8 +77,7 @@ def key_prefix(provider: str, model: str, params: dict, schema: Any = None) -> b
 def content_key(prefix: bytes, messages_json: str) -> str:
     """The cache key of one request, from the run's prefix and the canonical JSON of its messages."""
     digest = hashlib.blake2b(prefix, digest_size=16)
-    # surrogatepass: a lone surrogate in the data must not crash the whole run at key time.
-    digest.update(messages_json.encode("utf-8", "surrogatepass"))
+    digest.update(messages_json.encode())  # UnicodeEncodeError here means the text cannot be sent either
     return digest.hexdigest()
 
 

@@ -101,6 +101,11 @@ class Prompts:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def skip(self, i: int, reason: str) -> None:
+        """Leave row i unsent, with the reason its error column will show."""
+        self.rows[i] = None
+        self.skipped[i] = reason
+
     def skip_longer_than(self, max_tokens: int) -> None:
         """Skip rows whose prompt is estimated above max_tokens: refused here, never sent."""
         limit = max_tokens * constants.CHARS_PER_TOKEN
@@ -109,11 +114,8 @@ class Prompts:
                 continue
             chars = sum(len(c) for c in row) if self.roles is not None else sum(len(m["content"]) for m in row)
             if chars > limit:
-                self.rows[i] = None
-                self.skipped[i] = (
-                    f"prompt too long: about {chars // constants.CHARS_PER_TOKEN} tokens > max_prompt_tokens={max_tokens}"
-                )
-        self.skipped = dict(sorted(self.skipped.items()))
+                tokens = chars // constants.CHARS_PER_TOKEN
+                self.skip(i, f"prompt too long: about {tokens} tokens > max_prompt_tokens={max_tokens}")
 
     def messages(self, i: int) -> Messages:
         """The chat messages of row i."""

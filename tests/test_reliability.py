@@ -159,3 +159,39 @@ def test_chaos_every_row_answered_with_few_wasted_attempts(gen, sim):
         for previous, following in zip(attempts, attempts[1:]):
             if previous.status == 429:
                 assert following.time - previous.time >= retry_after, (previous, following)
+
+
+SERVER_FAULTS = [
+    ("malformed_rate", "malformed response"),
+    ("empty_choices_rate", "no choices"),
+    ("html_rate", "HTTP 502"),
+    ("reset_rate", "connection error"),
+    ("hang_rate", "timed out"),
+]
+
+
+@pytest.mark.parametrize("fault, message", SERVER_FAULTS, ids=[f for f, _ in SERVER_FAULTS])
+def test_a_broken_server_gives_per_row_errors_after_retries(gen, sim, fault, message):
+    from llmframe.testing import Faults
+
+    sim.faults = Faults(**{fault: 1.0})
+    out = gen(rows(3), "{x}", max_attempts=2, timeout=0.5)
+    assert out["response"].isna().all()
+    assert out["response_error"].str.contains(message).all(), out["response_error"].tolist()
+    assert out["response_error"].str.endswith("(after 2 attempts)").all()
+    assert sim.count == 6
+
+
+def test_unicode_rtl_emoji_and_nul_bytes_round_trip(gen, sim):
+    texts = ["héllo", "👋🏽 emoji", "مرحبا بالعالم", "nul\x00inside", "tab\tand\nnewline", "a\u202eb"]
+    out = gen(pd.DataFrame({"x": texts}), "{x}")
+    assert out["response"].tolist() == [digest_answer(t) for t in texts]
+    assert [r.body["messages"][-1]["content"] for r in sim.requests] == texts
+
+
+def test_a_row_that_cannot_be_encoded_is_skipped_alone(gen, sim):
+    df = pd.DataFrame({"x": ["fine", "lone \ud800 surrogate", "also fine"]}, dtype=object)
+    out = gen(df, "{x}")
+    assert sim.count == 2
+    assert out["response"].isna().tolist() == [False, True, False]
+    assert out["response_error"].iloc[1].startswith("skipped: the prompt is not valid Unicode")
