@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import llmframe
+
 from llmframe.errors import ConfigError, RunAborted, TemplateError
 from llmframe.testing import SimulatedError, digest_answer
 
@@ -298,8 +300,15 @@ def test_api_key_from_environment(gen, sim, monkeypatch):
     assert out["response"].tolist() == expected(frame(2))
 
 
-def test_api_key_never_reaches_cache_report_or_errors(gen, sim, cache_dir):
+def test_api_key_never_reaches_cache_report_errors_logs_or_reprs(gen, sim, cache_dir, caplog, capsys):
+    import logging
+
+    from llmframe import pipeline, ratelimit
+
+    caplog.set_level(logging.DEBUG)  # every logger, the SDK's and the HTTP library's included
     secret = "sk-test-SECRET-0123456789abcdef"
+    run = pipeline.plan(frame(2), "Summarise {title}: {body}", model=MODEL, base_url=sim.base_url, api_key=secret)
+    assert secret not in repr(run) and "SECRET" not in repr(run.provider)
     sim.answer = lambda body: (_ for _ in ()).throw(SimulatedError(403, f"Key {secret} may not use this model"))
     out = gen(frame(3), "Summarise {title}: {body}", api_key=secret)
     assert out["response_error"].notna().all()
@@ -307,10 +316,15 @@ def test_api_key_never_reaches_cache_report_or_errors(gen, sim, cache_dir):
     with pytest.raises(RunAborted, match="refused the API key") as aborted:
         gen(frame(5), "Summarise {title}: {body}", api_key=secret)
     sim.answer = lambda body: "ok"
-    ok = gen(frame(4), "Summarise {title}: {body}", api_key=secret)
+    ok = gen(frame(4), "Summarise {title}: {body}", api_key=secret, progress=True)
     written = b"".join(p.read_bytes() for p in cache_dir.rglob("*") if p.is_file())
     assert secret.encode() not in written and b"SECRET" not in written
-    text = out.to_json() + json.dumps(out.attrs) + json.dumps(ok.attrs) + str(aborted.value) + repr(aborted.value)
+    printed = capsys.readouterr()
+    text = "".join([
+        out.to_json(), json.dumps(out.attrs), json.dumps(ok.attrs), str(aborted.value), repr(aborted.value),
+        caplog.text, printed.out, printed.err, repr(ratelimit._limiters), repr(llmframe.settings()),
+    ])
+    assert "HTTP Request" in caplog.text, "the SDK's debug logs were really captured"
     assert secret not in text and "SECRET" not in text
 
 
