@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import constants, pipeline
+from . import columns, constants, pipeline
 from .errors import ConfigError
 from .executor import run_async, run_sync
 from .template import TemplateLike
@@ -18,8 +18,9 @@ _SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
 
 
 # Options a caller may pass through **options: plan()'s keywords, less what the accessor sets itself.
-_OPTIONS = frozenset(inspect.signature(pipeline.plan).parameters) - {"frame", "template", "model", "errors",
-                                                                      "positional_column"}
+_OPTIONS = frozenset(inspect.signature(pipeline.plan).parameters) - {"frame", "template", "model", "output",
+                                                                      "errors", "positional_column",
+                                                                      "output_frame_columns"}
 
 
 def _check_options(options: dict) -> None:
@@ -50,25 +51,27 @@ class _Base:
 class DataFrameAccessor(_Base):
     """Run a model over every row of a DataFrame."""
 
-    def generate(self, template: TemplateLike, *, model: str, output: str = constants.DEFAULT_OUTPUT,
+    def generate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
                  errors: str = "column", **options: Any) -> pd.DataFrame:
         """Answer the template for every row; returns a new frame with the answer (and error) column.
 
         template: "{column}" string, list of {"role", "content"} messages, or function row-dict -> prompt.
         model: "provider:model", e.g. "openai:gpt-4o-mini".
+        output: the answer column's name, or a pydantic model / JSON Schema dict: one typed column per field
+        (prefix= names them, output_mode="object" keeps one column of validated objects instead).
         options: system, temperature, top_p, max_tokens, seed, stop, params (anything else the provider
         accepts), missing ("skip" | "raise"), allow_no_placeholder, cache (True | False | "refresh"),
         cache_dir, max_concurrency, progress, api_key, base_url, provider_options.
         """
-        run, names = self._plan(template, model, output, errors, options)
-        out = pipeline.to_frame(self._obj, run, run_sync(run.start()), *names)
+        run = self._plan(template, model, output, errors, options)
+        out = columns.to_frame(self._obj, run, run_sync(run.start()))
         return _remember(out, (template, model, output, errors, options))
 
-    async def agenerate(self, template: TemplateLike, *, model: str, output: str = constants.DEFAULT_OUTPUT,
+    async def agenerate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
                         errors: str = "column", **options: Any) -> pd.DataFrame:
         """The async twin of generate, for code that already runs an event loop."""
-        run, names = self._plan(template, model, output, errors, options)
-        out = pipeline.to_frame(self._obj, run, await run_async(run.start()), *names)
+        run = self._plan(template, model, output, errors, options)
+        out = columns.to_frame(self._obj, run, await run_async(run.start()))
         return _remember(out, (template, model, output, errors, options))
 
     def retry_failed(self) -> pd.DataFrame:
@@ -82,42 +85,45 @@ class DataFrameAccessor(_Base):
         template, model, output, errors, options = call
         if options.get("cache") == "refresh":
             options = {**options, "cache": True}  # the refreshed answers are in the cache now
-        inputs = self._obj.drop(columns=[c for c in (output, f"{output}{constants.ERROR_SUFFIX}") if c in self._obj])
+        made = columns.Output.resolve(output, prefix=options.get("prefix", ""), mode=options.get("output_mode", "columns"),
+                                      errors=errors, frame_columns=()).names
+        inputs = self._obj.drop(columns=[c for c in made if c in self._obj])
         return inputs.llm.generate(template, model=model, output=output, errors=errors, **options)
 
-    def _plan(self, template, model, output, errors, options) -> tuple[pipeline.Run, tuple]:
+    def _plan(self, template, model, output, errors, options) -> pipeline.Run:
         _check_options(options)
-        frame = self._obj
-        names = pipeline.output_columns(frame.columns, output, errors)
-        return pipeline.plan(frame, template, model=model, errors=errors, **options), names
+        return pipeline.plan(self._obj, template, model=model, output=output, errors=errors, **options)
 
 
 @pd.api.extensions.register_series_accessor("llm")
 class SeriesAccessor(_Base):
     """Run a model over every value of a Series; "{}" in the template is the value."""
 
-    def generate(self, template: TemplateLike, *, model: str, output: str = constants.DEFAULT_OUTPUT,
-                 errors: str = "column", **options: Any) -> pd.Series:
+    def generate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+                 errors: str = "column", **options: Any) -> pd.Series | pd.DataFrame:
         """Answer the template for every value; returns a Series of answers on the same index.
 
+        A structured output= gives a DataFrame of its fields instead (a Series with output_mode="object").
         Failed rows are missing values; the report in .attrs["llmframe"] counts and samples their errors
         (use the DataFrame accessor for a per-row error column). Options are those of DataFrame.llm.generate.
         """
-        run = self._plan(template, model, errors, options)
-        return pipeline.to_series(run, run_sync(run.start()), output)
+        run = self._plan(template, model, output, errors, options)
+        return columns.to_series(run, run_sync(run.start()))
 
-    async def agenerate(self, template: TemplateLike, *, model: str, output: str = constants.DEFAULT_OUTPUT,
-                        errors: str = "column", **options: Any) -> pd.Series:
+    async def agenerate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+                        errors: str = "column", **options: Any) -> pd.Series | pd.DataFrame:
         """The async twin of generate."""
-        run = self._plan(template, model, errors, options)
-        return pipeline.to_series(run, await run_async(run.start()), output)
+        run = self._plan(template, model, output, errors, options)
+        return columns.to_series(run, await run_async(run.start()))
 
     def _column(self) -> str:
         name = self._obj.name
         return name if isinstance(name, str) and name else _SERIES_COLUMN
 
-    def _plan(self, template, model, errors, options) -> pipeline.Run:
+    def _plan(self, template, model, output, errors, options) -> pipeline.Run:
         _check_options(options)
         column = self._column()
         frame = self._obj.to_frame(name=column)
-        return pipeline.plan(frame, template, model=model, errors=errors, positional_column=column, **options)
+        # The Series' own values are not part of the result, so output names cannot clash with them.
+        return pipeline.plan(frame, template, model=model, output=output, errors=errors, positional_column=column,
+                             output_frame_columns=(), **options)

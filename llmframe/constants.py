@@ -14,6 +14,14 @@ RETRY_STATUSES = frozenset({408, 409, 429})  # plus every 5xx (and 529, Anthropi
 POOL_PAUSE_STATUSES = frozenset({429, 503, 529})  # the server is saturated: the whole pool waits, not one worker
 BREAKER_FAILURES = 25  # this many requests failing in a row stop the run
 
+# Structured outputs
+INVALID_ANSWER_RETRIES = 2  # an answer that does not validate is asked again this many times
+CORRECTION_PROMPT = (
+    "Your answer did not match the required format: {problem}. "
+    "Reply again with only the JSON object, matching the schema exactly."
+)
+VALIDATION_MESSAGE_CHARS = 300  # validation errors are cut to this length in the error column
+
 # Rate limits
 RATE_BURST_SECONDS = 1.0  # a bucket holds this many seconds of its rate: a small burst
 LEARNED_LIMIT_MARGIN = 0.95  # pace at this share of a limit the server reports, to stay clear of 429s

@@ -15,7 +15,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from . import constants
 from .cache import Store
@@ -87,13 +87,18 @@ async def run_async(make: Callable[[], Awaitable[T]]) -> T:
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(make(), loop))
 
 
+Check = Callable[[str | None], tuple[Any, str | None]]  # answer text -> (parsed value, None) or (None, problem)
+
+
 @dataclass(slots=True)
 class Work:
-    """The distinct requests of one run: their keys, how to build each, and how many rows each serves."""
+    """The distinct requests of one run: their keys, how to build each, how many rows each serves,
+    and, for structured outputs, how to check an answer."""
 
     keys: Sequence[str]
     request: Callable[[int], Request]
     weights: Sequence[int]
+    check: Check | None = None
 
 
 class _CacheWriter:
@@ -103,14 +108,14 @@ class _CacheWriter:
         self._store = store
         self._model = model
         self._overwrite = overwrite
-        self._pending: list[tuple[str, str]] = []
+        self._pending: list[tuple[str, str, bool]] = []
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmframe-cache")
         self._failures: list[BaseException] = []
         self._last_flush = time.monotonic()
         self.duplicates = 0  # answers another process had already stored: requests paid twice
 
-    def add(self, key: str, response: Response) -> None:
-        self._pending.append((key, response.to_cache(self._model, time.time())))
+    def add(self, key: str, response: Response, *, overwrite: bool = False) -> None:
+        self._pending.append((key, response.to_cache(self._model, time.time()), overwrite or self._overwrite))
         if len(self._pending) >= constants.CACHE_FLUSH_ROWS:
             self.flush()
 
@@ -121,9 +126,11 @@ class _CacheWriter:
             batch, self._pending = self._pending, []
             self._thread.submit(self._write, batch)
 
-    def _write(self, batch: list[tuple[str, str]]) -> None:
+    def _write(self, batch: list[tuple[str, str, bool]]) -> None:
         try:
-            self.duplicates += self._store.set_many(batch, overwrite=self._overwrite)
+            for overwrite in (False, True):
+                items = [(key, value) for key, value, replace in batch if replace is overwrite]
+                self.duplicates += self._store.set_many(items, overwrite=overwrite)
         except Exception as exc:  # a full disk must not lose the run: the answers are still returned
             self._failures.append(exc)
 
@@ -153,6 +160,7 @@ class Policy:
     rpm: float | None = None
     tpm: float | None = None
     max_tokens: int | None = None  # for the TPM estimate of a request before it is sent
+    invalid_retries: int = constants.INVALID_ANSWER_RETRIES  # re-asks for answers that do not validate
 
 
 @dataclass(slots=True)
@@ -163,6 +171,7 @@ class Counters:
     retries: int = 0
     rate_limited: int = 0  # 429 replies
     duplicates: int = 0  # answers another process stored first
+    invalid: int = 0  # answers that did not validate against the output schema
     failed_in_a_row: int = 0
 
 
@@ -171,11 +180,25 @@ def backoff(attempt: int) -> float:
     return random.uniform(0, min(constants.BACKOFF_CAP_SECONDS, constants.BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)))
 
 
+def _correction(request: Request, answer: str | None, problem: str) -> Request:
+    """The same request, plus the invalid answer and what was wrong with it: models mostly fix it."""
+    follow_up = [
+        {"role": "assistant", "content": answer or ""},
+        {"role": "user", "content": constants.CORRECTION_PROMPT.format(problem=problem)},
+    ]
+    return Request(request.key, [*request.messages, *follow_up], request.params)
+
+
 async def _answer(request: Request, provider: Provider, limiter: Limiter, policy: Policy, counters: Counters,
-                  secrets: tuple[str, ...]) -> Response:
-    """One request with retries: every attempt paced by the limiter, every wait as long as the server asked."""
+                  check: Check | None, secrets: tuple[str, ...]) -> Response:
+    """One request with retries: every attempt paced by the limiter, every wait as long as the server asked.
+
+    With check, an answer that does not validate is asked again (up to policy.invalid_retries times).
+    """
     estimate = estimate_tokens(sum(len(m.get("content") or "") for m in request.messages), policy.max_tokens)
-    for attempt in range(1, policy.max_attempts + 1):
+    attempt = invalid = 0
+    while True:
+        attempt += 1
         await limiter.acquire(estimate)
         counters.attempts += 1
         try:
@@ -185,7 +208,7 @@ async def _answer(request: Request, provider: Provider, limiter: Limiter, policy
             if exc.status == 401:
                 raise RunAborted(f"the provider refused the API key ({exc}); every row would fail, so the run "
                                  "stopped. Check the key (api_key= or the provider's environment variable)") from None
-            if not exc.retryable or attempt == policy.max_attempts:
+            if not exc.retryable or attempt >= policy.max_attempts:
                 suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
                 return Response.failure(f"{exc}{suffix}")
             asked = retry_after(exc.headers)
@@ -203,8 +226,18 @@ async def _answer(request: Request, provider: Provider, limiter: Limiter, policy
         if response.headers:
             limiter.learn(response.headers)
         limiter.settle(estimate, response.input_tokens + response.output_tokens)
-        return response
-    raise AssertionError("unreachable: the last attempt returns")
+        if check is None:
+            return response
+        value, problem = check(response.text)
+        if problem is None:
+            response.parsed = value
+            return response
+        counters.invalid += 1
+        invalid += 1
+        if invalid > policy.invalid_retries:
+            return Response.failure(f"{problem} ({invalid} answers)" if invalid > 1 else problem)
+        counters.retries += 1
+        request = _correction(request, response.text, problem)
 
 
 async def execute(
@@ -221,6 +254,7 @@ async def execute(
     results: list[Response | None] = [None] * len(work.keys)
     counters = Counters()
     writer = _CacheWriter(store, model=model, overwrite=not lookup) if store is not None else None
+    stale: set[int] = set()  # cached answers that no longer validate
     limiter = limiter_for(provider.limiter_key)
     limiter.configure(policy.rpm, policy.tpm)
     # Bounded: in-flight state is O(concurrency) however many rows the frame has.
@@ -229,7 +263,7 @@ async def execute(
 
     async def worker() -> None:
         while (j := await queue.get()) is not None:
-            response = await _answer(work.request(j), provider, limiter, policy, counters, secrets)
+            response = await _answer(work.request(j), provider, limiter, policy, counters, work.check, secrets)
             results[j] = response
             failed = response.error is not None
             progress.advance(work.weights[j], failed=failed, tokens=response.input_tokens + response.output_tokens)
@@ -243,18 +277,25 @@ async def execute(
             else:
                 counters.failed_in_a_row = 0
                 if writer is not None:
-                    writer.add(work.keys[j], response)
+                    writer.add(work.keys[j], response, overwrite=j in stale)
 
     async def feed() -> None:
         for start in range(0, len(work.keys), constants.CHUNK_SIZE):
             chunk = work.keys[start : start + constants.CHUNK_SIZE]
             found = store.get_many(chunk) if lookup and store is not None else [None] * len(chunk)
             hits = [j for j, value in enumerate(found, start) if value is not None]
+            served = 0
             for j, response in zip(hits, Response.many_from_cache([found[j - start] for j in hits])):
+                if work.check is not None:
+                    response.parsed, problem = work.check(response.text)
+                    if problem is not None:  # the validators changed since: ask again, replace the answer
+                        stale.add(j)
+                        continue
                 results[j] = response
-            progress.advance(sum(work.weights[j] for j in hits), cached=True)
-            for j, value in enumerate(found, start):
-                if value is None:
+                served += work.weights[j]
+            progress.advance(served, cached=True)
+            for j in range(start, start + len(chunk)):
+                if results[j] is None:
                     await queue.put(j)
         for _ in workers:
             await queue.put(None)

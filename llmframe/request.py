@@ -33,6 +33,7 @@ class Response:
     error: str | None = None
     cached: bool = False
     headers: Mapping[str, str] | None = None  # the reply's headers, for the rate limiter; never cached
+    parsed: Any = None  # the validated structured answer; never cached (the raw text is, and is re-checked)
 
     def to_cache(self, model: str, created: float) -> str:
         """A compact JSON text for the cache (only successes are ever stored).

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SchemaError
 from ..request import Request, Response
+
+if TYPE_CHECKING:
+    from ..structured import OutputSchema
 
 
 class Provider(ABC):
@@ -49,6 +52,10 @@ class Provider(ABC):
     def secrets(self) -> tuple[str, ...]:
         """Strings that must never appear in anything llmframe writes or raises."""
         return (self._api_key,) if self._api_key else ()
+
+    def output_params(self, schema: OutputSchema, *, strict: bool) -> dict:
+        """Request parameters that make the model answer in the schema; SchemaError if it cannot be expressed."""
+        raise SchemaError(f"the {self.name} provider does not support structured outputs yet")
 
     @abstractmethod
     async def complete(self, request: Request) -> Response:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import re
+
 import openai
 
 try:  # openai>=3 ships on httpx2; earlier releases on httpx
@@ -10,8 +13,9 @@ except ImportError:  # pragma: no cover - depends on the installed openai
     import httpx
 
 from .. import constants
-from ..errors import ProviderError, redact
+from ..errors import ProviderError, SchemaError, redact
 from ..request import Request, Response
+from ..structured import OutputSchema
 from .base import Provider
 
 # Our parameters that the SDK takes as keyword arguments; anything else goes in extra_body.
@@ -70,6 +74,27 @@ class OpenAIProvider(Provider):
             headers=raw.headers,
         )
 
+    def output_params(self, schema: OutputSchema, *, strict: bool) -> dict:
+        """response_format json_schema; strict schemas made as the SDK itself makes them."""
+        if strict:
+            from openai.lib._pydantic import _ensure_strict_json_schema, to_strict_json_schema
+
+            if schema.model is not None:
+                body = to_strict_json_schema(schema.model)
+            else:
+                body = copy.deepcopy(schema.json_schema)
+                body = _ensure_strict_json_schema(body, path=(), root=body)
+            if free := _free_form_objects(body):
+                raise SchemaError(
+                    f"{schema.name}: {', '.join(free)} can hold any keys, which OpenAI's strict structured outputs "
+                    "cannot express; use a list of key/value models, or pass strict=False"
+                )
+        else:
+            body = schema.json_schema
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", schema.name)[:64]
+        return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": body,
+                                                                            "strict": strict}}}
+
     def _describe(self, exc: openai.APIStatusError) -> str:
         body = exc.body
         message = body.get("message") if isinstance(body, dict) else None
@@ -77,3 +102,21 @@ class OpenAIProvider(Provider):
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _free_form_objects(schema: dict, path: str = "") -> list[str]:
+    """Paths of objects whose keys are free (dict fields): strict mode needs additionalProperties false."""
+    found = []
+    if isinstance(schema, dict):
+        extra = schema.get("additionalProperties")
+        if schema.get("type") == "object" and extra not in (None, False):
+            found.append(path or "the top level")
+        for key, value in schema.items():
+            if key == "properties" and isinstance(value, dict):
+                found += [p for name, sub in value.items() for p in _free_form_objects(sub, f"{path}.{name}".lstrip("."))]
+            elif key in ("$defs", "definitions") and isinstance(value, dict):
+                found += [p for name, sub in value.items() for p in _free_form_objects(sub, name)]
+            elif isinstance(value, (dict, list)) and key not in ("properties",):
+                subs = value if isinstance(value, list) else [value]
+                found += [p for sub in subs for p in _free_form_objects(sub, path)]
+    return list(dict.fromkeys(found))

@@ -1,0 +1,175 @@
+"""The collector: responses fanned back out to rows, as typed columns aligned to the input index, and the report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from . import constants
+from .errors import ConfigError, RunAborted, SchemaError
+from .request import Response
+from .structured import OUTPUT_MODES, OutputSchema, from_output
+
+if TYPE_CHECKING:
+    from .pipeline import Run
+
+ERROR_MODES = ("column", "raise")
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where answers go: one text column, or a schema's fields (or one object column); then the error column."""
+
+    text: str | None  # the text column's name; None for structured outputs
+    schema: OutputSchema | None
+    prefix: str
+    mode: str  # "columns" or "object", for structured outputs
+    errors: str  # "column" or "raise"
+
+    @classmethod
+    def resolve(cls, output: Any, *, prefix: str, mode: str, errors: str, frame_columns: Sequence) -> Output:
+        """Check output= and its companions, and that no new column clashes with the frame's."""
+        if errors not in ERROR_MODES:
+            raise ConfigError(f"errors must be one of {ERROR_MODES}, got {errors!r}")
+        if mode not in OUTPUT_MODES:
+            raise ConfigError(f"output_mode must be one of {OUTPUT_MODES}, got {mode!r}")
+        if not isinstance(prefix, str):
+            raise ConfigError(f"prefix must be a string, got {prefix!r}")
+        if isinstance(output, str) and not output:
+            raise ConfigError("output must be a non-empty column name")
+        resolved = cls(output if isinstance(output, str) else None, from_output(output), prefix, mode, errors)
+        names = resolved.names
+        if len(set(names)) < len(names):
+            raise SchemaError(f"the output columns {names} repeat a name: pass a prefix=")
+        clash = [n for n in names if n in frame_columns]
+        if clash:
+            fix = "pass prefix=..., or drop them first" if resolved.schema else "pass another output= name, or drop it first"
+            raise (SchemaError if resolved.schema else ConfigError)(
+                f"the frame already has column(s) {clash}: {fix}"
+            )
+        return resolved
+
+    @property
+    def error_column(self) -> str | None:
+        """Where per-row errors go (None with errors="raise")."""
+        if self.errors != "column":
+            return None
+        base = self.text if self.schema is None else f"{self.prefix}{self.schema.base}"
+        return f"{base}{constants.ERROR_SUFFIX}"
+
+    @property
+    def names(self) -> list[str]:
+        """Every new column, in order."""
+        if self.schema is None:
+            values = [self.text]
+        elif self.mode == "object":
+            values = [f"{self.prefix}{self.schema.base}"]
+        else:
+            values = [f"{self.prefix}{f}" for f in self.schema.fields]
+        return values + ([self.error_column] if self.error_column else [])
+
+
+def incomplete(response: Response) -> str | None:
+    """A note for an answer that is there but not whole: truncated, filtered or empty (never silent)."""
+    if response.finish_reason in _COMPLETE:
+        return None if response.text else "empty answer"
+    return f"incomplete answer: finish_reason={response.finish_reason!r}" + _WHY.get(response.finish_reason, "")
+
+
+_COMPLETE = frozenset({"stop", "end_turn", "stop_sequence", None})
+_WHY = {"length": " (max_tokens reached)", "max_tokens": " (max_tokens reached)", "content_filter": " (filtered)"}
+
+
+def _per_row(run: Run, per_key: list) -> np.ndarray:
+    """A value per distinct request fanned out to its rows; skipped rows (code -1) get None."""
+    table = np.empty(len(run.keys) + 1, dtype=object)  # the extra last slot serves code -1
+    table[: len(run.keys)] = per_key
+    return table[run.row_to_key]
+
+
+def new_columns(run: Run, responses: list[Response]) -> dict[str, pd.Series]:
+    """The output's columns, error column last, aligned to the input index."""
+    output, index = run.output, run.frame_index
+    errors = _per_row(run, [r.error if r.error is not None else incomplete(r) for r in responses])
+    for i, reason in run.prompts.skipped.items():
+        errors[i] = f"skipped: {reason}"
+    if output.schema is None:
+        texts = _per_row(run, [r.text if r.error is None else None for r in responses])
+        columns = {output.text: pd.Series(texts, index=index, dtype="string")}
+    else:
+        values = _per_row(run, [r.parsed if r.error is None else None for r in responses])
+        columns = output.schema.columns(values, index, output.prefix, output.mode)
+    if output.error_column:
+        columns[output.error_column] = pd.Series(errors, index=index, dtype="string")
+    return columns
+
+
+def report(run: Run, responses: list[Response]) -> dict:
+    """The run report: plain JSON-serialisable numbers, no secrets."""
+    weights = run.weights
+    cached = np.fromiter((r.cached for r in responses), dtype=bool, count=len(responses))
+    failed = np.fromiter((r.error is not None for r in responses), dtype=bool, count=len(responses))
+    sent = [r for r in responses if not r.cached]
+    samples = list(dict.fromkeys(r.error for r in responses if r.error is not None))[: constants.ERROR_SAMPLES]
+    finish: dict[str, int] = {}
+    for r, w in zip(responses, weights.tolist()):
+        if r.error is None:
+            finish[str(r.finish_reason)] = finish.get(str(r.finish_reason), 0) + w
+    counters = run.counters
+    return {
+        "model": run.model,
+        "rows": len(run.frame_index),
+        "cached": int(weights[cached].sum()),
+        "requests_sent": len(sent),
+        "deduplicated": int(weights.sum()) - len(run.keys),
+        "failed": int(weights[failed].sum()),
+        "skipped": len(run.prompts.skipped),
+        "input_tokens": sum(r.input_tokens for r in sent),
+        "output_tokens": sum(r.output_tokens for r in sent),
+        "seconds": round(run.seconds, 3),
+        "attempts": counters.attempts,
+        "retries": counters.retries,
+        "rate_limited": counters.rate_limited,
+        "invalid_answers": counters.invalid,
+        "concurrent_duplicates": counters.duplicates,
+        "finish_reasons": finish,
+        "errors": samples,
+    }
+
+
+def _raise_if_asked(run: Run, report_: dict) -> None:
+    """errors="raise": a RunAborted once the run is over, when any row failed."""
+    if run.output.errors == "raise" and report_["failed"]:
+        first = report_["errors"][0] if report_["errors"] else "unknown error"
+        raise RunAborted(
+            f"{report_['failed']} of {report_['rows']} rows failed (first error: {first}); "
+            "the answers that succeeded are cached, so a re-run sends only the failed rows",
+            report_,
+        )
+
+
+def to_frame(frame: pd.DataFrame, run: Run, responses: list[Response]) -> pd.DataFrame:
+    """A new frame: the input columns, then the output columns and the error column."""
+    out = frame.assign(**new_columns(run, responses))
+    out.attrs[constants.REPORT_ATTR] = report_ = report(run, responses)
+    _raise_if_asked(run, report_)
+    return out
+
+
+def to_series(run: Run, responses: list[Response]) -> pd.Series | pd.DataFrame:
+    """A text answer per value (a Series), or a structured output's columns (a DataFrame).
+
+    Per-row errors are counted and sampled in the report, not returned as a column.
+    """
+    columns = new_columns(run, responses)
+    columns.pop(run.output.error_column, None)
+    out = next(iter(columns.values())) if len(columns) == 1 else pd.DataFrame(columns)
+    if isinstance(out, pd.Series):
+        out.name = run.output.names[0]
+    out.attrs[constants.REPORT_ATTR] = report_ = report(run, responses)
+    _raise_if_asked(run, report_)
+    return out

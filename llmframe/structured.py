@@ -1,0 +1,196 @@
+"""Structured outputs: a pydantic model or JSON Schema in, validated answers out, one typed column per field."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import re
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from . import constants
+from .errors import SchemaError
+from .request import canonical_json
+
+OUTPUT_MODES = ("columns", "object")
+
+
+class OutputSchema:
+    """What a structured answer must look like, how to check one, and the columns it becomes."""
+
+    def __init__(self, output: Any):
+        from pydantic import BaseModel
+
+        self.model: type[BaseModel] | None = None
+        if isinstance(output, type) and issubclass(output, BaseModel):
+            self.model = output
+            self.name = output.__name__
+            try:
+                self.json_schema = output.model_json_schema()
+            except Exception as exc:  # pydantic's own message names the field it cannot express
+                raise SchemaError(f"{output.__name__} has no JSON Schema: {exc}") from None
+            self.fields = list(output.model_fields)
+        elif isinstance(output, dict):
+            self.json_schema = output
+            self.name = str(output.get("title") or "response")
+            if output.get("type") != "object" or not isinstance(output.get("properties"), dict):
+                raise SchemaError("a JSON Schema output must be an object schema with properties: "
+                                  '{"type": "object", "properties": {...}}')
+            self.fields = list(output["properties"])
+            self._validator = _json_schema_validator(output)
+        else:
+            raise SchemaError(f"output must be a column name, a pydantic model class or a JSON Schema dict, "
+                              f"got {type(output).__name__}")
+        if not self.fields:
+            raise SchemaError(f"{self.name} has no fields: it would give no columns")
+        self.base = _snake(self.name)
+
+    def key_material(self) -> dict:
+        """What of the schema changes the answer, for the cache key (validators do not: they re-check cached answers)."""
+        return {"name": self.name, "schema": self.json_schema}
+
+    def parse(self, text: str | None) -> tuple[Any, str | None]:
+        """(value, None) for an answer that validates, else (None, why not); near-JSON is repaired first."""
+        if not text:
+            return None, "invalid answer: empty"
+        data, problem = _load_json(text)
+        if problem:
+            return None, f"invalid answer: {problem}"
+        try:
+            if self.model is not None:
+                return self.model.model_validate(data), None
+            self._validator.validate(data)
+            return data, None
+        except Exception as exc:
+            return None, f"invalid answer: {_short(exc)}"
+
+    def column_names(self, prefix: str, mode: str) -> list[str]:
+        """The output columns, error column last."""
+        names = [f"{prefix}{self.base}"] if mode == "object" else [f"{prefix}{f}" for f in self.fields]
+        return [*names, f"{prefix}{self.base}{constants.ERROR_SUFFIX}"]
+
+    def columns(self, values: Sequence[Any], index: pd.Index, prefix: str, mode: str) -> dict[str, pd.Series]:
+        """Typed columns for the parsed values (None for rows without one), aligned to index."""
+        if mode == "object":
+            return {f"{prefix}{self.base}": pd.Series(list(values), index=index, dtype=object)}
+        plain = [None if v is None else (v.model_dump(mode="python") if self.model is not None else v) for v in values]
+        out = {}
+        for field in self.fields:
+            cells = [None if row is None else _plain(row.get(field)) for row in plain]
+            out[f"{prefix}{field}"] = _typed(cells, self._field_kind(field), index)
+        return out
+
+    def _field_kind(self, field: str) -> Any:
+        if self.model is not None:
+            return _kind_of_annotation(self.model.model_fields[field].annotation)
+        return _kind_of_schema(self.json_schema["properties"][field], self.json_schema)
+
+
+def from_output(output: Any) -> OutputSchema | None:
+    """The schema for output=, or None when output names a plain text column."""
+    return None if isinstance(output, str) else OutputSchema(output)
+
+
+def _load_json(text: str) -> tuple[Any, str | None]:
+    try:
+        return json.loads(text), None
+    except ValueError as exc:
+        strict_error = f"not JSON ({exc})"
+    # Models wrap JSON in code fences or prose; a maintained repairer recovers those, not guesswork.
+    import json_repair
+
+    repaired = json_repair.loads(text)
+    if isinstance(repaired, (dict, list)) and repaired:
+        return repaired, None
+    return None, strict_error
+
+
+def _short(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= constants.VALIDATION_MESSAGE_CHARS else text[: constants.VALIDATION_MESSAGE_CHARS] + "..."
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower().replace(" ", "_")
+
+
+def _json_schema_validator(schema: dict):
+    import jsonschema
+
+    try:
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise SchemaError(f"invalid JSON Schema: {exc.message}") from None
+    return cls(schema)
+
+
+# Column kinds: how a field's values become a pandas column.
+_INT, _FLOAT, _BOOL, _STR, _DATETIME, _OBJECT = "Int64", "Float64", "boolean", "string", "datetime", "object"
+
+
+def _kind_of_annotation(annotation: Any) -> Any:
+    """The column kind of a field type: a dtype name, a tuple of categories, or object."""
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType):
+        return _kind_of_annotation(args[0]) if len(args) == 1 else _OBJECT
+    if origin is typing.Annotated:
+        return _kind_of_annotation(args[0])
+    if origin is typing.Literal:
+        return tuple(_plain(a) for a in typing.get_args(annotation))
+    if isinstance(annotation, type):
+        if issubclass(annotation, enum.Enum):
+            return tuple(m.value for m in annotation)
+        if issubclass(annotation, bool):
+            return _BOOL
+        if issubclass(annotation, int):
+            return _INT
+        if issubclass(annotation, float):
+            return _FLOAT
+        if issubclass(annotation, str):
+            return _STR
+        if issubclass(annotation, dt.datetime):
+            return _DATETIME
+    return _OBJECT
+
+
+def _kind_of_schema(prop: dict, root: dict) -> Any:
+    """The column kind of a JSON Schema property."""
+    if "$ref" in prop:
+        name = prop["$ref"].rsplit("/", 1)[-1]
+        prop = root.get("$defs", root.get("definitions", {})).get(name, {})
+    branches = [b for b in prop.get("anyOf", []) if b.get("type") != "null"]
+    if len(branches) == 1:
+        return _kind_of_schema(branches[0], root)
+    if "enum" in prop:
+        return tuple(prop["enum"])
+    kind = prop.get("type")
+    if isinstance(kind, list):
+        kinds = [k for k in kind if k != "null"]
+        kind = kinds[0] if len(kinds) == 1 else None
+    if kind == "string" and prop.get("format") == "date-time":
+        return _DATETIME
+    return {"integer": _INT, "number": _FLOAT, "boolean": _BOOL, "string": _STR}.get(kind, _OBJECT)
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def _typed(cells: list, kind: Any, index: pd.Index) -> pd.Series:
+    """A column of the field's kind; missing rows are <NA>, NaT or None."""
+    if isinstance(kind, tuple):
+        if all(isinstance(c, str) for c in kind):
+            return pd.Series(pd.Categorical(cells, categories=list(kind)), index=index)
+        kind = _OBJECT
+    if kind == _DATETIME:
+        return pd.Series(pd.to_datetime(cells, utc=any(getattr(c, "tzinfo", None) for c in cells)), index=index)
+    if kind == _OBJECT:
+        return pd.Series(cells, index=index, dtype=object)
+    return pd.Series(pd.array(cells, dtype=kind), index=index)
