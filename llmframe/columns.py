@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -86,9 +87,9 @@ _WHY = {"length": " (max_tokens reached)", "max_tokens": " (max_tokens reached)"
 
 def _per_row(run: Run, per_key: list) -> np.ndarray:
     """A value per distinct request fanned out to its rows; skipped rows (code -1) get None."""
-    table = np.empty(len(run.keys) + 1, dtype=object)  # the extra last slot serves code -1
-    table[: len(run.keys)] = per_key
-    return table[run.row_to_key]
+    # fromiter, not slice assignment: numpy would unpack values that are sequences (lists, models).
+    table = np.fromiter(itertools.chain(per_key, [None]), dtype=object, count=len(run.keys) + 1)
+    return table[run.row_to_key]  # the extra last slot serves code -1
 
 
 def new_columns(run: Run, responses: list[Response]) -> dict[str, pd.Series]:

@@ -1,0 +1,223 @@
+"""Structured outputs: pydantic models and JSON Schemas in, typed columns out, through the simulator."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+from typing import Literal, Optional
+
+import pandas as pd
+import pytest
+from pydantic import BaseModel, Field, field_validator
+
+from llmframe.errors import RunAborted, SchemaError
+from llmframe.testing import Faults
+
+
+class Review(BaseModel):
+    sentiment: Literal["positive", "negative", "neutral"]
+    score: int = Field(ge=1, le=5)
+    aspects: list[str]
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Point(BaseModel):
+    x: float
+    y: float
+
+
+class Everything(BaseModel):
+    count: int
+    ratio: float
+    flag: bool
+    label: str
+    maybe: Optional[int]
+    colour: Colour
+    when: dt.datetime
+    day: dt.date
+    point: Point
+    points: list[Point]
+
+
+def reviews(n: int = 4) -> pd.DataFrame:
+    return pd.DataFrame({"text": [f"review number {i}" for i in range(n)]}, index=[f"r{i}" for i in range(n)])
+
+
+def test_a_pydantic_model_becomes_typed_columns(gen, sim):
+    out = gen(reviews(), "Analyse this review: {text}", output=Review)
+    assert list(out.columns) == ["text", "sentiment", "score", "aspects", "review_error"]
+    assert isinstance(out["sentiment"].dtype, pd.CategoricalDtype)
+    assert list(out["sentiment"].cat.categories) == ["positive", "negative", "neutral"]
+    assert out["score"].dtype == "Int64" and out["score"].between(1, 5).all()
+    assert out["aspects"].map(lambda v: isinstance(v, list)).all()
+    assert out["review_error"].isna().all()
+    for _, row in out.iterrows():
+        Review(sentiment=row["sentiment"], score=row["score"], aspects=row["aspects"])
+    response_format = sim.requests[0].body["response_format"]
+    assert response_format["type"] == "json_schema" and response_format["json_schema"]["strict"] is True
+    assert response_format["json_schema"]["schema"]["additionalProperties"] is False
+
+
+def test_each_field_type_gets_its_dtype(gen, sim):
+    out = gen(reviews(3), "{text}", output=Everything)
+    dtypes = {c: str(out[c].dtype) for c in Everything.model_fields}
+    assert dtypes["count"] == "Int64" and dtypes["ratio"] == "Float64" and dtypes["flag"] == "boolean"
+    assert dtypes["label"] == "string" and dtypes["maybe"] == "Int64" and dtypes["colour"] == "category"
+    assert dtypes["when"].startswith("datetime64")
+    assert list(out["colour"].cat.categories) == ["red", "blue"]
+    assert isinstance(out["day"].iloc[0], dt.date)
+    assert set(out["point"].iloc[0]) == {"x", "y"}, "nested models become dicts (Arrow structs)"
+    assert all(set(p) == {"x", "y"} for p in out["points"].iloc[0])
+
+
+def test_parquet_round_trip_keeps_types(gen, sim, tmp_path):
+    out = gen(reviews(), "Analyse this review: {text}", output=Review)
+    path = tmp_path / "out.parquet"
+    out.to_parquet(path)
+    back = pd.read_parquet(path)
+    assert back["score"].dtype == "Int64" and isinstance(back["sentiment"].dtype, pd.CategoricalDtype)
+    assert back["sentiment"].astype(str).tolist() == out["sentiment"].astype(str).tolist()
+    assert [list(v) for v in back["aspects"]] == out["aspects"].tolist()
+    nested = gen(reviews(2), "{text}", output=Everything)
+    nested.to_parquet(path)
+    again = pd.read_parquet(path)
+    assert again["point"].tolist() == nested["point"].tolist()
+    assert [list(v) for v in again["points"]] == nested["points"].tolist()
+
+
+def test_invalid_answers_are_asked_again_with_the_problem(gen, sim):
+    calls = {"n": 0}
+
+    def answer(body):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return '{"sentiment": "ecstatic", "score": 9, "aspects": []}'
+        return json.dumps({"sentiment": "positive", "score": 5, "aspects": ["price"]})
+
+    sim.answer = answer
+    out = gen(reviews(1), "{text}", output=Review)
+    assert out["sentiment"].iloc[0] == "positive" and out["review_error"].isna().all()
+    assert out.attrs["llmframe"]["invalid_answers"] == 1 and out.attrs["llmframe"]["attempts"] == 2
+    retry = sim.requests[1].body["messages"]
+    assert retry[-2] == {"role": "assistant", "content": '{"sentiment": "ecstatic", "score": 9, "aspects": []}'}
+    assert "did not match" in retry[-1]["content"] and "sentiment" in retry[-1]["content"]
+
+
+def test_answers_that_never_validate_become_row_errors(gen, sim):
+    sim.faults = Faults(schema_violation_rate=1.0)
+    out = gen(reviews(3), "{text}", output=Review, invalid_retries=1)
+    assert sim.count == 6 and out.attrs["llmframe"]["invalid_answers"] == 6
+    assert out[["sentiment", "score", "aspects"]].isna().all().all()
+    assert out["review_error"].str.startswith("invalid answer:").all()
+    assert out["review_error"].str.endswith("(2 answers)").all()
+    assert out.attrs["llmframe"]["failed"] == 3
+    with pytest.raises(RunAborted, match="invalid answer"):
+        gen(reviews(3), "{text}", output=Review, invalid_retries=0, errors="raise")
+
+
+def test_near_json_is_repaired_without_asking_again(gen, sim):
+    payload = {"sentiment": "neutral", "score": 3, "aspects": ["size"]}
+    sim.answer = lambda body: f"Sure! Here you go:\n```json\n{json.dumps(payload)}\n```\nAnything else?"
+    out = gen(reviews(2), "{text}", output=Review)
+    assert sim.count == 2 and out["sentiment"].tolist() == ["neutral", "neutral"]
+
+
+def test_schema_changes_reask_but_validator_changes_revalidate_from_cache(gen, sim):
+    df = reviews(6)
+    first = gen(df, "{text}", output=Review)
+    assert sim.count == 6
+
+    class Review2(Review):
+        note: str
+
+    gen(df, "{text}", output=Review2)
+    assert sim.count == 12, "a different schema is a different question"
+
+    class Strict(BaseModel):  # the same JSON Schema as Review, with a validator that rejects some answers
+        sentiment: Literal["positive", "negative", "neutral"]
+        score: int = Field(ge=1, le=5)
+        aspects: list[str]
+
+        @field_validator("score")
+        @classmethod
+        def at_least_three(cls, v):
+            if v < 3:
+                raise ValueError("score too low")
+            return v
+
+    Strict.__name__ = "Review"
+    assert Strict.model_json_schema() == Review.model_json_schema()
+    low = int((first["score"] < 3).sum())
+    out = gen(df, "{text}", output=Strict)
+    assert sim.count == 12 + low, "only answers the new validator rejects are asked again"
+    assert out.attrs["llmframe"]["cached"] == 6 - low
+
+
+def test_output_mode_object_keeps_validated_instances(gen, sim):
+    out = gen(reviews(2), "{text}", output=Review, output_mode="object")
+    assert list(out.columns) == ["text", "review", "review_error"]
+    assert all(isinstance(v, Review) for v in out["review"])
+
+
+def test_json_schema_dict_output(gen, sim):
+    schema = {
+        "title": "Verdict",
+        "type": "object",
+        "properties": {"label": {"type": "string", "enum": ["spam", "ham"]}, "confidence": {"type": "number"},
+                       "tags": {"type": "array", "items": {"type": "string"}}},
+        "required": ["label", "confidence", "tags"],
+    }
+    out = gen(reviews(3), "{text}", output=schema)
+    assert list(out.columns) == ["text", "label", "confidence", "tags", "verdict_error"]
+    assert isinstance(out["label"].dtype, pd.CategoricalDtype) and out["confidence"].dtype == "Float64"
+    assert out["verdict_error"].isna().all()
+
+
+def test_prefix_avoids_clashes_and_series_give_frames(gen, sim):
+    df = reviews(2).assign(score=[1, 2])
+    with pytest.raises(SchemaError, match="already has column"):
+        gen(df, "{text}", output=Review)
+    assert sim.count == 0
+    out = gen(df, "{text}", output=Review, prefix="llm_")
+    assert {"llm_sentiment", "llm_score", "llm_aspects", "llm_review_error"} <= set(out.columns)
+    fields = gen(df["text"], "{}", output=Review)
+    assert isinstance(fields, pd.DataFrame) and list(fields.columns) == ["sentiment", "score", "aspects"]
+    objects = gen(df["text"], "{}", output=Review, output_mode="object")
+    assert isinstance(objects, pd.Series) and isinstance(objects.iloc[0], Review)
+
+
+class Empty(BaseModel):
+    pass
+
+
+class FreeForm(BaseModel):
+    counts: dict[str, int]
+
+
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        (Empty, "no fields"),
+        (FreeForm, "strict=False"),
+        (123, "pydantic model class or a JSON Schema"),
+        ({"type": "string"}, "object schema"),
+        ({"type": "object", "properties": {"a": {"type": "nonsense"}}}, "invalid JSON Schema"),
+    ],
+    ids=["no-fields", "free-form-dict", "not-a-schema", "not-an-object", "invalid-schema"],
+)
+def test_unusable_schemas_fail_before_any_request(gen, sim, output, message):
+    with pytest.raises(SchemaError, match=message):
+        gen(reviews(2), "{text}", output=output)
+    assert sim.count == 0
+
+
+def test_free_form_dicts_work_without_strict_mode(gen, sim):
+    out = gen(reviews(2), "{text}", output=FreeForm, strict=False)
+    assert out["free_form_error"].isna().all()
+    assert all(isinstance(v, dict) for v in out["counts"])
+    assert sim.requests[0].body["response_format"]["json_schema"]["strict"] is False
