@@ -162,8 +162,7 @@ def plan(
     )
     schema_key = out.schema.key_material() if out.schema is not None else None
     head = key_prefix(provider_name, model_name, gen, schema_key)
-    row_keys = [None if row is None else _key_or_skip(head, prompts, i) for i, row in enumerate(prompts.rows)]
-    prompts.skipped = dict(sorted(prompts.skipped.items()))
+    row_keys = _keys(head, prompts)
     codes, uniques = pd.factorize(pd.array(row_keys, dtype=object), use_na_sentinel=True)
     codes = np.asarray(codes, dtype=np.int64)
     weights = np.bincount(codes[codes >= 0], minlength=len(uniques))
@@ -185,11 +184,20 @@ def plan(
     )
 
 
-def _key_or_skip(head: bytes, prompts: Prompts, i: int) -> str | None:
-    """Row i's content key; a row whose text is not valid Unicode is skipped here, never sent."""
+def _keys(head: bytes, prompts: Prompts) -> list[str | None]:
+    """Every row's content key (None for skipped rows); text that is not valid Unicode is skipped, never sent."""
+    texts = prompts.messages_json()
     try:
-        return content_key(head, prompts.messages_json(i))
+        return [None if text is None else content_key(head, text) for text in texts]
     except UnicodeEncodeError:
-        prompts.skip(i, "the prompt is not valid Unicode (a lone surrogate); clean the text first, e.g. "
-                        "s.str.encode('utf-8', 'replace').str.decode('utf-8')")
-        return None
+        pass
+    keys: list[str | None] = []
+    for i, text in enumerate(texts):
+        try:
+            keys.append(None if text is None else content_key(head, text))
+        except UnicodeEncodeError:
+            prompts.skip(i, "the prompt is not valid Unicode (a lone surrogate); clean the text first, e.g. "
+                            "s.str.encode('utf-8', 'replace').str.decode('utf-8')")
+            keys.append(None)
+    prompts.skipped = dict(sorted(prompts.skipped.items()))
+    return keys

@@ -124,12 +124,15 @@ class Prompts:
             return row
         return [{"role": role, "content": content} for role, content in zip(self.roles, row)]
 
-    def messages_json(self, i: int) -> str:
-        """canonical_json(messages(i)), built without the dicts: this runs once per row on every call."""
-        row = self.rows[i]
+    def messages_json(self) -> list[str | None]:
+        """canonical_json(messages(i)) of every row (None for skipped ones), built without the dicts."""
         if self.roles is None:
-            return canonical_json(row)
-        return "[" + ",".join(f'{{"content":{_json_string(c)},"role":{r}}}' for c, r in zip(row, self.roles_json)) + "]"
+            return [None if row is None else canonical_json(row) for row in self.rows]
+        # The canonical form of fixed-role messages with a slot per content: the same text, much faster.
+        form = "[" + ",".join('{{"content":{},"role":' + role.replace("{", "{{").replace("}", "}}") + "}}"
+                              for role in self.roles_json) + "]"
+        fill, encode = form.format, _json_string
+        return [None if row is None else fill(*map(encode, row)) for row in self.rows]
 
 
 class Template:
@@ -198,20 +201,31 @@ class Template:
         columns_per_part = [
             [(as_text if plain else raw)[c] for c, plain in zip(text.columns, text.plain)] for _, text in self.parts
         ]
-        rows: list = []
-        append = rows.append
-        i = 0
+        keep = [i for i in range(len(frame)) if i not in skipped] if skipped else range(len(frame))
         try:
-            for i in range(len(frame)):
-                if i in skipped:
-                    append(None)
-                    continue
-                append(tuple(text.render([col[i] for col in cols]) for (_, text), cols in zip(self.parts, columns_per_part)))
-        except (KeyError, IndexError, AttributeError, ValueError, TypeError) as exc:
-            raise TemplateError(
-                f"the template does not fit the row at index {frame.index[i]!r}: {type(exc).__name__}: {exc}"
-            ) from None
+            # Column-wise: one format call per row and part, no per-row Python frames.
+            parts = [_render_part(text, cols, keep) for (_, text), cols in zip(self.parts, columns_per_part)]
+        except (KeyError, IndexError, AttributeError, ValueError, TypeError):
+            raise self._misfit(frame, columns_per_part, keep) from None
+        if skipped:
+            rows: list = [None] * len(frame)
+            for i, row in zip(keep, zip(*parts)):
+                rows[i] = row
+        else:
+            rows = list(zip(*parts))
         return Prompts(tuple(role for role, _ in self.parts), rows, skipped)
+
+    def _misfit(self, frame: pd.DataFrame, columns_per_part: list, keep) -> TemplateError:
+        """The error naming the first row the template does not fit (found row by row, only on failure)."""
+        for i in keep:
+            try:
+                for (_, text), cols in zip(self.parts, columns_per_part):
+                    text.render([col[i] for col in cols])
+            except (KeyError, IndexError, AttributeError, ValueError, TypeError) as exc:
+                return TemplateError(
+                    f"the template does not fit the row at index {frame.index[i]!r}: {type(exc).__name__}: {exc}"
+                )
+        return TemplateError("the template does not fit the frame")
 
     def _render_function(self, frame: pd.DataFrame) -> Prompts:
         names = list(frame.columns)
@@ -248,6 +262,16 @@ class Template:
         if self.system is not None and not any(m["role"] == "system" for m in messages):
             messages = [{"role": "system", "content": self.system}, *messages]
         return messages
+
+
+def _render_part(text: _Text, cols: list[list], keep) -> list[str]:
+    """One message part rendered for the kept rows."""
+    if not cols:
+        return [text.render(())] * len(keep)
+    if not isinstance(keep, range):
+        cols = [[col[i] for i in keep] for col in cols]
+    fmt = text.positional.format
+    return [fmt(*values) for values in zip(*cols)]
 
 
 def _column_values(frame: pd.DataFrame, column: str) -> list:
