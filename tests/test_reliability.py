@@ -34,10 +34,11 @@ def attempts_per_prompt(sim) -> dict[str, list]:
     return grouped
 
 
-def test_429_is_retried_no_sooner_than_retry_after(gen, sim):
+@pytest.mark.parametrize("transport", ["http", "sdk"])
+def test_429_is_retried_no_sooner_than_retry_after(gen, sim, transport):
     sim.answer = fail_first(429, {"retry-after-ms": "300"})
     df = rows(20)
-    out = gen(df, "{x}")
+    out = gen(df, "{x}", provider_options={"transport": transport})
     assert out["response"].tolist() == [digest_answer(x) for x in df["x"]]
     report = out.attrs["llmframe"]
     assert (report["attempts"], report["retries"], report["rate_limited"]) == (40, 20, 20)
@@ -170,12 +171,13 @@ SERVER_FAULTS = [
 ]
 
 
+@pytest.mark.parametrize("transport", ["http", "sdk"])
 @pytest.mark.parametrize("fault, message", SERVER_FAULTS, ids=[f for f, _ in SERVER_FAULTS])
-def test_a_broken_server_gives_per_row_errors_after_retries(gen, sim, fault, message):
+def test_a_broken_server_gives_per_row_errors_after_retries(gen, sim, fault, message, transport):
     from llmframe.testing import Faults
 
     sim.faults = Faults(**{fault: 1.0})
-    out = gen(rows(3), "{x}", max_attempts=2, timeout=0.5)
+    out = gen(rows(3), "{x}", max_attempts=2, timeout=0.5, provider_options={"transport": transport})
     assert out["response"].isna().all()
     assert out["response_error"].str.contains(message).all(), out["response_error"].tolist()
     assert out["response_error"].str.endswith("(after 2 attempts)").all()
@@ -195,3 +197,11 @@ def test_a_row_that_cannot_be_encoded_is_skipped_alone(gen, sim):
     assert sim.count == 2
     assert out["response"].isna().tolist() == [False, True, False]
     assert out["response_error"].iloc[1].startswith("skipped: the prompt is not valid Unicode")
+
+
+def test_unknown_transport_is_refused(gen, sim):
+    from llmframe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="transport"):
+        gen(rows(1), "{x}", provider_options={"transport": "pigeon"})
+    assert sim.count == 0

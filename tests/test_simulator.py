@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
 import json
 import os
 import re
@@ -10,17 +12,22 @@ import subprocess
 import sys
 import threading
 import time
+import typing
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import openai
+import pydantic
 import pytest
+from openai.lib._pydantic import to_strict_json_schema  # what client.chat.completions.parse sends
+from pydantic import BaseModel, Field
 
 from llmframe.testing import Faults, SimulatedError, Simulator, SimulatorProcess, default_answer, digest_answer
 from llmframe.testing.__main__ import _parse
 from llmframe.testing.faults import duration
 from llmframe.testing.pytest_plugin import llm_simulator, llm_simulator_server  # noqa: F401
+from llmframe.testing.schema_answers import instance, invalid_json, violation
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -541,3 +548,311 @@ def test_burst_seconds_limit_how_much_of_a_limit_is_spent_at_once():
         with pytest.raises(openai.RateLimitError):
             client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
         assert sim.stats()["faults"] == {"rpm": 1}
+
+
+# --- structured outputs -------------------------------------------------------
+
+
+class Color(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+    BLUE = "blue"
+
+
+class Size(enum.IntEnum):
+    SMALL = 1
+    LARGE = 2
+
+
+class Review(BaseModel):
+    sentiment: typing.Literal["positive", "negative", "neutral"]
+    color: Color
+    size: Size
+    stars: int = Field(ge=1, le=5)
+    score: float
+    confident: bool
+    tags: list[str]
+    counts: dict[str, int]
+
+
+class Address(BaseModel):
+    street: str = Field(min_length=3, max_length=40)
+    city: str
+    zip: str = Field(pattern=r"^\d{5}$")
+
+
+class Person(BaseModel):
+    name: str
+    nickname: typing.Optional[str] = None
+    age: typing.Optional[int] = Field(default=None, ge=0, le=120)
+    address: Address
+    previous: list[Address]
+    partner_address: Address | None = None
+    born: dt.date
+    seen: dt.datetime
+
+
+class Node(BaseModel):
+    label: str
+    weight: float = Field(gt=0, lt=1)
+    children: list[Node]
+    parent: typing.Optional[Node] = None
+
+
+MODELS = [Review, Person, Node]
+# The openai SDK's own strict conversion (every property required, additionalProperties false), and pydantic's.
+SCHEMAS = {"strict": to_strict_json_schema, "plain": lambda model: model.model_json_schema()}
+
+
+def structured(sim, prompt: str, schema: dict, **kwargs):
+    """Ask for a JSON answer conforming to schema; return the ChatCompletion."""
+    response_format = {"type": "json_schema", "json_schema": {"name": "m", "schema": schema, "strict": True}}
+    return ask(sim, prompt, response_format=response_format, **kwargs)
+
+
+def check_schema(value, schema: dict) -> None:
+    """Validate value against schema with jsonschema, formats included, where jsonschema is installed."""
+    try:
+        import jsonschema
+    except ImportError:  # pydantic's validation is the check that matters here
+        return
+    validator = jsonschema.Draft202012Validator
+    validator(schema, format_checker=validator.FORMAT_CHECKER).validate(value)
+
+
+@pytest.mark.parametrize("build", sorted(SCHEMAS))
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
+def test_structured_answer_conforms(llm_simulator, model, build):
+    schema = SCHEMAS[build](model)
+    replies = [structured(llm_simulator, f"row {i}", schema) for i in range(6)]
+    contents = [r.choices[0].message.content for r in replies]
+    for reply, content in zip(replies, contents):
+        assert reply.choices[0].finish_reason == "stop"
+        model.model_validate_json(content)
+        check_schema(json.loads(content), schema)
+    assert structured(llm_simulator, "row 0", schema).choices[0].message.content == contents[0]
+    assert len(set(contents)) == len(contents)  # a text field tells prompts apart
+    assert [r.fault for r in llm_simulator.requests] == [None] * 7
+
+
+@pytest.mark.parametrize("build", sorted(SCHEMAS))
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
+def test_schema_instances_conform_for_many_seeds(model, build):
+    schema = SCHEMAS[build](model)
+    before = json.dumps(schema, sort_keys=True)
+    values = [instance(schema, f"seed {i}") for i in range(100)]
+    assert json.dumps(schema, sort_keys=True) == before  # the schema is not modified
+    for value in values:
+        model.model_validate(value)
+        check_schema(value, schema)
+    assert values == [instance(schema, f"seed {i}") for i in range(100)]
+    if model is Person:
+        # Optional fields are mostly filled in, sometimes null (or, where not required, left out).
+        nulls = [v.get("nickname") for v in values].count(None) / len(values)
+        assert 0.05 < nulls < (0.35 if build == "strict" else 0.6)
+        if build == "plain":
+            assert 0.05 < ["nickname" not in v for v in values].count(True) / len(values) < 0.45
+    if model is Review:
+        assert {v["sentiment"] for v in values} == {"positive", "negative", "neutral"}
+        assert {v["stars"] for v in values} == {1, 2, 3, 4, 5}
+        assert {type(v["score"]) for v in values} == {float}
+        assert all(1 <= len(v["counts"]) <= 3 and len(v["tags"]) >= 1 for v in values)
+    if model is Node:
+        assert any(v["children"] and v["children"][0]["children"] for v in values)  # it does recurse
+
+
+def test_sdk_parse_helper_gets_a_parsed_model(llm_simulator):
+    reply = client(llm_simulator).chat.completions.parse(
+        model="sim-model", messages=[{"role": "user", "content": "who?"}], response_format=Person
+    )
+    parsed = reply.choices[0].message.parsed
+    assert isinstance(parsed, Person) and isinstance(parsed.born, dt.date)
+    sent = llm_simulator.requests[0].body["response_format"]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "Person"
+    assert sent["json_schema"]["schema"] == to_strict_json_schema(Person)
+
+
+def test_json_object_and_custom_answers(llm_simulator):
+    reply = ask(llm_simulator, "hi", response_format={"type": "json_object"})
+    assert json.loads(reply.choices[0].message.content) == {"answer": digest_answer("hi")}
+    assert ask(llm_simulator, "hi", response_format={"type": "text"}).choices[0].message.content == digest_answer("hi")
+    llm_simulator.answer = lambda body: "custom"  # a user's answer function has the last word
+    assert structured(llm_simulator, "hi", Review.model_json_schema()).choices[0].message.content == "custom"
+
+
+def test_structured_answer_is_cut_only_by_a_small_max_tokens(llm_simulator):
+    schema = to_strict_json_schema(Review)
+    full = structured(llm_simulator, "x", schema).choices[0].message.content
+    reply = structured(llm_simulator, "x", schema, max_tokens=len(full))
+    assert (reply.choices[0].message.content, reply.choices[0].finish_reason) == (full, "stop")
+    reply = structured(llm_simulator, "x", schema, max_tokens=3)
+    assert (reply.choices[0].message.content, reply.choices[0].finish_reason) == (full[:12], "length")
+
+
+def test_bad_response_format_is_400(llm_simulator):
+    for response_format in (
+        {"type": "json_schema", "json_schema": {"schema": {"type": "object"}}},  # no name
+        {"type": "json_schema"},
+        {"type": "xml"},
+    ):
+        with pytest.raises(openai.BadRequestError):
+            ask(llm_simulator, "x", response_format=response_format)
+
+
+def test_schema_keywords():
+    schema = {
+        "definitions": {"Tag": {"type": "string", "maxLength": 4}},
+        "type": "object",
+        "properties": {
+            "const": {"const": {"fixed": [1, 2]}},
+            "either": {"type": ["integer", "string"]},
+            "ref": {"$ref": "#/definitions/Tag"},
+            "all": {"allOf": [{"$ref": "#/definitions/Tag"}]},
+            "one": {"oneOf": [{"type": "boolean"}, {"type": "null"}]},
+            "step": {"type": "integer", "minimum": 10, "maximum": 30, "multipleOf": 7},
+            "open": {"type": "number", "exclusiveMinimum": 0.5, "exclusiveMaximum": 0.51},
+            "fraction": {"type": "number", "multipleOf": 0.25, "minimum": 1, "maximum": 2},
+            "long": {"type": "string", "minLength": 40},
+            "short": {"type": "string", "minLength": 1, "maxLength": 3},
+            "email": {"type": "string", "format": "email"},
+            "uri": {"type": "string", "format": "uri"},
+            "uuid": {"type": "string", "format": "uuid"},
+            "time": {"type": "string", "format": "time"},
+            "ipv4": {"type": "string", "format": "ipv4"},
+            "code": {"type": "string", "pattern": "^[A-Z]{2}(-[0-9]+)?$"},
+            "hard": {"type": "string", "pattern": "^(a+)\\1$"},  # a back-reference: ignored
+            "pair": {"type": "array", "prefixItems": [{"type": "integer"}, {"type": "string"}], "items": False},
+            "set": {"type": "array", "items": {"enum": [1, 2, 3]}, "uniqueItems": True, "minItems": 3},
+            "few": {"type": "array", "items": {"type": "boolean"}, "minItems": 4, "maxItems": 4},
+            "keys": {"type": "object", "additionalProperties": {"type": "integer"},
+                     "propertyNames": {"enum": ["x", "y"]}},
+            "any": {},
+            "bag": {"type": "object", "additionalProperties": True, "minProperties": 2},
+            "untyped": {"properties": {"a": {"type": "integer"}}, "required": ["a"]},
+        },
+        "additionalProperties": False,
+    }
+    for i in range(60):
+        value = instance(schema, f"s{i}")
+        assert set(value) == set(schema["properties"])  # closed: every property, required or not
+        check_schema(value, {**schema, "properties": {**schema["properties"], "hard": {"type": "string"}}})
+        assert value["const"] == {"fixed": [1, 2]}
+        assert value["step"] in (14, 21, 28) and 0.5 < value["open"] < 0.51
+        assert re.fullmatch(r"[A-Z]{2}(-[0-9]+)?", value["code"])
+        assert isinstance(value["hard"], str)
+        assert sorted(value["set"]) == [1, 2, 3] and len(value["keys"]) <= 2
+        assert value["untyped"]["a"] == int(value["untyped"]["a"])
+    assert instance({"type": "string"}, "x") == "text-a2619fef"  # a hash of the seed, the same in every process
+
+
+def test_endless_schemas_are_refused():
+    endless = {"$defs": {"A": {"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}}, "required": ["a"]}},
+               "$ref": "#/$defs/A"}
+    with pytest.raises(ValueError):
+        instance(endless, "x")
+    loop = {"$defs": {"A": {"$ref": "#/$defs/B"}, "B": {"$ref": "#/$defs/A"}}, "$ref": "#/$defs/A"}
+    with pytest.raises(ValueError):
+        instance(loop, "x")
+    with pytest.raises(ValueError):
+        instance({"$defs": {"A": {"anyOf": [{"$ref": "#/$defs/A"}]}}, "$ref": "#/$defs/A"}, "x")
+    # A union that holds itself ends in its null branch.
+    optional = {"$defs": {"A": {"anyOf": [{"$ref": "#/$defs/A"}, {"type": "null"}]}}, "$ref": "#/$defs/A"}
+    assert instance(optional, "x") is None
+
+
+@pytest.mark.parametrize("build", sorted(SCHEMAS))
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
+def test_violations_break_the_schema(model, build):
+    schema = SCHEMAS[build](model)
+    kinds = set()
+    for i in range(40):
+        good, bad = instance(schema, f"v{i}"), violation(schema, f"v{i}")
+        with pytest.raises(pydantic.ValidationError):
+            model.model_validate_json(json.dumps(bad))
+        if set(bad) < set(good):
+            kinds.add("missing")
+        else:
+            [key] = [k for k in good if good[k] != bad[k]]
+            kinds.add("enum" if str(bad[key]).startswith("not-in-enum") else "type")
+    assert kinds == ({"missing", "type", "enum"} if model is Review else {"missing", "type"})
+    with pytest.raises(ValueError):
+        violation({}, "x")  # anything conforms
+    assert violation({"type": "integer"}, "x") == violation({"type": "integer"}, "x") == "not-valid-" + violation(
+        {"type": "integer"}, "x"
+    ).removeprefix("not-valid-")
+
+
+def test_invalid_json_variants():
+    text = json.dumps(instance(to_strict_json_schema(Review), "x"))
+    variants = {invalid_json(text, f"s{i}") for i in range(40)}
+    assert len(variants) == 4
+    for spoiled in [*variants, invalid_json("12345", "s"), invalid_json("{}", "s")]:
+        with pytest.raises(ValueError):
+            json.loads(spoiled)
+
+
+def test_invalid_json_fault(llm_simulator):
+    llm_simulator.faults = Faults(invalid_json_rate=1.0)
+    schema = to_strict_json_schema(Person)
+    for i in range(8):
+        reply = structured(llm_simulator, f"row {i}", schema)
+        assert reply.choices[0].finish_reason == "stop"
+        with pytest.raises(ValueError):
+            json.loads(reply.choices[0].message.content)
+        with pytest.raises(pydantic.ValidationError):
+            Person.model_validate_json(reply.choices[0].message.content)
+    with pytest.raises(ValueError):
+        json.loads(ask(llm_simulator, "obj", response_format={"type": "json_object"}).choices[0].message.content)
+    assert ask(llm_simulator, "plain").choices[0].message.content == digest_answer("plain")  # text is left alone
+    assert outcomes(llm_simulator) == [(200, "invalid_json")] * 9 + [(200, None)]
+    assert llm_simulator.stats()["faults"] == {"invalid_json": 9}
+
+
+def test_schema_violation_fault(llm_simulator):
+    llm_simulator.faults = Faults(schema_violation_rate=1.0)
+    for model in MODELS:
+        for build in SCHEMAS.values():
+            reply = structured(llm_simulator, f"row {model.__name__}", build(model))
+            assert reply.choices[0].finish_reason == "stop"
+            json.loads(reply.choices[0].message.content)
+            with pytest.raises(pydantic.ValidationError):
+                model.model_validate_json(reply.choices[0].message.content)
+    # A custom answer is spoiled too, when it is JSON.
+    llm_simulator.answer = lambda body: json.dumps({"label": "x", "weight": 0.5, "children": [], "parent": None})
+    content = structured(llm_simulator, "custom", to_strict_json_schema(Node)).choices[0].message.content
+    with pytest.raises(pydantic.ValidationError):
+        Node.model_validate_json(content)
+    llm_simulator.answer = default_answer
+    json_object = ask(llm_simulator, "obj", response_format={"type": "json_object"}).choices[0].message.content
+    assert json.loads(json_object) == {"answer": digest_answer("obj")}  # no schema to break
+    assert outcomes(llm_simulator) == [(200, "schema_violation")] * 7 + [(200, None)]
+
+
+def test_structured_faults_mix_with_seeded_draws(llm_simulator):
+    schema = to_strict_json_schema(Review)
+
+    def run(seed: int) -> list[str | None]:
+        llm_simulator.faults = Faults(invalid_json_rate=0.3, schema_violation_rate=0.3, seed=seed)
+        before = llm_simulator.count
+        for i in range(15):
+            structured(llm_simulator, f"row {i}", schema)
+        return [r.fault for r in llm_simulator.requests[before:]]
+
+    first = run(3)
+    assert set(first) == {None, "invalid_json", "schema_violation"}
+    assert run(3) == first
+    with pytest.raises(ValueError):
+        Faults(invalid_json_rate=0.6, schema_violation_rate=0.5)
+
+
+def test_cli_structured_fault_flags():
+    args = _parse(["--invalid-json-rate", "0.25", "--schema-violation-rate", "0.5"])
+    assert args.faults == Faults(invalid_json_rate=0.25, schema_violation_rate=0.5)
+
+
+def test_simulator_process_with_structured_faults():
+    with SimulatorProcess(schema_violation_rate=1.0) as proc:
+        content = structured(proc, "p", to_strict_json_schema(Review)).choices[0].message.content
+        with pytest.raises(pydantic.ValidationError):
+            Review.model_validate_json(content)
+        assert proc.stats()["faults"] == {"schema_violation": 1}

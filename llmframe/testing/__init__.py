@@ -10,10 +10,14 @@ Point any OpenAI-compatible client at it; by default each answer is digest_answe
         reply = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
         assert reply.choices[0].message.content == digest_answer("hi")
 
-Pass faults=Faults(...) (rate limits per API key, injected errors, hangs, resets, bad bodies) to
-test a client's retries against real HTTP behaviour. Use SimulatorProcess to run it in a child
-process, `python -m llmframe.testing` to run it from a shell, and the fixtures in
-llmframe.testing.pytest_plugin (`llm_simulator`) in pytest.
+A request with response_format {"type": "json_schema", "json_schema": {"name": ..., "schema": ...}}
+gets a JSON instance of the schema, chosen by the last user prompt (the same prompt, the same object;
+see llmframe.testing.schema_answers); {"type": "json_object"} gets {"answer": digest_answer(prompt)}.
+
+Pass faults=Faults(...) (rate limits per API key, injected errors, hangs, resets, bad bodies, invalid
+or schema-breaking JSON) to test a client's retries and validation against real HTTP behaviour. Use
+SimulatorProcess to run it in a child process, `python -m llmframe.testing` to run it from a shell,
+and the fixtures in llmframe.testing.pytest_plugin (`llm_simulator`) in pytest.
 """
 
 from __future__ import annotations

@@ -49,12 +49,19 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--retry-after", type=_seconds_or_none, default=0.05, help='seconds advised by injected 429/503, or "none"'
     )
+    parser.add_argument(
+        "--invalid-json-rate", type=float, default=0.0, help="share of structured answers that are not valid JSON"
+    )
+    parser.add_argument(
+        "--schema-violation-rate", type=float, default=0.0, help="share of json_schema answers that break the schema"
+    )
     parser.add_argument("--seed", type=int, help="seed for the fault draws")
     args = parser.parse_args(argv)
     try:
         args.faults = Faults(
             rpm=args.rpm, tpm=args.tpm, burst_seconds=args.burst_seconds, error_rates=dict(args.error_rate),
-            retry_after=args.retry_after, seed=args.seed,
+            retry_after=args.retry_after, invalid_json_rate=args.invalid_json_rate,
+            schema_violation_rate=args.schema_violation_rate, seed=args.seed,
         )
     except ValueError as exc:
         parser.error(str(exc))

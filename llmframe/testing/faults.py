@@ -1,4 +1,4 @@
-"""Fault injection for the simulator: per-key rate limits, injected errors, hangs, resets, bad bodies."""
+"""Fault injection for the simulator: per-key rate limits, injected errors, hangs, resets, bad bodies, bad JSON."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Faults that change a response's body or connection; drawn after the HTTP errors, in this order.
-_BODY_FAULTS = ("hang", "reset", "malformed", "html", "empty_choices")
+# The last two spoil only structured answers (response_format json_schema or json_object); drawn
+# for another request, they leave it alone, so every request takes one draw all the same.
+_BODY_FAULTS = ("hang", "reset", "malformed", "html", "empty_choices", "invalid_json", "schema_violation")
 
 HTML_502 = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n"
@@ -35,6 +37,12 @@ class Faults:
     malformed_rate: float = 0.0  # 200 with truncated JSON
     html_rate: float = 0.0  # 502 with an HTML page, as from a proxy
     empty_choices_rate: float = 0.0  # 200 with "choices": []
+    # Structured requests only, 200 with finish_reason "stop": an answer json.loads refuses (prose or
+    # a code fence around the JSON, or the JSON cut short); json_object requests too.
+    invalid_json_rate: float = 0.0
+    # json_schema requests only: valid JSON that breaks the schema (a required property missing, a
+    # wrong type, a value outside an enum).
+    schema_violation_rate: float = 0.0
     seed: int | None = None  # seeds the fault draws (latency callables own their randomness)
 
     def __post_init__(self) -> None:

@@ -33,13 +33,16 @@ class SimulatorProcess:
         burst_seconds: float = 60.0,
         error_rates: dict[int, float] | None = None,
         retry_after: float | None = 0.05,
+        invalid_json_rate: float = 0.0,
+        schema_violation_rate: float = 0.0,
         seed: int | None = None,
     ):
         self.latency = latency
         self.max_seconds = max_seconds
         # Checked here, so a bad value fails in the caller and not as a child that never gets READY.
         self.faults = Faults(rpm=rpm, tpm=tpm, burst_seconds=burst_seconds, error_rates=dict(error_rates or {}),
-                             retry_after=retry_after, seed=seed)
+                             retry_after=retry_after, invalid_json_rate=invalid_json_rate,
+                             schema_violation_rate=schema_violation_rate, seed=seed)
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen[str] | None = None  # kept after stop() for its exit code
         self._base_url: str | None = None
@@ -82,6 +85,10 @@ class SimulatorProcess:
                 cmd += [flag, str(value)]
         for status, p in self.faults.error_rates.items():
             cmd += ["--error-rate", f"{status}={p!r}"]
+        for flag, rate in (("--invalid-json-rate", self.faults.invalid_json_rate),
+                           ("--schema-violation-rate", self.faults.schema_violation_rate)):
+            if rate:
+                cmd += [flag, repr(rate)]
         self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, env=env)
         lines: queue.Queue[str | None] = queue.Queue()
         # A thread reads stdout because a pipe read cannot time out portably; it drains to EOF.

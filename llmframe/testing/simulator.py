@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from llmframe.testing.faults import HTML_502, Faults, FaultState, retry_headers
+from llmframe.testing.schema_answers import instance, invalid_json, violation
 
 API_KEY = "sim-key"
 MODEL = "sim-model"
@@ -47,7 +48,8 @@ class LoggedRequest:
     path: str
     body: dict
     status: int = 0  # the HTTP status answered; 0 while in flight, or for a hang or reset
-    fault: str | None = None  # rpm, tpm, injected, hang, reset, malformed, html, empty_choices; None if none
+    # rpm, tpm, injected, hang, reset, malformed, html, empty_choices, invalid_json, schema_violation; None if none
+    fault: str | None = None
 
 
 def digest_answer(prompt: str) -> str:
@@ -70,9 +72,82 @@ def _last_user_text(body: dict) -> str:
     return _text(users[-1].get("content")) if users else ""
 
 
+def structured_format(body: dict) -> tuple[str, dict | None] | None:
+    """("json_schema", schema), ("json_object", None), or None for a request that asks for free text."""
+    response_format = body.get("response_format")
+    if not isinstance(response_format, dict):
+        return None
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return "json_object", None
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        return "json_schema", schema if isinstance(schema, dict) else {}
+    return None
+
+
+def _format_problem(body: dict) -> str | None:
+    """Why the request's response_format would be refused by the API, or None if it is fine."""
+    if "response_format" not in body or body["response_format"] is None:
+        return None
+    response_format = body["response_format"]
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind not in ("text", "json_object", "json_schema"):
+        return "Invalid value for 'response_format.type': expected 'text', 'json_object' or 'json_schema'."
+    if kind != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, dict):
+        return "Missing required parameter: 'response_format.json_schema'."
+    if not isinstance(spec.get("name"), str) or not spec["name"]:
+        return "Missing required parameter: 'response_format.json_schema.name'."
+    if "schema" in spec and not isinstance(spec["schema"], dict):
+        return "Invalid type for 'response_format.json_schema.schema': expected an object."
+    return None
+
+
 def default_answer(body: dict) -> str:
-    """Answer with digest_answer of the last user message's text."""
-    return digest_answer(_last_user_text(body))
+    """Answer digest_answer of the last user message's text, or JSON when the request asks for it.
+
+    With response_format json_schema, the answer is an instance of the schema that the whole
+    conversation chooses (see llmframe.testing.schema_answers.instance), so a follow-up turn that
+    asks for a correction gets a new answer; with json_object, it is {"answer": digest_answer(text)}.
+    """
+    prompt = _last_user_text(body)
+    structured = structured_format(body)
+    if structured is None:
+        return digest_answer(prompt)
+    kind, schema = structured
+    if kind == "json_object":
+        return json.dumps({"answer": digest_answer(prompt)})
+    return json.dumps(instance(schema, _conversation_text(body)))
+
+
+def _conversation_text(body: dict) -> str:
+    """Every message's text, in order: what seeds a structured answer."""
+    return "\n".join(_text(m.get("content")) for m in body.get("messages", []) if isinstance(m, dict))
+
+
+def _spoil(fault: str, text: str, body: dict) -> tuple[str, str | None]:
+    """Apply an answer fault to a structured request's answer; a request it does not apply to keeps both."""
+    structured = structured_format(body)
+    if structured is None:
+        return text, None
+    prompt = _last_user_text(body)
+    if fault == "invalid_json":
+        return invalid_json(text, prompt), fault
+    kind, schema = structured
+    if kind != "json_schema":
+        return text, None  # no schema to break
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = instance(schema, prompt)
+    try:
+        return json.dumps(violation(schema, prompt, value)), fault
+    except ValueError:  # the schema allows any JSON
+        return text, None
 
 
 def _tokens(text: str) -> int:
@@ -274,6 +349,9 @@ class Simulator:
             return _error(400, "request body is not valid JSON")
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return _error(400, "'messages' must be a list")
+        problem = _format_problem(body)
+        if problem is not None:
+            return _error(400, problem)
         # Logged on arrival, before any wait, so tests can observe requests in flight.
         entry = LoggedRequest(time.monotonic(), request.path, body)
         with self._lock:
@@ -326,6 +404,12 @@ class Simulator:
             return _error(exc.status, exc.message, {**state.headers(key, now), **exc.headers}), None
         except Exception as exc:
             return _error(500, f"answer function failed: {exc!r}", state.headers(key, now)), None
+        if fault in ("invalid_json", "schema_violation"):
+            try:
+                text, fault = _spoil(fault, text, body)
+            except Exception as exc:
+                message = f"simulator could not build a {fault} answer: {exc!r}"
+                return _error(500, message, state.headers(key, now)), None
         finish = "stop"
         if limit is not None and _tokens(text) > limit:
             text, finish = text[: limit * 4], "length"
