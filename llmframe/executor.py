@@ -134,6 +134,12 @@ class _CacheWriter:
         except Exception as exc:  # a full disk must not lose the run: the answers are still returned
             self._failures.append(exc)
 
+    def _trim(self) -> None:
+        try:
+            self._store.trim()
+        except Exception as exc:
+            self._failures.append(exc)
+
     def tick(self) -> None:
         if time.monotonic() - self._last_flush >= constants.CACHE_FLUSH_SECONDS:
             self.flush()
@@ -141,6 +147,7 @@ class _CacheWriter:
     def close(self) -> None:
         """Write everything still buffered and wait for it: called on success, failure and cancel."""
         self.flush()
+        self._thread.submit(self._trim)
         self._thread.shutdown(wait=True)
         if self._failures:
             warnings.warn(
