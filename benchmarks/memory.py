@@ -1,0 +1,60 @@
+"""Peak memory of one generate call, in a fresh process: python benchmarks/memory.py --rows N --mode cached|uncached
+
+Prints one JSON line: peak RSS, the RSS before the call (interpreter, pandas, the input frame), and
+the in-memory size of the input and output frames, so the suite can compare them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import llmframe  # noqa: E402,F401  (registers df.llm)
+from benchmarks.bench_core import TEMPLATE, fill_cache, make_frame  # noqa: E402
+from llmframe.testing import SimulatorProcess  # noqa: E402
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process, from /proc (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--mode", choices=("cached", "uncached"), default="cached")
+    parser.add_argument("--concurrency", type=int, default=100)
+    args = parser.parse_args()
+    frame = make_frame(args.rows)
+    with SimulatorProcess(latency=0.0, max_seconds=3600) as sim, tempfile.TemporaryDirectory() as cache_dir:
+        if args.mode == "cached":
+            fill_cache(frame, sim, cache_dir)
+        before = rss_mb()
+        start = time.perf_counter()
+        out = frame.llm.generate(TEMPLATE, model="openai:sim-model", base_url=sim.base_url, api_key=sim.api_key,
+                                 max_concurrency=args.concurrency, cache_dir=cache_dir, progress=False)
+        seconds = time.perf_counter() - start
+        assert out["response"].notna().all(), out.attrs["llmframe"]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({
+        "rows": args.rows,
+        "mode": args.mode,
+        "seconds": round(seconds, 1),
+        "rss_before_mb": round(before, 1),
+        "peak_rss_mb": round(peak, 1),
+        "input_mb": round(frame.memory_usage(deep=True).sum() / 2**20, 1),
+        "output_mb": round(out.memory_usage(deep=True).sum() / 2**20, 1),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
