@@ -281,3 +281,13 @@ def test_cli_asks_in_a_terminal(two_models, cache_dir, monkeypatch, capsys, filt
     monkeypatch.setattr(sys, "stdin", _Terminal("y"))
     assert main(["cache", "clear", *filters]) == 0
     assert llmframe.cache_stats()["entries"] == (0 if not filters else 5)
+
+
+def test_bulk_lookup_matches_diskcache_get_for_small_and_large_values(cache_dir):
+    store = open_store(cache_dir)
+    small = Response("short", 1, 1, "stop").to_cache(MODEL, time.time())
+    large = Response("z" * 100_000, 1, 1, "stop").to_cache(MODEL, time.time())  # stored in a file by diskcache
+    store.set_many([("small", small), ("large", large)])
+    assert store.get_many(["small", "missing"]) == [small, None]
+    assert store.get_many(["large", "small", "missing"]) == [large, small, None]
+    assert store.get_many([]) == []
