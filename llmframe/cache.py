@@ -28,6 +28,12 @@ _BULK_GET = (
     "AND key IN ({slots})"
 )
 
+# The row diskcache's add() writes for a short str value: raw str key, no expiry, no tag, value inline.
+_BULK_INSERT = (
+    "INSERT OR IGNORE INTO Cache(key, raw, store_time, expire_time, access_time, access_count, tag, size, mode,"
+    f" filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, {_MODE_RAW}, NULL, ?)"
+)
+
 _open: dict[str, Store] = {}
 _open_lock = threading.Lock()
 
@@ -121,7 +127,9 @@ class Store:
         """Store answers in one transaction (one commit per chunk, not per row).
 
         Without overwrite, a key another process stored meanwhile is kept as is; returns how many
-        keys were already there, i.e. requests that were answered twice.
+        keys were already there, i.e. requests that were answered twice. Small values (all but the
+        longest answers) go in with one INSERT OR IGNORE for the chunk, written exactly as diskcache
+        writes them, so diskcache reads them back; its own add() costs ten times more per row.
         """
         if not items:
             return 0
@@ -130,9 +138,23 @@ class Store:
                 for key, value in items:
                     self._cache.set(key, value)
             return 0
-        add = self._cache.add
+        limit = getattr(self._cache, "disk_min_file_size", 2**15)
+        small = [(key, value) for key, value in items if len(value) < limit]
+        large = [(key, value) for key, value in items if len(value) >= limit]
         with self._cache.transact():
-            return sum(not add(key, value) for key, value in items)
+            present = sum(not self._cache.add(key, value) for key, value in large)
+            if small:
+                present += len(small) - self._insert_small(small)
+        return present
+
+    def _insert_small(self, items: list[tuple[str, str]]) -> int:
+        """Insert raw-mode rows for keys not there yet; how many were inserted."""
+        now = time.time()
+        try:
+            cursor = self._cache._con.executemany(_BULK_INSERT, [(key, now, now, value) for key, value in items])
+            return cursor.rowcount
+        except (AttributeError, sqlite3.Error):
+            return sum(self._cache.add(key, value) for key, value in items)
 
     def _entries(self) -> Iterator[tuple[Any, Any]]:
         """(key, value) of every entry, streamed: diskcache iterates keys 100 rows per query."""

@@ -232,6 +232,7 @@ async def _answer(request: Request, provider: Provider, limiter: Limiter, policy
             return Response.failure(redact(f"{type(exc).__name__}: {exc}", *secrets))
         if response.headers:
             limiter.learn(response.headers)
+            response.headers = None  # about a kilobyte a reply: a million rows must not keep them
         limiter.settle(estimate, response.input_tokens + response.output_tokens)
         if check is None:
             return response

@@ -186,13 +186,12 @@ def plan(
 
 def _keys(head: bytes, prompts: Prompts) -> list[str | None]:
     """Every row's content key (None for skipped rows); text that is not valid Unicode is skipped, never sent."""
-    texts = prompts.messages_json()
     try:
-        return [None if text is None else content_key(head, text) for text in texts]
+        return [None if text is None else content_key(head, text) for text in prompts.messages_json()]
     except UnicodeEncodeError:
         pass
     keys: list[str | None] = []
-    for i, text in enumerate(texts):
+    for i, text in enumerate(prompts.messages_json()):
         try:
             keys.append(None if text is None else content_key(head, text))
         except UnicodeEncodeError:

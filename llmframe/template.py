@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -124,15 +124,18 @@ class Prompts:
             return row
         return [{"role": role, "content": content} for role, content in zip(self.roles, row)]
 
-    def messages_json(self) -> list[str | None]:
-        """canonical_json(messages(i)) of every row (None for skipped ones), built without the dicts."""
+    def messages_json(self) -> Iterator[str | None]:
+        """canonical_json(messages(i)) of every row (None for skipped ones), built without the dicts.
+
+        An iterator: at a million rows a list of these texts would cost hundreds of megabytes at once.
+        """
         if self.roles is None:
-            return [None if row is None else canonical_json(row) for row in self.rows]
+            return (None if row is None else canonical_json(row) for row in self.rows)
         # The canonical form of fixed-role messages with a slot per content: the same text, much faster.
         form = "[" + ",".join('{{"content":{},"role":' + role.replace("{", "{{").replace("}", "}}") + "}}"
                               for role in self.roles_json) + "]"
         fill, encode = form.format, _json_string
-        return [None if row is None else fill(*map(encode, row)) for row in self.rows]
+        return (None if row is None else fill(*map(encode, row)) for row in self.rows)
 
 
 class Template:

@@ -291,3 +291,17 @@ def test_bulk_lookup_matches_diskcache_get_for_small_and_large_values(cache_dir)
     assert store.get_many(["small", "missing"]) == [small, None]
     assert store.get_many(["large", "small", "missing"]) == [large, small, None]
     assert store.get_many([]) == []
+
+
+def test_bulk_writes_read_back_through_diskcache_itself(cache_dir):
+    import diskcache
+
+    store = open_store(cache_dir)
+    values = {f"k{i}": Response(f"answer {i} é", 1, 1, "stop").to_cache(MODEL, time.time()) for i in range(300)}
+    values["big"] = Response("w" * 100_000, 1, 1, "stop").to_cache(MODEL, time.time())
+    assert store.set_many(list(values.items())) == 0
+    assert store.set_many([("k0", "other"), ("k299", "other"), ("new", "v")]) == 2, "present keys are counted"
+    plain = diskcache.Cache(str(cache_dir))
+    assert all(plain.get(k) == v for k, v in values.items()), "diskcache reads what the bulk insert wrote"
+    assert plain.get("new") == "v" and len(plain) == 302
+    assert plain.check() == [], "diskcache's own consistency check finds nothing wrong"

@@ -125,4 +125,4 @@ def test_fast_key_text_equals_the_canonical_json_of_the_messages():
     tricky = ['plain', 'quote " and \\ backslash', "new\nline\ttab", "nul\x00", "é 👋 مرحبا", "\ud800 lone", "</script>"]
     df = pd.DataFrame({"t": tricky}, dtype=object)  # object: pyarrow strings refuse lone surrogates
     _, prompts = render("{t}", df, system="sys {t}")
-    assert prompts.messages_json() == [canonical_json(prompts.messages(i)) for i in range(len(df))]
+    assert list(prompts.messages_json()) == [canonical_json(prompts.messages(i)) for i in range(len(df))]

@@ -1,0 +1,217 @@
+"""The benchmark suite, one command: python benchmarks/run.py [--quick] [--write]
+
+Every scenario against the loopback simulator in its own process, side by side in one run:
+online throughput (llmframe, raw aiohttp, the openai SDK) at two latencies and two concurrencies,
+the peer tools (Bespoke Curator, LOTUS; set up once with `python benchmarks/peers/setup.py`),
+cached re-runs, peak memory, and a rate-limited run. --quick shrinks every scenario (a few
+minutes); --write puts the tables into benchmarks/RESULTS.md between the suite markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+import aiohttp  # noqa: E402
+import diskcache  # noqa: E402
+import openai  # noqa: E402
+import pandas as pd  # noqa: E402
+
+import llmframe  # noqa: E402
+from benchmarks import bench_core  # noqa: E402
+from llmframe.testing import SimulatorProcess  # noqa: E402
+
+MARK_START, MARK_END = "<!-- suite:start -->", "<!-- suite:end -->"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_raw_aiohttp(texts: list[str], sim: SimulatorProcess, concurrency: int) -> list[str]:
+    """The floor: aiohttp + Semaphore + gather, JSON posted and parsed directly."""
+
+    async def go() -> list[str]:
+        url = sim.base_url + "/chat/completions"
+        sem = asyncio.Semaphore(concurrency)
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        headers = {"Authorization": f"Bearer {sim.api_key}"}
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+            async def one(prompt: str) -> str:
+                body = {"model": bench_core.MODEL, "messages": [{"role": "user", "content": prompt}]}
+                async with sem, session.post(url, json=body) as reply:
+                    data = await reply.json()
+                    return data["choices"][0]["message"]["content"]
+
+            return await asyncio.gather(*(one(t) for t in texts))
+
+    return asyncio.run(go())
+
+
+def online(rows: int, latency: float, concurrency: int, repeats: int, tmp: Path) -> dict[str, dict]:
+    """Interleaved repeats of llmframe, raw aiohttp and the SDK baseline; rows/s and CPU s per 1,000 rows."""
+    frame, texts = bench_core.make_frame(rows), bench_core.prompts(rows)
+    clients = {
+        "llmframe": lambda sim, r: bench_core.run_llmframe(frame, sim, concurrency, str(tmp / f"o-{latency}-{concurrency}-{r}")),
+        "raw aiohttp": lambda sim, r: run_raw_aiohttp(texts, sim, concurrency),
+        "openai SDK": lambda sim, r: bench_core.run_baseline(texts, sim, concurrency),
+    }
+    stats = {name: {"rps": [], "cpu": []} for name in clients}
+    with SimulatorProcess(latency=latency, max_seconds=3600) as sim:
+        for name, client in clients.items():  # warm-up: imports, connections
+            client(sim, "warm") if name != "llmframe" else bench_core.run_llmframe(
+                frame.head(200), sim, concurrency, str(tmp / f"warm-{latency}-{concurrency}"))
+        for r in range(repeats):
+            for name, client in clients.items():
+                _, wall, cpu = bench_core.timed(client, sim, r)
+                stats[name]["rps"].append(rows / wall)
+                stats[name]["cpu"].append(cpu * 1000 / rows)
+            log(f"  online {rows:,} rows, {latency * 1000:g} ms, {concurrency} in flight, repeat {r + 1}: "
+                + ", ".join(f"{n} {s['rps'][-1]:,.0f}/s" for n, s in stats.items()))
+    return stats
+
+
+def peers(rows: int, concurrency: int, llmframe_rps: float) -> list[dict]:
+    """Curator and LOTUS on the same server, if their environments are set up."""
+    try:
+        from benchmarks.peers.harness import run_peer
+    except ImportError as exc:
+        return [{"tool": "peers", "error": f"benchmarks/peers is missing ({exc})"}]
+    results = []
+    with SimulatorProcess(latency=0.02, max_seconds=3600) as sim:
+        for tool in ("curator", "lotus"):
+            try:
+                for line in run_peer(tool, sim.base_url, sim.api_key, rows, concurrency, cached=True):
+                    results.append({**line, "llmframe_ratio": llmframe_rps / line["rows_per_s"]})
+            except Exception as exc:  # a peer that cannot run is reported, not fatal
+                results.append({"tool": tool, "error": str(exc).splitlines()[0][:200]})
+            log(f"  peer {tool}: {results[-1]}")
+    return results
+
+
+def cached(rows: int, repeats: int, tmp: Path) -> list[float]:
+    """Rows/s of a fully cached generate call."""
+    args = argparse.Namespace(cached_rows=rows, repeats=repeats, concurrency=100)
+    with SimulatorProcess(latency=0.0, max_seconds=3600) as sim:
+        return bench_core.cached(args, sim, tmp)
+
+
+def memory(rows: int, mode: str) -> dict:
+    """Peak RSS of one generate call in a fresh process (benchmarks/memory.py)."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "memory.py"), "--rows", str(rows), "--mode", mode],
+                         capture_output=True, text=True, timeout=3600, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
+
+
+def report(args, sections: dict) -> str:
+    """The markdown tables."""
+    lines = [
+        f"Command: `{shlex.join(['python', 'benchmarks/run.py', *sys.argv[1:]])}` "
+        f"({time.strftime('%Y-%m-%d')}, {sections['minutes']:.0f} minutes)",
+        "",
+        f"Machine: {os.cpu_count()} CPUs, {platform.platform()}; Python {platform.python_version()}; "
+        f"llmframe {llmframe.__version__}, pandas {pd.__version__}, openai {openai.__version__}, "
+        f"aiohttp {aiohttp.__version__}, diskcache {diskcache.__version__}",
+        "",
+        f"Simulator ceiling (raw aiohttp, 200 in flight, latency 0): {sections['ceiling']:,.0f} requests/s.",
+        "",
+        "### Online throughput",
+        "",
+        "| latency | in flight | rows | client | rows/s, median (min–max) | CPU ms per row | vs raw aiohttp |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (latency, concurrency), stats in sections["online"].items():
+        raw = statistics.median(stats["raw aiohttp"]["rps"])
+        for name, s in stats.items():
+            lines.append(f"| {latency * 1000:g} ms | {concurrency} | {args.rows:,} | {name} | {spread(s['rps'])} | "
+                         f"{statistics.median(s['cpu']):.3f} | {statistics.median(s['rps']) / raw:.2f} |")
+    lines += ["", "Target: llmframe >= 0.8x raw aiohttp at 20 ms, 100 and 1,000 in flight.", "",
+              "### Peers on the same server (20 ms, 100 in flight)", "",
+              "| tool | version | rows | rows/s | CPU s | cached re-run | llmframe is |", "|---|---|---|---|---|---|---|"]
+    for p in sections["peers"]:
+        if "error" in p:
+            lines.append(f"| {p['tool']} | – | – | – | – | – | not measured: {p['error']} |")
+        else:
+            lines.append(f"| {p['tool']} | {p.get('version', '?')} | {p['rows']:,} | {p['rows_per_s']:,.0f} | "
+                         f"{p['cpu_seconds']:.1f} | {'yes' if p.get('cached') else 'no'} | "
+                         f"{p['llmframe_ratio']:.1f}x faster |")
+    lines += ["", "Targets: >= 4x Curator and >= 6x LOTUS online.", "", "### Cached re-runs", "",
+              "| rows | rows/s, median (min–max) | target |", "|---|---|---|"]
+    for rows, rates in sections["cached"].items():
+        lines.append(f"| {rows:,} | {spread(rates)} | {'>= 100,000' if rows == 100_000 else '–'} |")
+    lines += ["", "### Peak memory (one generate call in a fresh process)", "",
+              "| rows | mode | seconds | RSS before the call, MB | peak RSS, MB | input + output frames, MB | peak / frames |",
+              "|---|---|---|---|---|---|---|"]
+    for m in sections["memory"]:
+        frames = m["input_mb"] + m["output_mb"]
+        lines.append(f"| {m['rows']:,} | {m['mode']} | {m['seconds']} | {m['rss_before_mb']} | {m['peak_rss_mb']} | "
+                     f"{frames:.0f} | {m['peak_rss_mb'] / frames:.1f} |")
+    lines += ["", "Target: peak RSS at 1,000,000 uncached rows <= 1.5x the input plus output frames."]
+    if sections.get("ratelimit"):
+        lines += ["", "### Rate-limited run", "", sections["ratelimit"]]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller scenarios, one repeat: a few minutes")
+    parser.add_argument("--write", action="store_true", help="write the tables into benchmarks/RESULTS.md")
+    args = parser.parse_args()
+    args.rows = 3_000 if args.quick else 10_000
+    repeats = 1 if args.quick else 3
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="llmframe-suite-"))
+    sections: dict = {"ceiling": bench_core.server_ceiling()}
+    log(f"simulator ceiling {sections['ceiling']:,.0f}/s")
+    sections["online"] = {
+        (latency, concurrency): online(args.rows, latency, concurrency, repeats, tmp)
+        for latency in (0.0, 0.02)
+        for concurrency in (100, 1000)
+    }
+    llmframe_rps = statistics.median(sections["online"][(0.02, 100)]["llmframe"]["rps"])
+    sections["peers"] = peers(2_000 if args.quick else 10_000, 100, llmframe_rps)
+    cached_sizes = (100_000,) if args.quick else (100_000, 1_000_000)
+    sections["cached"] = {rows: cached(rows, repeats, tmp) for rows in cached_sizes}
+    memory_rows = 200_000 if args.quick else 1_000_000
+    sections["memory"] = [memory(memory_rows, "cached"), memory(memory_rows, "uncached")]
+    log(f"memory {sections['memory']}")
+    if not args.quick:
+        out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ratelimit.py")], capture_output=True,
+                             text=True, timeout=1800, check=True)
+        sections["ratelimit"] = out.stdout.split("\n", 2)[2].strip()
+    sections["minutes"] = (time.monotonic() - started) / 60
+    text = report(args, sections)
+    print(text)
+    if args.write:
+        path = ROOT / "benchmarks" / "RESULTS.md"
+        current = path.read_text()
+        block = f"{MARK_START}\n{text}\n{MARK_END}"
+        if MARK_START in current:
+            head, rest = current.split(MARK_START, 1)
+            current = head + block + rest.split(MARK_END, 1)[1]
+        else:
+            current = current.rstrip() + "\n\n## The suite (`python benchmarks/run.py`)\n\n" + block + "\n"
+        path.write_text(current)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
