@@ -77,6 +77,8 @@ def online(rows: int, latency: float, concurrency: int, repeats: int, tmp: Path)
                 frame.head(200), sim, concurrency, str(tmp / f"warm-{latency}-{concurrency}"))
         for r in range(repeats):
             for name, client in clients.items():
+                if name == "openai SDK" and r and statistics.median(stats[name]["rps"]) < 500:
+                    continue  # minutes per repeat at this pace, and far from the others: once is enough
                 _, wall, cpu = bench_core.timed(client, sim, r)
                 stats[name]["rps"].append(rows / wall)
                 stats[name]["cpu"].append(cpu * 1000 / rows)
@@ -149,10 +151,12 @@ def report(args, sections: dict) -> str:
     for p in sections["peers"]:
         if "error" in p:
             lines.append(f"| {p['tool']} | – | – | – | – | – | not measured: {p['error']} |")
+        elif p.get("cached"):  # compared with llmframe's cached re-runs below, not with its online rate
+            lines.append(f"| {p['tool']} | {p.get('version', '?')} | {p['rows']:,} | {p['rows_per_s']:,.0f} | "
+                         f"{p['cpu_seconds']:.1f} | yes ({p.get('cache_level', '?')} cache) | – |")
         else:
             lines.append(f"| {p['tool']} | {p.get('version', '?')} | {p['rows']:,} | {p['rows_per_s']:,.0f} | "
-                         f"{p['cpu_seconds']:.1f} | {'yes' if p.get('cached') else 'no'} | "
-                         f"{p['llmframe_ratio']:.1f}x faster |")
+                         f"{p['cpu_seconds']:.1f} | no | {p['llmframe_ratio']:.1f}x faster |")
     lines += ["", "Targets: >= 4x Curator and >= 6x LOTUS online.", "", "### Cached re-runs", "",
               "| rows | rows/s, median (min–max) | target |", "|---|---|---|"]
     for rows, rates in sections["cached"].items():
