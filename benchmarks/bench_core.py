@@ -113,8 +113,10 @@ def run_baseline(texts: list[str], sim: SimulatorProcess, concurrency: int) -> l
 
     async def go() -> list[str]:
         limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        # A generous connect timeout: at 1,000 in flight the SDK's 5 s default fails before the pool fills.
+        timeout = httpx2.Timeout(600, connect=120)
         client = openai.AsyncOpenAI(base_url=sim.base_url, api_key=sim.api_key,
-                                    http_client=openai.DefaultAsyncHttpxClient(limits=limits))
+                                    http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout))
         sem = asyncio.Semaphore(concurrency)
 
         async def one(prompt: str) -> str:
