@@ -59,9 +59,10 @@ class DataFrameAccessor(_Base):
         model: "provider:model", e.g. "openai:gpt-4o-mini".
         output: the answer column's name, or a pydantic model / JSON Schema dict: one typed column per field
         (prefix= names them, output_mode="object" keeps one column of validated objects instead).
-        options: system, temperature, top_p, max_tokens, seed, stop, params (anything else the provider
-        accepts), missing ("skip" | "raise"), allow_no_placeholder, cache (True | False | "refresh"),
-        cache_dir, max_concurrency, progress, api_key, base_url, provider_options.
+        options: the README's options table: system, temperature, top_p, max_tokens, seed, stop, params,
+        missing, allow_no_placeholder, max_prompt_tokens, cache, cache_dir, max_concurrency, rpm, tpm,
+        max_attempts, max_failures_in_a_row, timeout, prefix, output_mode, strict, invalid_retries,
+        progress, api_key, base_url, provider_options.
         """
         run = self._plan(template, model, output, errors, options)
         out = columns.to_frame(self._obj, run, run_sync(run.start()))
