@@ -154,13 +154,20 @@ class FaultState:
         if "tokens" in self._limits:
             self._levels(key, now)["tokens"][2].level -= tokens
 
+    def levels(self, key: str, now: float) -> dict[str, tuple[int, int, float]]:
+        """(limit per minute, whole units remaining, seconds until full) per configured limit: "requests", "tokens"."""
+        return {
+            kind: (limit, max(0, math.floor(bucket.level)), (capacity - bucket.level) * 60 / limit)
+            for kind, (limit, capacity, bucket) in self._levels(key, now).items()
+        }
+
     def headers(self, key: str, now: float) -> dict[str, str]:
         """OpenAI's x-ratelimit-* headers for each configured limit."""
         out = {}
-        for kind, (limit, capacity, bucket) in self._levels(key, now).items():
+        for kind, (limit, remaining, reset) in self.levels(key, now).items():
             out[f"x-ratelimit-limit-{kind}"] = str(limit)
-            out[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(bucket.level)))
-            out[f"x-ratelimit-reset-{kind}"] = duration((capacity - bucket.level) * 60 / limit)
+            out[f"x-ratelimit-remaining-{kind}"] = str(remaining)
+            out[f"x-ratelimit-reset-{kind}"] = duration(reset)
         return out
 
     def draw(self) -> int | str | None:

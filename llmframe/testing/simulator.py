@@ -50,6 +50,9 @@ class LoggedRequest:
     status: int = 0  # the HTTP status answered; 0 while in flight, or for a hang or reset
     # rpm, tpm, injected, hang, reset, malformed, html, empty_choices, invalid_json, schema_violation; None if none
     fault: str | None = None
+    # The body in OpenAI's chat-completions shape, as the answer function saw it; for the
+    # /v1/chat/completions route it is `body` itself, for the Anthropic and Gemini routes a translation.
+    chat: dict | None = None
 
 
 def digest_answer(prompt: str) -> str:
@@ -168,6 +171,76 @@ def _api_key(request: web.Request) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
+class BadRequest(Exception):
+    """Raised by a Dialect's parse for a body the API would refuse with a 400."""
+
+
+class Dialect:
+    """How one vendor's API spells a request and its answer; the simulator's logic is shared by all of them.
+
+    A route's handler is Simulator._serve(request, dialect): it checks the key, parses the body into
+    OpenAI's chat-completions shape (which the answer function, the faults and the token counts work
+    on), logs it, and renders the answer, errors and rate-limit headers in the vendor's own shape.
+    """
+
+    def key(self, request: web.Request) -> str:
+        """The request's API key, or "" if it has none."""
+        return _api_key(request)
+
+    def error(self, status: int, message: str, headers: dict | None = None) -> web.Response:
+        """An error response in the vendor's shape."""
+        return _error(status, message, headers)
+
+    def unauthorized(self) -> web.Response:
+        """The answer to a request without a key."""
+        return self.error(401, "missing or empty API key")
+
+    def parse(self, request: web.Request, raw: Any) -> dict:
+        """The raw body in OpenAI's chat-completions shape; raise BadRequest for one the API refuses."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("messages"), list):
+            raise BadRequest("'messages' must be a list")
+        problem = _format_problem(raw)
+        if problem is not None:
+            raise BadRequest(problem)
+        return raw
+
+    def rate_headers(self, state: FaultState, key: str, now: float) -> dict[str, str]:
+        """The rate-limit headers sent with every answer, for the limits configured."""
+        return state.headers(key, now)
+
+    def retry_headers(self, seconds: float) -> dict[str, str]:
+        """Headers that advise a client to wait `seconds` before retrying."""
+        return retry_headers(seconds)
+
+    def reply(
+        self, number: int, raw: dict, chat: dict, text: str, finish: str, usage: tuple[int, int], empty: bool
+    ) -> dict:
+        """The success body: `text` is the answer, `finish` "stop" or "length", `usage` (prompt, completion)
+        tokens; `empty` asks for a reply without any candidate answer (the empty_choices fault)."""
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": finish,
+            "logprobs": None,
+        }
+        prompt_tokens, completion_tokens = usage
+        return {
+            "id": f"chatcmpl-sim-{number}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": chat.get("model", MODEL),
+            "choices": [] if empty else [choice],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+
+OPENAI = Dialect()
+
+
 async def _cut(request: web.Request, data: bytes, headers: dict) -> web.StreamResponse:
     """Send the status line, the headers and half the body, then drop the connection."""
     response = web.StreamResponse(headers=headers)
@@ -180,7 +253,23 @@ async def _cut(request: web.Request, data: bytes, headers: dict) -> web.StreamRe
 
 
 class Simulator:
-    """OpenAI-compatible chat-completions server on a background thread, for tests and benchmarks."""
+    """OpenAI-compatible chat-completions server on a background thread, for tests and benchmarks.
+
+    It also speaks Anthropic's Messages API (POST /v1/messages; point the anthropic SDK at
+    anthropic_base_url) and Gemini's generateContent (POST /v1beta/models/{model}:generateContent and
+    /v1/...; point google-genai's HttpOptions(base_url=...) at gemini_base_url), with the same answers,
+    faults, log and counts: the answer to the same conversation is the same on every route.
+
+    `answer` is called with the request body in OpenAI's chat-completions shape on every route, so
+    one answer function serves all three: {"model", "messages": [{"role", "content": str}], and as
+    the request has them "max_tokens", "temperature", "top_p", "stop", "seed", "response_format"}.
+    An Anthropic system prompt or Gemini systemInstruction becomes a leading "system" message, a
+    Gemini "model" turn an "assistant" one; Anthropic's output_config.format, a tool that tool_choice
+    forces, and Gemini's responseMimeType "application/json" with responseJsonSchema or responseSchema
+    (translated to JSON Schema) become a "response_format" json_schema (json_object without a schema).
+    The log keeps each body as sent (LoggedRequest.body) with its route (path) and that translation
+    (LoggedRequest.chat).
+    """
 
     def __init__(
         self,
@@ -221,6 +310,16 @@ class Simulator:
         return f"http://{host}:{self.port}/v1"
 
     @property
+    def anthropic_base_url(self) -> str:
+        """Base URL to give the anthropic SDK (it appends /v1/messages), e.g. http://127.0.0.1:8000."""
+        return self.base_url.removesuffix("/v1")
+
+    @property
+    def gemini_base_url(self) -> str:
+        """Base URL to give google-genai's HttpOptions(base_url=...): it appends /{api_version}/models/..."""
+        return self.base_url.removesuffix("/v1")
+
+    @property
     def api_key(self) -> str:
         """A dummy key; the server accepts any non-empty bearer token."""
         return API_KEY
@@ -247,7 +346,7 @@ class Simulator:
         """The logged requests grouped by the text of their last user message, to count retries per row."""
         attempts: dict[str, list[LoggedRequest]] = {}
         for entry in self.requests:
-            attempts.setdefault(_last_user_text(entry.body), []).append(entry)
+            attempts.setdefault(_last_user_text(entry.chat or entry.body), []).append(entry)
         return attempts
 
     def reset(self) -> None:
@@ -300,6 +399,9 @@ class Simulator:
         """Build the aiohttp application with the simulator's routes."""
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        from llmframe.testing.vendors import add_vendor_routes  # imported here: it builds on this module
+
+        add_vendor_routes(app, self._serve)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/_sim/stats", self._stats)
         app.on_shutdown.append(self._end_hangs)
@@ -341,52 +443,62 @@ class Simulator:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         """Handle POST /v1/chat/completions."""
-        if not _api_key(request):
-            return _error(401, "missing or empty API key")
+        return await self._serve(request, OPENAI)
+
+    async def _serve(self, request: web.Request, dialect: Dialect) -> web.StreamResponse:
+        """Handle a completion request on any route, in the route's dialect."""
+        if not dialect.key(request):
+            return dialect.unauthorized()
         try:
-            body = json.loads(await request.read())
+            raw = json.loads(await request.read())
         except ValueError:
-            return _error(400, "request body is not valid JSON")
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            return _error(400, "'messages' must be a list")
-        problem = _format_problem(body)
-        if problem is not None:
-            return _error(400, problem)
+            return dialect.error(400, "request body is not valid JSON")
+        try:
+            chat = dialect.parse(request, raw)
+        except BadRequest as exc:
+            return dialect.error(400, str(exc))
         # Logged on arrival, before any wait, so tests can observe requests in flight.
-        entry = LoggedRequest(time.monotonic(), request.path, body)
+        entry = LoggedRequest(time.monotonic(), request.path, raw, chat=chat)
         with self._lock:
             self._count += 1
             if self._keep_log:
                 self._log.append(entry)
-        response, fault = await self._respond(request, body, entry)
+        response, fault = await self._respond(request, dialect, raw, chat, entry)
         self._settle(entry, 0 if fault == "reset" else response.status, fault)
         return response
 
     async def _respond(
-        self, request: web.Request, body: dict, entry: LoggedRequest
+        self, request: web.Request, dialect: Dialect, raw: dict, body: dict, entry: LoggedRequest
     ) -> tuple[web.StreamResponse, str | None]:
-        """Answer a logged request under the faults in force; return the response and its fault."""
+        """Answer a logged request under the faults in force; return the response and its fault.
+
+        `raw` is the body as sent, `body` its chat-completions shape, which the answer is made from.
+        """
         state = self._fault_state
         if state is None or state.faults is not self.faults:
             state = self._fault_state = FaultState(self.faults)
-        key = _api_key(request)
+        key = dialect.key(request)
         messages = [m for m in body["messages"] if isinstance(m, dict)]
         prompt_tokens = _tokens("".join(_text(m.get("content")) for m in messages))
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         limit = limit if isinstance(limit, int) else None
         # Limits are reckoned at arrival, so a fresh key's headers do not depend on the server's speed.
         now = entry.time
+
+        def limits() -> dict[str, str]:
+            return dialect.rate_headers(state, key, now)
+
         refused, wait = state.admit(key, prompt_tokens + (limit or 0), now)
         # HTTP errors answer at once, as a gateway would; the other faults take an answer's latency.
         if refused:
-            retry = retry_headers(wait) if math.isfinite(wait) else {}  # too large ever to fit: no wait helps
+            retry = dialect.retry_headers(wait) if math.isfinite(wait) else {}  # too large ever to fit: no wait helps
             message = f"Rate limit reached ({refused} per API key)" if retry else f"Request too large for {refused}"
-            return _error(429, message, {**state.headers(key, now), **retry}), refused
+            return dialect.error(429, message, {**limits(), **retry}), refused
         fault = state.draw()
         if isinstance(fault, int):
             after = state.faults.retry_after
-            retry = retry_headers(after) if fault in (429, 503) and after is not None else {}
-            return _error(fault, f"injected {fault} error", {**state.headers(key, now), **retry}), "injected"
+            retry = dialect.retry_headers(after) if fault in (429, 503) and after is not None else {}
+            return dialect.error(fault, f"injected {fault} error", {**limits(), **retry}), "injected"
         if fault == "hang":
             self._settle(entry, 0, "hang")
             await self._hang()
@@ -394,49 +506,31 @@ class Simulator:
         if latency > 0:
             await asyncio.sleep(latency)
         if fault == "html":
-            headers = state.headers(key, now)
-            return web.Response(status=502, text=HTML_502, content_type="text/html", headers=headers), fault
+            return web.Response(status=502, text=HTML_502, content_type="text/html", headers=limits()), fault
         try:
             text = self.answer(body)
             if not isinstance(text, str):
                 raise TypeError(f"answer returned {type(text).__name__}, not str")
         except SimulatedError as exc:
-            return _error(exc.status, exc.message, {**state.headers(key, now), **exc.headers}), None
+            return dialect.error(exc.status, exc.message, {**limits(), **exc.headers}), None
         except Exception as exc:
-            return _error(500, f"answer function failed: {exc!r}", state.headers(key, now)), None
+            return dialect.error(500, f"answer function failed: {exc!r}", limits()), None
         if fault in ("invalid_json", "schema_violation"):
             try:
                 text, fault = _spoil(fault, text, body)
             except Exception as exc:
                 message = f"simulator could not build a {fault} answer: {exc!r}"
-                return _error(500, message, state.headers(key, now)), None
+                return dialect.error(500, message, limits()), None
         finish = "stop"
         if limit is not None and _tokens(text) > limit:
             text, finish = text[: limit * 4], "length"
         completion_tokens = _tokens(text)
         if limit is None:  # admitted on the prompt alone, so bill the completion now
             state.charge(key, completion_tokens, now)
-        choice = {
-            "index": 0,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": finish,
-            "logprobs": None,
-        }
-        data = json.dumps(
-            {
-                "id": f"chatcmpl-sim-{next(self._ids)}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model", MODEL),
-                "choices": [] if fault == "empty_choices" else [choice],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-            }
-        ).encode()
-        headers = {"Content-Type": "application/json", **state.headers(key, now)}
+        usage = (prompt_tokens, completion_tokens)
+        reply = dialect.reply(next(self._ids), raw, body, text, finish, usage, fault == "empty_choices")
+        data = json.dumps(reply).encode()
+        headers = {"Content-Type": "application/json", **limits()}
         if fault == "reset":
             return await _cut(request, data, headers), fault
         if fault == "malformed":
