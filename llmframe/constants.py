@@ -42,6 +42,7 @@ CACHE_KEY_VERSION = 1  # bump when the key's canonical form changes
 REQUEST_TIMEOUT_SECONDS = 600.0  # one request, end to end (OpenAI's own default)
 CONNECT_TIMEOUT_SECONDS = 10.0
 SDK_MAX_RETRIES = 0  # retries are counted and paced by llmframe alone
+ANTHROPIC_MAX_TOKENS = 1024  # Anthropic requires max_tokens; sent when the call sets none
 
 # Output
 DEFAULT_OUTPUT = "response"

@@ -10,6 +10,8 @@ from .base import Provider
 # Prefix -> "module:Class", imported lazily so `import llmframe` needs no provider SDK.
 REGISTRY: dict[str, str] = {
     "openai": "llmframe.providers.openai:OpenAIProvider",
+    "anthropic": "llmframe.providers.anthropic:AnthropicProvider",
+    "gemini": "llmframe.providers.gemini:GeminiProvider",
 }
 
 __all__ = ["Provider", "REGISTRY", "parse_model", "provider_class"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar
 
-from ..errors import ConfigError, SchemaError
+from .. import constants
+from ..errors import ConfigError, ProviderError, SchemaError, redact
 from ..request import Request, Response
 
 if TYPE_CHECKING:
@@ -42,6 +45,36 @@ class Provider(ABC):
                 "(a local OpenAI-compatible server accepts any non-empty key)"
             )
         return key
+
+    @contextlib.contextmanager
+    def stainless_errors(self, sdk) -> Iterator[None]:
+        """Map the exceptions of a Stainless-generated SDK (openai, anthropic) onto ProviderError."""
+        try:
+            yield
+        except sdk.APIStatusError as exc:
+            body = exc.body if isinstance(exc.body, dict) else {}
+            nested = body.get("error") if isinstance(body.get("error"), dict) else {}
+            message = body.get("message") or nested.get("message") or exc.message
+            raise ProviderError(redact(f"HTTP {exc.status_code}: {message}", *self.secrets), status=exc.status_code,
+                                headers=exc.response.headers) from None
+        except sdk.APITimeoutError:
+            raise ProviderError("request timed out", retryable=True) from None
+        except sdk.APIConnectionError as exc:
+            raise ProviderError(redact(f"connection error: {exc.__cause__ or exc}", *self.secrets),
+                                retryable=True) from None
+        except (sdk.APIResponseValidationError, ValueError) as exc:
+            raise ProviderError(f"malformed response: {type(exc).__name__}", retryable=True) from None
+
+    def sdk_http_client(self, factory):
+        """An SDK's default HTTP client with its pool sized to our concurrency, so the pool is never the limit."""
+        try:  # the Stainless SDKs (openai, anthropic) ship on httpx2 in their newest releases, httpx before
+            import httpx2 as httpx
+        except ImportError:  # pragma: no cover - depends on the installed SDK
+            import httpx
+        limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
+        # pool=None: waiting for a free connection is queueing, not a connect failure.
+        timeout = httpx.Timeout(self.timeout, connect=constants.CONNECT_TIMEOUT_SECONDS, pool=None)
+        return factory(limits=limits, timeout=timeout)
 
     @property
     def limiter_key(self) -> tuple:

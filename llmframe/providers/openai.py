@@ -7,13 +7,8 @@ import re
 
 import openai
 
-try:  # openai>=3 ships on httpx2; earlier releases on httpx
-    import httpx2 as httpx
-except ImportError:  # pragma: no cover - depends on the installed openai
-    import httpx
-
 from .. import constants
-from ..errors import ConfigError, ProviderError, SchemaError, redact
+from ..errors import ConfigError, ProviderError, SchemaError
 from ..request import Request, Response
 from ..structured import OutputSchema
 from .base import Provider
@@ -42,13 +37,7 @@ class OpenAIProvider(Provider):
         transport = self.options.pop("transport", "http")
         if transport not in TRANSPORTS:
             raise ConfigError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
-        http_client = None
-        if transport == "sdk":
-            limits = httpx.Limits(max_connections=self.max_concurrency,
-                                  max_keepalive_connections=self.max_concurrency)
-            # pool=None: waiting for a free connection is queueing, not a connect failure.
-            timeout = httpx.Timeout(self.timeout, connect=constants.CONNECT_TIMEOUT_SECONDS, pool=None)
-            http_client = openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout)
+        http_client = self.sdk_http_client(openai.DefaultAsyncHttpxClient) if transport == "sdk" else None
         self._client = openai.AsyncOpenAI(
             api_key=self._api_key,
             base_url=self.base_url,
@@ -84,20 +73,12 @@ class OpenAIProvider(Provider):
     async def _complete_sdk(self, request: Request) -> Response:
         known = {k: v for k, v in request.params.items() if k in _SDK_PARAMS}
         extra = {k: v for k, v in request.params.items() if k not in _SDK_PARAMS}
-        try:
+        with self.stainless_errors(openai):
             # The raw variant: the rate-limit headers of every reply feed the limiter.
             raw = await self._client.chat.completions.with_raw_response.create(
                 model=self.model, messages=request.messages, extra_body=extra or None, **known
             )
             completion = raw.parse()
-        except openai.APIStatusError as exc:
-            raise ProviderError(self._describe(exc), status=exc.status_code, headers=exc.response.headers) from None
-        except openai.APITimeoutError:
-            raise ProviderError("request timed out", retryable=True) from None
-        except openai.APIConnectionError as exc:
-            raise ProviderError(f"connection error: {exc.__cause__ or exc}", retryable=True) from None
-        except (openai.APIResponseValidationError, ValueError) as exc:
-            raise ProviderError(f"malformed response: {type(exc).__name__}", retryable=True) from None
         if not completion.choices:
             raise ProviderError("the server returned no choices", retryable=True, headers=raw.headers)
         choice = completion.choices[0]
@@ -130,11 +111,6 @@ class OpenAIProvider(Provider):
         name = re.sub(r"[^A-Za-z0-9_-]", "_", schema.name)[:64]
         return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": body,
                                                                             "strict": strict}}}
-
-    def _describe(self, exc: openai.APIStatusError) -> str:
-        body = exc.body
-        message = body.get("message") if isinstance(body, dict) else None
-        return redact(f"HTTP {exc.status_code}: {message or exc.message}", *self.secrets)
 
     async def aclose(self) -> None:
         if self._http is not None:

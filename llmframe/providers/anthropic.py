@@ -1,0 +1,69 @@
+"""Anthropic's Messages API, on the official anthropic SDK (AsyncAnthropic)."""
+
+from __future__ import annotations
+
+import anthropic
+
+from .. import constants
+from ..request import Request, Response
+from ..structured import OutputSchema
+from .base import Provider
+
+# Anthropic's stop reasons in llmframe's vocabulary (OpenAI's), so reports and notes read the same.
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "refusal": "content_filter",
+           "tool_use": "tool_calls"}
+
+
+class AnthropicProvider(Provider):
+    """model="anthropic:<name>"; base_url= or ANTHROPIC_BASE_URL for another endpoint.
+
+    max_tokens is required by the API: without one, constants.ANTHROPIC_MAX_TOKENS is sent.
+    """
+
+    name = "anthropic"
+    key_env = ("ANTHROPIC_API_KEY",)
+    extra = "anthropic"
+
+    def __init__(self, model: str, **kwargs):
+        super().__init__(model, **kwargs)
+        self._client = anthropic.AsyncAnthropic(
+            api_key=self._api_key,
+            base_url=self.base_url,
+            max_retries=constants.SDK_MAX_RETRIES,
+            http_client=self.sdk_http_client(anthropic.DefaultAsyncHttpxClient),
+            **self.options,
+        )
+
+    def output_params(self, schema: OutputSchema, *, strict: bool) -> dict:
+        """Anthropic's JSON-schema output format: the answer text is the JSON object."""
+        return {"output_config": {"format": {"type": "json_schema", "schema": schema.json_schema}}}
+
+    async def complete(self, request: Request) -> Response:
+        params = dict(request.params)
+        max_tokens = params.pop("max_tokens", constants.ANTHROPIC_MAX_TOKENS)
+        stop = params.pop("stop", None)
+        output_config = params.pop("output_config", None)
+        system = "\n\n".join(m["content"] for m in request.messages if m["role"] in ("system", "developer"))
+        messages = [m for m in request.messages if m["role"] not in ("system", "developer")]
+        with self.stainless_errors(anthropic):
+            raw = await self._client.messages.with_raw_response.create(
+                model=self.model,
+                max_tokens=max_tokens,
+                messages=messages,
+                system=system or anthropic.omit,
+                stop_sequences=stop or anthropic.omit,
+                output_config=output_config or anthropic.omit,
+                extra_body=params or None,  # temperature, top_p and anything from params= pass through as sent
+            )
+            message = await raw.parse()  # the async SDK parses in a coroutine
+        text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
+        return Response(
+            text=text,
+            input_tokens=message.usage.input_tokens if message.usage else 0,
+            output_tokens=message.usage.output_tokens if message.usage else 0,
+            finish_reason=_FINISH.get(message.stop_reason, message.stop_reason),
+            headers=raw.headers,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()

@@ -1,0 +1,177 @@
+"""Google Gemini (the Gemini Developer API) through the google-genai SDK."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from ..errors import ProviderError, redact
+from ..request import Request, Response
+from ..structured import OutputSchema
+from .base import Provider
+
+# Our parameter names -> GenerateContentConfig's; anything else is passed to the config as it is.
+_RENAMED = {"max_tokens": "max_output_tokens", "stop": "stop_sequences"}
+
+_FINISH = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+}
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    """The transport errors (timeouts, refused or dropped connections) the SDK lets through."""
+    found: list[type[BaseException]] = [asyncio.TimeoutError, TimeoutError, ConnectionError]
+    for module_name in ("httpx", "httpx2"):
+        try:
+            module = __import__(module_name)
+        except ImportError:
+            continue
+        error = getattr(module, "TransportError", None)
+        if isinstance(error, type):
+            found.append(error)
+    try:
+        import aiohttp
+    except ImportError:
+        pass
+    else:
+        found.append(aiohttp.ClientError)
+    return tuple(found)
+
+
+_TRANSIENT = _transient_errors()
+
+
+class GeminiProvider(Provider):
+    """model="gemini:<name>"; base_url= (or the SDK's GOOGLE_GEMINI_BASE_URL) reaches another endpoint."""
+
+    name = "gemini"
+    key_env = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    extra = "gemini"
+
+    def __init__(self, model: str, **kwargs):
+        super().__init__(model, **kwargs)
+        http_options = types.HttpOptions(
+            base_url=self.base_url or None,
+            timeout=int(self.timeout * 1000),
+            retry_options=types.HttpRetryOptions(attempts=1),  # llmframe retries, not the SDK
+        )
+        self._client = genai.Client(api_key=self._api_key, http_options=http_options, **self.options)
+
+    async def complete(self, request: Request) -> Response:
+        system, contents = _contents(request.messages)
+        config = self._config(request.params, system)
+        try:
+            response = await self._client.aio.models.generate_content(model=self.model, contents=contents,
+                                                                      config=config)
+        except genai_errors.APIError as exc:
+            raise self._api_error(exc) from None
+        except _TRANSIENT as exc:
+            kind = "request timed out" if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or \
+                "timeout" in type(exc).__name__.lower() else f"connection error: {type(exc).__name__}: {exc}"
+            raise ProviderError(redact(kind, *self.secrets), retryable=True) from None
+        except ValueError as exc:  # a body the SDK could not parse
+            raise ProviderError(redact(f"malformed response: {type(exc).__name__}", *self.secrets),
+                                retryable=True) from None
+        headers = _headers(getattr(getattr(response, "sdk_http_response", None), "headers", None))
+        candidates = response.candidates or []
+        if not candidates:
+            feedback = response.prompt_feedback
+            if feedback is not None and feedback.block_reason is not None:
+                reason = getattr(feedback.block_reason, "value", feedback.block_reason)
+                raise ProviderError(f"the prompt was blocked: {reason}", retryable=False, headers=headers)
+            raise ProviderError("the server returned no candidates", retryable=True, headers=headers)
+        candidate = candidates[0]
+        usage = response.usage_metadata
+        return Response(
+            text=_text(candidate),
+            input_tokens=(usage.prompt_token_count or 0) if usage else 0,
+            output_tokens=(usage.candidates_token_count or 0) if usage else 0,
+            finish_reason=_finish_reason(candidate.finish_reason),
+            headers=headers,
+        )
+
+    def _config(self, params: dict, system: str | None) -> types.GenerateContentConfig:
+        fields = {_RENAMED.get(k, k): v for k, v in params.items()}
+        if system is not None:
+            fields["system_instruction"] = system
+        return types.GenerateContentConfig(**fields)
+
+    def _api_error(self, exc: genai_errors.APIError) -> ProviderError:
+        code = exc.code
+        message = exc.message or exc.status or str(exc)
+        status = code
+        text = f"{message} {exc.status or ''} {exc.details or ''}"
+        if code in (400, 401, 403) and ("API key" in text or "API_KEY" in text):
+            status = 401  # a bad or missing key: llmframe aborts the run
+        elif code == 403 and exc.status == "PERMISSION_DENIED" and "key" in text.lower():
+            status = 401
+        response = getattr(exc, "response", None)
+        headers = _headers(getattr(response, "headers", None))
+        return ProviderError(redact(f"HTTP {code}: {message}", *self.secrets), status=status, headers=headers)
+
+    def output_params(self, schema: OutputSchema, *, strict: bool) -> dict:
+        """JSON mode with the schema as plain JSON Schema (responseJsonSchema)."""
+        return {"response_mime_type": "application/json", "response_json_schema": schema.json_schema}
+
+    async def aclose(self) -> None:
+        close = getattr(self._client.aio, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _contents(messages: list[dict]) -> tuple[str | None, list[types.Content]]:
+    """OpenAI-style messages -> (system instruction, Gemini contents)."""
+    system: list[str] = []
+    contents: list[types.Content] = []
+    for message in messages:
+        role = message.get("role")
+        text = _message_text(message.get("content"))
+        if role in ("system", "developer"):
+            system.append(text)
+        else:
+            gemini_role = "model" if role == "assistant" else "user"
+            contents.append(types.Content(role=gemini_role, parts=[types.Part(text=text)]))
+    return ("\n\n".join(system) if system else None), contents
+
+
+def _message_text(content) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    return str(content)
+
+
+def _text(candidate) -> str:
+    content = candidate.content
+    if content is None or not content.parts:
+        return ""
+    return "".join(part.text for part in content.parts if part.text and not part.thought)
+
+
+def _finish_reason(reason) -> str | None:
+    if reason is None:
+        return None
+    value = getattr(reason, "value", reason)
+    value = str(value)
+    return _FINISH.get(value, value.lower())
+
+
+def _headers(headers) -> dict[str, str]:
+    if not headers:
+        return {}
+    items = headers.items() if isinstance(headers, Mapping) or hasattr(headers, "items") else headers
+    return {str(k).lower(): str(v) for k, v in items}

@@ -1,0 +1,115 @@
+"""One suite every provider must pass: the same behaviour from the user's side, through each official SDK.
+
+A provider is done when it passes this module; add it to PROVIDERS with the simulator route it speaks.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from pydantic import BaseModel
+
+from llmframe.errors import ConfigError, RunAborted
+from llmframe.testing import SimulatedError, digest_answer
+
+# provider prefix -> (the simulator's base URL attribute, the environment variables of its key)
+PROVIDERS = {
+    "openai": ("base_url", ("OPENAI_API_KEY",)),
+    "anthropic": ("anthropic_base_url", ("ANTHROPIC_API_KEY",)),
+    "gemini": ("gemini_base_url", ("GEMINI_API_KEY", "GOOGLE_API_KEY")),
+}
+
+
+class Verdict(BaseModel):
+    label: str
+    score: int
+
+
+@pytest.fixture(params=list(PROVIDERS))
+def vendor(request, sim, monkeypatch):
+    """gen() bound to one provider's route of the simulator."""
+    prefix = request.param
+    url_attribute, key_env = PROVIDERS[prefix]
+    for name in key_env:
+        monkeypatch.delenv(name, raising=False)
+
+    def gen(obj, template, **kwargs):
+        kwargs.setdefault("model", f"{prefix}:sim-model")
+        kwargs.setdefault("base_url", getattr(sim, url_attribute))
+        kwargs.setdefault("api_key", sim.api_key)
+        kwargs.setdefault("progress", False)
+        return obj.llm.generate(template, **kwargs)
+
+    gen.prefix = prefix
+    return gen
+
+
+def frame() -> pd.DataFrame:
+    return pd.DataFrame({"q": ["first", "second", "third"]}, index=["c", "a", "b"])
+
+
+def test_text_answers_align_and_usage_is_recorded(vendor, sim):
+    out = vendor(frame(), "Question: {q}")
+    assert out["response"].tolist() == [digest_answer(f"Question: {q}") for q in frame()["q"]]
+    report = out.attrs["llmframe"]
+    assert report["requests_sent"] == 3 and report["input_tokens"] > 0 and report["output_tokens"] > 0
+    assert report["finish_reasons"] == {"stop": 3}
+
+
+def test_system_prompt_and_chat_templates_reach_the_model(vendor, sim):
+    seen = []
+    sim.answer = lambda body: seen.append(body["messages"]) or "ok"
+    vendor(frame().head(1), [{"role": "user", "content": "Hi {q}"}, {"role": "assistant", "content": "Hello"},
+                             {"role": "user", "content": "Again {q}"}], system="Be brief.")
+    assert seen == [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi first"},
+                     {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Again first"}]]
+
+
+def test_structured_output_becomes_typed_columns(vendor, sim):
+    out = vendor(frame(), "Judge {q}", output=Verdict)
+    assert out["verdict_error"].isna().all(), out["verdict_error"].tolist()
+    assert out["score"].dtype == "Int64" and out["label"].dtype == "string"
+
+
+def test_rerun_is_served_from_cache(vendor, sim):
+    vendor(frame(), "{q}")
+    again = vendor(frame(), "{q}")
+    assert sim.count == 3 and again.attrs["llmframe"]["cached"] == 3
+
+
+def test_a_forced_failure_is_a_row_error(vendor, sim):
+    sim.answer = lambda body: (_ for _ in ()).throw(SimulatedError(400, "refused")) if "second" in str(
+        body["messages"]) else "fine"
+    out = vendor(frame(), "{q}")
+    assert out["response"].isna().tolist() == [False, True, False]
+    assert "refused" in out.loc["a", "response_error"] and out.loc["a", "response_error"].startswith("HTTP 400")
+
+
+def test_429_retry_after_is_honoured(vendor, sim):
+    seen: dict[str, int] = {}
+
+    def answer(body):
+        prompt = body["messages"][-1]["content"]
+        seen[prompt] = seen.get(prompt, 0) + 1
+        if seen[prompt] == 1:
+            raise SimulatedError(429, "slow down", headers={"retry-after-ms": "200", "retry-after": "1"})
+        return digest_answer(prompt)
+
+    sim.answer = answer
+    out = vendor(frame(), "{q}")
+    assert out["response_error"].isna().all()
+    for attempts in sim.attempts_by_prompt().values():
+        assert len(attempts) == 2 and attempts[1].time - attempts[0].time >= 0.2
+
+
+def test_a_missing_key_fails_before_any_request(vendor, sim):
+    with pytest.raises(ConfigError, match="no API key"):
+        vendor(frame(), "{q}", api_key=None)
+    assert sim.count == 0
+
+
+def test_a_bad_key_stops_the_run(vendor, sim):
+    sim.answer = lambda body: (_ for _ in ()).throw(SimulatedError(401, "invalid key"))
+    with pytest.raises(RunAborted, match="refused the API key"):
+        vendor(pd.DataFrame({"q": [f"q{i}" for i in range(200)]}), "{q}", max_concurrency=4)
+    assert sim.count <= 12
