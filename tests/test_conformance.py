@@ -113,3 +113,29 @@ def test_a_bad_key_stops_the_run(vendor, sim):
     with pytest.raises(RunAborted, match="refused the API key"):
         vendor(pd.DataFrame({"q": [f"q{i}" for i in range(200)]}), "{q}", max_concurrency=4)
     assert sim.count <= 12
+
+
+def test_the_key_never_reaches_the_cache_report_or_errors(vendor, sim, cache_dir):
+    secret = "sk-conformance-SECRET-0123456789"
+    sim.answer = lambda body: (_ for _ in ()).throw(SimulatedError(403, f"caller {secret} may not use this model"))
+    failed = vendor(frame(), "{q}", api_key=secret)
+    sim.answer = lambda body: "fine"
+    answered = vendor(frame(), "again {q}", api_key=secret)
+    written = b"".join(p.read_bytes() for p in cache_dir.rglob("*") if p.is_file())
+    text = failed.to_json() + answered.to_json() + repr(failed.attrs) + repr(answered.attrs)
+    assert "SECRET" not in text and b"SECRET" not in written
+    assert failed["response_error"].str.contains("may not use this model").all()
+
+
+def test_a_missing_sdk_names_the_extra_to_install(vendor, sim, monkeypatch):
+    import sys
+
+    from llmframe.providers import REGISTRY
+
+    module = REGISTRY[vendor.prefix].split(":")[0]
+    sdk = {"openai": "openai", "anthropic": "anthropic", "gemini": "google.genai"}[vendor.prefix]
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.setitem(sys.modules, sdk, None)  # what an environment without the SDK looks like to import
+    with pytest.raises(ConfigError, match=rf"pip install 'llmframe\[{vendor.prefix}\]'"):
+        vendor(frame(), "{q}")
+    assert sim.count == 0
