@@ -198,5 +198,4 @@ def _keys(head: bytes, prompts: Prompts) -> list[str | None]:
             prompts.skip(i, "the prompt is not valid Unicode (a lone surrogate); clean the text first, e.g. "
                             "s.str.encode('utf-8', 'replace').str.decode('utf-8')")
             keys.append(None)
-    prompts.skipped = dict(sorted(prompts.skipped.items()))
     return keys

@@ -15,7 +15,6 @@ import pandas as pd
 
 from . import constants
 from .errors import SchemaError
-from .request import canonical_json
 
 OUTPUT_MODES = ("columns", "object")
 

@@ -26,7 +26,6 @@ from pydantic import BaseModel, Field
 from llmframe.testing import Faults, SimulatedError, Simulator, SimulatorProcess, default_answer, digest_answer
 from llmframe.testing.__main__ import _parse
 from llmframe.testing.faults import duration
-from llmframe.testing.pytest_plugin import llm_simulator, llm_simulator_server  # noqa: F401
 from llmframe.testing.schema_answers import instance, invalid_json, violation
 
 pytestmark = pytest.mark.timeout(60)

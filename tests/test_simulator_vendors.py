@@ -11,7 +11,6 @@ import pytest
 from pydantic import BaseModel, Field
 
 from llmframe.testing import Faults, Simulator, default_answer, digest_answer
-from llmframe.testing.pytest_plugin import llm_simulator, llm_simulator_server  # noqa: F401
 from llmframe.testing.schema_answers import instance
 from llmframe.testing.vendors import openapi_to_json_schema
 
