@@ -12,6 +12,7 @@ import pandas as pd
 
 from . import constants
 from .errors import ConfigError, RunAborted, SchemaError
+from .answers import Answers
 from .request import Response
 from .structured import OUTPUT_MODES, OutputSchema, from_output
 
@@ -74,17 +75,6 @@ class Output:
         return values + ([self.error_column] if self.error_column else [])
 
 
-def incomplete(response: Response) -> str | None:
-    """A note for an answer that is there but not whole: truncated, filtered or empty (never silent)."""
-    if response.finish_reason in _COMPLETE:
-        return None if response.text else "empty answer"
-    return f"incomplete answer: finish_reason={response.finish_reason!r}" + _WHY.get(response.finish_reason, "")
-
-
-_COMPLETE = frozenset({"stop", "end_turn", "stop_sequence", None})
-_WHY = {"length": " (max_tokens reached)", "max_tokens": " (max_tokens reached)", "content_filter": " (filtered)"}
-
-
 def _per_row(run: Run, per_key: list) -> np.ndarray:
     """A value per distinct request fanned out to its rows; skipped rows (code -1) get None."""
     # fromiter, not slice assignment: numpy would unpack values that are sequences (lists, models).
@@ -92,52 +82,56 @@ def _per_row(run: Run, per_key: list) -> np.ndarray:
     return table[run.row_to_key]  # the extra last slot serves code -1
 
 
-def new_columns(run: Run, responses: list[Response]) -> dict[str, pd.Series]:
+def new_columns(run: Run, answers: Answers) -> dict[str, pd.Series]:
     """The output's columns, error column last, aligned to the input index."""
     output, index = run.output, run.frame_index
-    errors = _per_row(run, [r.error if r.error is not None else incomplete(r) for r in responses])
+    errors = _per_row(run, answers.error_texts())
     for i, reason in run.prompts.skipped.items():
         errors[i] = f"skipped: {reason}"
+    failed = answers.failed()
     if output.schema is None:
-        texts = _per_row(run, [r.text if r.error is None else None for r in responses])
-        columns = {output.text: pd.Series(texts, index=index, dtype="string")}
+        texts = answers.texts
+        if failed.any():
+            texts = list(texts)
+            for j in np.flatnonzero(failed).tolist():
+                texts[j] = None
+        columns = {output.text: pd.Series(_per_row(run, texts), index=index, dtype="string")}
     else:
-        values = _per_row(run, [r.parsed if r.error is None else None for r in responses])
-        columns = output.schema.columns(values, index, output.prefix, output.mode)
+        values = answers.parsed if answers.parsed is not None else [None] * len(answers)
+        if failed.any():
+            values = list(values)
+            for j in np.flatnonzero(failed).tolist():
+                values[j] = None
+        columns = output.schema.columns(_per_row(run, values), index, output.prefix, output.mode)
     if output.error_column:
         columns[output.error_column] = pd.Series(errors, index=index, dtype="string")
     return columns
 
 
-def report(run: Run, responses: list[Response]) -> dict:
+def report(run: Run, answers: Answers) -> dict:
     """The run report: plain JSON-serialisable numbers, no secrets."""
-    weights = run.weights
-    cached = np.fromiter((r.cached for r in responses), dtype=bool, count=len(responses))
-    failed = np.fromiter((r.error is not None for r in responses), dtype=bool, count=len(responses))
-    sent = [r for r in responses if not r.cached]
-    samples = list(dict.fromkeys(r.error for r in responses if r.error is not None))[: constants.ERROR_SAMPLES]
-    finish: dict[str, int] = {}
-    for r, w in zip(responses, weights.tolist()):
-        if r.error is None:
-            finish[str(r.finish_reason)] = finish.get(str(r.finish_reason), 0) + w
+    weights = np.asarray(run.weights, dtype=np.int64)
+    cached, failed = answers.cached, answers.failed()
+    sent = answers.done & ~cached
+    samples = list(dict.fromkeys(answers.errors[j] for j in sorted(answers.errors)))[: constants.ERROR_SAMPLES]
     counters = run.counters
     return {
         "model": run.model,
         "rows": len(run.frame_index),
         "cached": int(weights[cached].sum()),
-        "requests_sent": len(sent),
+        "requests_sent": int(sent.sum()),
         "deduplicated": int(weights.sum()) - len(run.keys),
         "failed": int(weights[failed].sum()),
         "skipped": len(run.prompts.skipped),
-        "input_tokens": sum(r.input_tokens for r in sent),
-        "output_tokens": sum(r.output_tokens for r in sent),
+        "input_tokens": int(answers.input_tokens[sent].sum()),
+        "output_tokens": int(answers.output_tokens[sent].sum()),
         "seconds": round(run.seconds, 3),
         "attempts": counters.attempts,
         "retries": counters.retries,
         "rate_limited": counters.rate_limited,
         "invalid_answers": counters.invalid,
         "concurrent_duplicates": counters.duplicates,
-        "finish_reasons": finish,
+        "finish_reasons": answers.finish_counts(weights),
         "errors": samples,
     }
 
@@ -153,24 +147,26 @@ def _raise_if_asked(run: Run, report_: dict) -> None:
         )
 
 
-def to_frame(frame: pd.DataFrame, run: Run, responses: list[Response]) -> pd.DataFrame:
+def to_frame(frame: pd.DataFrame, run: Run, responses: Sequence[Response | None]) -> pd.DataFrame:
     """A new frame: the input columns, then the output columns and the error column."""
-    out = frame.assign(**new_columns(run, responses))
-    out.attrs[constants.REPORT_ATTR] = report_ = report(run, responses)
+    answers = Answers.of(responses)
+    out = frame.assign(**new_columns(run, answers))
+    out.attrs[constants.REPORT_ATTR] = report_ = report(run, answers)
     _raise_if_asked(run, report_)
     return out
 
 
-def to_series(run: Run, responses: list[Response]) -> pd.Series | pd.DataFrame:
+def to_series(run: Run, responses: Sequence[Response | None]) -> pd.Series | pd.DataFrame:
     """A text answer per value (a Series), or a structured output's columns (a DataFrame).
 
     Per-row errors are counted and sampled in the report, not returned as a column.
     """
-    columns = new_columns(run, responses)
+    answers = Answers.of(responses)
+    columns = new_columns(run, answers)
     columns.pop(run.output.error_column, None)
     out = next(iter(columns.values())) if len(columns) == 1 else pd.DataFrame(columns)
     if isinstance(out, pd.Series):
         out.name = run.output.names[0]
-    out.attrs[constants.REPORT_ATTR] = report_ = report(run, responses)
+    out.attrs[constants.REPORT_ATTR] = report_ = report(run, answers)
     _raise_if_asked(run, report_)
     return out

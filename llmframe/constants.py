@@ -3,6 +3,7 @@
 # Executor
 MAX_CONCURRENCY = 64  # requests in flight per call
 CHUNK_SIZE = 1024  # rows looked up in the cache per transaction
+RENDER_CHUNK_ROWS = 16_384  # rows rendered and hashed at a time: bounds the memory of planning a run
 QUEUE_SLACK = 2  # queue holds this many requests per worker, so workers never wait on the feeder
 CANCEL_GRACE_SECONDS = 2.0  # an interrupt waits at most this long for in-flight work to wind down
 

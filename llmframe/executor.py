@@ -17,12 +17,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
+
 from . import constants
 from .cache import Store
 from .errors import ProviderError, RunAborted, redact
 from .progress import Progress
 from .providers.base import Provider
 from .ratelimit import Limiter, estimate_tokens, limiter_for, retry_after
+from .answers import Answers
 from .request import Request, Response
 
 T = TypeVar("T")
@@ -99,6 +102,13 @@ class Work:
     request: Callable[[int], Request]
     weights: Sequence[int]
     check: Check | None = None
+    requests: Callable[[Sequence[int]], list[Request]] | None = None  # many at once: rendered as a chunk
+
+    def build(self, positions: Sequence[int]) -> list[Request]:
+        """The requests at these positions."""
+        if self.requests is not None:
+            return self.requests(positions)
+        return [self.request(j) for j in positions]
 
 
 class _CacheWriter:
@@ -257,21 +267,22 @@ async def execute(
     policy: Policy,
     progress: Progress,
     model: str,
-) -> tuple[list[Response], Counters]:
+) -> tuple[Answers, Counters]:
     """Answer every request: cache hits first, chunk by chunk, misses through a bounded worker pool."""
-    results: list[Response | None] = [None] * len(work.keys)
+    results = Answers(len(work.keys), structured=work.check is not None)
     counters = Counters()
     writer = _CacheWriter(store, model=model, overwrite=not lookup) if store is not None else None
     stale: set[int] = set()  # cached answers that no longer validate
     limiter = limiter_for(provider.limiter_key)
     limiter.configure(policy.rpm, policy.tpm)
     # Bounded: in-flight state is O(concurrency) however many rows the frame has.
-    queue: asyncio.Queue[int | None] = asyncio.Queue(maxsize=policy.concurrency * constants.QUEUE_SLACK)
+    queue: asyncio.Queue[tuple[int, Request] | None] = asyncio.Queue(maxsize=policy.concurrency * constants.QUEUE_SLACK)
     secrets = provider.secrets
 
     async def worker() -> None:
-        while (j := await queue.get()) is not None:
-            response = await _answer(work.request(j), provider, limiter, policy, counters, work.check, secrets)
+        while (item := await queue.get()) is not None:
+            j, request = item
+            response = await _answer(request, provider, limiter, policy, counters, work.check, secrets)
             results[j] = response
             failed = response.error is not None
             progress.advance(work.weights[j], failed=failed, tokens=response.input_tokens + response.output_tokens)
@@ -288,23 +299,18 @@ async def execute(
                     writer.add(work.keys[j], response, overwrite=j in stale)
 
     async def feed() -> None:
+        weights = np.asarray(work.weights, dtype=np.int64)
         for start in range(0, len(work.keys), constants.CHUNK_SIZE):
             chunk = work.keys[start : start + constants.CHUNK_SIZE]
-            found = store.get_many(chunk) if lookup and store is not None else [None] * len(chunk)
-            hits = [j for j, value in enumerate(found, start) if value is not None]
-            served = 0
-            for j, response in zip(hits, Response.many_from_cache([found[j - start] for j in hits])):
-                if work.check is not None:
-                    response.parsed, problem = work.check(response.text)
-                    if problem is not None:  # the validators changed since: ask again, replace the answer
-                        stale.add(j)
-                        continue
-                results[j] = response
-                served += work.weights[j]
-            progress.advance(served, cached=True)
-            for j in range(start, start + len(chunk)):
-                if results[j] is None:
-                    await queue.put(j)
+            if lookup and store is not None:
+                found = store.get_many(chunk)
+                hits = [j for j, value in enumerate(found, start) if value is not None]
+                stale.update(results.fill_from_cache(hits, [found[j - start] for j in hits], work.check))
+                hit = results.cached[start : start + len(chunk)]
+                progress.advance(int(weights[start : start + len(chunk)][hit].sum()), cached=True)
+            misses = (start + np.flatnonzero(~results.done[start : start + len(chunk)])).tolist()
+            for j, request in zip(misses, work.build(misses)):
+                await queue.put((j, request))
         for _ in workers:
             await queue.put(None)
 

@@ -19,10 +19,12 @@ from .executor import Counters, Policy, Work, execute
 from .progress import Progress, should_show
 from .providers import parse_model, provider_class
 from .providers.base import Provider
+from .answers import Answers
 from .request import (
+    Keys,
     Request,
-    Response,
-    content_key,
+    content_digests,
+    distinct,
     generation_params,
     integer_at_least,
     key_prefix,
@@ -38,8 +40,9 @@ class Run:
     frame_index: pd.Index
     prompts: Prompts
     params: dict
-    keys: list[str]  # distinct content keys, in first-seen order
+    keys: Keys  # distinct content keys, in first-seen order
     row_to_key: np.ndarray  # row position -> position in keys, -1 for skipped rows
+    first_row: np.ndarray  # key position -> the first row with that key, which its request is built from
     weights: np.ndarray  # rows served by each key
     provider: Provider
     store: Store | None
@@ -51,18 +54,15 @@ class Run:
     counters: Counters = field(default_factory=Counters)
 
     def work(self) -> Work:
-        first_row = np.full(len(self.keys), -1, dtype=np.int64)
-        rows = np.flatnonzero(self.row_to_key >= 0)
-        # Reversed assignment leaves each key's first row, so a request is built from its first row.
-        first_row[self.row_to_key[rows[::-1]]] = rows[::-1]
-
-        def request(j: int) -> Request:
-            return Request(self.keys[j], self.prompts.messages(int(first_row[j])), self.params)
+        def requests(positions) -> list[Request]:
+            rows = self.prompts.rows_at(self.first_row[np.asarray(positions, dtype=np.int64)])
+            keys = self.keys.take(positions)
+            return [Request(key, self.prompts.messages_of(row), self.params) for key, row in zip(keys, rows)]
 
         check = self.output.schema.parse if self.output.schema is not None else None
-        return Work(self.keys, request, self.weights.tolist(), check)
+        return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests)
 
-    def start(self) -> Callable[[], Awaitable[list[Response]]]:
+    def start(self) -> Callable[[], Awaitable[Answers]]:
         """Open the progress display in the caller's thread and return the run, for the executor's loop.
 
         The display must be created here: Jupyter sends a widget to the cell of the thread that
@@ -72,7 +72,7 @@ class Run:
         progress.advance(len(self.prompts.skipped))
         return lambda: self._execute(progress)
 
-    async def _execute(self, progress: Progress) -> list[Response]:
+    async def _execute(self, progress: Progress) -> Answers:
         start = time.perf_counter()
         try:
             responses, self.counters = await execute(
@@ -151,7 +151,7 @@ def plan(
     compiled = Template(template, list(frame.columns), system=system, positional_column=positional_column)
     prompts = compiled.render(frame, missing=missing, allow_no_placeholder=allow_no_placeholder)
     if max_prompt_tokens is not None:
-        prompts.skip_longer_than(integer_at_least("max_prompt_tokens", max_prompt_tokens, 1))
+        max_prompt_tokens = integer_at_least("max_prompt_tokens", max_prompt_tokens, 1)
     provider = provider_class(provider_name)(
         model_name,
         api_key=api_key,
@@ -162,18 +162,18 @@ def plan(
     )
     schema_key = out.schema.key_material() if out.schema is not None else None
     head = key_prefix(provider_name, model_name, gen, schema_key)
-    row_keys = _keys(head, prompts)
-    codes, uniques = pd.factorize(pd.array(row_keys, dtype=object), use_na_sentinel=True)
-    codes = np.asarray(codes, dtype=np.int64)
-    weights = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    digests, valid = _digests(head, prompts, max_prompt_tokens)
+    codes, first_row = distinct(digests, valid)
+    weights = np.bincount(codes[codes >= 0], minlength=len(first_row))
     store = open_store(cache_dir or defaults.cache_dir, size_limit=defaults.cache_size_limit) if cache is not False else None
     return Run(
         model=model,
         frame_index=frame.index,
         prompts=prompts,
         params={**gen, **provider.output_params(out.schema, strict=strict)} if out.schema is not None else gen,
-        keys=list(uniques),
+        keys=Keys(digests[first_row]),
         row_to_key=codes,
+        first_row=first_row,
         weights=weights,
         provider=provider,
         store=store,
@@ -184,18 +184,37 @@ def plan(
     )
 
 
-def _keys(head: bytes, prompts: Prompts) -> list[str | None]:
-    """Every row's content key (None for skipped rows); text that is not valid Unicode is skipped, never sent."""
-    try:
-        return [None if text is None else content_key(head, text) for text in prompts.messages_json()]
-    except UnicodeEncodeError:
-        pass
-    keys: list[str | None] = []
-    for i, text in enumerate(prompts.messages_json()):
+def _digests(head: bytes, prompts: Prompts, max_prompt_tokens: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's content key as a raw digest, and which rows are sent; rendered a chunk at a time.
+
+    Rows whose prompt is too long, or not valid Unicode, are skipped here: refused, never sent.
+    """
+    digests = np.zeros((len(prompts), 2), dtype=np.uint64)
+    limit = None if max_prompt_tokens is None else max_prompt_tokens * constants.CHARS_PER_TOKEN
+    for positions in prompts.chunks():
+        rows = prompts.rows_at(positions)
+        if limit is not None:
+            keep = [k for k, row in enumerate(rows) if prompts.chars_of(row) <= limit]
+            for k in sorted(set(range(len(rows))) - set(keep)):
+                tokens = prompts.chars_of(rows[k]) // constants.CHARS_PER_TOKEN
+                prompts.skip(int(positions[k]), f"prompt too long: about {tokens} tokens > max_prompt_tokens={max_prompt_tokens}")
+            positions, rows = positions[keep], [rows[k] for k in keep]
+        texts = prompts.json_of(rows)
         try:
-            keys.append(None if text is None else content_key(head, text))
+            raw = b"".join(content_digests(head, texts))
         except UnicodeEncodeError:
-            prompts.skip(i, "the prompt is not valid Unicode (a lone surrogate); clean the text first, e.g. "
-                            "s.str.encode('utf-8', 'replace').str.decode('utf-8')")
-            keys.append(None)
-    return keys
+            good = []
+            for k, text in enumerate(texts):
+                try:
+                    text.encode()
+                    good.append(k)
+                except UnicodeEncodeError:
+                    prompts.skip(int(positions[k]), "the prompt is not valid Unicode (a lone surrogate); clean the "
+                                 "text first, e.g. s.str.encode('utf-8', 'replace').str.decode('utf-8')")
+            positions = positions[good]
+            raw = b"".join(content_digests(head, (texts[k] for k in good)))
+        digests[positions] = np.frombuffer(raw, dtype=np.uint64).reshape(-1, 2)
+    valid = np.ones(len(prompts), dtype=bool)
+    if prompts.skipped:
+        valid[np.fromiter(prompts.skipped, dtype=np.int64, count=len(prompts.skipped))] = False
+    return digests, valid

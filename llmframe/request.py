@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from . import constants
 from .errors import ConfigError
@@ -80,6 +83,73 @@ def content_key(prefix: bytes, messages_json: str) -> str:
     digest = hashlib.blake2b(prefix, digest_size=16)
     digest.update(messages_json.encode())  # UnicodeEncodeError here means the text cannot be sent either
     return digest.hexdigest()
+
+
+_KEY_BYTES = 16
+
+
+def content_digests(prefix: bytes, texts: Iterable[str]) -> Iterable[bytes]:
+    """The raw content keys of many requests: content_key(prefix, text) is their hex spelling."""
+    base = hashlib.blake2b(prefix, digest_size=_KEY_BYTES)
+    for text in texts:
+        digest = base.copy()  # the prefix is hashed once per run, not once per row
+        digest.update(text.encode())
+        yield digest.digest()
+
+
+class Keys(Sequence):
+    """Content keys held as raw 16-byte digests (a million keys in 16 MB), spelled in hex when asked for."""
+
+    def __init__(self, digests: np.ndarray):
+        self.digests = digests  # shape (n, 2), uint64: the digest bytes, two words per key
+
+    @classmethod
+    def from_hex(cls, keys: Sequence[str]) -> Keys:
+        """Keys from their hex spelling."""
+        raw = bytes.fromhex("".join(keys))
+        return cls(np.frombuffer(raw, dtype=np.uint64).reshape(-1, 2).copy())
+
+    def __len__(self) -> int:
+        return len(self.digests)
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            return self._hex(self.digests[item])
+        return self.digests[item].tobytes().hex()
+
+    def take(self, positions: Sequence[int]) -> list[str]:
+        """The keys at these positions, in hex."""
+        return self._hex(self.digests[np.asarray(positions, dtype=np.int64)])
+
+    @staticmethod
+    def _hex(digests: np.ndarray) -> list[str]:
+        text = np.ascontiguousarray(digests).tobytes().hex()
+        width = 2 * _KEY_BYTES
+        return [text[i : i + width] for i in range(0, len(text), width)]
+
+
+def distinct(digests: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """De-duplicate keys: (row -> position among the distinct keys, -1 where not valid; first row of each).
+
+    Distinct keys come in first-seen order. Hashing the first 64 bits is exact unless two different
+    keys share them (about one chance in 10^8 at a million rows), which is checked and then settled
+    on all 128 bits.
+    """
+    rows = np.flatnonzero(valid)
+    codes, uniques = pd.factorize(digests[rows, 0])
+    codes = np.asarray(codes, dtype=np.int64)
+    first = np.empty(len(uniques), dtype=np.int64)
+    first[codes[::-1]] = rows[::-1]  # reversed assignment leaves each key's first row
+    if not np.array_equal(digests[first[codes], 1], digests[rows, 1]):
+        pairs = np.ascontiguousarray(digests[rows]).view(np.dtype((np.void, 2 * 8))).ravel()
+        _, index, inverse = np.unique(pairs, return_index=True, return_inverse=True)
+        order = np.argsort(index, kind="stable")  # np.unique sorts: put keys back in first-seen order
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        codes, first = rank[inverse.ravel()], rows[index[order]]
+    row_to_key = np.full(len(valid), -1, dtype=np.int64)
+    row_to_key[rows] = codes
+    return row_to_key, first
 
 
 # Set through their own keyword arguments (or by llmframe itself), never through params=.

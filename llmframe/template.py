@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import string
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Union
 
 import numpy as np
@@ -86,56 +86,127 @@ def _example(columns: Sequence) -> str:
     return str(next(iter(columns), "column"))
 
 
-@dataclass(slots=True)
 class Prompts:
-    """The rendered prompt of every row: messages(i) for sent rows, a reason for skipped ones."""
+    """The prompt of every row, rendered on demand a chunk of rows at a time, plus why rows are skipped.
 
-    roles: tuple[str, ...] | None  # fixed roles for string/message templates; None for callables
-    rows: list  # per row: tuple of contents (fixed roles), a message list (callables), or None (skipped)
-    skipped: dict[int, str] = field(default_factory=dict)
-    roles_json: list[str] = field(init=False, repr=False)
+    Nothing is held per row: a million rendered prompts would cost hundreds of megabytes, and a
+    cached re-run never needs them again. A "row" here is what rows_at gives: a tuple of contents
+    for fixed-role templates, a message list for function templates.
+    """
 
-    def __post_init__(self) -> None:
-        self.roles_json = [_json_string(role) for role in self.roles or ()]
+    roles: tuple[str, ...] | None = None  # fixed roles for string/message templates; None for functions
+
+    def __init__(self, size: int, skipped: dict[int, str]):
+        self.size = size
+        self.skipped = skipped
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self.size
 
     def skip(self, i: int, reason: str) -> None:
         """Leave row i unsent, with the reason its error column will show."""
-        self.rows[i] = None
         self.skipped[i] = reason
 
-    def skip_longer_than(self, max_tokens: int) -> None:
-        """Skip rows whose prompt is estimated above max_tokens: refused here, never sent."""
-        limit = max_tokens * constants.CHARS_PER_TOKEN
-        for i, row in enumerate(self.rows):
-            if row is None:
-                continue
-            chars = sum(len(c) for c in row) if self.roles is not None else sum(len(m["content"]) for m in row)
-            if chars > limit:
-                tokens = chars // constants.CHARS_PER_TOKEN
-                self.skip(i, f"prompt too long: about {tokens} tokens > max_prompt_tokens={max_tokens}")
+    def chunks(self, size: int = constants.RENDER_CHUNK_ROWS) -> Iterator[np.ndarray]:
+        """Positions of the rows to send, in order, a chunk at a time."""
+        skipped = np.fromiter(self.skipped, dtype=np.int64, count=len(self.skipped))
+        for start in range(0, self.size, size):
+            positions = np.arange(start, min(start + size, self.size), dtype=np.int64)
+            yield np.setdiff1d(positions, skipped, assume_unique=True) if len(skipped) else positions
+
+    def rows_at(self, positions: Sequence[int]) -> list:
+        """The rendered rows at these positions (none of them skipped)."""
+        raise NotImplementedError
+
+    def messages_of(self, row) -> Messages:
+        """A rendered row as chat messages."""
+        return row
+
+    def json_of(self, rows: list) -> list[str]:
+        """canonical_json of each row's messages."""
+        return [canonical_json(row) for row in rows]
+
+    def chars_of(self, row) -> int:
+        """The characters of a row's contents, for the prompt-length estimate."""
+        return sum(len(m["content"]) for m in row)
 
     def messages(self, i: int) -> Messages:
         """The chat messages of row i."""
-        row = self.rows[i]
-        if self.roles is None:
-            return row
-        return [{"role": role, "content": content} for role, content in zip(self.roles, row)]
+        return self.messages_of(self.rows_at([i])[0])
 
     def messages_json(self) -> Iterator[str | None]:
-        """canonical_json(messages(i)) of every row (None for skipped ones), built without the dicts.
+        """canonical_json(messages(i)) of every row, None for skipped ones, rendered chunk by chunk."""
+        done = 0
+        for positions in self.chunks():
+            texts = self.json_of(self.rows_at(positions))
+            for i, text in zip(positions.tolist(), texts):
+                yield from (None for _ in range(i - done))
+                yield text
+                done = i + 1
+        yield from (None for _ in range(self.size - done))
 
-        An iterator: at a million rows a list of these texts would cost hundreds of megabytes at once.
-        """
-        if self.roles is None:
-            return (None if row is None else canonical_json(row) for row in self.rows)
-        # The canonical form of fixed-role messages with a slot per content: the same text, much faster.
-        form = "[" + ",".join('{{"content":{},"role":' + role.replace("{", "{{").replace("}", "}}") + "}}"
-                              for role in self.roles_json) + "]"
-        fill, encode = form.format, _json_string
-        return (None if row is None else fill(*map(encode, row)) for row in self.rows)
+
+class _FramePrompts(Prompts):
+    """String and message templates: each row rendered from the frame's values when asked for."""
+
+    def __init__(self, frame: pd.DataFrame, parts: list[tuple[str, _Text]], skipped: dict[int, str]):
+        super().__init__(len(frame), skipped)
+        self.frame = frame
+        self.parts = parts
+        self.roles = tuple(role for role, _ in parts)
+        # The canonical form of fixed-role messages with a slot per content: the same text as
+        # canonical_json of the message dicts, much faster.
+        self._form = ("[" + ",".join('{{"content":{},"role":' + _json_string(role).replace("{", "{{").replace("}", "}}")
+                                     + "}}" for role in self.roles) + "]").format
+
+    def rows_at(self, positions: Sequence[int]) -> list[tuple[str, ...]]:
+        positions = np.asarray(positions, dtype=np.int64)
+        if not len(positions):
+            return []
+        values = {c: _column_values(self.frame, c, positions) for _, text in self.parts for c in text.columns}
+        as_text = {c: _containers_as_json(self.frame, c, v) for c, v in values.items()}
+        cols_per_part = [[(as_text if plain else values)[c] for c, plain in zip(text.columns, text.plain)]
+                         for _, text in self.parts]
+        try:
+            # Column-wise: one format call per row and part, no per-row Python frames.
+            parts = [_render_part(text, cols, len(positions)) for (_, text), cols in zip(self.parts, cols_per_part)]
+        except (KeyError, IndexError, AttributeError, ValueError, TypeError):
+            raise self._misfit(positions, cols_per_part) from None
+        return list(zip(*parts))
+
+    def _misfit(self, positions: np.ndarray, cols_per_part: list) -> TemplateError:
+        """The error naming the first row the template does not fit (found row by row, only on failure)."""
+        for k, i in enumerate(positions.tolist()):
+            try:
+                for (_, text), cols in zip(self.parts, cols_per_part):
+                    text.render([col[k] for col in cols])
+            except (KeyError, IndexError, AttributeError, ValueError, TypeError) as exc:
+                return TemplateError(
+                    f"the template does not fit the row at index {self.frame.index[i]!r}: {type(exc).__name__}: {exc}"
+                )
+        return TemplateError("the template does not fit the frame")
+
+    def messages_of(self, row: tuple[str, ...]) -> Messages:
+        return [{"role": role, "content": content} for role, content in zip(self.roles, row)]
+
+    def json_of(self, rows: list) -> list[str]:
+        fill, encode = self._form, _json_string
+        return [fill(*map(encode, row)) for row in rows]
+
+    def chars_of(self, row: tuple[str, ...]) -> int:
+        return sum(map(len, row))
+
+
+class _ListPrompts(Prompts):
+    """Function templates: the function runs once per row, so its messages are kept (it may not be pure)."""
+
+    def __init__(self, rows: list, skipped: dict[int, str]):
+        super().__init__(len(rows), skipped)
+        self.rows = rows
+
+    def rows_at(self, positions: Sequence[int]) -> list[Messages]:
+        rows = self.rows
+        return [rows[i] for i in np.asarray(positions, dtype=np.int64).tolist()]
 
 
 class Template:
@@ -188,8 +259,6 @@ class Template:
                 "the template has no {column} placeholder, so every row would get the same prompt; "
                 "pass allow_no_placeholder=True if that is what you want"
             )
-        raw = {c: _column_values(frame, c) for c in self.columns}
-        as_text = {c: _containers_as_json(frame, c, raw[c]) for c in self.columns}
         skipped: dict[int, str] = {}
         if self.columns:
             reasons = _missing_reasons(frame, self.columns)
@@ -201,34 +270,9 @@ class Template:
                         f"({reasons[first]}); fill them, or pass missing='skip' to leave those rows unanswered"
                     )
                 skipped = reasons
-        columns_per_part = [
-            [(as_text if plain else raw)[c] for c, plain in zip(text.columns, text.plain)] for _, text in self.parts
-        ]
-        keep = [i for i in range(len(frame)) if i not in skipped] if skipped else range(len(frame))
-        try:
-            # Column-wise: one format call per row and part, no per-row Python frames.
-            parts = [_render_part(text, cols, keep) for (_, text), cols in zip(self.parts, columns_per_part)]
-        except (KeyError, IndexError, AttributeError, ValueError, TypeError):
-            raise self._misfit(frame, columns_per_part, keep) from None
-        if skipped:
-            rows: list = [None] * len(frame)
-            for i, row in zip(keep, zip(*parts)):
-                rows[i] = row
-        else:
-            rows = list(zip(*parts))
-        return Prompts(tuple(role for role, _ in self.parts), rows, skipped)
-
-    def _misfit(self, frame: pd.DataFrame, columns_per_part: list, keep) -> TemplateError:
-        """The error naming the first row the template does not fit (found row by row, only on failure)."""
-        for i in keep:
-            try:
-                for (_, text), cols in zip(self.parts, columns_per_part):
-                    text.render([col[i] for col in cols])
-            except (KeyError, IndexError, AttributeError, ValueError, TypeError) as exc:
-                return TemplateError(
-                    f"the template does not fit the row at index {frame.index[i]!r}: {type(exc).__name__}: {exc}"
-                )
-        return TemplateError("the template does not fit the frame")
+        for column in self.columns:
+            _refuse_bytes(frame, column)
+        return _FramePrompts(frame, self.parts, skipped)
 
     def _render_function(self, frame: pd.DataFrame) -> Prompts:
         names = list(frame.columns)
@@ -247,7 +291,7 @@ class Template:
                 rows.append(None)
                 continue
             rows.append(self._messages_from_result(result, frame.index[i]))
-        return Prompts(None, rows, skipped)
+        return _ListPrompts(rows, skipped)
 
     def _messages_from_result(self, result: Any, label: Any) -> Messages:
         if isinstance(result, str):
@@ -267,28 +311,30 @@ class Template:
         return messages
 
 
-def _render_part(text: _Text, cols: list[list], keep) -> list[str]:
-    """One message part rendered for the kept rows."""
+def _render_part(text: _Text, cols: list[list], count: int) -> list[str]:
+    """One message part rendered for a chunk of rows."""
     if not cols:
-        return [text.render(())] * len(keep)
-    if not isinstance(keep, range):
-        cols = [[col[i] for i in keep] for col in cols]
+        return [text.render(())] * count
     fmt = text.positional.format
     return [fmt(*values) for values in zip(*cols)]
 
 
-def _column_values(frame: pd.DataFrame, column: str) -> list:
-    """The column as Python values for str.format; bytes are refused (their repr is not text)."""
+def _column_values(frame: pd.DataFrame, column: str, positions: np.ndarray) -> list:
+    """The column's values at these positions, as Python values for str.format."""
+    return frame[column].take(positions).tolist()
+
+
+def _refuse_bytes(frame: pd.DataFrame, column: str) -> None:
+    """Bytes are refused: their repr is not text, and a model would get b'...'."""
     series = frame[column]
-    values = series.tolist()
-    if series.dtype == object:
-        for i, v in enumerate(values):
-            if isinstance(v, (bytes, bytearray)):
-                raise TemplateError(
-                    f"column {column!r} holds bytes (first at index {frame.index[i]!r}); "
-                    "decode it to text first, e.g. df[col].str.decode('utf-8')"
-                )
-    return values
+    if series.dtype != object:
+        return
+    found = series.map(lambda v: isinstance(v, (bytes, bytearray))).to_numpy(dtype=bool)
+    if found.any():
+        raise TemplateError(
+            f"column {column!r} holds bytes (first at index {frame.index[int(np.argmax(found))]!r}); "
+            "decode it to text first, e.g. df[col].str.decode('utf-8')"
+        )
 
 
 def _containers_as_json(frame: pd.DataFrame, column: str, values: list) -> list:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from llmframe.errors import ConfigError, redact
-from llmframe.request import Response, canonical_json, generation_params, key_prefix
+from llmframe.request import Keys, Response, canonical_json, content_digests, distinct, generation_params, key_prefix
 from llmframe.request import content_key as _content_key
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -83,3 +84,30 @@ def test_redact_removes_keys_whole_or_masked():
     assert redact("bad key my-secret-key", "my-secret-key") == "bad key ***"
     assert "sk-" not in redact("Incorrect API key provided: sk-proj-ab12***********xy9Z.")
     assert redact("nothing to hide") == "nothing to hide"
+
+
+def test_digests_spell_the_same_keys_as_content_key():
+    prefix = key_prefix("openai", "m", {})
+    texts = [canonical_json([{"role": "user", "content": t}]) for t in ("a", "é 👋", "")]
+    raw = np.frombuffer(b"".join(content_digests(prefix, texts)), dtype=np.uint64).reshape(-1, 2)
+    keys = Keys(raw)
+    assert list(keys) == [_content_key(prefix, t) for t in texts]
+    assert keys[1:] == [_content_key(prefix, t) for t in texts[1:]]
+    assert keys.take([2, 0]) == [keys[2], keys[0]]
+    assert Keys.from_hex(list(keys)).digests.tolist() == raw.tolist()
+
+
+def test_distinct_keeps_first_seen_order_and_skips_invalid_rows():
+    digests = np.array([[7, 1], [3, 2], [7, 1], [9, 9], [3, 2]], dtype=np.uint64)
+    valid = np.array([True, True, True, False, True])
+    row_to_key, first = distinct(digests, valid)
+    assert row_to_key.tolist() == [0, 1, 0, -1, 1]
+    assert first.tolist() == [0, 1]
+
+
+def test_distinct_settles_a_64_bit_collision_on_all_128_bits():
+    # Rows 0 and 2 share their first word but are different keys: the fast path must not merge them.
+    digests = np.array([[5, 1], [6, 0], [5, 2], [5, 1], [6, 0]], dtype=np.uint64)
+    row_to_key, first = distinct(digests, np.ones(5, dtype=bool))
+    assert row_to_key.tolist() == [0, 1, 2, 0, 1]
+    assert first.tolist() == [0, 1, 2]

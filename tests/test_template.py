@@ -15,7 +15,7 @@ def render(template, df, **kwargs):
     compiled = Template(template, list(df.columns), system=kwargs.pop("system", None),
                         positional_column=kwargs.pop("positional_column", None))
     prompts = compiled.render(df, **kwargs)
-    return [None if row is None else prompts.messages(i) for i, row in enumerate(prompts.rows)], prompts
+    return [None if i in prompts.skipped else prompts.messages(i) for i in range(len(prompts))], prompts
 
 
 def user(text):

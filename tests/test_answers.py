@@ -1,0 +1,42 @@
+"""Answers: a run's results held column-wise, still readable and writable one Response at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llmframe.answers import Answers
+from llmframe.request import Response
+
+
+def test_a_response_round_trips_through_the_columns():
+    answers = Answers(3)
+    answers[1] = Response("hi", 3, 4, "stop")
+    answers[2] = Response.failure("boom")
+    assert answers[0] is None
+    assert answers[1] == Response("hi", 3, 4, "stop")
+    assert answers[2].error == "boom"
+    assert answers.failed().tolist() == [True, False, True]  # never answered counts as failed
+    assert answers.error_texts() == ["not answered (the run stopped first)", None, "boom"]
+
+
+def test_incomplete_and_empty_answers_are_noted_not_failed():
+    answers = Answers.of([Response("cut", 1, 9, "length"), Response("", 1, 0, "stop"), Response("ok", 1, 1, None)])
+    assert answers.failed().tolist() == [False, False, False]
+    assert answers.error_texts() == ["incomplete answer: finish_reason='length' (max_tokens reached)",
+                                     "empty answer", None]
+    assert answers.finish_counts(np.array([2, 1, 1])) == {"length": 2, "stop": 1, "None": 1}
+
+
+def test_cache_values_fill_the_columns_and_stale_answers_stay_undone():
+    values = [Response(text, 2, 5, "stop").to_cache("openai:m", 0.0) for text in ("good", "bad", "good2")]
+    answers = Answers(4, structured=True)
+
+    def check(text):
+        return (text.upper(), None) if text.startswith("good") else (None, "does not validate")
+
+    stale = answers.fill_from_cache([0, 2, 3], values, check)
+    assert stale == [2]
+    assert answers.done.tolist() == [True, False, False, True]
+    assert answers.cached.tolist() == [True, False, False, True]
+    assert answers[3] == Response("good2", 2, 5, "stop", cached=True, parsed="GOOD2")
+    assert answers.input_tokens.tolist() == [2, 0, 0, 2]
