@@ -1,8 +1,10 @@
 """Answers: the result of every distinct request of a run, held column-wise.
 
 A million answers as a million Response objects cost over 200 bytes each before their text; as
-columns they cost their text plus a few bytes. Code that works one answer at a time still can:
-answers[j] builds a Response and answers[j] = response stores one.
+columns they cost their text plus a few bytes. Texts are sealed into Arrow a block at a time as
+soon as a block is complete (a Python str costs 49 bytes more than its text, and the output column
+is Arrow anyway). Code that works one answer at a time still can: answers[j] builds a Response and
+answers[j] = response stores one.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from . import constants
 from .request import Response
 
 _NO_FINISH = 0  # finish code of "no finish reason given"
@@ -21,7 +26,7 @@ _NO_FINISH = 0  # finish code of "no finish reason given"
 class Answers(Sequence):
     """Per distinct request: done, cached, text, tokens, finish reason, error, and the parsed value."""
 
-    def __init__(self, size: int, *, structured: bool = False):
+    def __init__(self, size: int, *, structured: bool = False, block: int = constants.CHUNK_SIZE):
         self.done = np.zeros(size, dtype=bool)
         self.cached = np.zeros(size, dtype=bool)
         self.input_tokens = np.zeros(size, dtype=np.int64)
@@ -29,7 +34,11 @@ class Answers(Sequence):
         self.finish = np.zeros(size, dtype=np.int16)  # code into finish_names
         self.finish_names: list[str | None] = [None]
         self._finish_codes: dict[str | None, int] = {None: _NO_FINISH}
-        self.texts: list[str | None] = [None] * size
+        self._texts: list[str | None] = [None] * size  # texts of blocks not sealed yet
+        self._block = block
+        self._sealed: dict[int, pa.Array] = {}  # block -> its texts, once every answer in it is in
+        self._remaining = np.bincount(np.arange(size) // block, minlength=-(-size // block)).astype(np.int64)
+        self._late: dict[int, str | None] = {}  # an answer replaced after its block was sealed (rare)
         self.errors: dict[int, str] = {}  # failures are few: kept sparse
         self.parsed: list[Any] | None = [None] * size if structured else None
 
@@ -53,7 +62,7 @@ class Answers(Sequence):
         if not self.done[j]:
             return None
         return Response(
-            self.texts[j],
+            self.text(j),
             int(self.input_tokens[j]),
             int(self.output_tokens[j]),
             self.finish_names[self.finish[j]],
@@ -64,9 +73,8 @@ class Answers(Sequence):
         )
 
     def __setitem__(self, j: int, response: Response) -> None:
-        self.done[j] = True
+        self._set_text(j, response.text)
         self.cached[j] = response.cached
-        self.texts[j] = response.text
         self.input_tokens[j] = response.input_tokens
         self.output_tokens[j] = response.output_tokens
         self.finish[j] = self._finish_code(response.finish_reason)
@@ -81,6 +89,48 @@ class Answers(Sequence):
 
     def __iter__(self) -> Iterator[Response | None]:
         return (self[j] for j in range(len(self)))
+
+    def text(self, j: int) -> str | None:
+        """The answer text of request j."""
+        if j in self._late:
+            return self._late[j]
+        block = self._sealed.get(j // self._block)
+        return self._texts[j] if block is None else block[j % self._block].as_py()
+
+    def text_array(self) -> pa.ChunkedArray:
+        """Every answer's text (null where there is none), as Arrow: the sealed blocks, not copied."""
+        chunks = []
+        for b in range(len(self._remaining)):
+            start = b * self._block
+            chunk = self._sealed.get(b)
+            if chunk is None:
+                chunk = pa.array(self._texts[start : start + self._block], pa.large_string())
+            late = [j for j in self._late if start <= j < start + self._block]
+            if late:
+                values = chunk.to_pylist()
+                for j in late:
+                    values[j - start] = self._late[j]
+                chunk = pa.array(values, pa.large_string())
+            chunks.append(chunk)
+        return pa.chunked_array(chunks, pa.large_string())
+
+    def _set_text(self, j: int, text: str | None) -> None:
+        b = j // self._block
+        if b in self._sealed:
+            self._late[j] = text
+            return
+        self._texts[j] = text
+        if not self.done[j]:
+            self.done[j] = True
+            self._remaining[b] -= 1
+            if not self._remaining[b]:
+                self._seal(b)
+
+    def _seal(self, b: int) -> None:
+        start = b * self._block
+        stop = start + self._block
+        self._sealed[b] = pa.array(self._texts[start:stop], pa.large_string())
+        self._texts[start:stop] = [None] * (min(stop, len(self)) - start)
 
     def _finish_code(self, reason: str | None) -> int:
         code = self._finish_codes.get(reason)
@@ -116,14 +166,13 @@ class Answers(Sequence):
         if not rows:
             return stale
         texts, inputs, outputs, finishes = list(zip(*rows))[:4]  # transposed in C: one pass, no per-row frames
-        for j, text in zip(positions.tolist(), texts):
-            self.texts[j] = text
         self.input_tokens[positions] = inputs
         self.output_tokens[positions] = outputs
         code = self._finish_code
         self.finish[positions] = [code(reason) for reason in finishes] if len(set(finishes)) > 1 else code(finishes[0])
         self.cached[positions] = True
-        self.done[positions] = True
+        for j, text in zip(positions.tolist(), texts):
+            self._set_text(j, text)
         return stale
 
     def failed(self) -> np.ndarray:
@@ -137,8 +186,9 @@ class Answers(Sequence):
         """Per request: its error, or a note on an incomplete answer, or None."""
         notes = [_incomplete(reason) for reason in self.finish_names]
         out = [notes[code] for code in self.finish.tolist()]
-        for j, text in enumerate(self.texts):
-            if not text and out[j] is None and self.done[j]:
+        empty = pc.fill_null(pc.equal(pc.utf8_length(self.text_array()), 0), True).to_numpy(zero_copy_only=False)
+        for j in np.flatnonzero(empty & self.done).tolist():
+            if out[j] is None:
                 out[j] = "empty answer"
         for j in np.flatnonzero(~self.done).tolist():
             out[j] = "not answered (the run stopped first)"

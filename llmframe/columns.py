@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import constants
 from .errors import ConfigError, RunAborted, SchemaError
@@ -82,6 +84,17 @@ def _per_row(run: Run, per_key: list) -> np.ndarray:
     return table[run.row_to_key]  # the extra last slot serves code -1
 
 
+def _text_column(run: Run, answers: Answers, failed: np.ndarray) -> pd.Series:
+    """The answers' texts fanned out to rows, kept in Arrow from end to end (no Python str per row)."""
+    texts = answers.text_array()
+    if failed.any():
+        texts = pc.if_else(pa.array(failed), pa.scalar(None, pa.large_string()), texts)
+    rows = run.row_to_key
+    if len(rows) != len(texts) or (rows != np.arange(len(rows))).any():  # duplicates or skipped rows
+        texts = texts.take(pa.array(rows, mask=rows < 0))
+    return pd.Series(pd.arrays.ArrowStringArray(texts), index=run.frame_index, dtype="string")
+
+
 def new_columns(run: Run, answers: Answers) -> dict[str, pd.Series]:
     """The output's columns, error column last, aligned to the input index."""
     output, index = run.output, run.frame_index
@@ -90,12 +103,7 @@ def new_columns(run: Run, answers: Answers) -> dict[str, pd.Series]:
         errors[i] = f"skipped: {reason}"
     failed = answers.failed()
     if output.schema is None:
-        texts = answers.texts
-        if failed.any():
-            texts = list(texts)
-            for j in np.flatnonzero(failed).tolist():
-                texts[j] = None
-        columns = {output.text: pd.Series(_per_row(run, texts), index=index, dtype="string")}
+        columns = {output.text: _text_column(run, answers, failed)}
     else:
         values = answers.parsed if answers.parsed is not None else [None] * len(answers)
         if failed.any():

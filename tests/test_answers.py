@@ -40,3 +40,15 @@ def test_cache_values_fill_the_columns_and_stale_answers_stay_undone():
     assert answers.cached.tolist() == [True, False, False, True]
     assert answers[3] == Response("good2", 2, 5, "stop", cached=True, parsed="GOOD2")
     assert answers.input_tokens.tolist() == [2, 0, 0, 2]
+
+
+def test_complete_blocks_are_sealed_into_arrow_and_late_answers_still_count():
+    answers = Answers(5, block=2)
+    answers[0] = Response("a", 1, 1, "stop")
+    assert not answers._sealed, "a block is sealed only once every answer in it is in"
+    answers[1] = Response("b", 1, 1, "stop")
+    answers.fill_from_cache([2, 3], [Response(t, 1, 1, "stop").to_cache("m", 0.0) for t in ("c", "d")])
+    assert sorted(answers._sealed) == [0, 1] and answers._texts[:4] == [None] * 4, "sealed texts leave Python"
+    answers[1] = Response("b2", 1, 1, "stop")  # a re-asked answer after its block was sealed
+    assert answers.text(1) == "b2" and answers[3].text == "d"
+    assert answers.text_array().to_pylist() == ["a", "b2", "c", "d", None]
