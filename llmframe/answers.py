@@ -126,6 +126,21 @@ class Answers(Sequence):
             if not self._remaining[b]:
                 self._seal(b)
 
+    def _set_texts(self, positions: np.ndarray, texts: Sequence[str | None]) -> None:
+        """_set_text for many answers at once: the cached path's per-row cost is one list store."""
+        blocks, counts = np.unique(positions // self._block, return_counts=True)
+        if any(b in self._sealed for b in blocks.tolist()) or self.done[positions].any():
+            for j, text in zip(positions.tolist(), texts):
+                self._set_text(j, text)
+            return
+        store = self._texts
+        for j, text in zip(positions.tolist(), texts):
+            store[j] = text
+        self.done[positions] = True
+        self._remaining[blocks] -= counts
+        for b in blocks[self._remaining[blocks] == 0].tolist():
+            self._seal(b)
+
     def _seal(self, b: int) -> None:
         start = b * self._block
         stop = start + self._block
@@ -171,8 +186,7 @@ class Answers(Sequence):
         code = self._finish_code
         self.finish[positions] = [code(reason) for reason in finishes] if len(set(finishes)) > 1 else code(finishes[0])
         self.cached[positions] = True
-        for j, text in zip(positions.tolist(), texts):
-            self._set_text(j, text)
+        self._set_texts(positions, texts)
         return stale
 
     def failed(self) -> np.ndarray:
