@@ -35,12 +35,11 @@ class Report(dict):
     """The run report: a dict (so JSON, equality and out.attrs work as before) with an HTML view."""
 
     def _repr_html_(self) -> str:
-        """A two-column table of every key present, headed by a one-line summary."""
-        rows = "".join(
-            f'<tr><th style="text-align:left">{html.escape(_LABELS.get(key, key.replace("_", " ")))}</th>'
-            f'<td style="text-align:left">{_cell(value)}</td></tr>'
-            for key, value in self.items()
-        )
+        """A table of every key present, two to a line, headed by a one-line summary."""
+        cells = [f'<th style="text-align:left">{html.escape(_LABELS.get(key, key.replace("_", " ")))}</th>'
+                 f'<td style="text-align:left;vertical-align:top">{_cell(value)}</td>' for key, value in self.items()]
+        # Two key/value pairs a line keeps the table short enough to read at a glance.
+        rows = "".join(f"<tr>{''.join(cells[i:i + 2])}</tr>" for i in range(0, len(cells), 2))
         return (f'<details open class="llmframe-report"><summary><b>llmframe run</b>: {html.escape(self.headline())}'
                 f"</summary><table>{rows}</table></details>")
 
