@@ -81,7 +81,7 @@ backend = notebook_setup(simulate=True, answer=answer)
 
 CELLS = {
     "complete": """
-out = pd.DataFrame({"q": [f"question {i}" for i in range(30)]}).llm.generate(
+out = pd.DataFrame({"q": [f"question {i}" for i in range(60)]}).llm.generate(
     "{q}", model="openai:gpt-4o-mini", max_concurrency=3)
 print("seconds", out.attrs["llmframe"]["seconds"])
 """,
@@ -148,56 +148,76 @@ def test_progress_is_a_widget_not_a_text_bar(executed, name):
 
 
 @pytest.mark.slow
-def test_complete_run_ends_green_at_100_percent(executed):
+@pytest.mark.parametrize("name, rows, style, words, counts_shown", [
+    ("complete", 60, "success", "(complete): 100%", ["60/60", "cached 0", "failed 0"]),
+    ("failures", 5, "warning", "(complete, 2 failed): 100%", ["5/5", "failed 2"]),
+])
+def test_finished_run_is_green_or_amber_at_100_percent(executed, name, rows, style, words, counts_shown):
     cells, state, _ = executed
-    desc, bar, counts = bar_of(cells["complete"], state)
-    assert bar["value"] == bar["max"] == 30
-    assert bar["bar_style"] == "success"
-    assert desc.startswith("openai:gpt-4o-mini (complete): 100%")
-    assert "30/30" in counts and "cached 0" in counts and "failed 0" in counts
+    desc, bar, counts = bar_of(cells[name], state)
+    assert bar["value"] == bar["max"] == rows
+    assert bar["bar_style"] == style
+    assert desc.startswith(f"openai:gpt-4o-mini {words}"), desc
+    assert all(part in counts for part in counts_shown), counts
     assert int(re.search(r"tokens (\d+)", counts).group(1)) > 0
 
 
 @pytest.mark.slow
-def test_run_with_failed_rows_ends_amber_and_counts_them(executed):
+@pytest.mark.parametrize("name, printed, words", [
+    ("stopped", "aborted", r"\(stopped, \d+ failed\)"),
+    ("interrupted", "interrupted", r"\(interrupted at (\d+)/40\)"),
+])
+def test_run_ended_early_is_red_where_it_stopped(executed, name, printed, words):
     cells, state, _ = executed
-    desc, bar, counts = bar_of(cells["failures"], state)
-    assert bar["value"] == bar["max"] == 5
-    assert bar["bar_style"] == "warning"
-    assert "(complete, 2 failed)" in desc and "failed 2" in counts
-
-
-@pytest.mark.slow
-def test_stopped_run_ends_red_with_its_failures(executed):
-    cells, state, _ = executed
-    assert "aborted" in "".join(o.get("text", "") for o in cells["stopped"].outputs)
-    desc, bar, counts = bar_of(cells["stopped"], state)
+    assert printed in "".join(o.get("text", "") for o in cells[name].outputs)
+    desc, bar, _ = bar_of(cells[name], state)
     assert bar["bar_style"] == "danger"
-    assert bar["value"] < bar["max"] == 50
-    assert re.search(r"\(stopped, \d+ failed\)", desc)
-
-
-@pytest.mark.slow
-def test_interrupted_run_ends_red_where_it_stopped(executed):
-    cells, state, _ = executed
-    assert "interrupted" in "".join(o.get("text", "") for o in cells["interrupted"].outputs)
-    desc, bar, _ = bar_of(cells["interrupted"], state)
-    assert bar["bar_style"] == "danger"
-    assert bar["value"] < bar["max"] == 40
-    assert f"(interrupted at {int(bar['value'])}/40)" in desc
+    assert bar["value"] < bar["max"]
+    found = re.search(words, desc)
+    assert found, desc
+    if found.groups():
+        assert int(found.group(1)) == bar["value"]
 
 
 @pytest.mark.slow
 def test_bar_updates_live_but_rate_limited(executed):
-    """The 30-row run takes ~0.5 s: the bar moves during it, at most a few redraws a second."""
+    """The 60-row run takes a second or more: the bar moves during it, at most a few redraws a second."""
     cells, _, updates = executed
     seconds = float(re.search(r"seconds ([\d.]+)", cells["complete"].outputs[-1]["text"]).group(1))
     values = [u["value"] for u in updates["complete"] if isinstance(u.get("value"), float)]
-    assert values == sorted(values) and values[-1] == 30
-    assert any(0 < v < 30 for v in values), f"no intermediate redraw: {values}"
+    assert values == sorted(values) and values[-1] == 60
+    assert any(0 < v < 60 for v in values), f"no intermediate redraw: {values}"
     from llmframe import constants
 
     assert len(values) <= seconds / constants.PROGRESS_REFRESH_SECONDS + 4, f"{len(values)} redraws in {seconds} s"
+
+
+@pytest.mark.parametrize("failed, state, words", [
+    (0, "done", "(complete): 100%"),
+    (2, "done", "(complete, 2 failed): 100%"),
+    (2, "stopped", "(stopped, 2 failed):"),
+    (0, "interrupted", "(interrupted at 3/5):"),
+])
+def test_terminal_bar_ends_in_its_final_state(capsys, failed, state, words):
+    from llmframe.progress import Progress
+
+    progress = Progress(5, show=True, description="openai:m")
+    progress.advance(3 if state != "done" else 5 - failed, cached=True)
+    progress.advance(failed, failed=True, tokens=40)
+    progress.close(state)
+    last = capsys.readouterr().err.split("\r")[-1]
+    assert f"openai:m {words}" in last, last
+    assert f"failed {failed}" in last and "tokens 40" in last and "cost" not in last
+
+
+def test_bar_shows_cost_once_priced(capsys):
+    from llmframe.progress import Progress
+
+    progress = Progress(2, show=True, description="m")
+    progress.advance(1, tokens=1000, cost=0.0125)
+    progress.advance(1, tokens=1000, cost=0.0125)
+    progress.close("done")
+    assert "tokens 2,000, cost $0.0250" in capsys.readouterr().err
 
 
 def test_report_renders_every_key_as_html():
