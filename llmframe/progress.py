@@ -74,9 +74,9 @@ class Progress:
 
     def summary(self) -> str:
         """The counters as the bar shows them after rows done / total."""
-        parts = [f"cached {self.cached:,}", f"failed {self.failed:,}", f"tokens {self.tokens:,}"]
+        parts = [f"cached={self.cached:,}", f"failed={self.failed:,}", f"tokens={self.tokens:,}"]
         if self.cost is not None:
-            parts.append(f"cost ${self.cost:,.4f}")
+            parts.append(f"cost=${self.cost:,.4f}")
         return ", ".join(parts)
 
     def refresh(self) -> None:

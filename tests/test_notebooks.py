@@ -149,8 +149,8 @@ def test_progress_is_a_widget_not_a_text_bar(executed, name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, rows, style, words, counts_shown", [
-    ("complete", 60, "success", "(complete): 100%", ["60/60", "cached 0", "failed 0"]),
-    ("failures", 5, "warning", "(complete, 2 failed): 100%", ["5/5", "failed 2"]),
+    ("complete", 60, "success", "(complete): 100%", ["60/60", "cached=0", "failed=0"]),
+    ("failures", 5, "warning", "(complete, 2 failed): 100%", ["5/5", "failed=2"]),
 ])
 def test_finished_run_is_green_or_amber_at_100_percent(executed, name, rows, style, words, counts_shown):
     cells, state, _ = executed
@@ -159,7 +159,7 @@ def test_finished_run_is_green_or_amber_at_100_percent(executed, name, rows, sty
     assert bar["bar_style"] == style
     assert desc.startswith(f"openai:gpt-4o-mini {words}"), desc
     assert all(part in counts for part in counts_shown), counts
-    assert int(re.search(r"tokens (\d+)", counts).group(1)) > 0
+    assert int(re.search(r"tokens=(\d+)", counts).group(1)) > 0
 
 
 @pytest.mark.slow
@@ -207,7 +207,7 @@ def test_terminal_bar_ends_in_its_final_state(capsys, failed, state, words):
     progress.close(state)
     last = capsys.readouterr().err.split("\r")[-1]
     assert f"openai:m {words}" in last, last
-    assert f"failed {failed}" in last and "tokens 40" in last and "cost" not in last
+    assert f"failed={failed}" in last and "tokens=40" in last and "cost" not in last
 
 
 def test_bar_shows_cost_once_priced(capsys):
@@ -217,7 +217,7 @@ def test_bar_shows_cost_once_priced(capsys):
     progress.advance(1, tokens=1000, cost=0.0125)
     progress.advance(1, tokens=1000, cost=0.0125)
     progress.close("done")
-    assert "tokens 2,000, cost $0.0250" in capsys.readouterr().err
+    assert "tokens=2,000, cost=$0.0250" in capsys.readouterr().err
 
 
 def test_report_renders_every_key_as_html():
