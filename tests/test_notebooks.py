@@ -192,13 +192,13 @@ def test_bar_updates_live_but_rate_limited(executed):
     assert len(values) <= seconds / constants.PROGRESS_REFRESH_SECONDS + 4, f"{len(values)} redraws in {seconds} s"
 
 
-@pytest.mark.parametrize("failed, state, words", [
-    (0, "done", "(complete): 100%"),
-    (2, "done", "(complete, 2 failed): 100%"),
-    (2, "stopped", "(stopped, 2 failed):"),
-    (0, "interrupted", "(interrupted at 3/5):"),
+@pytest.mark.parametrize("failed, state, words, colour", [
+    (0, "done", "(complete): 100%", "\x1b[32m"),  # green
+    (2, "done", "(complete, 2 failed): 100%", "\x1b[33m"),  # yellow
+    (2, "stopped", "(stopped, 2 failed):", "\x1b[31m"),  # red
+    (0, "interrupted", "(interrupted at 3/5):", "\x1b[31m"),
 ])
-def test_terminal_bar_ends_in_its_final_state(capsys, failed, state, words):
+def test_terminal_bar_ends_in_its_final_state(capsys, failed, state, words, colour):
     from llmframe.progress import Progress
 
     progress = Progress(5, show=True, description="openai:m")
@@ -208,6 +208,7 @@ def test_terminal_bar_ends_in_its_final_state(capsys, failed, state, words):
     last = capsys.readouterr().err.split("\r")[-1]
     assert f"openai:m {words}" in last, last
     assert f"failed={failed}" in last and "tokens=40" in last and "cost" not in last
+    assert colour in last
 
 
 def test_bar_shows_cost_once_priced(capsys):
