@@ -1,7 +1,7 @@
 """Progress: counters bumped per row, drawn by tqdm.auto (a widget in notebooks, a bar in terminals).
 
-The bar shows rows done / total, then cached, failed, tokens and, once a run reports spending,
-its cost. It redraws at most every PROGRESS_REFRESH_SECONDS, however fast rows finish, and ends
+The bar shows rows done / total, then cached, failed, tokens and, once a run reports spending
+(advance(..., cost=dollars) from whatever prices the tokens), its cost. It redraws at most every PROGRESS_REFRESH_SECONDS, however fast rows finish, and ends
 in one of three final states, by description and colour: complete (green), complete with N
 failed rows (amber), or stopped / interrupted (red).
 """
