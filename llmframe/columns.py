@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 from . import constants
 from .errors import ConfigError, RunAborted, SchemaError
 from .answers import Answers
+from .report import Report
 from .request import Response
 from .structured import OUTPUT_MODES, OutputSchema, from_output
 
@@ -159,7 +160,7 @@ def to_frame(frame: pd.DataFrame, run: Run, responses: Sequence[Response | None]
     """A new frame: the input columns, then the output columns and the error column."""
     answers = Answers.of(responses)
     out = frame.assign(**new_columns(run, answers))
-    out.attrs[constants.REPORT_ATTR] = report_ = report(run, answers)
+    out.attrs[constants.REPORT_ATTR] = report_ = Report(report(run, answers))
     _raise_if_asked(run, report_)
     return out
 
@@ -175,6 +176,6 @@ def to_series(run: Run, responses: Sequence[Response | None]) -> pd.Series | pd.
     out = next(iter(columns.values())) if len(columns) == 1 else pd.DataFrame(columns)
     if isinstance(out, pd.Series):
         out.name = run.output.names[0]
-    out.attrs[constants.REPORT_ATTR] = report_ = report(run, answers)
+    out.attrs[constants.REPORT_ATTR] = report_ = Report(report(run, answers))
     _raise_if_asked(run, report_)
     return out

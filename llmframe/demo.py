@@ -17,22 +17,14 @@ REVIEWS = [
 ]
 
 
-def _sentiment(body: dict) -> str:
-    """The simulated model: a keyword rule, so the demo's answers read naturally."""
-    text = body["messages"][-1]["content"].lower()
-    if any(word in text for word in ("broke", "never", "nothing like", "useless")):
-        return "negative" if "decent" not in text else "mixed"
-    return "positive"
-
-
 def main() -> int:
     """Run the demo and print what happened; needs no API key and no network."""
     try:
-        from .testing import Simulator
+        from .testing import Simulator, tutorial_answer
     except ImportError as exc:
         raise SystemExit(f"the demo needs the simulator's server ({exc.name}): pip install 'llmframe[testing]'")
     frame = pd.DataFrame({"review": REVIEWS})
-    with Simulator(latency=0.05, answer=_sentiment) as sim, tempfile.TemporaryDirectory(prefix="llmframe-demo-") as cache_dir:
+    with Simulator(latency=0.05, answer=tutorial_answer) as sim, tempfile.TemporaryDirectory(prefix="llmframe-demo-") as cache_dir:
         print(f"Simulator listening at {sim.base_url} (an offline stand-in for an OpenAI-compatible API)\n")
         for attempt in ("first run", "second run"):
             out = frame.llm.generate(

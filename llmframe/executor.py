@@ -332,7 +332,7 @@ async def execute(
             if task.exception() is not None:
                 state = "stopped"
                 raise task.exception()
-        state = "done" if not progress.failed else f"{progress.failed} failed"
+        state = "done"  # Progress tells complete from complete-with-failures by its own count
     finally:
         for task in (ticker, *tasks):
             task.cancel()

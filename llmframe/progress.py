@@ -1,10 +1,24 @@
-"""Progress: counters bumped per row, drawn by tqdm.auto (a widget in notebooks, a bar in terminals)."""
+"""Progress: counters bumped per row, drawn by tqdm.auto (a widget in notebooks, a bar in terminals).
+
+The bar shows rows done / total, then cached, failed, tokens and, once a run reports spending
+(advance(..., cost=dollars) from whatever prices the tokens), its cost. It redraws at most every PROGRESS_REFRESH_SECONDS, however fast rows finish, and ends
+in one of three final states, by description and colour: complete (green), complete with N
+failed rows (amber), or stopped / interrupted (red).
+"""
 
 from __future__ import annotations
 
 import sys
 
 from . import constants
+
+# outcome -> (notebook widget bar_style, terminal bar colour)
+_STYLES = {
+    "complete": ("success", "green"),
+    "failures": ("warning", "yellow"),
+    "stopped": ("danger", "red"),
+    "interrupted": ("danger", "red"),
+}
 
 
 def in_notebook() -> bool:
@@ -26,10 +40,12 @@ class Progress:
 
     def __init__(self, total: int, *, show: bool, description: str = "llmframe"):
         self.total = total
+        self.description = description
         self.done = 0
         self.cached = 0
         self.failed = 0
         self.tokens = 0
+        self.cost: float | None = None  # dollars; stays None (and off the bar) until a run reports a price
         self._drawn = 0
         self._bar = None
         if show:
@@ -42,30 +58,59 @@ class Progress:
                 mininterval=constants.PROGRESS_REFRESH_SECONDS,
                 dynamic_ncols=True,
             )
+            self._bar.set_postfix_str(self.summary(), refresh=False)
 
-    def advance(self, rows: int, *, cached: bool = False, failed: bool = False, tokens: int = 0) -> None:
-        """Count rows finished; drawing waits for the next refresh."""
+    def advance(self, rows: int, *, cached: bool = False, failed: bool = False, tokens: int = 0,
+                cost: float | None = None) -> None:
+        """Count rows finished (and their cost in dollars, where priced); drawing waits for the next refresh."""
         self.done += rows
         if cached:
             self.cached += rows
         if failed:
             self.failed += rows
         self.tokens += tokens
+        if cost is not None:
+            self.cost = (self.cost or 0.0) + cost
+
+    def summary(self) -> str:
+        """The counters as the bar shows them after rows done / total."""
+        parts = [f"cached={self.cached:,}", f"failed={self.failed:,}", f"tokens={self.tokens:,}"]
+        if self.cost is not None:
+            parts.append(f"cost=${self.cost:,.4f}")
+        return ", ".join(parts)
 
     def refresh(self) -> None:
         """Bring the bar up to date with the counters."""
         if self._bar is None or self.done == self._drawn:
             return
-        self._bar.set_postfix(cached=self.cached, failed=self.failed, tokens=self.tokens, refresh=False)
+        self._bar.set_postfix_str(self.summary(), refresh=False)
         self._bar.update(self.done - self._drawn)
         self._drawn = self.done
 
+    def outcome(self, state: str) -> tuple[str, str]:
+        """(kind, words) of the final state: kind is a key of _STYLES, words go in the description."""
+        if state == "interrupted":
+            return "interrupted", f"interrupted at {self.done:,}/{self.total:,}"
+        if state != "done":  # the executor's "stopped", or a caller's own reason
+            failed = f", {self.failed:,} failed" if self.failed else ""
+            return "stopped", f"{state}{failed}"
+        if self.failed:
+            return "failures", f"complete, {self.failed:,} failed"
+        return "complete", "complete"
+
     def close(self, state: str) -> None:
-        """Draw the final state: 'done', or why the run ended early."""
+        """Draw the final state: 'done' (complete, perhaps with failed rows), 'interrupted', or why it stopped."""
         if self._bar is None:
             return
         self.refresh()
-        if state != "done":
-            self._bar.set_description(f"llmframe ({state})", refresh=False)
-        self._bar.close()
-        self._bar = None
+        kind, words = self.outcome(state)
+        bar_style, colour = _STYLES[kind]
+        bar, self._bar = self._bar, None
+        bar.set_description(f"{self.description} ({words})", refresh=False)
+        bar.set_postfix_str(self.summary(), refresh=False)
+        if hasattr(bar, "container"):  # the notebook widget: its bar_style, set after close() picks its own
+            bar.close()
+            bar.disp(bar_style=bar_style, check_delay=False)
+        else:
+            bar.colour = colour
+            bar.close()

@@ -17,7 +17,8 @@ see llmframe.testing.schema_answers); {"type": "json_object"} gets {"answer": di
 Pass faults=Faults(...) (rate limits per API key, injected errors, hangs, resets, bad bodies, invalid
 or schema-breaking JSON) to test a client's retries and validation against real HTTP behaviour. Use
 SimulatorProcess to run it in a child process, `python -m llmframe.testing` to run it from a shell,
-and the fixtures in llmframe.testing.pytest_plugin (`llm_simulator`) in pytest.
+and the fixtures in llmframe.testing.pytest_plugin (`llm_simulator`) in pytest. In a notebook,
+notebook_setup(simulate=True) starts one and points the providers' environment variables at it.
 """
 
 from __future__ import annotations
@@ -33,10 +34,13 @@ __all__ = [
     "digest_answer",
     "default_answer",
     "LoggedRequest",
+    "notebook_setup",
+    "tutorial_answer",
 ]
 
 if TYPE_CHECKING:
     from llmframe.testing.faults import Faults
+    from llmframe.testing.notebook import notebook_setup, tutorial_answer
     from llmframe.testing.process import SimulatorProcess
     from llmframe.testing.simulator import LoggedRequest, SimulatedError, Simulator, default_answer, digest_answer
 
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
 _HOMES = {name: "simulator" for name in __all__}
 _HOMES["SimulatorProcess"] = "process"
 _HOMES["Faults"] = "faults"
+_HOMES["notebook_setup"] = _HOMES["tutorial_answer"] = "notebook"
 
 
 def __getattr__(name: str) -> Any:

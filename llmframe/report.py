@@ -1,0 +1,86 @@
+"""The run report: a plain dict of JSON numbers (out.attrs["llmframe"]) that draws itself as a small table in notebooks."""
+
+from __future__ import annotations
+
+import html
+import numbers
+from typing import Any
+
+from . import constants
+
+# Words for the keys llmframe writes; any other key (added by a newer feature) is shown under its own name.
+_LABELS = {
+    "model": "model",
+    "rows": "rows",
+    "cached": "from cache",
+    "requests_sent": "requests sent",
+    "deduplicated": "de-duplicated rows",
+    "failed": "failed rows",
+    "skipped": "skipped rows",
+    "input_tokens": "input tokens",
+    "output_tokens": "output tokens",
+    "seconds": "seconds",
+    "attempts": "HTTP attempts",
+    "retries": "retries",
+    "rate_limited": "rate limited (429)",
+    "invalid_answers": "invalid answers",
+    "concurrent_duplicates": "paid twice (concurrent runs)",
+    "finish_reasons": "finish reasons",
+    "errors": "errors",
+    "run_id": "run id",
+}
+
+
+class Report(dict):
+    """The run report: a dict (so JSON, equality and out.attrs work as before) with an HTML view."""
+
+    def _repr_html_(self) -> str:
+        """A table of every key present, two to a line, headed by a one-line summary."""
+        cells = [f'<th style="text-align:left">{html.escape(_LABELS.get(key, key.replace("_", " ")))}</th>'
+                 f'<td style="text-align:left;vertical-align:top">{_cell(value)}</td>' for key, value in self.items()]
+        # Two key/value pairs a line keeps the table short enough to read at a glance.
+        rows = "".join(f"<tr>{''.join(cells[i:i + 2])}</tr>" for i in range(0, len(cells), 2))
+        return (f'<details open class="llmframe-report"><summary><b>llmframe run</b>: {html.escape(self.headline())}'
+                f"</summary><table>{rows}</table></details>")
+
+    def headline(self) -> str:
+        """One line: rows, how they were answered, failures, time."""
+        parts = []
+        if "rows" in self:
+            parts.append(f"{_number(self['rows'])} rows")
+        for key, words in (("requests_sent", "sent"), ("cached", "from cache"), ("failed", "failed"),
+                           ("skipped", "skipped")):
+            if self.get(key):
+                parts.append(f"{_number(self[key])} {words}")
+        if isinstance(self.get("seconds"), numbers.Real):
+            parts.append(f"{self['seconds']:.2f} s")
+        return ", ".join(parts) or "no rows"
+
+
+def _number(value: numbers.Real) -> str:
+    """Thousands separated integers; floats to four significant digits."""
+    if isinstance(value, numbers.Integral):
+        return f"{int(value):,}"
+    return f"{float(value):,.4g}"
+
+
+def _cell(value: Any) -> str:
+    """One value, escaped: numbers formatted, dicts as key: value pairs, lists one item per line."""
+    if isinstance(value, bool) or value is None:
+        return html.escape(str(value))
+    if isinstance(value, numbers.Real):
+        return _number(value)
+    if isinstance(value, dict):
+        return html.escape(", ".join(f"{k}: {v}" for k, v in value.items())) or "none"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "none"
+        items = "".join(f"<li>{html.escape(_cut(str(v)))}</li>" for v in value)
+        return f'<ul style="margin:0;padding-left:1.2em">{items}</ul>'
+    return html.escape(_cut(str(value)))
+
+
+def _cut(text: str) -> str:
+    """A long text (an error message) cut to a readable length."""
+    limit = constants.REPORT_TEXT_CHARS
+    return text if len(text) <= limit else text[: limit - 1] + "…"
