@@ -540,7 +540,8 @@ def test_simulator_process_with_faults():
 def test_burst_seconds_limit_how_much_of_a_limit_is_spent_at_once():
     from llmframe.testing import Faults
 
-    with Simulator(faults=Faults(rpm=600, burst_seconds=1)) as sim:  # 10 per second, 10 at once
+    # 20 a minute with 30 s of burst: 10 at once, then one every 3 s, so a slow machine sees the same.
+    with Simulator(faults=Faults(rpm=20, burst_seconds=30)) as sim:
         client = openai.OpenAI(base_url=sim.base_url, api_key=sim.api_key, max_retries=0)
         for _ in range(10):
             client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
