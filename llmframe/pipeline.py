@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -133,8 +134,6 @@ class BatchOptions:
 def _batch_options(mode: str, provider: str, requests: int, cache: bool | str, poll_interval: float | None,
                    retry_online: bool) -> BatchOptions | None:
     """None for an online run; else how the batch run polls. ConfigError for a mode that cannot work."""
-    import os
-
     if mode not in constants.BATCH_MODES:
         raise ConfigError(f"mode must be one of {constants.BATCH_MODES}, got {mode!r}")
     if not isinstance(retry_online, bool):
