@@ -3,7 +3,7 @@
 Every scenario against the loopback simulator in its own process, side by side in one run:
 online throughput (llmframe, raw aiohttp, the openai SDK) at two latencies and two concurrencies,
 the peer tools (Bespoke Curator, LOTUS; set up once with `python benchmarks/peers/setup.py`),
-cached re-runs, peak memory, and a rate-limited run. --quick shrinks every scenario (a few
+cached re-runs, peak memory, a rate-limited run, and batch mode's file building and result mapping. --quick shrinks every scenario (a few
 minutes); --write puts the tables into benchmarks/RESULTS.md between the suite markers.
 """
 
@@ -31,7 +31,7 @@ import openai  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import llmframe  # noqa: E402
-from benchmarks import bench_core  # noqa: E402
+from benchmarks import bench_batch, bench_core  # noqa: E402
 from llmframe.testing import SimulatorProcess  # noqa: E402
 
 MARK_START, MARK_END = "<!-- suite:start -->", "<!-- suite:end -->"
@@ -182,6 +182,9 @@ def report(args, sections: dict) -> str:
                      f"{m['peak_rss_mb']} | {m['peak_anon_mb']} | {frames:.0f} | "
                      f"{(m['peak_rss_mb'] - m['baseline_mb']) / frames:.2f} |")
     lines += ["", "Target: peak RSS at 1,000,000 uncached rows <= 1.5x the input plus output frames."]
+    if sections.get("batch"):
+        lines += ["", "### Batch mode: request files built, result lines mapped back (CPU work, no server)", "",
+                  bench_batch.table(sections["batch"])]
     if sections.get("ratelimit"):
         lines += ["", "### Rate-limited run", "", sections["ratelimit"]]
     return "\n".join(lines)
@@ -210,6 +213,7 @@ def main() -> int:
     memory_rows = 200_000 if args.quick else 1_000_000
     sections["memory"] = [memory(memory_rows, "cached"), memory(memory_rows, "uncached")]
     log(f"memory {sections['memory']}")
+    sections["batch"] = bench_batch.measure(100_000 if args.quick else 1_000_000, repeats)
     if not args.quick:
         out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ratelimit.py")], capture_output=True,
                              text=True, timeout=1800, check=True)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from . import accessor as _accessor  # noqa: F401  (registers the pandas accessors)
 from . import errors
+from .batch import batches, cancel_batches
 from .cache import cache_stats, clear_cache
 from .config import configure, settings
 
 __version__ = "0.1.0"
 
-__all__ = ["configure", "settings", "cache_stats", "clear_cache", "errors", "__version__"]
+__all__ = ["configure", "settings", "cache_stats", "clear_cache", "batches", "cancel_batches", "errors",
+           "__version__"]

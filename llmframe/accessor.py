@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from . import columns, constants, pipeline
+from .batch import BatchJob
 from .errors import ConfigError
 from .executor import run_async, run_sync
 from .template import TemplateLike
@@ -62,7 +63,7 @@ class DataFrameAccessor(_Base):
         options: the README's options table: system, temperature, top_p, max_tokens, seed, stop, params,
         missing, allow_no_placeholder, max_prompt_tokens, cache, cache_dir, max_concurrency, rpm, tpm,
         max_attempts, max_failures_in_a_row, timeout, prefix, output_mode, strict, invalid_retries,
-        progress, api_key, base_url, provider_options.
+        progress, api_key, base_url, provider_options, mode ("online", "batch", "auto"), poll_interval, retry_online.
         """
         run = self._plan(template, model, output, errors, options)
         out = columns.to_frame(self._obj, run, run_sync(run.start()))
@@ -74,6 +75,21 @@ class DataFrameAccessor(_Base):
         run = self._plan(template, model, output, errors, options)
         out = columns.to_frame(self._obj, run, await run_async(run.start()))
         return _remember(out, (template, model, output, errors, options))
+
+    def submit(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+               errors: str = "column", **options: Any) -> BatchJob:
+        """Submit the rows to the provider's batch API and return at once; generate's arguments, mode="batch".
+
+        The handle: job.status() (one poll), job.wait() (blocks, with a progress bar), job.result() (the
+        frame generate would return), job.cancel(). Calling submit again with the same arguments
+        re-attaches to the same jobs instead of submitting twice.
+        """
+        if options.setdefault("mode", "batch") != "batch":
+            raise ConfigError(f"submit always uses the batch API; drop mode={options['mode']!r} "
+                              "(or call generate for an online run)")
+        run = self._plan(template, model, output, errors, options)
+        call = (template, model, output, errors, options)
+        return BatchJob(run, lambda responses: _remember(columns.to_frame(self._obj, run, responses), call))
 
     def retry_failed(self) -> pd.DataFrame:
         """Repeat the generate call that made this frame: failed rows are sent again, the rest come from cache."""

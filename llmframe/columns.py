@@ -142,6 +142,8 @@ def report(run: Run, answers: Answers) -> dict:
         "concurrent_duplicates": counters.duplicates,
         "finish_reasons": answers.finish_counts(weights),
         "errors": samples,
+        "mode": "batch" if run.batch is not None else "online",
+        "batch_job": run.batch.job_id if run.batch is not None else None,  # llmframe.batches() lists it
     }
 
 

@@ -55,3 +55,22 @@ REMEMBERED_CALLS = 64  # recent generate calls kept in memory for retry_failed()
 
 # Progress
 PROGRESS_REFRESH_SECONDS = 0.25  # bar redraws at most this often: no flood in notebooks or logs
+
+# Native batch mode (provider batch APIs: half price, their own quotas)
+BATCH_MODES = ("online", "batch", "auto")
+BATCH_PROVIDERS = ("openai", "anthropic", "gemini")  # the providers with a native batch API
+BATCH_AUTO_MIN_REQUESTS = 5000  # mode="auto" uses the batch API from this many distinct requests
+# Per job, from each provider's documented limits: (requests, bytes of the requests).
+BATCH_LIMITS = {
+    "openai": (50_000, 200 * 2**20),  # one input file: 50,000 requests, 200 MB
+    "anthropic": (100_000, 256 * 2**20),  # one Message Batch: 100,000 requests, 256 MB
+    "gemini": (1_000_000, 2 * 2**30),  # one input file of at most 2 GB
+}
+GEMINI_INLINE_BYTES = 20 * 2**20  # Gemini takes requests inline below this payload size, as a file above
+BATCH_POLL_ENV_VAR = "LLMFRAME_POLL_INTERVAL"
+BATCH_POLL_SECONDS = 30.0  # between polls of a running job, unless poll_interval= or the variable says
+BATCH_FIRST_POLL_SECONDS = 1.0  # first polls come sooner, doubling up to the interval: small jobs end fast
+BATCH_COMPLETION_WINDOW = "24h"  # OpenAI's only window
+BATCH_SUBMIT_CONCURRENCY = 8  # jobs created at once
+BATCH_FIND_SLACK_SECONDS = 3600.0  # a re-attaching run looks this far back for a batch it created but never recorded
+BATCH_STATE_DIR = "batches"  # job state files, inside the cache directory

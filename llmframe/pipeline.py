@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +54,7 @@ class Run:
     output: Output
     seconds: float = 0.0  # wall time of the execution, for the report
     counters: Counters = field(default_factory=Counters)
+    batch: BatchOptions | None = None  # set when the run goes through the provider's batch API
 
     def work(self) -> Work:
         def requests(positions) -> list[Request]:
@@ -61,6 +64,22 @@ class Run:
 
         check = self.output.schema.parse if self.output.schema is not None else None
         return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests)
+
+    def batches(self, progress: Progress):
+        """The batch jobs of this run (llmframe.batch.runner.Batches), reporting to progress."""
+        from .batch.runner import Batches
+
+        async def online(work: Work) -> Answers:
+            responses, self.counters = await execute(work, self.provider, store=self.store, lookup=False,
+                                                     policy=self.policy, progress=Progress(0, show=False), model=self.model)
+            return responses
+
+        assert self.batch is not None and self.store is not None
+        batches = Batches(self.work(), self.provider, store=self.store, model=self.model,
+                          poll_interval=self.batch.poll_interval, progress=progress,
+                          online=online if self.batch.retry_online else None)
+        self.batch.job_id = batches.job.id
+        return batches
 
     def start(self) -> Callable[[], Awaitable[Answers]]:
         """Open the progress display in the caller's thread and return the run, for the executor's loop.
@@ -74,6 +93,21 @@ class Run:
 
     async def _execute(self, progress: Progress) -> Answers:
         start = time.perf_counter()
+        if self.batch is not None:
+            state = "stopped"
+            try:
+                batches = self.batches(progress)
+                await batches.submit()
+                responses = await batches.wait()
+                state = "done"
+                return responses
+            except asyncio.CancelledError:
+                state = "interrupted"  # the jobs keep running at the provider: re-running re-attaches
+                raise
+            finally:
+                self.seconds = time.perf_counter() - start
+                progress.close(state)
+                await self.provider.aclose()
         try:
             responses, self.counters = await execute(
                 self.work(),
@@ -87,6 +121,45 @@ class Run:
             return responses
         finally:
             self.seconds = time.perf_counter() - start
+
+
+@dataclass
+class BatchOptions:
+    """How a batch run waits, and what it does with requests whose batch line failed."""
+
+    poll_interval: float
+    retry_online: bool = False
+    job_id: str | None = None  # known once the jobs are submitted
+
+
+def _batch_options(mode: str, provider: str, requests: int, cache: bool | str, poll_interval: float | None,
+                   retry_online: bool) -> BatchOptions | None:
+    """None for an online run; else how the batch run polls. ConfigError for a mode that cannot work."""
+    if mode not in constants.BATCH_MODES:
+        raise ConfigError(f"mode must be one of {constants.BATCH_MODES}, got {mode!r}")
+    if not isinstance(retry_online, bool):
+        raise ConfigError(f"retry_online must be True or False, got {retry_online!r}")
+    if poll_interval is None:
+        raw = os.environ.get(constants.BATCH_POLL_ENV_VAR)
+        try:
+            poll_interval = float(raw) if raw else constants.BATCH_POLL_SECONDS
+        except ValueError:
+            raise ConfigError(f"{constants.BATCH_POLL_ENV_VAR} must be a number of seconds, got {raw!r}") from None
+    interval = positive_number("poll_interval", poll_interval)
+    if mode == "online":
+        return None
+    supported = provider in constants.BATCH_PROVIDERS
+    if mode == "auto":
+        if not supported or cache is not True or requests < constants.BATCH_AUTO_MIN_REQUESTS:
+            return None
+    elif not supported:
+        raise ConfigError(f"the {provider} provider has no batch API; batch mode supports "
+                          f"{list(constants.BATCH_PROVIDERS)}: use mode='online'")
+    if cache is not True:
+        raise ConfigError(f"mode='batch' keeps its answers and job state in the cache, so it needs cache=True "
+                          f"(got cache={cache!r}); to ask again, clear the model's answers with "
+                          "llmframe.clear_cache(model=...) first")
+    return BatchOptions(interval, retry_online)
 
 
 def plan(
@@ -124,6 +197,9 @@ def plan(
     positional_column: str | None = None,
     output_frame_columns: Sequence | None = None,
     provider_options: dict | None = None,
+    mode: str = "online",
+    poll_interval: float | None = None,
+    retry_online: bool = False,
 ) -> Run:
     """Validate every argument and render every row; raise before any request is sent."""
     defaults = settings()
@@ -181,6 +257,7 @@ def plan(
         policy=policy,
         show_progress=should_show(defaults.progress if progress is None else progress),
         output=out,
+        batch=_batch_options(mode, provider_name, len(first_row), cache, poll_interval, retry_online),
     )
 
 

@@ -47,6 +47,8 @@ class Progress:
         self.tokens = 0
         self.cost: float | None = None  # dollars; stays None (and off the bar) until a run reports a price
         self._drawn = 0
+        self.note = ""  # a short live status shown after the counters (batch jobs: requests done per job)
+        self._drawn_note = ""
         self._bar = None
         if show:
             from tqdm.auto import tqdm
@@ -77,15 +79,17 @@ class Progress:
         parts = [f"cached={self.cached:,}", f"failed={self.failed:,}", f"tokens={self.tokens:,}"]
         if self.cost is not None:
             parts.append(f"cost=${self.cost:,.4f}")
+        if self.note:
+            parts.append(f"jobs={self.note}")
         return ", ".join(parts)
 
     def refresh(self) -> None:
         """Bring the bar up to date with the counters."""
-        if self._bar is None or self.done == self._drawn:
+        if self._bar is None or (self.done == self._drawn and self.note == self._drawn_note):
             return
         self._bar.set_postfix_str(self.summary(), refresh=False)
         self._bar.update(self.done - self._drawn)
-        self._drawn = self.done
+        self._drawn, self._drawn_note = self.done, self.note
 
     def outcome(self, state: str) -> tuple[str, str]:
         """(kind, words) of the final state: kind is a key of _STYLES, words go in the description."""

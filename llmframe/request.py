@@ -16,6 +16,11 @@ from . import constants
 from .errors import ConfigError
 
 
+# One encoder for every cache value: json.dumps with options builds a new encoder per call.
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_string = json.encoder.encode_basestring  # a str as a JSON string, non-ASCII kept (as ensure_ascii=False)
+
+
 @dataclass(slots=True)
 class Request:
     """One call to a model: messages plus the parameters shared by the whole run."""
@@ -37,17 +42,29 @@ class Response:
     cached: bool = False
     headers: Mapping[str, str] | None = None  # the reply's headers, for the rate limiter; never cached
     parsed: Any = None  # the validated structured answer; never cached (the raw text is, and is re-checked)
+    batch: bool = False  # answered by a provider's batch API (billed at batch prices)
 
     def to_cache(self, model: str, created: float) -> str:
         """A compact JSON text for the cache (only successes are ever stored).
 
-        The model and the time are kept so the cache can be pruned by model or age.
+        The model and the time are kept so the cache can be pruned by model or age; a trailing 1 marks
+        a batch answer.
         """
-        return json.dumps(
-            [self.text, self.input_tokens, self.output_tokens, self.finish_reason, model, round(created, 3)],
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
+        row = [self.text, self.input_tokens, self.output_tokens, self.finish_reason, model, round(created, 3)]
+        if self.batch:
+            row.append(1)
+        return _compact(row)
+
+    @staticmethod
+    def many_to_cache(responses: list[Response], model: str, created: float) -> list[str]:
+        """to_cache of many answers at once: the same texts, a few times faster (collecting a million batch answers)."""
+        tail = f",{_compact(model)},{_compact(round(created, 3))}"
+        string = _string
+        return [
+            f"[{'null' if r.text is None else string(r.text)},{int(r.input_tokens)},{int(r.output_tokens)},"
+            f"{'null' if r.finish_reason is None else string(r.finish_reason)}{tail}{',1]' if r.batch else ']'}"
+            for r in responses
+        ]
 
     @classmethod
     def many_from_cache(cls, values: list[str]) -> list[Response]:

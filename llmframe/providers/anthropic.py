@@ -39,21 +39,16 @@ class AnthropicProvider(Provider):
         return {"output_config": {"format": {"type": "json_schema", "schema": schema.json_schema}}}
 
     async def complete(self, request: Request) -> Response:
-        params = dict(request.params)
-        max_tokens = params.pop("max_tokens", constants.ANTHROPIC_MAX_TOKENS)
-        stop = params.pop("stop", None)
-        output_config = params.pop("output_config", None)
-        system = "\n\n".join(m["content"] for m in request.messages if m["role"] in ("system", "developer"))
-        messages = [m for m in request.messages if m["role"] not in ("system", "developer")]
+        named, extra = message_params(request.messages, request.params)
         with self.stainless_errors(anthropic):
             raw = await self._client.messages.with_raw_response.create(
                 model=self.model,
-                max_tokens=max_tokens,
-                messages=messages,
-                system=system or anthropic.omit,
-                stop_sequences=stop or anthropic.omit,
-                output_config=output_config or anthropic.omit,
-                extra_body=params or None,  # temperature, top_p and anything from params= pass through as sent
+                max_tokens=named["max_tokens"],
+                messages=named["messages"],
+                system=named.get("system", anthropic.omit),
+                stop_sequences=named.get("stop_sequences", anthropic.omit),
+                output_config=named.get("output_config", anthropic.omit),
+                extra_body=extra or None,  # temperature, top_p and anything from params= pass through as sent
             )
             message = await raw.parse()  # the async SDK parses in a coroutine
         text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
@@ -61,9 +56,31 @@ class AnthropicProvider(Provider):
             text=text,
             input_tokens=message.usage.input_tokens if message.usage else 0,
             output_tokens=message.usage.output_tokens if message.usage else 0,
-            finish_reason=_FINISH.get(message.stop_reason, message.stop_reason),
+            finish_reason=finish_reason(message.stop_reason),
             headers=raw.headers,
         )
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def finish_reason(stop_reason: str | None) -> str | None:
+    """Anthropic's stop reason in llmframe's vocabulary."""
+    return _FINISH.get(stop_reason, stop_reason)
+
+
+def message_params(messages: list[dict], params: dict) -> tuple[dict, dict]:
+    """(the Messages API's own fields, the rest as sent) for OpenAI-style messages and llmframe params."""
+    rest = dict(params)
+    named: dict = {"max_tokens": rest.pop("max_tokens", constants.ANTHROPIC_MAX_TOKENS)}
+    system = "\n\n".join(m["content"] for m in messages if m["role"] in ("system", "developer"))
+    named["messages"] = [m for m in messages if m["role"] not in ("system", "developer")]
+    if system:
+        named["system"] = system
+    stop = rest.pop("stop", None)
+    if stop:
+        named["stop_sequences"] = stop
+    output_config = rest.pop("output_config", None)
+    if output_config:
+        named["output_config"] = output_config
+    return named, rest

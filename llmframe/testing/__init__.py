@@ -15,10 +15,11 @@ gets a JSON instance of the schema, chosen by the last user prompt (the same pro
 see llmframe.testing.schema_answers); {"type": "json_object"} gets {"answer": digest_answer(prompt)}.
 
 Pass faults=Faults(...) (rate limits per API key, injected errors, hangs, resets, bad bodies, invalid
-or schema-breaking JSON) to test a client's retries and validation against real HTTP behaviour. Use
-SimulatorProcess to run it in a child process, `python -m llmframe.testing` to run it from a shell,
-and the fixtures in llmframe.testing.pytest_plugin (`llm_simulator`) in pytest. In a notebook,
-notebook_setup(simulate=True) starts one and points the providers' environment variables at it.
+or schema-breaking JSON) to test a client's retries and validation against real HTTP behaviour. It
+also speaks the OpenAI, Anthropic and Gemini batch APIs (sim.batches; BatchSettings sets their
+completion time, failing lines and expiry). Use SimulatorProcess to run it in a child process,
+`python -m llmframe.testing` to run it from a shell, and the fixtures in llmframe.testing.pytest_plugin
+(`llm_simulator`) in pytest. In a notebook, notebook_setup(simulate=True) starts one and points the providers' environment variables at it.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ __all__ = [
     "LoggedRequest",
     "notebook_setup",
     "tutorial_answer",
+    "BatchSettings",
 ]
 
 if TYPE_CHECKING:
+    from llmframe.testing.batches import BatchSettings
     from llmframe.testing.faults import Faults
     from llmframe.testing.notebook import notebook_setup, tutorial_answer
     from llmframe.testing.process import SimulatorProcess
@@ -50,6 +53,7 @@ _HOMES = {name: "simulator" for name in __all__}
 _HOMES["SimulatorProcess"] = "process"
 _HOMES["Faults"] = "faults"
 _HOMES["notebook_setup"] = _HOMES["tutorial_answer"] = "notebook"
+_HOMES["BatchSettings"] = "batches"
 
 
 def __getattr__(name: str) -> Any:

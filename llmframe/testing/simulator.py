@@ -300,6 +300,9 @@ class Simulator:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
+        from llmframe.testing.batches import BatchService  # imported here: it builds on this module
+
+        self.batches = BatchService(self)  # the batch APIs: settings, and the batches created
 
     # --- public API -------------------------------------------------------
 
@@ -358,6 +361,7 @@ class Simulator:
             self._fault_counts.clear()
         self.latency, self.answer, self.faults = self._defaults
         self._fault_state = None
+        self.batches.reset()
 
     def start(self, timeout: float = 10.0) -> Simulator:
         """Start serving on a background thread; return once the port is listening."""
@@ -402,6 +406,7 @@ class Simulator:
         from llmframe.testing.vendors import add_vendor_routes  # imported here: it builds on this module
 
         add_vendor_routes(app, self._serve)
+        self.batches.add_routes(app)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/_sim/stats", self._stats)
         app.on_shutdown.append(self._end_hangs)

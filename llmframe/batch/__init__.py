@@ -1,0 +1,96 @@
+"""Native batch jobs (OpenAI Batch API, Gemini batches, Anthropic Message Batches): durable, resumable.
+
+    out = df.llm.generate("...{text}", model="openai:gpt-4o-mini", mode="batch")   # blocks, re-attaches
+    job = df.llm.submit("...{text}", model="openai:gpt-4o-mini"); job.status(); out = job.result()
+    llmframe.batches(); llmframe.cancel_batches("lf-...")                       # list, cancel
+"""
+
+from __future__ import annotations
+
+import os
+
+from .. import constants
+from ..errors import ConfigError
+from .handle import BatchJob
+from .state import COLLECTED, RUNNING, Job, StateStore
+
+__all__ = ["BatchJob", "batches", "cancel_batches"]
+
+
+def _states(cache_dir: str | os.PathLike | None) -> StateStore:
+    from ..cache import resolve_directory
+
+    return StateStore(resolve_directory(cache_dir))
+
+
+def _adapter(job: Job, api_key: str | None):
+    from ..providers import parse_model, provider_class
+    from .runner import adapter_for
+
+    name, model = parse_model(job.model)
+    provider = provider_class(name)(model, api_key=api_key, base_url=job.base_url, max_concurrency=4,
+                                    timeout=constants.REQUEST_TIMEOUT_SECONDS)
+    return adapter_for(provider)
+
+
+def batches(cache_dir: str | os.PathLike | None = None, *, refresh: bool = False,
+            api_key: str | None = None) -> list[dict]:
+    """The batch jobs recorded in the cache directory, oldest first: id, model, status, and per batch its
+    provider id, state and request counts. refresh=True asks the providers first (needs their API keys)."""
+    states = _states(cache_dir)
+    jobs = states.jobs()
+    if refresh:
+        from ..executor import run_sync
+
+        for job in jobs:
+            if any(c.status == RUNNING for c in job.chunks):
+                run_sync(lambda job=job: _refresh(job, states, api_key))
+    return [job.summary() for job in jobs]
+
+
+async def _refresh(job: Job, states: StateStore, api_key: str | None) -> None:
+    adapter = _adapter(job, api_key)
+    try:
+        for chunk in job.chunks:
+            if chunk.status == RUNNING and chunk.batch_id:
+                status = await adapter.poll(chunk.batch_id)
+                chunk.state, chunk.done = status.state, max(chunk.done, status.done)
+        states.save(job)
+    finally:
+        await adapter.aclose()
+
+
+def _matches(job: Job, target: str | None, prefix: str | None) -> bool:
+    ids = [job.id, *(c.batch_id for c in job.chunks if c.batch_id)]
+    if target is not None:
+        return target in ids
+    return prefix is None or any(i.startswith(prefix) for i in ids)
+
+
+def cancel_batches(target: str | None = None, *, all: bool = False, prefix: str | None = None,
+                   cache_dir: str | os.PathLike | None = None, api_key: str | None = None) -> list[str]:
+    """Cancel running batch jobs: one (a job id "lf-..." or a provider batch id), every one (all=True), or
+    those whose id starts with prefix. Returns the provider batch ids asked to cancel. Answers that
+    finished stay collectable: the next run of the same call collects them and resubmits only the rest."""
+    if sum((target is not None, bool(all), prefix is not None)) != 1:
+        raise ConfigError("cancel_batches needs exactly one of: a job or batch id, all=True, or prefix=...")
+    states = _states(cache_dir)
+    chosen = [job for job in states.jobs() if any(c.status != COLLECTED for c in job.chunks)
+              and _matches(job, target, prefix)]
+    if target is not None and not chosen:
+        raise ConfigError(f"no running batch job or batch {target!r} in {states.root}; "
+                          "llmframe.batches() lists the known ones")
+    from ..executor import run_sync
+    from .runner import cancel_job
+
+    asked: list[str] = []
+    for job in chosen:
+        async def cancel(job: Job = job) -> list[str]:
+            adapter = _adapter(job, api_key)
+            try:
+                return await cancel_job(adapter, job, states)
+            finally:
+                await adapter.aclose()
+
+        asked += run_sync(cancel)
+    return asked

@@ -1,0 +1,161 @@
+"""Gemini's Batch API through google-genai: inline requests for small jobs, an uploaded JSONL file for large ones."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+from google.genai import errors as genai_errors
+
+from .. import constants
+from ..providers.gemini import _contents, _finish_reason, _text
+from ..request import Response
+from .base import Adapter, LineBuilder, Status, error_text, json_lines
+
+_ENDED = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
+# llmframe's parameter names -> generationConfig's (REST, camelCase); others are camel-cased as they are.
+_RENAMED = {"max_tokens": "maxOutputTokens", "stop": "stopSequences"}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+class GeminiBatches(Adapter):
+    """client.aio.batches.create/get/cancel, client.aio.files.upload/download."""
+
+    name = "gemini"
+
+    def line_builder(self, params: dict) -> LineBuilder:
+        config = {_RENAMED.get(k) or _camel(k): v for k, v in params.items()}
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+        def line(key: str, messages: list[dict]) -> str:
+            system, contents = _contents(messages)
+            request: dict = {"contents": [c.model_dump(exclude_none=True) for c in contents]}
+            if system is not None:
+                request["systemInstruction"] = {"parts": [{"text": system}]}
+            if config:
+                request["generationConfig"] = config
+            return dumps({"key": key, "request": request})
+
+        return line
+
+    async def create(self, uid: str, lines: list[str]) -> str:
+        size = sum(len(line) for line in lines)
+        try:
+            if size < constants.GEMINI_INLINE_BYTES:
+                src = [_inline(json.loads(line)) for line in lines]
+            else:
+                data = ("\n".join(lines) + "\n").encode()
+                file = await self.client.aio.files.upload(
+                    file=io.BytesIO(data), config={"mime_type": "jsonl", "display_name": uid}
+                )
+                src = file.name
+            job = await self.client.aio.batches.create(model=self.provider.model, src=src,
+                                                       config={"display_name": uid})
+        except genai_errors.APIError as exc:
+            raise self.provider._api_error(exc) from None
+        return job.name
+
+    async def find(self, uid: str, since: float) -> str | None:
+        try:
+            pager = await self.client.aio.batches.list(config={"page_size": 100})
+            oldest = since - constants.BATCH_FIND_SLACK_SECONDS
+            async for job in pager:  # newest first
+                if job.display_name == uid:
+                    return job.name
+                if job.create_time is not None and job.create_time.timestamp() < oldest:
+                    break
+        except genai_errors.APIError as exc:
+            raise self.provider._api_error(exc) from None
+        return None
+
+    async def _get(self, batch_id: str):
+        try:
+            return await self.client.aio.batches.get(name=batch_id)
+        except genai_errors.APIError as exc:
+            raise self.provider._api_error(exc) from None
+
+    async def poll(self, batch_id: str) -> Status:
+        job = await self._get(batch_id)
+        state = getattr(job.state, "value", str(job.state))
+        error = None
+        if state == "JOB_STATE_FAILED":
+            error = error_text(job.error.model_dump(exclude_none=True)) if job.error else "the batch failed"
+        return Status(state, state in _ENDED, 0, error)  # the Gemini API reports no per-request progress
+
+    async def results(self, batch_id: str) -> dict[str, Response]:
+        job = await self._get(batch_id)
+        dest = job.dest
+        if dest is None:
+            return {}
+        if dest.file_name:
+            try:
+                data = await self.client.aio.files.download(file=dest.file_name)
+            except genai_errors.APIError as exc:
+                raise self.provider._api_error(exc) from None
+            return parse_results(data)
+        found: dict[str, Response] = {}
+        for item in dest.inlined_responses or []:
+            key = (item.metadata or {}).get("key")
+            if key is None:
+                continue
+            if item.error is not None or item.response is None:
+                error = item.error.model_dump(exclude_none=True) if item.error is not None else "no answer"
+                found[key] = Response.failure(error_text(error))
+                continue
+            response = item.response
+            candidate = (response.candidates or [None])[0]
+            usage = response.usage_metadata
+            found[key] = Response(
+                _text(candidate) if candidate is not None else "",
+                (usage.prompt_token_count or 0) if usage else 0,
+                (usage.candidates_token_count or 0) if usage else 0,
+                _finish_reason(candidate.finish_reason) if candidate is not None else None,
+                batch=True,
+            ) if candidate is not None else Response.failure("the server returned no candidates")
+        return found
+
+    async def cancel(self, batch_id: str) -> None:
+        try:
+            await self.client.aio.batches.cancel(name=batch_id)
+        except genai_errors.APIError as exc:
+            raise self.provider._api_error(exc) from None
+
+
+def _inline(line: dict) -> dict:
+    """A file line ({"key", "request"} in REST shape) as the SDK's InlinedRequest (snake_case config)."""
+    request = line["request"]
+    config = {_snake(k): v for k, v in (request.get("generationConfig") or {}).items()}
+    if "systemInstruction" in request:
+        config["system_instruction"] = "".join(p.get("text", "") for p in request["systemInstruction"]["parts"])
+    return {"contents": request["contents"], "config": config or None, "metadata": {"key": line["key"]}}
+
+
+def parse_results(data: bytes | str) -> dict[str, Response]:
+    """Response-file lines ({"key", "response"} or {"key", "error"}) -> answers and errors, by key."""
+    found: dict[str, Response] = {}
+    for line in json_lines(data):
+        response = line.get("response")
+        candidates = (response or {}).get("candidates") or []
+        if not candidates:
+            found[line["key"]] = Response.failure(error_text(line.get("error") or "the server returned no candidates"))
+            continue
+        candidate = candidates[0]
+        parts = (candidate.get("content") or {}).get("parts") or []
+        usage = response.get("usageMetadata") or {}
+        found[line["key"]] = Response(
+            "".join(p.get("text", "") for p in parts if p.get("text") and not p.get("thought")),
+            usage.get("promptTokenCount") or 0,
+            usage.get("candidatesTokenCount") or 0,
+            _finish_reason(candidate.get("finishReason")),
+            batch=True,
+        )
+    return found

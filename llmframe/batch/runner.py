@@ -1,0 +1,292 @@
+"""One call's batch jobs: submit what the cache lacks, poll, collect answers into the cache, cancel.
+
+The job is identified by the call's requests (their content keys) and endpoint, so re-running the
+same call finds its state file and re-attaches instead of submitting again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+
+import numpy as np
+
+from .. import constants
+from ..answers import Answers
+from ..cache import Store
+from ..errors import ConfigError, ProviderError
+from ..executor import Check, Work
+from ..progress import Progress
+from ..providers.base import Provider
+from ..request import Response
+from .base import Adapter, Status
+from .split import split
+from .state import COLLECTED, ENDED, NEW, RUNNING, Chunk, Job, StateStore
+
+ADAPTERS = {
+    "openai": "llmframe.batch.openai:OpenAIBatches",
+    "anthropic": "llmframe.batch.anthropic:AnthropicBatches",
+    "gemini": "llmframe.batch.gemini:GeminiBatches",
+}
+
+# Why a request has no answer when its batch ended without one, by the provider's final state.
+_UNANSWERED = {
+    "expired": "the batch expired before this request ran",
+    "JOB_STATE_EXPIRED": "the batch expired before this request ran",
+    "cancelled": "the batch was cancelled before this request ran",
+    "JOB_STATE_CANCELLED": "the batch was cancelled before this request ran",
+}
+
+
+def adapter_for(provider: Provider) -> Adapter:
+    """The batch adapter of a provider; ConfigError for one without a batch API."""
+    target = ADAPTERS.get(provider.name)
+    if target is None:
+        raise ConfigError(f"the {provider.name} provider has no batch API; use mode='online' "
+                          f"(batch mode supports {sorted(ADAPTERS)})")
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)(provider)
+
+
+def job_id(model: str, base_url: str | None, keys: Sequence[str]) -> str:
+    """The id of the job for these requests at this endpoint: the same call always gets the same id."""
+    digest = hashlib.blake2b(f"{model}\n{base_url or ''}\n".encode(), digest_size=8)
+    digest.update("\n".join(keys).encode())
+    return "lf-" + digest.hexdigest()
+
+
+def first_polls(interval: float) -> list[float]:
+    """The waits before each poll: short at first (small jobs end fast), then the interval."""
+    waits, wait = [], min(constants.BATCH_FIRST_POLL_SECONDS, interval)
+    while wait < interval:
+        waits.append(wait)
+        wait *= 2
+    return waits
+
+
+def settle(keys: Sequence[str], found: dict[str, Response], why: str, check: Check | None,
+           model: str) -> tuple[list[Response], list[tuple[str, str]]]:
+    """Each key's response (its answer, or an error: why when nothing came back) and the cache items of the
+    answers. With check, an answer that does not validate is an error (a batch cannot ask again)."""
+    missing = Response.failure(why)
+    if check is None:  # the common case, as comprehensions: collecting a million answers is CPU-bound
+        responses = [found.get(key, missing) for key in keys]
+    else:
+        responses = []
+        for key in keys:
+            response = found.get(key, missing)
+            if response.error is None:
+                response.parsed, problem = check(response.text)
+                if problem is not None:
+                    response = Response.failure(problem)
+            responses.append(response)
+    answered = [(key, r) for key, r in zip(keys, responses) if r.error is None]
+    values = Response.many_to_cache([r for _k, r in answered], model, time.time())
+    return responses, [(key, value) for (key, _r), value in zip(answered, values)]
+
+
+def _note(chunks: list[Chunk]) -> str:
+    """Requests done per batch for the progress bar: each batch while there are few, else a summary."""
+    if len(chunks) <= 4:
+        return " ".join(f"{c.done:,}/{c.requests:,}" for c in chunks)
+    ended = sum(c.status == COLLECTED for c in chunks)
+    return f"{ended}/{len(chunks)} ended, {sum(c.done for c in chunks):,}/{sum(c.requests for c in chunks):,} requests"
+
+
+class Batches:
+    """The batch jobs of one call: submit(), then wait() (or status() now and then)."""
+
+    def __init__(self, work: Work, provider: Provider, *, store: Store, model: str, poll_interval: float,
+                 progress: Progress, online: Callable[[Work], Awaitable[Sequence[Response | None]]] | None = None):
+        self.work = work
+        self.adapter = adapter_for(provider)
+        self.store = store
+        self.model = model
+        self.poll_interval = poll_interval
+        self.progress = progress
+        self.online = online  # retries rows whose batch request failed, when the caller asked for it
+        self.states = StateStore(store.directory)
+        keys = work.keys[:]  # hex strings, once: the custom ids
+        self.job = Job(job_id(model, provider.base_url, keys), model, provider.base_url, len(keys))
+        self.results = Answers(len(keys), structured=work.check is not None)
+        self._index = {key: j for j, key in enumerate(keys)}
+        self._counted: dict[str, int] = {}  # rows already shown as done, per chunk
+        self._stale: set[str] = set()  # cached answers the output schema now rejects: overwritten when collected
+
+    # --- submit -----------------------------------------------------------------------------
+
+    async def submit(self) -> Job:
+        """Re-attach to this call's running jobs, collect ended ones, and create jobs for what is still missing."""
+        self.job = self.states.load(self.job.id) or self.job
+        await self._create([c for c in self.job.chunks if c.status == NEW])  # recorded, then the kernel died
+        await self.refresh()
+        covered = set()
+        for chunk in self.job.active():
+            covered.update(self.states.keys(self.job, chunk))
+        missing = self._lookup(covered)
+        limit_requests, limit_bytes = constants.BATCH_LIMITS[self.adapter.name]
+        gate = asyncio.Semaphore(constants.BATCH_SUBMIT_CONCURRENCY)
+        creating = []
+        # Each chunk is recorded (keys, then the job file) before it is created, and created while the next
+        # one is built: a crash at any point re-attaches, and only a few chunks' lines are in memory at once.
+        for group, lines in split(self._lines(missing), limit_requests, limit_bytes):
+            chunk = Chunk(f"{self.job.id}-{len(self.job.chunks)}", len(group))
+            self.states.save_keys(self.job, chunk, group)
+            self.job.chunks.append(chunk)
+            self.states.save(self.job)
+            await gate.acquire()
+            creating.append(asyncio.ensure_future(self._create_one(chunk, lines, gate)))
+        await asyncio.gather(*creating)
+        return self.job
+
+    def _lookup(self, covered: set[str]) -> list[int]:
+        """Serve cached answers; return the requests that need a batch (not cached, not in a running job)."""
+        keys, results = self.work.keys, self.results
+        weights = np.asarray(self.work.weights, dtype=np.int64)
+        missing: list[int] = []
+        for start in range(0, len(keys), constants.CHUNK_SIZE):
+            block = keys[start:start + constants.CHUNK_SIZE]
+            found = self.store.get_many(block)
+            hits = [j for j, value in enumerate(found, start) if value is not None and not results.done[j]]
+            stale = results.fill_from_cache(hits, [found[j - start] for j in hits], self.work.check)
+            self._stale.update(block[j - start] for j in stale)  # answers that no longer validate: replace them
+            served = np.asarray([j for j in hits if results.done[j]], dtype=np.int64)
+            self.progress.advance(int(weights[served].sum()), cached=True)
+            missing += [j for j, key in enumerate(block, start) if not results.done[j] and key not in covered]
+        return missing
+
+    def _lines(self, positions: list[int]) -> Iterator[tuple[str, str]]:
+        """(custom id, JSON line) of the requests at these positions, rendered a chunk at a time."""
+        line = None
+        for start in range(0, len(positions), constants.CHUNK_SIZE):
+            requests = self.work.build(positions[start:start + constants.CHUNK_SIZE])
+            if line is None:
+                line = self.adapter.line_builder(requests[0].params)
+            for request in requests:
+                yield request.key, line(request.key, request.messages)
+
+    async def _create(self, chunks: list[Chunk]) -> None:
+        """Create chunks recorded by a run that died before creating them (or before saving their ids)."""
+        gate = asyncio.Semaphore(constants.BATCH_SUBMIT_CONCURRENCY)
+        for chunk in chunks:
+            await gate.acquire()
+            chunk.batch_id = await self.adapter.find(chunk.uid, chunk.created)
+            if chunk.batch_id is not None:  # the provider got it before the id was saved
+                chunk.status = RUNNING
+                self.states.save(self.job)
+                gate.release()
+                continue
+            group = [self._index[k] for k in self.states.keys(self.job, chunk)]
+            await self._create_one(chunk, [text for _key, text in self._lines(group)], gate)
+
+    async def _create_one(self, chunk: Chunk, lines: list[str], gate: asyncio.Semaphore) -> None:
+        """Create one batch and record its id; releases gate when done."""
+        try:
+            chunk.batch_id = await self.adapter.create(chunk.uid, lines)
+        finally:
+            gate.release()
+        chunk.status, chunk.created = RUNNING, time.time()
+        self.states.save(self.job)  # the id is on disk the moment the provider has the batch
+
+    # --- poll and collect -------------------------------------------------------------------
+
+    async def refresh(self) -> Job:
+        """Poll every running chunk once; collect the ones that ended."""
+        running = [c for c in self.job.chunks if c.status in (RUNNING, ENDED)]
+        seen = await asyncio.gather(*(self._poll(c) for c in running))
+        for chunk, status in zip(running, seen):
+            if status is None:
+                continue
+            chunk.state = status.state
+            if chunk.status == RUNNING:
+                chunk.done = status.done
+                self._show(chunk, chunk.done)
+            if status.ended:
+                chunk.status = ENDED
+                self.states.save(self.job)
+                await self._collect(chunk, status)
+        if running:
+            self.states.save(self.job)
+        self.progress.note = _note(self.job.chunks)
+        return self.job
+
+    async def _poll(self, chunk: Chunk) -> Status | None:
+        try:
+            return await self.adapter.poll(chunk.batch_id)
+        except ProviderError as exc:
+            if exc.retryable:
+                return None  # a hiccup: the next poll asks again
+            raise
+
+    def _show(self, chunk: Chunk, requests: int) -> None:
+        """Advance the bar to `requests` of this chunk's requests (rows estimated until collection)."""
+        before = self._counted.get(chunk.uid, 0)
+        if requests > before:
+            self.progress.advance(requests - before)
+            self._counted[chunk.uid] = requests
+
+    async def _collect(self, chunk: Chunk, status: Status) -> None:
+        """Write the chunk's answers to the cache, keep its errors for this call, mark it collected."""
+        found = await self.adapter.results(chunk.batch_id) if status.error is None else {}
+        why = status.error or _UNANSWERED.get(status.state, "the batch ended without an answer to this request")
+        keys = self.states.keys(self.job, chunk)
+        responses, items = settle(keys, found, why, self.work.check, self.model)
+        rows = 0
+        for key, response in zip(keys, responses):
+            j = self._index.get(key)
+            if j is not None:
+                self.results[j] = response
+                rows += int(self.work.weights[j])
+        self.store.set_many([item for item in items if item[0] not in self._stale])
+        self.store.set_many([item for item in items if item[0] in self._stale], overwrite=True)
+        chunk.succeeded, chunk.failed = len(items), len(keys) - len(items)
+        chunk.done, chunk.status = len(keys), COLLECTED
+        self.states.save(self.job)
+        self.progress.advance(rows - self._counted.get(chunk.uid, 0))
+        self._counted[chunk.uid] = rows
+
+    async def wait(self) -> Answers:
+        """Poll until every job ended and is collected; the answers (and per-request errors) of the call."""
+        waits = iter(first_polls(self.poll_interval))
+        while any(c.status != COLLECTED for c in self.job.chunks):
+            await asyncio.sleep(next(waits, self.poll_interval))
+            await self.refresh()
+            self.progress.refresh()
+        results = self.results
+        failed = np.flatnonzero(results.failed()).tolist()
+        if failed and self.online is not None:
+            retry = Work(self.work.keys.take(failed) if hasattr(self.work.keys, "take") else
+                         [self.work.keys[j] for j in failed], lambda i: self.work.request(failed[i]),
+                         [self.work.weights[j] for j in failed], self.work.check)
+            for j, response in zip(failed, await self.online(retry)):
+                if response is not None:
+                    results[j] = response
+        for j in np.flatnonzero(~results.done).tolist():  # cannot happen with a consistent state file
+            results[j] = Response.failure("no batch answer came back for this request")
+        weights = np.asarray(self.work.weights, dtype=np.int64)
+        self.progress.failed = int(weights[results.failed()].sum())
+        return results
+
+    async def cancel(self) -> list[str]:
+        """Cancel this call's running jobs; their finished answers are still collected."""
+        return await cancel_job(self.adapter, self.job, self.states)
+
+    async def aclose(self) -> None:
+        await self.adapter.aclose()
+
+
+async def cancel_job(adapter: Adapter, job: Job, states: StateStore) -> list[str]:
+    """Ask the provider to cancel every running chunk of a job; the ids asked."""
+    asked = []
+    for chunk in job.chunks:
+        if chunk.status == NEW:  # never created: nothing to stop, nothing to collect
+            chunk.status = COLLECTED
+        elif chunk.status == RUNNING and chunk.batch_id:
+            await adapter.cancel(chunk.batch_id)
+            chunk.cancel_requested = True
+            asked.append(chunk.batch_id)
+    states.save(job)
+    return asked

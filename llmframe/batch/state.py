@@ -1,0 +1,118 @@
+"""Durable job state: one small JSON file per job, and one key list per chunk, in the cache directory.
+
+Written before anything waits, so a killed kernel re-attaches to its jobs instead of submitting again.
+Never holds an API key: a job names its provider, model and endpoint, and the key comes from the
+environment (or api_key=) of whoever resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import constants
+
+# A chunk's life: "new" (recorded, not yet created) -> "running" (the provider has it) -> "ended"
+# (the provider finished, cancelled or expired it) -> "collected" (its answers are in the cache).
+NEW, RUNNING, ENDED, COLLECTED = "new", "running", "ended", "collected"
+
+
+@dataclass
+class Chunk:
+    """One provider batch: which requests it holds and where it stands."""
+
+    uid: str  # ours: "<job id>-<n>", also sent to the provider as metadata or display name
+    requests: int
+    status: str = NEW
+    batch_id: str | None = None  # the provider's
+    state: str | None = None  # the provider's own word for its state
+    done: int = 0  # requests the provider reports finished
+    succeeded: int = 0  # answers that came back (known once collected)
+    failed: int = 0  # requests that errored, expired or were cancelled (known once collected)
+    created: float = field(default_factory=time.time)
+    cancel_requested: bool = False
+
+
+@dataclass
+class Job:
+    """The batches of one generate call, identified by its requests, so the same call finds them again."""
+
+    id: str
+    model: str  # "provider:model", as passed to generate
+    base_url: str | None
+    requests: int  # distinct requests of the call
+    created: float = field(default_factory=time.time)
+    chunks: list[Chunk] = field(default_factory=list)
+
+    @property
+    def provider(self) -> str:
+        return self.model.split(":", 1)[0]
+
+    def active(self) -> list[Chunk]:
+        """Chunks whose answers are not in the cache yet."""
+        return [c for c in self.chunks if c.status != COLLECTED]
+
+    def summary(self) -> dict:
+        """A plain dict for listings: the job and each chunk's progress."""
+        status = "done" if not self.active() else ("cancelling" if any(c.cancel_requested for c in self.active())
+                                                     else "running")
+        return {
+            "id": self.id,
+            "model": self.model,
+            "base_url": self.base_url,
+            "status": status,
+            "requests": self.requests,
+            "created": self.created,
+            "chunks": [{k: getattr(c, k) for k in ("uid", "batch_id", "status", "state", "requests", "done",
+                                                   "succeeded", "failed")} for c in self.chunks],
+        }
+
+
+class StateStore:
+    """The job files of one cache directory."""
+
+    def __init__(self, cache_dir: str | os.PathLike):
+        self.root = Path(cache_dir) / constants.BATCH_STATE_DIR
+
+    def _path(self, job_id: str) -> Path:
+        return self.root / f"{job_id}.json"
+
+    def load(self, job_id: str) -> Job | None:
+        """The job with this id, or None if there is none."""
+        try:
+            raw = json.loads(self._path(job_id).read_text())
+        except FileNotFoundError:
+            return None
+        chunks = [Chunk(**c) for c in raw.pop("chunks")]
+        return Job(**raw, chunks=chunks)
+
+    def save(self, job: Job) -> None:
+        """Write the job atomically (a crash leaves the old file or the new one, never half of one)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self._path(job.id)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(job)))
+        os.replace(tmp, path)
+
+    def save_keys(self, job: Job, chunk: Chunk, keys: list[str]) -> None:
+        """The request keys of a chunk (its custom ids), one per line, written once before it is created."""
+        folder = self.root / job.id
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"{chunk.uid}.keys.tmp"
+        tmp.write_text("\n".join(keys))
+        os.replace(tmp, folder / f"{chunk.uid}.keys")
+
+    def keys(self, job: Job, chunk: Chunk) -> list[str]:
+        """The request keys of a chunk, in submission order."""
+        text = (self.root / job.id / f"{chunk.uid}.keys").read_text()
+        return text.split("\n") if text else []
+
+    def jobs(self) -> list[Job]:
+        """Every job recorded here, oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = [self.load(p.stem) for p in self.root.glob("*.json")]
+        return sorted((j for j in found if j is not None), key=lambda j: j.created)

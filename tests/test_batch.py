@@ -1,0 +1,345 @@
+"""Native batch mode against the simulator's batch APIs, through the official SDKs over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+import pytest
+
+import llmframe
+from llmframe import cli, constants
+from llmframe.batch import openai as openai_batches
+from llmframe.batch.anthropic import parse_results as anthropic_results
+from llmframe.batch.gemini import parse_results as gemini_results
+from llmframe.batch.runner import first_polls, job_id
+from llmframe.batch.split import split
+from llmframe.errors import ConfigError
+from llmframe.testing import digest_answer
+from llmframe.testing.batches import BatchSettings
+
+PROVIDERS = ("openai", "anthropic", "gemini")
+
+
+def wait_until(condition, deadline_s: float = 30.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def frame(n: int, tag: str = "row") -> pd.DataFrame:
+    return pd.DataFrame({"x": [f"{tag} {i}" for i in range(n)]})
+
+
+def expected(n: int, tag: str = "row") -> list[str]:
+    return [digest_answer(f"{tag} {i}") for i in range(n)]
+
+
+@pytest.fixture
+def batch(sim):
+    """Call obj.llm.generate (or submit) on a provider of the simulator, polling fast."""
+    sim.batches.settings = BatchSettings(seconds=0.1)
+    urls = {"openai": sim.base_url, "anthropic": sim.anthropic_base_url, "gemini": sim.gemini_base_url}
+
+    def call(obj, provider="openai", *, method="generate", template="{x}", **kwargs):
+        kwargs.setdefault("model", f"{provider}:sim-model")
+        kwargs.setdefault("base_url", urls[provider])
+        kwargs.setdefault("api_key", sim.api_key)
+        kwargs.setdefault("progress", False)
+        kwargs.setdefault("poll_interval", 0.02)
+        if method == "generate":
+            kwargs.setdefault("mode", "batch")
+        return getattr(obj.llm, method)(template, **kwargs)
+
+    return call
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_batch_run_end_to_end_then_online_run_hits_the_cache(batch, sim, provider):
+    df = frame(30)
+    out = batch(df, provider)
+    assert out["response"].tolist() == expected(30)
+    assert out["response_error"].isna().all()
+    report = out.attrs["llmframe"]
+    assert report["mode"] == "batch" and report["batch_job"].startswith("lf-")
+    assert report["requests_sent"] == 30 and report["cached"] == 0 and report["input_tokens"] > 0
+    assert [(c.vendor, c.requests) for c in sim.batches.created] == [(provider, 30)]
+    assert sim.count == 0  # nothing went through the online API
+    online = batch(df, provider, mode="online")
+    assert online["response"].tolist() == expected(30)
+    assert online.attrs["llmframe"]["cached"] == 30 and sim.count == 0
+    again = batch(df, provider)  # the same batch call: all from the cache, no new batch
+    assert again.attrs["llmframe"]["cached"] == 30 and len(sim.batches.created) == 1
+
+
+def test_batch_answers_are_marked_as_batch_in_the_cache(batch, cache_dir):
+    from llmframe.cache import open_store
+
+    out = batch(frame(3))
+    store = open_store(cache_dir)
+    values = [v for _k, v in store._entries()]
+    assert len(values) == 3 and all(json.loads(v)[6] == 1 for v in values)
+    assert out.attrs["llmframe"]["output_tokens"] > 0  # usage comes back, for pricing
+
+
+def test_cached_rows_are_not_submitted(batch, gen, sim):
+    df = frame(40)
+    gen(df.iloc[:25], "{x}")  # online first: 25 answers cached
+    assert sim.count == 25
+    out = batch(df)
+    assert out["response"].tolist() == expected(40)
+    assert [c.requests for c in sim.batches.created] == [15]
+    assert out.attrs["llmframe"]["cached"] == 25
+
+
+def test_split_by_request_count(batch, sim, monkeypatch):
+    monkeypatch.setitem(constants.BATCH_LIMITS, "openai", (7, 10**9))
+    out = batch(frame(20))
+    assert out["response"].tolist() == expected(20)
+    assert sorted(c.requests for c in sim.batches.created) == [6, 7, 7]
+    assert len({c.tag for c in sim.batches.created}) == 3  # each chunk tagged with its own id
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
+def test_split_by_bytes(batch, sim, monkeypatch, provider):
+    one = len(sim.batches.created)
+    limit = 1000
+    monkeypatch.setitem(constants.BATCH_LIMITS, provider, (10**6, limit))
+    out = batch(frame(12, "a longer prompt, so that only a few lines fit in a thousand bytes:"), provider)
+    assert out["response_error"].isna().all()
+    sizes = [c.requests for c in sim.batches.created[one:]]
+    assert len(sizes) > 1 and sum(sizes) == 12
+
+
+def test_split_keeps_every_chunk_within_both_limits():
+    lines = {str(i): "x" * (10 + i % 7) for i in range(100)}
+    groups = list(split(lines.items(), 9, 60))
+    assert [i for g, _ in groups for i in g] == list(lines)
+    for group, text in groups:
+        assert len(group) <= 9 and sum(len(t) + 1 for t in text) <= 60
+        assert text == [lines[i] for i in group]
+    with pytest.raises(ConfigError, match="over the provider's batch limit"):
+        list(split([("0", "y" * 100)], 9, 60))
+
+
+def test_gemini_large_jobs_go_as_an_uploaded_file(batch, sim, monkeypatch):
+    monkeypatch.setattr(constants, "GEMINI_INLINE_BYTES", 10)
+    out = batch(frame(10), "gemini")
+    assert out["response"].tolist() == expected(10)
+    assert [(c.vendor, c.file) for c in sim.batches.created] == [("gemini", True)]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_failed_lines_become_row_errors_and_a_rerun_resubmits_only_them(batch, sim, provider):
+    sim.batches.settings = BatchSettings(seconds=0.05, error_rate=0.3)
+    df = frame(40)
+    out = batch(df, provider)
+    failed = out["response_error"].notna()
+    assert 0 < failed.sum() < 40
+    assert out.loc[~failed, "response"].tolist() == [a for a, f in zip(expected(40), failed) if not f]
+    assert out.loc[failed, "response"].isna().all()
+    assert out.attrs["llmframe"]["failed"] == failed.sum()
+    sim.batches.settings = BatchSettings(seconds=0.05)
+    again = batch(df, provider)
+    assert again["response"].tolist() == expected(40)
+    assert [c.requests for c in sim.batches.created] == [40, failed.sum()]
+
+
+def test_retry_online_answers_failed_lines_online(batch, sim):
+    sim.batches.settings = BatchSettings(seconds=0.05, error_rate=0.3)
+    out = batch(frame(40), retry_online=True)
+    assert out["response"].tolist() == expected(40)
+    assert 0 < sim.count < 40  # only the failed lines went online
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_expired_job_keeps_its_partial_results(batch, sim, provider):
+    sim.batches.settings = BatchSettings(seconds=1.0, expire_after=0.4)
+    df = frame(50)
+    out = batch(df, provider)
+    answered = out["response_error"].isna()
+    assert 0 < answered.sum() < 50
+    assert out.loc[answered, "response"].tolist() == [a for a, ok in zip(expected(50), answered) if ok]
+    assert out.loc[~answered, "response_error"].str.contains("expired").all()
+    sim.batches.settings = BatchSettings(seconds=0.05)
+    again = batch(df, provider)  # only the expired rows go again
+    assert again["response"].tolist() == expected(50)
+    assert [c.requests for c in sim.batches.created] == [50, 50 - answered.sum()]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_submit_status_cancel_then_rerun_resubmits_only_the_unfinished(batch, sim, provider):
+    sim.batches.settings = BatchSettings(seconds=6.0)
+    df = frame(60)
+    job = batch(df, provider, method="submit")
+    assert job.id.startswith("lf-") and repr(job).startswith("BatchJob(")
+    status = job.status()
+    assert status["status"] == "running" and status["chunks"][0]["batch_id"]
+    again = batch(df, provider, method="submit")  # the same call: re-attached, nothing new created
+    assert again.id == job.id and len(sim.batches.created) == 1
+    batch_id = status["chunks"][0]["batch_id"]
+    wait_until(lambda: sim.batches.state(batch_id)[1] >= 5)  # part of the batch is done: now cancel it
+    assert job.cancel() == [batch_id]
+    out = job.result()
+    answered = out["response_error"].isna()
+    assert 0 < answered.sum() < 60
+    assert out.loc[~answered, "response_error"].str.contains("cancelled").all()
+    sim.batches.settings = BatchSettings(seconds=0.05)
+    rerun = batch(df, provider)
+    assert rerun["response"].tolist() == expected(60)
+    assert [c.requests for c in sim.batches.created] == [60, 60 - answered.sum()]
+
+
+def test_submit_result_equals_generate(batch, sim):
+    df = frame(10)
+    job = batch(df, method="submit")
+    out = job.result()
+    assert out["response"].tolist() == expected(10)
+    assert job.status()["status"] == "done"
+    with pytest.raises(ConfigError, match="submit always uses the batch API"):
+        batch(df, method="submit", mode="online")
+
+
+def test_batches_lists_jobs_and_cancel_by_prefix_and_all(batch, sim, cache_dir, capsys, monkeypatch):
+    sim.batches.settings = BatchSettings(seconds=30.0)
+    first = batch(frame(5, "a"), method="submit")
+    second = batch(frame(5, "b"), method="submit")
+    listed = {j["id"]: j for j in llmframe.batches()}
+    assert set(listed) == {first.id, second.id}
+    assert all(j["status"] == "running" and j["model"] == "openai:sim-model" for j in listed.values())
+    assert cli.main(["batches", "status"]) == 0
+    text = capsys.readouterr().out
+    assert first.id in text and second.id in text and "0/5 requests" in text
+    monkeypatch.setenv("OPENAI_API_KEY", sim.api_key)  # the CLI reads the key as the SDK does
+    assert llmframe.cancel_batches(prefix=first.id) == [first.status()["chunks"][0]["batch_id"]]
+    assert cli.main(["batches", "cancel", "--all"]) == 0
+    assert "Asked 1 batch to cancel." in capsys.readouterr().out
+    assert cli.main(["batches", "cancel"]) == 2  # nothing named
+    assert cli.main(["batches", "cancel", "lf-nosuchjob"]) == 2
+    assert first.result()["response_error"].str.contains("cancelled").all()
+    assert second.result()["response_error"].str.contains("cancelled").all()
+    assert {j["status"] for j in llmframe.batches()} == {"done"}
+    assert cli.main(["batches", "status", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+
+
+def test_api_key_never_reaches_the_state_files(batch, cache_dir):
+    secret = "sk-very-secret-batch-key"
+    batch(frame(5), api_key=secret)
+    files = list((cache_dir / constants.BATCH_STATE_DIR).rglob("*"))
+    assert any(f.suffix == ".json" for f in files)
+    assert all(secret not in f.read_text() for f in files if f.is_file())
+
+
+def test_bad_batch_options_fail_before_sending(batch, sim):
+    df = frame(3)
+    with pytest.raises(ConfigError, match="mode must be one of"):
+        batch(df, mode="later")
+    with pytest.raises(ConfigError, match="needs cache=True"):
+        batch(df, cache=False)
+    with pytest.raises(ConfigError, match="poll_interval"):
+        batch(df, poll_interval=0)
+    assert sim.count == 0 and sim.batches.created == []
+
+
+def test_poll_interval_from_the_environment(batch, sim, monkeypatch):
+    monkeypatch.setenv(constants.BATCH_POLL_ENV_VAR, "soon")
+    with pytest.raises(ConfigError, match=constants.BATCH_POLL_ENV_VAR):
+        batch(frame(2), poll_interval=None)
+    monkeypatch.setenv(constants.BATCH_POLL_ENV_VAR, "0.02")
+    assert batch(frame(2), poll_interval=None)["response"].tolist() == expected(2)
+    assert first_polls(30.0) == [1.0, 2.0, 4.0, 8.0, 16.0] and first_polls(0.5) == []
+
+
+def test_auto_mode_goes_online_for_small_jobs_and_batch_for_large(batch, sim, monkeypatch):
+    out = batch(frame(4), mode="auto")
+    assert out.attrs["llmframe"]["mode"] == "online" and sim.count == 4 and sim.batches.created == []
+    monkeypatch.setattr(constants, "BATCH_AUTO_MIN_REQUESTS", 5)
+    out = batch(frame(6, "big"), mode="auto")
+    assert out.attrs["llmframe"]["mode"] == "batch" and sim.count == 4
+    assert [c.requests for c in sim.batches.created] == [6]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_structured_output_through_a_batch(batch, sim, provider):
+    from pydantic import BaseModel
+
+    class Review(BaseModel):
+        sentiment: str
+        score: int
+
+    out = batch(frame(5), provider, output=Review)
+    assert out["sentiment"].notna().all() and str(out["score"].dtype).startswith(("int", "Int"))
+    online = batch(frame(5), provider, output=Review, mode="online")
+    assert online.attrs["llmframe"]["cached"] == 5 and sim.count == 0
+
+
+def test_job_id_is_stable_and_depends_on_the_requests():
+    assert job_id("openai:m", None, ["a", "b"]) == job_id("openai:m", None, ["a", "b"])
+    assert job_id("openai:m", None, ["a", "b"]) != job_id("openai:m", None, ["a", "c"])
+    assert job_id("openai:m", None, ["a"]) != job_id("openai:m", "http://elsewhere", ["a"])
+
+
+def test_result_parsers_map_answers_and_errors_by_custom_id():
+    body = {"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
+    text = "\n".join([
+        json.dumps({"custom_id": "a", "response": {"status_code": 200, "body": body}, "error": None}),
+        json.dumps({"custom_id": "b", "response": {"status_code": 400, "body": {"error": {"message": "bad"}}}}),
+        json.dumps({"custom_id": "c", "response": None, "error": {"code": "batch_expired", "message": "late"}}),
+    ])
+    answers = "\n".join(json.dumps({"custom_id": k, "response": {"status_code": 200, "body": body}, "error": None})
+                        for k in ("x", "y"))
+    fast, plain = openai_batches._parse_answers_arrow(answers), openai_batches._parse_lines(answers)
+    assert fast is not None and fast == plain and fast["x"].text == "hi"  # pyarrow's parse, and json's, agree
+    found = openai_batches.parse_results(text + "\n")
+    assert (found["a"].text, found["a"].input_tokens, found["a"].batch) == ("hi", 3, True)
+    assert "bad" in found["b"].error and "batch_expired" in found["c"].error
+    lines = [{"custom_id": "a", "result": {"type": "succeeded", "message": {
+        "content": [{"type": "text", "text": "yo"}], "stop_reason": "max_tokens",
+        "usage": {"input_tokens": 2, "output_tokens": 5}}}},
+             {"custom_id": "b", "result": {"type": "expired"}}]
+    found = anthropic_results("\r\n".join(json.dumps(x) for x in lines))
+    assert (found["a"].text, found["a"].finish_reason, found["a"].output_tokens) == ("yo", "length", 5)
+    assert "expired" in found["b"].error
+    lines = [{"key": "a", "response": {"candidates": [{"content": {"parts": [{"text": "g"}]}, "finishReason": "STOP"}],
+                                       "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 1}}},
+             {"key": "b", "error": {"code": 500, "message": "boom", "status": "INTERNAL"}}]
+    found = gemini_results("\n".join(json.dumps(x) for x in lines))
+    assert (found["a"].text, found["a"].finish_reason, found["a"].input_tokens) == ("g", "stop", 4)
+    assert "boom" in found["b"].error
+
+
+@pytest.mark.parametrize("provider", ["openai", "gemini"])
+def test_a_run_that_died_before_recording_a_batch_id_finds_the_batch_instead_of_creating_it_again(
+        batch, sim, monkeypatch, provider):
+    from llmframe.batch.runner import ADAPTERS
+
+    module, _, name = ADAPTERS[provider].partition(":")
+    import importlib
+
+    adapter = getattr(importlib.import_module(module), name)
+    real_create = adapter.create
+
+    async def create_then_die(self, uid, lines):
+        await real_create(self, uid, lines)  # the provider has the batch ...
+        raise RuntimeError("killed")  # ... but the process dies before the id reaches the state file
+
+    monkeypatch.setattr(adapter, "create", create_then_die)
+    df = frame(8)
+    with pytest.raises(RuntimeError, match="killed"):
+        batch(df, provider)
+    monkeypatch.setattr(adapter, "create", real_create)
+    out = batch(df, provider)
+    assert out["response"].tolist() == expected(8)
+    assert len(sim.batches.created) == 1  # found by its tag, not created twice
+
+
+def test_a_call_the_cache_answers_whole_submits_nothing_and_records_no_job(batch, gen, sim):
+    df = frame(6)
+    gen(df, "{x}")
+    out = batch(df)
+    assert out["response"].tolist() == expected(6) and out.attrs["llmframe"]["cached"] == 6
+    assert sim.batches.created == [] and llmframe.batches() == []
