@@ -3,7 +3,7 @@
 Every scenario against the loopback simulator in its own process, side by side in one run:
 online throughput (llmframe, raw aiohttp, the openai SDK) at two latencies and two concurrencies,
 the peer tools (Bespoke Curator, LOTUS; set up once with `python benchmarks/peers/setup.py`),
-cached re-runs, peak memory, and a rate-limited run. --quick shrinks every scenario (a few
+cached re-runs, peak memory, a rate-limited run, and the cost features (estimate, usage=True). --quick shrinks every scenario (a few
 minutes); --write puts the tables into benchmarks/RESULTS.md between the suite markers.
 """
 
@@ -31,7 +31,7 @@ import openai  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import llmframe  # noqa: E402
-from benchmarks import bench_core  # noqa: E402
+from benchmarks import bench_core, bench_cost  # noqa: E402
 from llmframe.testing import SimulatorProcess  # noqa: E402
 
 MARK_START, MARK_END = "<!-- suite:start -->", "<!-- suite:end -->"
@@ -180,6 +180,8 @@ def report(args, sections: dict) -> str:
     lines += ["", "Target: peak RSS at 1,000,000 uncached rows <= 1.5x the input plus output frames."]
     if sections.get("ratelimit"):
         lines += ["", "### Rate-limited run", "", sections["ratelimit"]]
+    if sections.get("cost"):
+        lines += ["", "### Cost features (estimate, usage=True)", "", bench_cost.table(sections["cost"])]
     return "\n".join(lines)
 
 
@@ -206,6 +208,8 @@ def main() -> int:
     memory_rows = 200_000 if args.quick else 1_000_000
     sections["memory"] = [memory(memory_rows, "cached"), memory(memory_rows, "uncached")]
     log(f"memory {sections['memory']}")
+    sections["cost"] = bench_cost.measure(200_000 if args.quick else 1_000_000, 20_000 if args.quick else 100_000,
+                                          repeats)
     if not args.quick:
         out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ratelimit.py")], capture_output=True,
                              text=True, timeout=1800, check=True)

@@ -55,3 +55,14 @@ REMEMBERED_CALLS = 64  # recent generate calls kept in memory for retry_failed()
 
 # Progress
 PROGRESS_REFRESH_SECONDS = 0.25  # bar redraws at most this often: no flood in notebooks or logs
+
+# Usage and cost
+PRICE_PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "gemini": "google"}  # ours -> genai-prices'
+USAGE_SUFFIXES = ("input_tokens", "output_tokens", "cost", "cached", "latency_s", "finish_reason")  # usage=True
+ESTIMATE_SAMPLES = 3  # rendered prompts shown by estimate()
+MIN_OUTPUT_TOKENS = 1  # the low end of an estimate's output range, per request
+
+# Sweeps
+SWEEP_CONFIG_COLUMNS = ("model", "template", "repeat")  # plus one column per swept parameter
+CONFIDENCE_Z = 1.96  # summary()'s interval: mean +- z * standard error (normal approximation, 95%)
+BUDGET_NOT_SENT = "not sent: the budget max_cost={max_cost} would have been exceeded"

@@ -10,11 +10,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import constants
+from . import constants, estimate
+from .budget import Budget
 from .cache import Store, open_store
 from .config import settings
 from .columns import Output
 from .errors import ConfigError
+from .prices import Pricer
 from .executor import Counters, Policy, Work, execute
 from .progress import Progress, should_show
 from .providers import parse_model, provider_class
@@ -50,6 +52,7 @@ class Run:
     policy: Policy
     show_progress: bool
     output: Output
+    pricer: Pricer | None = None
     seconds: float = 0.0  # wall time of the execution, for the report
     counters: Counters = field(default_factory=Counters)
 
@@ -62,13 +65,15 @@ class Run:
         check = self.output.schema.parse if self.output.schema is not None else None
         return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests)
 
-    def start(self) -> Callable[[], Awaitable[Answers]]:
+    def start(self, progress: Progress | None = None) -> Callable[[], Awaitable[Answers]]:
         """Open the progress display in the caller's thread and return the run, for the executor's loop.
 
         The display must be created here: Jupyter sends a widget to the cell of the thread that
         displays it, and the executor's thread belongs to whichever cell first started it.
+        A sweep passes one display shared by all its runs.
         """
-        progress = Progress(len(self.frame_index), show=self.show_progress, description=self.model)
+        if progress is None:
+            progress = Progress(len(self.frame_index), show=self.show_progress, description=self.model)
         progress.advance(len(self.prompts.skipped))
         return lambda: self._execute(progress)
 
@@ -124,6 +129,9 @@ def plan(
     positional_column: str | None = None,
     output_frame_columns: Sequence | None = None,
     provider_options: dict | None = None,
+    usage: bool = False,
+    prices: dict | None = None,
+    max_cost: float | None = None,
 ) -> Run:
     """Validate every argument and render every row; raise before any request is sent."""
     defaults = settings()
@@ -131,7 +139,11 @@ def plan(
     if not (cache is True or cache is False or cache == "refresh"):
         raise ConfigError(f"cache must be True, False or 'refresh', got {cache!r}")
     existing = frame.columns if output_frame_columns is None else output_frame_columns
-    out = Output.resolve(output, prefix=prefix, mode=output_mode, errors=errors, frame_columns=existing)
+    if not isinstance(usage, bool):
+        raise ConfigError(f"usage must be True or False, got {usage!r}")
+    out = Output.resolve(output, prefix=prefix, mode=output_mode, errors=errors, frame_columns=existing, usage=usage)
+    pricer = Pricer.for_run(model, prices, warn=usage)  # batch=: where native batch jobs plan their run
+    budget = Budget.for_run(max_cost, pricer)
     concurrency = defaults.max_concurrency if max_concurrency is None else integer_at_least(
         "max_concurrency", max_concurrency, 1
     )
@@ -143,6 +155,9 @@ def plan(
         tpm=positive_number("tpm", tpm if tpm is not None else defaults.tpm),
         max_tokens=max_tokens,
         invalid_retries=integer_at_least("invalid_retries", invalid_retries, 0),
+        price=(lambda r: pricer.cost(r.input_tokens, r.output_tokens, r.cached_input_tokens)) if pricer.known else None,
+        budget=budget,
+        estimate=estimate.request_cost(pricer, provider_name, max_tokens) if budget is not None else None,
     )
     positive_number("timeout", timeout)
     gen = generation_params(
@@ -181,6 +196,7 @@ def plan(
         policy=policy,
         show_progress=should_show(defaults.progress if progress is None else progress),
         output=out,
+        pricer=pricer,
     )
 
 

@@ -37,14 +37,19 @@ class Response:
     cached: bool = False
     headers: Mapping[str, str] | None = None  # the reply's headers, for the rate limiter; never cached
     parsed: Any = None  # the validated structured answer; never cached (the raw text is, and is re-checked)
+    cached_input_tokens: int = 0  # input tokens the provider served from its prompt cache (billed lower)
+    latency: float | None = None  # seconds of the attempt that answered; cached with the answer, not in the key
 
     def to_cache(self, model: str, created: float) -> str:
         """A compact JSON text for the cache (only successes are ever stored).
 
-        The model and the time are kept so the cache can be pruned by model or age.
+        The model and the time are kept so the cache can be pruned by model or age; latency and cached
+        input tokens come last, so values written before they existed still read.
         """
+        latency = None if self.latency is None else round(self.latency, 4)
         return json.dumps(
-            [self.text, self.input_tokens, self.output_tokens, self.finish_reason, model, round(created, 3)],
+            [self.text, self.input_tokens, self.output_tokens, self.finish_reason, model, round(created, 3),
+             latency, self.cached_input_tokens],
             ensure_ascii=False,
             separators=(",", ":"),
         )
@@ -53,7 +58,8 @@ class Response:
     def many_from_cache(cls, values: list[str]) -> list[Response]:
         """The responses stored by to_cache, marked as cached; one JSON parse for the whole chunk."""
         rows = json.loads("[" + ",".join(values) + "]")
-        return [cls(row[0], row[1], row[2], row[3], None, True) for row in rows]
+        return [cls(row[0], row[1], row[2], row[3], None, True, None, None,
+                    row[7] if len(row) > 7 else 0, row[6] if len(row) > 6 else None) for row in rows]
 
     @classmethod
     def failure(cls, error: str) -> Response:
