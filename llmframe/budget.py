@@ -25,7 +25,7 @@ class Budget:
     _settled: asyncio.Event | None = field(default=None, repr=False)
 
     @classmethod
-    def for_run(cls, max_cost: float | None, pricer: Pricer) -> Budget | None:
+    def for_run(cls, max_cost: float | None, pricer: Pricer | None) -> Budget | None:
         """The budget of a run (None without max_cost); ConfigError if max_cost is bad or the model has no price."""
         if max_cost is None:
             return None

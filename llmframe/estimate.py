@@ -141,7 +141,7 @@ def _uncached(run: Run) -> np.ndarray:
 
 def estimate(run: Run, *, mode: str = "online") -> Estimate:
     """What `run` would send and cost; sends nothing."""
-    pricer = Pricer(run.model, prices=run.pricer.overrides, batch=mode == "batch")
+    pricer = Pricer(run.model, prices=run.pricer.overrides if run.pricer else None, batch=mode == "batch")
     pricer.warn_unknown()
     missing = _uncached(run)
     send_rows = run.first_row[missing]

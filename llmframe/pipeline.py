@@ -142,7 +142,9 @@ def plan(
     if not isinstance(usage, bool):
         raise ConfigError(f"usage must be True or False, got {usage!r}")
     out = Output.resolve(output, prefix=prefix, mode=output_mode, errors=errors, frame_columns=existing, usage=usage)
-    pricer = Pricer.for_run(model, prices, warn=usage)  # batch=: where native batch jobs plan their run
+    # Prices are loaded only where a cost is asked for: the price database costs ~17 MB to hold.
+    priced = usage or prices is not None or max_cost is not None
+    pricer = Pricer.for_run(model, prices, warn=usage) if priced else None  # batch=: for native batch jobs
     budget = Budget.for_run(max_cost, pricer)
     concurrency = defaults.max_concurrency if max_concurrency is None else integer_at_least(
         "max_concurrency", max_concurrency, 1
@@ -155,7 +157,8 @@ def plan(
         tpm=positive_number("tpm", tpm if tpm is not None else defaults.tpm),
         max_tokens=max_tokens,
         invalid_retries=integer_at_least("invalid_retries", invalid_retries, 0),
-        price=(lambda r: pricer.cost(r.input_tokens, r.output_tokens, r.cached_input_tokens)) if pricer.known else None,
+        price=(lambda r: pricer.cost(r.input_tokens, r.output_tokens, r.cached_input_tokens))
+        if pricer is not None and pricer.known else None,
         budget=budget,
         estimate=estimate.request_cost(pricer, provider_name, max_tokens) if budget is not None else None,
     )

@@ -70,13 +70,15 @@ def totals(run: Run, answers: Answers) -> dict:
     costs = _key_costs(run, usage)
     paid_mask = usage["ok"] & ~usage["from_cache"]
     out: dict = {"cached_input_tokens": int(usage["cached_input"][~usage["from_cache"]].sum())}
+    if run.pricer is None:  # no cost was asked for (usage=, prices=, max_cost=): the report has none
+        return out
     if costs is None:
         out.update(cost=None, cost_saved_by_cache=None, cost_without_cache=None)
     else:
         paid = float(costs[paid_mask].sum())
         full = float((costs[usage["ok"]] * run.weights[usage["ok"]]).sum())
         out.update(cost=round(paid, 8), cost_saved_by_cache=round(full - paid, 8), cost_without_cache=round(full, 8))
-    out["price"] = run.pricer.describe() if run.pricer is not None else None
+    out["price"] = run.pricer.describe()
     budget = run.policy.budget
     if budget is not None:
         out["budget"] = {**budget.summary(), "rows_not_sent": int(run.weights[not_sent(run, answers)].sum())}

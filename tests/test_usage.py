@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import warnings
 
 import genai_prices
@@ -198,3 +200,13 @@ def test_series_usage_gives_a_frame(gen, answering):
     assert list(out.columns) == ["response", "response_input_tokens", "response_output_tokens", "response_cost",
                                  "response_cached", "response_latency_s", "response_finish_reason"]
     assert out["response_cost"].tolist() == [8.0, 8.0]
+
+
+def test_prices_load_only_where_a_cost_is_asked_for(gen, answering):
+    out = gen(frame(2), "{q}", model="openai:gpt-4o-mini")
+    assert "cost" not in out.attrs["llmframe"] and "response_cost" not in out
+    code = ("import sys, pandas as pd, llmframe; from llmframe import pipeline; "
+            "pipeline.plan(pd.DataFrame({'q': ['a']}), '{q}', model='openai:gpt-4o-mini', api_key='k'); "
+            "print('genai_prices' in sys.modules)")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "False"
