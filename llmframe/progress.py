@@ -64,8 +64,6 @@ class Progress:
                 cost: float | None = None) -> None:
         """Count rows finished (and their cost in dollars, where priced); drawing waits for the next refresh."""
         self.done += rows
-        if cost is not None:
-            self.cost = (self.cost or 0.0) + cost
         if cached:
             self.cached += rows
         if failed:
