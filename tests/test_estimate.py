@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from llmframe import estimate as estimate_module
+from llmframe import prices as prices_module
 from llmframe.errors import ConfigError, TemplateError
 
 PRICED = "openai:priced-model"
@@ -44,9 +45,11 @@ def test_estimate_batch_mode_uses_batch_prices():
         df.llm.estimate("{q}", model="openai:gpt-4o-mini", mode="overnight")
 
 
-def test_estimate_unknown_price_and_default_output_limits():
+def test_estimate_unknown_price_and_default_output_limits(monkeypatch):
+    monkeypatch.setattr(prices_module, "_WARNED", set())
     df = frame()
-    est = df.llm.estimate("{q}", model="openai:sim-model")
+    with pytest.warns(UserWarning, match="no price known for 'openai:sim-model'"):
+        est = df.llm.estimate("{q}", model="openai:sim-model")
     assert est.cost is None and "unknown" in repr(est)
     assert est.output_tokens[1] == 3 * 256 and any("max_tokens is not set" in n for n in est.notes)
     anthropic = df.llm.estimate("{q}", model="anthropic:claude-haiku-4-5")
