@@ -3,7 +3,8 @@
 Every scenario against the loopback simulator in its own process, side by side in one run:
 online throughput (llmframe, raw aiohttp, the openai SDK) at two latencies and two concurrencies,
 the peer tools (Bespoke Curator, LOTUS; set up once with `python benchmarks/peers/setup.py`),
-cached re-runs, peak memory, a rate-limited run, and batch mode's file building and result mapping. --quick shrinks every scenario (a few
+cached re-runs, peak memory, a rate-limited run, batch mode's file building and result mapping, and the
+cost features (estimate, usage=True). --quick shrinks every scenario (a few
 minutes); --write puts the tables into benchmarks/RESULTS.md between the suite markers.
 """
 
@@ -31,7 +32,7 @@ import openai  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import llmframe  # noqa: E402
-from benchmarks import bench_batch, bench_core  # noqa: E402
+from benchmarks import bench_batch, bench_core, bench_cost  # noqa: E402
 from llmframe.testing import SimulatorProcess  # noqa: E402
 
 MARK_START, MARK_END = "<!-- suite:start -->", "<!-- suite:end -->"
@@ -187,6 +188,8 @@ def report(args, sections: dict) -> str:
                   bench_batch.table(sections["batch"])]
     if sections.get("ratelimit"):
         lines += ["", "### Rate-limited run", "", sections["ratelimit"]]
+    if sections.get("cost"):
+        lines += ["", "### Cost features (estimate, usage=True)", "", bench_cost.table(sections["cost"])]
     return "\n".join(lines)
 
 
@@ -214,6 +217,8 @@ def main() -> int:
     sections["memory"] = [memory(memory_rows, "cached"), memory(memory_rows, "uncached")]
     log(f"memory {sections['memory']}")
     sections["batch"] = bench_batch.measure(100_000 if args.quick else 1_000_000, repeats)
+    sections["cost"] = bench_cost.measure(200_000 if args.quick else 1_000_000, 20_000 if args.quick else 100_000,
+                                          repeats)
     if not args.quick:
         out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ratelimit.py")], capture_output=True,
                              text=True, timeout=1800, check=True)

@@ -11,7 +11,11 @@ import pandas as pd
 
 from . import columns, constants, pipeline
 from .batch import BatchJob
+from . import estimate as estimate_
+from . import sweep as sweep_
 from .errors import ConfigError
+from .estimate import Estimate
+from .sweep import SweepResult
 from .executor import run_async, run_sync
 from .template import TemplateLike
 
@@ -28,6 +32,16 @@ def _check_options(options: dict) -> None:
     unknown = sorted(set(options) - _OPTIONS)
     if unknown:
         raise ConfigError(f"unknown option(s) {unknown}; valid options are {sorted(_OPTIONS)}")
+
+
+def _estimate(frame: pd.DataFrame, template, model, output, mode, options, **extra) -> Estimate:
+    if mode not in estimate_.MODES:
+        raise ConfigError(f"mode must be one of {estimate_.MODES}, got {mode!r}")
+    _check_options(options)
+    # Nothing is sent, so no key is needed; a placeholder lets the plan check everything else.
+    options = {**options, "api_key": options.get("api_key") or "estimate-only", "progress": False}
+    run = pipeline.plan(frame, template, model=model, output=output, **options, **extra)
+    return estimate_.estimate(run, mode=mode)
 
 
 # Run id -> the call that made a frame, so retry_failed can repeat it. In memory only: it holds the key.
@@ -63,7 +77,9 @@ class DataFrameAccessor(_Base):
         options: the README's options table: system, temperature, top_p, max_tokens, seed, stop, params,
         missing, allow_no_placeholder, max_prompt_tokens, cache, cache_dir, max_concurrency, rpm, tpm,
         max_attempts, max_failures_in_a_row, timeout, prefix, output_mode, strict, invalid_retries,
-        progress, api_key, base_url, provider_options, mode ("online", "batch", "auto"), poll_interval, retry_online.
+        progress, api_key, base_url, provider_options, mode ("online", "batch", "auto"), poll_interval, retry_online,
+        usage (per-row tokens, cost, cached, latency, finish reason),
+        prices ({"provider:model": {"input_mtok": ..., "output_mtok": ...}}), max_cost (USD; BudgetExceeded).
         """
         run = self._plan(template, model, output, errors, options)
         out = columns.to_frame(self._obj, run, run_sync(run.start()))
@@ -103,9 +119,33 @@ class DataFrameAccessor(_Base):
         if options.get("cache") == "refresh":
             options = {**options, "cache": True}  # the refreshed answers are in the cache now
         made = columns.Output.resolve(output, prefix=options.get("prefix", ""), mode=options.get("output_mode", "columns"),
-                                      errors=errors, frame_columns=()).names
+                                      errors=errors, frame_columns=(), usage=options.get("usage", False)).names
         inputs = self._obj.drop(columns=[c for c in made if c in self._obj])
         return inputs.llm.generate(template, model=model, output=output, errors=errors, **options)
+
+    def estimate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+                 mode: str = "online", **options: Any) -> Estimate:
+        """A dry run of generate with the same arguments: rows, uncached rows, tokens, cost range, sample prompts.
+
+        Sends nothing and needs no API key. mode="batch" prices at the provider's batch rate.
+        """
+        return _estimate(self._obj, template, model, output, mode, options)
+
+    def sweep(self, template: TemplateLike | list | dict, *, models: str | list[str], params: dict | None = None,
+              repeats: int = 1, output: str = constants.DEFAULT_OUTPUT, score: Any = None,
+              max_cost: float | None = None, dry_run: bool = False, **options: Any) -> SweepResult | pd.DataFrame:
+        """Run every (template, model, parameter setting, repeat) over the frame, concurrently; score the answers.
+
+        template: one template, a list of them, or a dict name -> template. models: "provider:model" strings.
+        params: generation parameter -> list of values (the grid is their product), e.g. {"temperature": [0, 0.7]}.
+        repeats: samples per configuration, each with its own seed. score: a function row -> number/bool, or a
+        scorer from llmframe.scorers. max_cost caps the whole sweep. Other options are generate's.
+        Returns a SweepResult: .table (one row per input row and configuration), .summary(), .plot().
+        dry_run=True sends nothing and returns one estimate per configuration (totals in .attrs["llmframe"]).
+        """
+        _check_options(options)
+        return sweep_.sweep(self._obj, template, models=models, params=params, repeats=repeats, output=output,
+                            score=score, max_cost=max_cost, options=options, dry_run=dry_run)
 
     def _plan(self, template, model, output, errors, options) -> pipeline.Run:
         _check_options(options)
@@ -132,6 +172,13 @@ class SeriesAccessor(_Base):
         """The async twin of generate."""
         run = self._plan(template, model, output, errors, options)
         return columns.to_series(run, await run_async(run.start()))
+
+    def estimate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+                 mode: str = "online", **options: Any) -> Estimate:
+        """A dry run of generate: see DataFrame.llm.estimate."""
+        column = self._column()
+        return _estimate(self._obj.to_frame(name=column), template, model, output, mode, options,
+                         positional_column=column, output_frame_columns=())
 
     def _column(self) -> str:
         name = self._obj.name

@@ -31,6 +31,8 @@ class Answers(Sequence):
         self.cached = np.zeros(size, dtype=bool)
         self.input_tokens = np.zeros(size, dtype=np.int64)
         self.output_tokens = np.zeros(size, dtype=np.int64)
+        self.cached_input_tokens = np.zeros(size, dtype=np.int64)  # served from the provider's prompt cache
+        self.latency = np.full(size, np.nan)  # seconds of the answering request; NaN where unknown
         self.finish = np.zeros(size, dtype=np.int16)  # code into finish_names
         self.finish_names: list[str | None] = [None]
         self._finish_codes: dict[str | None, int] = {None: _NO_FINISH}
@@ -70,6 +72,8 @@ class Answers(Sequence):
             bool(self.cached[j]),
             None,
             self.parsed[j] if self.parsed is not None else None,
+            int(self.cached_input_tokens[j]),
+            None if np.isnan(self.latency[j]) else float(self.latency[j]),
         )
 
     def __setitem__(self, j: int, response: Response) -> None:
@@ -77,6 +81,8 @@ class Answers(Sequence):
         self.cached[j] = response.cached
         self.input_tokens[j] = response.input_tokens
         self.output_tokens[j] = response.output_tokens
+        self.cached_input_tokens[j] = response.cached_input_tokens
+        self.latency[j] = np.nan if response.latency is None else response.latency
         self.finish[j] = self._finish_code(response.finish_reason)
         if response.error is not None:
             self.errors[j] = response.error
@@ -183,6 +189,10 @@ class Answers(Sequence):
         texts, inputs, outputs, finishes = list(zip(*rows))[:4]  # transposed in C: one pass, no per-row frames
         self.input_tokens[positions] = inputs
         self.output_tokens[positions] = outputs
+        if any(len(row) > 6 for row in rows):  # latency and cached input tokens, in values written since
+            latency = [row[6] if len(row) > 6 and row[6] is not None else np.nan for row in rows]
+            self.latency[positions] = latency
+            self.cached_input_tokens[positions] = [row[7] if len(row) > 7 else 0 for row in rows]
         code = self._finish_code
         self.finish[positions] = [code(reason) for reason in finishes] if len(set(finishes)) > 1 else code(finishes[0])
         self.cached[positions] = True

@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import constants
-from .errors import ConfigError, RunAborted, SchemaError
+from . import usage
+from .errors import BudgetExceeded, ConfigError, RunAborted, SchemaError
 from .answers import Answers
 from .report import Report
 from .request import Response
@@ -34,9 +35,11 @@ class Output:
     prefix: str
     mode: str  # "columns" or "object", for structured outputs
     errors: str  # "column" or "raise"
+    usage: bool = False  # per-row usage columns (tokens, cost, cached, latency, finish reason)
 
     @classmethod
-    def resolve(cls, output: Any, *, prefix: str, mode: str, errors: str, frame_columns: Sequence) -> Output:
+    def resolve(cls, output: Any, *, prefix: str, mode: str, errors: str, frame_columns: Sequence,
+                usage: bool = False) -> Output:
         """Check output= and its companions, and that no new column clashes with the frame's."""
         if errors not in ERROR_MODES:
             raise ConfigError(f"errors must be one of {ERROR_MODES}, got {errors!r}")
@@ -46,7 +49,7 @@ class Output:
             raise ConfigError(f"prefix must be a string, got {prefix!r}")
         if isinstance(output, str) and not output:
             raise ConfigError("output must be a non-empty column name")
-        resolved = cls(output if isinstance(output, str) else None, from_output(output), prefix, mode, errors)
+        resolved = cls(output if isinstance(output, str) else None, from_output(output), prefix, mode, errors, usage)
         names = resolved.names
         if len(set(names)) < len(names):
             raise SchemaError(f"the output columns {names} repeat a name: pass a prefix=")
@@ -59,12 +62,21 @@ class Output:
         return resolved
 
     @property
+    def base(self) -> str:
+        """The stem of the error and usage columns' names."""
+        return self.text if self.schema is None else f"{self.prefix}{self.schema.base}"
+
+    @property
     def error_column(self) -> str | None:
         """Where per-row errors go (None with errors="raise")."""
         if self.errors != "column":
             return None
-        base = self.text if self.schema is None else f"{self.prefix}{self.schema.base}"
-        return f"{base}{constants.ERROR_SUFFIX}"
+        return f"{self.base}{constants.ERROR_SUFFIX}"
+
+    @property
+    def usage_columns(self) -> list[str]:
+        """The usage columns' names (none unless usage=True)."""
+        return [f"{self.base}_{suffix}" for suffix in constants.USAGE_SUFFIXES] if self.usage else []
 
     @property
     def names(self) -> list[str]:
@@ -75,7 +87,7 @@ class Output:
             values = [f"{self.prefix}{self.schema.base}"]
         else:
             values = [f"{self.prefix}{f}" for f in self.schema.fields]
-        return values + ([self.error_column] if self.error_column else [])
+        return values + self.usage_columns + ([self.error_column] if self.error_column else [])
 
 
 def _per_row(run: Run, per_key: list) -> np.ndarray:
@@ -112,6 +124,8 @@ def new_columns(run: Run, answers: Answers) -> dict[str, pd.Series]:
             for j in np.flatnonzero(failed).tolist():
                 values[j] = None
         columns = output.schema.columns(_per_row(run, values), index, output.prefix, output.mode)
+    if output.usage:
+        columns.update(usage.row_columns(run, answers, output.usage_columns))
     if output.error_column:
         columns[output.error_column] = pd.Series(errors, index=index, dtype="string")
     return columns
@@ -121,7 +135,7 @@ def report(run: Run, answers: Answers) -> dict:
     """The run report: plain JSON-serialisable numbers, no secrets."""
     weights = np.asarray(run.weights, dtype=np.int64)
     cached, failed = answers.cached, answers.failed()
-    sent = answers.done & ~cached
+    sent = answers.done & ~cached & ~usage.not_sent(run, answers)
     samples = list(dict.fromkeys(answers.errors[j] for j in sorted(answers.errors)))[: constants.ERROR_SAMPLES]
     counters = run.counters
     return {
@@ -144,17 +158,29 @@ def report(run: Run, answers: Answers) -> dict:
         "errors": samples,
         "mode": "batch" if run.batch is not None else "online",
         "batch_job": run.batch.job_id if run.batch is not None else None,  # llmframe.batches() lists it
+        **usage.totals(run, answers),
     }
 
 
-def _raise_if_asked(run: Run, report_: dict) -> None:
-    """errors="raise": a RunAborted once the run is over, when any row failed."""
+def _raise_if_asked(run: Run, report_: dict, result: Any) -> None:
+    """BudgetExceeded when max_cost stopped the run; with errors="raise", RunAborted when any row failed.
+
+    Both carry the report and the result (finished answers included), which are also in the cache.
+    """
+    budget = report_.get("budget")
+    if budget and budget["rows_not_sent"]:
+        raise BudgetExceeded(
+            f"max_cost={budget['max_cost']} reached: {budget['rows_not_sent']} of {report_['rows']} rows were not "
+            f"sent (spent about ${budget['spent']:.4g}). Finished answers are cached and in .result; raise "
+            "max_cost and re-run to send the rest",
+            report_, result,
+        )
     if run.output.errors == "raise" and report_["failed"]:
         first = report_["errors"][0] if report_["errors"] else "unknown error"
         raise RunAborted(
             f"{report_['failed']} of {report_['rows']} rows failed (first error: {first}); "
             "the answers that succeeded are cached, so a re-run sends only the failed rows",
-            report_,
+            report_, result,
         )
 
 
@@ -163,7 +189,7 @@ def to_frame(frame: pd.DataFrame, run: Run, responses: Sequence[Response | None]
     answers = Answers.of(responses)
     out = frame.assign(**new_columns(run, answers))
     out.attrs[constants.REPORT_ATTR] = report_ = Report(report(run, answers))
-    _raise_if_asked(run, report_)
+    _raise_if_asked(run, report_, out)
     return out
 
 
@@ -179,5 +205,5 @@ def to_series(run: Run, responses: Sequence[Response | None]) -> pd.Series | pd.
     if isinstance(out, pd.Series):
         out.name = run.output.names[0]
     out.attrs[constants.REPORT_ATTR] = report_ = Report(report(run, answers))
-    _raise_if_asked(run, report_)
+    _raise_if_asked(run, report_, out)
     return out

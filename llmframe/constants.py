@@ -74,3 +74,14 @@ BATCH_COMPLETION_WINDOW = "24h"  # OpenAI's only window
 BATCH_SUBMIT_CONCURRENCY = 8  # jobs created at once
 BATCH_FIND_SLACK_SECONDS = 3600.0  # a re-attaching run looks this far back for a batch it created but never recorded
 BATCH_STATE_DIR = "batches"  # job state files, inside the cache directory
+
+# Usage and cost
+PRICE_PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "gemini": "google"}  # ours -> genai-prices'
+USAGE_SUFFIXES = ("input_tokens", "output_tokens", "cost", "cached", "latency_s", "finish_reason")  # usage=True
+ESTIMATE_SAMPLES = 3  # rendered prompts shown by estimate()
+MIN_OUTPUT_TOKENS = 1  # the low end of an estimate's output range, per request
+
+# Sweeps
+SWEEP_CONFIG_COLUMNS = ("model", "template", "repeat")  # plus one column per swept parameter
+CONFIDENCE_Z = 1.96  # summary()'s interval: mean +- z * standard error (normal approximation, 95%)
+BUDGET_NOT_SENT = "not sent: the budget max_cost={max_cost} would have been exceeded"

@@ -59,16 +59,21 @@ class ProviderError(LLMFrameError):
         self.retryable = retryable
 
 
-class BudgetExceeded(LLMFrameError):
-    """The run reached its cost cap; finished answers are in the cache."""
+class _Stopped(LLMFrameError):
+    """A run that ended early or with failures: its report, and its result with every finished answer."""
 
-
-class RunAborted(LLMFrameError):
-    """The run stopped or ended with failures; finished answers are in the cache."""
-
-    def __init__(self, message: str, report: dict | None = None):
+    def __init__(self, message: str, report: dict | None = None, result: object = None):
         super().__init__(message)
         self.report = report
+        self.result = result
+
+
+class BudgetExceeded(_Stopped):
+    """The run reached its cost cap (max_cost); finished answers are in .result and in the cache."""
+
+
+class RunAborted(_Stopped):
+    """The run stopped or ended with failures; finished answers are in the cache (and .result when it finished)."""
 
 
 # Provider messages may quote a key, whole or masked ("Incorrect API key provided: sk-ab***yz").

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import constants
+from .budget import Budget
 from .cache import Store
 from .errors import ProviderError, RunAborted, redact
 from .progress import Progress
@@ -178,6 +179,9 @@ class Policy:
     tpm: float | None = None
     max_tokens: int | None = None  # for the TPM estimate of a request before it is sent
     invalid_retries: int = constants.INVALID_ANSWER_RETRIES  # re-asks for answers that do not validate
+    price: Callable[[Response], float | None] | None = None  # USD of one answer, for progress and budget
+    budget: Budget | None = None  # max_cost: no request is dispatched that could take spending past it
+    estimate: Callable[[Request], float] | None = None  # USD a request may cost before it is sent, for budget
 
 
 @dataclass(slots=True)
@@ -190,6 +194,7 @@ class Counters:
     duplicates: int = 0  # answers another process stored first
     invalid: int = 0  # answers that did not validate against the output schema
     failed_in_a_row: int = 0
+    not_sent: int = 0  # requests left unsent because the budget was reached
 
 
 def backoff(attempt: int) -> float:
@@ -218,8 +223,10 @@ async def _answer(request: Request, provider: Provider, limiter: Limiter, policy
         attempt += 1
         await limiter.acquire(estimate)
         counters.attempts += 1
+        started = time.perf_counter()
         try:
             response = await provider.complete(request)
+            response.latency = time.perf_counter() - started  # the answering attempt only: no queue or backoff
         except ProviderError as exc:
             limiter.learn(exc.headers)
             if exc.status == 401:
@@ -279,13 +286,20 @@ async def execute(
     queue: asyncio.Queue[tuple[int, Request] | None] = asyncio.Queue(maxsize=policy.concurrency * constants.QUEUE_SLACK)
     secrets = provider.secrets
 
+    budget = policy.budget
+    holding: dict[int, float] = {}  # request -> its budget reservation, released however the run ends
+
     async def worker() -> None:
         while (item := await queue.get()) is not None:
             j, request = item
             response = await _answer(request, provider, limiter, policy, counters, work.check, secrets)
             results[j] = response
             failed = response.error is not None
-            progress.advance(work.weights[j], failed=failed, tokens=response.input_tokens + response.output_tokens)
+            cost = policy.price(response) if policy.price is not None and not failed else None
+            if budget is not None:
+                budget.settle(holding.pop(j), 0.0 if failed else cost)
+            progress.advance(work.weights[j], failed=failed, tokens=response.input_tokens + response.output_tokens,
+                             cost=cost)
             if failed:
                 counters.failed_in_a_row += 1
                 if counters.failed_in_a_row >= policy.breaker:
@@ -309,7 +323,16 @@ async def execute(
                 hit = results.cached[start : start + len(chunk)]
                 progress.advance(int(weights[start : start + len(chunk)][hit].sum()), cached=True)
             misses = (start + np.flatnonzero(~results.done[start : start + len(chunk)])).tolist()
+            if budget is not None and budget.stopped:
+                counters.not_sent += len(misses)  # nothing more will be sent: no need to render them
+                continue
             for j, request in zip(misses, work.build(misses)):
+                if budget is not None:
+                    estimate = policy.estimate(request)
+                    if not await budget.acquire(estimate):
+                        counters.not_sent += 1  # later chunks are still looked up: cached answers cost nothing
+                        continue
+                    holding[j] = estimate
                 await queue.put((j, request))
         for _ in workers:
             await queue.put(None)
@@ -333,10 +356,17 @@ async def execute(
                 state = "stopped"
                 raise task.exception()
         state = "done"  # Progress tells complete from complete-with-failures by its own count
+        if counters.not_sent:
+            state = "max_cost reached"
+            note = Response.failure(constants.BUDGET_NOT_SENT.format(max_cost=budget.max_cost))
+            for j in np.flatnonzero(~results.done).tolist():
+                results[j] = note
     finally:
         for task in (ticker, *tasks):
             task.cancel()
         await asyncio.gather(ticker, *tasks, return_exceptions=True)
+        for estimate in holding.values():  # cut short (an abort, a cancel): count the estimate, so a sweep's
+            budget.settle(estimate, None)  # other runs go on
         if writer is not None:
             writer.close()
             counters.duplicates = writer.duplicates

@@ -12,11 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import constants
+from . import constants, estimate
+from .budget import Budget
 from .cache import Store, open_store
 from .config import settings
 from .columns import Output
-from .errors import ConfigError
+from .errors import BudgetExceeded, ConfigError
+from .prices import Pricer
 from .executor import Counters, Policy, Work, execute
 from .progress import Progress, should_show
 from .providers import parse_model, provider_class
@@ -52,6 +54,7 @@ class Run:
     policy: Policy
     show_progress: bool
     output: Output
+    pricer: Pricer | None = None
     seconds: float = 0.0  # wall time of the execution, for the report
     counters: Counters = field(default_factory=Counters)
     batch: BatchOptions | None = None  # set when the run goes through the provider's batch API
@@ -81,13 +84,15 @@ class Run:
         self.batch.job_id = batches.job.id
         return batches
 
-    def start(self) -> Callable[[], Awaitable[Answers]]:
+    def start(self, progress: Progress | None = None) -> Callable[[], Awaitable[Answers]]:
         """Open the progress display in the caller's thread and return the run, for the executor's loop.
 
         The display must be created here: Jupyter sends a widget to the cell of the thread that
         displays it, and the executor's thread belongs to whichever cell first started it.
+        A sweep passes one display shared by all its runs.
         """
-        progress = Progress(len(self.frame_index), show=self.show_progress, description=self.model)
+        if progress is None:
+            progress = Progress(len(self.frame_index), show=self.show_progress, description=self.model)
         progress.advance(len(self.prompts.skipped))
         return lambda: self._execute(progress)
 
@@ -200,6 +205,9 @@ def plan(
     mode: str = "online",
     poll_interval: float | None = None,
     retry_online: bool = False,
+    usage: bool = False,
+    prices: dict | None = None,
+    max_cost: float | None = None,
 ) -> Run:
     """Validate every argument and render every row; raise before any request is sent."""
     defaults = settings()
@@ -207,18 +215,11 @@ def plan(
     if not (cache is True or cache is False or cache == "refresh"):
         raise ConfigError(f"cache must be True, False or 'refresh', got {cache!r}")
     existing = frame.columns if output_frame_columns is None else output_frame_columns
-    out = Output.resolve(output, prefix=prefix, mode=output_mode, errors=errors, frame_columns=existing)
+    if not isinstance(usage, bool):
+        raise ConfigError(f"usage must be True or False, got {usage!r}")
+    out = Output.resolve(output, prefix=prefix, mode=output_mode, errors=errors, frame_columns=existing, usage=usage)
     concurrency = defaults.max_concurrency if max_concurrency is None else integer_at_least(
         "max_concurrency", max_concurrency, 1
-    )
-    policy = Policy(
-        concurrency=concurrency,
-        max_attempts=integer_at_least("max_attempts", max_attempts, 1),
-        breaker=integer_at_least("max_failures_in_a_row", max_failures_in_a_row, 1),
-        rpm=positive_number("rpm", rpm if rpm is not None else defaults.rpm),
-        tpm=positive_number("tpm", tpm if tpm is not None else defaults.tpm),
-        max_tokens=max_tokens,
-        invalid_retries=integer_at_least("invalid_retries", invalid_retries, 0),
     )
     positive_number("timeout", timeout)
     gen = generation_params(
@@ -242,7 +243,25 @@ def plan(
     codes, first_row = distinct(digests, valid)
     weights = np.bincount(codes[codes >= 0], minlength=len(first_row))
     store = open_store(cache_dir or defaults.cache_dir, size_limit=defaults.cache_size_limit) if cache is not False else None
-    return Run(
+    batch = _batch_options(mode, provider_name, len(first_row), cache, poll_interval, retry_online)
+    # Prices are loaded only where a cost is asked for: the price database costs ~17 MB to hold.
+    priced = usage or prices is not None or max_cost is not None
+    pricer = Pricer.for_run(model, prices, warn=usage, batch=batch is not None) if priced else None
+    budget = Budget.for_run(max_cost, pricer)
+    policy = Policy(
+        concurrency=concurrency,
+        max_attempts=integer_at_least("max_attempts", max_attempts, 1),
+        breaker=integer_at_least("max_failures_in_a_row", max_failures_in_a_row, 1),
+        rpm=positive_number("rpm", rpm if rpm is not None else defaults.rpm),
+        tpm=positive_number("tpm", tpm if tpm is not None else defaults.tpm),
+        max_tokens=max_tokens,
+        invalid_retries=integer_at_least("invalid_retries", invalid_retries, 0),
+        price=(lambda r: pricer.cost(r.input_tokens, r.output_tokens, r.cached_input_tokens))
+        if pricer is not None and pricer.known else None,
+        budget=budget,
+        estimate=estimate.request_cost(pricer, provider_name, max_tokens) if budget is not None else None,
+    )
+    run = Run(
         model=model,
         frame_index=frame.index,
         prompts=prompts,
@@ -257,8 +276,24 @@ def plan(
         policy=policy,
         show_progress=should_show(defaults.progress if progress is None else progress),
         output=out,
-        batch=_batch_options(mode, provider_name, len(first_row), cache, poll_interval, retry_online),
+        batch=batch,
+        pricer=pricer,
     )
+    if batch is not None and budget is not None:
+        _check_batch_budget(run, budget)
+    return run
+
+
+def _check_batch_budget(run: Run, budget: Budget) -> None:
+    """A batch job is paid whole once submitted: one whose estimate could exceed max_cost is not submitted."""
+    guess = estimate.estimate(run, mode="batch")
+    if guess.cost is not None and guess.cost[1] > budget.max_cost:
+        raise BudgetExceeded(
+            f"the batch job would cost up to ${guess.cost[1]:.4g} (estimate ${guess.cost[0]:.4g} to "
+            f"${guess.cost[1]:.4g} for {guess.uncached_requests} requests), over max_cost={budget.max_cost}; "
+            "nothing was submitted. Raise max_cost, set max_tokens for a firmer bound, or run fewer rows",
+            {"model": run.model, "mode": "batch", "estimate": guess.to_dict()},
+        )
 
 
 def _digests(head: bytes, prompts: Prompts, max_prompt_tokens: int | None) -> tuple[np.ndarray, np.ndarray]:

@@ -27,6 +27,12 @@ _LABELS = {
     "concurrent_duplicates": "paid twice (concurrent runs)",
     "finish_reasons": "finish reasons",
     "errors": "errors",
+    "cached_input_tokens": "input tokens from the provider's prompt cache",
+    "cost": "cost paid (USD)",
+    "cost_saved_by_cache": "saved by the cache (USD)",
+    "cost_without_cache": "cost without the cache (USD)",
+    "price": "price (USD per million tokens)",
+    "budget": "budget (max_cost)",
     "run_id": "run id",
 }
 

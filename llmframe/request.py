@@ -42,27 +42,29 @@ class Response:
     cached: bool = False
     headers: Mapping[str, str] | None = None  # the reply's headers, for the rate limiter; never cached
     parsed: Any = None  # the validated structured answer; never cached (the raw text is, and is re-checked)
+    cached_input_tokens: int = 0  # input tokens the provider served from its prompt cache (billed lower)
+    latency: float | None = None  # seconds of the attempt that answered; cached with the answer, not in the key
     batch: bool = False  # answered by a provider's batch API (billed at batch prices)
 
     def to_cache(self, model: str, created: float) -> str:
         """A compact JSON text for the cache (only successes are ever stored).
 
-        The model and the time are kept so the cache can be pruned by model or age; a trailing 1 marks
-        a batch answer.
+        The model and the time are kept so the cache can be pruned by model or age. Latency and cached
+        input tokens come next, so values written before they existed still read; a trailing 1 marks a
+        batch answer.
         """
-        row = [self.text, self.input_tokens, self.output_tokens, self.finish_reason, model, round(created, 3)]
-        if self.batch:
-            row.append(1)
-        return _compact(row)
+        return Response.many_to_cache([self], model, created)[0]
 
     @staticmethod
     def many_to_cache(responses: list[Response], model: str, created: float) -> list[str]:
-        """to_cache of many answers at once: the same texts, a few times faster (collecting a million batch answers)."""
-        tail = f",{_compact(model)},{_compact(round(created, 3))}"
+        """to_cache of many answers at once: formatted directly, a few times faster than json.dumps of each."""
+        tail = f",{_compact(model)},{_compact(round(created, 3))},"
         string = _string
         return [
             f"[{'null' if r.text is None else string(r.text)},{int(r.input_tokens)},{int(r.output_tokens)},"
-            f"{'null' if r.finish_reason is None else string(r.finish_reason)}{tail}{',1]' if r.batch else ']'}"
+            f"{'null' if r.finish_reason is None else string(r.finish_reason)}{tail}"
+            f"{'null' if r.latency is None else round(float(r.latency), 4)},{int(r.cached_input_tokens)}"
+            f"{',1]' if r.batch else ']'}"
             for r in responses
         ]
 
@@ -70,7 +72,9 @@ class Response:
     def many_from_cache(cls, values: list[str]) -> list[Response]:
         """The responses stored by to_cache, marked as cached; one JSON parse for the whole chunk."""
         rows = json.loads("[" + ",".join(values) + "]")
-        return [cls(row[0], row[1], row[2], row[3], None, True) for row in rows]
+        return [cls(row[0], row[1], row[2], row[3], None, True, None, None,
+                    row[7] if len(row) > 7 else 0, row[6] if len(row) > 6 else None,
+                    len(row) > 8 and row[8] == 1) for row in rows]
 
     @classmethod
     def failure(cls, error: str) -> Response:

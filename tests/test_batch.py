@@ -16,6 +16,7 @@ from llmframe.batch.gemini import parse_results as gemini_results
 from llmframe.batch.runner import first_polls, job_id
 from llmframe.batch.split import split
 from llmframe.errors import ConfigError
+from llmframe.request import Response
 from llmframe.testing import digest_answer
 from llmframe.testing.batches import BatchSettings
 
@@ -80,7 +81,7 @@ def test_batch_answers_are_marked_as_batch_in_the_cache(batch, cache_dir):
     out = batch(frame(3))
     store = open_store(cache_dir)
     values = [v for _k, v in store._entries()]
-    assert len(values) == 3 and all(json.loads(v)[6] == 1 for v in values)
+    assert len(values) == 3 and all(r.batch for r in Response.many_from_cache(values))
     assert out.attrs["llmframe"]["output_tokens"] > 0  # usage comes back, for pricing
 
 

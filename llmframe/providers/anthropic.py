@@ -52,10 +52,16 @@ class AnthropicProvider(Provider):
             )
             message = await raw.parse()  # the async SDK parses in a coroutine
         text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
+        usage = message.usage
+        # Anthropic counts prompt-cache reads and writes apart from input_tokens; llmframe's input is the
+        # whole prompt (cache writes are then priced at the input rate, a little under Anthropic's).
+        cache_read = (getattr(usage, "cache_read_input_tokens", None) or 0) if usage else 0
+        cache_write = (getattr(usage, "cache_creation_input_tokens", None) or 0) if usage else 0
         return Response(
             text=text,
-            input_tokens=message.usage.input_tokens if message.usage else 0,
-            output_tokens=message.usage.output_tokens if message.usage else 0,
+            input_tokens=(usage.input_tokens + cache_read + cache_write) if usage else 0,
+            output_tokens=usage.output_tokens if usage else 0,
+            cached_input_tokens=cache_read,
             finish_reason=finish_reason(message.stop_reason),
             headers=raw.headers,
         )

@@ -97,6 +97,7 @@ class GeminiProvider(Provider):
             text=_text(candidate),
             input_tokens=(usage.prompt_token_count or 0) if usage else 0,
             output_tokens=(usage.candidates_token_count or 0) if usage else 0,
+            cached_input_tokens=(usage.cached_content_token_count or 0) if usage else 0,
             finish_reason=_finish_reason(candidate.finish_reason),
             headers=headers,
         )

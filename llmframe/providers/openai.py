@@ -69,6 +69,7 @@ class OpenAIProvider(Provider):
             output_tokens=usage.get("completion_tokens") or 0,
             finish_reason=choice.get("finish_reason"),
             headers=headers,
+            cached_input_tokens=(usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0,
         )
 
     async def _complete_sdk(self, request: Request) -> Response:
@@ -90,6 +91,7 @@ class OpenAIProvider(Provider):
             output_tokens=usage.completion_tokens if usage else 0,
             finish_reason=choice.finish_reason,
             headers=raw.headers,
+            cached_input_tokens=getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None) or 0,
         )
 
     def output_params(self, schema: OutputSchema, *, strict: bool) -> dict:

@@ -1,0 +1,94 @@
+"""Usage and cost: per-row usage columns (usage=True) and the run report's totals, paid versus saved."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from . import constants
+from .answers import Answers
+
+if TYPE_CHECKING:
+    from .pipeline import Run
+
+
+def per_key(answers: Answers) -> dict[str, np.ndarray]:
+    """The usage of each distinct request as arrays (views of the answers' own columns)."""
+    return {"input": answers.input_tokens, "output": answers.output_tokens,
+            "cached_input": answers.cached_input_tokens, "latency": answers.latency,
+            "from_cache": answers.cached, "ok": ~answers.failed()}
+
+
+def _key_costs(run: Run, usage: dict[str, np.ndarray]) -> np.ndarray | None:
+    """USD per distinct request at today's price (cached answers too: what they would cost now)."""
+    if run.pricer is None:
+        return None
+    return run.pricer.costs(usage["input"], usage["output"], usage["cached_input"])
+
+
+def _fan(run: Run, per_key: np.ndarray, fill) -> np.ndarray:
+    """Per-key values out to rows; skipped rows (code -1) get fill."""
+    table = np.append(per_key.astype(object if fill is None else per_key.dtype, copy=False), fill)
+    return table[run.row_to_key]
+
+
+def row_columns(run: Run, answers: Answers, names: list[str]) -> dict[str, pd.Series]:
+    """The usage=True columns: input and output tokens, cost (USD), cached, latency (s), finish reason.
+
+    A row is "cached" when no request was sent for it in this run: its answer came from the cache or
+    from an identical row. Its cost is what the answer would cost if paid now; its latency is the one
+    recorded when it was paid. Failed and skipped rows have missing values.
+    """
+    usage = per_key(answers)
+    index = run.frame_index
+    ok = _fan(run, usage["ok"], False)
+    first = np.zeros(len(index), dtype=bool)
+    first[run.first_row] = True
+    cached = _fan(run, usage["from_cache"], False) | ~first
+    costs = _key_costs(run, usage)
+    finish = _fan(run, np.array(answers.finish_names, dtype=object)[answers.finish], None)
+
+    def masked(values: np.ndarray, dtype: str) -> pd.Series:
+        return pd.Series(pd.array(values, dtype=dtype), index=index).mask(~ok)
+
+    values = {
+        "input_tokens": masked(_fan(run, usage["input"], 0), "Int64"),
+        "output_tokens": masked(_fan(run, usage["output"], 0), "Int64"),
+        "cost": masked(_fan(run, costs, np.nan) if costs is not None else np.full(len(index), np.nan), "Float64"),
+        "cached": masked(cached, "boolean"),
+        "latency_s": masked(_fan(run, usage["latency"], np.nan), "Float64"),
+        "finish_reason": masked(finish, "string"),
+    }
+    return dict(zip(names, (values[suffix] for suffix in constants.USAGE_SUFFIXES)))
+
+
+def totals(run: Run, answers: Answers) -> dict:
+    """Report entries: cost paid in this run, cost saved by the cache (and de-duplication), the price used."""
+    usage = per_key(answers)
+    costs = _key_costs(run, usage)
+    paid_mask = usage["ok"] & ~usage["from_cache"]
+    out: dict = {"cached_input_tokens": int(usage["cached_input"][~usage["from_cache"]].sum())}
+    if run.pricer is None:  # no cost was asked for (usage=, prices=, max_cost=): the report has none
+        return out
+    if costs is None:
+        out.update(cost=None, cost_saved_by_cache=None, cost_without_cache=None)
+    else:
+        paid = float(costs[paid_mask].sum())
+        full = float((costs[usage["ok"]] * run.weights[usage["ok"]]).sum())
+        out.update(cost=round(paid, 8), cost_saved_by_cache=round(full - paid, 8), cost_without_cache=round(full, 8))
+    out["price"] = run.pricer.describe()
+    budget = run.policy.budget
+    if budget is not None:
+        out["budget"] = {**budget.summary(), "rows_not_sent": int(run.weights[not_sent(run, answers)].sum())}
+    return out
+
+
+def not_sent(run: Run, answers: Answers) -> np.ndarray:
+    """A mask over distinct requests: True for those the budget kept from being sent."""
+    mask = np.zeros(len(answers), dtype=bool)
+    if run.counters.not_sent:
+        prefix = constants.BUDGET_NOT_SENT.split("{")[0]
+        mask[[j for j, error in answers.errors.items() if error.startswith(prefix)]] = True
+    return mask
