@@ -15,7 +15,7 @@ from llmframe.batch.anthropic import parse_results as anthropic_results
 from llmframe.batch.gemini import parse_results as gemini_results
 from llmframe.batch.runner import first_polls, job_id
 from llmframe.batch.split import split
-from llmframe.errors import ConfigError
+from llmframe.errors import BudgetExceeded, ConfigError
 from llmframe.request import Response
 from llmframe.testing import digest_answer
 from llmframe.testing.batches import BatchSettings
@@ -344,3 +344,17 @@ def test_a_call_the_cache_answers_whole_submits_nothing_and_records_no_job(batch
     out = batch(df)
     assert out["response"].tolist() == expected(6) and out.attrs["llmframe"]["cached"] == 6
     assert sim.batches.created == [] and llmframe.batches() == []
+
+
+def test_a_batch_job_whose_estimate_exceeds_max_cost_is_not_submitted(batch, sim):
+    prices = {"openai:sim-model": {"input_mtok": 1.0, "output_mtok": 4.0, "batch_input_mtok": 0.5,
+                                   "batch_output_mtok": 2.0}}
+    # 30 requests of up to 100 output tokens at $2 per million: up to $0.006, over a $0.001 cap.
+    with pytest.raises(BudgetExceeded, match="nothing was submitted") as caught:
+        batch(frame(30), max_tokens=100, max_cost=0.001, prices=prices)
+    assert sim.batches.created == [] and sim.count == 0
+    assert caught.value.report["estimate"]["uncached_requests"] == 30
+    out = batch(frame(30), max_tokens=100, max_cost=0.01, prices=prices, usage=True)  # fits: submitted
+    assert len(sim.batches.created) == 1
+    report = out.attrs["llmframe"]
+    assert report["price"]["batch"] is True and 0 < report["cost"] <= 0.01
