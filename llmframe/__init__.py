@@ -10,7 +10,8 @@ from . import accessor as _accessor  # noqa: F401  (registers the pandas accesso
 from . import errors
 from .cache import cache_stats, clear_cache
 from .config import configure, settings
+from .providers.local import unload
 
 __version__ = "0.1.0"
 
-__all__ = ["configure", "settings", "cache_stats", "clear_cache", "errors", "__version__"]
+__all__ = ["configure", "settings", "cache_stats", "clear_cache", "unload", "errors", "__version__"]
