@@ -46,10 +46,11 @@ def unload(model: str | None = None) -> int:
             closing = getattr(_LOADED.pop(key), "close", None)
             if closing is not None:
                 closing()
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if keys and torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()  # hand the freed blocks back, so nvidia-smi and the next model see them
+    if keys:
+        gc.collect()  # models sit in reference cycles: free their memory now, not at some later collection
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()  # hand the freed blocks back, so nvidia-smi and the next model see them
     return len(keys)
 
 
