@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Answers = list[tuple[int, Response]]  # (position in the group, its answer)
+# Parameters a local provider maps onto its engine's own names; any other in params= passes through as is.
+MAPPED_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "seed", "stop", "json_schema"})
 
 _LOADED: dict[tuple, Any] = {}
 _LOADING = threading.Lock()
@@ -103,6 +105,17 @@ class LocalProvider(Provider):
         answers = await asyncio.to_thread(lambda: [a for batch in self.run_batches([request], threading.Event())
                                                    for a in batch])
         return answers[0][1]
+
+
+def check_model(provider: str, model: str, *, trust_remote_code: bool) -> None:
+    """A ConfigError now, before anything is sent, when the model's config.json cannot be found or read."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load {provider} model {model!r}: {str(exc).splitlines()[0]}. "
+                          "Pass a local folder made by save_pretrained, or a Hugging Face hub id") from None
 
 
 def option(options: dict, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:

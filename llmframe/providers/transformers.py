@@ -11,12 +11,13 @@ from typing import Any
 
 import torch
 import transformers
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, StoppingCriteria
+from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria
 
 from .. import constants
 from ..errors import ConfigError
 from ..request import Request, Response
-from .local import Answers, LocalProvider, loaded, option, raw_prompt
+from .local import MAPPED_PARAMS, Answers, LocalProvider, check_model, loaded, option, raw_prompt
+
 
 
 @dataclass
@@ -74,11 +75,13 @@ class TransformersProvider(LocalProvider):
         option(opts, "model_kwargs", dict, {})
         option(opts, "tokenizer", str)
         option(opts, "trust_remote_code", bool)
-        try:  # reads config.json only: a wrong path or id fails here, before anything is sent
-            AutoConfig.from_pretrained(model, trust_remote_code=bool(opts.get("trust_remote_code")))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot load transformers model {model!r}: {str(exc).splitlines()[0]}. "
-                              "Pass a local folder made by save_pretrained, or a Hugging Face hub id") from None
+        check_model(self.name, model, trust_remote_code=bool(opts.get("trust_remote_code")))
+
+    def check_params(self, params: dict) -> None:
+        unknown = sorted(set(params) - MAPPED_PARAMS - set(transformers.GenerationConfig().to_dict()))
+        if unknown:
+            raise ConfigError(f"params {unknown} are not generation parameters of transformers' generate(); "
+                              "see transformers.GenerationConfig for the ones it takes")
 
     @property
     def group_size(self) -> int:
@@ -170,8 +173,7 @@ def _generation_kwargs(params: dict, tokenizer) -> dict:
         kwargs.setdefault("do_sample", True)
     if "stop" in params:
         kwargs.update(stop_strings=params["stop"], tokenizer=tokenizer)
-    own = {"temperature", "top_p", "max_tokens", "seed", "stop", "json_schema"}
-    kwargs.update({k: v for k, v in params.items() if k not in own})
+    kwargs.update({k: v for k, v in params.items() if k not in MAPPED_PARAMS})
     return kwargs
 
 
