@@ -88,6 +88,27 @@ def with_llmframe(model: str, texts: list[str], tokens: int, options: dict, para
     return report["output_tokens"]
 
 
+def measure(run, texts: list[str]) -> tuple[int, float, float]:
+    """(tokens made, wall seconds, CPU seconds of this process, all its threads) of one run."""
+    started, cpu = time.perf_counter(), time.process_time()
+    made = run(texts)
+    return made, time.perf_counter() - started, time.process_time() - cpu
+
+
+def side(engine: str, name: str, path: str, args: argparse.Namespace):
+    """One side of the comparison as a function of the prompts: llmframe's generate or the hand-written loop."""
+    if engine == "transformers":
+        options, params = {"batch_size": args.batch}, {"min_new_tokens": args.tokens}
+        if name == "hand-written":
+            return lambda t: hand_transformers(path, t, args.batch, args.tokens)
+    else:
+        options = {"llm_kwargs": {"enforce_eager": True, "max_model_len": 1024, "gpu_memory_utilization": 0.05}}
+        params = {"min_tokens": args.tokens}
+        if name == "hand-written":
+            return lambda t: hand_vllm(path, t, args.tokens)
+    return lambda t: with_llmframe(f"{engine}:{path}", t, args.tokens, options, params)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", choices=("transformers", "vllm"), required=True)
@@ -103,43 +124,42 @@ def main() -> int:
         from llmframe.testing.tiny_model import build_tiny_model
 
         path = str(build_tiny_model(Path(tempfile.mkdtemp(prefix="llmframe-bench-")) / "tiny"))
-    texts = prompts(args.rows)
+    texts, names = prompts(args.rows), ("llmframe", "hand-written")
+    results: dict[str, list[tuple[int, float, float]]] = {name: [] for name in names}
     if args.engine == "transformers":
-        options = {"batch_size": args.batch}
-        params = {"min_new_tokens": args.tokens}
         import torch
+        import transformers
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        hand = lambda t: hand_transformers(path, t, args.batch, args.tokens)  # noqa: E731
-        version = f"transformers {__import__('transformers').__version__}, torch {torch.__version__}, {device}"
+        version = (f"transformers {transformers.__version__}, torch {torch.__version__}, "
+                   f"{'cuda' if torch.cuda.is_available() else 'cpu'}")
     else:
-        options = {"llm_kwargs": {"enforce_eager": True, "max_model_len": 1024, "gpu_memory_utilization": 0.05}}
-        params = {"min_tokens": args.tokens}
-        hand = lambda t: hand_vllm(path, t, args.tokens)  # noqa: E731
-        version = f"vllm {__import__('vllm').__version__}"
-    model = f"{args.engine}:{path}"
-    # Warm-up: both sides load the model and run once before anything is timed.
-    with_llmframe(model, texts[:32], args.tokens, options, params)
-    hand(texts[:32])
-    rates: dict[str, list[float]] = {"llmframe": [], "hand-written": []}
-    for _ in range(args.repeats):
-        for name in rates:
-            started = time.perf_counter()
-            made = with_llmframe(model, texts, args.tokens, options, params) if name == "llmframe" else hand(texts)
-            rates[name].append(made / (time.perf_counter() - started))
+        import vllm
+
+        version = f"vllm {vllm.__version__}"
+    runs = {name: side(args.engine, name, path, args) for name in names}
+    for run in runs.values():  # warm-up: load the model, and meet every prompt shape once (torch's CPU
+        run(texts)             # kernels are prepared per shape: a first pass costs many times the next)
+    for _ in range(args.repeats):  # interleaved: both sides see the same load on a shared machine
+        for name, run in runs.items():
+            results[name].append(measure(run, texts))
+    if args.engine == "vllm":
+        import llmframe
+
+        llmframe.unload()
+    rates = {k: [made / wall for made, wall, _ in v] for k, v in results.items()}
     medians = {k: statistics.median(v) for k, v in rates.items()}
-    print(json.dumps({
+    line = {
         "engine": args.engine, "version": version, "rows": args.rows, "tokens_per_row": args.tokens,
         "batch": args.batch if args.engine == "transformers" else None, "repeats": args.repeats,
         "tokens_per_s": {k: [round(x, 1) for x in v] for k, v in rates.items()},
         "median_tokens_per_s": {k: round(v, 1) for k, v in medians.items()},
         "ratio": round(medians["llmframe"] / medians["hand-written"], 3),
         "target": 0.95 if args.engine == "transformers" else 0.97,
-    }))
-    if args.engine == "vllm":
-        import llmframe
-
-        llmframe.unload()
+    }
+    if args.engine == "transformers":  # CPU time is steadier than wall time on a shared machine (vLLM's is elsewhere)
+        cpu = {k: statistics.median(made / seconds for made, _, seconds in v) for k, v in results.items()}
+        line["cpu_ratio"] = round(cpu["llmframe"] / cpu["hand-written"], 3)
+    print(json.dumps(line))
     return 0
 
 

@@ -227,3 +227,11 @@ def test_stop_strings_and_seeded_sampling(model):
     a = generate(df, "{q}", model, temperature=1.0, seed=7, cache=False)["response"].tolist()
     b = generate(df, "{q}", model, temperature=1.0, seed=7, cache=False)["response"].tolist()
     assert a == b and a != free["response"].tolist()
+
+
+@pytest.mark.parametrize("prefix, sdk", [("transformers", "torch"), ("vllm", "vllm")])
+def test_a_missing_engine_names_the_extra_to_install(prefix, sdk, monkeypatch, tmp_path):
+    monkeypatch.delitem(sys.modules, f"llmframe.providers.{prefix}", raising=False)
+    monkeypatch.setitem(sys.modules, sdk, None)  # what an environment without it looks like to import
+    with pytest.raises(ConfigError, match=rf"pip install 'llmframe\[{prefix}\]'"):
+        generate(frame(2), "{q}", f"{prefix}:{tmp_path}")
