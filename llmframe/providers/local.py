@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..structured import OutputSchema
 
 T = TypeVar("T")
-Answers = list[tuple[int, Response]]  # (position in the group, its answer)
+Batch = list[tuple[int, Response]]  # (position in the group, its answer)
 # Parameters a local provider maps onto its engine's own names; any other in params= passes through as is.
 MAPPED_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "seed", "stop", "json_schema"})
 
@@ -94,7 +94,7 @@ class LocalProvider(Provider):
         return {"json_schema": schema.json_schema}
 
     @abstractmethod
-    def run_batches(self, requests: list[Request], stop: threading.Event) -> Iterator[Answers]:
+    def run_batches(self, requests: list[Request], stop: threading.Event) -> Iterator[Batch]:
         """Answer a group, yielding each batch's answers as it finishes; stop early once stop is set.
 
         Runs in a worker thread. A failure in one batch is that batch's rows' errors, not an exception.

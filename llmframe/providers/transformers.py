@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria
 from .. import constants
 from ..errors import ConfigError
 from ..request import Request, Response
-from .local import MAPPED_PARAMS, Answers, LocalProvider, check_model, loaded, option, raw_prompt
+from .local import MAPPED_PARAMS, Batch, LocalProvider, check_model, loaded, option, raw_prompt
 
 
 
@@ -107,7 +107,7 @@ class TransformersProvider(LocalProvider):
         model.eval()
         return _Loaded(model, tokenizer)
 
-    def run_batches(self, requests: list[Request], stop: threading.Event) -> Iterator[Answers]:
+    def run_batches(self, requests: list[Request], stop: threading.Event) -> Iterator[Batch]:
         entry = loaded(self.loaded_key, self._load)
         tokenizer = entry.tokenizer
         chat = self.chat if self.chat is not None else bool(tokenizer.chat_template)

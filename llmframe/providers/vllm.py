@@ -13,7 +13,7 @@ from vllm.sampling_params import SamplingParams, StructuredOutputsParams
 from .. import constants
 from ..errors import ConfigError
 from ..request import Request, Response
-from .local import MAPPED_PARAMS, Answers, LocalProvider, check_model, loaded, option, raw_prompt
+from .local import MAPPED_PARAMS, Batch, LocalProvider, check_model, loaded, option, raw_prompt
 
 # vLLM 0.32's xgrammar backend ignores the per-request disable_any_whitespace; set engine-wide, it works.
 _STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
@@ -61,7 +61,7 @@ class VLLMProvider(LocalProvider):
         kwargs = {"structured_outputs_config": _STRUCTURED_OUTPUTS, **self.llm_kwargs}
         return _Engine(vllm.LLM(model=self.model, **kwargs))
 
-    def run_batches(self, requests: list[Request], stop: threading.Event) -> Iterator[Answers]:
+    def run_batches(self, requests: list[Request], stop: threading.Event) -> Iterator[Batch]:
         engine = loaded(self.loaded_key, self._load)
         if stop.is_set():
             return
