@@ -272,18 +272,29 @@ async def _take(queue: asyncio.Queue[tuple[int, Request] | None], size: int) -> 
 
 async def _answer_group(group: list[tuple[int, Request]], work: Work, provider: Provider, stop: threading.Event,
                         counters: Counters, finish: Callable[..., None]) -> None:
-    """One group through a local model: each batch's answers are checked and finished as its batch ends."""
-    batches = provider.run_batches([request for _, request in group], stop)
-    unanswered = set(range(len(group)))
-    while True:
+    """One group through a local model: each batch's answers are checked and finished as its batch ends.
+
+    The worker thread runs the whole group and posts each batch to the loop without waiting for it:
+    a round trip per batch would leave the model idle while the thread is scheduled again.
+    """
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Queue = asyncio.Queue()
+
+    def produce() -> None:
         try:
-            answers = await asyncio.to_thread(next, batches, None)
+            for batch in provider.run_batches([request for _, request in group], stop):
+                loop.call_soon_threadsafe(answered.put_nowait, batch)
         except Exception as exc:  # the provider itself broke: the group's unanswered rows fail, the run goes on
-            for position in sorted(unanswered):
-                finish(group[position][0], Response.failure(redact(f"{type(exc).__name__}: {exc}", *provider.secrets)))
-            return
-        if answers is None:
-            return
+            loop.call_soon_threadsafe(answered.put_nowait, exc)
+        finally:
+            loop.call_soon_threadsafe(answered.put_nowait, None)
+
+    producing = asyncio.ensure_future(asyncio.to_thread(produce))
+    unanswered = set(range(len(group)))
+    while (answers := await answered.get()) is not None:
+        if isinstance(answers, Exception):
+            error = redact(f"{type(answers).__name__}: {answers}", *provider.secrets)
+            answers = [(position, Response.failure(error)) for position in sorted(unanswered)]
         counters.attempts += len(answers)
         for position, response in answers:
             unanswered.discard(position)
@@ -296,6 +307,7 @@ async def _answer_group(group: list[tuple[int, Request]], work: Work, provider: 
                     why = " (it reached max_tokens: raise max_tokens)" if response.finish_reason == "length" else ""
                     response = Response.failure(problem + why)
             finish(group[position][0], response, counts_to_breaker=counts)
+    await producing
 
 
 async def execute(
