@@ -328,7 +328,8 @@ async def execute(
     limiter = limiter_for(provider.limiter_key)
     limiter.configure(policy.rpm, policy.tpm)
     # Bounded: in-flight state is O(concurrency) however many rows the frame has.
-    slots = 2 * provider.group_size if getattr(provider, "batched", False) else policy.concurrency
+    batched = getattr(provider, "batched", False)  # a local model: whole groups, in a worker thread
+    slots = 2 * provider.group_size if batched else policy.concurrency
     queue: asyncio.Queue[tuple[int, Request] | None] = asyncio.Queue(maxsize=slots * constants.QUEUE_SLACK)
     secrets = provider.secrets
 
@@ -386,7 +387,7 @@ async def execute(
             if writer is not None:
                 writer.tick()
 
-    if getattr(provider, "batched", False):
+    if batched:
         workers = [asyncio.create_task(batch_worker())]  # one model, one generate call at a time
     else:
         workers = [asyncio.create_task(worker()) for _ in range(min(policy.concurrency, len(work.keys)))]
