@@ -23,7 +23,8 @@ def test_import_loads_no_provider_sdk_or_server():
 
 
 def test_public_surface_is_small():
-    assert set(llmframe.__all__) == {"configure", "settings", "errors", "cache_stats", "clear_cache", "__version__"}
+    assert set(llmframe.__all__) == {"configure", "settings", "errors", "cache_stats", "clear_cache", "unload",
+                                     "__version__"}
     assert hasattr(pd.DataFrame, "llm") and hasattr(pd.Series, "llm")
 
 
