@@ -3,8 +3,9 @@
 Every scenario against the loopback simulator in its own process, side by side in one run:
 online throughput (llmframe, raw aiohttp, the openai SDK) at two latencies and two concurrencies,
 the peer tools (Bespoke Curator, LOTUS; set up once with `python benchmarks/peers/setup.py`),
-cached re-runs, peak memory, a rate-limited run, batch mode's file building and result mapping, and the
-cost features (estimate, usage=True). --quick shrinks every scenario (a few
+cached re-runs, peak memory, a rate-limited run, batch mode's file building and result mapping, the
+cost features (estimate, usage=True), and local models (transformers, and vLLM from
+LLMFRAME_VLLM_PYTHON or this Python; skipped when not installed). --quick shrinks every scenario (a few
 minutes); --write puts the tables into benchmarks/RESULTS.md between the suite markers.
 """
 
@@ -125,6 +126,25 @@ def memory(rows: int, mode: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def local_models(quick: bool) -> list[dict]:
+    """benchmarks/bench_local.py for transformers (this Python) and vLLM (LLMFRAME_VLLM_PYTHON, else this one)."""
+    results = []
+    pythons = {"transformers": sys.executable, "vllm": os.environ.get("LLMFRAME_VLLM_PYTHON", sys.executable)}
+    for engine, python in pythons.items():
+        if subprocess.run([python, "-c", f"import {engine}"], capture_output=True).returncode:
+            results.append({"engine": engine, "error": f"{engine} is not installed for {python}"})
+            continue
+        sizes = ["--rows", "64", "--repeats", "1"] if quick else ["--rows", "256", "--repeats", "3"]
+        out = subprocess.run([python, str(ROOT / "benchmarks" / "bench_local.py"), "--engine", engine, *sizes],
+                             capture_output=True, text=True, timeout=3600)
+        if out.returncode:  # a local engine that cannot run is reported, not fatal
+            results.append({"engine": engine, "error": (out.stderr.strip().splitlines() or ["?"])[-1][:200]})
+        else:
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        log(f"  local {engine}: {results[-1]}")
+    return results
+
+
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
 
@@ -186,6 +206,17 @@ def report(args, sections: dict) -> str:
     if sections.get("batch"):
         lines += ["", "### Batch mode: request files built, result lines mapped back (CPU work, no server)", "",
                   bench_batch.table(sections["batch"])]
+    if sections.get("local"):
+        lines += ["", "### Local models: llmframe vs a hand-written loop (tiny test model)", "",
+                  "| engine | versions | rows x new tokens | llmframe tokens/s | hand-written tokens/s | ratio | target |",
+                  "|---|---|---|---|---|---|---|"]
+        for m in sections["local"]:
+            if "error" in m:
+                lines.append(f"| {m['engine']} | – | – | – | – | – | not measured: {m['error']} |")
+                continue
+            rates = m["median_tokens_per_s"]
+            lines.append(f"| {m['engine']} | {m['version']} | {m['rows']} x {m['tokens_per_row']} | "
+                         f"{rates['llmframe']:,.0f} | {rates['hand-written']:,.0f} | {m['ratio']:.2f} | >= {m['target']} |")
     if sections.get("ratelimit"):
         lines += ["", "### Rate-limited run", "", sections["ratelimit"]]
     if sections.get("cost"):
@@ -219,6 +250,7 @@ def main() -> int:
     sections["batch"] = bench_batch.measure(100_000 if args.quick else 1_000_000, repeats)
     sections["cost"] = bench_cost.measure(200_000 if args.quick else 1_000_000, 20_000 if args.quick else 100_000,
                                           repeats)
+    sections["local"] = local_models(args.quick)
     if not args.quick:
         out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ratelimit.py")], capture_output=True,
                              text=True, timeout=1800, check=True)

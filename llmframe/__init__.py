@@ -11,8 +11,9 @@ from . import errors
 from .batch import batches, cancel_batches
 from .cache import cache_stats, clear_cache
 from .config import configure, settings
+from .providers.local import unload
 
 __version__ = "0.1.0"
 
-__all__ = ["configure", "settings", "cache_stats", "clear_cache", "batches", "cancel_batches", "errors",
+__all__ = ["configure", "settings", "cache_stats", "clear_cache", "batches", "cancel_batches", "unload", "errors",
            "__version__"]

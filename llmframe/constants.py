@@ -45,6 +45,12 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 SDK_MAX_RETRIES = 0  # retries are counted and paced by llmframe alone
 ANTHROPIC_MAX_TOKENS = 1024  # Anthropic requires max_tokens; sent when the call sets none
 
+# Local models (transformers, vLLM)
+TRANSFORMERS_BATCH_SIZE = 16  # rows per generate call; halved on out-of-memory
+LOCAL_SORT_BATCHES = 8  # the executor hands over this many batches at once, sorted by length to cut padding
+LOCAL_MAX_TOKENS = 512  # max_new_tokens when the call sets no max_tokens (transformers' own default is 20 in all)
+VLLM_GROUP_SIZE = 1024  # requests handed to vLLM's scheduler at once; Ctrl-C and progress act between groups
+
 # Output
 DEFAULT_OUTPUT = "response"
 ERROR_SUFFIX = "_error"

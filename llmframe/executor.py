@@ -265,6 +265,58 @@ async def _answer(request: Request, provider: Provider, limiter: Limiter, policy
         request = _correction(request, response.text, problem)
 
 
+async def _take(queue: asyncio.Queue[tuple[int, Request] | None], size: int) -> list[tuple[int, Request]]:
+    """The next group for a local model: what is queued, up to size (empty once the feeder has finished)."""
+    group: list[tuple[int, Request]] = []
+    while len(group) < size and (group == [] or not queue.empty()):
+        item = await queue.get()
+        if item is None:
+            queue.put_nowait(None)  # the end stays visible to the next call
+            break
+        group.append(item)
+    return group
+
+
+async def _answer_group(group: list[tuple[int, Request]], work: Work, provider: Provider, stop: threading.Event,
+                        counters: Counters, finish: Callable[..., None]) -> None:
+    """One group through a local model: each batch's answers are checked and finished as its batch ends.
+
+    The worker thread runs the whole group and posts each batch to the loop without waiting for it:
+    a round trip per batch would leave the model idle while the thread is scheduled again.
+    """
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Queue = asyncio.Queue()
+
+    def produce() -> None:
+        try:
+            for batch in provider.run_batches([request for _, request in group], stop):
+                loop.call_soon_threadsafe(answered.put_nowait, batch)
+        except Exception as exc:  # the provider itself broke: the group's unanswered rows fail, the run goes on
+            loop.call_soon_threadsafe(answered.put_nowait, exc)
+        finally:
+            loop.call_soon_threadsafe(answered.put_nowait, None)
+
+    producing = asyncio.ensure_future(asyncio.to_thread(produce))
+    unanswered = set(range(len(group)))
+    while (answers := await answered.get()) is not None:
+        if isinstance(answers, Exception):
+            error = redact(f"{type(answers).__name__}: {answers}", *provider.secrets)
+            answers = [(position, Response.failure(error)) for position in sorted(unanswered)]
+        counters.attempts += len(answers)
+        for position, response in answers:
+            unanswered.discard(position)
+            counts = True
+            if work.check is not None and response.error is None:
+                response.parsed, problem = work.check(response.text)
+                if problem is not None:  # decoding was constrained: only a cut-off answer gets here
+                    counters.invalid += 1
+                    counts = False  # a weak model running out of tokens is the row's failure, not the run's
+                    why = " (it reached max_tokens: raise max_tokens)" if response.finish_reason == "length" else ""
+                    response = Response.failure(problem + why)
+            finish(group[position][0], response, counts_to_breaker=counts)
+    await producing
+
+
 async def execute(
     work: Work,
     provider: Provider,
@@ -283,34 +335,48 @@ async def execute(
     limiter = limiter_for(provider.limiter_key)
     limiter.configure(policy.rpm, policy.tpm)
     # Bounded: in-flight state is O(concurrency) however many rows the frame has.
-    queue: asyncio.Queue[tuple[int, Request] | None] = asyncio.Queue(maxsize=policy.concurrency * constants.QUEUE_SLACK)
+    batched = getattr(provider, "batched", False)  # a local model: whole groups, in a worker thread
+    slots = 2 * provider.group_size if batched else policy.concurrency
+    queue: asyncio.Queue[tuple[int, Request] | None] = asyncio.Queue(maxsize=slots * constants.QUEUE_SLACK)
     secrets = provider.secrets
 
     budget = policy.budget
     holding: dict[int, float] = {}  # request -> its budget reservation, released however the run ends
 
+    def finish(j: int, response: Response, *, counts_to_breaker: bool = True) -> None:
+        results[j] = response
+        failed = response.error is not None
+        cost = policy.price(response) if policy.price is not None and not failed else None
+        if budget is not None and j in holding:
+            budget.settle(holding.pop(j), 0.0 if failed else cost)
+        progress.advance(work.weights[j], failed=failed, tokens=response.input_tokens + response.output_tokens,
+                         cost=cost)
+        if failed:
+            if counts_to_breaker:
+                counters.failed_in_a_row += 1
+            if counters.failed_in_a_row >= policy.breaker:
+                raise RunAborted(
+                    f"the last {counters.failed_in_a_row} requests all failed (last error: {response.error}); "
+                    "the run stopped early. Finished answers are cached: fix the cause and re-run"
+                )
+        else:
+            counters.failed_in_a_row = 0
+            if writer is not None:
+                writer.add(work.keys[j], response, overwrite=j in stale)
+
     async def worker() -> None:
         while (item := await queue.get()) is not None:
             j, request = item
-            response = await _answer(request, provider, limiter, policy, counters, work.check, secrets)
-            results[j] = response
-            failed = response.error is not None
-            cost = policy.price(response) if policy.price is not None and not failed else None
-            if budget is not None:
-                budget.settle(holding.pop(j), 0.0 if failed else cost)
-            progress.advance(work.weights[j], failed=failed, tokens=response.input_tokens + response.output_tokens,
-                             cost=cost)
-            if failed:
-                counters.failed_in_a_row += 1
-                if counters.failed_in_a_row >= policy.breaker:
-                    raise RunAborted(
-                        f"the last {counters.failed_in_a_row} requests all failed (last error: {response.error}); "
-                        "the run stopped early. Finished answers are cached: fix the cause and re-run"
-                    )
-            else:
-                counters.failed_in_a_row = 0
-                if writer is not None:
-                    writer.add(work.keys[j], response, overwrite=j in stale)
+            finish(j, await _answer(request, provider, limiter, policy, counters, work.check, secrets))
+
+    async def batch_worker() -> None:
+        """A local model: whole groups to the provider, answered batch by batch in a worker thread."""
+        stop = threading.Event()
+        try:
+            while group := await _take(queue, provider.group_size):
+                await _answer_group(group, work, provider, stop, counters, finish)
+        finally:
+            stop.set()  # a cancelled run ends the batch still generating, instead of letting it finish unseen
 
     async def feed() -> None:
         weights = np.asarray(work.weights, dtype=np.int64)
@@ -344,7 +410,10 @@ async def execute(
             if writer is not None:
                 writer.tick()
 
-    workers = [asyncio.create_task(worker()) for _ in range(min(policy.concurrency, len(work.keys)))]
+    if batched:
+        workers = [asyncio.create_task(batch_worker())]  # one model, one generate call at a time
+    else:
+        workers = [asyncio.create_task(worker()) for _ in range(min(policy.concurrency, len(work.keys)))]
     tasks = [asyncio.create_task(feed()), *workers]
     ticker = asyncio.create_task(tick())
     state = "interrupted"

@@ -237,6 +237,7 @@ def plan(
         timeout=timeout,
         options=provider_options,
     )
+    provider.check_params(gen)
     schema_key = out.schema.key_material() if out.schema is not None else None
     head = key_prefix(provider_name, model_name, gen, schema_key)
     digests, valid = _digests(head, prompts, max_prompt_tokens)

@@ -24,7 +24,7 @@ def test_import_loads_no_provider_sdk_or_server():
 
 def test_public_surface_is_small():
     assert set(llmframe.__all__) == {"configure", "settings", "errors", "cache_stats", "clear_cache", "batches",
-                                     "cancel_batches", "__version__"}
+                                     "cancel_batches", "unload", "__version__"}
     assert hasattr(pd.DataFrame, "llm") and hasattr(pd.Series, "llm")
 
 

@@ -12,6 +12,8 @@ REGISTRY: dict[str, str] = {
     "openai": "llmframe.providers.openai:OpenAIProvider",
     "anthropic": "llmframe.providers.anthropic:AnthropicProvider",
     "gemini": "llmframe.providers.gemini:GeminiProvider",
+    "transformers": "llmframe.providers.transformers:TransformersProvider",
+    "vllm": "llmframe.providers.vllm:VLLMProvider",
 }
 
 __all__ = ["Provider", "REGISTRY", "parse_model", "provider_class"]

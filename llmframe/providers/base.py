@@ -90,6 +90,9 @@ class Provider(ABC):
         """Request parameters that make the model answer in the schema; SchemaError if it cannot be expressed."""
         raise SchemaError(f"the {self.name} provider does not support structured outputs yet")
 
+    def check_params(self, params: dict) -> None:
+        """Raise ConfigError for generation parameters this provider cannot take (the APIs judge their own)."""
+
     @abstractmethod
     async def complete(self, request: Request) -> Response:
         """Send one request and return its answer; raise ProviderError on failure."""

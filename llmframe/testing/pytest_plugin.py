@@ -1,4 +1,4 @@
-"""Pytest fixtures for the simulator: `llm_simulator` (per test) and `llm_simulator_server` (per session)."""
+"""Pytest fixtures: the simulator (`llm_simulator` per test, `llm_simulator_server` per session), `llm_tiny_model`."""
 
 from __future__ import annotations
 
@@ -27,3 +27,19 @@ def llm_simulator(llm_simulator_server: Simulator) -> Simulator:
     """The shared simulator, reset so each test starts with an empty log and default behaviour."""
     llm_simulator_server.reset()
     return llm_simulator_server
+
+
+@pytest.fixture(scope="session")
+def llm_tiny_model(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny chat model (tokenizer and weights) built offline once per test run; its folder's path.
+
+    Use it as model=f"transformers:{path}" or f"vllm:{path}". Needs the transformers extra.
+    """
+    import os
+
+    pytest.importorskip("transformers", reason="the tiny model needs the transformers extra: "
+                                               "pip install 'llmframe[transformers]'")
+    from llmframe.testing.tiny_model import build_tiny_model
+
+    os.environ["HF_HUB_OFFLINE"] = "1"  # a test run never reaches a model hub; loading is by path
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))

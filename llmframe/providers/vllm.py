@@ -1,0 +1,107 @@
+"""model="vllm:<hub id or path>": vLLM's offline engine in this process, handed whole groups to batch continuously."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import vllm
+from vllm.sampling_params import SamplingParams, StructuredOutputsParams
+
+from .. import constants
+from ..errors import ConfigError
+from ..request import Request, Response
+from .local import MAPPED_PARAMS, Batch, LocalProvider, check_model, loaded, option, raw_prompt
+
+# vLLM 0.32's xgrammar backend ignores the per-request disable_any_whitespace; set engine-wide, it works.
+_STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
+
+
+@dataclass
+class _Engine:
+    """One vLLM engine; one call at a time (its scheduler batches inside the call)."""
+
+    llm: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def close(self) -> None:
+        """Stop the engine's worker processes now (unload), instead of at interpreter exit."""
+        shutdown = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if shutdown is not None and hasattr(shutdown, "shutdown"):
+            shutdown.shutdown()
+
+
+class VLLMProvider(LocalProvider):
+    """LLM.chat for chat models, LLM.generate for raw prompts; SamplingParams from our parameters and params=."""
+
+    name = "vllm"
+    extra = "vllm"
+    load_options = ("llm_kwargs",)
+    run_options = ("chat_template",)
+
+    def __init__(self, model: str, **kwargs):
+        super().__init__(model, **kwargs)
+        self.chat = option(self.options, "chat_template", bool)
+        self.llm_kwargs = option(self.options, "llm_kwargs", dict, {})
+        check_model(self.name, model, trust_remote_code=bool(self.llm_kwargs.get("trust_remote_code")))
+
+    @property
+    def group_size(self) -> int:
+        return constants.VLLM_GROUP_SIZE
+
+    def check_params(self, params: dict) -> None:
+        try:
+            sampling_params(params)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"vLLM cannot take these generation parameters: {exc}") from None
+
+    def _load(self) -> _Engine:
+        kwargs = {"structured_outputs_config": _STRUCTURED_OUTPUTS, **self.llm_kwargs}
+        return _Engine(vllm.LLM(model=self.model, **kwargs))
+
+    def run_batches(self, requests: list[Request], stop: threading.Event) -> Iterator[Batch]:
+        engine = loaded(self.loaded_key, self._load)
+        if stop.is_set():
+            return
+        sampling = sampling_params(requests[0].params)  # one run, one set of parameters
+        chat = self.chat if self.chat is not None else bool(engine.llm.get_tokenizer().chat_template)
+        try:
+            outputs = self._call(engine, requests, sampling, chat)
+        except ValueError:  # vLLM refuses a whole call for one bad prompt (too long): find it, keep the others
+            outputs = []
+            for request in requests:
+                try:
+                    outputs += self._call(engine, [request], sampling, chat)
+                except ValueError as exc:
+                    outputs.append(exc)
+        yield [(i, _response(out)) for i, out in enumerate(outputs)]
+
+    @staticmethod
+    def _call(engine: _Engine, requests: list[Request], sampling: SamplingParams, chat: bool) -> list:
+        with engine.lock:
+            if chat:
+                return engine.llm.chat([r.messages for r in requests], sampling, use_tqdm=False,
+                                       add_generation_prompt=True)
+            return engine.llm.generate([raw_prompt(r.messages) for r in requests], sampling, use_tqdm=False)
+
+
+def sampling_params(params: dict) -> SamplingParams:
+    """Our generation parameters as SamplingParams; anything else in params= (min_p, repetition_penalty...) passes through."""
+    kwargs: dict[str, Any] = {k: v for k, v in params.items() if k not in MAPPED_PARAMS}
+    kwargs["max_tokens"] = params.get("max_tokens", constants.LOCAL_MAX_TOKENS)  # vLLM's own default is 16
+    for name in ("temperature", "top_p", "seed", "stop"):
+        if name in params:
+            kwargs[name] = params[name]
+    if "json_schema" in params:
+        kwargs["structured_outputs"] = StructuredOutputsParams(json=params["json_schema"])
+    return SamplingParams(**kwargs)
+
+
+def _response(output: Any) -> Response:
+    if isinstance(output, Exception):
+        return Response.failure(f"{type(output).__name__}: {output}")
+    completion = output.outputs[0]
+    return Response(text=completion.text, input_tokens=len(output.prompt_token_ids or ()),
+                    output_tokens=len(completion.token_ids), finish_reason=completion.finish_reason)

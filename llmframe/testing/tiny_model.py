@@ -1,0 +1,71 @@
+"""A tiny chat model made offline in well under a second: real weights and tokenizer files, random answers.
+
+    from llmframe.testing.tiny_model import build_tiny_model
+    path = build_tiny_model("/tmp/tiny")   # then model="transformers:/tmp/tiny" or "vllm:/tmp/tiny"
+
+It needs the `transformers` extra (torch, transformers, tokenizers). The tokenizer is a byte-level
+BPE trained on a few KB of text, with bos/eos/pad and a Jinja chat template; the model is a
+2-layer Llama (hidden size 64, head_dim 32, as vLLM's CPU backend needs) with seeded random weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+VOCAB_SIZE = 512
+SEED = 1234
+BOS, EOS, PAD = "<s>", "</s>", "<pad>"
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+_CORPUS_LINES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Sentiment of this review, one word: positive, negative or neutral.",
+    "Summarise the following text in one sentence.",
+    "Answer with a JSON object: {\"name\": \"Ada\", \"age\": 36, \"ok\": true, \"score\": 0.5}",
+    "The film was wonderful, the acting superb and the music moving.",
+    "Terrible service, cold food, and a long wait. Never again.",
+    "It was fine. Nothing special, nothing bad either.",
+    "Classify the topic: sports, politics, science, business.",
+    "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 100 1000",
+    "[ ] { } , : \" true false null - + . e E",
+]
+
+
+def corpus() -> list[str]:
+    """A few KB of training text: enough merges for words, digits and JSON punctuation."""
+    return [f"{line} {i}" for i in range(12) for line in _CORPUS_LINES]
+
+
+def build_tiny_model(path: str | Path, *, chat_template: bool = True) -> Path:
+    """Train the tokenizer, build the model and save both with save_pretrained under path; returns path."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    path = Path(path)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=[PAD, BOS, EOS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(corpus(), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=BOS, eos_token=EOS, pad_token=PAD,
+                                        padding_side="left")
+    if chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, head_dim=32, max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+    )
+    torch.manual_seed(SEED)
+    model = LlamaForCausalLM(config)
+    model.generation_config.do_sample = False  # a tiny random model: greedy answers keep tests repeatable
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / "llmframe_tiny_model.json").write_text(json.dumps({"seed": SEED, "vocab_size": len(tokenizer)}))
+    return path
