@@ -9,7 +9,7 @@ answers[j] = response stores one.
 
 from __future__ import annotations
 
-import json
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import constants
-from .request import Response
+from .request import Response, loads
 
 _NO_FINISH = 0  # finish code of "no finish reason given"
 
@@ -168,7 +168,7 @@ class Answers(Sequence):
         """
         if not values:
             return []
-        rows = json.loads("[" + ",".join(values) + "]")
+        rows = loads("[" + ",".join(values) + "]")
         positions = np.asarray(positions, dtype=np.int64)
         stale: list[int] = []
         if check is not None:
@@ -186,13 +186,14 @@ class Answers(Sequence):
                 positions, rows = positions[keep], [rows[k] for k in keep]
         if not rows:
             return stale
-        texts, inputs, outputs, finishes = list(zip(*rows))[:4]  # transposed in C: one pass, no per-row frames
+        # Transposed in C, no per-row Python code; values written before a field existed give None there.
+        columns = list(itertools.zip_longest(*rows))
+        texts, inputs, outputs, finishes = columns[:4]
         self.input_tokens[positions] = inputs
         self.output_tokens[positions] = outputs
-        if any(len(row) > 6 for row in rows):  # latency and cached input tokens, in values written since
-            latency = [row[6] if len(row) > 6 and row[6] is not None else np.nan for row in rows]
-            self.latency[positions] = latency
-            self.cached_input_tokens[positions] = [row[7] if len(row) > 7 else 0 for row in rows]
+        if len(columns) > 7:  # latency and cached input tokens
+            self.latency[positions] = np.array(columns[6], dtype=float)  # None (unknown) becomes NaN
+            self.cached_input_tokens[positions] = np.nan_to_num(np.array(columns[7], dtype=float)).astype(np.int64)
         code = self._finish_code
         self.finish[positions] = [code(reason) for reason in finishes] if len(set(finishes)) > 1 else code(finishes[0])
         self.cached[positions] = True

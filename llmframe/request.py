@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from . import constants
@@ -17,6 +18,14 @@ from .errors import ConfigError
 
 
 # One encoder for every cache value: json.dumps with options builds a new encoder per call.
+def loads(text: str | bytes) -> Any:
+    """json.loads, three times faster (orjson) on the hot paths: cache reads and replies."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # NaN and other literals only the standard library accepts
+        return json.loads(text)
+
+
 _compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _string = json.encoder.encode_basestring  # a str as a JSON string, non-ASCII kept (as ensure_ascii=False)
 
@@ -71,7 +80,7 @@ class Response:
     @classmethod
     def many_from_cache(cls, values: list[str]) -> list[Response]:
         """The responses stored by to_cache, marked as cached; one JSON parse for the whole chunk."""
-        rows = json.loads("[" + ",".join(values) + "]")
+        rows = loads("[" + ",".join(values) + "]")
         return [cls(row[0], row[1], row[2], row[3], None, True, None, None,
                     row[7] if len(row) > 7 else 0, row[6] if len(row) > 6 else None,
                     len(row) > 8 and row[8] == 1) for row in rows]

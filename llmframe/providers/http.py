@@ -13,9 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import orjson
 
 from .. import constants
 from ..errors import ProviderError, redact
+from ..request import loads
 
 
 class JSONClient:
@@ -41,7 +43,7 @@ class JSONClient:
         """The reply's headers and JSON body; ProviderError for an HTTP error, a broken reply or no reply."""
         session = self._session or self._set_session()
         try:
-            async with session.post(url, data=json.dumps(body, ensure_ascii=False).encode()) as reply:
+            async with session.post(url, data=_dumps(body)) as reply:
                 raw = await reply.read()
                 headers = reply.headers
                 status = reply.status
@@ -55,7 +57,7 @@ class JSONClient:
             raise ProviderError(redact(f"HTTP {status}: {_error_message(raw, reason)}", *self._secrets),
                                 status=status, headers=headers)
         try:
-            return headers, json.loads(raw)
+            return headers, loads(raw)
         except ValueError as exc:
             raise ProviderError(f"malformed response: {type(exc).__name__}", retryable=True, headers=headers) from None
 
@@ -68,6 +70,14 @@ class JSONClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _dumps(body: dict) -> bytes:
+    """The request body as UTF-8 JSON: orjson where it can (a third of json's time), json for what it refuses."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # an integer past 64 bits, a subclass orjson does not know: let json decide
+        return json.dumps(body, ensure_ascii=False).encode()
 
 
 def _error_message(raw: bytes, reason: str | None) -> str:
