@@ -236,6 +236,17 @@ def _pairs(items: list[str]) -> dict:
     return out
 
 
+def _number(text: str) -> int | float:
+    """A number as Python reads it: "0" is 0 and "0.0" is 0.0, so a flag makes the cache key its keyword would."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+_number.__name__ = "number"  # argparse's message: "invalid number value: 'abc'"
+
+
 @dataclass(frozen=True)
 class _Flag:
     """One keyword of df.llm.generate on the command line."""
@@ -254,8 +265,8 @@ _GEN, _SEND, _CACHE, _OUT = "generation", "sending", "cache", "output columns"
 GENERATE_FLAGS: tuple[_Flag, ...] = (
     _Flag("system", "--system", _GEN, "system prompt; may use {column} placeholders like the template",
           dict(metavar="TEXT")),
-    _Flag("temperature", "--temperature", _GEN, "sampling temperature", dict(type=float, metavar="T")),
-    _Flag("top_p", "--top-p", _GEN, "nucleus sampling probability", dict(type=float, metavar="P")),
+    _Flag("temperature", "--temperature", _GEN, "sampling temperature", dict(type=_number, metavar="T")),
+    _Flag("top_p", "--top-p", _GEN, "nucleus sampling probability", dict(type=_number, metavar="P")),
     _Flag("max_tokens", "--max-tokens", _GEN, "most tokens per answer", dict(type=int, metavar="N")),
     _Flag("seed", "--seed", _GEN, "sampling seed, where the provider supports one", dict(type=int, metavar="N")),
     _Flag("stop", "--stop", _GEN, "a stop sequence (repeat for several)", dict(action="append", metavar="TEXT")),
@@ -270,17 +281,17 @@ GENERATE_FLAGS: tuple[_Flag, ...] = (
     _Flag("mode", "--mode", _SEND, "online: one request per row now; batch: the provider's batch API (cheaper, "
           "slower); auto: let llmframe choose", dict(choices=("online", "batch", "auto"))),
     _Flag("poll_interval", "--poll-interval", _SEND, "batch mode: seconds between checks of a batch job",
-          dict(type=float, metavar="SECONDS")),
+          dict(type=_number, metavar="SECONDS")),
     _Flag("max_concurrency", "--max-concurrency", _SEND, "requests in flight (default 64)", dict(type=int, metavar="N")),
     _Flag("rpm", "--rpm", _SEND, "client-side requests per minute (default: learned from the server)",
-          dict(type=float, metavar="N")),
+          dict(type=_number, metavar="N")),
     _Flag("tpm", "--tpm", _SEND, "client-side tokens per minute (default: learned from the server)",
-          dict(type=float, metavar="N")),
+          dict(type=_number, metavar="N")),
     _Flag("max_attempts", "--max-attempts", _SEND, "attempts per request, the first included (default 6)",
           dict(type=int, metavar="N")),
     _Flag("max_failures_in_a_row", "--max-failures-in-a-row", _SEND, "stop the run after this many requests fail "
           "in a row (default 25)", dict(type=int, metavar="N")),
-    _Flag("timeout", "--timeout", _SEND, "seconds a request may take (default 600)", dict(type=float, metavar="SECONDS")),
+    _Flag("timeout", "--timeout", _SEND, "seconds a request may take (default 600)", dict(type=_number, metavar="SECONDS")),
     _Flag("api_key", "--api-key", _SEND, "the provider's API key; better, its environment variable (e.g. "
           "OPENAI_API_KEY). Never written to the output", dict(metavar="KEY")),
     _Flag("base_url", "--base-url", _SEND, "the provider's endpoint (default: its environment variable, e.g. "
