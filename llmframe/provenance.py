@@ -14,6 +14,7 @@ from .errors import ConfigError, redact
 
 # Options recorded as given; the rest of generate's keywords are recorded too, less these secrets.
 _SECRET_OPTIONS = frozenset({"api_key"})
+_SHORTEST_KEY = 8
 
 
 def record(*, source: str, template: Any, model: str, output: Any, output_source: str | None, errors: str,
@@ -42,7 +43,8 @@ def record(*, source: str, template: Any, model: str, output: Any, output_source
         "report": report,
     }
     text = json.dumps(data, ensure_ascii=False, default=str)
-    return json.loads(redact(text, *secrets))
+    # A string this short is no real key, and scrubbing it would mangle ordinary words (a test key "sim").
+    return json.loads(redact(text, *(s for s in secrets if s and len(s) >= _SHORTEST_KEY)))
 
 
 def merge_reports(reports: Iterable[dict]) -> dict:
