@@ -157,6 +157,8 @@ def check_destination(job: Job, parts: list[Part]) -> bool:
         raise ConfigError(f"the output {job.dest} is the input: write to another path")
     if job.source.is_dir() and source in dest.parents:
         raise ConfigError(f"the output {job.dest} is inside the input directory {job.source}: write it elsewhere")
+    if dest in source.parents:
+        raise ConfigError(f"the input {job.source} is inside the output {job.dest}: write it elsewhere")
     if dest.exists() or dest.is_symlink():
         if not job.overwrite:
             raise ConfigError(f"the output {job.dest} exists: pass --overwrite to replace it")
