@@ -283,8 +283,9 @@ def _remove(path: Path) -> None:
 class _Writer:
     """Parquet writers for the output, used from one background thread so writing overlaps the next chunk."""
 
-    def __init__(self, partial: _Partial, schema, to_directory: bool, finish: Callable[[Part | None], dict]):
-        self._partial, self._schema, self._to_directory, self._finish = partial, schema, to_directory, finish
+    def __init__(self, partial: _Partial, to_directory: bool, finish: Callable[[Part | None], dict]):
+        self._partial, self._to_directory, self._finish = partial, to_directory, finish
+        self._schema = None  # the open file's
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmframe-write")
         self._writer = None
         self._part: Part | None = None
@@ -305,6 +306,7 @@ class _Writer:
             if self._to_directory:
                 path = path / Path(part.name).with_suffix(".parquet")
                 path.parent.mkdir(parents=True, exist_ok=True)
+            self._schema = table.schema
             self._writer = pq.ParquetWriter(path, self._schema)
         self._part = part
         self._writer.write_table(table, row_group_size=table.num_rows or None)
@@ -405,7 +407,12 @@ def run(job: Job) -> Outcome:
     empty = generate_chunk(schema.empty_table(), list(schema.names), job.template, generate)
     new = NewColumns(empty, schema)
     used = Template(job.template, schema.names, system=job.options.get("system")).columns
-    out_schema = output_schema(schema, new)
+    out_schemas = {id(p): output_schema(schema, new) for p in parts}  # one file: the schemas are the same
+    if to_directory:  # each file keeps its own columns: check the template and the new names against each
+        for part in parts:
+            if not part.schema.equals(schema):
+                generate_chunk(part.schema.empty_table(), list(part.schema.names), job.template, generate)
+                out_schemas[id(part)] = output_schema(part.schema, new)
     secrets = _secrets(job)
     reports: list[dict] = []
     part_reports: dict[int, list[dict]] = {}
@@ -424,7 +431,7 @@ def run(job: Job) -> Outcome:
 
     partial = _Partial(job.dest, to_directory)
     partial.open()
-    writer = _Writer(partial, out_schema, to_directory, finish)
+    writer = _Writer(partial, to_directory, finish)
     total = sum(p.rows for p in parts) if all(p.rows is not None for p in parts) else None
     show = not job.quiet and should_show(job.progress)
     bar = Progress(total, show=show, description=job.model)  # type: ignore[arg-type]
@@ -447,7 +454,8 @@ def run(job: Job) -> Outcome:
                 part_reports.setdefault(id(part), []).append(report)
                 if not outcome.failed_raise:
                     columns = new.arrow(out)
-                    writer.write(part, pa.Table.from_arrays([*table.columns, *columns.columns], schema=out_schema))
+                    writer.write(part, pa.Table.from_arrays([*table.columns, *columns.columns],
+                                                            schema=out_schemas[id(part)]))
         outcome.report = provenance.merge_reports(reports) or {"rows": 0}
         outcome.report["seconds"] = round(time.perf_counter() - started, 3)
         if outcome.failed_raise:

@@ -154,6 +154,24 @@ def test_dataset_directory_in_directory_or_one_file_out(sim, tmp_path):
 
 
 @pytest.mark.slow
+def test_dataset_files_with_other_columns(sim, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.table({"t": ["a", "b"]}), data / "0.parquet")
+    pq.write_table(pa.table({"t": ["c"], "extra": [1]}), data / "1.parquet")
+    each = llmframe("run", "data", "out", "-t", "Echo {t}", *run_args(sim), cwd=tmp_path)
+    assert each.returncode == 0, each.stderr
+    assert pq.read_schema(tmp_path / "out" / "1.parquet").names == ["t", "extra", "response", "response_error"]
+    one = llmframe("run", "data", "one.parquet", "-t", "Echo {t}", *run_args(sim), cwd=tmp_path)
+    assert one.returncode == 2 and "cannot go into one file" in one.stderr
+    pq.write_table(pa.table({"u": ["d"]}), data / "2.parquet")
+    missing = llmframe("run", "data", "out2", "-t", "Echo {t}", *run_args(sim), cwd=tmp_path)
+    assert missing.returncode == 2 and "'t'" in missing.stderr, missing.stderr
+    assert not (tmp_path / "out2").exists() and not (tmp_path / "one.parquet").exists()
+    assert not list(tmp_path.glob(".*"))  # no partial output left behind either
+
+
+@pytest.mark.slow
 def test_csv_and_json_lines_in(sim, tmp_path):
     pd.DataFrame({"name": ["ann", "bob"], "age": [31, 42]}).to_csv(tmp_path / "people.csv", index=False)
     (tmp_path / "people.jsonl").write_text('{"name": "ann", "age": 31}\n{"name": "bob", "age": 42}\n')
