@@ -282,6 +282,8 @@ GENERATE_FLAGS: tuple[_Flag, ...] = (
           "slower); auto: let llmframe choose", dict(choices=("online", "batch", "auto"))),
     _Flag("poll_interval", "--poll-interval", _SEND, "batch mode: seconds between checks of a batch job",
           dict(type=_number, metavar="SECONDS")),
+    _Flag("retry_online", "--retry-online", _SEND, "batch mode: send requests whose batch line failed through the "
+          "online API in the same run", dict(action="store_const", const=True)),
     _Flag("max_concurrency", "--max-concurrency", _SEND, "requests in flight (default 64)", dict(type=int, metavar="N")),
     _Flag("rpm", "--rpm", _SEND, "client-side requests per minute (default: learned from the server)",
           dict(type=_number, metavar="N")),

@@ -59,7 +59,10 @@ def merge_reports(reports: Iterable[dict]) -> dict:
                 continue
             old = merged.get(key)
             if isinstance(value, bool) or not isinstance(value, (int, float, dict, list)):
-                merged.setdefault(key, value)
+                if key not in merged:
+                    merged[key] = value
+                elif value not in (old if isinstance(old, list) else [old]):  # one batch job per chunk, say
+                    merged[key] = [*(old if isinstance(old, list) else [old]), value]
             elif isinstance(value, (int, float)):
                 merged[key] = (old or 0) + value
             elif isinstance(value, dict):

@@ -209,6 +209,20 @@ def test_errors_raise_writes_nothing_and_exits_1_column_mode_exits_0(sim, tmp_pa
     assert "row 3 is not allowed" in out["response_error"].iloc[3]
 
 
+@pytest.mark.slow
+def test_batch_mode_one_job_per_chunk_then_all_cached(sim, tmp_path):
+    pd.DataFrame({"x": [f"row {i}" for i in range(7)]}).to_parquet(tmp_path / "in.parquet")
+    args = ["-t", "{x}", "--mode", "batch", "--poll-interval", "0.1", "--batch-size", 3, *run_args(sim)]
+    done = llmframe("run", "in.parquet", "out.parquet", *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert out["x"].tolist() == [f"row {i}" for i in range(7)] and out["response"].notna().all()
+    report = json.loads(pq.read_schema(tmp_path / "out.parquet").metadata[b"llmframe"])["report"]
+    assert report["mode"] == "batch" and len(report["batch_job"]) == 3 and report["requests_sent"] == 7
+    again = llmframe("run", "in.parquet", "out.parquet", *args, "--overwrite", cwd=tmp_path)
+    assert again.returncode == 0 and "0 sent, 7 cached" in again.stderr, again.stderr
+
+
 def test_progress_on_stderr_and_quiet(sim, tmp_path):
     pd.DataFrame({"x": [f"p {i}" for i in range(50)]}).to_parquet(tmp_path / "in.parquet")
     shown = llmframe("run", "in.parquet", "a.parquet", "-t", "{x}", "--progress", *run_args(sim), cwd=tmp_path)
