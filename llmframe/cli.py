@@ -247,6 +247,16 @@ def _number(text: str) -> int | float:
 _number.__name__ = "number"  # argparse's message: "invalid number value: 'abc'"
 
 
+def _json_argument(flag: str, text: str):
+    """Inline JSON, or the path of a JSON file."""
+    from .errors import ConfigError
+
+    try:
+        return json.loads(Path(text).read_text(encoding="utf-8") if Path(text).is_file() else text)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{flag} takes JSON or a JSON file: {exc}") from None
+
+
 @dataclass(frozen=True)
 class _Flag:
     """One keyword of df.llm.generate on the command line."""
@@ -284,6 +294,12 @@ GENERATE_FLAGS: tuple[_Flag, ...] = (
           dict(type=_number, metavar="SECONDS")),
     _Flag("retry_online", "--retry-online", _SEND, "batch mode: send requests whose batch line failed through the "
           "online API in the same run", dict(action="store_const", const=True)),
+    _Flag("max_cost", "--max-cost", _SEND, "a cap in USD on what the whole run may spend: no request is sent that "
+          "could take it past the cap; the run then stops with status 1 and writes nothing (answers stay cached)",
+          dict(type=_number, metavar="USD")),
+    _Flag("prices", "--prices", _SEND, 'USD per million tokens for models genai-prices does not know, as JSON or a '
+          'JSON file: {"provider:model": {"input_mtok": 0.15, "output_mtok": 0.6}}', dict(metavar="JSON|FILE"),
+          lambda text: _json_argument("--prices", text)),
     _Flag("max_concurrency", "--max-concurrency", _SEND, "requests in flight (default 64)", dict(type=int, metavar="N")),
     _Flag("rpm", "--rpm", _SEND, "client-side requests per minute (default: learned from the server)",
           dict(type=_number, metavar="N")),
@@ -305,6 +321,8 @@ GENERATE_FLAGS: tuple[_Flag, ...] = (
           {"on": True, "refresh": "refresh", "off": False}.get),
     _Flag("cache_dir", "--cache-dir", _CACHE, "the cache directory (default: LLMFRAME_CACHE_DIR or the user cache)",
           dict(metavar="DIR")),
+    _Flag("usage", "--usage", _OUT, "add per-row usage columns: tokens, cost, cached, latency, finish reason",
+          dict(action="store_const", const=True)),
     _Flag("prefix", "--prefix", _OUT, "with --schema: a prefix for the field columns' names", dict(metavar="TEXT")),
     _Flag("output_mode", "--output-mode", _OUT, "with --schema: one column per field (columns, default) or one "
           "column of whole answers as JSON (object)", dict(choices=("columns", "object"))),
@@ -427,7 +445,7 @@ def _run(args: argparse.Namespace) -> int:
     import signal
 
     from . import constants
-    from .errors import ConfigError, RunAborted
+    from .errors import BudgetExceeded, ConfigError, RunAborted
     from .request import integer_at_least
     from .stream import Job, print_summary, run
 
@@ -456,7 +474,7 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         outcome = run(job)
-    except RunAborted as exc:
+    except (RunAborted, BudgetExceeded) as exc:
         print(f"llmframe run: error: {exc}; nothing written to {job.dest}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from . import constants, provenance
-from .errors import ConfigError, RunAborted
+from .errors import BudgetExceeded, ConfigError, RunAborted
 from .progress import Progress, shared, should_show
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -436,11 +436,17 @@ def run(job: Job) -> Outcome:
     show = not job.quiet and should_show(job.progress)
     bar = Progress(total, show=show, description=job.model)  # type: ignore[arg-type]
     outcome = Outcome({})
+    cap, spent = job.options.get("max_cost"), 0.0
     state = "done"  # the bar's final state: complete (perhaps with failed rows), interrupted or stopped
     try:
         with shared(bar):
             chunks = ((part, table) for part in parts for table in part.tables(job.batch_rows))
             for part, table in _prefetched(chunks):
+                if cap is not None:  # max_cost is the whole run's: each chunk may spend what is left
+                    if cap - spent <= 0:
+                        raise BudgetExceeded(f"max_cost={cap} reached (spent about ${spent:.4g}) before the "
+                                             f"input's end; raise --max-cost and re-run to send the rest")
+                    generate["max_cost"] = cap - spent
                 try:
                     out = generate_chunk(table, used, job.template, generate)
                     report = out.attrs[constants.REPORT_ATTR]
@@ -450,6 +456,7 @@ def run(job: Job) -> Outcome:
                     report = exc.report  # errors="raise": keep going, so the cache fills; no output at the end
                     outcome.failed_raise += report["failed"]
                     outcome.first_error = outcome.first_error or (report["errors"] or [None])[0]
+                spent += (report.get("budget") or {}).get("spent") or 0.0
                 reports.append(report)
                 part_reports.setdefault(id(part), []).append(report)
                 if not outcome.failed_raise:
@@ -493,7 +500,9 @@ def summary(job: Job, outcome: Outcome) -> str:
     r = outcome.report
     counts = (f"{r.get('rows', 0):,} rows: {r.get('requests_sent', 0):,} sent, {r.get('cached', 0):,} cached, "
               f"{r.get('failed', 0):,} failed, {r.get('skipped', 0):,} skipped; "
-              f"{r.get('input_tokens', 0) + r.get('output_tokens', 0):,} tokens; {r.get('seconds', 0):.1f} s")
+              f"{r.get('input_tokens', 0) + r.get('output_tokens', 0):,} tokens; "
+              + (f"${r['cost']:.4g}; " if isinstance(r.get("cost"), (int, float)) else "")
+              + f"{r.get('seconds', 0):.1f} s")
     if outcome.failed_raise:
         return (f"llmframe run: {outcome.failed_raise:,} rows failed with --errors raise (first error: "
                 f"{outcome.first_error}); nothing written to {job.dest}. The answers that succeeded are cached: "

@@ -223,6 +223,17 @@ def test_batch_mode_one_job_per_chunk_then_all_cached(sim, tmp_path):
     assert again.returncode == 0 and "0 sent, 7 cached" in again.stderr, again.stderr
 
 
+def test_max_cost_caps_the_whole_run_and_writes_nothing(sim, tmp_path):
+    pd.DataFrame({"x": [f"row {i}" for i in range(20)]}).to_parquet(tmp_path / "in.parquet")
+    prices = json.dumps({MODEL: {"input_mtok": 100_000, "output_mtok": 100_000}})  # about $1 a request
+    done = llmframe("run", "in.parquet", "out.parquet", "-t", "{x}", "--prices", prices, "--max-cost", 3,
+                    "--max-tokens", 5, "--batch-size", 5, "--max-concurrency", 1, *run_args(sim), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "max_cost=" in done.stderr and "nothing written to out.parquet" in done.stderr
+    assert not (tmp_path / "out.parquet").exists()
+    assert 0 < sim.count < 5  # the cap held across the run, not per chunk
+
+
 def test_progress_on_stderr_and_quiet(sim, tmp_path):
     pd.DataFrame({"x": [f"p {i}" for i in range(50)]}).to_parquet(tmp_path / "in.parquet")
     shown = llmframe("run", "in.parquet", "a.parquet", "-t", "{x}", "--progress", *run_args(sim), cwd=tmp_path)
