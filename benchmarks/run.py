@@ -3,9 +3,9 @@
 Every scenario against the loopback simulator in its own process, side by side in one run:
 online throughput (llmframe, raw aiohttp, the openai SDK) at two latencies and two concurrencies,
 the peer tools (Bespoke Curator, LOTUS; set up once with `python benchmarks/peers/setup.py`),
-cached re-runs, peak memory, a rate-limited run, batch mode's file building and result mapping, the
-cost features (estimate, usage=True), and local models (transformers, and vLLM from
-LLMFRAME_VLLM_PYTHON or this Python; skipped when not installed). --quick shrinks every scenario (a few
+cached re-runs, peak memory (of generate, and of `llmframe run` streaming a file), a rate-limited run, batch
+mode's file building and result mapping, the cost features (estimate, usage=True), and local models
+(transformers, and vLLM from LLMFRAME_VLLM_PYTHON or this Python; skipped when not installed). --quick shrinks every scenario (a few
 minutes); --write puts the tables into benchmarks/RESULTS.md between the suite markers.
 """
 
@@ -145,6 +145,13 @@ def local_models(quick: bool) -> list[dict]:
     return results
 
 
+def stream(rows: int, mode: str) -> dict:
+    """Peak RSS of `llmframe run` streaming a Parquet file, in a fresh process (benchmarks/stream.py)."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "stream.py"), "--rows", str(rows), "--mode", mode],
+                         capture_output=True, text=True, timeout=7200, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
 
@@ -217,6 +224,12 @@ def report(args, sections: dict) -> str:
             rates = m["median_tokens_per_s"]
             lines.append(f"| {m['engine']} | {m['version']} | {m['rows']} x {m['tokens_per_row']} | "
                          f"{rates['llmframe']:,.0f} | {rates['hand-written']:,.0f} | {m['ratio']:.2f} | >= {m['target']} |")
+    lines += ["", "### `llmframe run`: peak memory streaming a Parquet file (latency 0)", "",
+              "| rows | mode | seconds | rows/s | input file, MB | output file, MB | peak RSS, MB |", "|---|---|---|---|---|---|---|"]
+    for m in sections["stream"]:
+        lines.append(f"| {m['rows']:,} | {m['mode']} | {m['seconds']} | {m['rows_per_s']:,} | {m['input_mb']} | "
+                     f"{m['output_mb']} | {m['peak_rss_mb']} |")
+    lines += ["", "Target: peak RSS flat in the row count (the same at 5,000,000 rows as at 1,000,000)."]
     if sections.get("ratelimit"):
         lines += ["", "### Rate-limited run", "", sections["ratelimit"]]
     if sections.get("cost"):
@@ -251,6 +264,10 @@ def main() -> int:
     sections["cost"] = bench_cost.measure(200_000 if args.quick else 1_000_000, 20_000 if args.quick else 100_000,
                                           repeats)
     sections["local"] = local_models(args.quick)
+    stream_runs = [(100_000, "uncached"), (200_000, "cached"), (1_000_000, "cached")] if args.quick else \
+        [(1_000_000, "uncached"), (1_000_000, "cached"), (5_000_000, "cached")]
+    sections["stream"] = [stream(rows, mode) for rows, mode in stream_runs]
+    log(f"stream {sections['stream']}")
     if not args.quick:
         out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ratelimit.py")], capture_output=True,
                              text=True, timeout=1800, check=True)

@@ -91,3 +91,9 @@ MIN_OUTPUT_TOKENS = 1  # the low end of an estimate's output range, per request
 SWEEP_CONFIG_COLUMNS = ("model", "template", "repeat")  # plus one column per swept parameter
 CONFIDENCE_Z = 1.96  # summary()'s interval: mean +- z * standard error (normal approximation, 95%)
 BUDGET_NOT_SENT = "not sent: the budget max_cost={max_cost} would have been exceeded"
+
+# llmframe run (streaming files)
+STREAM_BATCH_ROWS = 50_000  # rows per chunk through generate, and per output row group
+CSV_BLOCK_BYTES = 16 * 2**20  # CSV / JSON Lines read in blocks this big; column types come from the first one
+PROVENANCE_KEY = "llmframe"  # the Parquet schema metadata key holding the run's provenance
+PARTIAL_SUFFIX = ".llmframe-partial"  # an output being written: renamed into place only once complete

@@ -20,7 +20,7 @@ from .columns import Output
 from .errors import BudgetExceeded, ConfigError
 from .prices import Pricer
 from .executor import Counters, Policy, Work, execute
-from .progress import Progress, should_show
+from .progress import Progress, for_run, should_show
 from .providers import parse_model, provider_class
 from .providers.base import Provider
 from .answers import Answers
@@ -92,7 +92,7 @@ class Run:
         A sweep passes one display shared by all its runs.
         """
         if progress is None:
-            progress = Progress(len(self.frame_index), show=self.show_progress, description=self.model)
+            progress = for_run(len(self.frame_index), show=self.show_progress, description=self.model)
         progress.advance(len(self.prompts.skipped))
         return lambda: self._execute(progress)
 

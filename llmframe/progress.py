@@ -8,7 +8,10 @@ failed rows (amber), or stopped / interrupted (red).
 
 from __future__ import annotations
 
+import contextvars
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from . import constants
 
@@ -94,7 +97,8 @@ class Progress:
     def outcome(self, state: str) -> tuple[str, str]:
         """(kind, words) of the final state: kind is a key of _STYLES, words go in the description."""
         if state == "interrupted":
-            return "interrupted", f"interrupted at {self.done:,}/{self.total:,}"
+            total = "?" if self.total is None else f"{self.total:,}"  # a CSV's length is known only at its end
+            return "interrupted", f"interrupted at {self.done:,}/{total}"
         if state != "done":  # the executor's "stopped", or a caller's own reason
             failed = f", {self.failed:,} failed" if self.failed else ""
             return "stopped", f"{state}{failed}"
@@ -118,3 +122,42 @@ class Progress:
         else:
             bar.colour = colour
             bar.close()
+
+
+# A bar that runs started in this context count into, instead of opening their own (llmframe run's, over chunks).
+_shared: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("llmframe_shared_progress", default=None)
+
+
+@contextmanager
+def shared(progress: Progress) -> Iterator[Progress]:
+    """Within this block every run counts into progress, and closing a run's part leaves the bar open."""
+    token = _shared.set(progress)
+    try:
+        yield progress
+    finally:
+        _shared.reset(token)
+
+
+def for_run(total: int, *, show: bool, description: str) -> Progress:
+    """A run's progress: its own bar, or its part of the shared bar when one is open."""
+    outer = _shared.get()
+    return Progress(total, show=show, description=description) if outer is None else _Part(outer)
+
+
+class _Part(Progress):
+    """One run's view of a shared bar: counts go through to it, closing only redraws it."""
+
+    def __init__(self, outer: Progress):
+        super().__init__(0, show=False)
+        self._outer = outer
+
+    def advance(self, rows: int, *, cached: bool = False, failed: bool = False, tokens: int = 0,
+                cost: float | None = None) -> None:
+        super().advance(rows, cached=cached, failed=failed, tokens=tokens, cost=cost)
+        self._outer.advance(rows, cached=cached, failed=failed, tokens=tokens, cost=cost)
+
+    def refresh(self) -> None:
+        self._outer.refresh()
+
+    def close(self, state: str) -> None:
+        self._outer.refresh()
