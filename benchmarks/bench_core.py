@@ -56,11 +56,11 @@ def parse_args() -> argparse.Namespace:
 def make_frame(n: int) -> pd.DataFrame:
     """n rows whose rendered prompts are all distinct.
 
-    Built through Arrow, as read_parquet builds a frame: from a Python list, pandas leaves about
-    150 MB of allocator slack at a million rows that is not the frame's, and would count as ours.
+    Built in Arrow, as read_parquet builds a frame: from a Python list of a million strings, pandas
+    leaves 150 MB or more of allocator slack that is not the frame's, and would count as ours.
     """
-    text = pa.array([TEXT] * n, pa.large_string())
-    return pd.DataFrame({"i": np.arange(n), "text": pd.Series(text.to_pandas(types_mapper=pd.ArrowDtype)).astype("str")})
+    text = pa.array([TEXT], pa.large_string()).take(pa.array(np.zeros(n, dtype=np.int64)))
+    return pd.DataFrame({"i": np.arange(n), "text": pd.array(text, dtype=pd.StringDtype("pyarrow", na_value=np.nan))})
 
 
 def prompts(n: int) -> list[str]:
