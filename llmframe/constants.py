@@ -35,6 +35,7 @@ SHARED_BLOCK_SECONDS = 0.1  # a process sharing a budget (Ray actors) draws this
 # Ray Data (llmframe.ray)
 RAY_CONCURRENCY = 1  # actors in the pool; each runs batch.llm.generate with its own max_concurrency
 RAY_BATCH_ROWS = 1024  # rows per batch handed to an actor: one generate call, one cache transaction per chunk
+RAY_API_ACTOR_CPUS = 0.5  # an actor calling an API waits on the network; a whole CPU each would starve reads
 RAY_BUDGETS = ("shared", "split")  # one budget actor for the cluster, or rpm/tpm divided evenly among actors
 
 # Cache

@@ -173,7 +173,7 @@ def generate(
     """A Dataset with the answer (and error) columns added; lazy, as every Ray Data transform.
 
     concurrency: actors in the pool (or (min, max) to autoscale); num_cpus / num_gpus: per actor
-    (num_gpus=1 for one local model per GPU). budget: "shared" (one budget actor) or "split" (rpm/tpm
+    (num_gpus=1 for one local model per GPU; without either, an actor reserves half a CPU). budget: "shared" (one budget actor) or "split" (rpm/tpm
     divided evenly among the actors). options: those of df.llm.generate; cache_dir defaults to each
     node's own cache directory. Bad arguments raise here, before anything runs.
     """
@@ -207,6 +207,9 @@ def generate(
     compute = ray.data.ActorPoolStrategy(size=actors[0]) if len(actors) == 1 else ray.data.ActorPoolStrategy(
         min_size=actors[0], max_size=actors[1])
     remote_args = dict(ray_remote_args or {})
+    if num_cpus is None and num_gpus is None:
+        # An API client mostly waits on the network; a whole CPU per actor would starve the read tasks.
+        num_cpus = constants.RAY_API_ACTOR_CPUS
     for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
         if value is not None:
             remote_args[name] = value
