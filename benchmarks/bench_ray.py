@@ -114,7 +114,15 @@ def main() -> int:
         print("## Ray\n\nskipped: ray is not installed (pip install 'llmframe[ray]')")
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="llmframe-ray-bench-"))
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=300 * 2**20, log_to_driver=False)
+    for attempt in range(3):  # Ray gives its raylet a fixed 30 s to start, too little on a busy machine
+        try:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=300 * 2**20,
+                     log_to_driver=False)
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 2:
+                raise
     ray.data.DataContext.get_current().enable_progress_bars = False
     try:
         t = throughput(args, tmp)
