@@ -173,9 +173,10 @@ def generate(
     """A Dataset with the answer (and error) columns added; lazy, as every Ray Data transform.
 
     concurrency: actors in the pool (or (min, max) to autoscale); num_cpus / num_gpus: per actor
-    (num_gpus=1 for one local model per GPU; without either, an actor reserves half a CPU). budget: "shared" (one budget actor) or "split" (rpm/tpm
-    divided evenly among the actors). options: those of df.llm.generate; cache_dir defaults to each
-    node's own cache directory. Bad arguments raise here, before anything runs.
+    (num_gpus=1 for one local model per GPU; without either, an actor reserves half a CPU).
+    budget: "shared" (one budget actor) or "split" (rpm/tpm divided evenly among the actors).
+    options: those of df.llm.generate; cache_dir defaults to each node's own cache directory.
+    Bad arguments raise here, before anything runs.
     """
     ray = _ray()
     _check_options(options)
