@@ -162,7 +162,7 @@ def ray_scenario(quick: bool) -> str:
     sizes = ["--rows", "5000", "--budget-seconds", "12"] if quick else ["--rows", "20000"]
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ray.py"), *sizes], capture_output=True,
                          text=True, timeout=3600, check=True)
-    return out.stdout.strip()
+    return out.stdout[out.stdout.find("Command:"):].strip()  # Ray's raylet may print warnings to stdout first
 
 
 def spread(values: list[float]) -> str:
