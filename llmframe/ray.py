@@ -182,6 +182,9 @@ def generate(
     _check_options(options)
     if budget not in constants.RAY_BUDGETS:
         raise ConfigError(f"budget must be one of {constants.RAY_BUDGETS}, got {budget!r}")
+    if options.get("mode", "online") != "online":
+        raise ConfigError(f"mode={options['mode']!r} is not supported on Ray (every batch would wait on a provider "
+                          "batch job); send one batch job with df.llm.generate(..., mode='batch') instead")
     if options.get("output_mode") == "object":
         raise ConfigError("output_mode='object' cannot be stored in a Ray Dataset (Arrow holds no Python objects); "
                           "use the default output_mode='columns'")

@@ -85,6 +85,8 @@ def test_bad_arguments_fail_before_anything_runs(cluster, server):
     with pytest.raises(ConfigError, match="output_mode"):
         lray.generate(ds, "{text}", output={"type": "object", "properties": {"a": {"type": "string"}}},
                       output_mode="object", **call(server))
+    with pytest.raises(ConfigError, match="mode='batch'"):
+        lray.generate(ds, "{text}", mode="batch", **call(server))
     with pytest.raises(ConfigError, match="unknown option"):
         lray.generate(ds, "{text}", temprature=0.1, **call(server))
     with pytest.raises(ConfigError, match="concurrency"):
