@@ -4,9 +4,10 @@ Every scenario against the loopback simulator in its own process, side by side i
 online throughput (llmframe, raw aiohttp, the openai SDK) at two latencies and two concurrencies,
 the peer tools (Bespoke Curator, LOTUS; set up once with `python benchmarks/peers/setup.py`),
 cached re-runs, peak memory (of generate, and of `llmframe run` streaming a file), a rate-limited run, batch
-mode's file building and result mapping, the cost features (estimate, usage=True), and local models
-(transformers, and vLLM from LLMFRAME_VLLM_PYTHON or this Python; skipped when not installed). --quick shrinks every scenario (a few
-minutes); --write puts the tables into benchmarks/RESULTS.md between the suite markers.
+mode's file building and result mapping, the cost features (estimate, usage=True), local models
+(transformers, and vLLM from LLMFRAME_VLLM_PYTHON or this Python; skipped when not installed), and Ray
+Data (skipped without ray). --quick shrinks every scenario (a few minutes); --write puts the tables into
+benchmarks/RESULTS.md between the suite markers.
 """
 
 from __future__ import annotations
@@ -152,6 +153,18 @@ def stream(rows: int, mode: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def ray_scenario(quick: bool) -> str:
+    """benchmarks/bench_ray.py in its own process (it starts a local Ray cluster); a line saying why if skipped."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return "Skipped: ray is not installed (`pip install 'llmframe[ray]'`)."
+    sizes = ["--rows", "5000", "--budget-seconds", "12"] if quick else ["--rows", "20000"]
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ray.py"), *sizes], capture_output=True,
+                         text=True, timeout=3600, check=True)
+    return out.stdout[out.stdout.find("Command:"):].strip()  # Ray's raylet may print warnings to stdout first
+
+
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
 
@@ -234,6 +247,8 @@ def report(args, sections: dict) -> str:
         lines += ["", "### Rate-limited run", "", sections["ratelimit"]]
     if sections.get("cost"):
         lines += ["", "### Cost features (estimate, usage=True)", "", bench_cost.table(sections["cost"])]
+    if sections.get("ray"):
+        lines += ["", "### Ray Data (local cluster vs one process; shared vs split budget)", "", sections["ray"]]
     return "\n".join(lines)
 
 
@@ -272,6 +287,8 @@ def main() -> int:
         out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ratelimit.py")], capture_output=True,
                              text=True, timeout=1800, check=True)
         sections["ratelimit"] = out.stdout.split("\n", 2)[2].strip()
+    sections["ray"] = ray_scenario(args.quick)
+    log(f"ray {sections['ray'][:200]}")
     sections["minutes"] = (time.monotonic() - started) / 60
     text = report(args, sections)
     print(text)

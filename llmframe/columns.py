@@ -207,3 +207,25 @@ def to_series(run: Run, responses: Sequence[Response | None]) -> pd.Series | pd.
     out.attrs[constants.REPORT_ATTR] = report_ = Report(report(run, answers))
     _raise_if_asked(run, report_, out)
     return out
+
+
+_REPORT_TOTALS = ("rows", "cached", "requests_sent", "deduplicated", "failed", "skipped", "input_tokens",
+                  "output_tokens", "attempts", "retries", "rate_limited", "invalid_answers", "concurrent_duplicates")
+
+
+def merge_reports(reports: Sequence[dict]) -> dict:
+    """One report for many runs of the same call (Ray batches): totals summed, error samples pooled.
+
+    "seconds" stays the sum of the runs' own times; whoever knows the wall time of the whole job replaces it.
+    """
+    merged: dict[str, Any] = {"model": reports[0]["model"] if reports else None, "runs": len(reports)}
+    for name in (*_REPORT_TOTALS, "seconds"):
+        merged[name] = sum(r.get(name, 0) for r in reports)
+    finish: dict[str, int] = {}
+    for r in reports:
+        for reason, n in r.get("finish_reasons", {}).items():
+            finish[reason] = finish.get(reason, 0) + n
+    merged["finish_reasons"] = finish
+    merged["errors"] = list(dict.fromkeys(e for r in reports for e in r.get("errors", ())))[: constants.ERROR_SAMPLES]
+    merged["seconds"] = round(merged["seconds"], 3)
+    return merged

@@ -30,6 +30,13 @@ RAMP_UP_SPACING_SECONDS = 0.01  # after a pause, workers resume at most this far
 RAMP_UP_SHARE = 0.02  # ... and at least this share of the pause apart, so short pauses end quickly
 CHARS_PER_TOKEN = 4  # prompt-length estimate before sending; corrected from real usage afterwards
 OUTPUT_TOKENS_GUESS = 256  # output allowance in the TPM estimate when max_tokens is not set
+SHARED_BLOCK_SECONDS = 0.1  # a process sharing a budget (Ray actors) draws this many seconds' worth at a time
+
+# Ray Data (llmframe.ray)
+RAY_CONCURRENCY = 1  # actors in the pool; each runs batch.llm.generate with its own max_concurrency
+RAY_BATCH_ROWS = 1024  # rows per batch handed to an actor: one generate call, one cache transaction per chunk
+RAY_API_ACTOR_CPUS = 0.5  # an actor calling an API waits on the network; a whole CPU each would starve reads
+RAY_BUDGETS = ("shared", "split")  # one budget actor for the cluster, or rpm/tpm divided evenly among actors
 
 # Cache
 CACHE_ENV_VAR = "LLMFRAME_CACHE_DIR"

@@ -9,11 +9,28 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Protocol
 
 from . import constants
 from .durations import duration_seconds
 
 Clock = Callable[[], float]
+
+
+class Shared(Protocol):
+    """A budget this process shares with others (llmframe.ray's budget actor): a Limiter draws from it too."""
+
+    async def take(self, tokens: float) -> None:
+        """Wait until the shared budget allows one request of about `tokens` tokens."""
+
+    def settle(self, tokens: float) -> None:
+        """Give back (or, negative, take) tokens a reservation over- or under-estimated."""
+
+    def pause(self, seconds: float) -> None:
+        """Hold every process sharing the budget back for seconds from now."""
+
+    def adopt(self, kind: str, per_minute: float) -> None:
+        """Lower the shared rate of "requests" or "tokens" to a limit the server reported."""
 
 
 class Bucket:
@@ -64,6 +81,7 @@ class Limiter:
         self.paused_until = 0.0
         self._wake_slot = 0.0  # staggered wake-ups after a pause, so the pool ramps back up
         self._spacing = 0.0
+        self.shared: Shared | None = None  # a budget shared with other processes, drawn from after this one
 
     def configure(self, rpm: float | None, tpm: float | None) -> None:
         """Limits the user asked for; learned limits may lower them, never raise them."""
@@ -88,29 +106,52 @@ class Limiter:
             )
             if wait > 0:
                 await asyncio.sleep(wait)
+            if self.shared is not None:
+                await self.shared.take(tokens)
             return
+
+    def grant(self, requests: float, tokens: float) -> tuple[float, float, float]:
+        """Hand a block of permits to a process sharing this limit: (requests, tokens, seconds before use).
+
+        A kind not asked for (0) gets none; a kind without a limit is unlimited (inf). Blocks are a
+        fraction of a second's worth, so a process never holds more than a small burst.
+        """
+        granted, waits = [], [self.paused_until - self._clock(), 0.0]
+        for bucket, need in ((self.requests, requests), (self.tokens, tokens)):
+            if bucket is None or need <= 0:
+                granted.append(math.inf if bucket is None else 0.0)
+                continue
+            block = max(need, math.floor(bucket.per_minute / 60 * constants.SHARED_BLOCK_SECONDS))
+            waits.append(bucket.reserve(block))
+            granted.append(block)
+        return granted[0], granted[1], max(waits)
 
     def settle(self, estimated: float, actual: int) -> None:
         """Correct the token bucket once the real usage of a request is known."""
         if self.tokens and actual:
             self.tokens.give_back(estimated - actual)
+        if self.shared is not None and actual:
+            self.shared.settle(estimated - actual)
 
     def pause(self, seconds: float) -> None:
         """Hold every worker back for seconds from now (a 429's cool-down), one pause for the pool."""
         self.paused_until = max(self.paused_until, self._clock() + seconds)
         # A short pause ramps back quickly, a long one spreads the herd over up to a second or so.
         self._spacing = min(constants.RAMP_UP_SPACING_SECONDS, seconds * constants.RAMP_UP_SHARE)
+        if self.shared is not None:
+            self.shared.pause(seconds)
 
     def learn(self, headers: Mapping[str, str]) -> None:
         """Adapt to the limits and remaining budget the server reports on a response."""
         for kind in ("requests", "tokens"):
             limit, remaining, reset = server_limits(headers, kind)
             if limit:
-                self._adopt(kind, limit * constants.LEARNED_LIMIT_MARGIN)
+                self.adopt(kind, limit * constants.LEARNED_LIMIT_MARGIN)
             if remaining is not None and remaining <= 0 and reset:
                 self.pause(reset)
 
-    def _adopt(self, kind: str, per_minute: float) -> None:
+    def adopt(self, kind: str, per_minute: float) -> None:
+        """Pace "requests" or "tokens" at a limit learned from the server, unless the user asked for less."""
         configured = self._configured[kind]
         if configured is not None and configured <= per_minute:
             return
@@ -119,6 +160,10 @@ class Limiter:
             setattr(self, kind, Bucket(per_minute, self._clock))
         elif abs(bucket.per_minute - per_minute) > 1e-9:
             bucket.set_rate(per_minute)
+        else:
+            return
+        if self.shared is not None:
+            self.shared.adopt(kind, per_minute)
 
 
 _limiters: dict[tuple, Limiter] = {}

@@ -343,3 +343,16 @@ def test_a_cache_that_cannot_be_written_warns_but_answers(gen, sim, monkeypatch)
     with pytest.warns(RuntimeWarning, match="could not be written to the cache.*No space left"):
         out = gen(frame(3), "Summarise {title}: {body}")
     assert out["response"].tolist() == expected(frame(3))
+
+
+def test_reports_of_batches_merge_into_the_report_of_the_whole(gen, sim):
+    from llmframe.columns import merge_reports
+
+    df = pd.DataFrame({"x": ["a", "b", None, "c", "d"]})
+    whole = gen(df, "{x}", cache=False).attrs["llmframe"]
+    parts = [gen(df.iloc[:2], "{x}", cache=False).attrs["llmframe"], gen(df.iloc[2:], "{x}").attrs["llmframe"]]
+    merged = merge_reports(parts)
+    for name in ("rows", "failed", "skipped", "input_tokens", "output_tokens", "cached"):
+        assert merged[name] == whole[name], name
+    assert merged["requests_sent"] == whole["requests_sent"] == 4
+    assert merged["runs"] == 2 and merged["finish_reasons"] == whole["finish_reasons"]

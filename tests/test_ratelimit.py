@@ -125,3 +125,17 @@ def test_server_limits_of_both_vendors():
 def test_token_estimate_before_sending():
     assert estimate_tokens(400, 50) == 150
     assert estimate_tokens(4, None) == 1 + constants.OUTPUT_TOKENS_GUESS
+
+
+def test_a_shared_limiter_grants_blocks_within_its_rate():
+    clock = Clock()
+    budget = Limiter(clock)
+    budget.configure(rpm=6000, tpm=None)  # 100 a second, a burst of 100; blocks of a tenth of a second
+    grants = [budget.grant(1, 500) for _ in range(11)]
+    assert [g[0] for g in grants] == [10.0] * 11
+    assert all(g[1] == float("inf") for g in grants), "no tpm: tokens are unlimited"
+    assert [g[2] for g in grants[:10]] == [0.0] * 10
+    assert grants[10][2] == pytest.approx(0.1), "the burst is spent: the next block waits for the refill"
+    assert budget.grant(0, 500)[0] == 0.0, "a kind not asked for is not handed out"
+    budget.pause(2.0)
+    assert budget.grant(1, 0)[2] == pytest.approx(2.0), "a pause holds every sharer"

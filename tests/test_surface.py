@@ -16,10 +16,16 @@ def test_import_loads_no_provider_sdk_or_server():
     code = (
         "import sys, llmframe; "
         "print(sorted(m for m in ('openai', 'httpx', 'httpx2', 'aiohttp', 'diskcache', 'tqdm', 'torch', "
-        "'google.genai', 'anthropic', 'transformers', 'vllm') if m in sys.modules))"
+        "'google.genai', 'anthropic', 'transformers', 'vllm', 'ray') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_ray_adapter_imports_ray_only_when_called():
+    code = "import sys, llmframe.ray; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_public_surface_is_small():
