@@ -180,13 +180,12 @@ def report(args, sections: dict) -> str:
         f"aiohttp {aiohttp.__version__}, diskcache {diskcache.__version__}",
         "",
         f"Simulator ceiling (raw aiohttp, 200 in flight, latency 0): {sections['ceiling']:,.0f} requests/s.",
-        "",
-        "### Online throughput",
-        "",
-        "| latency | in flight | rows | client | rows/s, median (min–max) | CPU ms per row | vs raw aiohttp |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for (latency, concurrency), stats in sections["online"].items():
+    if sections.get("online"):
+        lines += ["", "### Online throughput", "",
+                  "| latency | in flight | rows | client | rows/s, median (min–max) | CPU ms per row | vs raw aiohttp |",
+                  "|---|---|---|---|---|---|---|"]
+    for (latency, concurrency), stats in sections.get("online", {}).items():
         raw = statistics.median(stats["raw aiohttp"]["rps"]) if stats["raw aiohttp"]["rps"] else float("nan")
         for name, s in stats.items():
             if not s["rps"]:
@@ -195,10 +194,12 @@ def report(args, sections: dict) -> str:
                 continue
             lines.append(f"| {latency * 1000:g} ms | {concurrency} | {args.rows:,} | {name} | {spread(s['rps'])} | "
                          f"{statistics.median(s['cpu']):.3f} | {statistics.median(s['rps']) / raw:.2f} |")
-    lines += ["", "Target: llmframe >= 0.8x raw aiohttp at 20 ms, 100 and 1,000 in flight.", "",
-              "### Peers on the same server (20 ms, 100 in flight)", "",
-              "| tool | version | rows | rows/s | CPU s | cached re-run | llmframe is |", "|---|---|---|---|---|---|---|"]
-    for p in sections["peers"]:
+    if sections.get("online"):
+        lines += ["", "Target: llmframe >= 0.8x raw aiohttp at 20 ms, 100 and 1,000 in flight."]
+    if sections.get("peers"):
+        lines += ["", "### Peers on the same server (20 ms, 100 in flight)", "",
+                  "| tool | version | rows | rows/s | CPU s | cached re-run | llmframe is |", "|---|---|---|---|---|---|---|"]
+    for p in sections.get("peers", []):
         if "error" in p:
             lines.append(f"| {p['tool']} | – | – | – | – | – | not measured: {p['error']} |")
         elif p.get("cached"):  # compared with llmframe's cached re-runs below, not with its online rate
@@ -207,22 +208,26 @@ def report(args, sections: dict) -> str:
         else:
             lines.append(f"| {p['tool']} | {p.get('version', '?')} | {p['rows']:,} | {p['rows_per_s']:,.0f} | "
                          f"{p['cpu_seconds']:.1f} | no | {p['llmframe_ratio']:.1f}x faster |")
-    lines += ["", "Targets: >= 4x Curator and >= 6x LOTUS online.", "", "### Cached re-runs", "",
-              "| rows | rows/s, median (min–max) | target |", "|---|---|---|"]
-    for rows, rates in sections["cached"].items():
+    if sections.get("peers"):
+        lines += ["", "Targets: >= 4x Curator and >= 6x LOTUS online."]
+    if sections.get("cached"):
+        lines += ["", "### Cached re-runs", "", "| rows | rows/s, median (min–max) | target |", "|---|---|---|"]
+    for rows, rates in sections.get("cached", {}).items():
         lines.append(f"| {rows:,} | {spread(rates)} | {'>= 100,000' if rows == 100_000 else '–'} |")
-    lines += ["", "### Peak memory (one generate call in a fresh process)", "",
-              "The interpreter with llmframe, pandas and the SDKs imported is a fixed cost, measured before any data "
-              "exists (baseline); what the data costs is the peak less that.", "",
-              "| rows | mode | seconds | baseline, MB | RSS before the call, MB | peak RSS, MB | peak anonymous, MB "
-              "| input + output frames, MB | (peak − baseline) / frames |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for m in sections["memory"]:
+    if sections.get("memory"):
+        lines += ["", "### Peak memory (one generate call in a fresh process)", "",
+                  "The interpreter with llmframe, pandas and the SDKs imported is a fixed cost, measured before any "
+                  "data exists (baseline); what the data costs is the peak less that.", "",
+                  "| rows | mode | seconds | baseline, MB | RSS before the call, MB | peak RSS, MB | peak anonymous, MB "
+                  "| input + output frames, MB | (peak − baseline) / frames |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+    for m in sections.get("memory", []):
         frames = m["input_mb"] + m["output_mb"]
         lines.append(f"| {m['rows']:,} | {m['mode']} | {m['seconds']} | {m['baseline_mb']} | {m['rss_before_mb']} | "
                      f"{m['peak_rss_mb']} | {m['peak_anon_mb']} | {frames:.0f} | "
                      f"{(m['peak_rss_mb'] - m['baseline_mb']) / frames:.2f} |")
-    lines += ["", "Target: peak RSS at 1,000,000 uncached rows <= 1.5x the input plus output frames."]
+    if sections.get("memory"):
+        lines += ["", "Target: peak RSS at 1,000,000 uncached rows <= 1.5x the input plus output frames."]
     if sections.get("batch"):
         lines += ["", "### Batch mode: request files built, result lines mapped back (CPU work, no server)", "",
                   bench_batch.table(sections["batch"])]
@@ -237,12 +242,15 @@ def report(args, sections: dict) -> str:
             rates = m["median_tokens_per_s"]
             lines.append(f"| {m['engine']} | {m['version']} | {m['rows']} x {m['tokens_per_row']} | "
                          f"{rates['llmframe']:,.0f} | {rates['hand-written']:,.0f} | {m['ratio']:.2f} | >= {m['target']} |")
-    lines += ["", "### `llmframe run`: peak memory streaming a Parquet file (latency 0)", "",
-              "| rows | mode | seconds | rows/s | input file, MB | output file, MB | peak RSS, MB |", "|---|---|---|---|---|---|---|"]
-    for m in sections["stream"]:
+    if sections.get("stream"):
+        lines += ["", "### `llmframe run`: peak memory streaming a Parquet file (latency 0)", "",
+                  "| rows | mode | seconds | rows/s | input file, MB | output file, MB | peak RSS, MB |",
+                  "|---|---|---|---|---|---|---|"]
+    for m in sections.get("stream", []):
         lines.append(f"| {m['rows']:,} | {m['mode']} | {m['seconds']} | {m['rows_per_s']:,} | {m['input_mb']} | "
                      f"{m['output_mb']} | {m['peak_rss_mb']} |")
-    lines += ["", "Target: peak RSS flat in the row count (the same at 5,000,000 rows as at 1,000,000)."]
+    if sections.get("stream"):
+        lines += ["", "Target: peak RSS flat in the row count (the same at 5,000,000 rows as at 1,000,000)."]
     if sections.get("ratelimit"):
         lines += ["", "### Rate-limited run", "", sections["ratelimit"]]
     if sections.get("cost"):
@@ -252,43 +260,62 @@ def report(args, sections: dict) -> str:
     return "\n".join(lines)
 
 
+SCENARIOS = ("online", "peers", "cached", "memory", "batch", "cost", "local", "stream", "ratelimit", "ray")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller scenarios, one repeat: a few minutes")
     parser.add_argument("--write", action="store_true", help="write the tables into benchmarks/RESULTS.md")
+    parser.add_argument("--only", type=lambda text: set(text.split(",")), default=set(SCENARIOS),
+                        help=f"comma-separated scenarios to run, of {','.join(SCENARIOS)} (default: all)")
     args = parser.parse_args()
+    unknown = args.only - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {','.join(SCENARIOS)}")
     args.rows = 3_000 if args.quick else 10_000
     repeats = 1 if args.quick else 3
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="llmframe-suite-"))
     sections: dict = {"ceiling": bench_core.server_ceiling()}
     log(f"simulator ceiling {sections['ceiling']:,.0f}/s")
-    sections["online"] = {
-        (latency, concurrency): online(args.rows, latency, concurrency, repeats, tmp)
-        for latency in (0.0, 0.02)
-        for concurrency in (100, 1000)
-    }
-    llmframe_rps = statistics.median(sections["online"][(0.02, 100)]["llmframe"]["rps"])
-    sections["peers"] = peers(2_000 if args.quick else 10_000, 100, llmframe_rps)
-    cached_sizes = (100_000,) if args.quick else (100_000, 1_000_000)
-    sections["cached"] = {rows: cached(rows, repeats, tmp) for rows in cached_sizes}
-    memory_rows = 200_000 if args.quick else 1_000_000
-    sections["memory"] = [memory(memory_rows, "cached"), memory(memory_rows, "uncached")]
-    log(f"memory {sections['memory']}")
-    sections["batch"] = bench_batch.measure(100_000 if args.quick else 1_000_000, repeats)
-    sections["cost"] = bench_cost.measure(200_000 if args.quick else 1_000_000, 20_000 if args.quick else 100_000,
-                                          repeats)
-    sections["local"] = local_models(args.quick)
-    stream_runs = [(100_000, "uncached"), (200_000, "cached"), (1_000_000, "cached")] if args.quick else \
-        [(1_000_000, "uncached"), (1_000_000, "cached"), (5_000_000, "cached")]
-    sections["stream"] = [stream(rows, mode) for rows, mode in stream_runs]
-    log(f"stream {sections['stream']}")
-    if not args.quick:
+    only = args.only
+    if "online" in only:
+        sections["online"] = {
+            (latency, concurrency): online(args.rows, latency, concurrency, repeats, tmp)
+            for latency in (0.0, 0.02)
+            for concurrency in (100, 1000)
+        }
+    if "peers" in only:
+        # Peers are compared with llmframe's online rate at 20 ms and 100 in flight: measured here if not above.
+        stats = sections.get("online", {}).get((0.02, 100)) or online(args.rows, 0.02, 100, repeats, tmp)
+        sections["peers"] = peers(2_000 if args.quick else 10_000, 100, statistics.median(stats["llmframe"]["rps"]))
+    if "cached" in only:
+        cached_sizes = (100_000,) if args.quick else (100_000, 1_000_000)
+        sections["cached"] = {rows: cached(rows, repeats, tmp) for rows in cached_sizes}
+    if "memory" in only:
+        memory_rows = 200_000 if args.quick else 1_000_000
+        sections["memory"] = [memory(memory_rows, "cached"), memory(memory_rows, "uncached")]
+        log(f"memory {sections['memory']}")
+    if "batch" in only:
+        sections["batch"] = bench_batch.measure(100_000 if args.quick else 1_000_000, repeats)
+    if "cost" in only:
+        sections["cost"] = bench_cost.measure(200_000 if args.quick else 1_000_000,
+                                              20_000 if args.quick else 100_000, repeats)
+    if "local" in only:
+        sections["local"] = local_models(args.quick)
+    if "stream" in only:
+        stream_runs = [(100_000, "uncached"), (200_000, "cached"), (1_000_000, "cached")] if args.quick else \
+            [(1_000_000, "uncached"), (1_000_000, "cached"), (5_000_000, "cached")]
+        sections["stream"] = [stream(rows, mode) for rows, mode in stream_runs]
+        log(f"stream {sections['stream']}")
+    if "ratelimit" in only and not args.quick:
         out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ratelimit.py")], capture_output=True,
                              text=True, timeout=1800, check=True)
         sections["ratelimit"] = out.stdout.split("\n", 2)[2].strip()
-    sections["ray"] = ray_scenario(args.quick)
-    log(f"ray {sections['ray'][:200]}")
+    if "ray" in only:
+        sections["ray"] = ray_scenario(args.quick)
+        log(f"ray {sections['ray'][:200]}")
     sections["minutes"] = (time.monotonic() - started) / 60
     text = report(args, sections)
     print(text)
