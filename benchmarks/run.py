@@ -7,7 +7,8 @@ cached re-runs, peak memory (of generate, and of `llmframe run` streaming a file
 mode's file building and result mapping, the cost features (estimate, usage=True), local models
 (transformers, and vLLM from LLMFRAME_VLLM_PYTHON or this Python; skipped when not installed), and Ray
 Data (skipped without ray). --quick shrinks every scenario (a few minutes); --write puts the tables into
-benchmarks/RESULTS.md between the suite markers.
+benchmarks/RESULTS.md between the suite markers; --only online,cached,... runs a subset (and writes
+only its tables).
 """
 
 from __future__ import annotations
