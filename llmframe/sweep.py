@@ -257,14 +257,19 @@ class SweepResult:
         else:
             axes = np.atleast_1d(ax)
             fig = axes[0].figure
-        labels = [" ".join(str(summary.loc[i, c]) for c in self.config_columns) for i in summary.index]
+        # Label points by what varies: a column with one value (the only template, say) is noise on every point.
+        varying = [c for c in self.config_columns if summary[c].nunique(dropna=False) > 1] or self.config_columns
+        labels = [" ".join(str(summary.loc[i, c]) for c in varying) for i in summary.index]
         error = [summary["score_mean"] - summary["score_low"], summary["score_high"] - summary["score_mean"]]
         for axis, column, title in zip(axes, ("cost", "latency_p50"), ("cost (USD)", "latency p50 (s)")):
             axis.errorbar(summary[column], summary["score_mean"], yerr=error, fmt="o", capsize=3)
             for x, y, label in zip(summary[column], summary["score_mean"], labels):
                 axis.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
             axis.set_xlabel(title)
+        axes[0].ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))  # fractions of a cent: 1e-4, not 0.00010
         axes[0].set_ylabel("mean score")
+        if ax is None:
+            fig.tight_layout()
         return fig
 
     def __repr__(self) -> str:

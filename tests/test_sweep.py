@@ -216,6 +216,17 @@ def test_plot_draws_score_against_cost_and_latency(providers):
     assert [a.get_xlabel() for a in axes] == ["cost (USD)", "latency p50 (s)"]
     xs = sorted(axes[0].lines[0].get_xdata().tolist())
     assert xs == pytest.approx(sorted(res.summary()["cost"].tolist()))
+    assert sorted(t.get_text() for t in axes[0].texts) == sorted([OPENAI, ANTHROPIC])  # the one template: not in labels
+
+
+def test_plot_labels_name_every_setting_that_varies(providers):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    res = capitals().llm.sweep({"short": "{q}", "long": "Answer: {q}"}, models=OPENAI, output="answer",
+                               params={"temperature": [0, 0.7]}, score=scorers.exact("gold"), prices=PRICES)
+    labels = sorted(t.get_text() for t in res.plot().get_axes()[1].texts)
+    assert labels == sorted(f"{name} {t}" for name in ("short", "long") for t in (0.0, 0.7))
 
 
 @pytest.mark.parametrize("kwargs, match", [
