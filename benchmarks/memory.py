@@ -31,13 +31,18 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def anon_mb() -> float:
-    """Current anonymous resident memory (heap, not file-backed pages), from /proc (Linux)."""
+def status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (Linux), in MB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("RssAnon:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def anon_mb() -> float:
+    """Current anonymous resident memory (heap, not file-backed pages)."""
+    return status_mb("RssAnon")
 
 
 class AnonPeak:
@@ -82,7 +87,9 @@ def main() -> int:
                                      max_concurrency=args.concurrency, cache_dir=cache_dir, progress=False)
         seconds = time.perf_counter() - start
         assert out["response"].notna().all(), out.attrs["llmframe"]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec, so a
+    # child of a large process (the suite) would report its parent's peak.
+    peak = status_mb("VmHWM")
     print(json.dumps({
         "rows": args.rows,
         "mode": args.mode,
