@@ -29,15 +29,16 @@ class Answers(Sequence):
     def __init__(self, size: int, *, structured: bool = False, block: int = constants.CHUNK_SIZE):
         self.done = np.zeros(size, dtype=bool)
         self.cached = np.zeros(size, dtype=bool)
-        self.input_tokens = np.zeros(size, dtype=np.int64)
-        self.output_tokens = np.zeros(size, dtype=np.int64)
-        self.cached_input_tokens = np.zeros(size, dtype=np.int64)  # served from the provider's prompt cache
+        # int32: one request's tokens fit, and a million rows save 12 MB (sums are taken in int64).
+        self.input_tokens = np.zeros(size, dtype=np.int32)
+        self.output_tokens = np.zeros(size, dtype=np.int32)
+        self.cached_input_tokens = np.zeros(size, dtype=np.int32)  # served from the provider's prompt cache
         self.latency = np.full(size, np.nan)  # seconds of the answering request; NaN where unknown
         self.finish = np.zeros(size, dtype=np.int16)  # code into finish_names
         self.finish_names: list[str | None] = [None]
         self._finish_codes: dict[str | None, int] = {None: _NO_FINISH}
-        self._texts: list[str | None] = [None] * size  # texts of blocks not sealed yet
         self._block = block
+        self._open: dict[int, list[str | None]] = {}  # block -> its texts so far, until the block is sealed
         self._sealed: dict[int, pa.Array] = {}  # block -> its texts, once every answer in it is in
         self._remaining = np.bincount(np.arange(size) // block, minlength=-(-size // block)).astype(np.int64)
         self._late: dict[int, str | None] = {}  # an answer replaced after its block was sealed (rare)
@@ -100,8 +101,12 @@ class Answers(Sequence):
         """The answer text of request j."""
         if j in self._late:
             return self._late[j]
-        block = self._sealed.get(j // self._block)
-        return self._texts[j] if block is None else block[j % self._block].as_py()
+        b, k = divmod(j, self._block)
+        sealed = self._sealed.get(b)
+        if sealed is not None:
+            return sealed[k].as_py()
+        texts = self._open.get(b)
+        return None if texts is None else texts[k]
 
     def text_array(self) -> pa.ChunkedArray:
         """Every answer's text (null where there is none), as Arrow: the sealed blocks, not copied."""
@@ -110,7 +115,7 @@ class Answers(Sequence):
             start = b * self._block
             chunk = self._sealed.get(b)
             if chunk is None:
-                chunk = pa.array(self._texts[start : start + self._block], pa.large_string())
+                chunk = pa.array(self._texts_of(b), pa.large_string())
             late = [j for j in self._late if start <= j < start + self._block]
             if late:
                 values = chunk.to_pylist()
@@ -125,7 +130,7 @@ class Answers(Sequence):
         if b in self._sealed:
             self._late[j] = text
             return
-        self._texts[j] = text
+        self._texts_of(b)[j - b * self._block] = text
         if not self.done[j]:
             self.done[j] = True
             self._remaining[b] -= 1
@@ -139,19 +144,31 @@ class Answers(Sequence):
             for j, text in zip(positions.tolist(), texts):
                 self._set_text(j, text)
             return
-        store = self._texts
-        for j, text in zip(positions.tolist(), texts):
-            store[j] = text
+        size = self._block
         self.done[positions] = True
         self._remaining[blocks] -= counts
+        if len(blocks) == 1 and not self._remaining[blocks[0]] and int(blocks[0]) not in self._open \
+                and (np.diff(positions) == 1).all():  # a whole block at once, in order (a cached re-run)
+            self._sealed[int(blocks[0])] = pa.array(texts, pa.large_string())
+            return
+        block_of = positions // size
+        for b in blocks.tolist():
+            store, inside = self._texts_of(b), block_of == b
+            for k, text in zip((positions[inside] - b * size).tolist(), itertools.compress(texts, inside)):
+                store[k] = text
         for b in blocks[self._remaining[blocks] == 0].tolist():
             self._seal(b)
 
+    def _texts_of(self, b: int) -> list[str | None]:
+        """The texts of block b, not sealed yet (made on its first answer: untouched blocks cost nothing)."""
+        texts = self._open.get(b)
+        if texts is None:
+            texts = self._open[b] = [None] * (min((b + 1) * self._block, len(self)) - b * self._block)
+        return texts
+
     def _seal(self, b: int) -> None:
-        start = b * self._block
-        stop = start + self._block
-        self._sealed[b] = pa.array(self._texts[start:stop], pa.large_string())
-        self._texts[start:stop] = [None] * (min(stop, len(self)) - start)
+        self._sealed[b] = pa.array(self._texts_of(b), pa.large_string())
+        del self._open[b]
 
     def _finish_code(self, reason: str | None) -> int:
         code = self._finish_codes.get(reason)
@@ -207,18 +224,20 @@ class Answers(Sequence):
             mask[np.fromiter(self.errors, dtype=np.int64, count=len(self.errors))] = True
         return mask
 
-    def error_texts(self) -> list[str | None]:
-        """Per request: its error, or a note on an incomplete answer, or None."""
+    def error_notes(self, texts: pa.ChunkedArray | None = None) -> dict[int, str]:
+        """Request -> its error, or a note on an incomplete or empty answer; only where there is one.
+
+        texts: text_array(), when the caller has built it already.
+        """
         notes = [_incomplete(reason) for reason in self.finish_names]
-        out = [notes[code] for code in self.finish.tolist()]
-        empty = pc.fill_null(pc.equal(pc.utf8_length(self.text_array()), 0), True).to_numpy(zero_copy_only=False)
+        noted = np.array([note is not None for note in notes])
+        out = {j: notes[self.finish[j]] for j in np.flatnonzero(noted[self.finish] & self.done).tolist()}
+        texts = self.text_array() if texts is None else texts
+        empty = pc.fill_null(pc.equal(pc.utf8_length(texts), 0), True).to_numpy(zero_copy_only=False)
         for j in np.flatnonzero(empty & self.done).tolist():
-            if out[j] is None:
-                out[j] = "empty answer"
-        for j in np.flatnonzero(~self.done).tolist():
-            out[j] = "not answered (the run stopped first)"
-        for j, error in self.errors.items():
-            out[j] = error
+            out.setdefault(j, "empty answer")
+        out.update(dict.fromkeys(np.flatnonzero(~self.done).tolist(), "not answered (the run stopped first)"))
+        out.update(self.errors)
         return out
 
     def finish_counts(self, weights: np.ndarray) -> dict[str, int]:

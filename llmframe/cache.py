@@ -84,6 +84,11 @@ class Store:
             cull_limit=0,  # no size check on every write (it costs a third of a write); trim() after each run
             statistics=False,
             tag_index=False,
+            # diskcache maps 64 MB of the file and caches 32 MB of pages per connection by default: memory
+            # a million-row run shows as its own. A quarter of each reads and writes as fast here
+            # (benchmarks/RESULTS.md); the OS caches the file anyway.
+            sqlite_mmap_size=constants.CACHE_SQLITE_MMAP_BYTES,
+            sqlite_cache_size=constants.CACHE_SQLITE_PAGES,
             **settings,
         )
 

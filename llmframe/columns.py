@@ -97,26 +97,46 @@ def _per_row(run: Run, per_key: list) -> np.ndarray:
     return table[run.row_to_key]  # the extra last slot serves code -1
 
 
-def _text_column(run: Run, answers: Answers, failed: np.ndarray) -> pd.Series:
+def _text_column(run: Run, texts: pa.ChunkedArray, failed: np.ndarray) -> pd.Series:
     """The answers' texts fanned out to rows, kept in Arrow from end to end (no Python str per row)."""
-    texts = answers.text_array()
     if failed.any():
         texts = pc.if_else(pa.array(failed), pa.scalar(None, pa.large_string()), texts)
-    rows = run.row_to_key
-    if len(rows) != len(texts) or (rows != np.arange(len(rows))).any():  # duplicates or skipped rows
-        texts = texts.take(pa.array(rows, mask=rows < 0))
-    return pd.Series(pd.arrays.ArrowStringArray(texts), index=run.frame_index, dtype="string")
+    if len(texts) != len(run.row_to_key):  # duplicates or skipped rows (else every row is its own key, in order)
+        texts = _take(texts, run.row_to_key)
+    return _string_series(run, texts)
+
+
+def _take(values: pa.Array | pa.ChunkedArray, positions: np.ndarray) -> pa.Array | pa.ChunkedArray:
+    """values at positions; -1 gives a missing value."""
+    return values.take(pa.array(positions, mask=positions < 0))
+
+
+def _string_series(run: Run, values: pa.Array | pa.ChunkedArray) -> pd.Series:
+    return pd.Series(pd.arrays.ArrowStringArray(values), index=run.frame_index, dtype="string")
+
+
+def _error_column(run: Run, answers: Answers, texts: pa.ChunkedArray) -> pd.Series:
+    """Per row: its error, a note on an incomplete answer, or why it was skipped; missing for the rest.
+
+    Built from the few rows that have one, never from a Python object per row.
+    """
+    messages: dict[str, int] = {}
+    per_key = np.full(len(answers) + 1, -1, dtype=np.int32)  # the extra last slot serves skipped rows (-1)
+    for j, note in answers.error_notes(texts).items():
+        per_key[j] = messages.setdefault(note, len(messages))
+    rows = per_key[run.row_to_key]
+    for i, reason in run.prompts.skipped.items():
+        rows[i] = messages.setdefault(f"skipped: {reason}", len(messages))
+    return _string_series(run, _take(pa.array(list(messages), pa.large_string()), rows))
 
 
 def new_columns(run: Run, answers: Answers) -> dict[str, pd.Series]:
     """The output's columns, error column last, aligned to the input index."""
     output, index = run.output, run.frame_index
-    errors = _per_row(run, answers.error_texts())
-    for i, reason in run.prompts.skipped.items():
-        errors[i] = f"skipped: {reason}"
+    texts = answers.text_array()
     failed = answers.failed()
     if output.schema is None:
-        columns = {output.text: _text_column(run, answers, failed)}
+        columns = {output.text: _text_column(run, texts, failed)}
     else:
         values = answers.parsed if answers.parsed is not None else [None] * len(answers)
         if failed.any():
@@ -127,7 +147,7 @@ def new_columns(run: Run, answers: Answers) -> dict[str, pd.Series]:
     if output.usage:
         columns.update(usage.row_columns(run, answers, output.usage_columns))
     if output.error_column:
-        columns[output.error_column] = pd.Series(errors, index=index, dtype="string")
+        columns[output.error_column] = _error_column(run, answers, texts)
     return columns
 
 

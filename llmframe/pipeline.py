@@ -267,7 +267,7 @@ def plan(
         frame_index=frame.index,
         prompts=prompts,
         params={**gen, **provider.output_params(out.schema, strict=strict)} if out.schema is not None else gen,
-        keys=Keys(digests[first_row]),
+        keys=Keys(digests if len(first_row) == len(digests) else digests[first_row]),  # all distinct: no copy
         row_to_key=codes,
         first_row=first_row,
         weights=weights,

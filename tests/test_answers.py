@@ -16,14 +16,14 @@ def test_a_response_round_trips_through_the_columns():
     assert answers[1] == Response("hi", 3, 4, "stop")
     assert answers[2].error == "boom"
     assert answers.failed().tolist() == [True, False, True]  # never answered counts as failed
-    assert answers.error_texts() == ["not answered (the run stopped first)", None, "boom"]
+    assert answers.error_notes() == {0: "not answered (the run stopped first)", 2: "boom"}
 
 
 def test_incomplete_and_empty_answers_are_noted_not_failed():
     answers = Answers.of([Response("cut", 1, 9, "length"), Response("", 1, 0, "stop"), Response("ok", 1, 1, None)])
     assert answers.failed().tolist() == [False, False, False]
-    assert answers.error_texts() == ["incomplete answer: finish_reason='length' (max_tokens reached)",
-                                     "empty answer", None]
+    assert answers.error_notes() == {0: "incomplete answer: finish_reason='length' (max_tokens reached)",
+                                     1: "empty answer"}
     assert answers.finish_counts(np.array([2, 1, 1])) == {"length": 2, "stop": 1, "None": 1}
 
 
@@ -48,7 +48,17 @@ def test_complete_blocks_are_sealed_into_arrow_and_late_answers_still_count():
     assert not answers._sealed, "a block is sealed only once every answer in it is in"
     answers[1] = Response("b", 1, 1, "stop")
     answers.fill_from_cache([2, 3], [Response(t, 1, 1, "stop").to_cache("m", 0.0) for t in ("c", "d")])
-    assert sorted(answers._sealed) == [0, 1] and answers._texts[:4] == [None] * 4, "sealed texts leave Python"
+    assert sorted(answers._sealed) == [0, 1], "complete blocks are sealed"
+    assert not answers._open, "sealed texts leave Python, and a block with no answer yet holds no list"
     answers[1] = Response("b2", 1, 1, "stop")  # a re-asked answer after its block was sealed
     assert answers.text(1) == "b2" and answers[3].text == "d"
     assert answers.text_array().to_pylist() == ["a", "b2", "c", "d", None]
+
+
+def test_a_whole_block_read_from_the_cache_is_sealed_at_once_in_any_order():
+    for order in ([0, 1, 2, 3], [3, 1, 2, 0]):
+        answers = Answers(6, block=4)
+        answers.fill_from_cache(order, [Response(f"t{j}", 1, 1, "stop").to_cache("m", 0.0) for j in order])
+        assert 0 in answers._sealed and not answers._open, order
+        assert answers.text_array().to_pylist() == ["t0", "t1", "t2", "t3", None, None], order
+        assert [answers.text(j) for j in range(4)] == ["t0", "t1", "t2", "t3"], order

@@ -25,7 +25,10 @@ pytestmark = pytest.mark.slow
 
 CLIENT = textwrap.dedent(
     """
-    import asyncio, json, sys
+    import asyncio, json, signal, sys
+    # A parent started in the background (nohup, `&` in a script, some CI runners) hands SIGINT down
+    # ignored, and Python then installs no KeyboardInterrupt handler; a terminal or a Jupyter kernel does.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import pandas as pd
     import llmframe
 
