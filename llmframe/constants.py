@@ -46,6 +46,8 @@ CACHE_SQLITE_MMAP_BYTES = 2**24  # SQLite maps this much of the file for reads (
 CACHE_SQLITE_PAGES = 2**11  # SQLite's page cache per connection: 8 MB of 4 KB pages (diskcache: 32 MB)
 CACHE_FLUSH_ROWS = 256  # answers are written in batches of this many ...
 CACHE_FLUSH_SECONDS = 0.2  # ... or at least this often, so a crash loses almost nothing
+CACHE_BACKLOG_ROWS = 4096  # answers waiting for the disk beyond which no new request is sent
+CACHE_BACKLOG_WAIT_SECONDS = 0.01  # how often a held-back feeder looks again
 CACHE_KEY_VERSION = 1  # bump when the key's canonical form changes
 
 # HTTP

@@ -113,17 +113,27 @@ class Work:
 
 
 class _CacheWriter:
-    """Buffers answers and writes them in one transaction per batch, on a thread off the loop."""
+    """Writes answers to the cache on a thread of its own, off the loop.
+
+    Whatever has piled up since the last write goes in one transaction, so the writer keeps pace
+    however fast answers come; and the loop holds back new requests while more than
+    CACHE_BACKLOG_ROWS answers wait for the disk, so memory stays flat and a crash loses only those.
+    """
 
     def __init__(self, store: Store, *, model: str, overwrite: bool):
         self._store = store
         self._model = model
         self._overwrite = overwrite
-        self._pending: list[tuple[str, str, bool]] = []
-        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmframe-cache")
+        self._pending: list[tuple[str, str, bool]] = []  # gathered on the loop, not handed over yet
+        self._handed: list[tuple[str, str, bool]] = []  # handed over, waiting for the writer thread
+        self._ready = threading.Condition()
+        self._closing = False
+        self.backlog = 0  # answers handed over and not written yet
         self._failures: list[BaseException] = []
         self._last_flush = time.monotonic()
         self.duplicates = 0  # answers another process had already stored: requests paid twice
+        self._thread = threading.Thread(target=self._serve, name="llmframe-cache", daemon=True)
+        self._thread.start()
 
     def add(self, key: str, response: Response, *, overwrite: bool = False) -> None:
         self._pending.append((key, response.to_cache(self._model, time.time()), overwrite or self._overwrite))
@@ -131,11 +141,30 @@ class _CacheWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Hand the buffered answers to the writer thread (writes stay in order: one thread)."""
+        """Hand the gathered answers to the writer thread (writes stay in order: one thread)."""
         self._last_flush = time.monotonic()
         if self._pending:
             batch, self._pending = self._pending, []
-            self._thread.submit(self._write, batch)
+            with self._ready:
+                self._handed.extend(batch)
+                self.backlog += len(batch)
+                self._ready.notify()
+
+    def lagging(self) -> bool:
+        """True while the disk is behind: new requests wait, instead of answers piling up in memory."""
+        return self.backlog >= constants.CACHE_BACKLOG_ROWS
+
+    def _serve(self) -> None:
+        while True:
+            with self._ready:
+                while not self._handed and not self._closing:
+                    self._ready.wait()
+                if not self._handed:
+                    return
+                batch, self._handed = self._handed, []
+            self._write(batch)
+            with self._ready:
+                self.backlog -= len(batch)
 
     def _write(self, batch: list[tuple[str, str, bool]]) -> None:
         try:
@@ -145,21 +174,21 @@ class _CacheWriter:
         except Exception as exc:  # a full disk must not lose the run: the answers are still returned
             self._failures.append(exc)
 
-    def _trim(self) -> None:
-        try:
-            self._store.trim()
-        except Exception as exc:
-            self._failures.append(exc)
-
     def tick(self) -> None:
         if time.monotonic() - self._last_flush >= constants.CACHE_FLUSH_SECONDS:
             self.flush()
 
     def close(self) -> None:
-        """Write everything still buffered and wait for it: called on success, failure and cancel."""
+        """Write everything still gathered and wait for it: called on success, failure and cancel."""
         self.flush()
-        self._thread.submit(self._trim)
-        self._thread.shutdown(wait=True)
+        with self._ready:
+            self._closing = True
+            self._ready.notify()
+        self._thread.join()
+        try:
+            self._store.trim()
+        except Exception as exc:
+            self._failures.append(exc)
         if self._failures:
             warnings.warn(
                 f"{len(self._failures)} batch(es) of answers could not be written to the cache: {self._failures[0]}",
@@ -393,6 +422,9 @@ async def execute(
                 counters.not_sent += len(misses)  # nothing more will be sent: no need to render them
                 continue
             for j, request in zip(misses, work.build(misses)):
+                while writer is not None and writer.lagging():
+                    writer.flush()
+                    await asyncio.sleep(constants.CACHE_BACKLOG_WAIT_SECONDS)
                 if budget is not None:
                     estimate = policy.estimate(request)
                     if not await budget.acquire(estimate):
