@@ -6,7 +6,8 @@ benchmarks/.work/venv-curator/bin/python benchmarks/peers/run_curator.py --base-
 Prints one JSON line per timed run. The rows are a pandas DataFrame (i, text), turned into a datasets.Dataset
 inside the timed span, as a user holding a DataFrame would; an LLM subclass renders each row's prompt.
 Curator caches whole runs in its working dir, keyed by dataset fingerprint and prompt/parse code: the
---repeat-cached run calls the same LLM on the same rows and working dir again.
+--repeat-cached run calls the same LLM on the same rows and working dir again, then a new LLM object
+on them (as re-running a notebook cell does).
 """
 
 from __future__ import annotations
@@ -99,6 +100,15 @@ def main() -> int:
             common.check_answers("curator (cached)", answered, ARGS.rows)
             common.report("curator", VERSION, ARGS, timer, answered, cached=True, server_requests=sent,
                           cache_level="run")  # whole run, by dataset fingerprint
+            # Re-running a notebook cell builds the LLM again; its constructor's probe request is timed too.
+            before = common.server_count(ARGS.base_url)
+            with common.Timer() as timer:
+                answered = run(make(Summarise), df, work)
+            after = common.server_count(ARGS.base_url)
+            sent = None if before is None or after is None else after - before
+            common.check_answers("curator (cached, new LLM)", answered, ARGS.rows)
+            common.report("curator", VERSION, ARGS, timer, answered, cached=True, server_requests=sent,
+                          cache_level="run, new LLM object")
     finally:
         common.cleanup(CACHE, REMOVE)
     return 0
