@@ -205,7 +205,7 @@ def report(args, sections: dict) -> str:
             lines.append(f"| {p['tool']} | – | – | – | – | – | not measured: {p['error']} |")
         elif p.get("cached"):  # compared with llmframe's cached re-runs below, not with its online rate
             lines.append(f"| {p['tool']} | {p.get('version', '?')} | {p['rows']:,} | {p['rows_per_s']:,.0f} | "
-                         f"{p['cpu_seconds']:.1f} | yes ({p.get('cache_level', '?')} cache) | – |")
+                         f"{p['cpu_seconds']:.1f} | yes ({p.get('cache_level', '?')} cache{', ' + p['note'] if p.get('note') else ''}) | – |")
         else:
             lines.append(f"| {p['tool']} | {p.get('version', '?')} | {p['rows']:,} | {p['rows_per_s']:,.0f} | "
                          f"{p['cpu_seconds']:.1f} | no | {p['llmframe_ratio']:.1f}x faster |")

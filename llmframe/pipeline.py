@@ -225,6 +225,12 @@ def plan(
     gen = generation_params(
         temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, stop=stop, params=params
     )
+    # Checked before rendering, which is the slow part for a large frame.
+    attempts = integer_at_least("max_attempts", max_attempts, 1)
+    breaker = integer_at_least("max_failures_in_a_row", max_failures_in_a_row, 1)
+    retries = integer_at_least("invalid_retries", invalid_retries, 0)
+    rpm = positive_number("rpm", rpm if rpm is not None else defaults.rpm)
+    tpm = positive_number("tpm", tpm if tpm is not None else defaults.tpm)
     compiled = Template(template, list(frame.columns), system=system, positional_column=positional_column)
     prompts = compiled.render(frame, missing=missing, allow_no_placeholder=allow_no_placeholder)
     if max_prompt_tokens is not None:
@@ -251,12 +257,12 @@ def plan(
     budget = Budget.for_run(max_cost, pricer)
     policy = Policy(
         concurrency=concurrency,
-        max_attempts=integer_at_least("max_attempts", max_attempts, 1),
-        breaker=integer_at_least("max_failures_in_a_row", max_failures_in_a_row, 1),
-        rpm=positive_number("rpm", rpm if rpm is not None else defaults.rpm),
-        tpm=positive_number("tpm", tpm if tpm is not None else defaults.tpm),
+        max_attempts=attempts,
+        breaker=breaker,
+        rpm=rpm,
+        tpm=tpm,
         max_tokens=max_tokens,
-        invalid_retries=integer_at_least("invalid_retries", invalid_retries, 0),
+        invalid_retries=retries,
         price=(lambda r: pricer.cost(r.input_tokens, r.output_tokens, r.cached_input_tokens))
         if pricer is not None and pricer.known else None,
         budget=budget,

@@ -221,10 +221,11 @@ def generation_params(
 ) -> dict:
     """Validate the generation parameters; the result has only the ones that were set."""
     out: dict[str, Any] = {}
+    # As floats: temperature=0 and temperature=0.0 ask the same, so they share a cache key.
     if temperature is not None:
-        out["temperature"] = _number("temperature", temperature, 0.0, 2.0)
+        out["temperature"] = float(_number("temperature", temperature, 0.0, 2.0))
     if top_p is not None:
-        out["top_p"] = _number("top_p", top_p, 0.0, 1.0)
+        out["top_p"] = float(_number("top_p", top_p, 0.0, 1.0))
     if max_tokens is not None:
         out["max_tokens"] = integer_at_least("max_tokens", max_tokens, 1)
     if seed is not None:

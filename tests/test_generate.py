@@ -107,6 +107,7 @@ def test_cache_key_changes_with_parameters_and_model(gen, sim):
     df = frame(3)
     gen(df, "Summarise {title}: {body}", temperature=0)
     gen(df, "Summarise {title}: {body}", temperature=0)
+    gen(df, "Summarise {title}: {body}", temperature=0.0)  # the same number, the same key
     assert sim.count == 3
     gen(df, "Summarise {title}: {body}", temperature=0.5)
     gen(df, "Summarise {title}: {body}", temperature=0, model="openai:other-model")

@@ -108,7 +108,7 @@ def main() -> int:
             sent = None if before is None or after is None else after - before
             common.check_answers("curator (cached, new LLM)", answered, ARGS.rows)
             common.report("curator", VERSION, ARGS, timer, answered, cached=True, server_requests=sent,
-                          cache_level="run, new LLM object")
+                          cache_level="run", note="new LLM object")
     finally:
         common.cleanup(CACHE, REMOVE)
     return 0
