@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import _thread
+import threading
+import time
+
 import pytest
 
 import llmframe  # noqa: F401  (registers df.llm)
 
 
 MODEL = "openai:sim-model"
+
+
+def ctrl_c_when(condition, deadline_s: float = 60.0) -> None:
+    """Interrupt the main thread, as Ctrl-C does, once condition() holds (or after deadline_s)."""
+
+    def press() -> None:
+        deadline = time.monotonic() + deadline_s
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        _thread.interrupt_main()
+
+    threading.Thread(target=press, daemon=True).start()
 
 
 @pytest.fixture(autouse=True)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import _thread
 import subprocess
 import sys
-import threading
 import time
 
 import pandas as pd
@@ -14,6 +12,8 @@ from pydantic import BaseModel, Field
 
 import llmframe
 from llmframe.errors import ConfigError
+
+from .conftest import ctrl_c_when
 
 torch = pytest.importorskip("torch", reason="needs the transformers extra: pip install 'llmframe[transformers]'")
 transformers = pytest.importorskip("transformers")
@@ -179,13 +179,7 @@ def test_ctrl_c_stops_between_batches_and_keeps_finished_rows(model):
     calls = Calls(loaded_entry())
     lock = loaded_entry().lock
 
-    def press_ctrl_c():
-        deadline = time.monotonic() + 60
-        while len(calls.sizes) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        _thread.interrupt_main()
-
-    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    ctrl_c_when(lambda: len(calls.sizes) >= 3)
     with pytest.raises(KeyboardInterrupt):
         generate(df, "{q}", model, provider_options={"batch_size": 2}, max_tokens=64)
     # The generate call running at the interrupt is told to stop, and no other starts: wait for the model

