@@ -7,7 +7,7 @@ import json
 import openai
 
 from .. import constants
-from ..request import Response, canonical_json
+from ..request import Response
 from .base import Adapter, LineBuilder, Status, error_text, json_lines
 
 ENDPOINT = "/v1/chat/completions"
@@ -23,8 +23,9 @@ class OpenAIBatches(Adapter):
         # Everything but the custom id and the messages is the same on every line: format it once.
         head = '{"custom_id":"'
         middle = f'","method":"POST","url":"{ENDPOINT}","body":{{"model":{json.dumps(self.provider.model)},"messages":'
-        tail = ("," + canonical_json(params)[1:] if params else "}") + "}"
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        # In the caller's key order, not sorted: a model writes a schema's fields in the order it is given them.
+        tail = ("," + dumps(params)[1:] if params else "}") + "}"
 
         def line(key: str, messages: list[dict]) -> str:
             return head + key + middle + dumps(messages) + tail
