@@ -104,10 +104,14 @@ def _add_batch_commands(sub) -> None:
 
 def _batches_status(args: argparse.Namespace) -> int:
     import json
+    import warnings
 
     from .batch import batches
+    from .batch.state import BatchStateWarning
 
-    jobs = batches(args.cache_dir, refresh=args.refresh)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BatchStateWarning)  # listed below, with how to remove them
+        jobs = batches(args.cache_dir, refresh=args.refresh)
     if args.json:
         print(json.dumps(jobs, indent=2))
         return 0
@@ -115,6 +119,9 @@ def _batches_status(args: argparse.Namespace) -> int:
         print("No batch jobs recorded.")
         return 0
     for job in jobs:
+        if job["status"] == "damaged":
+            print(f"{job['id']}  damaged: {job['error']}")
+            continue
         done = sum(c["done"] for c in job["chunks"])
         print(f"{job['id']}  {job['model']}  {job['status']}  {done:,}/{job['requests']:,} requests  "
               f"created {_iso(job['created'])}")

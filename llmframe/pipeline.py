@@ -73,14 +73,16 @@ class Run:
         from .batch.runner import Batches
 
         async def online(work: Work) -> Answers:
-            responses, self.counters = await execute(work, self.provider, store=self.store, lookup=False,
-                                                     policy=self.policy, progress=Progress(0, show=False), model=self.model)
+            responses, counters = await execute(work, self.provider, store=self.store, lookup=False,
+                                                policy=self.policy, progress=Progress(0, show=False), model=self.model)
+            counters.invalid += self.counters.invalid  # the batch answers that did not validate stay counted
+            self.counters = counters
             return responses
 
         assert self.batch is not None and self.store is not None
         batches = Batches(self.work(), self.provider, store=self.store, model=self.model,
                           poll_interval=self.batch.poll_interval, progress=progress,
-                          online=online if self.batch.retry_online else None)
+                          online=online if self.batch.retry_online else None, counters=self.counters)
         self.batch.job_id = batches.job.id
         return batches
 

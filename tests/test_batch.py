@@ -358,3 +358,148 @@ def test_a_batch_job_whose_estimate_exceeds_max_cost_is_not_submitted(batch, sim
     assert len(sim.batches.created) == 1
     report = out.attrs["llmframe"]
     assert report["price"]["batch"] is True and 0 < report["cost"] <= 0.01
+
+
+def field_order(value) -> list[str] | None:
+    """The property names of the first JSON Schema object inside a request, in the order they came."""
+    if isinstance(value, dict):
+        if isinstance(value.get("properties"), dict):
+            return list(value["properties"])
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            if (found := field_order(item)) is not None:
+                return found
+    return None
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_every_batch_line_carries_the_schema_in_the_users_field_order(batch, sim, provider):
+    from pydantic import BaseModel
+
+    class Verdict(BaseModel):  # reasoning first, on purpose: a model writes the fields in the order it is given
+        sentiment: str
+        score: int
+        aardvark: bool
+
+    batch(frame(4), provider, output=Verdict)
+    (created,) = sim.batches.created
+    received = sim.batches.requests(created.id)
+    assert len(received) == 4
+    assert all(field_order(request) == ["sentiment", "score", "aardvark"] for request in received), received[0]
+
+
+def test_a_damaged_state_file_is_named_and_skipped_and_its_call_rebuilds_it(batch, sim, cache_dir, capsys,
+                                                                            monkeypatch):
+    from llmframe.batch.state import BatchStateWarning
+
+    done_df, running_df = frame(5, "a"), frame(5, "b")
+    sim.batches.settings = BatchSettings(seconds=0.05)
+    damaged = batch(done_df, method="submit")
+    sim.batches.settings = BatchSettings(seconds=30.0)
+    running = batch(running_df, method="submit")
+    path = cache_dir / constants.BATCH_STATE_DIR / f"{damaged.id}.json"
+    path.write_text("")  # what a crash of the file system leaves of a file it had not flushed
+    with pytest.warns(BatchStateWarning, match=path.name):
+        listed = {j["id"]: j for j in llmframe.batches()}
+    assert listed[damaged.id]["status"] == "damaged" and listed[damaged.id]["file"] == str(path)
+    assert "rm -r" in listed[damaged.id]["error"] and listed[running.id]["status"] == "running"
+    assert cli.main(["batches", "status"]) == 0
+    text = capsys.readouterr().out
+    assert f"{damaged.id}  damaged:" in text and str(path) in text and running.id in text
+    monkeypatch.setenv("OPENAI_API_KEY", sim.api_key)
+    with pytest.warns(BatchStateWarning, match=path.name):
+        assert cli.main(["batches", "cancel", "--all"]) == 0  # the readable job is still cancelled
+    assert "Asked 1 batch to cancel." in capsys.readouterr().out
+    with pytest.warns(BatchStateWarning):
+        assert cli.main(["batches", "cancel", damaged.id]) == 2
+    assert str(path) in capsys.readouterr().err
+    # The call that made the damaged job finds its batch again by its tag instead of submitting it twice.
+    sim.batches.settings = BatchSettings(seconds=0.05)
+    with pytest.warns(BatchStateWarning, match="rebuilt"):
+        out = batch(done_df)
+    assert out["response"].tolist() == expected(5, "a") and len(sim.batches.created) == 2
+    assert {j["id"]: j["status"] for j in llmframe.batches()}[damaged.id] == "done"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_damaged_job_whose_answers_are_all_cached_creates_no_batch_again(batch, sim, cache_dir, provider):
+    from llmframe.batch.state import BatchStateWarning
+
+    df = frame(4)
+    job = batch(df, provider, method="submit")
+    assert job.result()["response"].tolist() == expected(4)
+    (cache_dir / constants.BATCH_STATE_DIR / f"{job.id}.json").write_text("{")
+    with pytest.warns(BatchStateWarning, match="rebuilt"):
+        again = batch(df, provider)
+    assert again["response"].tolist() == expected(4) and again.attrs["llmframe"]["cached"] == 4
+    assert len(sim.batches.created) == 1  # Anthropic cannot find it by a tag: the cache says it is answered
+
+
+@pytest.mark.parametrize("text", ["", '{"id": "lf-', '{"id": "x", "chunks": [], "from_the_future": 1}', "[]"])
+def test_a_state_file_that_cannot_be_read_raises_one_error_naming_it(cache_dir, text):
+    from llmframe.batch.state import DamagedState, StateStore
+
+    states = StateStore(cache_dir)
+    states.root.mkdir(parents=True)
+    (states.root / "lf-broken.json").write_text(text)
+    with pytest.raises(DamagedState, match="lf-broken.json"):
+        states.load("lf-broken")
+    jobs, damaged = states.scan()
+    assert jobs == [] and [d.path.name for d in damaged] == ["lf-broken.json"]
+
+
+@pytest.mark.parametrize(("provider", "endpoint"), [("openai", "/v1/files"),
+                                                    ("anthropic", "/v1/messages/batches"),
+                                                    ("gemini", "/models/sim-model:batchGenerateContent")])
+def test_a_server_without_a_batch_api_is_named_and_leaves_no_job(batch, sim, cache_dir, monkeypatch, provider,
+                                                                  endpoint):
+    monkeypatch.setitem(constants.BATCH_LIMITS, provider, (2, 10**9))  # two chunks: neither may be left behind
+    sim.batches.settings = BatchSettings(seconds=0.05, api=False)  # as vLLM and llama.cpp answer: 404
+    with pytest.raises(ConfigError, match="has no batch API") as caught:
+        batch(frame(3), provider)
+    message = str(caught.value)
+    assert "mode='online'" in message and "POST http://127.0.0.1:" in message and endpoint in message
+    assert llmframe.batches() == []  # nothing was created, so nothing is listed
+    assert not any((cache_dir / constants.BATCH_STATE_DIR).rglob("*"))
+    sim.batches.settings = BatchSettings(seconds=0.05)
+    assert batch(frame(3), provider)["response"].tolist() == expected(3)
+
+
+def test_a_batch_error_line_says_its_status_once():
+    line = {"custom_id": "a", "response": {"status_code": 400, "body": {"error": {
+        "message": "max_tokens is too large", "type": "BadRequestError", "param": None, "code": 400}}}}
+    found = openai_batches.parse_results(json.dumps(line) + "\n")
+    assert found["a"].error == "HTTP 400: BadRequestError: max_tokens is too large"
+    line = {"custom_id": "b", "response": {"status_code": 500, "body": {"error": {"message": "boom"}}}}
+    assert openai_batches.parse_results(json.dumps(line))["b"].error == "HTTP 500: boom"
+    gemini = gemini_results(json.dumps({"key": "c", "error": {"code": 429, "message": "slow down",
+                                                               "status": "RESOURCE_EXHAUSTED"}}))
+    assert gemini["c"].error == "HTTP 429: RESOURCE_EXHAUSTED: slow down"
+
+
+@pytest.mark.parametrize("retry_online", [False, True])
+def test_batch_answers_that_do_not_validate_are_counted_as_invalid(batch, sim, retry_online):
+    from pydantic import BaseModel
+
+    class Review(BaseModel):
+        sentiment: str
+        score: int
+
+    asked: dict[str, int] = {}
+
+    def answer(body):  # the even rows' first answer lacks a field; any later answer is right
+        prompt = body["messages"][-1]["content"]
+        asked[prompt] = asked.get(prompt, 0) + 1
+        if int(prompt.split()[-1]) % 2 == 0 and asked[prompt] == 1:
+            return '{"sentiment": "fine"}'
+        return '{"sentiment": "fine", "score": 3}'
+
+    sim.answer = answer
+    out = batch(frame(6), output=Review, retry_online=retry_online)
+    report = out.attrs["llmframe"]
+    assert report["invalid_answers"] == 3
+    if retry_online:  # asked again online, where they validate
+        assert report["failed"] == 0 and out["score"].tolist() == [3] * 6 and sim.count == 3
+    else:  # a batch cannot ask again
+        assert report["failed"] == 3 and out["review_error"].notna().sum() == 3

@@ -144,6 +144,20 @@ def test_structured_output_is_constrained_valid_and_typed(model):
     assert out.attrs["llmframe"]["failed"] == 0
 
 
+def test_the_grammar_makes_the_model_write_the_fields_in_the_schemas_order(model, cache_dir):
+    from llmframe.cache import open_store
+    from llmframe.request import Response
+
+    # Not alphabetical, on purpose: a schema that puts one field before another means it.
+    schema = {"type": "object", "title": "Verdict", "required": ["sentiment", "score"],
+              "properties": {"sentiment": {"type": "string", "maxLength": 6},
+                             "score": {"type": "integer", "minimum": 1, "maximum": 5}}}
+    out = generate(frame(4), "Rate: {q}", model, output=schema, max_tokens=40, temperature=None)
+    assert out["verdict_error"].isna().all(), out["verdict_error"].dropna().tolist()
+    texts = [r.text for r in Response.many_from_cache([v for _k, v in open_store(cache_dir)._entries()])]
+    assert len(texts) == 4 and all(t.startswith('{"sentiment"') for t in texts), texts
+
+
 def test_a_json_answer_cut_off_by_max_tokens_is_a_row_error_not_a_crash(model):
     schema = {"type": "object", "properties": {"n": {"type": "integer"}, "word": {"type": "string"}},
               "required": ["n", "word"], "title": "Count"}

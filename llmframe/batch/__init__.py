@@ -8,11 +8,12 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 from .. import constants
 from ..errors import ConfigError
 from .handle import BatchJob
-from .state import COLLECTED, RUNNING, Job, StateStore
+from .state import COLLECTED, RUNNING, BatchStateWarning, DamagedState, Job, StateStore
 
 __all__ = ["BatchJob", "batches", "cancel_batches"]
 
@@ -21,6 +22,14 @@ def _states(cache_dir: str | os.PathLike | None) -> StateStore:
     from ..cache import resolve_directory
 
     return StateStore(resolve_directory(cache_dir))
+
+
+def _scan(states: StateStore) -> tuple[list[Job], list[DamagedState]]:
+    """The readable jobs, and a warning for each job file that is not (it is skipped, never fatal)."""
+    jobs, damaged = states.scan()
+    for problem in damaged:
+        warnings.warn(str(problem), BatchStateWarning, stacklevel=3)
+    return jobs, damaged
 
 
 def _adapter(job: Job, api_key: str | None):
@@ -36,16 +45,18 @@ def _adapter(job: Job, api_key: str | None):
 def batches(cache_dir: str | os.PathLike | None = None, *, refresh: bool = False,
             api_key: str | None = None) -> list[dict]:
     """The batch jobs recorded in the cache directory, oldest first: id, model, status, and per batch its
-    provider id, state and request counts. refresh=True asks the providers first (needs their API keys)."""
+    provider id, state and request counts. refresh=True asks the providers first (needs their API keys).
+    A job file that cannot be read is listed with status "damaged", its "file" and the "error"."""
     states = _states(cache_dir)
-    jobs = states.jobs()
+    jobs, damaged = _scan(states)
     if refresh:
         from ..executor import run_sync
 
         for job in jobs:
             if any(c.status == RUNNING for c in job.chunks):
                 run_sync(lambda job=job: _refresh(job, states, api_key))
-    return [job.summary() for job in jobs]
+    listed = [job.summary() for job in jobs] + [problem.summary() for problem in damaged]
+    return sorted(listed, key=lambda entry: entry["created"])
 
 
 async def _refresh(job: Job, states: StateStore, api_key: str | None) -> None:
@@ -75,9 +86,12 @@ def cancel_batches(target: str | None = None, *, all: bool = False, prefix: str 
     if sum((target is not None, bool(all), prefix is not None)) != 1:
         raise ConfigError("cancel_batches needs exactly one of: a job or batch id, all=True, or prefix=...")
     states = _states(cache_dir)
-    chosen = [job for job in states.jobs() if any(c.status != COLLECTED for c in job.chunks)
-              and _matches(job, target, prefix)]
+    jobs, damaged = _scan(states)  # a damaged job is skipped: the others are still cancelled
+    chosen = [job for job in jobs if any(c.status != COLLECTED for c in job.chunks) and _matches(job, target, prefix)]
     if target is not None and not chosen:
+        for problem in damaged:
+            if problem.path.stem == target:
+                raise ConfigError(str(problem))
         raise ConfigError(f"no running batch job or batch {target!r} in {states.root}; "
                           "llmframe.batches() lists the known ones")
     from ..executor import run_sync

@@ -28,7 +28,7 @@ class AnthropicBatches(Adapter):
 
     async def create(self, uid: str, lines: list[str]) -> str:
         # Message Batches take no metadata: uid lives only in our state file.
-        with self.provider.stainless_errors(anthropic):
+        with self.creating(), self.provider.stainless_errors(anthropic):
             batch = await self.client.messages.batches.create(requests=[json.loads(line) for line in lines])
         return batch.id
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..errors import ConfigError, ProviderError, redact
 from ..providers.base import Provider
 from ..request import Response
 
@@ -28,6 +30,9 @@ class Adapter(ABC):
     """Create, poll, collect and cancel one provider's batches through its official SDK."""
 
     name: ClassVar[str]
+    # What an HTTP 404 to creating or listing batches means here.
+    not_found: ClassVar[str] = ("this server has no batch API (vLLM, llama.cpp and most OpenAI-compatible servers "
+                                "serve only the online one); use mode='online'")
 
     def __init__(self, provider: Provider):
         self.provider = provider
@@ -61,6 +66,31 @@ class Adapter(ABC):
     async def aclose(self) -> None:
         await self.provider.aclose()
 
+    @contextmanager
+    def creating(self) -> Iterator[None]:
+        """Around creating or listing batches, where an HTTP 404 can only mean that this server has no batch API
+        at all: a ConfigError naming the endpoint that answered it."""
+        try:
+            yield
+        except ProviderError as exc:
+            if exc.status != 404:
+                raise
+            raise self.no_batch_api(exc) from None
+
+    def no_batch_api(self, error: ProviderError) -> ConfigError:
+        """The error that says this server has no batch API, naming the request that answered 404."""
+        exc = error.__context__  # the SDK's own error, which keeps the request: ProviderError was raised handling it
+        response = getattr(exc, "response", None)
+        try:  # the SDKs keep the request on the error or on its response (httpx's raises when it has none)
+            request = getattr(exc, "request", None) or getattr(response, "request", None) or response
+        except RuntimeError:
+            request = response
+        method, url = getattr(request, "method", None), getattr(request, "url", None)
+        where = f"{method} {url}" if url is not None else f"the {self.name} batch endpoint at {self.provider.base_url}"
+        said = str(error).removeprefix("HTTP 404: ")
+        said = "" if said.startswith(("Error code: 404", "404 ")) else f" ({said})"  # the SDKs' own filler
+        return ConfigError(redact(f"{where} answered HTTP 404{said}: {self.not_found}", *self.provider.secrets))
+
 
 def json_lines(data: bytes | str) -> list[dict]:
     """The objects of a JSON Lines document; one parse for the whole text when it has no blank lines."""
@@ -74,13 +104,18 @@ def json_lines(data: bytes | str) -> list[dict]:
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def error_text(error) -> str:
-    """A readable one-line error from the shapes providers use ({"message"}, {"error": {...}}, a string)."""
+def error_text(error, status: int | None = None) -> str:
+    """A readable one-line error from the shapes providers use ({"message"}, {"error": {...}}, a string), after
+    "HTTP <status>: " where the status is known; a numeric code is that status, said once."""
+    text = str(error)
     if isinstance(error, dict):
         inner = error.get("error")
         if isinstance(inner, dict):
-            return error_text(inner)
+            return error_text(inner, status)
         message = error.get("message") or json.dumps(error)
         code = error.get("code") or error.get("type") or error.get("status")
-        return f"{code}: {message}" if code else str(message)
-    return str(error)
+        if isinstance(code, int) or (isinstance(code, str) and code.isdigit()):  # vLLM's and Gemini's code
+            status = status or int(code)
+            code = error.get("type") or error.get("status")
+        text = f"{code}: {message}" if code else str(message)
+    return f"HTTP {status}: {text}" if status else text

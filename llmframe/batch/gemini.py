@@ -31,6 +31,8 @@ class GeminiBatches(Adapter):
     """client.aio.batches.create/get/cancel, client.aio.files.upload/download."""
 
     name = "gemini"
+    not_found = ("no model by that name, or this server has no batch API (most OpenAI-compatible servers serve only "
+                 "the online one); check the model, or use mode='online'")
 
     def line_builder(self, params: dict) -> LineBuilder:
         config = {_RENAMED.get(k) or _camel(k): v for k, v in params.items()}
@@ -49,32 +51,34 @@ class GeminiBatches(Adapter):
 
     async def create(self, uid: str, lines: list[str]) -> str:
         size = sum(len(line) for line in lines)
-        try:
-            if size < constants.GEMINI_INLINE_BYTES:
-                src = [_inline(json.loads(line)) for line in lines]
-            else:
-                data = ("\n".join(lines) + "\n").encode()
-                file = await self.client.aio.files.upload(
-                    file=io.BytesIO(data), config={"mime_type": "jsonl", "display_name": uid}
-                )
-                src = file.name
-            job = await self.client.aio.batches.create(model=self.provider.model, src=src,
-                                                       config={"display_name": uid})
-        except genai_errors.APIError as exc:
-            raise self.provider._api_error(exc) from None
+        with self.creating():  # a 404 here: the server has no batch API
+            try:
+                if size < constants.GEMINI_INLINE_BYTES:
+                    src = [_inline(json.loads(line)) for line in lines]
+                else:
+                    data = ("\n".join(lines) + "\n").encode()
+                    file = await self.client.aio.files.upload(
+                        file=io.BytesIO(data), config={"mime_type": "jsonl", "display_name": uid}
+                    )
+                    src = file.name
+                job = await self.client.aio.batches.create(model=self.provider.model, src=src,
+                                                           config={"display_name": uid})
+            except genai_errors.APIError as exc:
+                raise self.provider._api_error(exc) from None
         return job.name
 
     async def find(self, uid: str, since: float) -> str | None:
-        try:
-            pager = await self.client.aio.batches.list(config={"page_size": 100})
-            oldest = since - constants.BATCH_FIND_SLACK_SECONDS
-            async for job in pager:  # newest first
-                if job.display_name == uid:
-                    return job.name
-                if job.create_time is not None and job.create_time.timestamp() < oldest:
-                    break
-        except genai_errors.APIError as exc:
-            raise self.provider._api_error(exc) from None
+        with self.creating():
+            try:
+                pager = await self.client.aio.batches.list(config={"page_size": 100})
+                oldest = since - constants.BATCH_FIND_SLACK_SECONDS
+                async for job in pager:  # newest first
+                    if job.display_name == uid:
+                        return job.name
+                    if job.create_time is not None and job.create_time.timestamp() < oldest:
+                        break
+            except genai_errors.APIError as exc:
+                raise self.provider._api_error(exc) from None
         return None
 
     async def _get(self, batch_id: str):

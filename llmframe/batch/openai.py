@@ -7,7 +7,7 @@ import json
 import openai
 
 from .. import constants
-from ..request import Response, canonical_json
+from ..request import Response
 from .base import Adapter, LineBuilder, Status, error_text, json_lines
 
 ENDPOINT = "/v1/chat/completions"
@@ -23,8 +23,9 @@ class OpenAIBatches(Adapter):
         # Everything but the custom id and the messages is the same on every line: format it once.
         head = '{"custom_id":"'
         middle = f'","method":"POST","url":"{ENDPOINT}","body":{{"model":{json.dumps(self.provider.model)},"messages":'
-        tail = ("," + canonical_json(params)[1:] if params else "}") + "}"
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        # In the caller's key order, not sorted: a model writes a schema's fields in the order it is given them.
+        tail = ("," + dumps(params)[1:] if params else "}") + "}"
 
         def line(key: str, messages: list[dict]) -> str:
             return head + key + middle + dumps(messages) + tail
@@ -33,7 +34,7 @@ class OpenAIBatches(Adapter):
 
     async def create(self, uid: str, lines: list[str]) -> str:
         data = ("\n".join(lines) + "\n").encode()
-        with self.provider.stainless_errors(openai):
+        with self.creating(), self.provider.stainless_errors(openai):
             file = await self.client.files.create(file=(f"{uid}.jsonl", data, "application/jsonl"), purpose="batch")
             batch = await self.client.batches.create(
                 input_file_id=file.id,
@@ -44,7 +45,7 @@ class OpenAIBatches(Adapter):
         return batch.id
 
     async def find(self, uid: str, since: float) -> str | None:
-        with self.provider.stainless_errors(openai):
+        with self.creating(), self.provider.stainless_errors(openai):
             async for batch in self.client.batches.list(limit=100):  # newest first
                 if (batch.metadata or {}).get("llmframe_chunk") == uid:
                     return batch.id
@@ -137,7 +138,5 @@ def _parse_lines(data: bytes | str) -> dict[str, Response]:
             )
         else:
             problem = line.get("error") or body or "no answer"
-            status = response.get("status_code")
-            text = error_text(problem)
-            found[line["custom_id"]] = Response.failure(f"HTTP {status}: {text}" if status else text)
+            found[line["custom_id"]] = Response.failure(error_text(problem, response.get("status_code")))
     return found

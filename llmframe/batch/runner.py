@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import importlib
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import numpy as np
@@ -18,13 +19,13 @@ from .. import constants
 from ..answers import Answers
 from ..cache import Store
 from ..errors import ConfigError, ProviderError
-from ..executor import Check, Work
+from ..executor import Check, Counters, Work
 from ..progress import Progress
 from ..providers.base import Provider
 from ..request import Response
 from .base import Adapter, Status
 from .split import split
-from .state import COLLECTED, ENDED, NEW, RUNNING, Chunk, Job, StateStore
+from .state import COLLECTED, ENDED, NEW, RUNNING, BatchStateWarning, Chunk, DamagedState, Job, StateStore
 
 ADAPTERS = {
     "openai": "llmframe.batch.openai:OpenAIBatches",
@@ -68,9 +69,10 @@ def first_polls(interval: float) -> list[float]:
 
 
 def settle(keys: Sequence[str], found: dict[str, Response], why: str, check: Check | None,
-           model: str) -> tuple[list[Response], list[tuple[str, str]]]:
+           model: str, counters: Counters | None = None) -> tuple[list[Response], list[tuple[str, str]]]:
     """Each key's response (its answer, or an error: why when nothing came back) and the cache items of the
-    answers. With check, an answer that does not validate is an error (a batch cannot ask again)."""
+    answers. With check, an answer that does not validate is an error (a batch cannot ask again), counted
+    in counters.invalid."""
     missing = Response.failure(why)
     if check is None:  # the common case, as comprehensions: collecting a million answers is CPU-bound
         responses = [found.get(key, missing) for key in keys]
@@ -82,6 +84,8 @@ def settle(keys: Sequence[str], found: dict[str, Response], why: str, check: Che
                 response.parsed, problem = check(response.text)
                 if problem is not None:
                     response = Response.failure(problem)
+                    if counters is not None:
+                        counters.invalid += 1
             responses.append(response)
     answered = [(key, r) for key, r in zip(keys, responses) if r.error is None]
     values = Response.many_to_cache([r for _k, r in answered], model, time.time())
@@ -100,7 +104,8 @@ class Batches:
     """The batch jobs of one call: submit(), then wait() (or status() now and then)."""
 
     def __init__(self, work: Work, provider: Provider, *, store: Store, model: str, poll_interval: float,
-                 progress: Progress, online: Callable[[Work], Awaitable[Sequence[Response | None]]] | None = None):
+                 progress: Progress, online: Callable[[Work], Awaitable[Sequence[Response | None]]] | None = None,
+                 counters: Counters | None = None):
         self.work = work
         self.adapter = adapter_for(provider)
         self.store = store
@@ -108,6 +113,7 @@ class Batches:
         self.poll_interval = poll_interval
         self.progress = progress
         self.online = online  # retries rows whose batch request failed, when the caller asked for it
+        self.counters = counters if counters is not None else Counters()  # the run's: invalid answers
         self.states = StateStore(store.directory)
         keys = work.keys[:]  # hex strings, once: the custom ids
         self.job = Job(job_id(model, provider.base_url, keys), model, provider.base_url, len(keys))
@@ -120,7 +126,10 @@ class Batches:
 
     async def submit(self) -> Job:
         """Re-attach to this call's running jobs, collect ended ones, and create jobs for what is still missing."""
-        self.job = self.states.load(self.job.id) or self.job
+        try:
+            self.job = self.states.load(self.job.id) or self.job
+        except DamagedState as damaged:
+            self._rebuild(damaged)
         await self._create([c for c in self.job.chunks if c.status == NEW])  # recorded, then the kernel died
         await self.refresh()
         covered = set()
@@ -133,14 +142,35 @@ class Batches:
         # Each chunk is recorded (keys, then the job file) before it is created, and created while the next
         # one is built: a crash at any point re-attaches, and only a few chunks' lines are in memory at once.
         for group, lines in split(self._lines(missing), limit_requests, limit_bytes):
-            chunk = Chunk(f"{self.job.id}-{len(self.job.chunks)}", len(group))
+            if any(f.done() and not f.cancelled() and f.exception() is not None for f in creating):
+                break  # the provider refused a batch: the gather below raises why, nothing more is sent
+            chunk = Chunk(self._next_uid(), len(group))
             self.states.save_keys(self.job, chunk, group)
             self.job.chunks.append(chunk)
             self.states.save(self.job)
             await gate.acquire()
             creating.append(asyncio.ensure_future(self._create_one(chunk, lines, gate)))
-        await asyncio.gather(*creating)
+        # Every creation settles before an error is raised, so the state on disk is final when the caller sees it.
+        for outcome in await asyncio.gather(*creating, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
         return self.job
+
+    def _rebuild(self, damaged: DamagedState) -> None:
+        """Rebuild a job whose file cannot be read from its chunks' key files: each chunk is then found at the
+        provider by its tag (OpenAI, Gemini), served from the cache, or created again."""
+        self.job.chunks = self.states.recorded(self.job)
+        warnings.warn(f"{damaged.path} is damaged ({damaged.why}): rebuilt from the key files of its "
+                      f"{len(self.job.chunks)} batches", BatchStateWarning, stacklevel=2)
+        if self.job.chunks:
+            self.states.save(self.job)
+        else:
+            self.states.delete(self.job)
+
+    def _next_uid(self) -> str:
+        """A chunk uid this job has never used (a refused chunk leaves a gap, so the count of chunks is not one)."""
+        used = [int(c.uid.rsplit("-", 1)[1]) for c in self.job.chunks]
+        return f"{self.job.id}-{max(used, default=-1) + 1}"
 
     def _lookup(self, covered: set[str]) -> list[int]:
         """Serve cached answers; return the requests that need a batch (not cached, not in a running job)."""
@@ -173,23 +203,42 @@ class Batches:
         gate = asyncio.Semaphore(constants.BATCH_SUBMIT_CONCURRENCY)
         for chunk in chunks:
             await gate.acquire()
+            keys = self.states.keys(self.job, chunk)
+            if all(value is not None for value in self.store.get_many(keys)):  # answered already: no batch needed
+                chunk.status, chunk.done, chunk.succeeded = COLLECTED, len(keys), len(keys)
+                self.states.save(self.job)
+                gate.release()
+                continue
             chunk.batch_id = await self.adapter.find(chunk.uid, chunk.created)
             if chunk.batch_id is not None:  # the provider got it before the id was saved
                 chunk.status = RUNNING
                 self.states.save(self.job)
                 gate.release()
                 continue
-            group = [self._index[k] for k in self.states.keys(self.job, chunk)]
+            group = [self._index[k] for k in keys]
             await self._create_one(chunk, [text for _key, text in self._lines(group)], gate)
 
     async def _create_one(self, chunk: Chunk, lines: list[str], gate: asyncio.Semaphore) -> None:
-        """Create one batch and record its id; releases gate when done."""
+        """Create one batch and record its id; releases gate when done. A chunk the provider refused is forgotten:
+        nothing was created, so nothing is left to re-attach to or list."""
         try:
             chunk.batch_id = await self.adapter.create(chunk.uid, lines)
+        except (ConfigError, ProviderError) as exc:
+            if isinstance(exc, ConfigError) or (exc.status is not None and 400 <= exc.status < 500):
+                self._forget(chunk)
+            raise
         finally:
             gate.release()
         chunk.status, chunk.created = RUNNING, time.time()
         self.states.save(self.job)  # the id is on disk the moment the provider has the batch
+
+    def _forget(self, chunk: Chunk) -> None:
+        self.job.chunks.remove(chunk)
+        self.states.drop_keys(self.job, chunk)
+        if self.job.chunks:
+            self.states.save(self.job)
+        else:
+            self.states.delete(self.job)
 
     # --- poll and collect -------------------------------------------------------------------
 
@@ -233,7 +282,7 @@ class Batches:
         found = await self.adapter.results(chunk.batch_id) if status.error is None else {}
         why = status.error or _UNANSWERED.get(status.state, "the batch ended without an answer to this request")
         keys = self.states.keys(self.job, chunk)
-        responses, items = settle(keys, found, why, self.work.check, self.model)
+        responses, items = settle(keys, found, why, self.work.check, self.model, self.counters)
         rows = 0
         for key, response in zip(keys, responses):
             j = self._index.get(key)

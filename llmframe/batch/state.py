@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -71,6 +72,28 @@ class Job:
         }
 
 
+class BatchStateWarning(UserWarning):
+    """A batch state file that could not be read, and was skipped."""
+
+
+class DamagedState(Exception):
+    """A job file that cannot be read: which one, why, and how to remove it."""
+
+    def __init__(self, path: Path, why: str):
+        self.path, self.why = path, why
+        super().__init__(f"batch state file {path} is damaged ({why}): skipped. Re-running the call that made it "
+                         f"rebuilds it; or delete it with: rm -r '{path}' '{path.with_suffix('')}'")
+
+    def summary(self) -> dict:
+        """The listing entry of a damaged job: what batches() shows instead of its batches."""
+        try:
+            created = self.path.stat().st_mtime
+        except OSError:
+            created = 0.0
+        return {"id": self.path.stem, "model": None, "base_url": None, "status": "damaged", "requests": 0,
+                "created": created, "chunks": [], "file": str(self.path), "error": str(self)}
+
+
 class StateStore:
     """The job files of one cache directory."""
 
@@ -81,13 +104,17 @@ class StateStore:
         return self.root / f"{job_id}.json"
 
     def load(self, job_id: str) -> Job | None:
-        """The job with this id, or None if there is none."""
+        """The job with this id, or None if there is none; DamagedState if its file cannot be read."""
+        path = self._path(job_id)
         try:
-            raw = json.loads(self._path(job_id).read_text())
+            raw = json.loads(path.read_text())
+            chunks = [Chunk(**c) for c in raw.pop("chunks")]
+            return Job(**raw, chunks=chunks)
         except FileNotFoundError:
             return None
-        chunks = [Chunk(**c) for c in raw.pop("chunks")]
-        return Job(**raw, chunks=chunks)
+        # Truncated or empty (a crash of the file system), edited by hand, or written by another version.
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise DamagedState(path, f"{type(exc).__name__}: {exc}") from None
 
     def save(self, job: Job) -> None:
         """Write the job atomically (a crash leaves the old file or the new one, never half of one)."""
@@ -110,9 +137,39 @@ class StateStore:
         text = (self.root / job.id / f"{chunk.uid}.keys").read_text()
         return text.split("\n") if text else []
 
-    def jobs(self) -> list[Job]:
-        """Every job recorded here, oldest first."""
+    def recorded(self, job: Job) -> list[Chunk]:
+        """The chunks whose key files this job left, as never created: what a damaged job file is rebuilt from."""
+        chunks = []
+        for path in sorted((self.root / job.id).glob("*.keys"), key=lambda p: (len(p.name), p.name)):
+            try:
+                text = path.read_text()
+                created = path.stat().st_mtime  # written just before the batch was created
+            except OSError:
+                continue
+            chunks.append(Chunk(path.name.removesuffix(".keys"), text.count("\n") + 1 if text else 0,
+                                created=created))
+        return chunks
+
+    def drop_keys(self, job: Job, chunk: Chunk) -> None:
+        """Forget a chunk's key file (a chunk the provider refused to create)."""
+        (self.root / job.id / f"{chunk.uid}.keys").unlink(missing_ok=True)
+
+    def delete(self, job: Job) -> None:
+        """Forget a job: its file and its chunks' key files."""
+        self._path(job.id).unlink(missing_ok=True)
+        shutil.rmtree(self.root / job.id, ignore_errors=True)
+
+    def scan(self) -> tuple[list[Job], list[DamagedState]]:
+        """Every job recorded here, oldest first, and the job files that could not be read."""
         if not self.root.is_dir():
-            return []
-        found = [self.load(p.stem) for p in self.root.glob("*.json")]
-        return sorted((j for j in found if j is not None), key=lambda j: j.created)
+            return [], []
+        jobs, damaged = [], []
+        for path in self.root.glob("*.json"):
+            try:
+                job = self.load(path.stem)
+            except DamagedState as exc:
+                damaged.append(exc)
+                continue
+            if job is not None:
+                jobs.append(job)
+        return sorted(jobs, key=lambda j: j.created), damaged

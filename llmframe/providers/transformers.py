@@ -34,7 +34,7 @@ class _Loaded:
         """The schema compiled to a token-level grammar (once per schema); no free whitespace, so weak models cannot wander."""
         import xgrammar
 
-        text = json.dumps(schema, sort_keys=True)
+        text = json.dumps(schema)  # unsorted: the grammar makes the model write the fields in the schema's order
         if text not in self.grammars:
             if self.tokenizer_info is None:
                 self.tokenizer_info = xgrammar.TokenizerInfo.from_huggingface(

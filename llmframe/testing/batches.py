@@ -35,6 +35,7 @@ class BatchSettings:
     seconds: float = 0.2  # from creation until every request is finished
     error_rate: float = 0.0  # share of requests whose line fails (chosen by a hash of the custom id)
     expire_after: float | None = None  # the batch expires this long after creation, keeping what finished
+    api: bool = True  # False: a server with no batch API (vLLM, llama.cpp): every batch and file route answers 404
 
 
 @dataclass
@@ -104,6 +105,19 @@ class _GeminiRoute:
         self.match_info = {"model": model}
 
 
+class _Gated:
+    """A router whose routes all pass through BatchService.gate."""
+
+    def __init__(self, router, service: BatchService):
+        self.router, self.service = router, service
+
+    def add_get(self, path: str, handler) -> None:
+        self.router.add_get(path, self.service.gate(handler))
+
+    def add_post(self, path: str, handler) -> None:
+        self.router.add_post(path, self.service.gate(handler))
+
+
 class BatchService:
     """The batch routes of one Simulator, and what they have created."""
 
@@ -131,6 +145,12 @@ class BatchService:
             batch = self._batches[batch_id.removeprefix("batches/")]
         return batch.state()
 
+    def requests(self, batch_id: str) -> list[dict]:
+        """The requests of a batch as the server received them (each vendor's own shape, keys in the order sent)."""
+        with self._lock:
+            batch = self._batches[batch_id.removeprefix("batches/")]
+        return [raw for _cid, raw, _chat in batch.items]
+
     def reset(self) -> None:
         """Forget batches, files and creations; restore the default settings."""
         with self._lock:
@@ -141,7 +161,7 @@ class BatchService:
         self.settings = self._default
 
     def add_routes(self, app: web.Application) -> None:
-        r = app.router
+        r = _Gated(app.router, self)
         # Gemini first: with a custom base_url google-genai speaks /v1/..., where its more specific
         # patterns (":download", ":cancel") must win over OpenAI's /v1/files/{id} and /v1/batches/{id}.
         for version in ("v1beta", "v1"):
@@ -175,6 +195,15 @@ class BatchService:
         return await self._openai_get(request)
 
     # --- shared --------------------------------------------------------------------------------
+
+    def gate(self, handler):
+        """The handler, answering 404 as FastAPI (vLLM) does while the settings say there is no batch API."""
+        async def gated(request: web.Request) -> web.Response:
+            if not self.settings.api:
+                return web.json_response({"detail": "Not Found"}, status=404)
+            return await handler(request)
+
+        return gated
 
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids):06d}"
