@@ -215,9 +215,11 @@ def plan(
     if not (cache is True or cache is False or cache == "refresh"):
         raise ConfigError(f"cache must be True, False or 'refresh', got {cache!r}")
     existing = frame.columns if output_frame_columns is None else output_frame_columns
+    index_names = frame.index.names if output_frame_columns is None else ()
     if not isinstance(usage, bool):
         raise ConfigError(f"usage must be True or False, got {usage!r}")
-    out = Output.resolve(output, prefix=prefix, mode=output_mode, errors=errors, frame_columns=existing, usage=usage)
+    out = Output.resolve(output, prefix=prefix, mode=output_mode, errors=errors, frame_columns=existing, usage=usage,
+                         index_names=index_names)
     concurrency = defaults.max_concurrency if max_concurrency is None else integer_at_least(
         "max_concurrency", max_concurrency, 1
     )

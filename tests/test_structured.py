@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from pydantic import BaseModel, Field, field_validator
 
-from llmframe.errors import RunAborted, SchemaError
+from llmframe.errors import ConfigError, RunAborted, SchemaError
 from llmframe.testing import Faults
 
 
@@ -192,6 +192,32 @@ def test_prefix_avoids_clashes_and_series_give_frames(gen, sim):
     assert isinstance(fields, pd.DataFrame) and list(fields.columns) == ["sentiment", "score", "aspects"]
     objects = gen(df["text"], "{}", output=Review, output_mode="object")
     assert isinstance(objects, pd.Series) and isinstance(objects.iloc[0], Review)
+
+
+class Verdict(BaseModel):
+    verdict_error: str  # the name of the error column llmframe adds for a model named Verdict
+    verdict_cost: float
+
+
+def test_fields_named_like_the_added_columns_are_refused_with_a_fix_that_helps(gen, sim):
+    with pytest.raises(SchemaError, match="verdict_error") as refused:
+        gen(reviews(2), "{text}", output=Verdict, prefix="llm_")
+    message = str(refused.value)
+    assert "prefix= renames both" in message and "rename the field" in message and 'errors="raise"' in message
+    assert "pass a prefix" not in message
+    with pytest.raises(SchemaError, match="verdict_cost.*leave usage off"):
+        gen(reviews(2), "{text}", output=Verdict, errors="raise", usage=True)
+    assert sim.count == 0
+
+
+def test_a_column_named_like_an_index_level_is_refused(gen, sim):
+    df = reviews(2).set_axis(pd.MultiIndex.from_tuples([("a", 1), ("b", 2)], names=["group", "score"]))
+    with pytest.raises(SchemaError, match=r"index already has level\(s\) named \['score'\]: pass prefix="):
+        gen(df, "{text}", output=Review)
+    with pytest.raises(ConfigError, match=r"index already has level\(s\) named \['group'\]"):
+        gen(df, "{text}", output="group")
+    assert sim.count == 0
+    assert gen(df, "{text}", output=Review, prefix="llm_")["llm_score"].notna().all()
 
 
 class Empty(BaseModel):
