@@ -65,7 +65,7 @@ class Run:
             keys = self.keys.take(positions)
             return [Request(key, self.prompts.messages_of(row), self.params) for key, row in zip(keys, rows)]
 
-        check = self.output.schema.parse if self.output.schema is not None else None
+        check = self.output.schema.checker(self.output.mode) if self.output.schema is not None else None
         return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests)
 
     def batches(self, progress: Progress):

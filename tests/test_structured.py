@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import json
 from typing import Literal, Optional
 
@@ -159,6 +160,44 @@ def test_schema_changes_reask_but_validator_changes_revalidate_from_cache(gen, s
     assert asked == rejected, "only answers the new validator rejects are asked again"
     assert out.attrs["llmframe"]["cached"] == 6 - len(rejected)
     assert (out["score"].dropna() >= 3).all()
+
+
+class Count(BaseModel):
+    n: int
+    x: float
+
+
+def big_for_row_one(body, big=(12345678901234567890, 0.5)):
+    """Numbers beyond their column (n beyond Int64) for the row 'review number 1', small ones elsewhere."""
+    return '{"n": %s, "x": %s}' % (big if body["messages"][0]["content"].startswith("review number 1") else (7, 0.5))
+
+
+def test_an_integer_beyond_int64_fails_its_row_only_also_from_an_old_cache(gen, sim):
+    sim.answer = big_for_row_one
+    objects = gen(reviews(3), "{text}", output=Count, output_mode="object", invalid_retries=0, strict=False)
+    assert objects["count"].iloc[1].n == 12345678901234567890, "an object column holds any integer"
+    assert sim.count == 3
+    out = gen(reviews(3), "{text}", output=Count, invalid_retries=0, strict=False)
+    # The cached answer cannot become an Int64 column: it is asked again (not a crash), and still does not fit.
+    assert sim.count == 4 and out.attrs["llmframe"]["cached"] == 2
+    assert out["n"].dtype == "Int64" and out["n"].tolist()[0::2] == [7, 7] and pd.isna(out["n"].iloc[1])
+    assert pd.isna(out["x"].iloc[1]) and out["x"].iloc[0] == 0.5
+    assert "field 'n': value 12345678901234567890 out of range for int64" in out["count_error"].iloc[1]
+    assert out["count_error"].isna().tolist() == [True, False, True] and out.attrs["llmframe"]["failed"] == 1
+    again = gen(reviews(3), "{text}", output=Count, invalid_retries=0, strict=False)
+    assert again["n"].tolist()[0::2] == [7, 7] and sim.count == 5, "failures are never cached"
+
+
+def test_json_schema_numbers_beyond_their_column_fail_their_row(gen, sim):
+    schema = {"title": "Count", "type": "object", "required": ["n", "x"],
+              "properties": {"n": {"type": "integer"}, "x": {"type": "number"}}}
+    sim.answer = big_for_row_one
+    out = gen(reviews(3), "{text}", output=schema, invalid_retries=0)
+    assert "out of range for int64" in out["count_error"].iloc[1] and out["n"].dtype == "Int64"
+    sim.answer = functools.partial(big_for_row_one, big=(1, 10**400))  # pydantic refuses such floats itself
+    out = gen(reviews(3), "{text} again", output=schema, invalid_retries=0)
+    assert "field 'x': value out of range for float64" in out["count_error"].iloc[1]
+    assert out["x"].tolist()[0::2] == [0.5, 0.5] and pd.isna(out["x"].iloc[1])
 
 
 def test_output_mode_object_keeps_validated_instances(gen, sim):
