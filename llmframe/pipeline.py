@@ -223,7 +223,7 @@ def plan(
     concurrency = defaults.max_concurrency if max_concurrency is None else integer_at_least(
         "max_concurrency", max_concurrency, 1
     )
-    positive_number("timeout", timeout)
+    timeout = positive_number("timeout", timeout)
     gen = generation_params(
         temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, stop=stop, params=params
     )
