@@ -14,7 +14,7 @@ import pytest
 import llmframe
 
 from llmframe.errors import ConfigError, RunAborted, TemplateError
-from llmframe.testing import SimulatedError, digest_answer
+from llmframe.testing import Faults, SimulatedError, digest_answer
 
 from .conftest import MODEL
 
@@ -179,6 +179,16 @@ def test_generation_parameters_reach_the_server(gen, sim):
     ]
     assert (body["temperature"], body["top_p"], body["max_tokens"], body["seed"]) == (0, 0.5, 64, 7)
     assert body["stop"] == ["\n\n"] and body["presence_penalty"] == 0.1 and body["user"] == "u1"
+
+
+def test_answers_without_a_finish_reason_are_counted_under_unknown(gen, sim):
+    sim.faults = Faults(null_finish_rate=1.0)  # "finish_reason": null, as some compatible servers send
+    out = gen(frame(3), "Summarise {title}: {body}", usage=True, prices={MODEL: {"input_mtok": 1, "output_mtok": 1}})
+    assert out.attrs["llmframe"]["finish_reasons"] == {"unknown": 3}
+    assert out["response_error"].isna().all() and out["response_finish_reason"].isna().all()
+    again = gen(frame(3), "Summarise {title}: {body}")
+    assert again.attrs["llmframe"]["cached"] == 3 and again.attrs["llmframe"]["finish_reasons"] == {"unknown": 3}
+    assert json.loads(json.dumps(again.attrs["llmframe"]))["finish_reasons"] == {"unknown": 3}
 
 
 def test_numpy_numbers_are_accepted_as_parameters(gen, sim):
