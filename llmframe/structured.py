@@ -221,8 +221,11 @@ def _plain(value: Any) -> Any:
 def _typed(cells: list, kind: Any, index: pd.Index) -> pd.Series:
     """A column of the field's kind; missing rows are <NA>, NaT or None."""
     if isinstance(kind, tuple):
-        if all(isinstance(c, str) for c in kind):
-            return pd.Series(pd.Categorical(cells, categories=list(kind)), index=index)
+        categories = list(dict.fromkeys(c for c in kind if c is not None))
+        # One kind of scalar (Arrow's dictionary type needs one): strings, or numbers such as Literal[1, 2, 3].
+        if categories and any(all(isinstance(c, t) and not isinstance(c, bool) for c in categories)
+                              for t in (str, int, float)):
+            return pd.Series(pd.Categorical(cells, categories=categories), index=index)
         kind = _OBJECT
     if kind == _DATETIME:
         return pd.Series(pd.to_datetime(cells, utc=any(getattr(c, "tzinfo", None) for c in cells)), index=index)

@@ -76,6 +76,27 @@ def test_each_field_type_gets_its_dtype(gen, sim):
     assert all(set(p) == {"x", "y"} for p in out["points"].iloc[0])
 
 
+class Priority(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+class Graded(BaseModel):
+    stars: Literal[1, 2, 3]
+    priority: Priority
+    mixed: Literal[1, "a"]  # no one Arrow type for these: objects
+
+
+def test_literals_and_enums_of_integers_are_categories_too(gen, sim, tmp_path):
+    out = gen(reviews(6), "{text}", output=Graded)
+    assert isinstance(out["stars"].dtype, pd.CategoricalDtype) and list(out["stars"].cat.categories) == [1, 2, 3]
+    assert list(out["priority"].cat.categories) == [1, 2] and out["mixed"].dtype == object
+    assert out["stars"].isin([1, 2, 3]).all() and out["graded_error"].isna().all()
+    out[["stars", "priority"]].to_parquet(tmp_path / "graded.parquet")
+    back = pd.read_parquet(tmp_path / "graded.parquet")
+    assert back["stars"].tolist() == out["stars"].tolist() and back["priority"].tolist() == out["priority"].tolist()
+
+
 def test_parquet_round_trip_keeps_types(gen, sim, tmp_path):
     out = gen(reviews(), "Analyse this review: {text}", output=Review)
     path = tmp_path / "out.parquet"
