@@ -45,6 +45,7 @@ def _parse(source: str, columns: Sequence, positional_column: str | None) -> _Te
     if not isinstance(source, str):
         raise TemplateError(f"a template must be a string, got {type(source).__name__}")
     known = _placeholder_names(columns)
+    numbered = any(isinstance(c, int) for alike in known.values() for c in alike)  # then {5} names a column too
     used: list = []
     plain: list[bool] = []
     out: list[str] = []
@@ -60,7 +61,7 @@ def _parse(source: str, columns: Sequence, positional_column: str | None) -> _Te
             raise TemplateError(f"nested placeholders in a format spec are not supported: {{{name}:{spec}}}")
         if name in known:
             column, rest = _column_named(known, name), ""
-        elif name == "" or name.isdigit() and not any(isinstance(c, int) for c in known.values()):
+        elif name == "" or name.isdigit() and not numbered:
             if positional_column is None:
                 raise TemplateError(
                     f"positional placeholder {{{name}}} in {source!r}: on a DataFrame name the column, "
@@ -73,9 +74,9 @@ def _parse(source: str, columns: Sequence, positional_column: str | None) -> _Te
             cut = min((i for i in (name.find("."), name.find("[")) if i >= 0), default=len(name))
             column, rest = name[:cut], name[cut:]
             if column not in known:
-                unusable = [c for c in columns if _placeholder_name(c) is None]
-                hint = f" (a name that is neither a string nor an integer, such as {unusable[0]!r}, cannot be a " \
-                       "placeholder: rename it)" if unusable else ""
+                unusable = [c for c in columns if str(c) not in known]
+                hint = f" (a name neither a string nor an integer, such as {unusable[0]!r}, cannot be a placeholder: " \
+                       "rename it)" if unusable else ""
                 raise TemplateError(
                     f"template uses column {column!r}, which the frame does not have; "
                     f"columns are {sorted(map(str, columns))}{hint}"
@@ -87,35 +88,25 @@ def _parse(source: str, columns: Sequence, positional_column: str | None) -> _Te
     return _Text(source, "".join(out), tuple(used), tuple(plain))
 
 
-def _placeholder_name(column: Any) -> str | None:
-    """How a template names a column: a string as is, an integer in digits ({0} is the column 0); else it cannot."""
-    if isinstance(column, str):
-        return column
-    if isinstance(column, (int, np.integer)) and not isinstance(column, (bool, np.bool_)):
-        return str(int(column))
-    return None
-
-
-def _placeholder_names(columns: Sequence) -> dict[str, Any]:
-    """Placeholder text -> its column, or a list of the columns ("0" and 0) that read alike."""
-    known: dict[str, Any] = {}
+def _placeholder_names(columns: Sequence) -> dict[str, list]:
+    """Placeholder text -> the columns it names: strings as they are, integers in digits ({0} is the column 0)."""
+    known: dict[str, list] = {}
     for column in columns:
-        name = _placeholder_name(column)
-        if name is None:
+        if isinstance(column, (int, np.integer)) and not isinstance(column, (bool, np.bool_)):
+            column = int(column)
+        elif not isinstance(column, str):
             continue
-        column = column if isinstance(column, str) else int(column)
-        if name in known and known[name] != column:  # a repeated name is refused by render, with its own fix
-            known[name] = [*(known[name] if isinstance(known[name], list) else [known[name]]), column]
-        else:
-            known[name] = column
+        alike = known.setdefault(str(column), [])
+        if column not in alike:  # a repeated name is refused by render, with its own fix
+            alike.append(column)
     return known
 
 
-def _column_named(known: dict[str, Any], name: str) -> Any:
-    column = known[name]
-    if isinstance(column, list):
-        raise TemplateError(f"{{{name}}} could be the column {column[0]!r} or the column {column[1]!r}: rename one")
-    return column
+def _column_named(known: dict[str, list], name: str) -> Any:
+    alike = known[name]
+    if len(alike) > 1:  # "0" and 0
+        raise TemplateError(f"{{{name}}} could be the column {alike[0]!r} or the column {alike[1]!r}: rename one")
+    return alike[0]
 
 
 class Prompts:
@@ -273,7 +264,7 @@ class Template:
             self.parts.append((m["role"], _parse(m["content"], columns, positional_column)))
 
     @property
-    def columns(self) -> list[str]:
+    def columns(self) -> list:
         """The frame columns the template reads, in first-use order (all of them for a function)."""
         return list(dict.fromkeys(c for _, text in self.parts for c in text.columns))
 
@@ -390,12 +381,11 @@ def _as_json(value: Any) -> str:
 
 
 def _jsonable(value: Any) -> Any:
-    """value with what JSON cannot hold made plain: NaN and inf become null, a set a sorted list, numpy scalars numbers."""
+    """value made valid JSON: NaN and inf become null, a set a sorted list, numpy scalars Python numbers."""
     if isinstance(value, np.ndarray):
         value = value.tolist()
-    if isinstance(value, dict):
-        return {k if isinstance(k, (str, int, float, bool)) or k is None else str(k): _jsonable(v)
-                for k, v in value.items()}
+    if isinstance(value, dict):  # keys JSON cannot hold (tuples...) as text, as for values
+        return {k if k is None or isinstance(k, (str, int, float)) else str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (set, frozenset)):
         items = [_jsonable(v) for v in value]
         try:
