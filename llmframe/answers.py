@@ -244,7 +244,8 @@ class Answers(Sequence):
         """Rows per finish reason, over the answers that succeeded."""
         ok = self.done & ~self.failed()
         counts = np.bincount(self.finish[ok], weights=weights[ok], minlength=len(self.finish_names))
-        return {str(name): int(n) for name, n in zip(self.finish_names, counts.tolist()) if n}
+        return {constants.NO_FINISH_REASON if name is None else str(name): int(n)
+                for name, n in zip(self.finish_names, counts.tolist()) if n}
 
 
 _COMPLETE = frozenset({"stop", "end_turn", "stop_sequence", None})

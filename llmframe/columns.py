@@ -39,8 +39,8 @@ class Output:
 
     @classmethod
     def resolve(cls, output: Any, *, prefix: str, mode: str, errors: str, frame_columns: Sequence,
-                usage: bool = False) -> Output:
-        """Check output= and its companions, and that no new column clashes with the frame's."""
+                usage: bool = False, index_names: Sequence = ()) -> Output:
+        """Check output= and its companions, and that no new column clashes with the frame's columns or index levels."""
         if errors not in ERROR_MODES:
             raise ConfigError(f"errors must be one of {ERROR_MODES}, got {errors!r}")
         if mode not in OUTPUT_MODES:
@@ -50,16 +50,34 @@ class Output:
         if isinstance(output, str) and not output:
             raise ConfigError("output must be a non-empty column name")
         resolved = cls(output if isinstance(output, str) else None, from_output(output), prefix, mode, errors, usage)
+        resolved._refuse_repeats()
         names = resolved.names
-        if len(set(names)) < len(names):
-            raise SchemaError(f"the output columns {names} repeat a name: pass a prefix=")
+        error = SchemaError if resolved.schema else ConfigError
         clash = [n for n in names if n in frame_columns]
         if clash:
             fix = "pass prefix=..., or drop them first" if resolved.schema else "pass another output= name, or drop it first"
-            raise (SchemaError if resolved.schema else ConfigError)(
-                f"the frame already has column(s) {clash}: {fix}"
-            )
+            raise error(f"the frame already has column(s) {clash}: {fix}")
+        # Parquet keeps pandas' index as columns of these names: a new column named so would be lost there.
+        levels = set(index_names) - {None}
+        clash = [n for n in names if n in levels]
+        if clash:
+            fix = "pass prefix=..." if resolved.schema else "pass another output= name"
+            raise error(f"the frame's index already has level(s) named {clash}: {fix}, or rename the index first")
         return resolved
+
+    def _refuse_repeats(self) -> None:
+        """Fields named like the error or usage columns (which prefix= renames too): say what does help."""
+        names = self.names
+        if len(set(names)) == len(names):
+            return
+        own = [n for n in names if names.count(n) > 1]
+        fixes = ["rename the field", "rename the schema (its class name or JSON Schema title names those columns)"]
+        if self.error_column in own:
+            fixes.append('pass errors="raise" (no error column)')
+        if any(n in self.usage_columns for n in own):
+            fixes.append("leave usage off")
+        raise SchemaError(f"the schema's fields give column(s) {sorted(set(own))} that llmframe adds itself "
+                          f"(prefix= renames both): {', or '.join(fixes)}")
 
     @property
     def base(self) -> str:

@@ -65,7 +65,7 @@ class Run:
             keys = self.keys.take(positions)
             return [Request(key, self.prompts.messages_of(row), self.params) for key, row in zip(keys, rows)]
 
-        check = self.output.schema.parse if self.output.schema is not None else None
+        check = self.output.schema.checker(self.output.mode) if self.output.schema is not None else None
         return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests)
 
     def batches(self, progress: Progress):
@@ -217,13 +217,15 @@ def plan(
     if not (cache is True or cache is False or cache == "refresh"):
         raise ConfigError(f"cache must be True, False or 'refresh', got {cache!r}")
     existing = frame.columns if output_frame_columns is None else output_frame_columns
+    index_names = frame.index.names if output_frame_columns is None else ()
     if not isinstance(usage, bool):
         raise ConfigError(f"usage must be True or False, got {usage!r}")
-    out = Output.resolve(output, prefix=prefix, mode=output_mode, errors=errors, frame_columns=existing, usage=usage)
+    out = Output.resolve(output, prefix=prefix, mode=output_mode, errors=errors, frame_columns=existing, usage=usage,
+                         index_names=index_names)
     concurrency = defaults.max_concurrency if max_concurrency is None else integer_at_least(
         "max_concurrency", max_concurrency, 1
     )
-    positive_number("timeout", timeout)
+    timeout = positive_number("timeout", timeout)
     gen = generation_params(
         temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, stop=stop, params=params
     )

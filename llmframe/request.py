@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -186,28 +187,38 @@ def distinct(digests: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.nda
 _OWN_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "seed", "stop", "model", "messages"})
 
 
+def _plain_number(value: Any) -> int | float | None:
+    """value as a Python int or float (numpy's included: np.int64(5) is 5); None if it is no finite number."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return None
+    value = int(value) if isinstance(value, numbers.Integral) else float(value)
+    return value if math.isfinite(value) else None
+
+
 def _number(name: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    number = _plain_number(value)
+    if number is None:
         raise ConfigError(f"{name} must be a number, got {value!r}")
-    if not low <= value <= high:
+    if not low <= number <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value!r}")
-    return value
+    return number
 
 
 def positive_number(name: str, value: Any) -> float | None:
-    """value if it is None or a number > 0; else a ConfigError naming the parameter."""
+    """value (as a Python number) if it is None or a number > 0; else a ConfigError naming the parameter."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    number = _plain_number(value)
+    if number is None or number <= 0:
         raise ConfigError(f"{name} must be a number > 0, got {value!r}")
-    return value
+    return number
 
 
 def integer_at_least(name: str, value: Any, low: int) -> int:
-    """value, if it is an integer >= low; else a ConfigError naming the parameter."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    """value (as a Python int), if it is an integer >= low; else a ConfigError naming the parameter."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < low:
         raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-    return value
+    return int(value)
 
 
 def generation_params(

@@ -185,6 +185,7 @@ class NewColumns:
     def __init__(self, empty: pd.DataFrame, input_schema):
         import pyarrow as pa
 
+        refuse_index_clash(empty, input_schema)
         names = [c for c in empty.columns if c not in input_schema.names]
         inferred = pa.Table.from_pandas(empty[names], preserve_index=False).schema
         fields = []
@@ -206,6 +207,16 @@ class NewColumns:
         if self.as_json:
             frame = frame.assign(**{name: [_json(v) for v in frame[name]] for name in self.as_json})
         return pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
+
+
+def refuse_index_clash(empty: pd.DataFrame, input_schema) -> None:
+    """A new column named like a column that holds pandas' index in the file (__index_level_0__...) would be lost."""
+    pandas = json.loads((input_schema.metadata or {}).get(b"pandas", b"{}"))
+    hidden = {c for c in pandas.get("index_columns", []) if isinstance(c, str)}  # a RangeIndex is a dict: no column
+    clash = [c for c in empty.columns if c in hidden]  # not among the frame's own columns: a new one
+    if clash:
+        raise ConfigError(f"the input already has column(s) {clash} (pandas' index, stored in the file): "
+                          "pass another --output name (or --prefix with --schema)")
 
 
 def _json(value: Any) -> str | None:
@@ -411,7 +422,8 @@ def run(job: Job) -> Outcome:
     if to_directory:  # each file keeps its own columns: check the template and the new names against each
         for part in parts:
             if not part.schema.equals(schema):
-                generate_chunk(part.schema.empty_table(), list(part.schema.names), job.template, generate)
+                refuse_index_clash(generate_chunk(part.schema.empty_table(), list(part.schema.names), job.template,
+                                                  generate), part.schema)
                 out_schemas[id(part)] = output_schema(part.schema, new)
     secrets = _secrets(job)
     reports: list[dict] = []

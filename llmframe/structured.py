@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import json
 import re
+import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -68,6 +70,37 @@ class OutputSchema:
         except Exception as exc:
             return None, f"invalid answer: {_short(exc)}"
 
+    def checker(self, mode: str) -> Callable[[str | None], tuple[Any, str | None]]:
+        """parse, and with one column per field, also refuse a value its column cannot hold (an int beyond Int64)."""
+        if mode == "object":  # instances hold any value
+            return self.parse
+
+        def check(text: str | None) -> tuple[Any, str | None]:
+            value, problem = self.parse(text)
+            if problem is None and (unfit := self._unfit(value)):
+                return None, f"invalid answer: {unfit}"
+            return value, problem
+
+        return check
+
+    def _unfit(self, value: Any) -> str | None:
+        """Why a validated value does not fit its typed columns, or None: JSON numbers are unbounded, Int64 is not."""
+        for field, kind in self._kinds.items():
+            if kind not in (_INT, _FLOAT):
+                continue
+            cell = getattr(value, field, None) if self.model is not None else value.get(field)
+            if isinstance(cell, bool) or not isinstance(cell, (int, float)):
+                continue
+            if kind == _INT and not _INT64_MIN <= cell <= _INT64_MAX:
+                return f"field {field!r}: value {cell!r} out of range for int64 (declare it as float or str to keep such values)"
+            if kind == _FLOAT and isinstance(cell, int) and abs(cell) > sys.float_info.max:
+                return f"field {field!r}: value out of range for float64 (declare it as str to keep such values)"
+        return None
+
+    @functools.cached_property
+    def _kinds(self) -> dict[str, Any]:
+        return {field: self._field_kind(field) for field in self.fields}
+
     def column_names(self, prefix: str, mode: str) -> list[str]:
         """The output columns, error column last."""
         names = [f"{prefix}{self.base}"] if mode == "object" else [f"{prefix}{f}" for f in self.fields]
@@ -81,7 +114,7 @@ class OutputSchema:
         out = {}
         for field in self.fields:
             cells = [None if row is None else _plain(row.get(field)) for row in plain]
-            out[f"{prefix}{field}"] = _typed(cells, self._field_kind(field), index)
+            out[f"{prefix}{field}"] = _typed(cells, self._kinds[field], index)
         return out
 
     def _field_kind(self, field: str) -> Any:
@@ -131,6 +164,7 @@ def _json_schema_validator(schema: dict):
 
 # Column kinds: how a field's values become a pandas column.
 _INT, _FLOAT, _BOOL, _STR, _DATETIME, _OBJECT = "Int64", "Float64", "boolean", "string", "datetime", "object"
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _kind_of_annotation(annotation: Any) -> Any:
@@ -161,6 +195,8 @@ def _kind_of_annotation(annotation: Any) -> Any:
 
 def _kind_of_schema(prop: dict, root: dict) -> Any:
     """The column kind of a JSON Schema property."""
+    if not isinstance(prop, dict):  # true / false are valid schemas too
+        return _OBJECT
     if "$ref" in prop:
         name = prop["$ref"].rsplit("/", 1)[-1]
         prop = root.get("$defs", root.get("definitions", {})).get(name, {})
@@ -185,8 +221,11 @@ def _plain(value: Any) -> Any:
 def _typed(cells: list, kind: Any, index: pd.Index) -> pd.Series:
     """A column of the field's kind; missing rows are <NA>, NaT or None."""
     if isinstance(kind, tuple):
-        if all(isinstance(c, str) for c in kind):
-            return pd.Series(pd.Categorical(cells, categories=list(kind)), index=index)
+        categories = list(dict.fromkeys(c for c in kind if c is not None))
+        # One kind of scalar (Arrow's dictionary type needs one): strings, or numbers such as Literal[1, 2, 3].
+        if categories and any(all(isinstance(c, t) and not isinstance(c, bool) for c in categories)
+                              for t in (str, int, float)):
+            return pd.Series(pd.Categorical(cells, categories=categories), index=index)
         kind = _OBJECT
     if kind == _DATETIME:
         return pd.Series(pd.to_datetime(cells, utc=any(getattr(c, "tzinfo", None) for c in cells)), index=index)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import string
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ TemplateLike = Union[str, Sequence[dict], Callable[[dict], Union[str, Messages, 
 
 _ROLES = ("system", "user", "assistant", "developer")
 _MISSING_POLICIES = ("skip", "raise")
-_CONTAINERS = (list, tuple, dict, np.ndarray)
+_CONTAINERS = (list, tuple, dict, set, frozenset, np.ndarray)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,7 @@ class _Text:
 
     source: str
     positional: str
-    columns: tuple[str, ...]
+    columns: tuple[Any, ...]  # column labels: strings, or integers ({0} is the column 0)
     plain: tuple[bool, ...]  # field is a bare "{column}": containers in it render as JSON
 
     def render(self, values: Sequence[Any]) -> str:
@@ -43,8 +44,9 @@ def _parse(source: str, columns: Sequence, positional_column: str | None) -> _Te
     """Map each placeholder to a frame column; raise TemplateError naming the fix."""
     if not isinstance(source, str):
         raise TemplateError(f"a template must be a string, got {type(source).__name__}")
-    known = {c for c in columns if isinstance(c, str)}
-    used: list[str] = []
+    known = _placeholder_names(columns)
+    numbered = any(isinstance(c, int) for alike in known.values() for c in alike)  # then {5} names a column too
+    used: list = []
     plain: list[bool] = []
     out: list[str] = []
     try:
@@ -58,12 +60,12 @@ def _parse(source: str, columns: Sequence, positional_column: str | None) -> _Te
         if spec and "{" in spec:
             raise TemplateError(f"nested placeholders in a format spec are not supported: {{{name}:{spec}}}")
         if name in known:
-            column, rest = name, ""
-        elif name == "" or name.isdigit():
+            column, rest = _column_named(known, name), ""
+        elif name == "" or name.isdigit() and not numbered:
             if positional_column is None:
                 raise TemplateError(
                     f"positional placeholder {{{name}}} in {source!r}: on a DataFrame name the column, "
-                    f"e.g. {{{_example(columns)}}}"
+                    f"e.g. {{{next(iter(known), 'column')}}}"
                 )
             if name not in ("", "0"):
                 raise TemplateError(f"a Series has one value per row: use {{}}, not {{{name}}}")
@@ -72,18 +74,39 @@ def _parse(source: str, columns: Sequence, positional_column: str | None) -> _Te
             cut = min((i for i in (name.find("."), name.find("[")) if i >= 0), default=len(name))
             column, rest = name[:cut], name[cut:]
             if column not in known:
+                unusable = [c for c in columns if str(c) not in known]
+                hint = f" (a name neither a string nor an integer, such as {unusable[0]!r}, cannot be a placeholder: " \
+                       "rename it)" if unusable else ""
                 raise TemplateError(
                     f"template uses column {column!r}, which the frame does not have; "
-                    f"columns are {sorted(map(str, columns))}"
+                    f"columns are {sorted(map(str, columns))}{hint}"
                 )
+            column = _column_named(known, column)
         out.append("{" + str(len(used)) + rest + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}")
         used.append(column)
         plain.append(not rest and not conversion and not spec)
     return _Text(source, "".join(out), tuple(used), tuple(plain))
 
 
-def _example(columns: Sequence) -> str:
-    return str(next(iter(columns), "column"))
+def _placeholder_names(columns: Sequence) -> dict[str, list]:
+    """Placeholder text -> the columns it names: strings as they are, integers in digits ({0} is the column 0)."""
+    known: dict[str, list] = {}
+    for column in columns:
+        if isinstance(column, (int, np.integer)) and not isinstance(column, (bool, np.bool_)):
+            column = int(column)
+        elif not isinstance(column, str):
+            continue
+        alike = known.setdefault(str(column), [])
+        if column not in alike:  # a repeated name is refused by render, with its own fix
+            alike.append(column)
+    return known
+
+
+def _column_named(known: dict[str, list], name: str) -> Any:
+    alike = known[name]
+    if len(alike) > 1:  # "0" and 0
+        raise TemplateError(f"{{{name}}} could be the column {alike[0]!r} or the column {alike[1]!r}: rename one")
+    return alike[0]
 
 
 class Prompts:
@@ -241,7 +264,7 @@ class Template:
             self.parts.append((m["role"], _parse(m["content"], columns, positional_column)))
 
     @property
-    def columns(self) -> list[str]:
+    def columns(self) -> list:
         """The frame columns the template reads, in first-use order (all of them for a function)."""
         return list(dict.fromkeys(c for _, text in self.parts for c in text.columns))
 
@@ -344,10 +367,38 @@ def _containers_as_json(frame: pd.DataFrame, column: str, values: list) -> list:
     return [_as_json(v) if isinstance(v, _CONTAINERS) else v for v in values]
 
 
+_strict_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
 def _as_json(value: Any) -> str:
+    """Valid JSON: the plain case in C; sets, NaN, numpy scalars and other objects inside take the slow path."""
     if isinstance(value, np.ndarray):
         value = value.tolist()
-    return json.dumps(value, ensure_ascii=False, default=str)
+    try:
+        return _strict_json(value)
+    except (TypeError, ValueError):
+        return json.dumps(_jsonable(value), ensure_ascii=False, default=str, allow_nan=False)
+
+
+def _jsonable(value: Any) -> Any:
+    """value made valid JSON: NaN and inf become null, a set a sorted list, numpy scalars Python numbers."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, dict):  # keys JSON cannot hold (tuples...) as text, as for values
+        return {k if k is None or isinstance(k, (str, int, float)) else str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        items = [_jsonable(v) for v in value]
+        try:
+            return sorted(items)
+        except TypeError:  # mixed types: a stable order all the same, so equal sets give equal prompts
+            return sorted(items, key=lambda v: json.dumps(v, sort_keys=True, default=str))
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return None if value is pd.NA or value is pd.NaT else value
 
 
 def _missing_reasons(frame: pd.DataFrame, columns: list[str]) -> dict[int, str]:

@@ -24,7 +24,7 @@ def test_incomplete_and_empty_answers_are_noted_not_failed():
     assert answers.failed().tolist() == [False, False, False]
     assert answers.error_notes() == {0: "incomplete answer: finish_reason='length' (max_tokens reached)",
                                      1: "empty answer"}
-    assert answers.finish_counts(np.array([2, 1, 1])) == {"length": 2, "stop": 1, "None": 1}
+    assert answers.finish_counts(np.array([2, 1, 1])) == {"length": 2, "stop": 1, "unknown": 1}  # no reason given
 
 
 def test_cache_values_fill_the_columns_and_stale_answers_stay_undone():

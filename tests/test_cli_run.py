@@ -271,6 +271,27 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(sim, tmp_path, args
     assert sim.count == 0
 
 
+FACT = {"title": "Fact", "type": "object", "properties": {"year": {"type": "integer"}}, "required": ["year"]}
+INDEX_CLASHES = [
+    ("named index", pd.Index(["a", "b"], name="label"), ["-o", "label"], "index already has level(s) named ['label']"),
+    ("multiindex level", pd.MultiIndex.from_tuples([("fr", 2020), ("de", 2021)], names=["country", "year"]),
+     ["--schema", "fact.json"], "index already has level(s) named ['year']"),
+    ("unnamed index", pd.Index([5, 9]), ["-o", "__index_level_0__"], "already has column(s) ['__index_level_0__']"),
+]
+
+
+@pytest.mark.parametrize("index, args, message", [c[1:] for c in INDEX_CLASHES], ids=[c[0] for c in INDEX_CLASHES])
+def test_an_answer_column_named_like_the_stored_index_is_refused(sim, tmp_path, index, args, message):
+    # pandas keeps its index as columns of the Parquet file: an answer column of that name would be lost.
+    pd.DataFrame({"x": ["p", "q"]}, index=index).to_parquet(tmp_path / "in.parquet")
+    (tmp_path / "fact.json").write_text(json.dumps(FACT))
+    before = {p.name for p in tmp_path.iterdir()}
+    done = llmframe("run", "in.parquet", "out.parquet", "-t", "{x}", *args, *run_args(sim), cwd=tmp_path)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert message in done.stderr, done.stderr
+    assert nothing_written(tmp_path, before) and sim.count == 0
+
+
 @pytest.mark.slow
 def test_sigkill_mid_run_leaves_no_output_and_a_rerun_sends_only_the_missing_rows(sim, tmp_path):
     rows = 3000

@@ -14,7 +14,7 @@ import pytest
 import llmframe
 
 from llmframe.errors import ConfigError, RunAborted, TemplateError
-from llmframe.testing import SimulatedError, digest_answer
+from llmframe.testing import Faults, SimulatedError, digest_answer
 
 from .conftest import MODEL
 
@@ -179,6 +179,32 @@ def test_generation_parameters_reach_the_server(gen, sim):
     ]
     assert (body["temperature"], body["top_p"], body["max_tokens"], body["seed"]) == (0, 0.5, 64, 7)
     assert body["stop"] == ["\n\n"] and body["presence_penalty"] == 0.1 and body["user"] == "u1"
+
+
+def test_answers_without_a_finish_reason_are_counted_under_unknown(gen, sim):
+    sim.faults = Faults(null_finish_rate=1.0)  # "finish_reason": null, as some compatible servers send
+    out = gen(frame(3), "Summarise {title}: {body}", usage=True, prices={MODEL: {"input_mtok": 1, "output_mtok": 1}})
+    assert out.attrs["llmframe"]["finish_reasons"] == {"unknown": 3}
+    assert out["response_error"].isna().all() and out["response_finish_reason"].isna().all()
+    again = gen(frame(3), "Summarise {title}: {body}")
+    assert again.attrs["llmframe"]["cached"] == 3 and again.attrs["llmframe"]["finish_reasons"] == {"unknown": 3}
+    assert json.loads(json.dumps(again.attrs["llmframe"]))["finish_reasons"] == {"unknown": 3}
+
+
+def test_numpy_numbers_are_accepted_as_parameters(gen, sim):
+    counts = np.array([64, 3])  # values that come out of a frame or an array are numpy scalars
+    gen(frame(1), "Summarise {title}: {body}", max_tokens=counts[0], seed=counts[1], timeout=np.float64(30),
+        max_attempts=np.int64(2), max_concurrency=np.int32(4))
+    body = sim.requests[0].body
+    assert (body["max_tokens"], body["seed"]) == (64, 3)
+    again = gen(frame(1), "Summarise {title}: {body}", max_tokens=64, seed=3)
+    assert again.attrs["llmframe"]["cached"] == 1, "numpy and Python numbers ask the same question"
+
+
+def test_integer_column_names_work_in_string_templates(gen, sim):
+    df = pd.DataFrame([["t0", "body 0"], ["t1", "body 1"]])  # columns 0 and 1, as read_csv(header=None) gives
+    out = gen(df, "Summarise {0}: {1}")
+    assert out["response"].tolist() == [digest_answer("Summarise t0: body 0"), digest_answer("Summarise t1: body 1")]
 
 
 def test_message_list_and_function_templates(gen, sim):

@@ -7,6 +7,7 @@ import pytest
 
 from llmframe.errors import ConfigError, redact
 from llmframe.request import Keys, Response, canonical_json, content_digests, distinct, generation_params, key_prefix
+from llmframe.request import integer_at_least, positive_number
 from llmframe.request import content_key as _content_key
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -71,6 +72,20 @@ def test_params_keep_only_what_was_set():
 def test_invalid_params_are_refused(kwargs):
     with pytest.raises(ConfigError):
         generation_params(**kwargs)
+
+
+def test_numpy_numbers_are_numbers_and_give_the_same_key():
+    numpy = generation_params(temperature=np.float32(0.5), top_p=np.float64(1), max_tokens=np.int64(5),
+                              seed=np.uint8(7))
+    plain = generation_params(temperature=0.5, top_p=1, max_tokens=5, seed=7)
+    assert numpy == plain and [type(numpy[k]) for k in ("max_tokens", "seed")] == [int, int]
+    assert key_prefix("openai", "m", numpy) == key_prefix("openai", "m", plain)  # JSON-serialisable, same key
+    assert type(integer_at_least("n", np.int32(3), 1)) is int and positive_number("t", np.float32(2)) == 2.0
+    for bad in (np.bool_(True), np.float64("nan"), np.int64(0)):
+        with pytest.raises(ConfigError, match="max_tokens must be an integer >= 1"):
+            generation_params(max_tokens=bad)
+    with pytest.raises(ConfigError, match="must be a number > 0"):
+        positive_number("timeout", np.float64("inf"))
 
 
 def test_response_round_trips_through_the_cache_format():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import json
 from typing import Literal, Optional
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 from pydantic import BaseModel, Field, field_validator
 
-from llmframe.errors import RunAborted, SchemaError
+from llmframe.errors import ConfigError, RunAborted, SchemaError
 from llmframe.testing import Faults
 
 
@@ -73,6 +74,27 @@ def test_each_field_type_gets_its_dtype(gen, sim):
     assert isinstance(out["day"].iloc[0], dt.date)
     assert set(out["point"].iloc[0]) == {"x", "y"}, "nested models become dicts (Arrow structs)"
     assert all(set(p) == {"x", "y"} for p in out["points"].iloc[0])
+
+
+class Priority(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+class Graded(BaseModel):
+    stars: Literal[1, 2, 3]
+    priority: Priority
+    mixed: Literal[1, "a"]  # no one Arrow type for these: objects
+
+
+def test_literals_and_enums_of_integers_are_categories_too(gen, sim, tmp_path):
+    out = gen(reviews(6), "{text}", output=Graded)
+    assert isinstance(out["stars"].dtype, pd.CategoricalDtype) and list(out["stars"].cat.categories) == [1, 2, 3]
+    assert list(out["priority"].cat.categories) == [1, 2] and out["mixed"].dtype == object
+    assert out["stars"].isin([1, 2, 3]).all() and out["graded_error"].isna().all()
+    out[["stars", "priority"]].to_parquet(tmp_path / "graded.parquet")
+    back = pd.read_parquet(tmp_path / "graded.parquet")
+    assert back["stars"].tolist() == out["stars"].tolist() and back["priority"].tolist() == out["priority"].tolist()
 
 
 def test_parquet_round_trip_keeps_types(gen, sim, tmp_path):
@@ -161,6 +183,44 @@ def test_schema_changes_reask_but_validator_changes_revalidate_from_cache(gen, s
     assert (out["score"].dropna() >= 3).all()
 
 
+class Count(BaseModel):
+    n: int
+    x: float
+
+
+def big_for_row_one(body, big=(12345678901234567890, 0.5)):
+    """Numbers beyond their column (n beyond Int64) for the row 'review number 1', small ones elsewhere."""
+    return '{"n": %s, "x": %s}' % (big if body["messages"][0]["content"].startswith("review number 1") else (7, 0.5))
+
+
+def test_an_integer_beyond_int64_fails_its_row_only_also_from_an_old_cache(gen, sim):
+    sim.answer = big_for_row_one
+    objects = gen(reviews(3), "{text}", output=Count, output_mode="object", invalid_retries=0, strict=False)
+    assert objects["count"].iloc[1].n == 12345678901234567890, "an object column holds any integer"
+    assert sim.count == 3
+    out = gen(reviews(3), "{text}", output=Count, invalid_retries=0, strict=False)
+    # The cached answer cannot become an Int64 column: it is asked again (not a crash), and still does not fit.
+    assert sim.count == 4 and out.attrs["llmframe"]["cached"] == 2
+    assert out["n"].dtype == "Int64" and out["n"].tolist()[0::2] == [7, 7] and pd.isna(out["n"].iloc[1])
+    assert pd.isna(out["x"].iloc[1]) and out["x"].iloc[0] == 0.5
+    assert "field 'n': value 12345678901234567890 out of range for int64" in out["count_error"].iloc[1]
+    assert out["count_error"].isna().tolist() == [True, False, True] and out.attrs["llmframe"]["failed"] == 1
+    again = gen(reviews(3), "{text}", output=Count, invalid_retries=0, strict=False)
+    assert again["n"].tolist()[0::2] == [7, 7] and sim.count == 5, "failures are never cached"
+
+
+def test_json_schema_numbers_beyond_their_column_fail_their_row(gen, sim):
+    schema = {"title": "Count", "type": "object", "required": ["n", "x"],
+              "properties": {"n": {"type": "integer"}, "x": {"type": "number"}}}
+    sim.answer = big_for_row_one
+    out = gen(reviews(3), "{text}", output=schema, invalid_retries=0)
+    assert "out of range for int64" in out["count_error"].iloc[1] and out["n"].dtype == "Int64"
+    sim.answer = functools.partial(big_for_row_one, big=(1, 10**400))  # pydantic refuses such floats itself
+    out = gen(reviews(3), "{text} again", output=schema, invalid_retries=0)
+    assert "field 'x': value out of range for float64" in out["count_error"].iloc[1]
+    assert out["x"].tolist()[0::2] == [0.5, 0.5] and pd.isna(out["x"].iloc[1])
+
+
 def test_output_mode_object_keeps_validated_instances(gen, sim):
     out = gen(reviews(2), "{text}", output=Review, output_mode="object")
     assert list(out.columns) == ["text", "review", "review_error"]
@@ -192,6 +252,32 @@ def test_prefix_avoids_clashes_and_series_give_frames(gen, sim):
     assert isinstance(fields, pd.DataFrame) and list(fields.columns) == ["sentiment", "score", "aspects"]
     objects = gen(df["text"], "{}", output=Review, output_mode="object")
     assert isinstance(objects, pd.Series) and isinstance(objects.iloc[0], Review)
+
+
+class Verdict(BaseModel):
+    verdict_error: str  # the name of the error column llmframe adds for a model named Verdict
+    verdict_cost: float
+
+
+def test_fields_named_like_the_added_columns_are_refused_with_a_fix_that_helps(gen, sim):
+    with pytest.raises(SchemaError, match="verdict_error") as refused:
+        gen(reviews(2), "{text}", output=Verdict, prefix="llm_")
+    message = str(refused.value)
+    assert "prefix= renames both" in message and "rename the field" in message and 'errors="raise"' in message
+    assert "pass a prefix" not in message
+    with pytest.raises(SchemaError, match="verdict_cost.*leave usage off"):
+        gen(reviews(2), "{text}", output=Verdict, errors="raise", usage=True)
+    assert sim.count == 0
+
+
+def test_a_column_named_like_an_index_level_is_refused(gen, sim):
+    df = reviews(2).set_axis(pd.MultiIndex.from_tuples([("a", 1), ("b", 2)], names=["group", "score"]))
+    with pytest.raises(SchemaError, match=r"index already has level\(s\) named \['score'\]: pass prefix="):
+        gen(df, "{text}", output=Review)
+    with pytest.raises(ConfigError, match=r"index already has level\(s\) named \['group'\]"):
+        gen(df, "{text}", output="group")
+    assert sim.count == 0
+    assert gen(df, "{text}", output=Review, prefix="llm_")["llm_score"].notna().all()
 
 
 class Empty(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -50,6 +52,17 @@ def test_non_string_values():
     assert rows[1] == user("2|2.0|False|[1, 2]|{}|[3]|1")
 
 
+def test_sets_and_nan_inside_containers_render_as_valid_json():
+    df = pd.DataFrame({"s": [{"b", "a", "c"}, frozenset({3, 1})],
+                       "lst": [[1.5, float("nan")], {"k": [float("inf"), pd.NA, np.int64(2)], "t": {"y", "x"}}]})
+    rows, _ = render("{s}|{lst}", df)
+    texts = [row[0]["content"] for row in rows]
+    assert texts == ['["a", "b", "c"]|[1.5, null]', '[1, 3]|{"k": [null, null, 2], "t": ["x", "y"]}']
+    for text in texts:
+        for part in text.split("|"):
+            json.loads(part, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+
+
 def test_unicode_and_nul_bytes_pass_through():
     df = pd.DataFrame({"t": ["héllo 👋 مرحبا", "nul\x00byte"]})
     rows, _ = render("{t}", df)
@@ -89,6 +102,21 @@ def test_positional_placeholders_for_a_series():
     assert render("<{0}>", df, positional_column="value")[0] == [user("<v>")]
     with pytest.raises(TemplateError, match="one value per row"):
         render("<{1}>", df, positional_column="value")
+
+
+def test_integer_column_names_are_placeholders_on_a_dataframe():
+    df = pd.DataFrame([["a", 1.5], ["b", 2.25]])  # columns 0 and 1, as read_csv(header=None) gives
+    assert render("{0} costs {1:.1f}", df)[0] == [user("a costs 1.5"), user("b costs 2.2")]
+    assert render("{0!r}/{1.real}", df.set_axis([0, np.int64(1)], axis=1))[0][0] == user("'a'/1.5")
+    with pytest.raises(TemplateError, match=r"column '2', which the frame does not have; columns are \['0', '1'\]"):
+        render("{2}", df)
+    with pytest.raises(TemplateError, match=r"positional placeholder \{0\}.*e.g. \{x\}"):
+        render("{0}", pd.DataFrame({"x": ["a"]}))
+    with pytest.raises(TemplateError, match=r"\{0\} could be the column 0 or the column '0': rename one"):
+        render("{0}", pd.DataFrame([["a", "b"]], columns=[0, "0"]))
+    assert render("{1}", pd.DataFrame([["a", "b"]], columns=[0, "1"]))[0] == [user("b")]
+    with pytest.raises(TemplateError, match=r"such as 1.5, cannot be a placeholder: rename it"):
+        render("{x} {1.5}", pd.DataFrame([["a", "b"]], columns=["x", 1.5]))
 
 
 def test_no_placeholder_needs_an_explicit_flag():

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 # Faults that change a response's body or connection; drawn after the HTTP errors, in this order.
 # The last two spoil only structured answers (response_format json_schema or json_object); drawn
 # for another request, they leave it alone, so every request takes one draw all the same.
-_BODY_FAULTS = ("hang", "reset", "malformed", "html", "empty_choices", "invalid_json", "schema_violation")
+_BODY_FAULTS = ("hang", "reset", "malformed", "html", "empty_choices", "invalid_json", "schema_violation",
+                "null_finish")
 
 HTML_502 = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n"
@@ -43,6 +44,7 @@ class Faults:
     # json_schema requests only: valid JSON that breaks the schema (a required property missing, a
     # wrong type, a value outside an enum).
     schema_violation_rate: float = 0.0
+    null_finish_rate: float = 0.0  # 200 with "finish_reason": null, as some OpenAI-compatible servers send
     seed: int | None = None  # seeds the fault draws (latency callables own their randomness)
 
     def __post_init__(self) -> None:

@@ -48,7 +48,8 @@ class LoggedRequest:
     path: str
     body: dict
     status: int = 0  # the HTTP status answered; 0 while in flight, or for a hang or reset
-    # rpm, tpm, injected, hang, reset, malformed, html, empty_choices, invalid_json, schema_violation; None if none
+    # rpm, tpm, injected, hang, reset, malformed, html, empty_choices, invalid_json, schema_violation,
+    # null_finish; None if none
     fault: str | None = None
     # The body in OpenAI's chat-completions shape, as the answer function saw it; for the
     # /v1/chat/completions route it is `body` itself, for the Anthropic and Gemini routes a translation.
@@ -526,7 +527,7 @@ class Simulator:
             except Exception as exc:
                 message = f"simulator could not build a {fault} answer: {exc!r}"
                 return dialect.error(500, message, limits()), None
-        finish = "stop"
+        finish = None if fault == "null_finish" else "stop"
         if limit is not None and _tokens(text) > limit:
             text, finish = text[: limit * 4], "length"
         completion_tokens = _tokens(text)
