@@ -47,6 +47,14 @@ CACHE_SQLITE_PAGES = 2**11  # SQLite's page cache per connection: 8 MB of 4 KB p
 CACHE_BACKLOG_ROWS = 4096  # answers waiting for the disk beyond which no new request is sent
 CACHE_BACKLOG_WAIT_SECONDS = 0.01  # how often a held-back feeder looks again
 CACHE_KEY_VERSION = 1  # bump when the key's canonical form changes
+# The providers' own endpoints, normalised. Answers from any other server (a simulator, a proxy, a local
+# server) are keyed by its endpoint too; these are left out of the key, so caches made before stay valid.
+OFFICIAL_ENDPOINTS = {
+    "openai": ("https://api.openai.com/v1",),
+    "anthropic": ("https://api.anthropic.com",),
+    "gemini": ("https://generativelanguage.googleapis.com",),
+}
+OFFICIAL_ENDPOINT_DOMAINS = {"gemini": ".googleapis.com"}  # Vertex AI's regional endpoints are Google's too
 
 # HTTP
 REQUEST_TIMEOUT_SECONDS = 600.0  # one request, end to end (OpenAI's own default)

@@ -44,6 +44,17 @@ def old_entries(cache_dir, n: int, *, days: float, model: str = MODEL) -> None:
 # Stats
 
 
+def test_answers_from_one_server_are_not_served_for_another(gen, sim):
+    from llmframe.testing.simulator import Simulator
+
+    assert gen(frame(3), "{x}")["response"].notna().all()
+    with Simulator() as other:  # same model string, another endpoint (a simulator here, the real API there)
+        out = gen(frame(3), "{x}", base_url=other.base_url)
+        assert out["response"].notna().all() and other.count == 3 and out.attrs["llmframe"]["cached"] == 0
+    again = gen(frame(3), "{x}", base_url=sim.base_url + "/")  # the first server, spelled another way
+    assert again.attrs["llmframe"]["cached"] == 3 and sim.count == 3
+
+
 def test_stats_count_entries_per_model(two_models, cache_dir):
     before = time.time()
     stats = llmframe.cache_stats()
