@@ -6,7 +6,9 @@ Maintenance (stats, pruning by model or age, the size limit) is here too; see `c
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import functools
 import json
 import math
 import os
@@ -19,7 +21,7 @@ from typing import Any
 
 from . import constants
 from .durations import duration_seconds
-from .errors import ConfigError
+from .errors import CacheDamaged, CacheError, ConfigError
 
 # Values shorter than diskcache's file threshold sit in the row itself ("raw" mode), keyed by raw str keys.
 _MODE_RAW = 1
@@ -40,6 +42,9 @@ _open_lock = threading.Lock()
 _DB_FILE = "cache.db"  # diskcache's database, whose presence means "a cache lives here"
 _PRUNE_BATCH = 500  # keys deleted per transaction: short write locks, so running jobs barely wait
 UNKNOWN = "unknown"  # stats' name for values llmframe cannot read (another program's, an older format)
+_DAMAGED_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB: the file itself is bad
+_VALUE_DIRS = "[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]"  # where diskcache keeps values too long for the database
+_VALUE_FILES = f"{_VALUE_DIRS}/*.val"
 
 
 def default_directory() -> Path:
@@ -52,10 +57,48 @@ def default_directory() -> Path:
     return Path(platformdirs.user_cache_dir(constants.CACHE_APP_NAME, appauthor=False))
 
 
+def _check_directory(path: str | os.PathLike) -> None:
+    """CacheError when the cache directory is a file: SQLite's own error would name neither."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CacheError(f"the cache directory {path} is a file, not a directory: pass cache_dir= (or set "
+                         f"{constants.CACHE_ENV_VAR} to) a directory, or run with cache=False")
+
+
+def _cache_error(directory: str, exc: BaseException) -> CacheError:
+    """A failure of SQLite or the file system as an error naming the cache's file and the fixes."""
+    db = os.path.join(directory, _DB_FILE)
+    code = getattr(exc, "sqlite_errorcode", None)
+    damaged = code & 0xFF in _DAMAGED_CODES if code is not None else type(exc) is sqlite3.DatabaseError
+    if damaged:
+        return CacheDamaged(
+            f"the cache file {db} is damaged ({exc}). Run without the cache (cache=False, or --cache off), move the "
+            f"file aside (mv {db} {db}.damaged), or reset the cache, losing its answers: "
+            f"llmframe cache clear --force --cache-dir {directory} (in Python: llmframe.clear_cache({directory!r}, force=True))"
+        )
+    return CacheError(
+        f"cannot use the cache in {directory} ({type(exc).__name__}: {exc}): the directory must be writable and "
+        f"have free space. Point cache_dir= (or {constants.CACHE_ENV_VAR}) at another directory, or run with cache=False"
+    )
+
+
+def _guarded(method):
+    """A Store method whose SQLite and file-system errors are CacheErrors naming the file and the fixes."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.Error, OSError) as exc:
+            raise _cache_error(self.directory, exc) from exc
+
+    return call
+
+
 def open_store(directory: str | os.PathLike | None = None, *, size_limit: int | None = None) -> Store:
     """The store for a directory, opened once per process (diskcache is thread- and process-safe).
 
     With size_limit (bytes), the store's limit becomes that; without, it stays as it is.
+    CacheError (CacheDamaged for a damaged database) when the directory cannot hold a cache.
     """
     path = str(Path(directory).expanduser() if directory is not None else default_directory())
     with _open_lock:
@@ -74,29 +117,35 @@ class Store:
         import diskcache
 
         self.directory = directory
+        _check_directory(directory)
         if size_limit is None and not os.path.exists(os.path.join(directory, _DB_FILE)):
             size_limit = constants.CACHE_SIZE_LIMIT  # a new cache, not diskcache's own 1 GiB default
         settings: dict[str, Any] = {} if size_limit is None else {"size_limit": size_limit}
         # Without a size_limit an existing cache keeps the one stored in it (by the last run that set one).
-        self._cache = diskcache.Cache(
-            directory,
-            eviction_policy="least-recently-stored",  # reads stay read-only: no write per hit
-            cull_limit=0,  # no size check on every write (it costs a third of a write); trim() after each run
-            statistics=False,
-            tag_index=False,
-            # diskcache maps 64 MB of the file and caches 32 MB of pages per connection by default: memory
-            # a million-row run shows as its own. A quarter of each reads and writes as fast here
-            # (benchmarks/RESULTS.md); the OS caches the file anyway.
-            sqlite_mmap_size=constants.CACHE_SQLITE_MMAP_BYTES,
-            sqlite_cache_size=constants.CACHE_SQLITE_PAGES,
-            **settings,
-        )
+        try:
+            self._cache = diskcache.Cache(
+                directory,
+                eviction_policy="least-recently-stored",  # reads stay read-only: no write per hit
+                cull_limit=0,  # no size check on every write (it costs a third of a write); trim() after each run
+                statistics=False,
+                tag_index=False,
+                # diskcache maps 64 MB of the file and caches 32 MB of pages per connection by default: memory
+                # a million-row run shows as its own. A quarter of the pages reads and writes as fast here
+                # (benchmarks/RESULTS.md), and so do bulk lookups without a map, which a file truncated
+                # under the process would turn into SIGBUS; the OS caches the file anyway.
+                sqlite_mmap_size=constants.CACHE_SQLITE_MMAP_BYTES,
+                sqlite_cache_size=constants.CACHE_SQLITE_PAGES,
+                **settings,
+            )
+        except (sqlite3.Error, OSError) as exc:
+            raise _cache_error(directory, exc) from exc
 
     @property
     def size_limit(self) -> int:
         """Bytes on disk beyond which the least recently stored answers are evicted."""
         return int(self._cache.size_limit)
 
+    @_guarded
     def set_size_limit(self, size_limit: int) -> None:
         """Change the limit, in this process and in the cache's own settings (seen by later openers).
 
@@ -104,10 +153,12 @@ class Store:
         """
         self._cache.reset("size_limit", int(size_limit))
 
+    @_guarded
     def trim(self) -> int:
         """Evict the least recently stored answers while the cache is over its size limit; how many went."""
         return int(self._cache.cull())
 
+    @_guarded
     def get_many(self, keys: Sequence[str]) -> list[str | None]:
         """Values for keys (None where absent): one SQL query for the whole chunk.
 
@@ -128,6 +179,7 @@ class Store:
         found = dict((key, value) for key, _mode, value in rows)
         return [found.get(key) for key in keys]
 
+    @_guarded
     def set_many(self, items: Sequence[tuple[str, str]], *, overwrite: bool = False) -> int:
         """Store answers in one transaction (one commit per chunk, not per row).
 
@@ -170,6 +222,7 @@ class Store:
             if value is not missing:  # deleted by another process since the key was read
                 yield key, value
 
+    @_guarded
     def stats(self) -> dict:
         """Entries, bytes on disk, the size limit, and per model the count and oldest/newest answer.
 
@@ -202,6 +255,7 @@ class Store:
             "unknown": unknown,
         }
 
+    @_guarded
     def prune(self, *, older_than: float | None = None, model: str | None = None) -> int:
         """Delete the answers stored more than older_than seconds ago and/or by model; how many went.
 
@@ -245,6 +299,7 @@ class Store:
                     removed += 1
         return removed
 
+    @_guarded
     def __len__(self) -> int:
         return len(self._cache)
 
@@ -299,6 +354,7 @@ def resolve_directory(cache_dir: str | os.PathLike | None = None) -> Path:
 def _existing_store(cache_dir: str | os.PathLike | None) -> tuple[Path, Store | None]:
     """The store in a directory, or None where no cache exists (so a typo creates nothing)."""
     path = resolve_directory(cache_dir)
+    _check_directory(path)
     if not (path / _DB_FILE).exists():
         return path, None
     return path, open_store(path)
@@ -319,17 +375,47 @@ def cache_stats(cache_dir: str | os.PathLike | None = None) -> dict:
 
 
 def clear_cache(cache_dir: str | os.PathLike | None = None, *, older_than: float | str | _dt.timedelta | None = None,
-                model: str | None = None) -> int:
+                model: str | None = None, force: bool = False) -> int:
     """Delete cached answers; returns how many were removed.
 
     older_than: only answers stored longer ago than this (seconds, a timedelta, or "30d", "12h", ...).
     model: only answers of this model string, as passed to generate (e.g. "openai:gpt-4o-mini").
     Both given: both must hold. Neither: the whole cache is cleared.
+    force: a cache whose database is damaged (CacheDamaged) is reset instead: its files are deleted,
+    and 0 is returned (what it held cannot be counted). Only for a whole clear.
     """
     seconds = None if older_than is None else parse_duration(older_than)
     if model is not None and (not isinstance(model, str) or not model):
         raise ConfigError(f"model must be a non-empty model string like 'openai:gpt-4o-mini', got {model!r}")
-    _path, store = _existing_store(cache_dir)
-    if store is None:
+    if not isinstance(force, bool):
+        raise ConfigError(f"force must be True or False, got {force!r}")
+    if force and (older_than is not None or model is not None):
+        raise ConfigError("force resets the whole cache, so it takes no older_than or model filter")
+    try:
+        _path, store = _existing_store(cache_dir)
+        if store is None:
+            return 0
+        return store.prune(older_than=seconds, model=model)
+    except CacheDamaged:
+        if not force:
+            raise
+        reset_cache(cache_dir)
         return 0
-    return store.prune(older_than=seconds, model=model)
+
+
+def reset_cache(cache_dir: str | os.PathLike | None = None) -> None:
+    """Delete a cache's database and answer files, readable or not; its batch job state is kept."""
+    path = resolve_directory(cache_dir)
+    _check_directory(path)
+    with _open_lock:
+        store = _open.pop(str(path), None)
+    if store is not None:
+        with contextlib.suppress(Exception):  # a damaged file may fail to close: it is deleted next anyway
+            store.close()
+    for name in (_DB_FILE, f"{_DB_FILE}-wal", f"{_DB_FILE}-shm"):
+        (path / name).unlink(missing_ok=True)
+    for value in path.glob(_VALUE_FILES):
+        value.unlink(missing_ok=True)
+    for folder in [*path.glob(_VALUE_DIRS), *path.glob(_VALUE_DIRS.partition("/")[0])]:  # inner ones first
+        with contextlib.suppress(OSError):  # not empty: something else lives there
+            folder.rmdir()

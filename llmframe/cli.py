@@ -71,6 +71,8 @@ def _add_cache_commands(sub) -> None:
                        help="only answers stored longer ago than AGE: seconds, or 45s, 90m, 12h, 30d, 2w")
     clear.add_argument("--model", metavar="MODEL", help="only answers of this model string, e.g. openai:gpt-4o-mini")
     clear.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    clear.add_argument("--force", action="store_true",
+                       help="reset a damaged cache (one whose database cannot be read) by deleting its files")
     clear.set_defaults(handler=_cache_clear)
 
 
@@ -186,9 +188,9 @@ def _cache_stats(args: argparse.Namespace) -> int:
 
 
 def _cache_clear(args: argparse.Namespace) -> int:
-    from .cache import clear_cache, parse_duration, resolve_directory
+    from .cache import clear_cache, parse_duration, reset_cache, resolve_directory
 
-    from .errors import ConfigError
+    from .errors import CacheDamaged, ConfigError
 
     if args.older_than is not None:
         try:  # a typo is a usage error, found before anything is asked or removed
@@ -200,6 +202,8 @@ def _cache_clear(args: argparse.Namespace) -> int:
             ) from None
     directory = resolve_directory(args.cache_dir)
     filtered = args.older_than is not None or args.model is not None
+    if args.force and filtered:
+        raise ConfigError("--force resets the whole cache: it takes no --older-than or --model")
     what = " and ".join(
         part
         for part in (
@@ -222,7 +226,14 @@ def _cache_clear(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-    removed = clear_cache(args.cache_dir, older_than=args.older_than, model=args.model)
+    try:
+        removed = clear_cache(args.cache_dir, older_than=args.older_than, model=args.model)
+    except CacheDamaged:
+        if not args.force:
+            raise
+        reset_cache(args.cache_dir)
+        print(f"Reset the damaged cache in {directory}: its database could not be read, so its files were deleted.")
+        return 0
     print(f"Removed {removed:,} cached answer{'s' if removed != 1 else ''} from {directory}.")
     return 0
 

@@ -42,13 +42,19 @@ RAY_BUDGETS = ("shared", "split")  # one budget actor for the cluster, or rpm/tp
 CACHE_ENV_VAR = "LLMFRAME_CACHE_DIR"
 CACHE_APP_NAME = "llmframe"
 CACHE_SIZE_LIMIT = 16 * 2**30  # answers cost money: evict only far beyond any normal working set
-CACHE_SQLITE_MMAP_BYTES = 2**24  # SQLite maps this much of the file for reads (diskcache: 64 MB)
+CACHE_SQLITE_MMAP_BYTES = 0  # no memory map (diskcache: 64 MB): a truncated file would kill the process (SIGBUS)
 CACHE_SQLITE_PAGES = 2**11  # SQLite's page cache per connection: 8 MB of 4 KB pages (diskcache: 32 MB)
-CACHE_FLUSH_ROWS = 256  # answers are written in batches of this many ...
-CACHE_FLUSH_SECONDS = 0.2  # ... or at least this often, so a crash loses almost nothing
 CACHE_BACKLOG_ROWS = 4096  # answers waiting for the disk beyond which no new request is sent
 CACHE_BACKLOG_WAIT_SECONDS = 0.01  # how often a held-back feeder looks again
 CACHE_KEY_VERSION = 1  # bump when the key's canonical form changes
+# The providers' own endpoints, normalised. Answers from any other server (a simulator, a proxy, a local
+# server) are keyed by its endpoint too; these are left out of the key, so caches made before stay valid.
+OFFICIAL_ENDPOINTS = {
+    "openai": ("https://api.openai.com/v1",),
+    "anthropic": ("https://api.anthropic.com",),
+    "gemini": ("https://generativelanguage.googleapis.com",),
+}
+OFFICIAL_ENDPOINT_DOMAINS = {"gemini": ".googleapis.com"}  # Vertex AI's regional endpoints are Google's too
 
 # HTTP
 REQUEST_TIMEOUT_SECONDS = 600.0  # one request, end to end (OpenAI's own default)

@@ -2,6 +2,8 @@
 
 LLMFrameError
 ├── ConfigError          unknown provider, missing key or extra, invalid parameter
+│   └── CacheError       the cache directory cannot be used (not a directory, not writable)
+│       └── CacheDamaged the cache's database file is damaged
 ├── TemplateError        unknown column, bad placeholder, missing values when raising
 ├── SchemaError          a schema the provider cannot express, column clash
 ├── ProviderError        a request that failed (status and message kept)
@@ -21,6 +23,8 @@ from . import constants
 __all__ = [
     "LLMFrameError",
     "ConfigError",
+    "CacheError",
+    "CacheDamaged",
     "TemplateError",
     "SchemaError",
     "ProviderError",
@@ -36,6 +40,14 @@ class LLMFrameError(Exception):
 
 class ConfigError(LLMFrameError, ValueError):
     """A model string, parameter, key or extra is wrong or missing."""
+
+
+class CacheError(ConfigError):
+    """The cache directory cannot be used: a file, not writable, or its database unreadable."""
+
+
+class CacheDamaged(CacheError):
+    """The cache's database file is damaged: run with cache=False, move it aside, or reset it."""
 
 
 class TemplateError(LLMFrameError, ValueError):

@@ -8,7 +8,9 @@ and what lets Ctrl-C in the caller's thread cancel the run while finished answer
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import contextlib
 import random
 import threading
 import time
@@ -115,40 +117,52 @@ class Work:
 class _CacheWriter:
     """Writes answers to the cache on a thread of its own, off the loop.
 
-    Whatever has piled up since the last write goes in one transaction, so the writer keeps pace
-    however fast answers come; and the loop holds back new requests while more than
-    CACHE_BACKLOG_ROWS answers wait for the disk, so memory stays flat and a crash loses only those.
+    Each answer is handed over as it arrives, and whatever has piled up since the last write goes in
+    one transaction, so the writer keeps pace however fast answers come. A worker sends its next
+    request only once its answer is on disk (written()), so a crash re-asks at most the requests in
+    flight; and the loop holds back new requests while more than CACHE_BACKLOG_ROWS answers wait for
+    the disk (a local model's batches come many at once), so memory stays flat.
     """
 
     def __init__(self, store: Store, *, model: str, overwrite: bool):
         self._store = store
         self._model = model
         self._overwrite = overwrite
-        self._pending: list[tuple[str, str, bool]] = []  # gathered on the loop, not handed over yet
+        self._loop = asyncio.get_running_loop()
         self._handed: list[tuple[str, str, bool]] = []  # handed over, waiting for the writer thread
         self._ready = threading.Condition()
         self._closing = False
         self.backlog = 0  # answers handed over and not written yet
+        self._added = 0  # answers handed over so far
+        self._written = 0  # of those, how many are written (or failed to be); set by the writer thread
+        self._waiters: collections.deque[tuple[int, asyncio.Future]] = collections.deque()
         self._failures: list[BaseException] = []
-        self._last_flush = time.monotonic()
         self.duplicates = 0  # answers another process had already stored: requests paid twice
         self._thread = threading.Thread(target=self._serve, name="llmframe-cache", daemon=True)
         self._thread.start()
 
     def add(self, key: str, response: Response, *, overwrite: bool = False) -> None:
-        self._pending.append((key, response.to_cache(self._model, time.time()), overwrite or self._overwrite))
-        if len(self._pending) >= constants.CACHE_FLUSH_ROWS:
-            self.flush()
+        """Hand one answer to the writer thread now (writes stay in order: one thread)."""
+        item = (key, response.to_cache(self._model, time.time()), overwrite or self._overwrite)
+        with self._ready:
+            self._handed.append(item)
+            self.backlog += 1
+            self._added += 1
+            self._ready.notify()
 
-    def flush(self) -> None:
-        """Hand the gathered answers to the writer thread (writes stay in order: one thread)."""
-        self._last_flush = time.monotonic()
-        if self._pending:
-            batch, self._pending = self._pending, []
-            with self._ready:
-                self._handed.extend(batch)
-                self.backlog += len(batch)
-                self._ready.notify()
+    async def written(self) -> None:
+        """Wait until every answer handed over so far is on disk (or its write has failed)."""
+        if self._written >= self._added:
+            return
+        future = self._loop.create_future()
+        self._waiters.append((self._added, future))
+        await future
+
+    def _wake(self, written: int) -> None:
+        while self._waiters and self._waiters[0][0] <= written:
+            future = self._waiters.popleft()[1]
+            if not future.done():  # a cancelled worker's wait
+                future.set_result(None)
 
     def lagging(self) -> bool:
         """True while the disk is behind: new requests wait, instead of answers piling up in memory."""
@@ -165,6 +179,10 @@ class _CacheWriter:
             self._write(batch)
             with self._ready:
                 self.backlog -= len(batch)
+                self._written += len(batch)
+                written = self._written
+            with contextlib.suppress(RuntimeError):  # the loop has closed (interpreter exit): no one waits
+                self._loop.call_soon_threadsafe(self._wake, written)
 
     def _write(self, batch: list[tuple[str, str, bool]]) -> None:
         try:
@@ -174,13 +192,8 @@ class _CacheWriter:
         except Exception as exc:  # a full disk must not lose the run: the answers are still returned
             self._failures.append(exc)
 
-    def tick(self) -> None:
-        if time.monotonic() - self._last_flush >= constants.CACHE_FLUSH_SECONDS:
-            self.flush()
-
     def close(self) -> None:
-        """Write everything still gathered and wait for it: called on success, failure and cancel."""
-        self.flush()
+        """Write everything still handed over and wait for it: called on success, failure and cancel."""
         with self._ready:
             self._closing = True
             self._ready.notify()
@@ -397,6 +410,8 @@ async def execute(
         while (item := await queue.get()) is not None:
             j, request = item
             finish(j, await _answer(request, provider, limiter, policy, counters, work.check, secrets))
+            if writer is not None:
+                await writer.written()  # its next request waits: a crash re-asks only the requests in flight
 
     async def batch_worker() -> None:
         """A local model: whole groups to the provider, answered batch by batch in a worker thread."""
@@ -423,7 +438,6 @@ async def execute(
                 continue
             for j, request in zip(misses, work.build(misses)):
                 while writer is not None and writer.lagging():
-                    writer.flush()
                     await asyncio.sleep(constants.CACHE_BACKLOG_WAIT_SECONDS)
                 if budget is not None:
                     estimate = policy.estimate(request)
@@ -437,10 +451,8 @@ async def execute(
 
     async def tick() -> None:
         while True:
-            await asyncio.sleep(min(constants.CACHE_FLUSH_SECONDS, constants.PROGRESS_REFRESH_SECONDS))
+            await asyncio.sleep(constants.PROGRESS_REFRESH_SECONDS)
             progress.refresh()
-            if writer is not None:
-                writer.tick()
 
     if batched:
         workers = [asyncio.create_task(batch_worker())]  # one model, one generate call at a time

@@ -218,8 +218,9 @@ def plan(
         raise ConfigError(f"cache must be True, False or 'refresh', got {cache!r}")
     existing = frame.columns if output_frame_columns is None else output_frame_columns
     index_names = frame.index.names if output_frame_columns is None else ()
-    if not isinstance(usage, bool):
-        raise ConfigError(f"usage must be True or False, got {usage!r}")
+    for name, flag in (("usage", usage), ("strict", strict)):
+        if not isinstance(flag, bool):
+            raise ConfigError(f"{name} must be True or False, got {flag!r}")
     out = Output.resolve(output, prefix=prefix, mode=output_mode, errors=errors, frame_columns=existing, usage=usage,
                          index_names=index_names)
     concurrency = defaults.max_concurrency if max_concurrency is None else integer_at_least(
@@ -249,7 +250,9 @@ def plan(
     )
     provider.check_params(gen)
     schema_key = out.schema.key_material() if out.schema is not None else None
-    head = key_prefix(provider_name, model_name, gen, schema_key)
+    if schema_key is not None and not strict and provider.strict_outputs:
+        schema_key = {**schema_key, "strict": False}  # a different request; strict=True keys stay as they were
+    head = key_prefix(provider_name, model_name, gen, schema_key, provider.endpoint)
     digests, valid = _digests(head, prompts, max_prompt_tokens)
     codes, first_row = distinct(digests, valid)
     weights = np.bincount(codes[codes >= 0], minlength=len(first_row))

@@ -97,8 +97,12 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def key_prefix(provider: str, model: str, params: dict, schema: Any = None) -> bytes:
-    """The part of every key that is the same for all rows of a run."""
+def key_prefix(provider: str, model: str, params: dict, schema: Any = None, endpoint: str | None = None) -> bytes:
+    """The part of every key that is the same for all rows of a run.
+
+    endpoint: the server's, when it is not the provider's official one (None); absent from the key
+    otherwise, so keys made before endpoints were part of it stay the same.
+    """
     head = {
         "v": constants.CACHE_KEY_VERSION,
         "provider": provider,
@@ -106,6 +110,8 @@ def key_prefix(provider: str, model: str, params: dict, schema: Any = None) -> b
         "params": params,
         "schema": schema,
     }
+    if endpoint is not None:
+        head["endpoint"] = endpoint
     return canonical_json(head).encode()
 
 

@@ -139,3 +139,32 @@ def test_a_shared_limiter_grants_blocks_within_its_rate():
     assert budget.grant(0, 500)[0] == 0.0, "a kind not asked for is not handed out"
     budget.pause(2.0)
     assert budget.grant(1, 0)[2] == pytest.approx(2.0), "a pause holds every sharer"
+
+
+def test_limits_learned_from_one_endpoint_stay_with_it(sim, monkeypatch):
+    # Both endpoints come from OPENAI_BASE_URL, so base_url= is None for both: the limiter must tell them apart.
+    import pandas as pd
+
+    from llmframe import ratelimit
+    from llmframe.providers.openai import OpenAIProvider
+    from llmframe.testing.faults import Faults
+    from llmframe.testing.simulator import Simulator
+
+    def limiter_here():
+        provider = OpenAIProvider("sim-model", api_key=sim.api_key, max_concurrency=1, timeout=10)
+        return ratelimit.limiter_for(provider.limiter_key)
+
+    def run(rows: int) -> pd.DataFrame:
+        df = pd.DataFrame({"x": [f"row {i}" for i in range(rows)]})
+        return df.llm.generate("{x}", model="openai:sim-model", api_key=sim.api_key, cache=False, progress=False)
+
+    with Simulator(faults=Faults(rpm=6)) as limited:
+        monkeypatch.setenv("OPENAI_BASE_URL", limited.base_url)
+        assert run(2)["response"].notna().all()
+        learned = limiter_here().requests
+        assert learned is not None and learned.per_minute == pytest.approx(6 * constants.LEARNED_LIMIT_MARGIN)
+        monkeypatch.setenv("OPENAI_BASE_URL", limited.base_url + "/")
+        assert limiter_here().requests is learned, "the same endpoint, spelled with a trailing slash"
+    monkeypatch.setenv("OPENAI_BASE_URL", sim.base_url)
+    assert limiter_here().requests is None, "the other server's limit does not pace this one"
+    assert run(4)["response"].notna().all() and sim.count == 4

@@ -126,3 +126,70 @@ def test_distinct_settles_a_64_bit_collision_on_all_128_bits():
     row_to_key, first = distinct(digests, np.ones(5, dtype=bool))
     assert row_to_key.tolist() == [0, 1, 2, 0, 1]
     assert first.tolist() == [0, 1, 2]
+
+
+# Keys of whole runs, as plan() makes them (it sends nothing): the endpoint and strict where they matter.
+
+def _plan_key(model="openai:gpt-4o-mini", **kwargs):
+    import pandas as pd
+    from pydantic import BaseModel
+
+    from llmframe.pipeline import plan
+
+    class Verdict(BaseModel):
+        label: str
+        score: int
+
+    if kwargs.pop("structured", False):
+        kwargs["output"] = Verdict
+    kwargs.setdefault("temperature", 0)
+    return plan(pd.DataFrame({"x": ["hello"]}), "Say {x}", model=model, api_key="sk-test", cache=False, **kwargs).keys[0]
+
+
+# Computed before the endpoint and strict were part of any key: caches made then must stay valid.
+PINNED = {
+    "openai:gpt-4o-mini": "3c17b18f714788de16eefab244de302e",
+    "anthropic:claude-3-5-haiku-latest": "59740c5a11d4695a7b88464e812690de",
+    "gemini:gemini-2.0-flash": "92dffcc45e37f5590c1eadd8c47cd6ee",
+}
+
+
+@pytest.mark.parametrize("model", sorted(PINNED))
+def test_keys_for_the_official_endpoints_never_drift(model, monkeypatch):
+    for name in ("ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert _plan_key(model) == PINNED[model]
+
+
+def test_structured_keys_for_the_official_endpoint_never_drift():
+    # strict=True, the default; no temperature
+    assert _plan_key(structured=True, temperature=None) == "ea7dedcc13c5f77b8c91523563ab911a"
+
+
+def test_the_official_endpoint_spelled_out_keeps_the_key(monkeypatch):
+    official = PINNED["openai:gpt-4o-mini"]
+    assert _plan_key(base_url="https://api.openai.com/v1/") == official
+    monkeypatch.setenv("OPENAI_BASE_URL", "HTTPS://API.OPENAI.COM/v1")
+    assert _plan_key() == official
+
+
+@pytest.mark.parametrize("model, variable", [("openai:m", "OPENAI_BASE_URL"), ("anthropic:m", "ANTHROPIC_BASE_URL"),
+                                             ("gemini:m", "GOOGLE_GEMINI_BASE_URL")])
+def test_another_endpoint_is_in_the_key_however_it_is_given(model, variable, monkeypatch):
+    monkeypatch.delenv(variable, raising=False)
+    official = _plan_key(model)
+    here = _plan_key(model, base_url="http://127.0.0.1:8000/v1")
+    assert here != official
+    assert _plan_key(model, base_url="http://127.0.0.1:8000/v1/") == here, "a trailing slash is the same endpoint"
+    assert _plan_key(model, base_url="http://127.0.0.1:8001/v1") != here
+    monkeypatch.setenv(variable, "http://127.0.0.1:8000/v1/")
+    assert _plan_key(model) == here, "the environment's endpoint is the same endpoint as base_url="
+
+
+def test_strict_is_in_the_key_where_it_changes_the_request():
+    assert _plan_key(structured=True, strict=False) != _plan_key(structured=True)
+    # Anthropic's request is the same either way: the key too.
+    claude = "anthropic:claude-3-5-haiku-latest"
+    assert _plan_key(claude, structured=True, strict=False) == _plan_key(claude, structured=True)
+    with pytest.raises(ConfigError, match="strict must be True or False"):
+        _plan_key(structured=True, strict="no")

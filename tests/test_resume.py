@@ -107,6 +107,21 @@ def test_sigkill_half_way_then_rerun_sends_only_missing_rows(sim, cache_dir):
     assert sim.count - served_before_kill == rows - saved
 
 
+def test_sigkill_re_asks_at_most_the_requests_in_flight(sim, cache_dir):
+    rows, in_flight = 600, 20
+    sim.latency = 0.1
+    client = start_client(rows, sim.base_url, in_flight, "plain", cache_dir)
+    signal_when(client, signal.SIGKILL, lambda: sim.count >= 150)
+    saved = len(Store(str(cache_dir)))
+    assert 0 < saved < rows
+    report = rerun(rows, sim)
+    assert report["cached"] == saved and report["requests_sent"] == rows - saved
+    # Every row is asked once, and again only if the killed process had asked without its answer reaching
+    # the disk. Counted from the simulator, whenever the killed process's last requests arrived there.
+    re_asked = sim.count - rows
+    assert 0 <= re_asked <= in_flight, f"{re_asked} rows were asked twice; {in_flight} were in flight"
+
+
 def test_interrupt_in_a_running_event_loop_stops_fast_and_keeps_answers(sim, cache_dir):
     rows = 2000
     sim.latency = 0.3

@@ -34,6 +34,9 @@ class AnthropicProvider(Provider):
             **self.options,
         )
 
+    def resolved_url(self) -> str | None:
+        return str(self._client.base_url)  # base_url=, else ANTHROPIC_BASE_URL, else the official endpoint
+
     def output_params(self, schema: OutputSchema, *, strict: bool) -> dict:
         """Anthropic's JSON-schema output format: the answer text is the JSON object."""
         return {"output_config": {"format": {"type": "json_schema", "schema": schema.json_schema}}}

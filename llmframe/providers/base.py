@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar
@@ -22,6 +23,7 @@ class Provider(ABC):
     name: ClassVar[str]
     key_env: ClassVar[tuple[str, ...]] = ()  # environment variables holding the API key, in order
     extra: ClassVar[str | None] = None  # the pip extra that installs this provider's SDK
+    strict_outputs: ClassVar[bool] = False  # output_params(strict=False) asks for something else than strict=True
 
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
                  max_concurrency: int, timeout: float, options: dict | None = None):
@@ -76,10 +78,28 @@ class Provider(ABC):
         timeout = httpx.Timeout(self.timeout, connect=constants.CONNECT_TIMEOUT_SECONDS, pool=None)
         return factory(limits=limits, timeout=timeout)
 
+    def resolved_url(self) -> str | None:
+        """The base URL the client sends to, as its SDK resolved it (argument, environment, default)."""
+        return None
+
+    @property
+    def endpoint(self) -> str | None:
+        """The resolved endpoint, normalised; None for the provider's official one (and for local models)."""
+        url = self.resolved_url()
+        if url is None:
+            return None
+        url = normalise_endpoint(url)
+        host = urllib.parse.urlsplit(url).hostname or ""
+        domain = constants.OFFICIAL_ENDPOINT_DOMAINS.get(self.name)
+        if url in constants.OFFICIAL_ENDPOINTS.get(self.name, ()) or (
+                domain and url.startswith("https://") and host.endswith(domain)):
+            return None
+        return url
+
     @property
     def limiter_key(self) -> tuple:
-        """What identifies one rate-limit budget: provider, endpoint, model and key."""
-        return (self.name, self.base_url, self.model, self._api_key)
+        """What identifies one rate-limit budget: provider, resolved endpoint, model and key (hashed by the limiter)."""
+        return (self.name, self.endpoint, self.model, self._api_key)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -103,3 +123,13 @@ class Provider(ABC):
     def __repr__(self) -> str:
         # Never show the key: reprs end up in logs and tracebacks.
         return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r})"
+
+
+def normalise_endpoint(url: str) -> str:
+    """One spelling per endpoint: scheme and host in lower case, no credentials, no trailing slash."""
+    parts = urllib.parse.urlsplit(str(url).strip())
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), parts.query, ""))

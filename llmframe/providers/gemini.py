@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 
 from google import genai
@@ -67,6 +68,12 @@ class GeminiProvider(Provider):
             retry_options=types.HttpRetryOptions(attempts=1),  # llmframe retries, not the SDK
         )
         self._client = genai.Client(api_key=self._api_key, http_options=http_options, **self.options)
+
+    def resolved_url(self) -> str | None:
+        """base_url=, else GOOGLE_GEMINI_BASE_URL, else the official endpoint (the SDK keeps it in its options)."""
+        options = getattr(getattr(self._client, "_api_client", None), "_http_options", None)
+        url = getattr(options, "base_url", None)
+        return url or self.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or None
 
     async def complete(self, request: Request) -> Response:
         system, contents = _contents(request.messages)

@@ -32,6 +32,7 @@ class OpenAIProvider(Provider):
 
     name = "openai"
     key_env = ("OPENAI_API_KEY",)
+    strict_outputs = True
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
@@ -53,6 +54,9 @@ class OpenAIProvider(Provider):
             self._url = str(self._client.base_url).rstrip("/") + "/chat/completions"
             self._http = JSONClient(headers, max_connections=self.max_concurrency, timeout=self.timeout,
                                     secrets=self.secrets)
+
+    def resolved_url(self) -> str | None:
+        return str(self._client.base_url)  # base_url=, else OPENAI_BASE_URL, else the official endpoint
 
     async def complete(self, request: Request) -> Response:
         if self._http is None:
