@@ -67,6 +67,7 @@ DEFAULT_OUTPUT = "response"
 ERROR_SUFFIX = "_error"
 REPORT_ATTR = "llmframe"
 ERROR_SAMPLES = 5  # distinct error messages kept in the run report
+FAILED_ROWS_WARNING_SHARE = 0.5  # a run where more than this share of rows failed warns: a script must not miss it
 REPORT_TEXT_CHARS = 200  # an error message is cut to this length in the report's HTML view
 REMEMBERED_CALLS = 64  # recent generate calls kept in memory for retry_failed()
 

@@ -271,6 +271,24 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(sim, tmp_path, args
     assert sim.count == 0
 
 
+def test_a_run_whose_rows_mostly_fail_warns_once_for_all_its_chunks(sim, tmp_path):
+    from llmframe.testing import SimulatedError
+
+    def answer(body):
+        if "row 3" in json.dumps(body):
+            return "fine"
+        raise SimulatedError(400, "not allowed")
+
+    sim.answer = answer
+    pd.DataFrame({"x": [f"row {i}" for i in range(12)]}).to_parquet(tmp_path / "in.parquet")
+    done = llmframe("run", "in.parquet", "out.parquet", "-t", "{x}", "--batch-size", 4, "--quiet", *run_args(sim),
+                    cwd=tmp_path)
+    assert done.returncode == 0, done.stderr  # the errors are in the error column, as asked
+    assert done.stderr.count("RuntimeWarning") == 1, done.stderr  # three chunks, one warning, even with --quiet
+    assert "11 of 12 rows failed (first error: HTTP 400: not allowed)" in done.stderr
+    assert pd.read_parquet(tmp_path / "out.parquet")["response"].notna().sum() == 1
+
+
 @pytest.mark.slow
 def test_sigkill_mid_run_leaves_no_output_and_a_rerun_sends_only_the_missing_rows(sim, tmp_path):
     rows = 3000

@@ -172,6 +172,25 @@ def test_one_configuration_aborting_leaves_the_others(providers):
     assert res.table.loc[res.table.model == ANTHROPIC, "answer_error"].str.contains("RunAborted").all()
 
 
+def test_a_sweep_warns_once_naming_the_configurations_that_mostly_failed(providers):
+    def answer(body):
+        if "claude" in body["model"]:
+            raise SimulatedError(400, "model not available")
+        return "Paris"
+
+    providers.answer = answer
+    with pytest.warns(RuntimeWarning) as warned:
+        res = capitals().llm.sweep("{q}", models=[OPENAI, ANTHROPIC], params={"temperature": [0, 0.7]},
+                                   output="answer", prices=PRICES)
+    messages = [str(w.message) for w in warned if w.category is RuntimeWarning]
+    assert len(messages) == 1, "one warning for the sweep, not one per configuration"
+    assert messages[0].startswith("most rows failed in 2 of 4 runs: "), messages[0]
+    for temperature in (0, 0.7):
+        assert f"{ANTHROPIC} (template t0, temperature={temperature}, repeat 0): 4 of 4 rows failed (first error: " \
+               "HTTP 400: model not available)" in messages[0]
+    assert OPENAI not in messages[0] and res.table["answer"].notna().sum() == 8
+
+
 def test_builtin_scorers():
     table = pd.DataFrame({"answer": ["  Paris. ", "about 1,234.5 km", "I think ROME", "no"],
                           "gold": ["paris", "1234", "Rome", "yes"]})

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import os
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar
@@ -57,11 +60,11 @@ class Provider(ABC):
             message = body.get("message") or nested.get("message") or exc.message
             raise ProviderError(redact(f"HTTP {exc.status_code}: {message}", *self.secrets), status=exc.status_code,
                                 headers=exc.response.headers) from None
-        except sdk.APITimeoutError:
-            raise ProviderError("request timed out", retryable=True) from None
+        except sdk.APITimeoutError as exc:
+            raise ProviderError("request timed out", retryable=True, connected=not never_connected(exc)) from None
         except sdk.APIConnectionError as exc:
             raise ProviderError(redact(f"connection error: {exc.__cause__ or exc}", *self.secrets),
-                                retryable=True) from None
+                                retryable=True, connected=not never_connected(exc)) from None
         except (sdk.APIResponseValidationError, ValueError) as exc:
             raise ProviderError(f"malformed response: {type(exc).__name__}", retryable=True) from None
 
@@ -103,3 +106,31 @@ class Provider(ABC):
     def __repr__(self) -> str:
         # Never show the key: reprs end up in logs and tracebacks.
         return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r})"
+
+
+@functools.cache
+def _connect_failures() -> tuple[type[BaseException], ...]:
+    """The transport errors that mean no connection was made: refused, unresolvable, connect timed out."""
+    import aiohttp
+
+    found: list[type[BaseException]] = [ConnectionRefusedError, socket.gaierror, aiohttp.ClientConnectorError]
+    if hasattr(aiohttp, "ConnectionTimeoutError"):  # aiohttp >= 3.10: sock_connect ran out
+        found.append(aiohttp.ConnectionTimeoutError)
+    for name in ("httpx", "httpx2"):  # the Stainless SDKs' transport, by release
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        found += [module.ConnectError, module.ConnectTimeout]
+    return tuple(found)
+
+
+def never_connected(exc: BaseException | None) -> bool:
+    """True when exc, or the error it was raised from, means the request never reached a server."""
+    for _ in range(4):  # an SDK wraps the transport's error once or twice
+        if exc is None:
+            return False
+        if isinstance(exc, _connect_failures()):
+            return True
+        exc = exc.__cause__
+    return False
