@@ -316,14 +316,20 @@ def test_a_slow_disk_holds_back_requests_instead_of_piling_answers_up(gen, sim, 
     monkeypatch.setattr(constants, "CACHE_BACKLOG_ROWS", 16)
     written: list[int] = []
     backlogs: list[int] = []
+    writers: list[_CacheWriter] = []
     set_many, flush = Store.set_many, _CacheWriter.flush
 
     def slow_set_many(self, items, **kwargs):
+        if not written:  # the first write lasts until the loop holds requests back, however fast the machine
+            deadline = time.monotonic() + 30
+            while not writers[0].lagging() and time.monotonic() < deadline:
+                time.sleep(0.005)
         time.sleep(0.02)
         written.append(len(items))
         return set_many(self, items, **kwargs)
 
     def watched_flush(self):
+        writers[:] = [self]
         flush(self)
         backlogs.append(self.backlog)
 

@@ -132,9 +132,17 @@ except RunAborted:
     print("aborted")
 """,
     "interrupted": """
-import os, signal, threading
+import os, signal, threading, time
 backend.simulator.latency = 0.5
-threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # what the stop button sends
+start = backend.simulator.count
+
+def press_stop():  # what the stop button sends, once two rows are answered and two more in flight
+    deadline = time.monotonic() + 60
+    while backend.simulator.count < start + 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=press_stop, daemon=True).start()
 try:
     pd.DataFrame({"q": [f"slow {i}" for i in range(40)]}).llm.generate(
         "{q}", model="openai:gpt-4o-mini", max_concurrency=2)
