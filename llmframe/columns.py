@@ -16,7 +16,7 @@ from . import constants
 from . import usage
 from .errors import BudgetExceeded, ConfigError, RunAborted, SchemaError
 from .answers import Answers
-from .report import Report
+from .report import Report, warn_if_mostly_failed
 from .request import Response
 from .structured import OUTPUT_MODES, OutputSchema, from_output
 
@@ -180,7 +180,8 @@ def report(run: Run, answers: Answers) -> dict:
         "model": run.model,
         "rows": len(run.frame_index),
         "cached": int(weights[cached].sum()),
-        "requests_sent": int(sent.sum()),
+        "requests_sent": int(sent.sum()) - counters.failed_to_connect,
+        "requests_failed_to_connect": counters.failed_to_connect,  # failed, and never reached a server
         "deduplicated": int(weights.sum()) - len(run.keys),
         "failed": int(weights[failed].sum()),
         "skipped": len(run.prompts.skipped),
@@ -201,7 +202,8 @@ def report(run: Run, answers: Answers) -> dict:
 
 
 def _raise_if_asked(run: Run, report_: dict, result: Any) -> None:
-    """BudgetExceeded when max_cost stopped the run; with errors="raise", RunAborted when any row failed.
+    """BudgetExceeded when max_cost stopped the run; with errors="raise", RunAborted when any row failed;
+    else a RuntimeWarning when most rows failed.
 
     Both carry the report and the result (finished answers included), which are also in the cache.
     """
@@ -220,6 +222,7 @@ def _raise_if_asked(run: Run, report_: dict, result: Any) -> None:
             "the answers that succeeded are cached, so a re-run sends only the failed rows",
             report_, result,
         )
+    warn_if_mostly_failed(report_)
 
 
 def to_frame(frame: pd.DataFrame, run: Run, responses: Sequence[Response | None]) -> pd.DataFrame:
@@ -248,7 +251,8 @@ def to_series(run: Run, responses: Sequence[Response | None]) -> pd.Series | pd.
 
 
 _REPORT_TOTALS = ("rows", "cached", "requests_sent", "deduplicated", "failed", "skipped", "input_tokens",
-                  "output_tokens", "attempts", "retries", "rate_limited", "invalid_answers", "concurrent_duplicates")
+                  "output_tokens", "attempts", "retries", "rate_limited", "invalid_answers", "concurrent_duplicates",
+                  "requests_failed_to_connect")
 
 
 def merge_reports(reports: Sequence[dict]) -> dict:

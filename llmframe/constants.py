@@ -76,6 +76,7 @@ ERROR_SAMPLES = 5  # distinct error messages kept in the run report
 # finish_reasons' key for answers that came with none ("finish_reason": null): JSON keys are strings,
 # and "None" would read like a reason the provider gave.
 NO_FINISH_REASON = "unknown"
+FAILED_ROWS_WARNING_SHARE = 0.5  # a run where more than this share of rows failed warns: a script must not miss it
 REPORT_TEXT_CHARS = 200  # an error message is cut to this length in the report's HTML view
 REMEMBERED_CALLS = 64  # recent generate calls kept in memory for retry_failed()
 

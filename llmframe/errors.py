@@ -59,13 +59,18 @@ class SchemaError(LLMFrameError, ValueError):
 
 
 class ProviderError(LLMFrameError):
-    """A request the provider did not answer: its HTTP status (None if no reply) and reply headers."""
+    """A request the provider did not answer: its HTTP status (None if no reply) and reply headers.
+
+    connected is False when no connection was made (refused, unresolvable, connect timed out): the
+    request never reached a server, so the report does not count it as sent.
+    """
 
     def __init__(self, message: str, status: int | None = None, *, retryable: bool | None = None,
-                 headers: Mapping[str, str] | None = None):
+                 headers: Mapping[str, str] | None = None, connected: bool = True):
         super().__init__(message)
         self.status = status
         self.headers = headers or {}
+        self.connected = connected
         if retryable is None:
             retryable = status in constants.RETRY_STATUSES or (status is not None and status >= 500)
         self.retryable = retryable

@@ -237,6 +237,7 @@ class Counters:
     invalid: int = 0  # answers that did not validate against the output schema
     failed_in_a_row: int = 0
     not_sent: int = 0  # requests left unsent because the budget was reached
+    failed_to_connect: int = 0  # failed requests none of whose attempts reached a server (refused, say)
 
 
 def backoff(attempt: int) -> float:
@@ -260,7 +261,7 @@ async def _answer(request: Request, provider: Provider, limiter: Limiter, policy
     With check, an answer that does not validate is asked again (up to policy.invalid_retries times).
     """
     estimate = estimate_tokens(sum(len(m.get("content") or "") for m in request.messages), policy.max_tokens)
-    attempt = invalid = 0
+    attempt = invalid = unconnected = 0
     while True:
         attempt += 1
         await limiter.acquire(estimate)
@@ -271,10 +272,12 @@ async def _answer(request: Request, provider: Provider, limiter: Limiter, policy
             response.latency = time.perf_counter() - started  # the answering attempt only: no queue or backoff
         except ProviderError as exc:
             limiter.learn(exc.headers)
+            unconnected += not exc.connected
             if exc.status == 401:
                 raise RunAborted(f"the provider refused the API key ({exc}); every row would fail, so the run "
                                  "stopped. Check the key (api_key= or the provider's environment variable)") from None
             if not exc.retryable or attempt >= policy.max_attempts:
+                counters.failed_to_connect += unconnected == attempt  # no attempt reached a server: never sent
                 suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
                 return Response.failure(f"{exc}{suffix}")
             asked = retry_after(exc.headers)

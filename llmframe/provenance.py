@@ -120,7 +120,8 @@ def describe(path: str | os.PathLike) -> str:
                        + (f" (from {first['output']['schema_source']})" if first["output"].get("schema_source") else "")))
     lines += [f"  {name:<12} {_indent(str(value))}" for name, value in fields]
     lines.append("  report")
-    lines += [f"    {key:<22} {value}" for key, value in report.items()]
+    width = max(map(len, report), default=0)  # a longer key added later keeps the column straight
+    lines += [f"    {key:<{width}} {value}" for key, value in report.items()]
     return "\n".join(lines)
 
 

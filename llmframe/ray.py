@@ -28,6 +28,7 @@ from .accessor import _check_options
 from .config import settings
 from .errors import ConfigError
 from .providers import parse_model, provider_class
+from .report import one_warning_for_all_runs
 from .request import integer_at_least
 from .template import TemplateLike
 
@@ -147,7 +148,8 @@ class _Generate:
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         template, model, output, errors, options = self._call
         started = time.time()
-        out = batch.llm.generate(template, model=model, output=output, errors=errors, **options)
+        with one_warning_for_all_runs():  # a warning per batch would flood the driver's log; report(ds) counts them
+            out = batch.llm.generate(template, model=model, output=output, errors=errors, **options)
         report = dict(out.attrs[constants.REPORT_ATTR])
         report.pop("run_id", None)
         self._tally.add.remote(report, started, time.time())

@@ -1,9 +1,17 @@
-"""The run report: a plain dict of JSON numbers (out.attrs["llmframe"]) that draws itself as a small table in notebooks."""
+"""The run report: a plain dict of JSON numbers (out.attrs["llmframe"]) that draws itself as a small table in notebooks.
+
+And the warning a run gives when most of its rows failed, which a script would otherwise not notice.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import html
 import numbers
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import constants
@@ -14,6 +22,7 @@ _LABELS = {
     "rows": "rows",
     "cached": "from cache",
     "requests_sent": "requests sent",
+    "requests_failed_to_connect": "requests that could not connect",
     "deduplicated": "de-duplicated rows",
     "failed": "failed rows",
     "skipped": "skipped rows",
@@ -55,7 +64,7 @@ class Report(dict):
         if "rows" in self:
             parts.append(f"{_number(self['rows'])} rows")
         for key, words in (("requests_sent", "sent"), ("cached", "from cache"), ("failed", "failed"),
-                           ("skipped", "skipped")):
+                           ("requests_failed_to_connect", "could not connect"), ("skipped", "skipped")):
             if self.get(key):
                 parts.append(f"{_number(self[key])} {words}")
         if isinstance(self.get("seconds"), numbers.Real):
@@ -90,3 +99,61 @@ def _cut(text: str) -> str:
     """A long text (an error message) cut to a readable length."""
     limit = constants.REPORT_TEXT_CHARS
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# False while a caller that runs many generate calls (a sweep, `llmframe run`, a Ray actor) warns once itself.
+_WARN_EACH_RUN = contextvars.ContextVar("llmframe_warn_each_run", default=True)
+
+
+@contextlib.contextmanager
+def one_warning_for_all_runs() -> Iterator[None]:
+    """Runs inside do not warn about their failed rows: the caller warns once for all of them."""
+    token = _WARN_EACH_RUN.set(False)
+    try:
+        yield
+    finally:
+        _WARN_EACH_RUN.reset(token)
+
+
+def mostly_failed(report: dict) -> bool:
+    """True when more than FAILED_ROWS_WARNING_SHARE of the rows that had a prompt failed."""
+    asked = report.get("rows", 0) - report.get("skipped", 0)
+    return asked > 0 and report.get("failed", 0) > constants.FAILED_ROWS_WARNING_SHARE * asked
+
+
+def describe_failures(report: dict) -> str:
+    """"40 of 50 rows failed (first error: ...)", and a hint when requests never reached the server."""
+    asked = report.get("rows", 0) - report.get("skipped", 0)
+    first = report["errors"][0] if report.get("errors") else "unknown error"
+    text = f"{report.get('failed', 0):,} of {asked:,} rows failed (first error: {first})"
+    unreached = report.get("requests_failed_to_connect")
+    if unreached:
+        text += f"; {unreached:,} requests never reached the server: check base_url, and that the server is up"
+    return text
+
+
+def warn_if_mostly_failed(reports: dict | Sequence[tuple[str, dict]]) -> None:
+    """One RuntimeWarning when most rows failed: of one run (its report), or of any of the (name, report) runs."""
+    if not _WARN_EACH_RUN.get():
+        return
+    if isinstance(reports, dict):
+        if not mostly_failed(reports):
+            return
+        message = describe_failures(reports)
+    else:
+        failing = [(name, report) for name, report in reports if mostly_failed(report)]
+        if not failing:
+            return
+        shown = "; ".join(f"{name}: {describe_failures(report)}" for name, report in failing[:3])
+        more = f"; and {len(failing) - 3} more" if len(failing) > 3 else ""
+        message = f"most rows failed in {len(failing)} of {len(reports)} runs: {shown}{more}"
+    warnings.warn(f"{message}. The answers that succeeded are cached: fix the cause and re-run, and only the "
+                  "failed rows are sent again", RuntimeWarning, stacklevel=_callers_level())
+
+
+def _callers_level() -> int:
+    """The stacklevel of the first frame outside llmframe, so the warning points at the user's own line."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "llmframe":
+        frame, level = frame.f_back, level + 1
+    return level

@@ -26,6 +26,7 @@ import pandas as pd
 from . import constants, provenance
 from .errors import BudgetExceeded, ConfigError, RunAborted
 from .progress import Progress, shared, should_show
+from .report import one_warning_for_all_runs, warn_if_mostly_failed
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 _FORMATS = {**dict.fromkeys(PARQUET_SUFFIXES, "parquet"), ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl",
@@ -451,7 +452,7 @@ def run(job: Job) -> Outcome:
     cap, spent = job.options.get("max_cost"), 0.0
     state = "done"  # the bar's final state: complete (perhaps with failed rows), interrupted or stopped
     try:
-        with shared(bar):
+        with shared(bar), one_warning_for_all_runs():  # one warning for the whole input, below, not one per chunk
             chunks = ((part, table) for part in parts for table in part.tables(job.batch_rows))
             for part, table in _prefetched(chunks):
                 if cap is not None:  # max_cost is the whole run's: each chunk may spend what is left
@@ -483,6 +484,7 @@ def run(job: Job) -> Outcome:
             return outcome
         writer.close()
         partial.commit()
+        warn_if_mostly_failed(outcome.report)
         return outcome
     except BaseException as exc:
         state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped"

@@ -18,6 +18,7 @@ from .budget import Budget
 from .errors import BudgetExceeded, ConfigError
 from .executor import run_sync
 from .progress import Progress, should_show
+from .report import one_warning_for_all_runs, warn_if_mostly_failed
 from .request import Response, canonical_json, integer_at_least
 from .scorers import Scorer, as_scorer
 
@@ -115,12 +116,13 @@ def sweep(frame: pd.DataFrame, template: Any, *, models: Any, params: Mapping | 
             run.policy.estimate = estimate_.request_cost(run.pricer, run.provider.name, run.params.get("max_tokens"))
     responses = _execute(runs, show=should_show(options.get("progress")))
     frames, stopped = [], False
-    for config, run, answers in zip(configs, runs, responses):
-        try:
-            out = columns.to_frame(frame, run, answers)
-        except BudgetExceeded as exc:
-            out, stopped = exc.result, True
-        frames.append(_label(out, config, grid))
+    with one_warning_for_all_runs():  # one warning for the sweep, below, not one per configuration
+        for config, run, answers in zip(configs, runs, responses):
+            try:
+                out = columns.to_frame(frame, run, answers)
+            except BudgetExceeded as exc:
+                out, stopped = exc.result, True
+            frames.append(_label(out, config, grid))
     table = pd.concat(frames) if frames else frame.iloc[:0]
     result = SweepResult(table, output=output, parameters=list(grid[0]), scorer=scorer,
                          reports=[f.attrs.get(constants.REPORT_ATTR) for f in frames])
@@ -131,6 +133,7 @@ def sweep(frame: pd.DataFrame, template: Any, *, models: Any, params: Mapping | 
             f"${budget.spent:.4g}). Finished answers are cached and in .result; raise max_cost and re-run",
             {"budget": budget.summary()}, result,
         )
+    warn_if_mostly_failed([(_name(config, grid), report) for config, report in zip(configs, result.reports)])
     return result
 
 
@@ -174,6 +177,12 @@ def _execute(runs: list[pipeline.Run], *, show: bool) -> list[list[Response]]:
             outcome = [Response.failure(f"{type(outcome).__name__}: {outcome}") for _ in run.keys]
         results.append(outcome)
     return results
+
+
+def _name(config: _Config, grid: list[dict]) -> str:
+    """A configuration in words, for a warning: model, template, swept values, repeat."""
+    values = "".join(f", {name}={config.setting.get(name)!r}" for name in grid[0])
+    return f"{config.model} (template {config.template}{values}, repeat {config.repeat})"
 
 
 def _label(out: pd.DataFrame, config: _Config, grid: list[dict]) -> pd.DataFrame:

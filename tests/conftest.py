@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import math
 import threading
 import time
 
@@ -24,6 +25,22 @@ def ctrl_c_when(condition, deadline_s: float = 60.0) -> None:
         _thread.interrupt_main()
 
     threading.Thread(target=press, daemon=True).start()
+
+
+def answers_read(sim, by: float = math.inf) -> set[str]:
+    """The prompts whose answers the client had read by time.monotonic() `by`, as the simulator's log proves it.
+
+    A client sends a connection's next request only once it has read the reply before (HTTP/1.1, no
+    pipelining), so every request but the last on each connection had its answer read when the next arrived.
+    """
+    last: dict[str | None, object] = {}
+    read: set[str] = set()
+    for entry in sim.requests:  # in order of arrival
+        previous = last.get(entry.peer)
+        if previous is not None and entry.time <= by:
+            read.add(previous.body["messages"][-1]["content"])
+        last[entry.peer] = entry
+    return read
 
 
 @pytest.fixture(autouse=True)

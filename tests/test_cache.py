@@ -324,14 +324,20 @@ def test_a_slow_disk_holds_back_requests_instead_of_piling_answers_up(gen, sim, 
 
     written: list[int] = []
     backlogs: list[int] = []
+    writers: list[_CacheWriter] = []
     set_many, add = Store.set_many, _CacheWriter.add
 
     def slow_set_many(self, items, **kwargs):
+        if not written:  # the first write lasts until every worker waits on the disk, however fast the machine
+            deadline = time.monotonic() + 30
+            while writers[0].backlog < 8 and time.monotonic() < deadline:
+                time.sleep(0.005)
         time.sleep(0.02)
         written.append(len(items))
         return set_many(self, items, **kwargs)
 
     def watched_add(self, *args, **kwargs):
+        writers[:] = [self]
         add(self, *args, **kwargs)
         backlogs.append(self.backlog)
 

@@ -19,7 +19,7 @@ import pytest
 from llmframe import cli, constants
 from llmframe.accessor import _OPTIONS
 
-from .conftest import MODEL
+from .conftest import MODEL, answers_read
 
 # The installed console script when there is one (CI installs it), else the same entry point via -m.
 LLMFRAME = [shutil.which("llmframe")] if shutil.which("llmframe") else [sys.executable, "-m", "llmframe"]
@@ -292,25 +292,46 @@ def test_an_answer_column_named_like_the_stored_index_is_refused(sim, tmp_path, 
     assert nothing_written(tmp_path, before) and sim.count == 0
 
 
+def test_a_run_whose_rows_mostly_fail_warns_once_for_all_its_chunks(sim, tmp_path):
+    from llmframe.testing import SimulatedError
+
+    def answer(body):
+        if "row 3" in json.dumps(body):
+            return "fine"
+        raise SimulatedError(400, "not allowed")
+
+    sim.answer = answer
+    pd.DataFrame({"x": [f"row {i}" for i in range(12)]}).to_parquet(tmp_path / "in.parquet")
+    done = llmframe("run", "in.parquet", "out.parquet", "-t", "{x}", "--batch-size", 4, "--quiet", *run_args(sim),
+                    cwd=tmp_path)
+    assert done.returncode == 0, done.stderr  # the errors are in the error column, as asked
+    assert done.stderr.count("RuntimeWarning") == 1, done.stderr  # three chunks, one warning, even with --quiet
+    assert "11 of 12 rows failed (first error: HTTP 400: not allowed)" in done.stderr
+    assert pd.read_parquet(tmp_path / "out.parquet")["response"].notna().sum() == 1
+
+
 @pytest.mark.slow
 def test_sigkill_mid_run_leaves_no_output_and_a_rerun_sends_only_the_missing_rows(sim, tmp_path):
     rows = 3000
-    sim.latency = 0.01
+    sim.latency = 0.05  # 8 at a time: the first 1200 take several seconds, the whole input about 20
     pd.DataFrame({"x": [f"row {i}" for i in range(rows)]}).to_parquet(tmp_path / "in.parquet")
     command = [*LLMFRAME, "run", "in.parquet", "out.parquet", "-t", "{x}", "--batch-size", "500",
                "--max-concurrency", "8", *run_args(sim)]
     client = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while sim.count < 1200:  # past the first chunks, so some row groups were written to the partial file
             assert client.poll() is None, client.communicate()
             assert time.monotonic() < deadline, "the client made no progress"
             time.sleep(0.01)
         client.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
         client.wait(30)
     finally:
         client.kill()
     served = sim.count
+    long_read = answers_read(sim, by=killed - 3)  # answers are written every 0.2 s: these must all be kept
+    assert long_read, "the client had read answers seconds before the kill"
     assert not (tmp_path / "out.parquet").exists()  # no truncated file that looks finished
     assert list(tmp_path.glob(f".out.parquet.*{constants.PARTIAL_SUFFIX}"))  # the partial one is hidden aside
     sim.latency = 0.0
@@ -319,7 +340,8 @@ def test_sigkill_mid_run_leaves_no_output_and_a_rerun_sends_only_the_missing_row
     sent = sim.count - served
     report = json.loads(pq.read_schema(tmp_path / "out.parquet").metadata[b"llmframe"])["report"]
     assert report["requests_sent"] == sent and report["cached"] == rows - sent
-    assert sent <= rows - served + 400, (sent, served)  # only what was in flight or unflushed at the kill is re-sent
+    resent = {entry.body["messages"][-1]["content"] for entry in sim.requests[served:]}
+    assert not long_read & resent, "only what was in flight or unwritten in the last moments is sent again"
     assert pd.read_parquet(tmp_path / "out.parquet")["x"].tolist() == [f"row {i}" for i in range(rows)]
     assert not list(tmp_path.glob(f".out.parquet.*{constants.PARTIAL_SUFFIX}"))  # the killed run's leftover is gone
 

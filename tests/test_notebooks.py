@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_notebook
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
@@ -50,6 +53,37 @@ def test_committed_notebook_has_its_outputs(path):
     for bar in bars:
         assert "(complete)" in bar["data"]["text/plain"], "the text fallback shows the bar's final state"
     assert nb.metadata["widgets"][WIDGET_STATE]["state"], "widget state saved, so the bars render"
+
+
+# IPython's shell escapes (`!cmd`, %%bash, %sx): a command that fails there does not fail its cell, and one
+# called by name needs the kernel's environment on PATH, which a kernel installed from a venv often lacks.
+SHELL_ESCAPE = re.compile(r"^\s*(!|%%(bash|sh|script)\b|%(sx|system)\b)", re.M)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_run_commands_with_the_kernels_python_not_a_shell_escape(path):
+    nb = nbformat.read(path, as_version=4)
+    escapes = [line for cell in code_cells(nb) for line in cell.source.splitlines() if SHELL_ESCAPE.match(line)]
+    assert not escapes, f"{path.name}: run commands as [sys.executable, '-m', ...] and check their exit status"
+
+
+@pytest.mark.slow
+def test_pipeline_notebook_runs_without_its_environment_on_path_and_a_failing_command_fails_its_cell(tmp_path):
+    """A kernel from a virtual environment, started by a Jupyter elsewhere: the venv's bin folder is not on PATH."""
+    nb = nbformat.read(next(p for p in NOTEBOOKS if p.name == "06_parquet_pipeline.ipynb"), as_version=4)
+    nb.cells.append(new_code_cell('llmframe_command("run missing.parquet x.parquet -t {text} -m openai:m")'))
+    scripts = Path(sys.executable).parent
+    path = [d for d in os.environ.get("PATH", "").split(os.pathsep)
+            if d and Path(d) != scripts and not (Path(d) / "llmframe").exists()]
+    env = {**os.environ, "PATH": os.pathsep.join(path or [os.defpath])}
+    client = NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    with pytest.raises(CellExecutionError) as failed:
+        client.execute(env=env)
+    assert failed.value.ename == "CalledProcessError", failed.value  # the last cell, and only it, failed
+    outputs = [o for cell in code_cells(nb)[:-1] for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    printed = "".join(o.get("text", "") for o in code_cells(nb)[-1].outputs if o.output_type == "stream")
+    assert "llmframe run: error:" in printed and "missing.parquet" in printed, printed
 
 
 class RecordingClient(NotebookClient):
@@ -98,9 +132,17 @@ except RunAborted:
     print("aborted")
 """,
     "interrupted": """
-import os, signal, threading
+import os, signal, threading, time
 backend.simulator.latency = 0.5
-threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # what the stop button sends
+start = backend.simulator.count
+
+def press_stop():  # what the stop button sends, once two rows are answered and two more in flight
+    deadline = time.monotonic() + 60
+    while backend.simulator.count < start + 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=press_stop, daemon=True).start()
 try:
     pd.DataFrame({"q": [f"slow {i}" for i in range(40)]}).llm.generate(
         "{q}", model="openai:gpt-4o-mini", max_concurrency=2)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -88,7 +91,7 @@ def test_circuit_breaker_stops_early_and_keeps_finished_answers(gen, sim):
 
 
 def test_timeouts_are_per_request_and_retried(gen, sim):
-    sim.latency = 2.0
+    sim.latency = 30.0  # far beyond the timeout: a loaded machine's pauses cannot let an answer in first
     out = gen(rows(2), "{x}", timeout=0.2, max_attempts=2)
     assert sim.count == 4
     assert out["response_error"].str.contains("timed out").all()
@@ -180,7 +183,8 @@ def test_a_broken_server_gives_per_row_errors_after_retries(gen, sim, fault, mes
     from llmframe.testing import Faults
 
     sim.faults = Faults(**{fault: 1.0})
-    out = gen(rows(3), "{x}", max_attempts=2, timeout=0.5, provider_options={"transport": transport})
+    timeout = 0.5 if fault == "hang_rate" else 30  # only a hang should time out, however slow the machine
+    out = gen(rows(3), "{x}", max_attempts=2, timeout=timeout, provider_options={"transport": transport})
     assert out["response"].isna().all()
     assert out["response_error"].str.contains(message).all(), out["response_error"].tolist()
     assert out["response_error"].str.endswith("(after 2 attempts)").all()
@@ -208,3 +212,69 @@ def test_unknown_transport_is_refused(gen, sim):
     with pytest.raises(ConfigError, match="transport"):
         gen(rows(1), "{x}", provider_options={"transport": "pigeon"})
     assert sim.count == 0
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: every connection to it is refused."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# (model, the base_url of a server at http://127.0.0.1:PORT, provider_options): every transport llmframe has.
+TRANSPORTS = {
+    "openai-http": ("openai:m", "http://127.0.0.1:{port}/v1", {"transport": "http"}),
+    "openai-sdk": ("openai:m", "http://127.0.0.1:{port}/v1", {"transport": "sdk"}),
+    "anthropic": ("anthropic:m", "http://127.0.0.1:{port}", None),
+    "gemini": ("gemini:m", "http://127.0.0.1:{port}", None),
+}
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+def test_requests_refused_a_connection_are_not_counted_as_sent(gen, transport, monkeypatch):
+    monkeypatch.delenv("GOOGLE_GEMINI_BASE_URL", raising=False)
+    model, url, options = TRANSPORTS[transport]
+    with pytest.warns(RuntimeWarning) as warned:
+        out = gen(rows(4), "{x}", model=model, base_url=url.format(port=closed_port()), provider_options=options,
+                  max_attempts=2)
+    report = out.attrs["llmframe"]
+    assert out["response"].isna().all() and out["response_error"].str.endswith("(after 2 attempts)").all()
+    assert (report["requests_sent"], report["requests_failed_to_connect"], report["failed"]) == (0, 4, 4)
+    assert report["attempts"] == 8 and report["input_tokens"] == report["output_tokens"] == 0
+    assert "could not connect" in report.headline()
+    ours = [w for w in warned if w.category is RuntimeWarning]
+    assert len(ours) == 1, [str(w.message) for w in ours]
+    message = str(ours[0].message)
+    assert "4 of 4 rows failed (first error: connection error" in message, message
+    assert "4 requests never reached the server" in message
+    assert Path(ours[0].filename).parent.name == "tests", "the warning points at the caller's line, not llmframe's"
+
+
+def test_most_rows_failing_warns_once_and_half_does_not(gen, sim):
+    sim.answer = lambda body: (_ for _ in ()).throw(SimulatedError(400, "no")) if "bad" in str(body) else "ok"
+    half = pd.DataFrame({"x": ["bad 1", "good 1", "bad 2", "good 2"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gen(half, "{x}")  # two of four: the error column says it, no warning
+        with pytest.raises(RunAborted, match="3 of 4 rows failed"):  # errors="raise" raises instead of warning
+            gen(pd.DataFrame({"x": ["bad 1", "bad 2", "bad 3", "good 1"]}), "{x}", errors="raise")
+    most = pd.DataFrame({"x": ["bad 1", "bad 2", "bad 3", "good 1", None]})  # a skipped row is not counted
+    with pytest.warns(RuntimeWarning, match=r"^3 of 4 rows failed \(first error: HTTP 400: no\)\. ") as warned:
+        out = gen(most, "{x}")
+    assert len(warned) == 1 and out.attrs["llmframe"]["requests_failed_to_connect"] == 0
+    assert "never reached" not in str(warned[0].message)
+
+
+@pytest.mark.parametrize("transport", ["http", "sdk"])
+def test_a_connection_the_server_drops_still_counts_as_sent(gen, sim, transport):
+    """A reply cut short reached the server (which may bill it): sent, though its error says "connection"."""
+    from llmframe.testing import Faults
+
+    sim.faults = Faults(reset_rate=1.0)
+    with pytest.warns(RuntimeWarning, match="3 of 3 rows failed"):
+        out = gen(rows(3), "{x}", max_attempts=2, provider_options={"transport": transport})
+    report = out.attrs["llmframe"]
+    assert out["response_error"].str.contains("connection error").all()
+    assert (report["requests_sent"], report["requests_failed_to_connect"], sim.count) == (3, 0, 6)

@@ -315,73 +315,91 @@ def test_faults_are_validated():
             Faults(**bad)
 
 
-def test_rpm_limit_answers_429_with_the_true_wait(llm_simulator):
-    # A slow refill (one request per 5 s), so a loaded machine's pauses between requests cannot refill
-    # the bucket behind the test's back.
-    llm_simulator.faults = Faults(rpm=12)  # a full bucket of 12 requests, refilled at 1 per 5 seconds
-    c = client(llm_simulator)
-    admitted = 0
-    while True:  # one or two more than 12 may pass, as the bucket refills while they are sent
+def refused(c: openai.OpenAI, prompt: str, **kwargs) -> openai.RateLimitError:
+    """Send until one is refused (the bucket was emptied and refills in a fraction of a second)."""
+    for _ in range(50):  # only requests each more than the refill time apart all pass
         try:
-            create(c, "row")
-            admitted += 1
+            create(c, prompt, **kwargs)
         except openai.RateLimitError as exc:
-            refused = exc
-            break
-        assert admitted < 20
-    assert admitted >= 12
-    assert refused.body["type"] == "rate_limit_error" and refused.body["code"] == "rate_limit_exceeded"
-    headers = refused.response.headers
+            return exc
+    pytest.fail("no request was refused")
+
+
+def test_rpm_limit_answers_429_with_the_true_wait(llm_simulator):
+    # Two a minute: a bucket of two, refilled at one per 30 s, so no pause of a loaded machine refills it
+    # behind the test's back; every wait below is bounded by the time the test measured.
+    llm_simulator.faults = Faults(rpm=2)
+    c = client(llm_simulator)
+    started = time.monotonic()  # before the first arrival, when the key's bucket is made full
+    assert create(c, "row").status_code == create(c, "row").status_code == 200
+    with pytest.raises(openai.RateLimitError) as info:
+        create(c, "row")
+    elapsed_ms = (time.monotonic() - started) * 1000  # at least the refused request's age of the bucket
+    assert info.value.body["type"] == "rate_limit_error" and info.value.body["code"] == "rate_limit_exceeded"
+    headers = info.value.response.headers
     wait_ms = int(headers["retry-after-ms"])
-    assert 0 < wait_ms <= 5000  # one request refills in 5 s
+    assert 30_000 - elapsed_ms <= wait_ms <= 30_000  # what has not refilled of one request since the bucket was full
     assert int(headers["retry-after"]) == math.ceil(wait_ms / 1000)  # whole seconds, rounded up
-    assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-remaining-requests"]) == ("12", "0")
+    assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-remaining-requests"]) == ("2", "0")
     assert DURATION.fullmatch(headers["x-ratelimit-reset-requests"])
     assert create(client(llm_simulator, api_key="another-key"), "row").status_code == 200  # limits are per key
-    # Refused requests take nothing from the bucket, so asking again at once advises a shorter wait.
+    # Refused requests take nothing from the bucket, so asking again advises a shorter wait, not a longer one.
     with pytest.raises(openai.RateLimitError) as again:
         create(c, "row")
-    wait_ms = int(again.value.response.headers["retry-after-ms"])
-    time.sleep(wait_ms / 1000)  # exactly the advised wait, which must be enough
+    assert int(again.value.response.headers["retry-after-ms"]) <= wait_ms
+    # Waiting exactly the advised wait is enough: on a bucket of one request that refills in 0.1 s.
+    llm_simulator.faults = Faults(rpm=600, burst_seconds=0.1)
+    wait_ms = int(refused(c, "row").response.headers["retry-after-ms"])
+    assert 0 < wait_ms <= 100
+    time.sleep(wait_ms / 1000)  # exactly the advised wait: the thing under test, not a synchronisation
     assert create(c, "row").status_code == 200
-    assert [r.fault for r in llm_simulator.requests].count("rpm") == 2
-    assert llm_simulator.stats()["faults"] == {"rpm": 2}
+    assert [r.fault for r in llm_simulator.requests].count("rpm") == 3
+    assert llm_simulator.stats()["faults"] == {"rpm": 3}
 
 
 def test_ratelimit_headers_on_every_answer(llm_simulator):
-    llm_simulator.faults = Faults(rpm=60, tpm=6000)
+    # A slow refill (one request and 100 tokens per 10 s), so the second request's headers show what the
+    # first took, however long the machine pauses between them.
+    llm_simulator.faults = Faults(rpm=6, tpm=600)
     c = client(llm_simulator)
     first = create(c, "x" * 40, max_tokens=90).headers  # 10 prompt tokens + 90
     # A fresh key's bucket is full, and the headers are reckoned at arrival, so these are exact.
-    assert [first[f"x-ratelimit-{h}-requests"] for h in ("limit", "remaining", "reset")] == ["60", "59", "1s"]
-    assert [first[f"x-ratelimit-{h}-tokens"] for h in ("limit", "remaining", "reset")] == ["6000", "5900", "1s"]
+    assert [first[f"x-ratelimit-{h}-requests"] for h in ("limit", "remaining", "reset")] == ["6", "5", "10s"]
+    assert [first[f"x-ratelimit-{h}-tokens"] for h in ("limit", "remaining", "reset")] == ["600", "500", "10s"]
     second = create(c, "x" * 40, max_tokens=90).headers
-    assert int(second["x-ratelimit-remaining-requests"]) < 59
-    assert int(second["x-ratelimit-remaining-tokens"]) < 5900
+    assert int(second["x-ratelimit-remaining-requests"]) < 5
+    assert int(second["x-ratelimit-remaining-tokens"]) < 500
     # Without max_tokens, the completion's tokens are billed instead: 1 prompt + 5 completion.
     other = create(client(llm_simulator, api_key="other-key"), "hello").headers
-    assert other["x-ratelimit-remaining-tokens"] == "5994"
+    assert other["x-ratelimit-remaining-tokens"] == "594"
 
 
 def test_tpm_limit(llm_simulator):
-    llm_simulator.faults = Faults(tpm=6000)  # 6000 tokens, refilled at 100 per second
+    llm_simulator.faults = Faults(tpm=60)  # 60 tokens, refilled at one a second
     c = client(llm_simulator)
     prompt = "x" * 40  # 10 tokens
-    ok = create(c, prompt, max_tokens=3005)
-    assert ok.headers["x-ratelimit-remaining-tokens"] == "2985"
+    started = time.monotonic()
+    ok = create(c, prompt, max_tokens=30)
+    assert ok.headers["x-ratelimit-remaining-tokens"] == "20"
     assert "x-ratelimit-limit-requests" not in ok.headers  # only configured limits are reported
     with pytest.raises(openai.RateLimitError) as info:
-        create(c, prompt, max_tokens=3005)
+        create(c, prompt, max_tokens=30)  # 40 tokens, with 20 left and one a second coming back
+    elapsed_ms = (time.monotonic() - started) * 1000
     wait_ms = int(info.value.response.headers["retry-after-ms"])
-    assert 0 < wait_ms <= 300  # 30 tokens short at most
+    assert 20_000 - elapsed_ms <= wait_ms <= 20_000  # 20 tokens short, less what refilled since
     assert outcomes(llm_simulator)[-1] == (429, "tpm")
-    time.sleep(wait_ms / 1000)
-    assert create(c, prompt, max_tokens=3005).status_code == 200
     # A request larger than the whole limit can never pass, so no wait is advised.
     with pytest.raises(openai.RateLimitError) as info:
-        create(c, prompt, max_tokens=6000)
+        create(c, prompt, max_tokens=60)
     assert "retry-after-ms" not in info.value.response.headers
     assert "too large" in str(info.value)
+    # Waiting exactly the advised wait is enough: on a bucket that refills 11 tokens in 0.11 s.
+    llm_simulator.faults = Faults(tpm=6000)
+    assert create(c, prompt, max_tokens=5990).status_code == 200  # the whole bucket
+    wait_ms = int(refused(c, prompt, max_tokens=1).response.headers["retry-after-ms"])
+    assert 0 < wait_ms <= 110
+    time.sleep(wait_ms / 1000)
+    assert create(c, prompt, max_tokens=1).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -452,7 +470,8 @@ def test_stop_is_prompt_with_a_request_hanging():
         wait_until(lambda: outcomes(sim) == [(0, "hang")], timeout=10)
         started = time.monotonic()
         sim.stop()
-        assert time.monotonic() - started < 2
+        # Waiting for the hanging request would take the server's whole 5 s graceful shutdown.
+        assert time.monotonic() - started < 4
     finally:
         sim.stop()
         thread.join(10)
@@ -530,26 +549,34 @@ def test_cli_fault_flags():
 
 def test_simulator_process_with_faults():
     with SimulatorProcess(rpm=2, error_rates={503: 1.0}, retry_after=0.2) as proc:
+        started = time.monotonic()  # the child's clock is the same system-wide monotonic clock
         for _ in range(2):  # admitted by the limit, then failed by the injected error
             with pytest.raises(openai.InternalServerError) as info:
                 ask(proc, "p")
             assert info.value.response.headers["retry-after-ms"] == "200"
         with pytest.raises(openai.RateLimitError) as info:
             ask(proc, "p")
-        assert 29_000 < int(info.value.response.headers["retry-after-ms"]) <= 30_000
+        elapsed_ms = (time.monotonic() - started) * 1000
+        assert 30_000 - elapsed_ms <= int(info.value.response.headers["retry-after-ms"]) <= 30_000
         assert proc.stats() == {"count": 3, "statuses": {"429": 1, "503": 2}, "faults": {"injected": 2, "rpm": 1}}
 
 
 def test_burst_seconds_limit_how_much_of_a_limit_is_spent_at_once():
     from llmframe.testing import Faults
 
-    # 20 a minute with 30 s of burst: 10 at once, then one every 3 s, so a slow machine sees the same.
+    # 20 a minute with 30 s of burst: 10 at once, then one every 3 s (a whole minute's burst would pass 20).
     with Simulator(faults=Faults(rpm=20, burst_seconds=30)) as sim:
         client = openai.OpenAI(base_url=sim.base_url, api_key=sim.api_key, max_retries=0)
-        for _ in range(10):
-            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
-        with pytest.raises(openai.RateLimitError):
-            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+        started, admitted = time.monotonic(), 0
+        while True:
+            try:
+                client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+            except openai.RateLimitError:
+                break
+            admitted += 1
+            assert admitted < 20, "the limit was spent at once: burst_seconds did not hold it back"
+        # One more per 3 s the requests took: a loaded machine may see 11, never a whole minute's 20.
+        assert 10 <= admitted <= 10 + (time.monotonic() - started) / 3
         assert sim.stats()["faults"] == {"rpm": 1}
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import os
 import urllib.parse
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar
@@ -59,11 +62,11 @@ class Provider(ABC):
             message = body.get("message") or nested.get("message") or exc.message
             raise ProviderError(redact(f"HTTP {exc.status_code}: {message}", *self.secrets), status=exc.status_code,
                                 headers=exc.response.headers) from None
-        except sdk.APITimeoutError:
-            raise ProviderError("request timed out", retryable=True) from None
+        except sdk.APITimeoutError as exc:
+            raise ProviderError("request timed out", retryable=True, connected=not never_connected(exc)) from None
         except sdk.APIConnectionError as exc:
             raise ProviderError(redact(f"connection error: {exc.__cause__ or exc}", *self.secrets),
-                                retryable=True) from None
+                                retryable=True, connected=not never_connected(exc)) from None
         except (sdk.APIResponseValidationError, ValueError) as exc:
             raise ProviderError(f"malformed response: {type(exc).__name__}", retryable=True) from None
 
@@ -133,3 +136,29 @@ def normalise_endpoint(url: str) -> str:
         host = f"[{host}]"
     netloc = host if parts.port is None else f"{host}:{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), parts.query, ""))
+@functools.cache
+def _connect_failures() -> tuple[type[BaseException], ...]:
+    """The transport errors that mean no connection was made: refused, unresolvable, connect timed out."""
+    import aiohttp
+
+    found: list[type[BaseException]] = [ConnectionRefusedError, socket.gaierror, aiohttp.ClientConnectorError]
+    if hasattr(aiohttp, "ConnectionTimeoutError"):  # aiohttp >= 3.10: sock_connect ran out
+        found.append(aiohttp.ConnectionTimeoutError)
+    for name in ("httpx", "httpx2"):  # the Stainless SDKs' transport, by release
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        found += [module.ConnectError, module.ConnectTimeout]
+    return tuple(found)
+
+
+def never_connected(exc: BaseException | None) -> bool:
+    """True when exc, or the error it was raised from, means the request never reached a server."""
+    for _ in range(4):  # an SDK wraps the transport's error once or twice
+        if exc is None:
+            return False
+        if isinstance(exc, _connect_failures()):
+            return True
+        exc = exc.__cause__
+    return False

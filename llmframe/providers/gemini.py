@@ -13,7 +13,7 @@ from google.genai import types
 from ..errors import ProviderError, redact
 from ..request import Request, Response
 from ..structured import OutputSchema
-from .base import Provider
+from .base import Provider, never_connected
 
 # Our parameter names -> GenerateContentConfig's; anything else is passed to the config as it is.
 _RENAMED = {"max_tokens": "max_output_tokens", "stop": "stop_sequences"}
@@ -86,7 +86,8 @@ class GeminiProvider(Provider):
         except _TRANSIENT as exc:
             kind = "request timed out" if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or \
                 "timeout" in type(exc).__name__.lower() else f"connection error: {type(exc).__name__}: {exc}"
-            raise ProviderError(redact(kind, *self.secrets), retryable=True) from None
+            raise ProviderError(redact(kind, *self.secrets), retryable=True,
+                                connected=not never_connected(exc)) from None
         except ValueError as exc:  # a body the SDK could not parse
             raise ProviderError(redact(f"malformed response: {type(exc).__name__}", *self.secrets),
                                 retryable=True) from None

@@ -18,6 +18,7 @@ import orjson
 from .. import constants
 from ..errors import ProviderError, redact
 from ..request import loads
+from .base import never_connected
 
 
 class JSONClient:
@@ -48,11 +49,11 @@ class JSONClient:
                 headers = reply.headers
                 status = reply.status
                 reason = reply.reason
-        except asyncio.TimeoutError:
-            raise ProviderError("request timed out", retryable=True) from None
+        except asyncio.TimeoutError as exc:
+            raise ProviderError("request timed out", retryable=True, connected=not never_connected(exc)) from None
         except aiohttp.ClientError as exc:
             raise ProviderError(redact(f"connection error: {type(exc).__name__}: {exc}", *self._secrets),
-                                retryable=True) from None
+                                retryable=True, connected=not never_connected(exc)) from None
         if status >= 400:
             raise ProviderError(redact(f"HTTP {status}: {_error_message(raw, reason)}", *self._secrets),
                                 status=status, headers=headers)

@@ -54,6 +54,9 @@ class LoggedRequest:
     # The body in OpenAI's chat-completions shape, as the answer function saw it; for the
     # /v1/chat/completions route it is `body` itself, for the Anthropic and Gemini routes a translation.
     chat: dict | None = None
+    # The client's end of the connection, "host:port": one per connection. A client sends a connection's next
+    # request only once it has read the reply before, so a later request on it shows this reply was received.
+    peer: str | None = None
 
 
 def digest_answer(prompt: str) -> str:
@@ -464,7 +467,9 @@ class Simulator:
         except BadRequest as exc:
             return dialect.error(400, str(exc))
         # Logged on arrival, before any wait, so tests can observe requests in flight.
-        entry = LoggedRequest(time.monotonic(), request.path, raw, chat=chat)
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        entry = LoggedRequest(time.monotonic(), request.path, raw, chat=chat,
+                              peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None)
         with self._lock:
             self._count += 1
             if self._keep_log:
