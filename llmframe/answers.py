@@ -192,9 +192,9 @@ class Answers(Sequence):
         positions = np.asarray(positions, dtype=np.int64)
         stale: list[int] = []
         if check is None and "" in map(_first, rows):  # a scan in C: the cached path stays as fast
-            empty = [not row[0] and _incomplete(row[3]) is None for row in rows]
+            empty = np.array([not row[0] and _incomplete(row[3]) is None for row in rows], dtype=bool)
             stale = positions[empty].tolist()
-            positions, rows = positions[~np.array(empty)], list(itertools.compress(rows, (not e for e in empty)))
+            positions, rows = positions[~empty], list(itertools.compress(rows, (~empty).tolist()))
         elif check is not None:
             if self.parsed is None:
                 self.parsed = [None] * len(self)

@@ -358,3 +358,15 @@ def test_a_batch_job_whose_estimate_exceeds_max_cost_is_not_submitted(batch, sim
     assert len(sim.batches.created) == 1
     report = out.attrs["llmframe"]
     assert report["price"]["batch"] is True and 0 < report["cost"] <= 0.01
+
+
+def test_an_empty_batch_answer_is_a_failure_and_not_cached(batch, sim):
+    sim.answer = lambda body: "" if body["messages"][-1]["content"] == "row 1" else digest_answer(
+        body["messages"][-1]["content"])
+    df = frame(3)
+    out = batch(df)
+    assert out["response"].isna().tolist() == [False, True, False]
+    assert out["response_error"].iloc[1] == "empty answer" and out.attrs["llmframe"]["failed"] == 1
+    sim.answer = lambda body: digest_answer(body["messages"][-1]["content"])
+    online = batch(df, mode="online")
+    assert online["response"].tolist() == expected(3) and sim.count == 1, "only the empty answer is asked again"

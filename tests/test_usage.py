@@ -274,3 +274,12 @@ def test_malformed_replies_that_report_usage_are_billed(gen, sim):
     report = out.attrs["llmframe"]
     assert report["input_tokens"] == sum(r.billed[0] for r in sim.requests) > 0
     assert report["output_tokens"] == sum(r.billed[1] for r in sim.requests) > 0
+
+
+def test_replies_without_choices_that_report_usage_are_billed(gen, sim):
+    sim.faults = Faults(empty_choices_rate=1.0)
+    out = gen(frame(2), "{q}", model=PRICED, prices=PRICES, max_attempts=2)
+    assert out["response_error"].str.contains("no choices").all() and sim.count == 4
+    report = out.attrs["llmframe"]
+    assert report["input_tokens"] == sum(r.billed[0] for r in sim.requests) > 0
+    assert report["cost"] == report["input_tokens"] + 2.0 * report["output_tokens"]

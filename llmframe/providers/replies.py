@@ -125,6 +125,9 @@ def reply(usage: Callable[[], Usage], answer: Callable[[], tuple[str, str | None
         answer_text, finish = answer()
     except Malformed as exc:
         raise ProviderError(f"malformed response: {exc}", retryable=True, headers=headers, billed=billed) from None
+    except ProviderError as exc:  # no answer in it (no choices): its usage is billed all the same
+        exc.billed = billed
+        raise
     return Response(text=answer_text, input_tokens=billed[0], output_tokens=billed[1], finish_reason=finish,
                     headers=headers, cached_input_tokens=billed[2])
 
