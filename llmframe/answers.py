@@ -10,6 +10,7 @@ answers[j] = response stores one.
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from . import constants
 from .request import Response, loads
 
 _NO_FINISH = 0  # finish code of "no finish reason given"
+_first = operator.itemgetter(0)
 
 
 class Answers(Sequence):
@@ -181,14 +183,19 @@ class Answers(Sequence):
                         check: Callable[[str | None], tuple[Any, str | None]] | None = None) -> list[int]:
         """Store answers read from the cache (Response.to_cache texts); one JSON parse for all of them.
 
-        With check, an answer that no longer validates is left undone; returns those positions.
+        With check, an answer that no longer validates is left undone; returns those positions. So is an
+        empty answer that claims to be whole, which caches written before it was a failure may hold.
         """
         if not values:
             return []
         rows = loads("[" + ",".join(values) + "]")
         positions = np.asarray(positions, dtype=np.int64)
         stale: list[int] = []
-        if check is not None:
+        if check is None and "" in map(_first, rows):  # a scan in C: the cached path stays as fast
+            empty = np.array([not row[0] and _incomplete(row[3]) is None for row in rows], dtype=bool)
+            stale = positions[empty].tolist()
+            positions, rows = positions[~empty], list(itertools.compress(rows, (~empty).tolist()))
+        elif check is not None:
             if self.parsed is None:
                 self.parsed = [None] * len(self)
             keep = []
@@ -235,7 +242,7 @@ class Answers(Sequence):
         texts = self.text_array() if texts is None else texts
         empty = pc.fill_null(pc.equal(pc.utf8_length(texts), 0), True).to_numpy(zero_copy_only=False)
         for j in np.flatnonzero(empty & self.done).tolist():
-            out.setdefault(j, "empty answer")
+            out.setdefault(j, EMPTY_ANSWER)
         out.update(dict.fromkeys(np.flatnonzero(~self.done).tolist(), "not answered (the run stopped first)"))
         out.update(self.errors)
         return out
@@ -259,9 +266,17 @@ def _incomplete(reason: str | None) -> str | None:
     return f"incomplete answer: finish_reason={reason!r}" + _WHY.get(reason, "")
 
 
+EMPTY_ANSWER = "empty answer"
+
+
+def is_empty(response: Response) -> bool:
+    """An answer with no text that claims to be whole: a failure, never cached (a cut-off one is kept, noted)."""
+    return response.error is None and not response.text and _incomplete(response.finish_reason) is None
+
+
 def incomplete(response: Response) -> str | None:
     """A note for an answer that is there but not whole: truncated, filtered or empty (never silent)."""
     note = _incomplete(response.finish_reason)
     if note is None and not response.text:
-        return "empty answer"
+        return EMPTY_ANSWER
     return note

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import constants
+
 
 def _demo(_args: argparse.Namespace) -> int:
     from .demo import main
@@ -346,6 +348,9 @@ GENERATE_FLAGS: tuple[_Flag, ...] = (
           "column of whole answers as JSON (object)", dict(choices=("columns", "object"))),
     _Flag("strict", "--no-strict", _OUT, "with --schema: do not ask for OpenAI's strict schema mode",
           dict(action="store_const", const=False)),
+    _Flag("structured", "--structured", _OUT, "with --schema: json_schema (default) sends the schema natively; "
+          "json_object sends JSON mode with the schema in the prompt, for servers that refuse json_schema",
+          dict(choices=constants.STRUCTURED_MODES)),
     _Flag("invalid_retries", "--invalid-retries", _OUT, "with --schema: times an answer that does not validate is "
           "asked again (default 2)", dict(type=int, metavar="N")),
 )

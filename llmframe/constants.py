@@ -14,6 +14,17 @@ BACKOFF_CAP_SECONDS = 60.0
 RETRY_STATUSES = frozenset({408, 409, 429})  # plus every 5xx (and 529, Anthropic's "overloaded")
 POOL_PAUSE_STATUSES = frozenset({429, 503, 529})  # the server is saturated: the whole pool waits, not one worker
 BREAKER_FAILURES = 25  # this many requests failing in a row stop the run
+# A 5xx whose error says one of these (lower case, "_" read as " ") blames the request, not the server,
+# so it is not retried: some servers and gateways answer a request they cannot take with a 500
+# (llama.cpp's Python server: "Input should be 'text' or 'json_object'"; LiteLLM: "BadRequestError").
+# Specific phrases only: a bare "invalid" would also match a proxy's "invalid response from upstream".
+INVALID_REQUEST_MARKERS = (
+    "invalid request", "bad request", "badrequest", "input should be", "validation error", "field required",
+    "extra inputs are not permitted", "unrecognized request argument", "unknown parameter", "invalid parameter",
+    "invalid argument", "invalid value", "invalid type", "not supported", "unsupported",
+)
+ERROR_BODY_CHARS = 4096  # of an error reply read to classify it: an HTML page or a traceback can be long
+EMPTY_ANSWER_RETRIES = 1  # an empty answer that claims to be complete is asked again once in the run
 
 # Structured outputs
 INVALID_ANSWER_RETRIES = 2  # an answer that does not validate is asked again this many times
@@ -22,6 +33,12 @@ CORRECTION_PROMPT = (
     "Reply again with only the JSON object, matching the schema exactly."
 )
 VALIDATION_MESSAGE_CHARS = 300  # validation errors are cut to this length in the error column
+# Of an invalid answer, this much is sent back with the correction (its head and tail): every re-ask
+# repeats the prompt, so a long bad answer sent whole would push the next one past the model's context.
+CORRECTION_ANSWER_CHARS = 2000
+STRUCTURED_MODES = ("json_schema", "json_object")  # structured=: the schema sent natively, or JSON mode
+# structured="json_object": the schema goes in the prompt instead, after the last user message's text.
+SCHEMA_PROMPT = "\n\nAnswer with only a JSON object that matches this JSON Schema:\n{schema}"
 
 # Rate limits
 RATE_BURST_SECONDS = 1.0  # a bucket holds this many seconds of its rate: a small burst

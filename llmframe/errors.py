@@ -62,18 +62,32 @@ class ProviderError(LLMFrameError):
     """A request the provider did not answer: its HTTP status (None if no reply) and reply headers.
 
     connected is False when no connection was made (refused, unresolvable, connect timed out): the
-    request never reached a server, so the report does not count it as sent.
+    request never reached a server, so the report does not count it as sent. body: the error reply's
+    text, read only to tell a 5xx that blames the request (never retried) from one that blames the
+    server. billed: (input, output, cached input) tokens of a reply that came back but could not be
+    used (a malformed one): the provider bills them all the same.
     """
 
     def __init__(self, message: str, status: int | None = None, *, retryable: bool | None = None,
-                 headers: Mapping[str, str] | None = None, connected: bool = True):
+                 headers: Mapping[str, str] | None = None, connected: bool = True, body: str = "",
+                 billed: tuple[int, int, int] = (0, 0, 0)):
         super().__init__(message)
         self.status = status
         self.headers = headers or {}
         self.connected = connected
+        self.billed = billed
         if retryable is None:
-            retryable = status in constants.RETRY_STATUSES or (status is not None and status >= 500)
+            retryable = status in constants.RETRY_STATUSES or (
+                status is not None and status >= 500 and not blames_the_request(f"{message} {body}"))
         self.retryable = retryable
+
+
+_BLAME = re.compile("|".join(re.escape(marker) for marker in constants.INVALID_REQUEST_MARKERS))
+
+
+def blames_the_request(text: str) -> bool:
+    """True when an error text says the request itself is invalid or unsupported: sending it again cannot help."""
+    return _BLAME.search(text[: constants.ERROR_BODY_CHARS].lower().replace("_", " ")) is not None
 
 
 class _Stopped(LLMFrameError):

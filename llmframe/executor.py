@@ -28,7 +28,8 @@ from .errors import ProviderError, RunAborted, redact
 from .progress import Progress
 from .providers.base import Provider
 from .ratelimit import Limiter, estimate_tokens, limiter_for, retry_after
-from .answers import Answers
+from .usage import Meter
+from .answers import EMPTY_ANSWER, Answers, is_empty
 from .request import Request, Response
 
 T = TypeVar("T")
@@ -246,12 +247,39 @@ def backoff(attempt: int) -> float:
 
 
 def _correction(request: Request, answer: str | None, problem: str) -> Request:
-    """The same request, plus the invalid answer and what was wrong with it: models mostly fix it."""
+    """The request as first asked, plus the latest invalid answer and what was wrong with it: models mostly fix it.
+
+    A long answer is sent back cut to its head and tail, so re-asks stay within the model's context.
+    """
+    answer, cap = answer or "", constants.CORRECTION_ANSWER_CHARS
+    if len(answer) > cap:
+        answer = f"{answer[: cap // 2]}\n[... {len(answer) - cap} characters cut ...]\n{answer[-(cap // 2):]}"
     follow_up = [
-        {"role": "assistant", "content": answer or ""},
+        {"role": "assistant", "content": answer},
         {"role": "user", "content": constants.CORRECTION_PROMPT.format(problem=problem)},
     ]
     return Request(request.key, [*request.messages, *follow_up], request.params)
+
+
+async def _billed_answer(request: Request, provider: Provider, limiter: Limiter, policy: Policy, counters: Counters,
+                         check: Check | None, secrets: tuple[str, ...]) -> Response:
+    """_answer, carrying the tokens of every billed attempt; an empty text answer is asked again once.
+
+    An empty answer that claims to be whole (finish reason stop) is the row's failure, never cached:
+    a server or gateway hiccup more often than the model's answer, so one more try usually settles it.
+    A structured run's empty answer is an invalid one instead, re-asked by _answer.
+    """
+    meter = Meter(provider)
+    response = await _answer(request, meter, limiter, policy, counters, check, secrets)  # type: ignore[arg-type]
+    tries = 1
+    while check is None and is_empty(response):
+        if tries >= min(constants.EMPTY_ANSWER_RETRIES + 1, policy.max_attempts):
+            response = response.rejected(EMPTY_ANSWER + (f" (after {tries} attempts)" if tries > 1 else ""))
+            break
+        tries += 1
+        counters.retries += 1
+        response = await _answer(request, meter, limiter, policy, counters, check, secrets)  # type: ignore[arg-type]
+    return meter.bill(response)
 
 
 async def _answer(request: Request, provider: Provider, limiter: Limiter, policy: Policy, counters: Counters,
@@ -262,6 +290,7 @@ async def _answer(request: Request, provider: Provider, limiter: Limiter, policy
     """
     estimate = estimate_tokens(sum(len(m.get("content") or "") for m in request.messages), policy.max_tokens)
     attempt = invalid = unconnected = 0
+    asked = request  # every re-ask is built on the request as first asked, not on the re-ask before it
     while True:
         attempt += 1
         await limiter.acquire(estimate)
@@ -307,7 +336,7 @@ async def _answer(request: Request, provider: Provider, limiter: Limiter, policy
         if invalid > policy.invalid_retries:
             return Response.failure(f"{problem} ({invalid} answers)" if invalid > 1 else problem)
         counters.retries += 1
-        request = _correction(request, response.text, problem)
+        request = _correction(asked, response.text, problem)
 
 
 async def _take(queue: asyncio.Queue[tuple[int, Request] | None], size: int) -> list[tuple[int, Request]]:
@@ -357,7 +386,10 @@ async def _answer_group(group: list[tuple[int, Request]], work: Work, provider: 
                     counters.invalid += 1
                     counts = False  # a weak model running out of tokens is the row's failure, not the run's
                     why = " (it reached max_tokens: raise max_tokens)" if response.finish_reason == "length" else ""
-                    response = Response.failure(problem + why)
+                    response = response.rejected(problem + why)
+            elif is_empty(response):  # the model's own answer (no server between): asking again gives the same
+                counts = False
+                response = response.rejected(EMPTY_ANSWER)
             finish(group[position][0], response, counts_to_breaker=counts)
     await producing
 
@@ -391,9 +423,10 @@ async def execute(
     def finish(j: int, response: Response, *, counts_to_breaker: bool = True) -> None:
         results[j] = response
         failed = response.error is not None
-        cost = policy.price(response) if policy.price is not None and not failed else None
+        billed = not failed or response.input_tokens or response.output_tokens  # a failure's rejected answers
+        cost = policy.price(response) if policy.price is not None and billed else None
         if budget is not None and j in holding:
-            budget.settle(holding.pop(j), 0.0 if failed else cost)
+            budget.settle(holding.pop(j), 0.0 if failed and cost is None else cost)
         progress.advance(work.weights[j], failed=failed, tokens=response.input_tokens + response.output_tokens,
                          cost=cost)
         if failed:
@@ -412,7 +445,7 @@ async def execute(
     async def worker() -> None:
         while (item := await queue.get()) is not None:
             j, request = item
-            finish(j, await _answer(request, provider, limiter, policy, counters, work.check, secrets))
+            finish(j, await _billed_answer(request, provider, limiter, policy, counters, work.check, secrets))
             if writer is not None:
                 await writer.written()  # its next request waits: a crash re-asks only the requests in flight
 

@@ -34,6 +34,7 @@ from .request import (
     key_prefix,
     positive_number,
 )
+from .structured import structured_mode, with_prompt
 from .template import Prompts, Template, TemplateLike
 
 @dataclass
@@ -58,11 +59,15 @@ class Run:
     seconds: float = 0.0  # wall time of the execution, for the report
     counters: Counters = field(default_factory=Counters)
     batch: BatchOptions | None = None  # set when the run goes through the provider's batch API
+    schema_prompt: str | None = None  # structured="json_object": the schema, added to each prompt
 
     def work(self) -> Work:
         def requests(positions) -> list[Request]:
             rows = self.prompts.rows_at(self.first_row[np.asarray(positions, dtype=np.int64)])
             keys = self.keys.take(positions)
+            if self.schema_prompt is not None:
+                return [Request(key, with_prompt(self.prompts.messages_of(row), self.schema_prompt), self.params)
+                        for key, row in zip(keys, rows)]
             return [Request(key, self.prompts.messages_of(row), self.params) for key, row in zip(keys, rows)]
 
         check = self.output.schema.checker(self.output.mode) if self.output.schema is not None else None
@@ -178,6 +183,7 @@ def plan(
     prefix: str = "",
     output_mode: str = "columns",
     strict: bool = True,
+    structured: str = constants.STRUCTURED_MODES[0],
     system: str | None = None,
     temperature: float | None = None,
     top_p: float | None = None,
@@ -223,6 +229,7 @@ def plan(
             raise ConfigError(f"{name} must be True or False, got {flag!r}")
     out = Output.resolve(output, prefix=prefix, mode=output_mode, errors=errors, frame_columns=existing, usage=usage,
                          index_names=index_names)
+    structured = structured_mode(structured, out.schema)
     concurrency = defaults.max_concurrency if max_concurrency is None else integer_at_least(
         "max_concurrency", max_concurrency, 1
     )
@@ -252,6 +259,8 @@ def plan(
     schema_key = out.schema.key_material() if out.schema is not None else None
     if schema_key is not None and not strict and provider.strict_outputs:
         schema_key = {**schema_key, "strict": False}  # a different request; strict=True keys stay as they were
+    if structured != constants.STRUCTURED_MODES[0]:  # another request: JSON mode, the schema in the prompt
+        schema_key = {**schema_key, "structured": structured}
     head = key_prefix(provider_name, model_name, gen, schema_key, provider.endpoint)
     digests, valid = _digests(head, prompts, max_prompt_tokens)
     codes, first_row = distinct(digests, valid)
@@ -279,7 +288,8 @@ def plan(
         model=model,
         frame_index=frame.index,
         prompts=prompts,
-        params={**gen, **provider.output_params(out.schema, strict=strict)} if out.schema is not None else gen,
+        params={**gen, **provider.output_params(out.schema, strict=strict, structured=structured)}
+        if out.schema is not None else gen,
         keys=Keys(digests if len(first_row) == len(digests) else digests[first_row]),  # all distinct: no copy
         row_to_key=codes,
         first_row=first_row,
@@ -292,6 +302,7 @@ def plan(
         output=out,
         batch=batch,
         pricer=pricer,
+        schema_prompt=out.schema.prompt() if structured == "json_object" else None,
     )
     if batch is not None and budget is not None:
         _check_batch_budget(run, budget)

@@ -91,6 +91,11 @@ class Response:
         """A failed request with its error text."""
         return cls(error=error)
 
+    def rejected(self, error: str) -> Response:
+        """A failure made of this answer: no text, but its tokens, which were spent all the same."""
+        return Response(error=error, input_tokens=self.input_tokens, output_tokens=self.output_tokens,
+                        cached_input_tokens=self.cached_input_tokens, latency=self.latency, batch=self.batch)
+
 
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no spaces, so equal content always gives equal text."""

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from . import constants
-from .errors import SchemaError
+from .errors import ConfigError, SchemaError
 
 OUTPUT_MODES = ("columns", "object")
 
@@ -54,6 +54,10 @@ class OutputSchema:
     def key_material(self) -> dict:
         """What of the schema changes the answer, for the cache key (validators do not: they re-check cached answers)."""
         return {"name": self.name, "schema": self.json_schema}
+
+    def prompt(self) -> str:
+        """The schema as words for the prompt, for servers that take only JSON mode (structured="json_object")."""
+        return constants.SCHEMA_PROMPT.format(schema=json.dumps(self.json_schema, ensure_ascii=False))
 
     def parse(self, text: str | None) -> tuple[Any, str | None]:
         """(value, None) for an answer that validates, else (None, why not); near-JSON is repaired first."""
@@ -121,6 +125,25 @@ class OutputSchema:
         if self.model is not None:
             return _kind_of_annotation(self.model.model_fields[field].annotation)
         return _kind_of_schema(self.json_schema["properties"][field], self.json_schema)
+
+
+def with_prompt(messages: list[dict], text: str) -> list[dict]:
+    """The messages with text after the last user message's own (not a message of its own: some chat
+    templates allow no second system message, nor two user turns in a row)."""
+    last = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
+    if last is None:
+        return [*messages, {"role": "user", "content": text.lstrip()}]
+    return [*messages[:last], {**messages[last], "content": messages[last]["content"] + text}, *messages[last + 1:]]
+
+
+def structured_mode(structured: Any, schema: OutputSchema | None) -> str:
+    """structured= checked: one of constants.STRUCTURED_MODES, and only with a structured output."""
+    if structured not in constants.STRUCTURED_MODES:
+        raise ConfigError(f"structured must be one of {constants.STRUCTURED_MODES}, got {structured!r}")
+    if schema is None and structured != constants.STRUCTURED_MODES[0]:
+        raise ConfigError(f"structured={structured!r} applies to structured outputs: pass a pydantic model or a "
+                          "JSON Schema dict as output=")
+    return structured
 
 
 def from_output(output: Any) -> OutputSchema | None:

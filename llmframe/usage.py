@@ -1,4 +1,5 @@
-"""Usage and cost: per-row usage columns (usage=True) and the run report's totals, paid versus saved."""
+"""Usage and cost: what each request was billed, per-row usage columns (usage=True), and the run report's
+totals, paid versus saved."""
 
 from __future__ import annotations
 
@@ -9,9 +10,45 @@ import pandas as pd
 
 from . import constants
 from .answers import Answers
+from .errors import ProviderError
+from .request import Request, Response
 
 if TYPE_CHECKING:
     from .pipeline import Run
+    from .providers.base import Provider
+
+
+class Meter:
+    """One request's provider, as the executor sees it, counting the tokens of every reply, kept or not:
+    re-asked invalid answers, empty ones, malformed replies with a usage; the provider bills them all."""
+
+    __slots__ = ("_provider", "tokens")
+
+    def __init__(self, provider: Provider):
+        self._provider = provider
+        self.tokens = (0, 0, 0)  # input, output, cached input
+
+    def __getattr__(self, name: str):
+        return getattr(self._provider, name)  # everything but complete is the provider's own
+
+    async def complete(self, request: Request) -> Response:
+        """The provider's answer; its tokens, or those a failed reply reports, are counted."""
+        try:
+            response = await self._provider.complete(request)
+        except ProviderError as exc:
+            self._add(*exc.billed)
+            raise
+        self._add(response.input_tokens, response.output_tokens, response.cached_input_tokens)
+        return response
+
+    def _add(self, input_tokens: int, output_tokens: int, cached: int) -> None:
+        total = self.tokens
+        self.tokens = (total[0] + input_tokens, total[1] + output_tokens, total[2] + cached)
+
+    def bill(self, response: Response) -> Response:
+        """The final response (an answer or a failure) with every attempt's tokens."""
+        response.input_tokens, response.output_tokens, response.cached_input_tokens = self.tokens
+        return response
 
 
 def per_key(answers: Answers) -> dict[str, np.ndarray]:
@@ -39,25 +76,28 @@ def row_columns(run: Run, answers: Answers, names: list[str]) -> dict[str, pd.Se
 
     A row is "cached" when no request was sent for it in this run: its answer came from the cache or
     from an identical row. Its cost is what the answer would cost if paid now; its latency is the one
-    recorded when it was paid. Failed and skipped rows have missing values.
+    recorded when it was paid. Skipped rows, and failed rows that were billed nothing, have missing values;
+    a failed row that was billed (answers rejected as invalid or empty) has its tokens and cost.
     """
     usage = per_key(answers)
     index = run.frame_index
     ok = _fan(run, usage["ok"], False)
+    billed = _fan(run, usage["ok"] | (usage["input"] > 0) | (usage["output"] > 0), False)
     first = np.zeros(len(index), dtype=bool)
     first[run.first_row] = True
     cached = _fan(run, usage["from_cache"], False) | ~first
     costs = _key_costs(run, usage)
     finish = _fan(run, np.array(answers.finish_names, dtype=object)[answers.finish], None)
 
-    def masked(values: np.ndarray, dtype: str) -> pd.Series:
-        return pd.Series(pd.array(values, dtype=dtype), index=index).mask(~ok)
+    def masked(values: np.ndarray, dtype: str, shown: np.ndarray = ok) -> pd.Series:
+        return pd.Series(pd.array(values, dtype=dtype), index=index).mask(~shown)
 
     values = {
-        "input_tokens": masked(_fan(run, usage["input"], 0), "Int64"),
-        "output_tokens": masked(_fan(run, usage["output"], 0), "Int64"),
-        "cost": masked(_fan(run, costs, np.nan) if costs is not None else np.full(len(index), np.nan), "Float64"),
-        "cached": masked(cached, "boolean"),
+        "input_tokens": masked(_fan(run, usage["input"], 0), "Int64", billed),
+        "output_tokens": masked(_fan(run, usage["output"], 0), "Int64", billed),
+        "cost": masked(_fan(run, costs, np.nan) if costs is not None else np.full(len(index), np.nan), "Float64",
+                       billed),
+        "cached": masked(cached, "boolean", billed),
         "latency_s": masked(_fan(run, usage["latency"], np.nan), "Float64"),
         "finish_reason": masked(finish, "string"),
     }
@@ -68,15 +108,15 @@ def totals(run: Run, answers: Answers) -> dict:
     """Report entries: cost paid in this run, cost saved by the cache (and de-duplication), the price used."""
     usage = per_key(answers)
     costs = _key_costs(run, usage)
-    paid_mask = usage["ok"] & ~usage["from_cache"]
-    out: dict = {"cached_input_tokens": int(usage["cached_input"][~usage["from_cache"]].sum())}
+    sent = ~usage["from_cache"]  # failed requests too: what their rejected answers were billed
+    out: dict = {"cached_input_tokens": int(usage["cached_input"][sent].sum())}
     if run.pricer is None:  # no cost was asked for (usage=, prices=, max_cost=): the report has none
         return out
     if costs is None:
         out.update(cost=None, cost_saved_by_cache=None, cost_without_cache=None)
     else:
-        paid = float(costs[paid_mask].sum())
-        full = float((costs[usage["ok"]] * run.weights[usage["ok"]]).sum())
+        paid = float(costs[sent].sum())
+        full = float((costs * run.weights).sum())
         out.update(cost=round(paid, 8), cost_saved_by_cache=round(full - paid, 8), cost_without_cache=round(full, 8))
     out["price"] = run.pricer.describe()
     budget = run.policy.budget

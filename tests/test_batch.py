@@ -503,3 +503,15 @@ def test_batch_answers_that_do_not_validate_are_counted_as_invalid(batch, sim, r
         assert report["failed"] == 0 and out["score"].tolist() == [3] * 6 and sim.count == 3
     else:  # a batch cannot ask again
         assert report["failed"] == 3 and out["review_error"].notna().sum() == 3
+
+
+def test_an_empty_batch_answer_is_a_failure_and_not_cached(batch, sim):
+    sim.answer = lambda body: "" if body["messages"][-1]["content"] == "row 1" else digest_answer(
+        body["messages"][-1]["content"])
+    df = frame(3)
+    out = batch(df)
+    assert out["response"].isna().tolist() == [False, True, False]
+    assert out["response_error"].iloc[1] == "empty answer" and out.attrs["llmframe"]["failed"] == 1
+    sim.answer = lambda body: digest_answer(body["messages"][-1]["content"])
+    online = batch(df, mode="online")
+    assert online["response"].tolist() == expected(3) and sim.count == 1, "only the empty answer is asked again"

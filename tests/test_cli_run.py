@@ -373,6 +373,8 @@ def test_every_generate_option_has_a_flag_and_reaches_generate():
     args = cli.build_parser().parse_args([
         "run", "in.parquet", "out.parquet", "-t", "{x}", "-m", MODEL, "--mode", "batch", "--poll-interval", "30",
         "--cache", "off", "--stop", "a", "--stop", "b", "--param", "n=2", "--param", "user=me", "--no-strict",
+        "--structured", "json_object",
     ])
     assert cli.generate_options(args) == {"mode": "batch", "poll_interval": 30, "cache": False, "stop": ["a", "b"],
-                                          "params": {"n": 2, "user": "me"}, "strict": False}
+                                          "params": {"n": 2, "user": "me"}, "strict": False,
+                                          "structured": "json_object"}

@@ -102,6 +102,56 @@ def test_429_retry_after_is_honoured(vendor, sim):
         assert len(attempts) == 2 and attempts[1].time - attempts[0].time >= 0.2
 
 
+# Per provider, in its own reply shape: the answer text as a number, a token count that is not a number.
+MISTYPED = {
+    "openai": ({"choices.0.message.content": 7}, {"usage.completion_tokens": "many"}),
+    "anthropic": ({"content.0.text": 7}, {"usage.output_tokens": "many"}),
+    "gemini": ({"candidates.0.content.parts.0.text": 7}, {"usageMetadata.candidatesTokenCount": "many"}),
+}
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["text", "tokens"])
+def test_a_reply_with_a_field_of_the_wrong_type_is_a_retried_row_error(vendor, sim, which):
+    from llmframe.testing import Faults
+
+    sim.faults = Faults(retyped_rate=1.0, retyped=MISTYPED[vendor.prefix][which])
+    out = vendor(frame(), "{q}", max_attempts=2)
+    assert out["response"].isna().all() and sim.count == 6
+    assert out["response_error"].str.startswith("malformed response").all(), out["response_error"].tolist()
+    assert out["response_error"].str.endswith("(after 2 attempts)").all()
+
+
+def test_half_a_surrogate_pair_in_an_answer_is_repaired_not_a_crash(vendor, sim):
+    from llmframe.testing import Faults
+
+    path = next(iter(MISTYPED[vendor.prefix][0]))
+    sim.faults = Faults(retyped_rate=1.0, retyped={path: "cut \ud83d"})
+    out = vendor(frame(), "{q}")
+    assert out["response"].tolist() == ["cut \ufffd"] * 3 and out["response_error"].isna().all()
+
+
+def test_a_server_error_that_blames_the_request_is_not_retried(vendor, sim):
+    from llmframe.testing import Faults
+
+    sim.faults = Faults(refused_formats=frozenset({"json_schema"}))
+    out = vendor(frame(), "Judge {q}", output=Verdict)
+    assert sim.count == 3 and out["verdict_error"].str.contains("Input should be 'text' or 'json_object'").all()
+
+
+def test_structured_json_object_puts_the_schema_in_the_prompt(vendor, sim):
+    from llmframe.testing import Faults
+
+    sim.faults = Faults(refused_formats=frozenset({"json_schema"}))
+    seen = []
+    sim.answer = lambda body: seen.append(body) or '{"label": "fine", "score": 3}'
+    out = vendor(frame(), "Judge {q}", output=Verdict, structured="json_object")
+    assert out["verdict_error"].isna().all() and out["score"].tolist() == [3, 3, 3] and sim.count == 3
+    # OpenAI's and Gemini's JSON mode; Anthropic has none: the schema in the prompt is the request.
+    expected = None if vendor.prefix == "anthropic" else {"type": "json_object"}
+    assert all(body.get("response_format") == expected for body in seen)
+    assert all('"score"' in body["messages"][-1]["content"] for body in seen)
+
+
 def test_a_missing_key_fails_before_any_request(vendor, sim):
     with pytest.raises(ConfigError, match="no API key"):
         vendor(frame(), "{q}", api_key=None)

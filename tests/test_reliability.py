@@ -104,9 +104,69 @@ def test_truncated_and_empty_answers_are_flagged_not_silent(gen, sim):
     out = gen(df, "{x}", max_tokens=5)
     assert out["response"].iloc[0] == ("a long answer " * 20)[:20], "the truncated text is kept"
     assert out["response_error"].iloc[0] == "incomplete answer: finish_reason='length' (max_tokens reached)"
-    assert out["response"].iloc[1] == "" and out["response_error"].iloc[1] == "empty answer"
+    # An empty answer that says it is complete is a failure: asked once more in the run, never cached.
+    assert pd.isna(out["response"].iloc[1]) and out["response_error"].iloc[1] == "empty answer (after 2 attempts)"
     report = out.attrs["llmframe"]
-    assert report["failed"] == 0 and report["finish_reasons"] == {"length": 1, "stop": 1}
+    assert report["failed"] == 1 and report["finish_reasons"] == {"length": 1}
+    assert sim.count == 3 and report["attempts"] == 3 and report["retries"] == 1
+    assert report["output_tokens"] == sum(r.billed[1] for r in sim.requests), "the empty answers were billed"
+
+
+def test_an_empty_answer_is_not_cached_and_is_sent_again(gen, sim):
+    sim.answer = lambda body: ""
+    df = rows(3)
+    out = gen(df, "{x}")
+    assert out["response"].isna().all() and sim.count == 6
+    sim.reset()
+    sim.answer = lambda body: ""
+    again = gen(df, "{x}")
+    assert sim.count == 6, "a re-run sends the empty answers again: they were not cached"
+    sim.answer = lambda body: "now an answer"
+    fixed = again.llm.retry_failed()
+    assert fixed["response"].tolist() == ["now an answer"] * 3 and fixed["response_error"].isna().all()
+    assert sim.count == 9
+
+
+def test_an_empty_answer_asked_again_in_the_run_can_succeed(gen, sim):
+    seen: set[str] = set()
+
+    def answer(body):
+        prompt = body["messages"][-1]["content"]
+        first = prompt not in seen
+        seen.add(prompt)
+        return "" if first else digest_answer(prompt)
+
+    sim.answer = answer
+    df = rows(4)
+    out = gen(df, "{x}", usage=True, prices={"openai:sim-model": {"input_mtok": 1e6, "output_mtok": 1e6}})
+    assert out["response"].tolist() == [digest_answer(x) for x in df["x"]] and out["response_error"].isna().all()
+    assert sim.count == 8
+    billed = sum(r.billed[0] for r in sim.requests)
+    assert out["response_input_tokens"].sum() == billed == out.attrs["llmframe"]["input_tokens"]
+
+
+def test_an_old_cached_empty_answer_is_asked_again(gen, sim, cache_dir):
+    """Caches written before empty answers were failures hold some: a re-run asks for them again."""
+    from llmframe.cache import open_store
+    from llmframe.request import Response
+
+    df = rows(3)
+    gen(df, "{x}")
+    store = open_store(str(cache_dir))
+    keys = [key for key, _ in store._entries()]
+    empty = Response("", 5, 0, "stop").to_cache("openai:sim-model", 0.0)
+    truncated = Response("", 5, 9, "length").to_cache("openai:sim-model", 0.0)  # incomplete, not empty: kept
+    store.set_many([(keys[0], empty), (keys[1], truncated)], overwrite=True)
+    sim.reset()
+    out = gen(df, "{x}")
+    assert sim.count == 1 and out.attrs["llmframe"]["cached"] == 2
+    answers = dict(zip(df["x"], out["response"]))
+    assert list(answers.values()).count("") == 1, "the truncated empty answer stays, with its note"
+    assert all(answer == digest_answer(x) for x, answer in answers.items() if answer != "")
+    assert (out["response_error"] == "incomplete answer: finish_reason='length' (max_tokens reached)").sum() == 1
+    sim.reset()
+    gen(df, "{x}")
+    assert sim.count == 0, "the new answer replaced the empty one in the cache"
 
 
 def test_prompts_beyond_the_context_limit_are_refused_per_row(gen, sim):
@@ -278,3 +338,97 @@ def test_a_connection_the_server_drops_still_counts_as_sent(gen, sim, transport)
     report = out.attrs["llmframe"]
     assert out["response_error"].str.contains("connection error").all()
     assert (report["requests_sent"], report["requests_failed_to_connect"], sim.count) == (3, 0, 6)
+
+
+MISTYPED = [
+    ({"choices.0.message.content": 7}, "message.content"),
+    ({"choices.0.message.content": {"text": "a dict"}}, "message.content"),
+    ({"choices.0.message.content": [{"type": "text", "text": 7}]}, "message.content"),
+    ({"choices.0.finish_reason": 3}, "finish_reason"),
+    ({"usage.completion_tokens": "12"}, "usage.completion_tokens"),
+    ({"usage.prompt_tokens": 2**40}, "usage.prompt_tokens"),
+    ({"usage": [1, 2]}, "usage"),
+    ({"choices": ["str"]}, "choices"),
+    ({"choices.0.message": "hello"}, "message"),
+]
+
+
+@pytest.mark.parametrize("transport", ["http", "sdk"])
+@pytest.mark.parametrize("retyped, field", MISTYPED, ids=[f"{next(iter(r))}={next(iter(r.values()))!r}"[:40]
+                                                           for r, _ in MISTYPED])
+def test_a_reply_with_a_field_of_the_wrong_type_is_a_retried_row_error(gen, sim, retyped, field, transport):
+    """Well-formed JSON with a mistyped field is a malformed reply: retried, then the row's error, never a crash."""
+    from llmframe.testing import Faults
+
+    sim.faults = Faults(retyped_rate=1.0, retyped=retyped)
+    df = rows(3)
+    out = gen(df, "{x}", max_attempts=2, provider_options={"transport": transport})
+    assert out["response"].isna().all() and sim.count == 6
+    errors = out["response_error"]
+    assert errors.str.startswith("malformed response").all() and errors.str.contains(field, regex=False).all(), \
+        errors.tolist()
+    assert errors.str.endswith("(after 2 attempts)").all()
+    sim.faults = Faults()
+    again = gen(df, "{x}", provider_options={"transport": transport})
+    assert again["response"].tolist() == [digest_answer(x) for x in df["x"]], "nothing broken was cached"
+
+
+@pytest.mark.parametrize("transport", ["http", "sdk"])
+def test_content_parts_are_joined_where_they_are_text(gen, sim, transport):
+    """Some gateways send message.content as a list of parts, as the request's own content may be."""
+    from llmframe.testing import Faults
+
+    def parts(text):
+        return [{"type": "text", "text": text[:7]}, {"type": "image_url", "image_url": {"url": "x"}},
+                {"type": "output_text", "text": text[7:]}]
+
+    sim.faults = Faults(retyped_rate=1.0, retyped={"choices.0.message.content": parts})
+    df = rows(3)
+    out = gen(df, "{x}", provider_options={"transport": transport})
+    assert out["response"].tolist() == [digest_answer(x) for x in df["x"]] and out["response_error"].isna().all()
+
+
+def test_a_reply_with_a_lone_surrogate_is_kept_repaired(gen, sim):
+    """JSON may escape half a surrogate pair (an emoji cut by max_tokens): the text keeps a replacement mark."""
+    from llmframe.testing import Faults
+
+    sim.faults = Faults(retyped_rate=1.0, retyped={"choices.0.message.content": "cut \ud83d", "choices.0.finish_reason":
+                                                   "length\udc00"})
+    out = gen(rows(2), "{x}")
+    assert out["response"].tolist() == ["cut \ufffd"] * 2
+    assert out.attrs["llmframe"]["finish_reasons"] == {"length\ufffd": 2}
+    sim.reset()
+    assert gen(rows(2), "{x}")["response"].tolist() == ["cut \ufffd"] * 2 and sim.count == 0, "cached as repaired"
+
+
+def always_fail(status: int, message: str):
+    """An answer function that fails every request with status and message."""
+
+    def answer(body):
+        raise SimulatedError(status, message)
+
+    return answer
+
+
+BLAMING_THE_REQUEST = [
+    "1 validation error for CreateChatCompletionRequest\nresponse_format.type\n  Input should be 'text' or 'json_object'",
+    "litellm.BadRequestError: OpenAIException - Unrecognized request argument supplied: reasoning",
+    "Unsupported parameter: 'seed' is not supported with this model.",
+]
+
+
+@pytest.mark.parametrize("transport", ["http", "sdk"])
+@pytest.mark.parametrize("message", BLAMING_THE_REQUEST, ids=["pydantic", "litellm", "unsupported"])
+def test_a_5xx_that_blames_the_request_is_not_retried(gen, sim, message, transport):
+    sim.answer = always_fail(500, message)
+    out = gen(rows(3), "{x}", provider_options={"transport": transport})
+    assert sim.count == 3 and out.attrs["llmframe"]["retries"] == 0
+    assert out["response_error"].str.startswith("HTTP 500").all()
+
+
+@pytest.mark.parametrize("message", ["upstream connect error or disconnect/reset before headers",
+                                     "invalid response from the upstream server", "Internal Server Error"])
+def test_a_5xx_that_blames_the_server_is_retried(gen, sim, message):
+    sim.answer = always_fail(500, message)
+    out = gen(rows(2), "{x}", max_attempts=2)
+    assert sim.count == 4 and out["response_error"].str.endswith("(after 2 attempts)").all()

@@ -886,3 +886,38 @@ def test_simulator_process_with_structured_faults():
         with pytest.raises(pydantic.ValidationError):
             Review.model_validate_json(content)
         assert proc.stats()["faults"] == {"schema_violation": 1}
+
+
+def test_retyped_and_refused_format_faults_are_validated():
+    with pytest.raises(ValueError, match="retyped_rate needs retyped"):
+        Faults(retyped_rate=0.5)
+    with pytest.raises(ValueError, match="refused_formats"):
+        Faults(refused_formats=frozenset({"xml"}))
+
+
+def test_retyped_fault_changes_the_reply_fields(llm_simulator):
+    llm_simulator.faults = Faults(retyped_rate=1.0, retyped={"choices.0.finish_reason": 3,
+                                                              "choices.0.message.content": lambda text: [text]})
+    request = urllib.request.Request(
+        f"{llm_simulator.base_url}/chat/completions", method="POST",
+        headers={"Authorization": "Bearer k", "Content-Type": "application/json"},
+        data=json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode())
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        body = json.loads(reply.read())
+    assert body["choices"][0]["finish_reason"] == 3 and body["choices"][0]["message"]["content"] == [digest_answer("hi")]
+    assert llm_simulator.stats()["faults"] == {"retyped": 1}
+    assert llm_simulator.requests[0].billed == (body["usage"]["prompt_tokens"], body["usage"]["completion_tokens"])
+
+
+def test_refused_formats_answer_500_as_llama_cpp_does(llm_simulator):
+    llm_simulator.faults = Faults(refused_formats=frozenset({"json_schema"}))
+    with pytest.raises(openai.InternalServerError, match="Input should be 'text' or 'json_object'"):
+        structured(llm_simulator, "p", {"type": "object", "properties": {}})
+    assert json.loads(ask(llm_simulator, "p", response_format={"type": "json_object"}).choices[0].message.content)
+    assert ask(llm_simulator, "p").choices[0].message.content == digest_answer("p")
+    assert llm_simulator.stats()["faults"] == {"refused_format": 1} and llm_simulator.requests[0].billed == (0, 0)
+
+
+def test_cli_refuse_format_flag():
+    args = _parse(["--refuse-format", "json_schema"])
+    assert args.faults == Faults(refused_formats=frozenset({"json_schema"}))

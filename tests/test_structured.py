@@ -142,6 +142,24 @@ def test_answers_that_never_validate_become_row_errors(gen, sim):
         gen(reviews(3), "{text}", output=Review, invalid_retries=0, errors="raise")
 
 
+def test_reasks_send_back_a_bounded_part_of_only_the_latest_bad_answer(gen, sim):
+    """A long bad answer sent back whole, and kept by every later re-ask, would overflow the context."""
+    from llmframe import constants
+
+    rambling = "I think the sentiment is rather positive, but let me explain at length. " * 2000
+    sim.answer = lambda body: rambling
+    out = gen(reviews(1), "{text}", output=Review, invalid_retries=2)
+    assert out["review_error"].str.endswith("(3 answers)").all() and sim.count == 3
+    first, *reasks = [r.body["messages"] for r in sim.requests]
+    for messages in reasks:
+        assert messages[: len(first)] == first, "each re-ask is the first request plus one correction"
+        assert len(messages) == len(first) + 2 and [m["role"] for m in messages[-2:]] == ["assistant", "user"]
+        sent_back = messages[-2]["content"]
+        assert len(sent_back) <= constants.CORRECTION_ANSWER_CHARS + 100 < len(rambling)
+        assert sent_back.startswith(rambling[:100]) and sent_back.endswith(rambling[-100:]) and "cut" in sent_back
+    assert sum(len(m["content"]) for m in reasks[-1]) < len(rambling)
+
+
 def test_near_json_is_repaired_without_asking_again(gen, sim):
     payload = {"sentiment": "neutral", "score": 3, "aspects": ["size"]}
     sim.answer = lambda body: f"Sure! Here you go:\n```json\n{json.dumps(payload)}\n```\nAnything else?"
@@ -310,3 +328,59 @@ def test_free_form_dicts_work_without_strict_mode(gen, sim):
     assert out["free_form_error"].isna().all()
     assert all(isinstance(v, dict) for v in out["counts"])
     assert sim.requests[0].body["response_format"]["json_schema"]["strict"] is False
+
+
+@pytest.mark.parametrize("transport", ["http", "sdk"])
+def test_a_server_that_refuses_json_schema_fails_each_row_at_once_naming_the_way_out(gen, sim, transport):
+    """llama.cpp's Python server answers json_schema with HTTP 500: the request's fault, so it is not retried."""
+    sim.faults = Faults(refused_formats=frozenset({"json_schema"}))
+    out = gen(reviews(3), "{text}", output=Review, provider_options={"transport": transport})
+    assert sim.count == 3 and out.attrs["llmframe"]["attempts"] == 3 and out.attrs["llmframe"]["retries"] == 0
+    errors = out["review_error"]
+    assert errors.str.startswith("HTTP 500").all() and errors.str.contains("Input should be 'text' or 'json_object'").all()
+    assert errors.str.contains('pass structured="json_object"', regex=False).all()
+
+
+def test_structured_json_object_sends_json_mode_with_the_schema_in_the_prompt(gen, sim):
+    sim.faults = Faults(refused_formats=frozenset({"json_schema"}))
+    seen = []
+
+    def answer(body):
+        seen.append(body)
+        assert body["response_format"] == {"type": "json_object"}
+        if "did not match" in body["messages"][-1]["content"]:
+            return json.dumps({"sentiment": "positive", "score": 4, "aspects": ["fit"]})
+        return '{"sentiment": "thrilled", "score": 4, "aspects": []}'  # not in the schema: asked again
+
+    sim.answer = answer
+    df = reviews(2)
+    out = gen(df, "{text}", output=Review, structured="json_object", system="Be brief.")
+    assert out["sentiment"].tolist() == ["positive", "positive"] and out["review_error"].isna().all()
+    assert out.attrs["llmframe"]["invalid_answers"] == 2 and sim.count == 4
+    first = seen[0]["messages"]
+    assert first[0] == {"role": "system", "content": "Be brief."} and len(first) == 2
+    assert first[1]["content"].startswith(df["text"].iloc[0] + "\n\nAnswer with only a JSON object")
+    assert json.loads(first[1]["content"].split("JSON Schema:\n", 1)[1]) == Review.model_json_schema()
+
+    sim.reset()
+    sim.answer = answer
+    sim.faults = Faults(refused_formats=frozenset({"json_schema"}))
+    gen(df, "{text}", output=Review, structured="json_object", system="Be brief.")
+    assert sim.count == 0, "answered from the cache"
+    sim.reset()
+    again = gen(df, "{text}", output=Review, system="Be brief.")  # json_schema: another request, another key
+    assert sim.count == 2 and again["review_error"].isna().all()
+    assert sim.requests[0].body["response_format"]["type"] == "json_schema"
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"structured": "xml"}, "structured must be one of"),
+    ({"structured": "json_object", "output": "answer"}, "applies to structured outputs"),
+])
+def test_bad_structured_values_fail_before_any_request(gen, sim, options, message):
+    from llmframe.errors import ConfigError
+
+    options = {"output": Review, **options}
+    with pytest.raises(ConfigError, match=message):
+        gen(reviews(1), "{text}", **options)
+    assert sim.count == 0

@@ -210,3 +210,76 @@ def test_prices_load_only_where_a_cost_is_asked_for(gen, answering):
             "print('genai_prices' in sys.modules)")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert found.stdout.strip() == "False"
+
+
+def billed_by_prompt(sim) -> dict[str, tuple[int, int]]:
+    """(input, output) tokens the simulator billed per row, over all of the row's attempts."""
+    billed: dict[str, tuple[int, int]] = {}
+    for logged in sim.requests:  # a re-ask's last message is the correction: the row is its first message
+        prompt = logged.body["messages"][0]["content"]
+        inputs, outputs = billed.get(prompt, (0, 0))
+        billed[prompt] = (inputs + logged.billed[0], outputs + logged.billed[1])
+    return billed
+
+
+def first_ask_invalid(body) -> str:
+    """An answer that breaks the schema when first asked, a valid one when asked again."""
+    reasked = body["messages"][-1]["role"] == "user" and "did not match" in body["messages"][-1]["content"]
+    return '{"label": "fixed after a re-ask"}' if reasked else '{"label": 5}'
+
+
+def test_reasked_answers_are_billed_in_usage_report_cost_budget_and_progress(gen, sim, capsys):
+    """The provider bills every answer, the rejected ones too: each reaches every count of the run."""
+    from pydantic import BaseModel
+
+    class Label(BaseModel):
+        label: str
+
+    sim.answer = first_ask_invalid
+    df = frame(3)
+    out = gen(df, "{q}", model=PRICED, prices=PRICES, usage=True, output=Label, max_cost=10_000, progress=True)
+    assert out["label"].tolist() == ["fixed after a re-ask"] * 3 and sim.count == 6
+    billed = billed_by_prompt(sim)
+    assert [(i, o) for i, o in zip(out["label_input_tokens"], out["label_output_tokens"])] == [billed[q] for q in df["q"]]
+    inputs, outputs = sum(i for i, _ in billed.values()), sum(o for _, o in billed.values())
+    report = out.attrs["llmframe"]
+    assert (report["input_tokens"], report["output_tokens"]) == (inputs, outputs)
+    cost = inputs * 1.0 + outputs * 2.0
+    assert report["cost"] == cost == out["label_cost"].sum() and report["budget"]["spent"] == cost
+    assert f"tokens={inputs + outputs}" in capsys.readouterr().err
+
+
+def test_a_row_whose_answers_were_all_rejected_is_billed_for_them(gen, sim):
+    from pydantic import BaseModel
+
+    class Label(BaseModel):
+        label: str
+
+    sim.answer = lambda body: '{"label": 5}'
+    out = gen(frame(2), "{q}", model=PRICED, prices=PRICES, usage=True, output=Label, invalid_retries=1,
+              max_cost=10_000)
+    assert out["label"].isna().all() and out["label_error"].str.endswith("(2 answers)").all() and sim.count == 4
+    billed = billed_by_prompt(sim)
+    inputs, outputs = sum(i for i, _ in billed.values()), sum(o for _, o in billed.values())
+    report = out.attrs["llmframe"]
+    assert (report["input_tokens"], report["output_tokens"], report["failed"]) == (inputs, outputs, 2)
+    assert report["cost"] == inputs + 2.0 * outputs == report["budget"]["spent"]
+    assert out["label_input_tokens"].sum() == inputs and out["label_cost"].sum() == report["cost"]
+
+
+def test_malformed_replies_that_report_usage_are_billed(gen, sim):
+    sim.faults = Faults(retyped_rate=1.0, retyped={"choices.0.message.content": 7})
+    out = gen(frame(2), "{q}", model=PRICED, prices=PRICES, max_attempts=2)
+    assert out["response"].isna().all() and sim.count == 4
+    report = out.attrs["llmframe"]
+    assert report["input_tokens"] == sum(r.billed[0] for r in sim.requests) > 0
+    assert report["output_tokens"] == sum(r.billed[1] for r in sim.requests) > 0
+
+
+def test_replies_without_choices_that_report_usage_are_billed(gen, sim):
+    sim.faults = Faults(empty_choices_rate=1.0)
+    out = gen(frame(2), "{q}", model=PRICED, prices=PRICES, max_attempts=2)
+    assert out["response_error"].str.contains("no choices").all() and sim.count == 4
+    report = out.attrs["llmframe"]
+    assert report["input_tokens"] == sum(r.billed[0] for r in sim.requests) > 0
+    assert report["cost"] == report["input_tokens"] + 2.0 * report["output_tokens"]

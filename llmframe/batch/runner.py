@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
+import operator
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -16,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 import numpy as np
 
 from .. import constants
-from ..answers import Answers
+from ..answers import EMPTY_ANSWER, Answers, is_empty
 from ..cache import Store
 from ..errors import ConfigError, ProviderError
 from ..executor import Check, Counters, Work
@@ -68,6 +69,9 @@ def first_polls(interval: float) -> list[float]:
     return waits
 
 
+_text = operator.attrgetter("text")
+
+
 def settle(keys: Sequence[str], found: dict[str, Response], why: str, check: Check | None,
            model: str, counters: Counters | None = None) -> tuple[list[Response], list[tuple[str, str]]]:
     """Each key's response (its answer, or an error: why when nothing came back) and the cache items of the
@@ -76,6 +80,8 @@ def settle(keys: Sequence[str], found: dict[str, Response], why: str, check: Che
     missing = Response.failure(why)
     if check is None:  # the common case, as comprehensions: collecting a million answers is CPU-bound
         responses = [found.get(key, missing) for key in keys]
+        if "" in map(_text, responses):  # an empty answer is a failure, never cached (looked for in C: rare)
+            responses = [r.rejected(EMPTY_ANSWER) if is_empty(r) else r for r in responses]
     else:
         responses = []
         for key in keys:
@@ -83,7 +89,7 @@ def settle(keys: Sequence[str], found: dict[str, Response], why: str, check: Che
             if response.error is None:
                 response.parsed, problem = check(response.text)
                 if problem is not None:
-                    response = Response.failure(problem)
+                    response = response.rejected(problem)  # its tokens were billed all the same
                     if counters is not None:
                         counters.invalid += 1
             responses.append(response)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import anthropic
 
 from .. import constants
-from ..request import Request, Response
+from ..request import Request, Response, loads
 from ..structured import OutputSchema
+from . import replies
 from .base import Provider
 
 # Anthropic's stop reasons in llmframe's vocabulary (OpenAI's), so reports and notes read the same.
@@ -37,8 +38,13 @@ class AnthropicProvider(Provider):
     def resolved_url(self) -> str | None:
         return str(self._client.base_url)  # base_url=, else ANTHROPIC_BASE_URL, else the official endpoint
 
-    def output_params(self, schema: OutputSchema, *, strict: bool) -> dict:
-        """Anthropic's JSON-schema output format: the answer text is the JSON object."""
+    def output_params(self, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
+        """Anthropic's JSON-schema output format: the answer text is the JSON object.
+
+        Anthropic has no JSON mode: with structured="json_object" the schema in the prompt is all there is.
+        """
+        if structured == "json_object":
+            return {}
         return {"output_config": {"format": {"type": "json_schema", "schema": schema.json_schema}}}
 
     async def complete(self, request: Request) -> Response:
@@ -53,21 +59,9 @@ class AnthropicProvider(Provider):
                 output_config=named.get("output_config", anthropic.omit),
                 extra_body=extra or None,  # temperature, top_p and anything from params= pass through as sent
             )
-            message = await raw.parse()  # the async SDK parses in a coroutine
-        text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
-        usage = message.usage
-        # Anthropic counts prompt-cache reads and writes apart from input_tokens; llmframe's input is the
-        # whole prompt (cache writes are then priced at the input rate, a little under Anthropic's).
-        cache_read = (getattr(usage, "cache_read_input_tokens", None) or 0) if usage else 0
-        cache_write = (getattr(usage, "cache_creation_input_tokens", None) or 0) if usage else 0
-        return Response(
-            text=text,
-            input_tokens=(usage.input_tokens + cache_read + cache_write) if usage else 0,
-            output_tokens=usage.output_tokens if usage else 0,
-            cached_input_tokens=cache_read,
-            finish_reason=finish_reason(message.stop_reason),
-            headers=raw.headers,
-        )
+            # The body is read with every field's type checked: the SDK's models check none.
+            body = loads(await raw.read())
+        return replies.anthropic(body, raw.headers, finish_reason)
 
     async def aclose(self) -> None:
         await self._client.close()

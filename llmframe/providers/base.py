@@ -61,7 +61,7 @@ class Provider(ABC):
             nested = body.get("error") if isinstance(body.get("error"), dict) else {}
             message = body.get("message") or nested.get("message") or exc.message
             raise ProviderError(redact(f"HTTP {exc.status_code}: {message}", *self.secrets), status=exc.status_code,
-                                headers=exc.response.headers) from None
+                                headers=exc.response.headers, body=str(exc.body)) from None
         except sdk.APITimeoutError as exc:
             raise ProviderError("request timed out", retryable=True, connected=not never_connected(exc)) from None
         except sdk.APIConnectionError as exc:
@@ -109,8 +109,11 @@ class Provider(ABC):
         """Strings that must never appear in anything llmframe writes or raises."""
         return (self._api_key,) if self._api_key else ()
 
-    def output_params(self, schema: OutputSchema, *, strict: bool) -> dict:
-        """Request parameters that make the model answer in the schema; SchemaError if it cannot be expressed."""
+    def output_params(self, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
+        """Request parameters that make the model answer in the schema; SchemaError if it cannot be expressed.
+
+        structured="json_object": JSON mode only, where the provider has one (the schema is in the prompt).
+        """
         raise SchemaError(f"the {self.name} provider does not support structured outputs yet")
 
     def check_params(self, params: dict) -> None:

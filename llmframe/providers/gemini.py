@@ -13,6 +13,7 @@ from google.genai import types
 from ..errors import ProviderError, redact
 from ..request import Request, Response
 from ..structured import OutputSchema
+from . import replies
 from .base import Provider, never_connected
 
 # Our parameter names -> GenerateContentConfig's; anything else is passed to the config as it is.
@@ -100,15 +101,20 @@ class GeminiProvider(Provider):
                 raise ProviderError(f"the prompt was blocked: {reason}", retryable=False, headers=headers)
             raise ProviderError("the server returned no candidates", retryable=True, headers=headers)
         candidate = candidates[0]
-        usage = response.usage_metadata
-        return Response(
-            text=_text(candidate),
-            input_tokens=(usage.prompt_token_count or 0) if usage else 0,
-            output_tokens=(usage.candidates_token_count or 0) if usage else 0,
-            cached_input_tokens=(usage.cached_content_token_count or 0) if usage else 0,
-            finish_reason=_finish_reason(candidate.finish_reason),
-            headers=headers,
-        )
+
+        def usage() -> replies.Usage:  # the SDK checked the types; the counts' range and the texts' Unicode remain
+            meta = response.usage_metadata
+            if meta is None:
+                return 0, 0, 0
+            return (replies.count(meta.prompt_token_count, "usageMetadata.promptTokenCount"),
+                    replies.count(meta.candidates_token_count, "usageMetadata.candidatesTokenCount"),
+                    replies.count(meta.cached_content_token_count, "usageMetadata.cachedContentTokenCount"))
+
+        def answer() -> tuple[str, str | None]:
+            reason = _finish_reason(candidate.finish_reason)
+            return replies.unicode(_text(candidate)), None if reason is None else replies.unicode(reason)
+
+        return replies.reply(usage, answer, headers)
 
     def _config(self, params: dict, system: str | None) -> types.GenerateContentConfig:
         fields = {_RENAMED.get(k, k): v for k, v in params.items()}
@@ -127,10 +133,13 @@ class GeminiProvider(Provider):
             status = 401
         response = getattr(exc, "response", None)
         headers = _headers(getattr(response, "headers", None))
-        return ProviderError(redact(f"HTTP {code}: {message}", *self.secrets), status=status, headers=headers)
+        return ProviderError(redact(f"HTTP {code}: {message}", *self.secrets), status=status, headers=headers,
+                             body=text)
 
-    def output_params(self, schema: OutputSchema, *, strict: bool) -> dict:
-        """JSON mode with the schema as plain JSON Schema (responseJsonSchema)."""
+    def output_params(self, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
+        """JSON mode with the schema as plain JSON Schema (responseJsonSchema); JSON mode alone for json_object."""
+        if structured == "json_object":
+            return {"response_mime_type": "application/json"}
         return {"response_mime_type": "application/json", "response_json_schema": schema.json_schema}
 
     async def aclose(self) -> None:

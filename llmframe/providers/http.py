@@ -56,7 +56,8 @@ class JSONClient:
                                 retryable=True, connected=not never_connected(exc)) from None
         if status >= 400:
             raise ProviderError(redact(f"HTTP {status}: {_error_message(raw, reason)}", *self._secrets),
-                                status=status, headers=headers)
+                                status=status, headers=headers,
+                                body=raw[: constants.ERROR_BODY_CHARS].decode(errors="replace"))
         try:
             return headers, loads(raw)
         except ValueError as exc:

@@ -10,8 +10,9 @@ import openai
 
 from .. import constants
 from ..errors import ConfigError, ProviderError, SchemaError
-from ..request import Request, Response
+from ..request import Request, Response, loads
 from ..structured import OutputSchema
+from . import replies
 from .base import Provider
 from .http import JSONClient
 
@@ -61,45 +62,32 @@ class OpenAIProvider(Provider):
     async def complete(self, request: Request) -> Response:
         if self._http is None:
             return await self._complete_sdk(request)
-        headers, body = await self._http.post(self._url, {"model": self.model, "messages": request.messages,
-                                                          **request.params})
-        if not isinstance(body, dict) or not body.get("choices"):
-            raise ProviderError("the server returned no choices", retryable=True, headers=headers)
-        choice = body["choices"][0]
-        usage = body.get("usage") or {}
-        return Response(
-            text=(choice.get("message") or {}).get("content") or "",
-            input_tokens=usage.get("prompt_tokens") or 0,
-            output_tokens=usage.get("completion_tokens") or 0,
-            finish_reason=choice.get("finish_reason"),
-            headers=headers,
-            cached_input_tokens=(usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0,
-        )
+        try:
+            headers, body = await self._http.post(self._url, {"model": self.model, "messages": request.messages,
+                                                              **request.params})
+        except ProviderError as exc:
+            raise _with_hint(exc, request) from None
+        return replies.openai(body, headers)
 
     async def _complete_sdk(self, request: Request) -> Response:
         known = {k: v for k, v in request.params.items() if k in _SDK_PARAMS}
         extra = {k: v for k, v in request.params.items() if k not in _SDK_PARAMS}
-        with self.stainless_errors(openai):
-            # The raw variant: the rate-limit headers of every reply feed the limiter.
-            raw = await self._client.chat.completions.with_raw_response.create(
-                model=self.model, messages=request.messages, extra_body=extra or None, **known
-            )
-            completion = raw.parse()
-        if not completion.choices:
-            raise ProviderError("the server returned no choices", retryable=True, headers=raw.headers)
-        choice = completion.choices[0]
-        usage = completion.usage
-        return Response(
-            text=choice.message.content or "",
-            input_tokens=usage.prompt_tokens if usage else 0,
-            output_tokens=usage.completion_tokens if usage else 0,
-            finish_reason=choice.finish_reason,
-            headers=raw.headers,
-            cached_input_tokens=getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None) or 0,
-        )
+        try:
+            with self.stainless_errors(openai):
+                # The raw variant: the rate-limit headers of every reply feed the limiter. Its body is read
+                # as the lean path reads it, with every field's type checked (the SDK checks none).
+                raw = await self._client.chat.completions.with_raw_response.create(
+                    model=self.model, messages=request.messages, extra_body=extra or None, **known
+                )
+                body = loads(raw.content)
+        except ProviderError as exc:
+            raise _with_hint(exc, request) from None
+        return replies.openai(body, raw.headers)
 
-    def output_params(self, schema: OutputSchema, *, strict: bool) -> dict:
-        """response_format json_schema; strict schemas made as the SDK itself makes them."""
+    def output_params(self, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
+        """response_format json_schema, strict schemas made as the SDK itself makes them; or json_object."""
+        if structured == "json_object":
+            return {"response_format": {"type": "json_object"}}
         if strict:
             from openai.lib._pydantic import _ensure_strict_json_schema, to_strict_json_schema
 
@@ -124,6 +112,16 @@ class OpenAIProvider(Provider):
             await self._http.aclose()  # the SDK client only configured this run: its idle client is shared
         else:
             await self._client.close()
+
+
+def _with_hint(exc: ProviderError, request: Request) -> ProviderError:
+    """A refused json_schema request's error, with the way out for servers that only have JSON mode."""
+    text, asked = str(exc).lower(), request.params.get("response_format")
+    if exc.retryable or not isinstance(asked, dict) or asked.get("type") != "json_schema" or not any(
+            word in text for word in ("json_schema", "json_object", "response_format", "response format")):
+        return exc
+    hint = ' (this server may not support response_format json_schema: pass structured="json_object")'
+    return ProviderError(f"{exc}{hint}", exc.status, retryable=False, headers=exc.headers, billed=exc.billed)
 
 
 @functools.cache

@@ -15,7 +15,7 @@ gets a JSON instance of the schema, chosen by the last user prompt (the same pro
 see llmframe.testing.schema_answers); {"type": "json_object"} gets {"answer": digest_answer(prompt)}.
 
 Pass faults=Faults(...) (rate limits per API key, injected errors, hangs, resets, bad bodies, invalid
-or schema-breaking JSON) to test a client's retries and validation against real HTTP behaviour. It
+or schema-breaking JSON, fields of the wrong type, refused response formats) to test a client's retries and validation against real HTTP behaviour. It
 also speaks the OpenAI, Anthropic and Gemini batch APIs (sim.batches; BatchSettings sets their
 completion time, failing lines and expiry). Use SimulatorProcess to run it in a child process,
 `python -m llmframe.testing` to run it from a shell, and the fixtures in llmframe.testing.pytest_plugin

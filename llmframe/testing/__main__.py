@@ -55,13 +55,19 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--schema-violation-rate", type=float, default=0.0, help="share of json_schema answers that break the schema"
     )
+    parser.add_argument(
+        "--refuse-format", action="append", default=[], choices=("text", "json_object", "json_schema"),
+        help="repeatable; answer requests with this response_format type with HTTP 500, as llama.cpp's Python "
+        "server answers json_schema",
+    )
     parser.add_argument("--seed", type=int, help="seed for the fault draws")
     args = parser.parse_args(argv)
     try:
         args.faults = Faults(
             rpm=args.rpm, tpm=args.tpm, burst_seconds=args.burst_seconds, error_rates=dict(args.error_rate),
             retry_after=args.retry_after, invalid_json_rate=args.invalid_json_rate,
-            schema_violation_rate=args.schema_violation_rate, seed=args.seed,
+            schema_violation_rate=args.schema_violation_rate, refused_formats=frozenset(args.refuse_format),
+            seed=args.seed,
         )
     except ValueError as exc:
         parser.error(str(exc))

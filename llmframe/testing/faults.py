@@ -1,4 +1,5 @@
-"""Fault injection for the simulator: per-key rate limits, injected errors, hangs, resets, bad bodies, bad JSON."""
+"""Fault injection for the simulator: per-key rate limits, injected errors, hangs, resets, bad bodies, bad JSON,
+fields of the wrong type, and response formats a server refuses."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 # Faults that change a response's body or connection; drawn after the HTTP errors, in this order.
-# The last two spoil only structured answers (response_format json_schema or json_object); drawn
-# for another request, they leave it alone, so every request takes one draw all the same.
+# invalid_json and schema_violation spoil only structured answers (response_format json_schema or
+# json_object); drawn for another request, they leave it alone, so every request takes one draw all
+# the same. null_finish and retyped come last, so adding them left the draws of the others as they were.
 _BODY_FAULTS = ("hang", "reset", "malformed", "html", "empty_choices", "invalid_json", "schema_violation",
-                "null_finish")
+                "null_finish", "retyped")
+_FORMATS = ("text", "json_object", "json_schema")  # the response_format types the API knows
 
 HTML_502 = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n"
@@ -45,6 +49,14 @@ class Faults:
     # wrong type, a value outside an enum).
     schema_violation_rate: float = 0.0
     null_finish_rate: float = 0.0  # 200 with "finish_reason": null, as some OpenAI-compatible servers send
+    # 200 with well-formed JSON whose fields have the wrong type: reply path -> the value to put there
+    # (a callable gets the value that was there). Paths are dotted, in the route's own reply shape, list
+    # positions as numbers: {"choices.0.message.content": 7} or {"usage.completion_tokens": "12"}.
+    retyped_rate: float = 0.0
+    retyped: dict[str, Any] = field(default_factory=dict)
+    # response_format types refused with HTTP 500 and a validation message, before any fault is drawn,
+    # as llama.cpp's Python server refuses json_schema ("Input should be 'text' or 'json_object'").
+    refused_formats: frozenset[str] = frozenset()
     seed: int | None = None  # seeds the fault draws (latency callables own their randomness)
 
     def __post_init__(self) -> None:
@@ -56,6 +68,10 @@ class Faults:
         rates = [p for _, p in self._choices()]
         if any(not 0.0 <= p <= 1.0 for p in rates) or sum(rates) > 1.0 + 1e-9:
             raise ValueError("fault rates must each be in [0, 1] and sum to at most 1")
+        if self.retyped_rate and not self.retyped:
+            raise ValueError("retyped_rate needs retyped: the reply paths to change and their values")
+        if unknown := set(self.refused_formats) - set(_FORMATS):
+            raise ValueError(f"refused_formats must be among {_FORMATS}, not {sorted(unknown)}")
 
     def _choices(self) -> list[tuple[int | str, float]]:
         """The injectable faults with their probabilities: HTTP statuses first, then the named faults."""
@@ -68,6 +84,29 @@ class Faults:
         rng = random.Random(seed)
         mu = math.log(median_s)
         return lambda: rng.lognormvariate(mu, sigma)
+
+
+def retype(reply: dict, changes: dict[str, Any]) -> dict:
+    """The reply with each dotted path's value replaced; a callable value is given the value that was there."""
+    for path, value in changes.items():
+        *parents, last = path.split(".")
+        node: Any = reply
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        key: Any = int(last) if isinstance(node, list) else last
+        old = node[key] if isinstance(node, list) else node.get(key)
+        node[key] = value(old) if callable(value) else value
+    return reply
+
+
+def refusal(kind: str | None, refused: frozenset[str]) -> str | None:
+    """The validation message of a server that refuses this response_format type, or None if it takes it."""
+    if kind is None or kind not in refused:
+        return None
+    allowed = [f"'{k}'" for k in _FORMATS if k not in refused]
+    expected = " or ".join(allowed) if len(allowed) < 3 else f"{', '.join(allowed[:-1])} or {allowed[-1]}"
+    return (f"1 validation error for CreateChatCompletionRequest\nresponse_format.type\n  Input should be "
+            f"{expected} [type=literal_error, input_value='{kind}', input_type=str]")
 
 
 def duration(seconds: float) -> str:

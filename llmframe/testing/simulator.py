@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from llmframe.testing.faults import HTML_502, Faults, FaultState, retry_headers
+from llmframe.testing.faults import HTML_502, Faults, FaultState, refusal, retry_headers, retype
 from llmframe.testing.schema_answers import instance, invalid_json, violation
 
 API_KEY = "sim-key"
@@ -48,8 +48,8 @@ class LoggedRequest:
     path: str
     body: dict
     status: int = 0  # the HTTP status answered; 0 while in flight, or for a hang or reset
-    # rpm, tpm, injected, hang, reset, malformed, html, empty_choices, invalid_json, schema_violation,
-    # null_finish; None if none
+    # rpm, tpm, refused_format, injected, hang, reset, malformed, html, empty_choices, invalid_json,
+    # schema_violation, null_finish, retyped; None if none
     fault: str | None = None
     # The body in OpenAI's chat-completions shape, as the answer function saw it; for the
     # /v1/chat/completions route it is `body` itself, for the Anthropic and Gemini routes a translation.
@@ -57,6 +57,9 @@ class LoggedRequest:
     # The client's end of the connection, "host:port": one per connection. A client sends a connection's next
     # request only once it has read the reply before, so a later request on it shows this reply was received.
     peer: str | None = None
+    # (prompt, completion) tokens the server billed: those of every answer it made, whether or not the
+    # client could read it (a reset, a truncated body); (0, 0) for an error reply.
+    billed: tuple[int, int] = (0, 0)
 
 
 def digest_answer(prompt: str) -> str:
@@ -505,6 +508,10 @@ class Simulator:
             retry = dialect.retry_headers(wait) if math.isfinite(wait) else {}  # too large ever to fit: no wait helps
             message = f"Rate limit reached ({refused} per API key)" if retry else f"Request too large for {refused}"
             return dialect.error(429, message, {**limits(), **retry}), refused
+        structured = structured_format(body)
+        refused_format = refusal(structured and structured[0], state.faults.refused_formats)
+        if refused_format is not None:
+            return dialect.error(500, refused_format, limits()), "refused_format"
         fault = state.draw()
         if isinstance(fault, int):
             after = state.faults.retry_after
@@ -538,8 +545,10 @@ class Simulator:
         completion_tokens = _tokens(text)
         if limit is None:  # admitted on the prompt alone, so bill the completion now
             state.charge(key, completion_tokens, now)
-        usage = (prompt_tokens, completion_tokens)
+        usage = entry.billed = (prompt_tokens, completion_tokens)
         reply = dialect.reply(next(self._ids), raw, body, text, finish, usage, fault == "empty_choices")
+        if fault == "retyped":
+            reply = retype(reply, state.faults.retyped)
         data = json.dumps(reply).encode()
         headers = {"Content-Type": "application/json", **limits()}
         if fault == "reset":
