@@ -6,13 +6,15 @@ LLMFrameError
 ├── SchemaError          a schema the provider cannot express, column clash
 ├── ProviderError        a request that failed (status and message kept)
 ├── BudgetExceeded       max_cost reached; finished answers kept
-└── RunAborted           bad key, circuit breaker, or errors="raise"; finished answers kept
+└── RunAborted           bad key, spent quota, circuit breaker, a wait beyond max_wait, or errors="raise";
+                         finished answers kept
 
 Per-row failures are data (an error column), not exceptions, unless the user asks to raise.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 
@@ -27,6 +29,7 @@ __all__ = [
     "BudgetExceeded",
     "RunAborted",
     "redact",
+    "quota_spent",
 ]
 
 
@@ -47,15 +50,19 @@ class SchemaError(LLMFrameError, ValueError):
 
 
 class ProviderError(LLMFrameError):
-    """A request the provider did not answer: its HTTP status (None if no reply) and reply headers."""
+    """A request the provider did not answer: its HTTP status (None if no reply) and reply headers.
+
+    quota: the account's quota or credit is spent (billing, not rate): no retry or wait helps.
+    """
 
     def __init__(self, message: str, status: int | None = None, *, retryable: bool | None = None,
-                 headers: Mapping[str, str] | None = None):
+                 headers: Mapping[str, str] | None = None, quota: bool = False):
         super().__init__(message)
         self.status = status
         self.headers = headers or {}
+        self.quota = quota
         if retryable is None:
-            retryable = status in constants.RETRY_STATUSES or (status is not None and status >= 500)
+            retryable = not quota and (status in constants.RETRY_STATUSES or (status is not None and status >= 500))
         self.retryable = retryable
 
 
@@ -74,6 +81,27 @@ class BudgetExceeded(_Stopped):
 
 class RunAborted(_Stopped):
     """The run stopped or ended with failures; finished answers are in the cache (and .result when it finished)."""
+
+
+def quota_spent(status: int | None, body: object) -> bool:
+    """Whether an error reply (its status and body, raw or parsed) says the account's quota or credit is spent.
+
+    OpenAI: a 429 of type/code insufficient_quota. Anthropic: a 402 billing_error, or a 429 whose
+    error.details.error_code is enforced_spend_limit_reached (the monthly spend cap).
+    """
+    if status == 402:
+        return True
+    if isinstance(body, (bytes, str)):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return False
+    if not isinstance(body, dict):
+        return False
+    error = body["error"] if isinstance(body.get("error"), dict) else body  # the SDKs hand over either
+    details = error.get("details") if isinstance(error.get("details"), dict) else {}
+    return any(isinstance(v, str) and v in constants.QUOTA_ERROR_CODES
+               for v in (error.get("code"), error.get("type"), details.get("error_code")))
 
 
 # Provider messages may quote a key, whole or masked ("Incorrect API key provided: sk-ab***yz").

@@ -25,7 +25,7 @@ from .cache import Store
 from .errors import ProviderError, RunAborted, redact
 from .progress import Progress
 from .providers.base import Provider
-from .ratelimit import Limiter, estimate_tokens, limiter_for, retry_after
+from .ratelimit import Limiter, Patience, estimate_tokens, format_seconds, limiter_for, retry_after
 from .answers import Answers
 from .request import Request, Response
 
@@ -203,6 +203,7 @@ class Policy:
 
     concurrency: int
     max_attempts: int = constants.MAX_ATTEMPTS
+    max_wait: float = constants.MAX_WAIT_SECONDS  # seconds a run waits on the server's word (see ratelimit.Patience)
     breaker: int = constants.BREAKER_FAILURES
     rpm: float | None = None
     tpm: float | None = None
@@ -241,7 +242,7 @@ def _correction(request: Request, answer: str | None, problem: str) -> Request:
 
 
 async def _answer(request: Request, provider: Provider, limiter: Limiter, policy: Policy, counters: Counters,
-                  check: Check | None, secrets: tuple[str, ...]) -> Response:
+                  check: Check | None, secrets: tuple[str, ...], patience: Patience) -> Response:
     """One request with retries: every attempt paced by the limiter, every wait as long as the server asked.
 
     With check, an answer that does not validate is asked again (up to policy.invalid_retries times).
@@ -250,27 +251,39 @@ async def _answer(request: Request, provider: Provider, limiter: Limiter, policy
     attempt = invalid = 0
     while True:
         attempt += 1
-        await limiter.acquire(estimate)
+        await limiter.acquire(estimate, patience)
         counters.attempts += 1
         started = time.perf_counter()
         try:
-            response = await provider.complete(request)
+            response = await provider.answer(request)
             response.latency = time.perf_counter() - started  # the answering attempt only: no queue or backoff
+            patience.answered()
         except ProviderError as exc:
             limiter.learn(exc.headers)
             if exc.status == 401:
                 raise RunAborted(f"the provider refused the API key ({exc}); every row would fail, so the run "
                                  "stopped. Check the key (api_key= or the provider's environment variable)") from None
+            if exc.quota:
+                raise RunAborted(f"the provider says the account's quota or credit is spent ({exc}); every row "
+                                 "would fail, so the run stopped. Check the plan and billing details; finished "
+                                 "answers are cached") from None
+            if exc.status in constants.POOL_PAUSE_STATUSES:
+                patience.refused(str(exc))
             if not exc.retryable or attempt >= policy.max_attempts:
                 suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
                 return Response.failure(f"{exc}{suffix}")
             asked = retry_after(exc.headers)
-            wait = asked if asked is not None else backoff(attempt)
+            wait = asked if asked is not None else min(backoff(attempt), policy.max_wait)
+            why = (f"the server asked to wait {format_seconds(wait)} s" if asked is not None
+                   else f"backing off {format_seconds(wait)} s after HTTP {exc.status}")
             counters.retries += 1
             if exc.status == 429:
                 counters.rate_limited += 1
             if exc.status in constants.POOL_PAUSE_STATUSES:
-                limiter.pause(wait)  # the limiter holds this worker, and all others, for the cool-down
+                patience.check(wait, f"{why} ({exc})")  # a wait too long stops the run: the pool itself would wait
+                limiter.pause(wait, why)  # the limiter holds this worker, and all others, for the cool-down
+            elif patience.beyond(wait):  # this row's own wait: only this row gives up
+                return Response.failure(f"{exc} ({why}, beyond max_wait={format_seconds(policy.max_wait)} s)")
             else:
                 await asyncio.sleep(wait)
             continue
@@ -363,6 +376,7 @@ async def execute(
     stale: set[int] = set()  # cached answers that no longer validate
     limiter = limiter_for(provider.limiter_key)
     limiter.configure(policy.rpm, policy.tpm)
+    patience = Patience(policy.max_wait)
     # Bounded: in-flight state is O(concurrency) however many rows the frame has.
     batched = getattr(provider, "batched", False)  # a local model: whole groups, in a worker thread
     slots = 2 * provider.group_size if batched else policy.concurrency
@@ -396,7 +410,7 @@ async def execute(
     async def worker() -> None:
         while (item := await queue.get()) is not None:
             j, request = item
-            finish(j, await _answer(request, provider, limiter, policy, counters, work.check, secrets))
+            finish(j, await _answer(request, provider, limiter, policy, counters, work.check, secrets, patience))
 
     async def batch_worker() -> None:
         """A local model: whole groups to the provider, answered batch by batch in a worker thread."""
@@ -438,6 +452,7 @@ async def execute(
     async def tick() -> None:
         while True:
             await asyncio.sleep(min(constants.CACHE_FLUSH_SECONDS, constants.PROGRESS_REFRESH_SECONDS))
+            progress.show_pause(limiter.paused_until - time.monotonic(), limiter.pause_reason)
             progress.refresh()
             if writer is not None:
                 writer.tick()
@@ -449,6 +464,7 @@ async def execute(
     tasks = [asyncio.create_task(feed()), *workers]
     ticker = asyncio.create_task(tick())
     state = "interrupted"
+    limiter.enter()
     try:
         # Whichever task fails first (an abort, a bug) ends the run; the others are cancelled below.
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -466,6 +482,7 @@ async def execute(
         for task in (ticker, *tasks):
             task.cancel()
         await asyncio.gather(ticker, *tasks, return_exceptions=True)
+        limiter.leave()  # the last run on this budget lifts its pause: it must not outlive the runs that made it
         for estimate in holding.values():  # cut short (an abort, a cancel): count the estimate, so a sweep's
             budget.settle(estimate, None)  # other runs go on
         if writer is not None:
