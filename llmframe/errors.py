@@ -6,8 +6,7 @@ LLMFrameError
 ├── SchemaError          a schema the provider cannot express, column clash
 ├── ProviderError        a request that failed (status and message kept)
 ├── BudgetExceeded       max_cost reached; finished answers kept
-└── RunAborted           bad key, spent quota, circuit breaker, a wait beyond max_wait, or errors="raise";
-                         finished answers kept
+└── RunAborted           bad key, spent quota, circuit breaker, a wait past max_wait, or errors="raise"; finished answers kept
 
 Per-row failures are data (an error column), not exceptions, unless the user asks to raise.
 """

@@ -377,6 +377,7 @@ async def execute(
     limiter = limiter_for(provider.limiter_key)
     limiter.configure(policy.rpm, policy.tpm)
     patience = Patience(policy.max_wait)
+    progress.watch(limiter)  # the bar says when the server holds the pool back
     # Bounded: in-flight state is O(concurrency) however many rows the frame has.
     batched = getattr(provider, "batched", False)  # a local model: whole groups, in a worker thread
     slots = 2 * provider.group_size if batched else policy.concurrency
@@ -452,7 +453,6 @@ async def execute(
     async def tick() -> None:
         while True:
             await asyncio.sleep(min(constants.CACHE_FLUSH_SECONDS, constants.PROGRESS_REFRESH_SECONDS))
-            progress.show_pause(limiter.paused_until - time.monotonic(), limiter.pause_reason)
             progress.refresh()
             if writer is not None:
                 writer.tick()

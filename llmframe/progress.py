@@ -55,6 +55,7 @@ class Progress:
         self.note = ""  # a short live status shown after the counters (batch jobs: requests done per job)
         self.pause = ""  # "paused until HH:MM:SS (why)" while the server holds the pool back
         self.pause_by: Progress | None = None  # the run's part of a shared bar that showed the pause
+        self._limiter = None  # the run's ratelimit.Limiter, whose pauses the bar shows
         self._drawn_status = ("", "")
         self._bar = None
         if show:
@@ -92,6 +93,14 @@ class Progress:
             parts.append(self.pause)
         return ", ".join(parts)
 
+    def watch(self, limiter) -> None:
+        """Show the pauses of this limiter (a ratelimit.Limiter) while they last."""
+        self._limiter = limiter
+
+    def _look(self) -> None:
+        if self._limiter is not None:
+            self.show_pause(self._limiter.paused_until - time.monotonic(), self._limiter.pause_reason)
+
     def show_pause(self, seconds: float, why: str) -> None:
         """Say the pool waits seconds more, and why (the next refresh draws it); a short or past pause says nothing."""
         if seconds <= constants.PAUSE_SHOWN_SECONDS:
@@ -101,6 +110,7 @@ class Progress:
 
     def refresh(self) -> None:
         """Bring the bar up to date with the counters."""
+        self._look()
         status = (self.note, self.pause)
         if self._bar is None or (self.done == self._drawn and status == self._drawn_status):
             return
@@ -125,6 +135,7 @@ class Progress:
 
     def close(self, state: str) -> None:
         """Draw the final state: 'done' (complete, perhaps with failed rows), 'interrupted', or why it stopped."""
+        self._limiter, self.pause = None, ""  # the final state says how the run ended, not a pause
         if self._bar is None:
             return
         self.refresh()
@@ -179,6 +190,7 @@ class _Part(Progress):
             self._outer.pause, self._outer.pause_by = self.pause, self if self.pause else None
 
     def refresh(self) -> None:
+        self._look()
         self._outer.refresh()
 
     def close(self, state: str) -> None:

@@ -215,13 +215,13 @@ def test_unknown_transport_is_refused(gen, sim):
 
 def test_non_finite_retry_after_is_ignored(gen, sim):
     sim.answer = fail_first(429, {"retry-after-ms": "inf", "retry-after": "inf"})
-    out = gen(rows(3), "{x}", max_wait=60)
+    out = gen(rows(3), "{x}")
     assert out["response_error"].isna().all(), "backoff instead of a wait forever"
     assert sim.count == 6
 
 
-def answer_then_refuse(status: int, headers: dict, good: int):
-    """An answer function answering the first `good` prompts ("good i") and refusing the others."""
+def answer_then_refuse(status: int, headers: dict):
+    """An answer function answering the "good" prompts and refusing the "bad" ones."""
     return lambda body: (_ for _ in ()).throw(SimulatedError(status, "slow down", headers=headers)) if "bad" in str(
         body["messages"]) else digest_answer(body["messages"][-1]["content"])
 
@@ -229,7 +229,7 @@ def answer_then_refuse(status: int, headers: dict, good: int):
 @pytest.mark.parametrize("transport", ["http", "sdk"])
 def test_a_pool_wait_beyond_max_wait_stops_the_run_and_keeps_answers(gen, sim, transport):
     df = pd.DataFrame({"x": [f"good {i}" for i in range(5)] + [f"bad {i}" for i in range(50)]})
-    sim.answer = answer_then_refuse(429, {"retry-after": "3600"}, 5)
+    sim.answer = answer_then_refuse(429, {"retry-after": "3600"})
     with pytest.raises(RunAborted, match=r"the server asked to wait 3600 s \(HTTP 429: slow down\), beyond "
                                          r"max_wait=60 s, so the run stopped"):
         gen(df, "{x}", max_concurrency=1, max_wait=60, provider_options={"transport": transport})
@@ -241,7 +241,7 @@ def test_a_pool_wait_beyond_max_wait_stops_the_run_and_keeps_answers(gen, sim, t
 
 def test_a_row_wait_beyond_max_wait_fails_that_row_alone(gen, sim):
     df = pd.DataFrame({"x": ["good 0", "bad 0", "good 1"]})
-    sim.answer = answer_then_refuse(500, {"retry-after": "3600"}, 2)
+    sim.answer = answer_then_refuse(500, {"retry-after": "3600"})
     out = gen(df, "{x}", max_wait=60)
     assert out["response"].isna().tolist() == [False, True, False]
     assert out["response_error"].iloc[1] == ("HTTP 500: slow down (the server asked to wait 3600 s, "
@@ -298,14 +298,14 @@ def test_an_interrupted_runs_pause_does_not_hold_back_the_next_call(gen, sim):
     def paused() -> bool:
         return any(limiter.paused_until > time.monotonic() for limiter in ratelimit._limiters.values())
 
-    sim.answer = fail_first(429, {"retry-after": "600"})
+    sim.answer = fail_first(429, {"retry-after": "100"})  # within max_wait: the run waits, until Ctrl-C
     ctrl_c_when(paused)
     with pytest.raises(KeyboardInterrupt):
-        gen(rows(20), "a {x}", max_wait=3600)
+        gen(rows(20), "a {x}")
     deadline = time.monotonic() + 30  # the cancelled run winds down on the executor's loop
     while paused() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not paused(), "the cancelled run's ten-minute pause outlived it"
+    assert not paused(), "the cancelled run's pause outlived it"
     sim.answer = lambda body: "fresh"
     out = gen(rows(5), "b {x}")
     assert out["response"].tolist() == ["fresh"] * 5
@@ -317,3 +317,15 @@ def test_the_progress_bar_says_when_the_pool_is_paused(gen, sim, capsys):
     assert out["response_error"].isna().all()
     drawn = capsys.readouterr().err
     assert re.search(r"paused until \d\d:\d\d:\d\d \(the server asked to wait 3 s\)", drawn), drawn
+
+
+def test_a_shared_bar_shows_a_pause_until_the_run_that_made_it_clears_it():
+    from llmframe.progress import Progress, _Part
+
+    bar = Progress(10, show=False)
+    paused, other = _Part(bar), _Part(bar)
+    paused.show_pause(30, "the server asked to wait 30 s")
+    other.show_pause(0, "")  # a run on another limiter is not paused: it must not hide this one's pause
+    assert re.search(r"paused until \d\d:\d\d:\d\d \(the server asked to wait 30 s\)$", bar.summary()), bar.summary()
+    paused.show_pause(0.5, "the server asked to wait 30 s")  # nearly over: not worth a flicker
+    assert "paused" not in bar.summary()
