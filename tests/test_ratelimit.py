@@ -197,14 +197,15 @@ def test_patience_stops_a_run_refused_without_an_answer_for_max_wait():
     patience.check(9, "the server asked to wait 9 s")  # an answer restarted the clock
 
 
-def test_a_limiter_pause_beyond_max_wait_stops_at_once_instead_of_sleeping():
+def test_a_limit_reset_beyond_max_wait_stops_at_once_instead_of_sleeping():
     limiter = Limiter()
-    limiter.pause(3600, "the server's requests limit resets in 3600 s")
+    limiter.learn({"x-ratelimit-limit-requests": "10000", "x-ratelimit-remaining-requests": "0",
+                   "x-ratelimit-reset-requests": "99999s"})  # about 28 hours
 
     async def main():
         await asyncio.wait_for(limiter.acquire(1, Patience(60)), timeout=30)
 
-    with pytest.raises(RunAborted, match="the server's requests limit resets in 3600 s, beyond max_wait=60 s"):
+    with pytest.raises(RunAborted, match="the server's requests limit resets in 99999 s, beyond max_wait=60 s"):
         asyncio.run(main())
 
 

@@ -272,10 +272,12 @@ def test_a_429_storm_stops_once_nothing_is_answered_for_max_wait(gen, sim):
 def test_an_answer_resets_the_storm_clock(gen, sim):
     from llmframe.testing import Faults
 
-    # Half the requests refused, every row answered in the end: the run is slowed, not refused.
+    # Half the requests refused: the run is slowed, not refused. It takes seconds, several times max_wait,
+    # so a clock that answers did not restart would stop it.
     sim.faults = Faults(error_rates={429: 0.5}, retry_after=0.05, seed=3)
-    out = gen(rows(100), "{x}", max_concurrency=4, max_attempts=30, max_wait=1)
+    out = gen(rows(200), "{x}", max_concurrency=4, max_attempts=30, max_wait=2)
     assert out["response_error"].isna().all()
+    assert out.attrs["llmframe"]["rate_limited"] > 100
 
 
 @pytest.mark.parametrize("transport", ["http", "sdk"])

@@ -102,8 +102,8 @@ class Provider(ABC):
         """Send one request and return its answer; raise ProviderError on failure."""
 
     async def answer(self, request: Request) -> Response:
-        """complete() within timeout seconds in all: the transports' timeouts are per read, which a server
-        trickling its reply a byte at a time never trips."""
+        """complete() within timeout seconds in all, so a reply trickling in a byte at a time is cut off too."""
+        # The transports' own timeouts are per read: a drip resets them with every byte.
         try:
             if _deadline is None:  # Python 3.10
                 return await asyncio.wait_for(self.complete(request), self.timeout)
