@@ -76,7 +76,8 @@ class DataFrameAccessor(_Base):
         (prefix= names them, output_mode="object" keeps one column of validated objects instead).
         options: the README's options table: system, temperature, top_p, max_tokens, seed, stop, params,
         missing, allow_no_placeholder, max_prompt_tokens, cache, cache_dir, max_concurrency, rpm, tpm,
-        max_attempts, max_failures_in_a_row, timeout, prefix, output_mode, strict, structured, invalid_retries,
+        max_attempts, max_failures_in_a_row, timeout, max_wait, prefix, output_mode, strict, structured,
+        invalid_retries,
         progress, api_key, base_url, provider_options, mode ("online", "batch", "auto"), poll_interval, retry_online,
         usage (per-row tokens, cost, cached, latency, finish reason),
         prices ({"provider:model": {"input_mtok": ..., "output_mtok": ...}}), max_cost (USD; BudgetExceeded).

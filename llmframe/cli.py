@@ -330,6 +330,8 @@ GENERATE_FLAGS: tuple[_Flag, ...] = (
     _Flag("max_failures_in_a_row", "--max-failures-in-a-row", _SEND, "stop the run after this many requests fail "
           "in a row (default 25)", dict(type=int, metavar="N")),
     _Flag("timeout", "--timeout", _SEND, "seconds a request may take (default 600)", dict(type=_number, metavar="SECONDS")),
+    _Flag("max_wait", "--max-wait", _SEND, "the longest the run waits on the server: one Retry-After, or refused "
+          "without an answer, before it stops (default 120)", dict(type=_number, metavar="SECONDS")),
     _Flag("api_key", "--api-key", _SEND, "the provider's API key; better, its environment variable (e.g. "
           "OPENAI_API_KEY). Never written to the output", dict(metavar="KEY")),
     _Flag("base_url", "--base-url", _SEND, "the provider's endpoint (default: its environment variable, e.g. "

@@ -13,6 +13,13 @@ BACKOFF_BASE_SECONDS = 0.5  # exponential backoff with full jitter, when the ser
 BACKOFF_CAP_SECONDS = 60.0
 RETRY_STATUSES = frozenset({408, 409, 429})  # plus every 5xx (and 529, Anthropic's "overloaded")
 POOL_PAUSE_STATUSES = frozenset({429, 503, 529})  # the server is saturated: the whole pool waits, not one worker
+# The longest a run waits on the server's word: one Retry-After or limit reset, and the time without an answer
+# since a refusal (a 429 storm). Two minutes ride out any per-minute limit window twice; longer means the
+# account's limits or quota, not the pace, are the problem, and the run stops with a message instead of hanging.
+MAX_WAIT_SECONDS = 120.0
+# Error codes of a 429 (or 402) that mean the account's credit or quota is spent: billing, not rate, so the run
+# stops at once. OpenAI: insufficient_quota; Anthropic: billing_error, enforced_spend_limit_reached.
+QUOTA_ERROR_CODES = frozenset({"insufficient_quota", "billing_error", "enforced_spend_limit_reached"})
 BREAKER_FAILURES = 25  # this many requests failing in a row stop the run
 # A 5xx whose error says one of these (lower case, "_" read as " ") blames the request, not the server,
 # so it is not retried: some servers and gateways answer a request they cannot take with a 500
@@ -74,7 +81,7 @@ OFFICIAL_ENDPOINTS = {
 OFFICIAL_ENDPOINT_DOMAINS = {"gemini": ".googleapis.com"}  # Vertex AI's regional endpoints are Google's too
 
 # HTTP
-REQUEST_TIMEOUT_SECONDS = 600.0  # one request, end to end (OpenAI's own default)
+REQUEST_TIMEOUT_SECONDS = 600.0  # one attempt, end to end: a reply trickling in cannot outlast it (OpenAI's default)
 CONNECT_TIMEOUT_SECONDS = 10.0
 SDK_MAX_RETRIES = 0  # retries are counted and paced by llmframe alone
 ANTHROPIC_MAX_TOKENS = 1024  # Anthropic requires max_tokens; sent when the call sets none
@@ -99,6 +106,7 @@ REMEMBERED_CALLS = 64  # recent generate calls kept in memory for retry_failed()
 
 # Progress
 PROGRESS_REFRESH_SECONDS = 0.25  # bar redraws at most this often: no flood in notebooks or logs
+PAUSE_SHOWN_SECONDS = 1.0  # the bar says "paused until ..." for pool pauses longer than this; shorter ones flicker
 
 # Native batch mode (provider batch APIs: half price, their own quotas)
 BATCH_MODES = ("online", "batch", "auto")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d|w)", re.IGNORECASE)
@@ -9,14 +10,17 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w
 
 
 def duration_seconds(text: str) -> float | None:
-    """Seconds in a bare number or a run of number+unit parts; None if text is neither."""
+    """Seconds in a bare number or a run of number+unit parts; None if text is neither, or not finite."""
     text = text.strip()
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:  # "inf" and "nan" parse as floats: no wait or age is that
+        return seconds if math.isfinite(seconds) else None
     compact = text.replace(" ", "")
     parts = _PART.findall(compact)
     if not parts or "".join(n + u for n, u in parts) != compact:
         return None
-    return sum(float(n) * _UNIT_SECONDS[u.lower()] for n, u in parts)
+    seconds = sum(float(n) * _UNIT_SECONDS[u.lower()] for n, u in parts)
+    return seconds if math.isfinite(seconds) else None  # hundreds of digits overflow to inf

@@ -8,13 +8,14 @@ LLMFrameError
 ├── SchemaError          a schema the provider cannot express, column clash
 ├── ProviderError        a request that failed (status and message kept)
 ├── BudgetExceeded       max_cost reached; finished answers kept
-└── RunAborted           bad key, circuit breaker, or errors="raise"; finished answers kept
+└── RunAborted           bad key, spent quota, circuit breaker, a wait past max_wait, or errors="raise"; finished answers kept
 
 Per-row failures are data (an error column), not exceptions, unless the user asks to raise.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 
@@ -31,6 +32,7 @@ __all__ = [
     "BudgetExceeded",
     "RunAborted",
     "redact",
+    "quota_spent",
 ]
 
 
@@ -65,20 +67,22 @@ class ProviderError(LLMFrameError):
     request never reached a server, so the report does not count it as sent. body: the error reply's
     text, read only to tell a 5xx that blames the request (never retried) from one that blames the
     server. billed: (input, output, cached input) tokens of a reply that came back but could not be
-    used (a malformed one): the provider bills them all the same.
+    used (a malformed one): the provider bills them all the same. quota: the account's quota or
+    credit is spent (billing, not rate): no retry or wait helps.
     """
 
     def __init__(self, message: str, status: int | None = None, *, retryable: bool | None = None,
                  headers: Mapping[str, str] | None = None, connected: bool = True, body: str = "",
-                 billed: tuple[int, int, int] = (0, 0, 0)):
+                 billed: tuple[int, int, int] = (0, 0, 0), quota: bool = False):
         super().__init__(message)
         self.status = status
         self.headers = headers or {}
         self.connected = connected
         self.billed = billed
+        self.quota = quota
         if retryable is None:
-            retryable = status in constants.RETRY_STATUSES or (
-                status is not None and status >= 500 and not blames_the_request(f"{message} {body}"))
+            retryable = not quota and (status in constants.RETRY_STATUSES or (
+                status is not None and status >= 500 and not blames_the_request(f"{message} {body}")))
         self.retryable = retryable
 
 
@@ -105,6 +109,27 @@ class BudgetExceeded(_Stopped):
 
 class RunAborted(_Stopped):
     """The run stopped or ended with failures; finished answers are in the cache (and .result when it finished)."""
+
+
+def quota_spent(status: int | None, body: object) -> bool:
+    """Whether an error reply (its status and body, raw or parsed) says the account's quota or credit is spent.
+
+    OpenAI: a 429 of type/code insufficient_quota. Anthropic: a 402 billing_error, or a 429 whose
+    error.details.error_code is enforced_spend_limit_reached (the monthly spend cap).
+    """
+    if status == 402:
+        return True
+    if isinstance(body, (bytes, str)):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return False
+    if not isinstance(body, dict):
+        return False
+    error = body["error"] if isinstance(body.get("error"), dict) else body  # the SDKs hand over either
+    details = error.get("details") if isinstance(error.get("details"), dict) else {}
+    return any(isinstance(v, str) and v in constants.QUOTA_ERROR_CODES
+               for v in (error.get("code"), error.get("type"), details.get("error_code")))
 
 
 # Provider messages may quote a key, whole or masked ("Incorrect API key provided: sk-ab***yz").

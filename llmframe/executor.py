@@ -27,7 +27,7 @@ from .cache import Store
 from .errors import ProviderError, RunAborted, redact
 from .progress import Progress
 from .providers.base import Provider
-from .ratelimit import Limiter, estimate_tokens, limiter_for, retry_after
+from .ratelimit import Limiter, Patience, estimate_tokens, format_seconds, limiter_for, retry_after
 from .usage import Meter
 from .answers import EMPTY_ANSWER, Answers, is_empty
 from .request import Request, Response
@@ -217,6 +217,7 @@ class Policy:
 
     concurrency: int
     max_attempts: int = constants.MAX_ATTEMPTS
+    max_wait: float = constants.MAX_WAIT_SECONDS  # seconds a run waits on the server's word (see ratelimit.Patience)
     breaker: int = constants.BREAKER_FAILURES
     rpm: float | None = None
     tpm: float | None = None
@@ -262,7 +263,7 @@ def _correction(request: Request, answer: str | None, problem: str) -> Request:
 
 
 async def _billed_answer(request: Request, provider: Provider, limiter: Limiter, policy: Policy, counters: Counters,
-                         check: Check | None, secrets: tuple[str, ...]) -> Response:
+                         check: Check | None, secrets: tuple[str, ...], patience: Patience) -> Response:
     """_answer, carrying the tokens of every billed attempt; an empty text answer is asked again once.
 
     An empty answer that claims to be whole (finish reason stop) is the row's failure, never cached:
@@ -270,7 +271,7 @@ async def _billed_answer(request: Request, provider: Provider, limiter: Limiter,
     A structured run's empty answer is an invalid one instead, re-asked by _answer.
     """
     meter = Meter(provider)
-    response = await _answer(request, meter, limiter, policy, counters, check, secrets)  # type: ignore[arg-type]
+    response = await _answer(request, meter, limiter, policy, counters, check, secrets, patience)  # type: ignore[arg-type]
     tries = 1
     while check is None and is_empty(response):
         if tries >= min(constants.EMPTY_ANSWER_RETRIES + 1, policy.max_attempts):
@@ -278,12 +279,12 @@ async def _billed_answer(request: Request, provider: Provider, limiter: Limiter,
             break
         tries += 1
         counters.retries += 1
-        response = await _answer(request, meter, limiter, policy, counters, check, secrets)  # type: ignore[arg-type]
+        response = await _answer(request, meter, limiter, policy, counters, check, secrets, patience)  # type: ignore[arg-type]
     return meter.bill(response)
 
 
 async def _answer(request: Request, provider: Provider, limiter: Limiter, policy: Policy, counters: Counters,
-                  check: Check | None, secrets: tuple[str, ...]) -> Response:
+                  check: Check | None, secrets: tuple[str, ...], patience: Patience) -> Response:
     """One request with retries: every attempt paced by the limiter, every wait as long as the server asked.
 
     With check, an answer that does not validate is asked again (up to policy.invalid_retries times).
@@ -293,29 +294,41 @@ async def _answer(request: Request, provider: Provider, limiter: Limiter, policy
     asked = request  # every re-ask is built on the request as first asked, not on the re-ask before it
     while True:
         attempt += 1
-        await limiter.acquire(estimate)
+        await limiter.acquire(estimate, patience)
         counters.attempts += 1
         started = time.perf_counter()
         try:
-            response = await provider.complete(request)
+            response = await provider.answer(request)
             response.latency = time.perf_counter() - started  # the answering attempt only: no queue or backoff
+            patience.answered()
         except ProviderError as exc:
             limiter.learn(exc.headers)
             unconnected += not exc.connected
             if exc.status == 401:
                 raise RunAborted(f"the provider refused the API key ({exc}); every row would fail, so the run "
                                  "stopped. Check the key (api_key= or the provider's environment variable)") from None
+            if exc.quota:
+                raise RunAborted(f"the provider says the account's quota or credit is spent ({exc}); every row "
+                                 "would fail, so the run stopped. Check the plan and billing details; finished "
+                                 "answers are cached") from None
+            if exc.status in constants.POOL_PAUSE_STATUSES:
+                patience.refused(str(exc))
             if not exc.retryable or attempt >= policy.max_attempts:
                 counters.failed_to_connect += unconnected == attempt  # no attempt reached a server: never sent
                 suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
                 return Response.failure(f"{exc}{suffix}")
             asked = retry_after(exc.headers)
-            wait = asked if asked is not None else backoff(attempt)
+            wait = asked if asked is not None else min(backoff(attempt), policy.max_wait)
+            why = (f"the server asked to wait {format_seconds(wait)} s" if asked is not None
+                   else f"backing off {format_seconds(wait)} s after HTTP {exc.status}")
             counters.retries += 1
             if exc.status == 429:
                 counters.rate_limited += 1
             if exc.status in constants.POOL_PAUSE_STATUSES:
-                limiter.pause(wait)  # the limiter holds this worker, and all others, for the cool-down
+                patience.check(wait, f"{why} ({exc})")  # a wait too long stops the run: the pool itself would wait
+                limiter.pause(wait, why)  # the limiter holds this worker, and all others, for the cool-down
+            elif patience.beyond(wait):  # this row's own wait: only this row gives up
+                return Response.failure(f"{exc} ({why}, beyond max_wait={format_seconds(policy.max_wait)} s)")
             else:
                 await asyncio.sleep(wait)
             continue
@@ -411,6 +424,8 @@ async def execute(
     stale: set[int] = set()  # cached answers that no longer validate
     limiter = limiter_for(provider.limiter_key)
     limiter.configure(policy.rpm, policy.tpm)
+    patience = Patience(policy.max_wait)
+    progress.watch(limiter)  # the bar says when the server holds the pool back
     # Bounded: in-flight state is O(concurrency) however many rows the frame has.
     batched = getattr(provider, "batched", False)  # a local model: whole groups, in a worker thread
     slots = 2 * provider.group_size if batched else policy.concurrency
@@ -445,7 +460,8 @@ async def execute(
     async def worker() -> None:
         while (item := await queue.get()) is not None:
             j, request = item
-            finish(j, await _billed_answer(request, provider, limiter, policy, counters, work.check, secrets))
+            finish(j, await _billed_answer(request, provider, limiter, policy, counters, work.check, secrets,
+                                           patience))
             if writer is not None:
                 await writer.written()  # its next request waits: a crash re-asks only the requests in flight
 
@@ -497,6 +513,7 @@ async def execute(
     tasks = [asyncio.create_task(feed()), *workers]
     ticker = asyncio.create_task(tick())
     state = "interrupted"
+    limiter.enter()
     try:
         # Whichever task fails first (an abort, a bug) ends the run; the others are cancelled below.
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -514,6 +531,7 @@ async def execute(
         for task in (ticker, *tasks):
             task.cancel()
         await asyncio.gather(ticker, *tasks, return_exceptions=True)
+        limiter.leave()  # the last run on this budget lifts its pause: it must not outlive the runs that made it
         for estimate in holding.values():  # cut short (an abort, a cancel): count the estimate, so a sweep's
             budget.settle(estimate, None)  # other runs go on
         if writer is not None:

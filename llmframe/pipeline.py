@@ -203,6 +203,7 @@ def plan(
     max_failures_in_a_row: int = constants.BREAKER_FAILURES,
     invalid_retries: int = constants.INVALID_ANSWER_RETRIES,
     timeout: float = constants.REQUEST_TIMEOUT_SECONDS,
+    max_wait: float = constants.MAX_WAIT_SECONDS,
     progress: bool | None = None,
     errors: str = "column",
     api_key: str | None = None,
@@ -234,6 +235,7 @@ def plan(
         "max_concurrency", max_concurrency, 1
     )
     timeout = positive_number("timeout", timeout)
+    max_wait = positive_number("max_wait", max_wait)
     gen = generation_params(
         temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, stop=stop, params=params
     )
@@ -274,6 +276,7 @@ def plan(
     policy = Policy(
         concurrency=concurrency,
         max_attempts=attempts,
+        max_wait=max_wait,
         breaker=breaker,
         rpm=rpm,
         tpm=tpm,

@@ -1,7 +1,8 @@
 """Progress: counters bumped per row, drawn by tqdm.auto (a widget in notebooks, a bar in terminals).
 
 The bar shows rows done / total, then cached, failed, tokens and, once a run reports spending
-(advance(..., cost=dollars) from whatever prices the tokens), its cost. It redraws at most every PROGRESS_REFRESH_SECONDS, however fast rows finish, and ends
+(advance(..., cost=dollars) from whatever prices the tokens), its cost; while the server holds the pool
+back, "paused until HH:MM:SS" and why. It redraws at most every PROGRESS_REFRESH_SECONDS, however fast rows finish, and ends
 in one of three final states, by description and colour: complete (green), complete with N
 failed rows (amber), or stopped / interrupted (red).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -51,7 +53,10 @@ class Progress:
         self.cost: float | None = None  # dollars; stays None (and off the bar) until a run reports a price
         self._drawn = 0
         self.note = ""  # a short live status shown after the counters (batch jobs: requests done per job)
-        self._drawn_note = ""
+        self.pause = ""  # "paused until HH:MM:SS (why)" while the server holds the pool back
+        self.pause_by: Progress | None = None  # the run's part of a shared bar that showed the pause
+        self._limiter = None  # the run's ratelimit.Limiter, whose pauses the bar shows
+        self._drawn_status = ("", "")
         self._bar = None
         if show:
             from tqdm.auto import tqdm
@@ -84,15 +89,37 @@ class Progress:
             parts.append(f"cost=${self.cost:,.4f}")
         if self.note:
             parts.append(f"jobs={self.note}")
+        if self.pause:
+            parts.append(self.pause)
         return ", ".join(parts)
+
+    def watch(self, limiter) -> None:
+        """Show the pauses of this limiter (a ratelimit.Limiter) while they last."""
+        self._limiter = limiter
+
+    def _look(self) -> None:
+        if self._limiter is not None:
+            self.show_pause(self._limiter.paused_until - time.monotonic(), self._limiter.pause_reason)
+
+    def show_pause(self, seconds: float, why: str) -> None:
+        """Say the pool waits seconds more, and why (the next refresh draws it); a short or past pause says nothing."""
+        if seconds <= constants.PAUSE_SHOWN_SECONDS:
+            self.pause = ""
+        else:
+            self.pause = f"paused until {time.strftime('%H:%M:%S', time.localtime(time.time() + seconds))} ({why})"
 
     def refresh(self) -> None:
         """Bring the bar up to date with the counters."""
-        if self._bar is None or (self.done == self._drawn and self.note == self._drawn_note):
+        self._look()
+        status = (self.note, self.pause)
+        if self._bar is None or (self.done == self._drawn and status == self._drawn_status):
             return
         self._bar.set_postfix_str(self.summary(), refresh=False)
-        self._bar.update(self.done - self._drawn)
-        self._drawn, self._drawn_note = self.done, self.note
+        if self.done == self._drawn:
+            self._bar.refresh()  # only the status changed: update(0) may not redraw once tqdm sets miniters
+        else:
+            self._bar.update(self.done - self._drawn)
+        self._drawn, self._drawn_status = self.done, status
 
     def outcome(self, state: str) -> tuple[str, str]:
         """(kind, words) of the final state: kind is a key of _STYLES, words go in the description."""
@@ -108,6 +135,7 @@ class Progress:
 
     def close(self, state: str) -> None:
         """Draw the final state: 'done' (complete, perhaps with failed rows), 'interrupted', or why it stopped."""
+        self._limiter, self.pause = None, ""  # the final state says how the run ended, not a pause
         if self._bar is None:
             return
         self.refresh()
@@ -156,8 +184,15 @@ class _Part(Progress):
         super().advance(rows, cached=cached, failed=failed, tokens=tokens, cost=cost)
         self._outer.advance(rows, cached=cached, failed=failed, tokens=tokens, cost=cost)
 
+    def show_pause(self, seconds: float, why: str) -> None:
+        super().show_pause(seconds, why)
+        if self.pause or self._outer.pause_by is self:  # clears only a pause it showed: another run may be paused
+            self._outer.pause, self._outer.pause_by = self.pause, self if self.pause else None
+
     def refresh(self) -> None:
+        self._look()
         self._outer.refresh()
 
     def close(self, state: str) -> None:
+        self.show_pause(0.0, "")
         self._outer.refresh()

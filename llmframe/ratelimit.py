@@ -1,4 +1,4 @@
-"""Client-side rate limits: RPM and TPM buckets, limits learned from headers, one shared cool-down."""
+"""Client-side rate limits: RPM and TPM buckets, limits learned from headers, one shared cool-down, max_wait."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Protocol
 
 from . import constants
 from .durations import duration_seconds
+from .errors import RunAborted
 
 Clock = Callable[[], float]
 
@@ -79,8 +80,10 @@ class Limiter:
         self.tokens: Bucket | None = None
         self._configured: dict[str, float | None] = {"requests": None, "tokens": None}
         self.paused_until = 0.0
+        self.pause_reason = ""  # why, for the progress bar and for a run that will not wait that long
         self._wake_slot = 0.0  # staggered wake-ups after a pause, so the pool ramps back up
         self._spacing = 0.0
+        self._runs = 0  # runs using this limiter now: a pause lasts only while one of them does
         self.shared: Shared | None = None  # a budget shared with other processes, drawn from after this one
 
     def configure(self, rpm: float | None, tpm: float | None) -> None:
@@ -91,11 +94,28 @@ class Limiter:
         self.requests = Bucket(rpm, self._clock) if rpm else None
         self.tokens = Bucket(tpm, self._clock) if tpm else None
 
-    async def acquire(self, tokens: float) -> None:
-        """Wait until a request of about `tokens` tokens may be sent."""
+    def enter(self) -> None:
+        """A run starts using this limiter."""
+        self._runs += 1
+
+    def leave(self) -> None:
+        """A run ended (finished, stopped or cancelled): the last one out lifts the pause.
+
+        Runs at the same time share every pause; a later call learns afresh from the server, so a
+        cancelled run's hour-long cool-down cannot hold back the next cell of a notebook.
+        """
+        self._runs = max(0, self._runs - 1)
+        if self._runs == 0:
+            self.paused_until = self._wake_slot = 0.0
+            self.pause_reason = ""
+
+    async def acquire(self, tokens: float, patience: Patience | None = None) -> None:
+        """Wait until a request of about `tokens` tokens may be sent; patience stops a run that would wait too long."""
         while True:
             now = self._clock()
             if now < self.paused_until:
+                if patience is not None:
+                    patience.check(self.paused_until - now, self.pause_reason)
                 # Everyone waits out the same cool-down, then wakes a little apart, not as one herd.
                 self._wake_slot = max(self._wake_slot, self.paused_until) + self._spacing
                 await asyncio.sleep(self._wake_slot - now)
@@ -133,9 +153,12 @@ class Limiter:
         if self.shared is not None and actual:
             self.shared.settle(estimated - actual)
 
-    def pause(self, seconds: float) -> None:
+    def pause(self, seconds: float, why: str = "") -> None:
         """Hold every worker back for seconds from now (a 429's cool-down), one pause for the pool."""
-        self.paused_until = max(self.paused_until, self._clock() + seconds)
+        until = self._clock() + seconds
+        if until > self.paused_until:
+            self.paused_until = until
+            self.pause_reason = why or f"waiting {format_seconds(seconds)} s"
         # A short pause ramps back quickly, a long one spreads the herd over up to a second or so.
         self._spacing = min(constants.RAMP_UP_SPACING_SECONDS, seconds * constants.RAMP_UP_SHARE)
         if self.shared is not None:
@@ -148,7 +171,7 @@ class Limiter:
             if limit:
                 self.adopt(kind, limit * constants.LEARNED_LIMIT_MARGIN)
             if remaining is not None and remaining <= 0 and reset:
-                self.pause(reset)
+                self.pause(reset, f"the server's {kind} limit resets in {format_seconds(reset)} s")
 
     def adopt(self, kind: str, per_minute: float) -> None:
         """Pace "requests" or "tokens" at a limit learned from the server, unless the user asked for less."""
@@ -164,6 +187,53 @@ class Limiter:
             return
         if self.shared is not None:
             self.shared.adopt(kind, per_minute)
+
+
+class Patience:
+    """How long one run waits on the server's word: max_wait for one wait, and without an answer since a refusal.
+
+    A Retry-After or a limit reset beyond max_wait, or a storm of 429s that has left the run unanswered
+    that long, stops the run with RunAborted (finished answers are cached) instead of waiting for hours.
+    """
+
+    def __init__(self, max_wait: float, clock: Clock = time.monotonic):
+        self.max_wait = max_wait
+        self._clock = clock
+        self._refused_since: float | None = None  # the first refusal since the last answer
+        self._last = ""  # the last refusal, for the message
+
+    def answered(self) -> None:
+        """The server answered a request: the run is not being refused."""
+        self._refused_since = None
+
+    def refused(self, error: str) -> None:
+        """The server refused a request (429, 503, 529): the clock of waiting without an answer starts."""
+        if self._refused_since is None:
+            self._refused_since = self._clock()
+        self._last = error
+
+    def beyond(self, seconds: float) -> bool:
+        """Whether one wait is longer than the run will wait."""
+        return seconds > self.max_wait
+
+    def check(self, seconds: float, why: str) -> None:
+        """Raise RunAborted if waiting seconds more is beyond max_wait, or leaves the run unanswered longer."""
+        limit = format_seconds(self.max_wait)
+        if self.beyond(seconds):
+            raise RunAborted(f"{why}, beyond max_wait={limit} s, so the run stopped. Finished answers are cached: "
+                             "re-run later, or raise max_wait")
+        if self._refused_since is not None and self._clock() + seconds - self._refused_since > self.max_wait:
+            since = format_seconds(self._clock() - self._refused_since)
+            raise RunAborted(
+                f"no request has been answered for {since} s: the server refused every one (last: {self._last}), so "
+                f"the run stopped at max_wait={limit} s. Finished answers are cached. Lower rpm= or max_concurrency=, "
+                "check the account's rate limits and quota, or raise max_wait"
+            )
+
+
+def format_seconds(seconds: float) -> str:
+    """A wait as a message shows it: whole seconds from ten up, two digits below."""
+    return f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.2g}"
 
 
 _limiters: dict[tuple, Limiter] = {}
@@ -191,9 +261,10 @@ def parse_duration(text: str) -> float | None:
 
 def _number(value: str | None) -> float | None:
     try:
-        return float(value) if value is not None else None
+        number = float(value) if value is not None else None
     except ValueError:
         return None
+    return number if number is None or math.isfinite(number) else None  # "inf", "nan": no advice at all
 
 
 def server_limits(headers: Mapping[str, str], kind: str) -> tuple[float | None, float | None, float | None]:

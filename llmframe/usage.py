@@ -29,12 +29,12 @@ class Meter:
         self.tokens = (0, 0, 0)  # input, output, cached input
 
     def __getattr__(self, name: str):
-        return getattr(self._provider, name)  # everything but complete is the provider's own
+        return getattr(self._provider, name)  # everything but answer is the provider's own
 
-    async def complete(self, request: Request) -> Response:
-        """The provider's answer; its tokens, or those a failed reply reports, are counted."""
+    async def answer(self, request: Request) -> Response:
+        """The provider's answer (within its deadline); its tokens, or those a failed reply reports, are counted."""
         try:
-            response = await self._provider.complete(request)
+            response = await self._provider.answer(request)
         except ProviderError as exc:
             self._add(*exc.billed)
             raise

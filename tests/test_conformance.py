@@ -189,3 +189,25 @@ def test_a_missing_sdk_names_the_extra_to_install(vendor, sim, monkeypatch):
     with pytest.raises(ConfigError, match=rf"pip install 'llmframe\[{vendor.prefix}\]'"):
         vendor(frame(), "{q}")
     assert sim.count == 0
+
+
+def test_a_reply_trickling_in_times_out_at_timeout(vendor, sim):
+    from llmframe.testing import Faults
+
+    sim.faults = Faults(drip_rate=1.0)  # a byte every 0.05 s: no read waits long, the whole reply takes seconds
+    out = vendor(frame().head(1), "{q}", timeout=0.5, max_attempts=1)
+    assert out["response_error"].tolist() == ["request timed out"]
+
+
+def test_a_spent_quota_stops_the_run_at_once(vendor, sim):
+    from llmframe.testing import Faults
+
+    sim.faults = Faults(quota_rate=1.0)
+    many = pd.DataFrame({"q": [f"q{i}" for i in range(200)]})
+    if vendor.prefix == "gemini":  # Google's quota 429 reads like its rate limit: the storm bound stops the run
+        with pytest.raises(RunAborted, match="no request has been answered for .*You exceeded your current quota"):
+            vendor(many, "{q}", max_concurrency=4, max_wait=1)
+        return
+    with pytest.raises(RunAborted, match="quota or credit is spent"):
+        vendor(many, "{q}", max_concurrency=4)
+    assert sim.count <= 12, "not retried like a rate limit"

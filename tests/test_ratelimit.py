@@ -7,7 +7,16 @@ import asyncio
 import pytest
 
 from llmframe import constants
-from llmframe.ratelimit import Bucket, Limiter, estimate_tokens, parse_duration, retry_after, server_limits
+from llmframe.errors import RunAborted, quota_spent
+from llmframe.ratelimit import (
+    Bucket,
+    Limiter,
+    Patience,
+    estimate_tokens,
+    parse_duration,
+    retry_after,
+    server_limits,
+)
 
 
 class Clock:
@@ -172,3 +181,77 @@ def test_limits_learned_from_one_endpoint_stay_with_it(sim, monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", sim.base_url)
     assert limiter_here().requests is None, "the other server's limit does not pace this one"
     assert run(4)["response"].notna().all() and sim.count == 4
+
+
+def test_waits_that_are_not_finite_are_no_advice():
+    assert retry_after({"retry-after-ms": "inf"}) is None
+    assert retry_after({"retry-after-ms": "nan", "retry-after": "2"}) == 2.0
+    assert retry_after({"retry-after": "inf"}) is None and retry_after({"retry-after": "Infinity"}) is None
+    assert parse_duration("inf") is None and parse_duration("nan") is None
+    assert parse_duration("9" * 400 + "s") is None, "overflows to inf"
+    headers = {"x-ratelimit-limit-requests": "inf", "x-ratelimit-remaining-requests": "0",
+               "x-ratelimit-reset-requests": "inf"}
+    assert server_limits(headers, "requests") == (None, 0.0, None)
+    limiter = Limiter(Clock())
+    limiter.learn(headers)
+    assert limiter.paused_until == 0.0 and limiter.requests is None
+
+
+def test_a_pause_lasts_only_while_a_run_uses_the_limiter():
+    limiter = Limiter(Clock())
+    limiter.enter()
+    limiter.enter()  # two runs of a sweep share it
+    limiter.pause(600, "the server asked to wait 600 s")
+    limiter.leave()
+    assert limiter.paused_until == pytest.approx(1600), "the other run still shares the pause"
+    limiter.leave()
+    assert limiter.paused_until == 0.0 and limiter.pause_reason == "", "no run is left for it to hold back"
+
+
+def test_patience_stops_one_wait_beyond_max_wait():
+    patience = Patience(10, Clock())
+    patience.check(10, "the server asked to wait 10 s")
+    with pytest.raises(RunAborted, match=r"^the server asked to wait 11 s, beyond max_wait=10 s, so the run stopped"):
+        patience.check(11, "the server asked to wait 11 s")
+
+
+def test_patience_stops_a_run_refused_without_an_answer_for_max_wait():
+    clock = Clock()
+    patience = Patience(10, clock)
+    patience.refused("HTTP 429: slow down")
+    clock.now += 6
+    patience.check(4, "the server asked to wait 4 s")  # 10 s without an answer: still within
+    clock.now += 4
+    with pytest.raises(RunAborted, match=r"no request has been answered for 10 s: the server refused every one "
+                                         r"\(last: HTTP 429: slow down\)"):
+        patience.check(1, "the server asked to wait 1 s")
+    patience.answered()
+    clock.now += 100
+    patience.check(9, "the server asked to wait 9 s")  # an answer restarted the clock
+
+
+def test_a_limit_reset_beyond_max_wait_stops_at_once_instead_of_sleeping():
+    limiter = Limiter()
+    limiter.learn({"x-ratelimit-limit-requests": "10000", "x-ratelimit-remaining-requests": "0",
+                   "x-ratelimit-reset-requests": "99999s"})  # about 28 hours
+
+    async def main():
+        await asyncio.wait_for(limiter.acquire(1, Patience(60)), timeout=30)
+
+    with pytest.raises(RunAborted, match="the server's requests limit resets in 99999 s, beyond max_wait=60 s"):
+        asyncio.run(main())
+
+
+@pytest.mark.parametrize("status, body, spent", [
+    (429, b'{"error": {"message": "You exceeded your current quota", "type": "insufficient_quota", '
+          b'"code": "insufficient_quota"}}', True),  # OpenAI, raw
+    (429, {"message": "You exceeded your current quota", "type": "insufficient_quota"}, True),  # openai SDK's body
+    (429, {"type": "error", "error": {"type": "rate_limit_error", "message": "You have reached your API usage limits",
+                                      "details": {"error_code": "enforced_spend_limit_reached"}}}, True),  # Anthropic
+    (402, {"type": "error", "error": {"type": "billing_error", "message": "credit balance too low"}}, True),
+    (429, b'{"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}', False),
+    (429, {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "details": [{"@type": "x"}]}}, False),  # Gemini
+    (429, b"<html>Too Many Requests</html>", False),
+])
+def test_a_spent_quota_is_told_apart_from_a_rate_limit(status, body, spent):
+    assert quota_spent(status, body) is spent

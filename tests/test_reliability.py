@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+import re
 
 import pandas as pd
 import pytest
@@ -234,6 +235,7 @@ SERVER_FAULTS = [
     ("html_rate", "HTTP 502"),
     ("reset_rate", "connection error"),
     ("hang_rate", "timed out"),
+    ("drip_rate", "timed out"),  # every read is quick; the attempt as a whole is not
 ]
 
 
@@ -432,3 +434,123 @@ def test_a_5xx_that_blames_the_server_is_retried(gen, sim, message):
     sim.answer = always_fail(500, message)
     out = gen(rows(2), "{x}", max_attempts=2)
     assert sim.count == 4 and out["response_error"].str.endswith("(after 2 attempts)").all()
+
+
+def test_non_finite_retry_after_is_ignored(gen, sim):
+    sim.answer = fail_first(429, {"retry-after-ms": "inf", "retry-after": "inf"})
+    out = gen(rows(3), "{x}")
+    assert out["response_error"].isna().all(), "backoff instead of a wait forever"
+    assert sim.count == 6
+
+
+def answer_then_refuse(status: int, headers: dict):
+    """An answer function answering the "good" prompts and refusing the "bad" ones."""
+    return lambda body: (_ for _ in ()).throw(SimulatedError(status, "slow down", headers=headers)) if "bad" in str(
+        body["messages"]) else digest_answer(body["messages"][-1]["content"])
+
+
+@pytest.mark.parametrize("transport", ["http", "sdk"])
+def test_a_pool_wait_beyond_max_wait_stops_the_run_and_keeps_answers(gen, sim, transport):
+    df = pd.DataFrame({"x": [f"good {i}" for i in range(5)] + [f"bad {i}" for i in range(50)]})
+    sim.answer = answer_then_refuse(429, {"retry-after": "3600"})
+    with pytest.raises(RunAborted, match=r"the server asked to wait 3600 s \(HTTP 429: slow down\), beyond "
+                                         r"max_wait=60 s, so the run stopped"):
+        gen(df, "{x}", max_concurrency=1, max_wait=60, provider_options={"transport": transport})
+    assert sim.count == 6, "one 429, not retried"
+    sim.answer = lambda body: "later"
+    out = gen(df, "{x}", max_concurrency=8)
+    assert out.attrs["llmframe"]["cached"] == 5
+
+
+def test_a_row_wait_beyond_max_wait_fails_that_row_alone(gen, sim):
+    df = pd.DataFrame({"x": ["good 0", "bad 0", "good 1"]})
+    sim.answer = answer_then_refuse(500, {"retry-after": "3600"})
+    out = gen(df, "{x}", max_wait=60)
+    assert out["response"].isna().tolist() == [False, True, False]
+    assert out["response_error"].iloc[1] == ("HTTP 500: slow down (the server asked to wait 3600 s, "
+                                             "beyond max_wait=60 s)")
+    assert sim.count == 3
+
+
+def test_a_limit_reset_beyond_max_wait_stops_the_run(gen, sim):
+    from llmframe.testing import Faults
+
+    sim.faults = Faults(rpm=1)  # after one request the budget is spent until it refills, a minute later
+    with pytest.raises(RunAborted, match=r"the server's requests limit resets in \d+ s, beyond max_wait=5 s"):
+        gen(rows(3), "{x}", max_concurrency=1, max_wait=5)
+    assert sim.count == 1
+
+
+def test_a_429_storm_stops_once_nothing_is_answered_for_max_wait(gen, sim):
+    from llmframe.testing import Faults
+
+    sim.faults = Faults(error_rates={429: 1.0}, retry_after=0.05)
+    # Without the bound, only the breaker stops it: 25 rows failing 20 attempts each, 500 requests.
+    with pytest.raises(RunAborted, match=r"no request has been answered for .* s: the server refused every one "
+                                         r"\(last: HTTP 429: injected 429 error\).*Lower rpm= or max_concurrency="):
+        gen(rows(200), "{x}", max_concurrency=8, max_attempts=20, max_wait=1)
+    assert sim.count < 25 * 20
+
+
+def test_an_answer_resets_the_storm_clock(gen, sim):
+    from llmframe.testing import Faults
+
+    # Half the requests refused: the run is slowed, not refused. It takes seconds, several times max_wait,
+    # so a clock that answers did not restart would stop it.
+    sim.faults = Faults(error_rates={429: 0.5}, retry_after=0.05, seed=3)
+    out = gen(rows(200), "{x}", max_concurrency=4, max_attempts=30, max_wait=2)
+    assert out["response_error"].isna().all()
+    assert out.attrs["llmframe"]["rate_limited"] > 100
+
+
+@pytest.mark.parametrize("transport", ["http", "sdk"])
+def test_a_spent_quota_stops_the_run_at_once_with_the_providers_message(gen, sim, transport):
+    from llmframe.testing import Faults
+
+    sim.faults = Faults(quota_rate=1.0)
+    with pytest.raises(RunAborted, match="quota or credit is spent .*You exceeded your current quota"):
+        gen(rows(200), "{x}", max_concurrency=4, provider_options={"transport": transport})
+    assert sim.count <= 4 + 8, "a spent quota is not retried like a rate limit"
+
+
+def test_an_interrupted_runs_pause_does_not_hold_back_the_next_call(gen, sim):
+    import time
+
+    from llmframe import ratelimit
+
+    from .conftest import ctrl_c_when
+
+    def paused() -> bool:
+        return any(limiter.paused_until > time.monotonic() for limiter in ratelimit._limiters.values())
+
+    sim.answer = fail_first(429, {"retry-after": "100"})  # within max_wait: the run waits, until Ctrl-C
+    ctrl_c_when(paused)
+    with pytest.raises(KeyboardInterrupt):
+        gen(rows(20), "a {x}")
+    deadline = time.monotonic() + 30  # the cancelled run winds down on the executor's loop
+    while paused() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not paused(), "the cancelled run's pause outlived it"
+    sim.answer = lambda body: "fresh"
+    out = gen(rows(5), "b {x}")
+    assert out["response"].tolist() == ["fresh"] * 5
+
+
+def test_the_progress_bar_says_when_the_pool_is_paused(gen, sim, capsys):
+    sim.answer = fail_first(429, {"retry-after": "3"})
+    out = gen(rows(1), "{x}", progress=True)
+    assert out["response_error"].isna().all()
+    drawn = capsys.readouterr().err
+    assert re.search(r"paused until \d\d:\d\d:\d\d \(the server asked to wait 3 s\)", drawn), drawn
+
+
+def test_a_shared_bar_shows_a_pause_until_the_run_that_made_it_clears_it():
+    from llmframe.progress import Progress, _Part
+
+    bar = Progress(10, show=False)
+    paused, other = _Part(bar), _Part(bar)
+    paused.show_pause(30, "the server asked to wait 30 s")
+    other.show_pause(0, "")  # a run on another limiter is not paused: it must not hide this one's pause
+    assert re.search(r"paused until \d\d:\d\d:\d\d \(the server asked to wait 30 s\)$", bar.summary()), bar.summary()
+    paused.show_pause(0.5, "the server asked to wait 30 s")  # nearly over: not worth a flicker
+    assert "paused" not in bar.summary()

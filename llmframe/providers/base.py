@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import importlib
@@ -13,11 +14,13 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar
 
 from .. import constants
-from ..errors import ConfigError, ProviderError, SchemaError, redact
+from ..errors import ConfigError, ProviderError, SchemaError, quota_spent, redact
 from ..request import Request, Response
 
 if TYPE_CHECKING:
     from ..structured import OutputSchema
+
+_deadline = getattr(asyncio, "timeout", None)  # Python 3.11+
 
 
 class Provider(ABC):
@@ -33,7 +36,7 @@ class Provider(ABC):
         self.model = model
         self.base_url = base_url
         self.max_concurrency = max_concurrency
-        self.timeout = timeout  # seconds without progress on one request (the pool wait is not counted)
+        self.timeout = timeout  # seconds one attempt may take, end to end (see answer)
         self.options = dict(options or {})
         self._api_key = self._resolve_key(api_key)
 
@@ -61,7 +64,8 @@ class Provider(ABC):
             nested = body.get("error") if isinstance(body.get("error"), dict) else {}
             message = body.get("message") or nested.get("message") or exc.message
             raise ProviderError(redact(f"HTTP {exc.status_code}: {message}", *self.secrets), status=exc.status_code,
-                                headers=exc.response.headers, body=str(exc.body)) from None
+                                headers=exc.response.headers, body=str(exc.body),
+                                quota=quota_spent(exc.status_code, exc.body)) from None
         except sdk.APITimeoutError as exc:
             raise ProviderError("request timed out", retryable=True, connected=not never_connected(exc)) from None
         except sdk.APIConnectionError as exc:
@@ -77,7 +81,8 @@ class Provider(ABC):
         except ImportError:  # pragma: no cover - depends on the installed SDK
             import httpx
         limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
-        # pool=None: waiting for a free connection is queueing, not a connect failure.
+        # pool=None: waiting for a free connection is queueing, not a connect failure. httpx's timeouts are
+        # per read and write; Provider.answer bounds the whole attempt.
         timeout = httpx.Timeout(self.timeout, connect=constants.CONNECT_TIMEOUT_SECONDS, pool=None)
         return factory(limits=limits, timeout=timeout)
 
@@ -122,6 +127,17 @@ class Provider(ABC):
     @abstractmethod
     async def complete(self, request: Request) -> Response:
         """Send one request and return its answer; raise ProviderError on failure."""
+
+    async def answer(self, request: Request) -> Response:
+        """complete() within timeout seconds in all, so a reply trickling in a byte at a time is cut off too."""
+        # The transports' own timeouts are per read: a drip resets them with every byte.
+        try:
+            if _deadline is None:  # Python 3.10
+                return await asyncio.wait_for(self.complete(request), self.timeout)
+            async with _deadline(self.timeout):  # no task per request, unlike wait_for
+                return await self.complete(request)
+        except asyncio.TimeoutError:
+            raise ProviderError("request timed out", retryable=True) from None
 
     async def aclose(self) -> None:
         """Release connections; called once, on the executor's loop, at the end of a run."""

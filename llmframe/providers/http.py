@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 
 from .. import constants
-from ..errors import ProviderError, redact
+from ..errors import ProviderError, quota_spent, redact
 from ..request import loads
 from .base import never_connected
 
@@ -28,7 +28,8 @@ class JSONClient:
                  secrets: tuple[str, ...]):
         self._headers = dict(headers)
         self._max_connections = max_connections
-        # connect=None: waiting for a free pooled connection is queueing, not a connect failure.
+        # connect=None: waiting for a free pooled connection is queueing, not a connect failure. sock_read
+        # catches a silent server early; Provider.answer bounds the whole attempt.
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=None, sock_connect=constants.CONNECT_TIMEOUT_SECONDS, sock_read=timeout
         )
@@ -56,7 +57,7 @@ class JSONClient:
                                 retryable=True, connected=not never_connected(exc)) from None
         if status >= 400:
             raise ProviderError(redact(f"HTTP {status}: {_error_message(raw, reason)}", *self._secrets),
-                                status=status, headers=headers,
+                                status=status, headers=headers, quota=quota_spent(status, raw),
                                 body=raw[: constants.ERROR_BODY_CHARS].decode(errors="replace"))
         try:
             return headers, loads(raw)

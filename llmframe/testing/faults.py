@@ -1,5 +1,5 @@
-"""Fault injection for the simulator: per-key rate limits, injected errors, hangs, resets, bad bodies, bad JSON,
-fields of the wrong type, and response formats a server refuses."""
+"""Fault injection for the simulator: per-key rate limits, injected errors, spent quota, hangs, drips, resets,
+bad bodies, bad JSON, fields of the wrong type, and response formats a server refuses."""
 
 from __future__ import annotations
 
@@ -10,13 +10,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-# Faults that change a response's body or connection; drawn after the HTTP errors, in this order.
-# invalid_json and schema_violation spoil only structured answers (response_format json_schema or
-# json_object); drawn for another request, they leave it alone, so every request takes one draw all
-# the same. null_finish and retyped come last, so adding them left the draws of the others as they were.
+# Faults that change a response's body or connection; drawn after the HTTP errors, in this order (new
+# ones go last, so a seed keeps drawing the same faults). invalid_json and schema_violation spoil only
+# structured answers (response_format json_schema or json_object); drawn for another request, they
+# leave it alone, so every request takes one draw all the same.
 _BODY_FAULTS = ("hang", "reset", "malformed", "html", "empty_choices", "invalid_json", "schema_violation",
-                "null_finish", "retyped")
+                "null_finish", "retyped", "quota", "drip")
 _FORMATS = ("text", "json_object", "json_schema")  # the response_format types the API knows
+
+# What OpenAI and Gemini say when the account's quota is spent (Anthropic's words are in its dialect).
+QUOTA_MESSAGE = "You exceeded your current quota, please check your plan and billing details."
 
 HTML_502 = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n"
@@ -57,10 +60,16 @@ class Faults:
     # response_format types refused with HTTP 500 and a validation message, before any fault is drawn,
     # as llama.cpp's Python server refuses json_schema ("Input should be 'text' or 'json_object'").
     refused_formats: frozenset[str] = frozenset()
+    # 429 saying the account's quota or credit is spent, in the vendor's words (OpenAI insufficient_quota,
+    # Anthropic enforced_spend_limit_reached; Gemini's looks like any other 429), with no Retry-After.
+    quota_rate: float = 0.0
+    drip_rate: float = 0.0  # 200 whose body trickles in one byte every drip_seconds: no single read is slow
+    drip_seconds: float = 0.05
     seed: int | None = None  # seeds the fault draws (latency callables own their randomness)
 
     def __post_init__(self) -> None:
-        for name, limit in (("rpm", self.rpm), ("tpm", self.tpm), ("burst_seconds", self.burst_seconds)):
+        for name, limit in (("rpm", self.rpm), ("tpm", self.tpm), ("burst_seconds", self.burst_seconds),
+                            ("drip_seconds", self.drip_seconds)):
             if limit is not None and limit <= 0:
                 raise ValueError(f"{name} must be positive, not {limit}")
         if any(not 400 <= status <= 599 for status in self.error_rates):

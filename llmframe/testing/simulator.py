@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from llmframe.testing.faults import HTML_502, Faults, FaultState, refusal, retry_headers, retype
+from llmframe.testing.faults import HTML_502, QUOTA_MESSAGE, Faults, FaultState, refusal, retry_headers, retype
 from llmframe.testing.schema_answers import instance, invalid_json, violation
 
 API_KEY = "sim-key"
@@ -219,6 +219,12 @@ class Dialect:
         """Headers that advise a client to wait `seconds` before retrying."""
         return retry_headers(seconds)
 
+    def quota_error(self, headers: dict) -> web.Response:
+        """The 429 of an account whose quota or credit is spent, as OpenAI sends it."""
+        body = {"error": {"message": QUOTA_MESSAGE, "type": "insufficient_quota", "param": None,
+                          "code": "insufficient_quota"}}
+        return web.json_response(body, status=429, headers=headers)
+
     def reply(
         self, number: int, raw: dict, chat: dict, text: str, finish: str, usage: tuple[int, int], empty: bool
     ) -> dict:
@@ -246,6 +252,21 @@ class Dialect:
 
 
 OPENAI = Dialect()
+
+
+async def _drip(request: web.Request, data: bytes, headers: dict, seconds: float) -> web.StreamResponse:
+    """Send the status line and the headers, then the body one byte every `seconds`."""
+    response = web.StreamResponse(headers=headers)
+    response.content_length = len(data)
+    await response.prepare(request)
+    try:
+        for i in range(len(data)):
+            await response.write(data[i : i + 1])
+            await asyncio.sleep(seconds)
+        await response.write_eof()
+    except ConnectionError:  # the client gave up waiting: what a drip test expects
+        pass
+    return response
 
 
 async def _cut(request: web.Request, data: bytes, headers: dict) -> web.StreamResponse:
@@ -517,6 +538,8 @@ class Simulator:
             after = state.faults.retry_after
             retry = dialect.retry_headers(after) if fault in (429, 503) and after is not None else {}
             return dialect.error(fault, f"injected {fault} error", {**limits(), **retry}), "injected"
+        if fault == "quota":
+            return dialect.quota_error(limits()), fault
         if fault == "hang":
             self._settle(entry, 0, "hang")
             await self._hang()
@@ -553,6 +576,8 @@ class Simulator:
         headers = {"Content-Type": "application/json", **limits()}
         if fault == "reset":
             return await _cut(request, data, headers), fault
+        if fault == "drip":
+            return await _drip(request, data, headers, state.faults.drip_seconds), fault
         if fault == "malformed":
             data = data[: len(data) // 2]  # a truncated document, as from a broken proxy
         return web.Response(body=data, headers=headers), fault

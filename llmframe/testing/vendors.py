@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from llmframe.testing.faults import FaultState
+from llmframe.testing.faults import QUOTA_MESSAGE, FaultState
 from llmframe.testing.simulator import MODEL, BadRequest, Dialect, _api_key
 
 # --- shared helpers --------------------------------------------------------------------------
@@ -98,6 +98,13 @@ class AnthropicDialect(Dialect):
         kind = _ANTHROPIC_ERRORS.get(status, "api_error")
         body = {"type": "error", "error": {"type": kind, "message": message}}
         return web.json_response(body, status=status, headers=headers)
+
+    def quota_error(self, headers: dict) -> web.Response:
+        # The monthly spend cap: a rate_limit_error told apart only by its details, and without retry-after.
+        message = "You have reached your API usage limits: your organization has crossed its monthly API usage threshold."
+        body = {"type": "error", "error": {"type": "rate_limit_error", "message": message,
+                                           "details": {"error_code": "enforced_spend_limit_reached"}}}
+        return web.json_response(body, status=429, headers=headers)
 
     def parse(self, request: web.Request, raw: Any) -> dict:
         if not isinstance(raw, dict):
@@ -230,6 +237,10 @@ class GeminiDialect(Dialect):
             delay = int(wait) / 1000
             error["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{delay:g}s"}]
         return web.json_response({"error": error}, status=status, headers=headers)
+
+    def quota_error(self, headers: dict) -> web.Response:
+        # Google's quota 429 reads like its rate-limit 429: RESOURCE_EXHAUSTED, the same message.
+        return self.error(429, QUOTA_MESSAGE, headers)
 
     def parse(self, request: web.Request, raw: Any) -> dict:
         if not isinstance(raw, dict):
