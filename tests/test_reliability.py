@@ -245,7 +245,8 @@ def test_a_broken_server_gives_per_row_errors_after_retries(gen, sim, fault, mes
     from llmframe.testing import Faults
 
     sim.faults = Faults(**{fault: 1.0})
-    timeout = 0.5 if fault == "hang_rate" else 30  # only a hang should time out, however slow the machine
+    # Only a hang or a drip (whose whole reply takes seconds) should time out, however slow the machine.
+    timeout = 0.5 if fault in ("hang_rate", "drip_rate") else 30
     out = gen(rows(3), "{x}", max_attempts=2, timeout=timeout, provider_options={"transport": transport})
     assert out["response"].isna().all()
     assert out["response_error"].str.contains(message).all(), out["response_error"].tolist()
