@@ -25,11 +25,12 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
-from llmframe import constants, pipeline  # noqa: E402
+from llmframe import constants
+from llmframe.plan import build as pipeline  # noqa: E402
 from llmframe.batch.openai import OpenAIBatches, parse_results  # noqa: E402
 from llmframe.batch.runner import settle  # noqa: E402
 from llmframe.batch.split import split  # noqa: E402
-from llmframe.cache import Store  # noqa: E402
+from llmframe.stores.diskcache import Store  # noqa: E402
 
 
 def plan(rows: int, cache_dir: str) -> pipeline.Run:

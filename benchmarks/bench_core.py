@@ -33,8 +33,8 @@ import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 import llmframe  # noqa: E402,F401  (registers the df.llm accessor)
-from llmframe.pipeline import plan  # noqa: E402
-from llmframe.request import Response  # noqa: E402
+from llmframe.plan.build import plan  # noqa: E402
+from llmframe.plan.request import Response  # noqa: E402
 from llmframe.testing import SimulatorProcess  # noqa: E402
 
 MODEL = "sim-model"

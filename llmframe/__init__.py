@@ -6,10 +6,10 @@
 
 from __future__ import annotations
 
-from . import accessor as _accessor  # noqa: F401  (registers the pandas accessors)
+from .faces import pandas as _accessor  # noqa: F401  (registers the pandas accessors)
 from . import errors
 from .batch import batches, cancel_batches
-from .cache import cache_stats, clear_cache
+from .stores.diskcache import cache_stats, clear_cache
 from .config import configure, settings
 from .providers.local import unload
 

@@ -1,5 +1,5 @@
 """python -m llmframe: the same as the `llmframe` command."""
 
-from .cli import main
+from .apps.cli import main
 
 raise SystemExit(main())

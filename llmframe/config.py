@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, replace
 
 from . import constants
-from .request import integer_at_least, positive_number
+from .plan.request import integer_at_least, positive_number
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from . import columns, constants, pipeline, ratelimit
-from .accessor import _check_options
+from .collect import columns
+from . import constants
+from .plan import build as pipeline
+from .engine import ratelimit
+from .faces.pandas import _check_options
 from .config import settings
 from .errors import ConfigError
 from .providers import parse_model, provider_class
-from .report import one_warning_for_all_runs
-from .request import integer_at_least
-from .template import TemplateLike
+from .collect.report import one_warning_for_all_runs
+from .plan.request import integer_at_least
+from .plan.template import TemplateLike
 
 if TYPE_CHECKING:
     import ray.data

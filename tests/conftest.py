@@ -56,7 +56,7 @@ def cache_dir(tmp_path, monkeypatch):
 @pytest.fixture(autouse=True)
 def fresh_limiters(monkeypatch):
     """Learned rate limits are process-wide by design; tests must not inherit each other's."""
-    from llmframe import ratelimit
+    from llmframe.engine import ratelimit
 
     monkeypatch.setattr(ratelimit, "_limiters", {})
 

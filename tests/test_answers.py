@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmframe.answers import Answers
-from llmframe.request import Response
+from llmframe.engine.answers import Answers
+from llmframe.plan.request import Response
 
 
 def test_a_response_round_trips_through_the_columns():

@@ -9,14 +9,15 @@ import pandas as pd
 import pytest
 
 import llmframe
-from llmframe import cli, constants
+from llmframe.apps import cli
+from llmframe import constants
 from llmframe.batch import openai as openai_batches
 from llmframe.batch.anthropic import parse_results as anthropic_results
 from llmframe.batch.gemini import parse_results as gemini_results
 from llmframe.batch.runner import first_polls, job_id
 from llmframe.batch.split import split
 from llmframe.errors import BudgetExceeded, ConfigError
-from llmframe.request import Response
+from llmframe.plan.request import Response
 from llmframe.testing import digest_answer
 from llmframe.testing.batches import BatchSettings
 
@@ -76,7 +77,7 @@ def test_batch_run_end_to_end_then_online_run_hits_the_cache(batch, sim, provide
 
 
 def test_batch_answers_are_marked_as_batch_in_the_cache(batch, cache_dir):
-    from llmframe.cache import open_store
+    from llmframe.stores.diskcache import open_store
 
     out = batch(frame(3))
     store = open_store(cache_dir)

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 import llmframe
-from llmframe.cache import Store, open_store, parse_duration
+from llmframe.stores.diskcache import Store, open_store, parse_duration
 from llmframe.errors import ConfigError
-from llmframe.request import Response
+from llmframe.plan.request import Response
 
 from .conftest import MODEL
 
@@ -282,7 +282,7 @@ class _Terminal:
 
 @pytest.mark.parametrize("filters", [[], ["--model", OTHER]], ids=["whole", "filtered"])
 def test_cli_asks_in_a_terminal(two_models, cache_dir, monkeypatch, capsys, filters):
-    from llmframe.cli import main
+    from llmframe.apps.cli import main
 
     monkeypatch.setattr(sys, "stdin", _Terminal("n"))
     assert main(["cache", "clear", *filters]) == 1
@@ -320,7 +320,7 @@ def test_bulk_writes_read_back_through_diskcache_itself(cache_dir):
 
 def test_a_slow_disk_holds_back_requests_instead_of_piling_answers_up(gen, sim, cache_dir, monkeypatch):
     # The disk is made slow by delaying the real store's writes: a slow disk cannot be had on demand.
-    from llmframe.executor import _CacheWriter
+    from llmframe.engine.executor import _CacheWriter
 
     written: list[int] = []
     backlogs: list[int] = []

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import llmframe
-from llmframe.cache import Store, open_store
+from llmframe.stores.diskcache import Store, open_store
 from llmframe.errors import CacheDamaged, CacheError, LLMFrameError
 
 from .test_cache import cli
@@ -86,7 +86,7 @@ def test_clear_cache_force_resets_a_damaged_cache_in_python(cache_dir):
 TRUNCATED = textwrap.dedent(
     """
     import sys
-    from llmframe.cache import Store
+    from llmframe.stores.diskcache import Store
 
     store = Store(sys.argv[1])
     keys = [f"key {i}" for i in range(20000)]

@@ -16,8 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llmframe import cli, constants
-from llmframe.accessor import _OPTIONS
+from llmframe.apps import cli
+from llmframe import constants
+from llmframe.faces.pandas import _OPTIONS
 
 from .conftest import MODEL, answers_read
 

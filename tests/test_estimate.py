@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from llmframe import estimate as estimate_module
-from llmframe import prices as prices_module
+from llmframe.cost import estimate as estimate_module
+from llmframe.cost import prices as prices_module
 from llmframe.errors import ConfigError, TemplateError
 
 PRICED = "openai:priced-model"

@@ -6,7 +6,7 @@ import tracemalloc
 
 import pandas as pd
 
-from llmframe import pipeline
+from llmframe.plan import build as pipeline
 
 
 def test_planning_a_large_frame_holds_bytes_per_row_not_objects(tmp_path):

@@ -333,7 +333,8 @@ def test_api_key_from_environment(gen, sim, monkeypatch):
 def test_api_key_never_reaches_cache_report_errors_logs_or_reprs(gen, sim, cache_dir, caplog, capsys, transport):
     import logging
 
-    from llmframe import pipeline, ratelimit
+    from llmframe.plan import build as pipeline
+    from llmframe.engine import ratelimit
 
     caplog.set_level(logging.DEBUG)  # every logger, the SDK's and the HTTP library's included
     secret = "sk-test-SECRET-0123456789abcdef"
@@ -361,7 +362,7 @@ def test_api_key_never_reaches_cache_report_errors_logs_or_reprs(gen, sim, cache
 
 
 def test_a_cache_that_cannot_be_written_warns_but_answers(gen, sim, monkeypatch):
-    from llmframe.cache import Store
+    from llmframe.stores.diskcache import Store
 
     def disk_full(self, items, overwrite=False):  # fault injection: a full disk cannot be arranged here
         raise OSError(28, "No space left on device")
@@ -373,7 +374,7 @@ def test_a_cache_that_cannot_be_written_warns_but_answers(gen, sim, monkeypatch)
 
 
 def test_reports_of_batches_merge_into_the_report_of_the_whole(gen, sim):
-    from llmframe.columns import merge_reports
+    from llmframe.collect.columns import merge_reports
 
     df = pd.DataFrame({"x": ["a", "b", None, "c", "d"]})
     whole = gen(df, "{x}", cache=False).attrs["llmframe"]

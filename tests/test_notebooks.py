@@ -241,7 +241,7 @@ def test_bar_updates_live_but_rate_limited(executed):
     (0, "interrupted", "(interrupted at 3/5):", "\x1b[31m"),
 ])
 def test_terminal_bar_ends_in_its_final_state(capsys, failed, state, words, colour):
-    from llmframe.progress import Progress
+    from llmframe.engine.progress import Progress
 
     progress = Progress(5, show=True, description="openai:m")
     progress.advance(3 if state != "done" else 5 - failed, cached=True)
@@ -254,7 +254,7 @@ def test_terminal_bar_ends_in_its_final_state(capsys, failed, state, words, colo
 
 
 def test_bar_shows_cost_once_priced(capsys):
-    from llmframe.progress import Progress
+    from llmframe.engine.progress import Progress
 
     progress = Progress(2, show=True, description="m")
     progress.advance(1, tokens=1000, cost=0.0125)
@@ -264,7 +264,7 @@ def test_bar_shows_cost_once_priced(capsys):
 
 
 def test_report_renders_every_key_as_html():
-    from llmframe.report import Report
+    from llmframe.collect.report import Report
 
     report = Report(rows=1200, cached=200, requests_sent=990, failed=10, seconds=3.5,
                     finish_reasons={"stop": 1180, "length": 10}, errors=["HTTP 400: <refused> & more"],
@@ -280,7 +280,7 @@ def test_report_renders_every_key_as_html():
 def test_report_in_attrs_stays_a_report_through_pandas(gen):
     import pandas as pd
 
-    from llmframe.report import Report
+    from llmframe.collect.report import Report
 
     out = gen(pd.DataFrame({"q": ["a", "b"]}), "{q}")
     report = out.attrs["llmframe"]

@@ -8,7 +8,7 @@ import pytest
 
 from llmframe import constants
 from llmframe.errors import RunAborted, quota_spent
-from llmframe.ratelimit import (
+from llmframe.engine.ratelimit import (
     Bucket,
     Limiter,
     Patience,
@@ -158,7 +158,7 @@ def test_limits_learned_from_one_endpoint_stay_with_it(sim, monkeypatch):
     # Both endpoints come from OPENAI_BASE_URL, so base_url= is None for both: the limiter must tell them apart.
     import pandas as pd
 
-    from llmframe import ratelimit
+    from llmframe.engine import ratelimit
     from llmframe.providers.openai import OpenAIProvider
     from llmframe.testing.faults import Faults
     from llmframe.testing.simulator import Simulator

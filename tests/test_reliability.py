@@ -148,8 +148,8 @@ def test_an_empty_answer_asked_again_in_the_run_can_succeed(gen, sim):
 
 def test_an_old_cached_empty_answer_is_asked_again(gen, sim, cache_dir):
     """Caches written before empty answers were failures hold some: a re-run asks for them again."""
-    from llmframe.cache import open_store
-    from llmframe.request import Response
+    from llmframe.stores.diskcache import open_store
+    from llmframe.plan.request import Response
 
     df = rows(3)
     gen(df, "{x}")
@@ -517,7 +517,7 @@ def test_a_spent_quota_stops_the_run_at_once_with_the_providers_message(gen, sim
 def test_an_interrupted_runs_pause_does_not_hold_back_the_next_call(gen, sim):
     import time
 
-    from llmframe import ratelimit
+    from llmframe.engine import ratelimit
 
     from .conftest import ctrl_c_when
 
@@ -546,7 +546,7 @@ def test_the_progress_bar_says_when_the_pool_is_paused(gen, sim, capsys):
 
 
 def test_a_shared_bar_shows_a_pause_until_the_run_that_made_it_clears_it():
-    from llmframe.progress import Progress, _Part
+    from llmframe.engine.progress import Progress, _Part
 
     bar = Progress(10, show=False)
     paused, other = _Part(bar), _Part(bar)

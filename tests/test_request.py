@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 
 from llmframe.errors import ConfigError, redact
-from llmframe.request import Keys, Response, canonical_json, content_digests, distinct, generation_params, key_prefix
-from llmframe.request import integer_at_least, positive_number
-from llmframe.request import content_key as _content_key
+from llmframe.plan.request import (
+    Keys,
+    Response,
+    canonical_json,
+    content_digests,
+    distinct,
+    generation_params,
+    key_prefix,
+)
+from llmframe.plan.request import integer_at_least, positive_number
+from llmframe.plan.request import content_key as _content_key
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -134,7 +142,7 @@ def _plan_key(model="openai:gpt-4o-mini", **kwargs):
     import pandas as pd
     from pydantic import BaseModel
 
-    from llmframe.pipeline import plan
+    from llmframe.plan.build import plan
 
     class Verdict(BaseModel):
         label: str

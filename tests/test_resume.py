@@ -17,7 +17,7 @@ import time
 import pandas as pd
 import pytest
 
-from llmframe.cache import Store
+from llmframe.stores.diskcache import Store
 
 from .conftest import MODEL, answers_read
 

@@ -10,7 +10,7 @@ import pytest
 
 from llmframe import scorers
 from llmframe.errors import BudgetExceeded, ConfigError
-from llmframe.sweep import SweepResult
+from llmframe.apps.sweep import SweepResult
 from llmframe.testing.simulator import SimulatedError
 
 OPENAI, ANTHROPIC, GEMINI = "openai:gpt-4o-mini", "anthropic:claude-haiku-4-5", "gemini:gemini-2.5-flash"

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from llmframe.errors import TemplateError
-from llmframe.request import canonical_json
-from llmframe.template import Template
+from llmframe.plan.request import canonical_json
+from llmframe.plan.template import Template
 
 
 def render(template, df, **kwargs):

@@ -145,8 +145,8 @@ def test_structured_output_is_constrained_valid_and_typed(model):
 
 
 def test_the_grammar_makes_the_model_write_the_fields_in_the_schemas_order(model, cache_dir):
-    from llmframe.cache import open_store
-    from llmframe.request import Response
+    from llmframe.stores.diskcache import open_store
+    from llmframe.plan.request import Response
 
     # Not alphabetical, on purpose: a schema that puts one field before another means it.
     schema = {"type": "object", "title": "Verdict", "required": ["sentiment", "score"],

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from llmframe import constants
-from llmframe import prices as prices_module
+from llmframe.cost import prices as prices_module
 from llmframe.errors import BudgetExceeded, ConfigError
-from llmframe.prices import Pricer
-from llmframe.request import Response
+from llmframe.cost.prices import Pricer
+from llmframe.plan.request import Response
 from llmframe.testing.faults import Faults
 
 # $1 per input token, $2 per output token, $0.5 per cached input token: costs are checked by hand.
@@ -205,7 +205,7 @@ def test_series_usage_gives_a_frame(gen, answering):
 def test_prices_load_only_where_a_cost_is_asked_for(gen, answering):
     out = gen(frame(2), "{q}", model="openai:gpt-4o-mini")
     assert "cost" not in out.attrs["llmframe"] and "response_cost" not in out
-    code = ("import sys, pandas as pd, llmframe; from llmframe import pipeline; "
+    code = ("import sys, pandas as pd, llmframe; from llmframe.plan import build as pipeline; "
             "pipeline.plan(pd.DataFrame({'q': ['a']}), '{q}', model='openai:gpt-4o-mini', api_key='k'); "
             "print('genai_prices' in sys.modules)")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

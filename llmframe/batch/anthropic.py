@@ -7,7 +7,7 @@ import json
 import anthropic
 
 from ..providers.anthropic import finish_reason, message_params
-from ..request import Response
+from ..plan.request import Response
 from .base import Adapter, LineBuilder, Status, error_text, json_lines
 
 

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from ..errors import ConfigError, ProviderError, redact
 from ..providers.base import Provider
-from ..request import Response
+from ..plan.request import Response
 
 LineBuilder = Callable[[str, list[dict]], str]  # (custom id, messages) -> one request as a JSON line
 

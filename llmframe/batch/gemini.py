@@ -10,7 +10,7 @@ from google.genai import errors as genai_errors
 
 from .. import constants
 from ..providers.gemini import _contents, _finish_reason, _text
-from ..request import Response
+from ..plan.request import Response
 from .base import Adapter, LineBuilder, Status, error_text, json_lines
 
 _ENDED = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..executor import run_sync
-from ..progress import Progress
-from ..request import Response
+from ..engine.executor import run_sync
+from ..engine.progress import Progress
+from ..plan.request import Response
 
 
 class BatchJob:

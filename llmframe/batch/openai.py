@@ -7,7 +7,7 @@ import json
 import openai
 
 from .. import constants
-from ..request import Response
+from ..plan.request import Response
 from .base import Adapter, LineBuilder, Status, error_text, json_lines
 
 ENDPOINT = "/v1/chat/completions"

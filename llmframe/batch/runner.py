@@ -17,13 +17,13 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 import numpy as np
 
 from .. import constants
-from ..answers import EMPTY_ANSWER, Answers, is_empty
-from ..cache import Store
+from ..engine.answers import EMPTY_ANSWER, Answers, is_empty
+from ..stores.diskcache import Store
 from ..errors import ConfigError, ProviderError
-from ..executor import Check, Counters, Work
-from ..progress import Progress
+from ..engine.executor import Check, Counters, Work
+from ..engine.progress import Progress
 from ..providers.base import Provider
-from ..request import Response
+from ..plan.request import Response
 from .base import Adapter, Status
 from .split import split
 from .state import COLLECTED, ENDED, NEW, RUNNING, BatchStateWarning, Chunk, DamagedState, Job, StateStore

@@ -5,8 +5,8 @@ from __future__ import annotations
 import anthropic
 
 from .. import constants
-from ..request import Request, Response, loads
-from ..structured import OutputSchema
+from ..plan.request import Request, Response, loads
+from ..plan.structured import OutputSchema
 from . import replies
 from .base import Provider
 

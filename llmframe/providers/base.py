@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, ClassVar
 
 from .. import constants
 from ..errors import ConfigError, ProviderError, SchemaError, quota_spent, redact
-from ..request import Request, Response
+from ..plan.request import Request, Response
 
 if TYPE_CHECKING:
-    from ..structured import OutputSchema
+    from ..plan.structured import OutputSchema
 
 _deadline = getattr(asyncio, "timeout", None)  # Python 3.11+
 

@@ -11,8 +11,8 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from ..errors import ProviderError, redact
-from ..request import Request, Response
-from ..structured import OutputSchema
+from ..plan.request import Request, Response
+from ..plan.structured import OutputSchema
 from . import replies
 from .base import Provider, never_connected
 

@@ -17,7 +17,7 @@ import orjson
 
 from .. import constants
 from ..errors import ProviderError, quota_spent, redact
-from ..request import loads
+from ..plan.request import loads
 from .base import never_connected
 
 

@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConfigError, SchemaError
-from ..request import Request, Response
+from ..plan.request import Request, Response
 from .base import Provider
 
 if TYPE_CHECKING:
-    from ..structured import OutputSchema
+    from ..plan.structured import OutputSchema
 
 T = TypeVar("T")
 Batch = list[tuple[int, Response]]  # (position in the group, its answer)

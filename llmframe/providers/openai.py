@@ -10,8 +10,8 @@ import openai
 
 from .. import constants
 from ..errors import ConfigError, ProviderError, SchemaError
-from ..request import Request, Response, loads
-from ..structured import OutputSchema
+from ..plan.request import Request, Response, loads
+from ..plan.structured import OutputSchema
 from . import replies
 from .base import Provider
 from .http import JSONClient

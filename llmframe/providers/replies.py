@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import ProviderError
-from ..request import Response
+from ..plan.request import Response
 
 # Content-part types whose "text" is answer text; other parts (images, reasoning, tool calls) are skipped.
 _TEXT_PARTS = frozenset({"text", "output_text"})

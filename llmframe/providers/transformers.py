@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria
 
 from .. import constants
 from ..errors import ConfigError
-from ..request import Request, Response
+from ..plan.request import Request, Response
 from .local import MAPPED_PARAMS, Batch, LocalProvider, check_model, loaded, option, raw_prompt
 
 

@@ -12,7 +12,7 @@ from vllm.sampling_params import SamplingParams, StructuredOutputsParams
 
 from .. import constants
 from ..errors import ConfigError
-from ..request import Request, Response
+from ..plan.request import Request, Response
 from .local import MAPPED_PARAMS, Batch, LocalProvider, check_model, loaded, option, raw_prompt
 
 # vLLM 0.32's xgrammar backend ignores the per-request disable_any_whitespace; set engine-wide, it works.

@@ -41,11 +41,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from llmframe.testing.batches import BatchSettings
-    from llmframe.testing.faults import Faults
-    from llmframe.testing.notebook import notebook_setup, tutorial_answer
-    from llmframe.testing.process import SimulatorProcess
-    from llmframe.testing.simulator import LoggedRequest, SimulatedError, Simulator, default_answer, digest_answer
+    from .batches import BatchSettings
+    from .faults import Faults
+    from .notebook import notebook_setup, tutorial_answer
+    from .process import SimulatorProcess
+    from .simulator import LoggedRequest, SimulatedError, Simulator, default_answer, digest_answer
 
 # Names are imported on first use, so that loading the pytest plugin (which imports this package)
 # does not need the optional aiohttp dependency until a fixture actually starts a server.

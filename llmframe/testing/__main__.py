@@ -8,8 +8,8 @@ import os
 import signal
 import time
 
-from llmframe.testing.faults import Faults
-from llmframe.testing.simulator import Simulator
+from .faults import Faults
+from .simulator import Simulator
 
 
 def _error_rate(text: str) -> tuple[int, float]:

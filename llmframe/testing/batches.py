@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from llmframe.testing.simulator import OPENAI, BadRequest, Dialect, _text, _tokens
-from llmframe.testing.vendors import ANTHROPIC, GEMINI
+from .simulator import OPENAI, BadRequest, Dialect, _text, _tokens
+from .vendors import ANTHROPIC, GEMINI
 
 if TYPE_CHECKING:
-    from llmframe.testing.simulator import Simulator
+    from .simulator import Simulator
 
 
 @dataclass

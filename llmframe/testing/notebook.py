@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from llmframe.testing.simulator import Simulator, _last_user_text, default_answer
+from .simulator import Simulator, _last_user_text, default_answer
 
 # The environment variables the official SDKs read, per provider: (endpoint, keys).
 PROVIDER_ENV = {

@@ -12,8 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from llmframe.testing.faults import Faults
-from llmframe.testing.simulator import API_KEY
+from .faults import Faults
+from .simulator import API_KEY
 
 # The directory holding the llmframe package, so the child imports the same code as the parent.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from llmframe.testing.simulator import Simulator
+    from .simulator import Simulator
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +16,7 @@ def llm_simulator_server() -> Iterator[Simulator]:
     """One simulator shared by the whole test run, stopped at its end."""
     # Imported here: the plugin is loaded by every pytest run once llmframe is installed,
     # and must not fail where the optional aiohttp dependency is missing.
-    from llmframe.testing.simulator import Simulator
+    from .simulator import Simulator
 
     with Simulator() as sim:
         yield sim
@@ -39,7 +39,7 @@ def llm_tiny_model(tmp_path_factory: pytest.TempPathFactory):
 
     pytest.importorskip("transformers", reason="the tiny model needs the transformers extra: "
                                                "pip install 'llmframe[transformers]'")
-    from llmframe.testing.tiny_model import build_tiny_model
+    from .tiny_model import build_tiny_model
 
     os.environ["HF_HUB_OFFLINE"] = "1"  # a test run never reaches a model hub; loading is by path
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))

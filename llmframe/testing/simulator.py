@@ -16,8 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from llmframe.testing.faults import HTML_502, QUOTA_MESSAGE, Faults, FaultState, refusal, retry_headers, retype
-from llmframe.testing.schema_answers import instance, invalid_json, violation
+from .faults import HTML_502, QUOTA_MESSAGE, Faults, FaultState, refusal, retry_headers, retype
+from .schema_answers import instance, invalid_json, violation
 
 API_KEY = "sim-key"
 MODEL = "sim-model"
@@ -328,7 +328,7 @@ class Simulator:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
-        from llmframe.testing.batches import BatchService  # imported here: it builds on this module
+        from .batches import BatchService  # imported here: it builds on this module
 
         self.batches = BatchService(self)  # the batch APIs: settings, and the batches created
 
@@ -431,7 +431,7 @@ class Simulator:
         """Build the aiohttp application with the simulator's routes."""
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
-        from llmframe.testing.vendors import add_vendor_routes  # imported here: it builds on this module
+        from .vendors import add_vendor_routes  # imported here: it builds on this module
 
         add_vendor_routes(app, self._serve)
         self.batches.add_routes(app)

@@ -14,8 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from llmframe.testing.faults import QUOTA_MESSAGE, FaultState
-from llmframe.testing.simulator import MODEL, BadRequest, Dialect, _api_key
+from .faults import QUOTA_MESSAGE, FaultState
+from .simulator import MODEL, BadRequest, Dialect, _api_key
 
 # --- shared helpers --------------------------------------------------------------------------
 

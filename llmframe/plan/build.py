@@ -12,18 +12,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import constants, estimate
-from .budget import Budget
-from .cache import Store, open_store
-from .config import settings
-from .columns import Output
-from .errors import BudgetExceeded, ConfigError
-from .prices import Pricer
-from .executor import Counters, Policy, Work, execute
-from .progress import Progress, for_run, should_show
-from .providers import parse_model, provider_class
-from .providers.base import Provider
-from .answers import Answers
+from .. import constants
+from ..cost import estimate
+from ..cost.budget import Budget
+from ..stores.diskcache import Store, open_store
+from ..config import settings
+from ..collect.columns import Output
+from ..errors import BudgetExceeded, ConfigError
+from ..cost.prices import Pricer
+from ..engine.executor import Counters, Policy, Work, execute
+from ..engine.progress import Progress, for_run, should_show
+from ..providers import parse_model, provider_class
+from ..providers.base import Provider
+from ..engine.answers import Answers
 from .request import (
     Keys,
     Request,
@@ -75,7 +76,7 @@ class Run:
 
     def batches(self, progress: Progress):
         """The batch jobs of this run (llmframe.batch.runner.Batches), reporting to progress."""
-        from .batch.runner import Batches
+        from ..batch.runner import Batches
 
         async def online(work: Work) -> Answers:
             responses, counters = await execute(work, self.provider, store=self.store, lookup=False,

@@ -12,8 +12,8 @@ from typing import Any, Union
 import numpy as np
 import pandas as pd
 
-from . import constants
-from .errors import TemplateError
+from .. import constants
+from ..errors import TemplateError
 from .request import canonical_json
 
 # The encoder json.dumps(str, ensure_ascii=False) itself uses, so both spellings give identical text.

@@ -12,16 +12,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import constants
-from . import usage
-from .errors import BudgetExceeded, ConfigError, RunAborted, SchemaError
-from .answers import Answers
+from .. import constants
+from ..cost import usage
+from ..errors import BudgetExceeded, ConfigError, RunAborted, SchemaError
+from ..engine.answers import Answers
 from .report import Report, warn_if_mostly_failed
-from .request import Response
-from .structured import OUTPUT_MODES, OutputSchema, from_output
+from ..plan.request import Response
+from ..plan.structured import OUTPUT_MODES, OutputSchema, from_output
 
 if TYPE_CHECKING:
-    from .pipeline import Run
+    from ..plan.build import Run
 
 ERROR_MODES = ("column", "raise")
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from . import constants
+from .. import constants
 
 # outcome -> (notebook widget bar_style, terminal bar colour)
 _STYLES = {

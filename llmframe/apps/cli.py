@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import constants
+from .. import constants
 
 
 def _demo(_args: argparse.Namespace) -> int:
@@ -27,11 +27,11 @@ def _info(args: argparse.Namespace) -> int:
         else:
             print(describe(args.path))
         return 0
-    from . import __version__
-    from .cache import default_directory
-    from .config import settings
-    from .errors import ConfigError
-    from .providers import REGISTRY, provider_class
+    from .. import __version__
+    from ..stores.diskcache import default_directory
+    from ..config import settings
+    from ..errors import ConfigError
+    from ..providers import REGISTRY, provider_class
 
     print(f"llmframe {__version__} (Python {sys.version.split()[0]})")
     print(f"cache directory: {settings().cache_dir or default_directory()}")
@@ -110,8 +110,8 @@ def _batches_status(args: argparse.Namespace) -> int:
     import json
     import warnings
 
-    from .batch import batches
-    from .batch.state import BatchStateWarning
+    from ..batch import batches
+    from ..batch.state import BatchStateWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BatchStateWarning)  # listed below, with how to remove them
@@ -138,7 +138,7 @@ def _batches_status(args: argparse.Namespace) -> int:
 
 
 def _batches_cancel(args: argparse.Namespace) -> int:
-    from .batch import cancel_batches
+    from ..batch import cancel_batches
 
     asked = cancel_batches(args.id, all=args.all, prefix=args.prefix, cache_dir=args.cache_dir)
     for batch_id in asked:
@@ -165,7 +165,7 @@ def _iso(timestamp: float | None) -> str:
 def _cache_stats(args: argparse.Namespace) -> int:
     import json
 
-    from .cache import UNKNOWN, cache_stats
+    from ..stores.diskcache import UNKNOWN, cache_stats
 
     stats = cache_stats(args.cache_dir)
     if args.json:
@@ -190,9 +190,9 @@ def _cache_stats(args: argparse.Namespace) -> int:
 
 
 def _cache_clear(args: argparse.Namespace) -> int:
-    from .cache import clear_cache, parse_duration, reset_cache, resolve_directory
+    from ..stores.diskcache import clear_cache, parse_duration, reset_cache, resolve_directory
 
-    from .errors import CacheDamaged, ConfigError
+    from ..errors import CacheDamaged, ConfigError
 
     if args.older_than is not None:
         try:  # a typo is a usage error, found before anything is asked or removed
@@ -242,7 +242,7 @@ def _cache_clear(args: argparse.Namespace) -> int:
 
 def _pairs(items: list[str]) -> dict:
     """KEY=VALUE arguments as a dict; each VALUE is read as JSON when it is JSON (0.5, true, [1,2]), else as text."""
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     out = {}
     for item in items:
@@ -269,7 +269,7 @@ _number.__name__ = "number"  # argparse's message: "invalid number value: 'abc'"
 
 def _json_argument(flag: str, text: str):
     """Inline JSON, or the path of a JSON file."""
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     try:
         return json.loads(Path(text).read_text(encoding="utf-8") if Path(text).is_file() else text)
@@ -417,7 +417,7 @@ def _add_run_command(sub) -> None:
 
 
 def _template(args: argparse.Namespace):
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     if args.template is not None:
         return args.template
@@ -440,7 +440,7 @@ def _schema(spec: str):
     import importlib.util
     import os
 
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     if spec.lower().endswith(".json") or (Path(spec).is_file() and ":" not in spec):
         try:
@@ -469,9 +469,9 @@ def _schema(spec: str):
 def _run(args: argparse.Namespace) -> int:
     import signal
 
-    from . import constants
-    from .errors import BudgetExceeded, ConfigError, RunAborted
-    from .request import integer_at_least
+    from .. import constants
+    from ..errors import BudgetExceeded, ConfigError, RunAborted
+    from ..plan.request import integer_at_least
     from .stream import Job, print_summary, run
 
     if args.schema is not None and args.output is not None:
@@ -532,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: 0 done, 1 declined at a prompt or rows failed, 2 a usage error."""
-    from .errors import ConfigError, SchemaError, TemplateError
+    from ..errors import ConfigError, SchemaError, TemplateError
 
     args = build_parser().parse_args(argv)
     try:

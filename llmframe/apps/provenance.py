@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import constants
-from .errors import ConfigError, redact
+from .. import constants
+from ..errors import ConfigError, redact
 
 # Options recorded as given; the rest of generate's keywords are recorded too, less these secrets.
 _SECRET_OPTIONS = frozenset({"api_key"})
@@ -20,8 +20,8 @@ _SHORTEST_KEY = 8
 def record(*, source: str, template: Any, model: str, output: Any, output_source: str | None, errors: str,
            options: dict, columns: list[str], report: dict, secrets: Iterable[str | None]) -> dict:
     """The provenance of one output file, as plain JSON, with every secret removed."""
-    from . import __version__
-    from .structured import from_output
+    from .. import __version__
+    from ..plan.structured import from_output
 
     schema = from_output(output)
     parameters = {k: v for k, v in options.items() if k not in _SECRET_OPTIONS}

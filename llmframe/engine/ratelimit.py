@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Protocol
 
-from . import constants
-from .durations import duration_seconds
-from .errors import RunAborted
+from .. import constants
+from ..durations import duration_seconds
+from ..errors import RunAborted
 
 Clock = Callable[[], float]
 

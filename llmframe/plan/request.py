@@ -14,8 +14,8 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from . import constants
-from .errors import ConfigError
+from .. import constants
+from ..errors import ConfigError
 
 
 # One encoder for every cache value: json.dumps with options builds a new encoder per call.

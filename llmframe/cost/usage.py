@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from . import constants
-from .answers import Answers
-from .errors import ProviderError
-from .request import Request, Response
+from .. import constants
+from ..engine.answers import Answers
+from ..errors import ProviderError
+from ..plan.request import Request, Response
 
 if TYPE_CHECKING:
-    from .pipeline import Run
-    from .providers.base import Provider
+    from ..plan.build import Run
+    from ..providers.base import Provider
 
 
 class Meter:

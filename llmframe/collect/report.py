@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from . import constants
+from .. import constants
 
 # Words for the keys llmframe writes; any other key (added by a newer feature) is shown under its own name.
 _LABELS = {

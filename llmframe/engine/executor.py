@@ -21,16 +21,16 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from . import constants
-from .budget import Budget
-from .cache import Store
-from .errors import ProviderError, RunAborted, redact
+from .. import constants
+from ..cost.budget import Budget
+from ..stores.diskcache import Store
+from ..errors import ProviderError, RunAborted, redact
 from .progress import Progress
-from .providers.base import Provider
+from ..providers.base import Provider
 from .ratelimit import Limiter, Patience, estimate_tokens, format_seconds, limiter_for, retry_after
-from .usage import Meter
+from ..cost.usage import Meter
 from .answers import EMPTY_ANSWER, Answers, is_empty
-from .request import Request, Response
+from ..plan.request import Request, Response
 
 T = TypeVar("T")
 

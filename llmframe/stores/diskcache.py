@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import constants
-from .durations import duration_seconds
-from .errors import CacheDamaged, CacheError, ConfigError
+from .. import constants
+from ..durations import duration_seconds
+from ..errors import CacheDamaged, CacheError, ConfigError
 
 # Values shorter than diskcache's file threshold sit in the row itself ("raw" mode), keyed by raw str keys.
 _MODE_RAW = 1
@@ -345,7 +345,7 @@ def parse_duration(value: float | int | str | _dt.timedelta) -> float:
 def resolve_directory(cache_dir: str | os.PathLike | None = None) -> Path:
     """cache_dir, else the configured one (llmframe.configure), else the default directory."""
     if cache_dir is None:
-        from .config import settings
+        from ..config import settings
 
         cache_dir = settings().cache_dir
     return Path(cache_dir).expanduser() if cache_dir is not None else default_directory()
@@ -368,7 +368,7 @@ def cache_stats(cache_dir: str | os.PathLike | None = None) -> dict:
     path, store = _existing_store(cache_dir)
     if store is not None:
         return store.stats()
-    from .config import settings
+    from ..config import settings
 
     return {"directory": str(path), "entries": 0, "size_bytes": 0, "size_limit_bytes": settings().cache_size_limit,
             "oldest": None, "newest": None, "models": {}, "unknown": 0}

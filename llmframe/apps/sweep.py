@@ -12,15 +12,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import columns, constants, pipeline
-from . import estimate as estimate_
-from .budget import Budget
-from .errors import BudgetExceeded, ConfigError
-from .executor import run_sync
-from .progress import Progress, should_show
-from .report import one_warning_for_all_runs, warn_if_mostly_failed
-from .request import Response, canonical_json, integer_at_least
-from .scorers import Scorer, as_scorer
+from ..collect import columns
+from .. import constants
+from ..plan import build as pipeline
+from ..cost import estimate as estimate_
+from ..cost.budget import Budget
+from ..errors import BudgetExceeded, ConfigError
+from ..engine.executor import run_sync
+from ..engine.progress import Progress, should_show
+from ..collect.report import one_warning_for_all_runs, warn_if_mostly_failed
+from ..plan.request import Response, canonical_json, integer_at_least
+from ..scorers import Scorer, as_scorer
 
 _KEYWORD_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "seed", "stop"})  # plan()'s own keywords
 

@@ -20,7 +20,7 @@ REVIEWS = [
 def main() -> int:
     """Run the demo and print what happened; needs no API key and no network."""
     try:
-        from .testing import Simulator, tutorial_answer
+        from ..testing import Simulator, tutorial_answer
     except ImportError as exc:
         raise SystemExit(f"the demo needs the simulator's server ({exc.name}): pip install 'llmframe[testing]'")
     frame = pd.DataFrame({"review": REVIEWS})

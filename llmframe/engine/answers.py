@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import constants
-from .request import Response, loads
+from .. import constants
+from ..plan.request import Response, loads
 
 _NO_FINISH = 0  # finish code of "no finish reason given"
 _first = operator.itemgetter(0)

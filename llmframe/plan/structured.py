@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from . import constants
-from .errors import ConfigError, SchemaError
+from .. import constants
+from ..errors import ConfigError, SchemaError
 
 OUTPUT_MODES = ("columns", "object")
 

@@ -9,15 +9,17 @@ from typing import Any
 
 import pandas as pd
 
-from . import columns, constants, pipeline
-from .batch import BatchJob
-from . import estimate as estimate_
-from . import sweep as sweep_
-from .errors import ConfigError
-from .estimate import Estimate
-from .sweep import SweepResult
-from .executor import run_async, run_sync
-from .template import TemplateLike
+from ..collect import columns
+from .. import constants
+from ..plan import build as pipeline
+from ..batch import BatchJob
+from ..cost import estimate as estimate_
+from ..apps import sweep as sweep_
+from ..errors import ConfigError
+from ..cost.estimate import Estimate
+from ..apps.sweep import SweepResult
+from ..engine.executor import run_async, run_sync
+from ..plan.template import TemplateLike
 
 _SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
 

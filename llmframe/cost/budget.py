@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .prices import Pricer
-from .request import positive_number
+from ..plan.request import positive_number
 
 
 @dataclass

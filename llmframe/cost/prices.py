@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from . import constants
-from .errors import ConfigError
+from .. import constants
+from ..errors import ConfigError
 
 _WARNED: set[str] = set()  # models already warned about, so a sweep of 40 runs warns once
 

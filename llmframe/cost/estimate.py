@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import constants
+from .. import constants
 from .prices import Pricer
-from .request import Request
+from ..plan.request import Request
 
 if TYPE_CHECKING:
-    from .pipeline import Run
+    from ..plan.build import Run
 
 MODES = ("online", "batch")
 APPROXIMATION = f"approximate: characters / {constants.CHARS_PER_TOKEN}"

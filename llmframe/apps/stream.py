@@ -23,10 +23,11 @@ from typing import Any
 
 import pandas as pd
 
-from . import constants, provenance
-from .errors import BudgetExceeded, ConfigError, RunAborted
-from .progress import Progress, shared, should_show
-from .report import one_warning_for_all_runs, warn_if_mostly_failed
+from .. import constants
+from . import provenance
+from ..errors import BudgetExceeded, ConfigError, RunAborted
+from ..engine.progress import Progress, shared, should_show
+from ..collect.report import one_warning_for_all_runs, warn_if_mostly_failed
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 _FORMATS = {**dict.fromkeys(PARQUET_SUFFIXES, "parquet"), ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl",
@@ -408,8 +409,8 @@ def run(job: Job) -> Outcome:
     """Stream the input through generate into the output; nothing is written until the input is checked."""
     import pyarrow as pa
 
-    from . import accessor  # noqa: F401  (registers df.llm)
-    from .template import Template
+    from ..faces import pandas as accessor  # noqa: F401  (registers df.llm)
+    from ..plan.template import Template
 
     parts = open_source(job.source)
     to_directory = check_destination(job, parts)
@@ -503,7 +504,7 @@ def generate_chunk(table, used: list[str], template: Any, generate: dict) -> pd.
 
 def _secrets(job: Job) -> list[str | None]:
     """The key values to scrub from provenance: the one given, and the provider's environment variables."""
-    from .providers import parse_model, provider_class
+    from ..providers import parse_model, provider_class
 
     env = provider_class(parse_model(job.model)[0]).key_env
     return [job.options.get("api_key"), *(os.environ.get(v) for v in env)]

@@ -1,0 +1,1 @@
+"""Applications on the core: the llmframe command, file runs, sweeps, the demo."""

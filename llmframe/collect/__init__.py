@@ -1,0 +1,1 @@
+"""Collecting: a plan and its answers turned into columns and the run report."""

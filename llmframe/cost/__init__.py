@@ -1,0 +1,1 @@
+"""Money: prices, estimates, budgets and the usage columns."""

@@ -1,0 +1,1 @@
+"""The faces: pandas (df.llm, s.llm); they convert, validate and delegate, nothing else."""

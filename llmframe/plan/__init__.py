@@ -1,0 +1,1 @@
+"""Planning: templates, content keys, output specs and parameters, rendered before anything is sent."""

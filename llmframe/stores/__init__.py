@@ -1,0 +1,1 @@
+"""Answer stores: the embedded diskcache store."""
