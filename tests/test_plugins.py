@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -53,6 +52,7 @@ version = "0.1"
 [project.entry-points."llmframe.providers"]
 myprovider = "llmframe_reverse:ReverseProvider"
 broken = "llmframe_reverse:NotAProvider"
+misnamed = "llmframe_reverse:ReverseProvider"
 
 [tool.setuptools]
 py-modules = ["llmframe_reverse"]
@@ -145,11 +145,12 @@ def test_an_installed_plugin_answers_caches_reports_and_is_listed(plugin_path, c
     listed = {line.split()[1]: line for line in info.stdout.splitlines() if line.startswith("provider ")}
     assert "installed (plugin llmframe_reverse:ReverseProvider from llmframe-reverse 0.1)" in listed["myprovider"]
     assert "not a subclass" in listed["broken"] and "installed" in listed["openai"]
+    assert "has name = 'myprovider': a provider's name must be the prefix it is registered under" in listed["misnamed"]
 
 
-def test_without_the_plugin_its_prefix_is_unknown(cache_dir):
-    done = subprocess.run([sys.executable, "-c", "from llmframe.providers import parse_model; parse_model('myprovider:x')"],
-                          capture_output=True, text=True)
+def test_without_the_plugin_its_prefix_is_unknown():
+    code = "from llmframe.providers import parse_model; parse_model('myprovider:x')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "unknown provider 'myprovider'" in done.stderr and "no provider plugins installed" in done.stderr
 
 
