@@ -53,7 +53,7 @@ def build(run: pipeline.Run) -> tuple[float, float, int, int]:
                 yield request.key, line(request.key, request.messages)
 
     files, size = 0, 0
-    for _group, texts in split(lines(), *constants.BATCH_LIMITS["openai"]):
+    for _group, texts in split(lines(), *constants.OPENAI_BATCH_LIMITS):
         data = ("\n".join(texts) + "\n").encode()
         files += 1
         size += len(data)
@@ -97,7 +97,7 @@ def measure(rows: int, repeats: int) -> dict:
     """Rows/s of building and of mapping back, `repeats` times each, and of the cache write once."""
     with tempfile.TemporaryDirectory(prefix="llmframe-batch-bench-") as cache_dir:
         run = plan(rows, cache_dir)
-        per_file = constants.BATCH_LIMITS["openai"][0]
+        per_file = constants.OPENAI_BATCH_LIMITS[0]
         builds, maps, builds_cpu, maps_cpu = [], [], [], []
         files_info = None
         for _ in range(repeats):

@@ -55,6 +55,11 @@ RAMP_UP_SHARE = 0.02  # ... and at least this share of the pause apart, so short
 CHARS_PER_TOKEN = 4  # prompt-length estimate before sending; corrected from real usage afterwards
 OUTPUT_TOKENS_GUESS = 256  # output allowance in the TPM estimate when max_tokens is not set
 SHARED_BLOCK_SECONDS = 0.1  # a process sharing a budget (Ray actors) draws this many seconds' worth at a time
+# Rate-limit headers, (limit, remaining, reset) with "{kind}" for "requests" or "tokens": each provider
+# declares the dialects its servers speak. OpenAI's is also what most compatible servers and gateways send.
+OPENAI_RATELIMIT_HEADERS = ("x-ratelimit-limit-{kind}", "x-ratelimit-remaining-{kind}", "x-ratelimit-reset-{kind}")
+ANTHROPIC_RATELIMIT_HEADERS = ("anthropic-ratelimit-{kind}-limit", "anthropic-ratelimit-{kind}-remaining",
+                               "anthropic-ratelimit-{kind}-reset")
 
 # Ray Data (llmframe.ray)
 RAY_CONCURRENCY = 1  # actors in the pool; each runs batch.llm.generate with its own max_concurrency
@@ -71,14 +76,16 @@ CACHE_SQLITE_PAGES = 2**11  # SQLite's page cache per connection: 8 MB of 4 KB p
 CACHE_BACKLOG_ROWS = 4096  # answers waiting for the disk beyond which no new request is sent
 CACHE_BACKLOG_WAIT_SECONDS = 0.01  # how often a held-back feeder looks again
 CACHE_KEY_VERSION = 1  # bump when the key's canonical form changes
-# The providers' own endpoints, normalised. Answers from any other server (a simulator, a proxy, a local
-# server) are keyed by its endpoint too; these are left out of the key, so caches made before stay valid.
-OFFICIAL_ENDPOINTS = {
-    "openai": ("https://api.openai.com/v1",),
-    "anthropic": ("https://api.anthropic.com",),
-    "gemini": ("https://generativelanguage.googleapis.com",),
-}
-OFFICIAL_ENDPOINT_DOMAINS = {"gemini": ".googleapis.com"}  # Vertex AI's regional endpoints are Google's too
+# The providers' own endpoints, normalised (each provider class declares its own). Answers from any other
+# server (a simulator, a proxy, a local server) are keyed by its endpoint too; these are left out of the key,
+# so caches made before stay valid.
+OPENAI_ENDPOINT = "https://api.openai.com/v1"
+ANTHROPIC_ENDPOINT = "https://api.anthropic.com"
+GEMINI_ENDPOINT = "https://generativelanguage.googleapis.com"
+GEMINI_ENDPOINT_DOMAIN = ".googleapis.com"  # Vertex AI's regional endpoints are Google's too
+
+# Providers
+PROVIDER_ENTRY_POINTS = "llmframe.providers"  # the entry-point group of provider plugins: name = model= prefix
 
 # HTTP
 REQUEST_TIMEOUT_SECONDS = 600.0  # one attempt, end to end: a reply trickling in cannot outlast it (OpenAI's default)
@@ -110,14 +117,13 @@ PAUSE_SHOWN_SECONDS = 1.0  # the bar says "paused until ..." for pool pauses lon
 
 # Native batch mode (provider batch APIs: half price, their own quotas)
 BATCH_MODES = ("online", "batch", "auto")
-BATCH_PROVIDERS = ("openai", "anthropic", "gemini")  # the providers with a native batch API
 BATCH_AUTO_MIN_REQUESTS = 5000  # mode="auto" uses the batch API from this many distinct requests
-# Per job, from each provider's documented limits: (requests, bytes of the requests).
-BATCH_LIMITS = {
-    "openai": (50_000, 200 * 2**20),  # one input file: 50,000 requests, 200 MB
-    "anthropic": (100_000, 256 * 2**20),  # one Message Batch: 100,000 requests, 256 MB
-    "gemini": (1_000_000, 2 * 2**30),  # one input file of at most 2 GB
-}
+# Per job, from each provider's documented limits: (requests, bytes of the requests). A provider class
+# with a batch API declares its own (Provider.batch_limits).
+OPENAI_BATCH_LIMITS = (50_000, 200 * 2**20)  # one input file: 50,000 requests, 200 MB
+ANTHROPIC_BATCH_LIMITS = (100_000, 256 * 2**20)  # one Message Batch: 100,000 requests, 256 MB
+GEMINI_BATCH_LIMITS = (1_000_000, 2 * 2**30)  # one input file of at most 2 GB
+BATCH_DEFAULT_LIMITS = OPENAI_BATCH_LIMITS  # a batch API that declares none: the strictest of the three
 GEMINI_INLINE_BYTES = 20 * 2**20  # Gemini takes requests inline below this payload size, as a file above
 BATCH_POLL_ENV_VAR = "LLMFRAME_POLL_INTERVAL"
 BATCH_POLL_SECONDS = 30.0  # between polls of a running job, unless poll_interval= or the variable says
@@ -128,7 +134,6 @@ BATCH_FIND_SLACK_SECONDS = 3600.0  # a re-attaching run looks this far back for 
 BATCH_STATE_DIR = "batches"  # job state files, inside the cache directory
 
 # Usage and cost
-PRICE_PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "gemini": "google"}  # ours -> genai-prices'
 USAGE_SUFFIXES = ("input_tokens", "output_tokens", "cost", "cached", "latency_s", "finish_reason")  # usage=True
 ESTIMATE_SAMPLES = 3  # rendered prompts shown by estimate()
 MIN_OUTPUT_TOKENS = 1  # the low end of an estimate's output range, per request

@@ -30,7 +30,7 @@ from .engine import ratelimit
 from .faces.pandas import _check_options
 from .config import settings
 from .errors import ConfigError
-from .providers import parse_model, provider_class
+from .providers import create
 from .collect.report import one_warning_for_all_runs
 from .plan.request import integer_at_least
 from .plan.template import TemplateLike
@@ -142,11 +142,11 @@ class _Generate:
         if budget is not None:
             _, model, _, _, options = call
             # The limiter this worker's runs will use: its identity is that of the worker's own provider.
-            name, model_name = parse_model(model)
-            provider = provider_class(name)(model_name, api_key=options.get("api_key"), base_url=options.get("base_url"),
-                                            max_concurrency=1, timeout=constants.REQUEST_TIMEOUT_SECONDS,
-                                            options=options.get("provider_options"))
-            ratelimit.limiter_for(provider.limiter_key).shared = SharedBudget(budget)
+            provider = create(model, api_key=options.get("api_key"), base_url=options.get("base_url"),
+                              max_concurrency=1, timeout=constants.REQUEST_TIMEOUT_SECONDS,
+                              options=options.get("provider_options"))
+            limiter = ratelimit.limiter_for(provider.limiter_key, provider.ratelimit_headers)
+            limiter.shared = SharedBudget(budget)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         template, model, output, errors, options = self._call

@@ -18,6 +18,7 @@ from llmframe.batch.runner import first_polls, job_id
 from llmframe.batch.split import split
 from llmframe.errors import BudgetExceeded, ConfigError
 from llmframe.plan.request import Response
+from llmframe.providers import provider_class
 from llmframe.testing import digest_answer
 from llmframe.testing.batches import BatchSettings
 
@@ -97,7 +98,7 @@ def test_cached_rows_are_not_submitted(batch, gen, sim):
 
 
 def test_split_by_request_count(batch, sim, monkeypatch):
-    monkeypatch.setitem(constants.BATCH_LIMITS, "openai", (7, 10**9))
+    monkeypatch.setattr(provider_class("openai"), "batch_limits", (7, 10**9))
     out = batch(frame(20))
     assert out["response"].tolist() == expected(20)
     assert sorted(c.requests for c in sim.batches.created) == [6, 7, 7]
@@ -108,7 +109,7 @@ def test_split_by_request_count(batch, sim, monkeypatch):
 def test_split_by_bytes(batch, sim, monkeypatch, provider):
     one = len(sim.batches.created)
     limit = 1000
-    monkeypatch.setitem(constants.BATCH_LIMITS, provider, (10**6, limit))
+    monkeypatch.setattr(provider_class(provider), "batch_limits", (10**6, limit))
     out = batch(frame(12, "a longer prompt, so that only a few lines fit in a thousand bytes:"), provider)
     assert out["response_error"].isna().all()
     sizes = [c.requests for c in sim.batches.created[one:]]
@@ -317,9 +318,7 @@ def test_result_parsers_map_answers_and_errors_by_custom_id():
 @pytest.mark.parametrize("provider", ["openai", "gemini"])
 def test_a_run_that_died_before_recording_a_batch_id_finds_the_batch_instead_of_creating_it_again(
         batch, sim, monkeypatch, provider):
-    from llmframe.batch.runner import ADAPTERS
-
-    module, _, name = ADAPTERS[provider].partition(":")
+    module, _, name = provider_class(provider).batch_adapter.partition(":")
     import importlib
 
     adapter = getattr(importlib.import_module(module), name)
@@ -455,7 +454,7 @@ def test_a_state_file_that_cannot_be_read_raises_one_error_naming_it(cache_dir, 
                                                     ("gemini", "/models/sim-model:batchGenerateContent")])
 def test_a_server_without_a_batch_api_is_named_and_leaves_no_job(batch, sim, cache_dir, monkeypatch, provider,
                                                                   endpoint):
-    monkeypatch.setitem(constants.BATCH_LIMITS, provider, (2, 10**9))  # two chunks: neither may be left behind
+    monkeypatch.setattr(provider_class(provider), "batch_limits", (2, 10**9))  # two chunks: neither may be left behind
     sim.batches.settings = BatchSettings(seconds=0.05, api=False)  # as vLLM and llama.cpp answer: 404
     with pytest.raises(ConfigError, match="has no batch API") as caught:
         batch(frame(3), provider)

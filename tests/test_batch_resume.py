@@ -31,10 +31,10 @@ CLIENT = textwrap.dedent(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     import pandas as pd
     import llmframe
-    from llmframe import constants
+    from llmframe.providers import provider_class
 
     rows, provider, base_url, chunk = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-    constants.BATCH_LIMITS[provider] = (chunk, 10**9)  # small test limits: several batches per call
+    provider_class(provider).batch_limits = (chunk, 10**9)  # small test limits: several batches per call
     df = pd.DataFrame({"x": [f"row {i}" for i in range(rows)]})
     try:
         out = df.llm.generate("{x}", model=f"{provider}:sim-model", base_url=base_url, api_key="sim-key",

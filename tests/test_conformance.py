@@ -180,9 +180,9 @@ def test_the_key_never_reaches_the_cache_report_or_errors(vendor, sim, cache_dir
 def test_a_missing_sdk_names_the_extra_to_install(vendor, sim, monkeypatch):
     import sys
 
-    from llmframe.providers import REGISTRY
+    from llmframe.providers import BUILTINS
 
-    module = REGISTRY[vendor.prefix].split(":")[0]
+    module = BUILTINS[vendor.prefix].split(":")[0]
     sdk = {"openai": "openai", "anthropic": "anthropic", "gemini": "google.genai"}[vendor.prefix]
     monkeypatch.delitem(sys.modules, module, raising=False)
     monkeypatch.setitem(sys.modules, sdk, None)  # what an environment without the SDK looks like to import

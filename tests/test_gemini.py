@@ -89,9 +89,9 @@ def test_a_bad_key_aborts_the_run(ggen, sim, monkeypatch):
     provider = GeminiProvider("m", api_key="k", base_url=sim.gemini_base_url, max_concurrency=1, timeout=5)
     error = genai_errors.ClientError(400, {"error": {"code": 400, "message": "API key not valid. Please pass a "
                                                     "valid API key.", "status": "INVALID_ARGUMENT"}})
-    mapped = provider._api_error(error)
+    mapped = provider.api_error(error)
     assert isinstance(mapped, ProviderError) and mapped.status == 401 and not mapped.retryable
-    other = provider._api_error(genai_errors.ClientError(400, {"error": {"code": 400, "message": "bad field"}}))
+    other = provider.api_error(genai_errors.ClientError(400, {"error": {"code": 400, "message": "bad field"}}))
     assert other.status == 400
 
 

@@ -30,17 +30,11 @@ def _info(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..stores.diskcache import default_directory
     from ..config import settings
-    from ..errors import ConfigError
-    from ..providers import REGISTRY, provider_class
+    from ..providers import available
 
     print(f"llmframe {__version__} (Python {sys.version.split()[0]})")
     print(f"cache directory: {settings().cache_dir or default_directory()}")
-    for prefix in REGISTRY:
-        try:
-            provider_class(prefix)
-            status = "installed"
-        except ConfigError as exc:
-            status = str(exc)
+    for prefix, status in available().items():  # the built-ins, then the installed plugins
         print(f"provider {prefix:<12} {status}")
     return 0
 

@@ -33,12 +33,11 @@ def _scan(states: StateStore) -> tuple[list[Job], list[DamagedState]]:
 
 
 def _adapter(job: Job, api_key: str | None):
-    from ..providers import parse_model, provider_class
+    from ..providers import create
     from .runner import adapter_for
 
-    name, model = parse_model(job.model)
-    provider = provider_class(name)(model, api_key=api_key, base_url=job.base_url, max_concurrency=4,
-                                    timeout=constants.REQUEST_TIMEOUT_SECONDS)
+    provider = create(job.model, api_key=api_key, base_url=job.base_url, max_concurrency=4,
+                      timeout=constants.REQUEST_TIMEOUT_SECONDS)
     return adapter_for(provider)
 
 

@@ -36,7 +36,7 @@ class Adapter(ABC):
 
     def __init__(self, provider: Provider):
         self.provider = provider
-        self.client = provider._client  # the SDK client the provider configured (key, endpoint, timeouts)
+        self.client = provider.client  # the SDK client the provider configured (key, endpoint, timeouts)
 
     @abstractmethod
     def line_builder(self, params: dict) -> LineBuilder:

@@ -9,7 +9,7 @@ import re
 from google.genai import errors as genai_errors
 
 from .. import constants
-from ..providers.gemini import _contents, _finish_reason, _text
+from ..providers.gemini import candidate_text, finish_reason, to_contents
 from ..plan.request import Response
 from .base import Adapter, LineBuilder, Status, error_text, json_lines
 
@@ -39,7 +39,7 @@ class GeminiBatches(Adapter):
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
         def line(key: str, messages: list[dict]) -> str:
-            system, contents = _contents(messages)
+            system, contents = to_contents(messages)
             request: dict = {"contents": [c.model_dump(exclude_none=True) for c in contents]}
             if system is not None:
                 request["systemInstruction"] = {"parts": [{"text": system}]}
@@ -64,7 +64,7 @@ class GeminiBatches(Adapter):
                 job = await self.client.aio.batches.create(model=self.provider.model, src=src,
                                                            config={"display_name": uid})
             except genai_errors.APIError as exc:
-                raise self.provider._api_error(exc) from None
+                raise self.provider.api_error(exc) from None
         return job.name
 
     async def find(self, uid: str, since: float) -> str | None:
@@ -78,14 +78,14 @@ class GeminiBatches(Adapter):
                     if job.create_time is not None and job.create_time.timestamp() < oldest:
                         break
             except genai_errors.APIError as exc:
-                raise self.provider._api_error(exc) from None
+                raise self.provider.api_error(exc) from None
         return None
 
     async def _get(self, batch_id: str):
         try:
             return await self.client.aio.batches.get(name=batch_id)
         except genai_errors.APIError as exc:
-            raise self.provider._api_error(exc) from None
+            raise self.provider.api_error(exc) from None
 
     async def poll(self, batch_id: str) -> Status:
         job = await self._get(batch_id)
@@ -104,7 +104,7 @@ class GeminiBatches(Adapter):
             try:
                 data = await self.client.aio.files.download(file=dest.file_name)
             except genai_errors.APIError as exc:
-                raise self.provider._api_error(exc) from None
+                raise self.provider.api_error(exc) from None
             return parse_results(data)
         found: dict[str, Response] = {}
         for item in dest.inlined_responses or []:
@@ -119,10 +119,10 @@ class GeminiBatches(Adapter):
             candidate = (response.candidates or [None])[0]
             usage = response.usage_metadata
             found[key] = Response(
-                _text(candidate) if candidate is not None else "",
+                candidate_text(candidate) if candidate is not None else "",
                 (usage.prompt_token_count or 0) if usage else 0,
                 (usage.candidates_token_count or 0) if usage else 0,
-                _finish_reason(candidate.finish_reason) if candidate is not None else None,
+                finish_reason(candidate.finish_reason) if candidate is not None else None,
                 batch=True,
             ) if candidate is not None else Response.failure("the server returned no candidates")
         return found
@@ -131,7 +131,7 @@ class GeminiBatches(Adapter):
         try:
             await self.client.aio.batches.cancel(name=batch_id)
         except genai_errors.APIError as exc:
-            raise self.provider._api_error(exc) from None
+            raise self.provider.api_error(exc) from None
 
 
 def _inline(line: dict) -> dict:
@@ -159,7 +159,7 @@ def parse_results(data: bytes | str) -> dict[str, Response]:
             "".join(p.get("text", "") for p in parts if p.get("text") and not p.get("thought")),
             usage.get("promptTokenCount") or 0,
             usage.get("candidatesTokenCount") or 0,
-            _finish_reason(candidate.get("finishReason")),
+            finish_reason(candidate.get("finishReason")),
             batch=True,
         )
     return found

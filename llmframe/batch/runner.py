@@ -28,12 +28,6 @@ from .base import Adapter, Status
 from .split import split
 from .state import COLLECTED, ENDED, NEW, RUNNING, BatchStateWarning, Chunk, DamagedState, Job, StateStore
 
-ADAPTERS = {
-    "openai": "llmframe.batch.openai:OpenAIBatches",
-    "anthropic": "llmframe.batch.anthropic:AnthropicBatches",
-    "gemini": "llmframe.batch.gemini:GeminiBatches",
-}
-
 # Why a request has no answer when its batch ended without one, by the provider's final state.
 _UNANSWERED = {
     "expired": "the batch expired before this request ran",
@@ -44,11 +38,10 @@ _UNANSWERED = {
 
 
 def adapter_for(provider: Provider) -> Adapter:
-    """The batch adapter of a provider; ConfigError for one without a batch API."""
-    target = ADAPTERS.get(provider.name)
+    """The batch adapter the provider declares (Provider.batch_adapter); ConfigError for one without a batch API."""
+    target = provider.batch_adapter
     if target is None:
-        raise ConfigError(f"the {provider.name} provider has no batch API; use mode='online' "
-                          f"(batch mode supports {sorted(ADAPTERS)})")
+        raise ConfigError(f"the {provider.name} provider has no batch API; use mode='online'")
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)(provider)
 
@@ -142,7 +135,7 @@ class Batches:
         for chunk in self.job.active():
             covered.update(self.states.keys(self.job, chunk))
         missing = self._lookup(covered)
-        limit_requests, limit_bytes = constants.BATCH_LIMITS[self.adapter.name]
+        limit_requests, limit_bytes = self.adapter.provider.batch_limits
         gate = asyncio.Semaphore(constants.BATCH_SUBMIT_CONCURRENCY)
         creating = []
         # Each chunk is recorded (keys, then the job file) before it is created, and created while the next

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from .. import constants
 from ..errors import ConfigError
 
 _WARNED: set[str] = set()  # models already warned about, so a sweep of 40 runs warns once
@@ -147,8 +146,10 @@ class Pricer:
 
 def _database_price(model: str, batch: bool):
     """genai-prices' ModelPrice for "provider:model" now (batch variant if asked), or None if it has none."""
+    from ..providers import price_id
+
     provider, _, name = model.partition(":")
-    provider_id = constants.PRICE_PROVIDER_IDS.get(provider)
+    provider_id = price_id(provider)  # the provider class declares its genai-prices id
     if provider_id is None:
         return None
     try:

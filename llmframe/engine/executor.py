@@ -422,12 +422,12 @@ async def execute(
     counters = Counters()
     writer = _CacheWriter(store, model=model, overwrite=not lookup) if store is not None else None
     stale: set[int] = set()  # cached answers that no longer validate
-    limiter = limiter_for(provider.limiter_key)
+    limiter = limiter_for(provider.limiter_key, provider.ratelimit_headers)
     limiter.configure(policy.rpm, policy.tpm)
     patience = Patience(policy.max_wait)
     progress.watch(limiter)  # the bar says when the server holds the pool back
     # Bounded: in-flight state is O(concurrency) however many rows the frame has.
-    batched = getattr(provider, "batched", False)  # a local model: whole groups, in a worker thread
+    batched = provider.local_groups  # a local model: whole groups, in a worker thread
     slots = 2 * provider.group_size if batched else policy.concurrency
     queue: asyncio.Queue[tuple[int, Request] | None] = asyncio.Queue(maxsize=slots * constants.QUEUE_SLACK)
     secrets = provider.secrets

@@ -16,6 +16,8 @@ from ..durations import duration_seconds
 from ..errors import RunAborted
 
 Clock = Callable[[], float]
+Dialects = tuple[tuple[str, str, str], ...]  # rate-limit header names, as Provider.ratelimit_headers declares them
+BOTH_DIALECTS: Dialects = (constants.OPENAI_RATELIMIT_HEADERS, constants.ANTHROPIC_RATELIMIT_HEADERS)
 
 
 class Shared(Protocol):
@@ -74,8 +76,9 @@ class Bucket:
 class Limiter:
     """The limits of one (provider, endpoint, model, key): every worker of every run on it shares them."""
 
-    def __init__(self, clock: Clock = time.monotonic):
+    def __init__(self, clock: Clock = time.monotonic, dialects: Dialects = BOTH_DIALECTS):
         self._clock = clock
+        self.dialects = dialects  # the rate-limit headers its provider's servers send (Provider.ratelimit_headers)
         self.requests: Bucket | None = None
         self.tokens: Bucket | None = None
         self._configured: dict[str, float | None] = {"requests": None, "tokens": None}
@@ -167,7 +170,7 @@ class Limiter:
     def learn(self, headers: Mapping[str, str]) -> None:
         """Adapt to the limits and remaining budget the server reports on a response."""
         for kind in ("requests", "tokens"):
-            limit, remaining, reset = server_limits(headers, kind)
+            limit, remaining, reset = server_limits(headers, kind, self.dialects)
             if limit:
                 self.adopt(kind, limit * constants.LEARNED_LIMIT_MARGIN)
             if remaining is not None and remaining <= 0 and reset:
@@ -239,12 +242,12 @@ def format_seconds(seconds: float) -> str:
 _limiters: dict[tuple, Limiter] = {}
 
 
-def limiter_for(identity: tuple) -> Limiter:
+def limiter_for(identity: tuple, dialects: Dialects = BOTH_DIALECTS) -> Limiter:
     """The process-wide limiter of one budget (provider, endpoint, model, key): concurrent runs share it."""
     *where, api_key = identity
     # Keyed by a digest: the key itself stays with the provider client.
     fingerprint = hashlib.sha256((api_key or "").encode()).hexdigest()[:16]
-    return _limiters.setdefault((*where, fingerprint), Limiter())
+    return _limiters.setdefault((*where, fingerprint), Limiter(dialects=dialects))
 
 
 def parse_duration(text: str) -> float | None:
@@ -267,12 +270,11 @@ def _number(value: str | None) -> float | None:
     return number if number is None or math.isfinite(number) else None  # "inf", "nan": no advice at all
 
 
-def server_limits(headers: Mapping[str, str], kind: str) -> tuple[float | None, float | None, float | None]:
-    """(limit per minute, remaining, seconds to reset) for "requests" or "tokens", from either vendor's headers."""
-    for limit_h, remaining_h, reset_h in (
-        (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}"),
-        (f"anthropic-ratelimit-{kind}-limit", f"anthropic-ratelimit-{kind}-remaining", f"anthropic-ratelimit-{kind}-reset"),
-    ):
+def server_limits(headers: Mapping[str, str], kind: str,
+                  dialects: Dialects = BOTH_DIALECTS) -> tuple[float | None, float | None, float | None]:
+    """(limit per minute, remaining, seconds to reset) for "requests" or "tokens", from the first dialect sent."""
+    for names in dialects:
+        limit_h, remaining_h, reset_h = (name.format(kind=kind) for name in names)
         if limit_h in headers or remaining_h in headers:
             reset = headers.get(reset_h)
             return _number(headers.get(limit_h)), _number(headers.get(remaining_h)), parse_duration(reset) if reset else None

@@ -22,7 +22,7 @@ from ..errors import BudgetExceeded, ConfigError
 from ..cost.prices import Pricer
 from ..engine.executor import Counters, Policy, Work, execute
 from ..engine.progress import Progress, for_run, should_show
-from ..providers import parse_model, provider_class
+from ..providers import create, parse_model
 from ..providers.base import Provider
 from ..engine.answers import Answers
 from .request import (
@@ -145,7 +145,7 @@ class BatchOptions:
     job_id: str | None = None  # known once the jobs are submitted
 
 
-def _batch_options(mode: str, provider: str, requests: int, cache: bool | str, poll_interval: float | None,
+def _batch_options(mode: str, provider: Provider, requests: int, cache: bool | str, poll_interval: float | None,
                    retry_online: bool) -> BatchOptions | None:
     """None for an online run; else how the batch run polls. ConfigError for a mode that cannot work."""
     if mode not in constants.BATCH_MODES:
@@ -161,13 +161,12 @@ def _batch_options(mode: str, provider: str, requests: int, cache: bool | str, p
     interval = positive_number("poll_interval", poll_interval)
     if mode == "online":
         return None
-    supported = provider in constants.BATCH_PROVIDERS
+    supported = provider.batch_adapter is not None
     if mode == "auto":
         if not supported or cache is not True or requests < constants.BATCH_AUTO_MIN_REQUESTS:
             return None
     elif not supported:
-        raise ConfigError(f"the {provider} provider has no batch API; batch mode supports "
-                          f"{list(constants.BATCH_PROVIDERS)}: use mode='online'")
+        raise ConfigError(f"the {provider.name} provider has no batch API: use mode='online'")
     if cache is not True:
         raise ConfigError(f"mode='batch' keeps its answers and job state in the cache, so it needs cache=True "
                           f"(got cache={cache!r}); to ask again, clear the model's answers with "
@@ -250,14 +249,9 @@ def plan(
     prompts = compiled.render(frame, missing=missing, allow_no_placeholder=allow_no_placeholder)
     if max_prompt_tokens is not None:
         max_prompt_tokens = integer_at_least("max_prompt_tokens", max_prompt_tokens, 1)
-    provider = provider_class(provider_name)(
-        model_name,
-        api_key=api_key,
-        base_url=base_url,
-        max_concurrency=concurrency,
-        timeout=timeout,
-        options=provider_options,
-    )
+    provider = create(model, api_key=api_key, base_url=base_url, max_concurrency=concurrency, timeout=timeout,
+                      options=provider_options)
+    model = f"{provider_name}:{model_name}"  # a Provider instance's too: the report's and the cache's name for it
     provider.check_params(gen)
     schema_key = out.schema.key_material() if out.schema is not None else None
     if schema_key is not None and not strict and provider.strict_outputs:
@@ -269,7 +263,7 @@ def plan(
     codes, first_row = distinct(digests, valid)
     weights = np.bincount(codes[codes >= 0], minlength=len(first_row))
     store = open_store(cache_dir or defaults.cache_dir, size_limit=defaults.cache_size_limit) if cache is not False else None
-    batch = _batch_options(mode, provider_name, len(first_row), cache, poll_interval, retry_online)
+    batch = _batch_options(mode, provider, len(first_row), cache, poll_interval, retry_online)
     # Prices are loaded only where a cost is asked for: the price database costs ~17 MB to hold.
     priced = usage or prices is not None or max_cost is not None
     pricer = Pricer.for_run(model, prices, warn=usage, batch=batch is not None) if priced else None

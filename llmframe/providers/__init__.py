@@ -1,14 +1,23 @@
-"""The provider registry: "provider:model" strings resolve here, and SDKs load only when used."""
+"""The provider registry: the prefix of model= names a built-in provider or an installed plugin.
+
+A plugin is any installed package with an entry point in the group "llmframe.providers": its name is
+the prefix of model= ("myprovider" in "myprovider:some-model"), its value "module:Class", a Provider
+subclass whose `name` is that prefix. Nothing is imported (no SDK, no plugin, not even the entry-point
+metadata) until a model names it, so `import llmframe` stays fast.
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib
+from dataclasses import dataclass
 
+from .. import constants
 from ..errors import ConfigError
 from .base import Provider
 
-# Prefix -> "module:Class", imported lazily so `import llmframe` needs no provider SDK.
-REGISTRY: dict[str, str] = {
+# The built-in providers, as a plugin's entry point would name them. A plugin cannot take their prefixes.
+BUILTINS: dict[str, str] = {
     "openai": "llmframe.providers.openai:OpenAIProvider",
     "anthropic": "llmframe.providers.anthropic:AnthropicProvider",
     "gemini": "llmframe.providers.gemini:GeminiProvider",
@@ -16,32 +25,132 @@ REGISTRY: dict[str, str] = {
     "vllm": "llmframe.providers.vllm:VLLMProvider",
 }
 
-__all__ = ["Provider", "REGISTRY", "parse_model", "provider_class"]
+__all__ = ["BUILTINS", "Entry", "Provider", "available", "create", "parse_model", "price_id", "provider_class",
+           "registry"]
 
 
-def parse_model(model: str) -> tuple[str, str]:
-    """Split "provider:model" and check the provider is known."""
+@dataclass(frozen=True)
+class Entry:
+    """Where a provider's class lives: "module:Class", and the package that installed it (None: built in)."""
+
+    target: str
+    package: str | None = None
+
+
+@functools.cache
+def _plugins() -> dict[str, Entry]:
+    """The installed plugins' entry points, by prefix; the first on the path wins a name two packages claim."""
+    from importlib.metadata import entry_points
+
+    found: dict[str, Entry] = {}
+    for point in entry_points(group=constants.PROVIDER_ENTRY_POINTS):
+        if point.name not in BUILTINS and point.name not in found:
+            dist = getattr(point, "dist", None)
+            found[point.name] = Entry(point.value, f"{dist.name} {dist.version}" if dist is not None else "?")
+    return found
+
+
+def registry() -> dict[str, Entry]:
+    """Every provider model= can name: the built-ins, then the installed plugins."""
+    return {**{prefix: Entry(target) for prefix, target in BUILTINS.items()}, **_plugins()}
+
+
+def _entry(prefix: str) -> Entry | None:
+    if prefix in BUILTINS:
+        return Entry(BUILTINS[prefix])
+    entry = _plugins().get(prefix)
+    if entry is None:  # a package installed since the last look (pip install in a running notebook)
+        _plugins.cache_clear()
+        entry = _plugins().get(prefix)
+    return entry
+
+
+def _known() -> str:
+    """The providers model= can name, for error messages: the built-ins and the plugins."""
+    plugins = sorted(_plugins())
+    where = f"entry points in the group {constants.PROVIDER_ENTRY_POINTS!r}"
+    listed = f"provider plugins: {plugins} ({where})" if plugins else f"no provider plugins installed ({where})"
+    return f"known providers: {sorted(BUILTINS)}; {listed}"
+
+
+def parse_model(model: str | Provider) -> tuple[str, str]:
+    """Split "provider:model" (or read a Provider instance's name and model) and check the provider is known."""
+    if isinstance(model, Provider):
+        return model.name, model.model
     if not isinstance(model, str) or ":" not in model:
-        raise ConfigError(
-            f"model must look like 'provider:model', e.g. 'openai:gpt-4o-mini'; got {model!r}. "
-            f"Known providers: {sorted(REGISTRY)}"
-        )
+        raise ConfigError(f"model must look like 'provider:model', e.g. 'openai:gpt-4o-mini', or be a Provider "
+                          f"instance; got {model!r}; {_known()}")
     prefix, name = model.split(":", 1)
-    if prefix not in REGISTRY:
-        raise ConfigError(f"unknown provider {prefix!r} in model {model!r}; known providers: {sorted(REGISTRY)}")
+    if _entry(prefix) is None:
+        raise ConfigError(f"unknown provider {prefix!r} in model {model!r}; {_known()}")
     if not name.strip():
         raise ConfigError(f"model {model!r} names no model after {prefix + ':'!r}")
     return prefix, name
 
 
 def provider_class(prefix: str) -> type[Provider]:
-    """The provider class for a prefix, importing its module (and SDK) now."""
-    module_name, _, class_name = REGISTRY[prefix].partition(":")
+    """The provider class for a prefix, importing its module (and SDK, or plugin) now."""
+    entry = _entry(prefix)
+    if entry is None:
+        raise ConfigError(f"unknown provider {prefix!r}; {_known()}")
+    module_name, _, attribute = entry.target.partition(":")
+    plugin = f"the {prefix!r} provider plugin ({entry.target}, from {entry.package})"
     try:
-        module = importlib.import_module(module_name)
+        found = functools.reduce(getattr, attribute.split("."), importlib.import_module(module_name))
     except ImportError as exc:
+        if entry.package is not None:
+            raise ConfigError(f"{plugin} cannot be imported: {type(exc).__name__}: {exc}") from None
         raise ConfigError(
             f"the {prefix!r} provider needs a package that is not installed ({exc.name}): "
             f"pip install 'llmframe[{prefix}]'"
         ) from None
-    return getattr(module, class_name)
+    except Exception as exc:  # a broken plugin is named, whatever it raised
+        if entry.package is None:
+            raise
+        raise ConfigError(f"{plugin} cannot be imported: {type(exc).__name__}: {exc}") from None
+    if entry.package is not None and not (isinstance(found, type) and issubclass(found, Provider)):
+        raise ConfigError(f"{plugin} is not a subclass of llmframe.providers.Provider")
+    if entry.package is not None and getattr(found, "name", None) != prefix:
+        raise ConfigError(f"{plugin} has name = {getattr(found, 'name', None)!r}: a provider's name must be the "
+                          f"prefix it is registered under ({prefix!r}), as its cache keys and limits use it")
+    return found
+
+
+def create(model: str | Provider, *, api_key: str | None = None, base_url: str | None = None,
+           max_concurrency: int = constants.MAX_CONCURRENCY, timeout: float = constants.REQUEST_TIMEOUT_SECONDS,
+           options: dict | None = None) -> Provider:
+    """The provider model= names, configured: every provider llmframe uses is made here.
+
+    A Provider instance is used as it is: its own key, endpoint, options, timeout and connection pool.
+    """
+    if isinstance(model, Provider):
+        given = [name for name, value in (("api_key", api_key), ("base_url", base_url)) if value is not None]
+        given += ["provider_options"] if options else []
+        if given:
+            raise ConfigError(f"model= is a {type(model).__name__} instance, which carries its own configuration: "
+                              f"pass {', '.join(given)} to it when you make it, not to this call")
+        return model
+    prefix, name = parse_model(model)
+    return provider_class(prefix)(name, api_key=api_key, base_url=base_url, max_concurrency=max_concurrency,
+                                  timeout=timeout, options=options)
+
+
+def price_id(prefix: str) -> str | None:
+    """genai-prices' id of a provider (Provider.price_id); None when it has none, or is unknown or not installed."""
+    try:
+        return provider_class(prefix).price_id
+    except ConfigError:
+        return None
+
+
+def available() -> dict[str, str]:
+    """Each provider model= can name, and whether it can be used here: "installed", or why not."""
+    found = {}
+    for prefix, entry in registry().items():
+        try:
+            provider_class(prefix)
+            found[prefix] = "installed" if entry.package is None else f"installed (plugin {entry.target} from " \
+                                                                      f"{entry.package})"
+        except ConfigError as exc:
+            found[prefix] = str(exc)
+    return found

@@ -24,10 +24,18 @@ class AnthropicProvider(Provider):
     name = "anthropic"
     key_env = ("ANTHROPIC_API_KEY",)
     extra = "anthropic"
+    official_endpoints = (constants.ANTHROPIC_ENDPOINT,)
+    ratelimit_headers = (constants.ANTHROPIC_RATELIMIT_HEADERS,)
+    price_id = "anthropic"
+    batch_adapter = "llmframe.batch.anthropic:AnthropicBatches"
+    batch_limits = constants.ANTHROPIC_BATCH_LIMITS
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
-        self._client = anthropic.AsyncAnthropic(
+        self._client = self.open_client()  # now: a bad provider_options= fails before anything is sent
+
+    def open_client(self) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(
             api_key=self._api_key,
             base_url=self.base_url,
             max_retries=constants.SDK_MAX_RETRIES,
@@ -36,7 +44,7 @@ class AnthropicProvider(Provider):
         )
 
     def resolved_url(self) -> str | None:
-        return str(self._client.base_url)  # base_url=, else ANTHROPIC_BASE_URL, else the official endpoint
+        return str(self.client.base_url)  # base_url=, else ANTHROPIC_BASE_URL, else the official endpoint
 
     def output_params(self, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
         """Anthropic's JSON-schema output format: the answer text is the JSON object.
@@ -50,7 +58,7 @@ class AnthropicProvider(Provider):
     async def complete(self, request: Request) -> Response:
         named, extra = message_params(request.messages, request.params)
         with self.stainless_errors(anthropic):
-            raw = await self._client.messages.with_raw_response.create(
+            raw = await self.client.messages.with_raw_response.create(
                 model=self.model,
                 max_tokens=named["max_tokens"],
                 messages=named["messages"],
@@ -64,7 +72,9 @@ class AnthropicProvider(Provider):
         return replies.anthropic(body, raw.headers, finish_reason)
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None  # a next run (the same instance passed as model= again) opens a new one
 
 
 def finish_reason(stop_reason: str | None) -> str | None:

@@ -7,11 +7,12 @@ import contextlib
 import functools
 import importlib
 import os
-import urllib.parse
 import socket
+import threading
+import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import constants
 from ..errors import ConfigError, ProviderError, SchemaError, quota_spent, redact
@@ -23,22 +24,69 @@ if TYPE_CHECKING:
 _deadline = getattr(asyncio, "timeout", None)  # Python 3.11+
 
 
-class Provider(ABC):
-    """Turns a Request into a Response for one model; raises ProviderError when it cannot."""
+Batch = list[tuple[int, Response]]  # a local model's answers to part of a group: (position in the group, answer)
 
-    name: ClassVar[str]
+
+class Provider(ABC):
+    """Turns a Request into a Response for one model; raises ProviderError when it cannot.
+
+    A provider declares what the rest of llmframe needs to know of it here, as class attributes and
+    methods, so that adding one is this class (and its batch adapter) and nothing else: see the README's
+    "Writing a provider plugin". The structured-output format is output_params (and strict_outputs).
+    """
+
+    name: ClassVar[str]  # the prefix of model= ("openai" in "openai:gpt-4o-mini"), part of every cache key
     key_env: ClassVar[tuple[str, ...]] = ()  # environment variables holding the API key, in order
     extra: ClassVar[str | None] = None  # the pip extra that installs this provider's SDK
     strict_outputs: ClassVar[bool] = False  # output_params(strict=False) asks for something else than strict=True
+    # The provider's own endpoints, normalised, and the domain all of them are under: answers from these are
+    # keyed without an endpoint (see endpoint), answers from any other server (a proxy, a simulator) with it.
+    official_endpoints: ClassVar[tuple[str, ...]] = ()
+    official_domain: ClassVar[str | None] = None
+    # The (limit, remaining, reset) header names of each rate-limit dialect the provider's servers speak,
+    # "{kind}" standing for "requests" or "tokens": the limiter learns the server's limits from them.
+    ratelimit_headers: ClassVar[tuple[tuple[str, str, str], ...]] = (constants.OPENAI_RATELIMIT_HEADERS,)
+    price_id: ClassVar[str | None] = None  # the provider's id in genai-prices; None: priced only by prices=
+    batch_adapter: ClassVar[str | None] = None  # "module:Class" of its native batch API's Adapter, if it has one
+    batch_limits: ClassVar[tuple[int, int]] = constants.BATCH_DEFAULT_LIMITS  # one job's most (requests, bytes)
+    # A model in this process: the engine hands whole groups of group_size requests to run_batches, in a
+    # worker thread, instead of one request at a time to answer.
+    local_groups: ClassVar[bool] = False
 
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
-                 max_concurrency: int, timeout: float, options: dict | None = None):
+                 max_concurrency: int = constants.MAX_CONCURRENCY, timeout: float = constants.REQUEST_TIMEOUT_SECONDS,
+                 options: dict | None = None):
         self.model = model
         self.base_url = base_url
         self.max_concurrency = max_concurrency
         self.timeout = timeout  # seconds one attempt may take, end to end (see answer)
         self.options = dict(options or {})
         self._api_key = self._resolve_key(api_key)
+        self._client: Any = None  # the SDK client, where the provider has one: see client
+
+    @property
+    def client(self) -> Any:
+        """The SDK client this provider configured (key, endpoint, timeouts), for its batch adapter; None if none.
+
+        aclose() may close it: the next use opens a new one (open_client), so one Provider instance
+        passed as model= serves run after run.
+        """
+        if self._client is None:
+            self._client = self.open_client()
+        return self._client
+
+    def open_client(self) -> Any:
+        """A new SDK client, configured as this provider's; None where it has none."""
+        return None
+
+    @property
+    def group_size(self) -> int:
+        """How many pending requests the engine hands run_batches at once (local_groups providers)."""
+        raise NotImplementedError(f"{type(self).__name__} answers one request at a time")
+
+    def run_batches(self, requests: list[Request], stop: threading.Event) -> Iterator[Batch]:
+        """Answer a group, yielding each batch's answers as it finishes (local_groups providers)."""
+        raise NotImplementedError(f"{type(self).__name__} answers one request at a time")
 
     def _resolve_key(self, api_key: str | None) -> str | None:
         if not self.key_env:
@@ -98,9 +146,8 @@ class Provider(ABC):
             return None
         url = normalise_endpoint(url)
         host = urllib.parse.urlsplit(url).hostname or ""
-        domain = constants.OFFICIAL_ENDPOINT_DOMAINS.get(self.name)
-        if url in constants.OFFICIAL_ENDPOINTS.get(self.name, ()) or (
-                domain and url.startswith("https://") and host.endswith(domain)):
+        domain = self.official_domain
+        if url in self.official_endpoints or (domain and url.startswith("https://") and host.endswith(domain)):
             return None
         return url
 

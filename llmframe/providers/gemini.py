@@ -10,6 +10,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from .. import constants
 from ..errors import ProviderError, redact
 from ..plan.request import Request, Response
 from ..plan.structured import OutputSchema
@@ -60,30 +61,38 @@ class GeminiProvider(Provider):
     name = "gemini"
     key_env = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     extra = "gemini"
+    official_endpoints = (constants.GEMINI_ENDPOINT,)
+    official_domain = constants.GEMINI_ENDPOINT_DOMAIN
+    price_id = "google"
+    batch_adapter = "llmframe.batch.gemini:GeminiBatches"
+    batch_limits = constants.GEMINI_BATCH_LIMITS
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
+        self._client = self.open_client()  # now: a bad provider_options= fails before anything is sent
+
+    def open_client(self) -> genai.Client:
         http_options = types.HttpOptions(
             base_url=self.base_url or None,
             timeout=int(self.timeout * 1000),
             retry_options=types.HttpRetryOptions(attempts=1),  # llmframe retries, not the SDK
         )
-        self._client = genai.Client(api_key=self._api_key, http_options=http_options, **self.options)
+        return genai.Client(api_key=self._api_key, http_options=http_options, **self.options)
 
     def resolved_url(self) -> str | None:
         """base_url=, else GOOGLE_GEMINI_BASE_URL, else the official endpoint (the SDK keeps it in its options)."""
-        options = getattr(getattr(self._client, "_api_client", None), "_http_options", None)
+        options = getattr(getattr(self.client, "_api_client", None), "_http_options", None)
         url = getattr(options, "base_url", None)
         return url or self.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or None
 
     async def complete(self, request: Request) -> Response:
-        system, contents = _contents(request.messages)
+        system, contents = to_contents(request.messages)
         config = self._config(request.params, system)
         try:
-            response = await self._client.aio.models.generate_content(model=self.model, contents=contents,
+            response = await self.client.aio.models.generate_content(model=self.model, contents=contents,
                                                                       config=config)
         except genai_errors.APIError as exc:
-            raise self._api_error(exc) from None
+            raise self.api_error(exc) from None
         except _TRANSIENT as exc:
             kind = "request timed out" if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or \
                 "timeout" in type(exc).__name__.lower() else f"connection error: {type(exc).__name__}: {exc}"
@@ -111,8 +120,8 @@ class GeminiProvider(Provider):
                     replies.count(meta.cached_content_token_count, "usageMetadata.cachedContentTokenCount"))
 
         def answer() -> tuple[str, str | None]:
-            reason = _finish_reason(candidate.finish_reason)
-            return replies.unicode(_text(candidate)), None if reason is None else replies.unicode(reason)
+            reason = finish_reason(candidate.finish_reason)
+            return replies.unicode(candidate_text(candidate)), None if reason is None else replies.unicode(reason)
 
         return replies.reply(usage, answer, headers)
 
@@ -122,7 +131,8 @@ class GeminiProvider(Provider):
             fields["system_instruction"] = system
         return types.GenerateContentConfig(**fields)
 
-    def _api_error(self, exc: genai_errors.APIError) -> ProviderError:
+    def api_error(self, exc: genai_errors.APIError) -> ProviderError:
+        """The SDK's APIError as a ProviderError: a rejected key is a 401, so the run stops at once."""
         code = exc.code
         message = exc.message or exc.status or str(exc)
         status = code
@@ -143,12 +153,15 @@ class GeminiProvider(Provider):
         return {"response_mime_type": "application/json", "response_json_schema": schema.json_schema}
 
     async def aclose(self) -> None:
+        if self._client is None:
+            return
         close = getattr(self._client.aio, "aclose", None)
         if close is not None:
             await close()
+        self._client = None  # a next run (the same instance passed as model= again) opens a new one
 
 
-def _contents(messages: list[dict]) -> tuple[str | None, list[types.Content]]:
+def to_contents(messages: list[dict]) -> tuple[str | None, list[types.Content]]:
     """OpenAI-style messages -> (system instruction, Gemini contents)."""
     system: list[str] = []
     contents: list[types.Content] = []
@@ -173,14 +186,16 @@ def _message_text(content) -> str:
     return str(content)
 
 
-def _text(candidate) -> str:
+def candidate_text(candidate) -> str:
+    """A candidate's answer text: its text parts joined, thoughts left out."""
     content = candidate.content
     if content is None or not content.parts:
         return ""
     return "".join(part.text for part in content.parts if part.text and not part.thought)
 
 
-def _finish_reason(reason) -> str | None:
+def finish_reason(reason) -> str | None:
+    """Gemini's finish reason in llmframe's vocabulary (OpenAI's)."""
     if reason is None:
         return None
     value = getattr(reason, "value", reason)

@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConfigError, SchemaError
 from ..plan.request import Request, Response
-from .base import Provider
+from .base import Batch, Provider
 
 if TYPE_CHECKING:
     from ..plan.structured import OutputSchema
 
 T = TypeVar("T")
-Batch = list[tuple[int, Response]]  # (position in the group, its answer)
 # Parameters a local provider maps onto its engine's own names; any other in params= passes through as is.
 MAPPED_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "seed", "stop", "json_schema"})
 
@@ -64,7 +63,7 @@ def raw_prompt(messages: list[dict]) -> str:
 class LocalProvider(Provider):
     """A model in this process: the executor hands it whole groups (`run_batches`) instead of single requests."""
 
-    batched = True
+    local_groups = True
     load_options: tuple[str, ...] = ()  # options that pick what is loaded: part of the loaded-model key
     run_options: tuple[str, ...] = ()  # options that only change how it runs
 
@@ -77,11 +76,6 @@ class LocalProvider(Provider):
         if unknown:
             raise ConfigError(f"unknown provider_options {unknown} for {self.name}; valid ones are "
                               f"{sorted((*self.load_options, *self.run_options))}")
-
-    @property
-    def group_size(self) -> int:
-        """How many pending requests the executor hands over at once."""
-        raise NotImplementedError
 
     @property
     def loaded_key(self) -> tuple:

@@ -34,30 +34,37 @@ class OpenAIProvider(Provider):
     name = "openai"
     key_env = ("OPENAI_API_KEY",)
     strict_outputs = True
+    official_endpoints = (constants.OPENAI_ENDPOINT,)
+    price_id = "openai"
+    batch_adapter = "llmframe.batch.openai:OpenAIBatches"
+    batch_limits = constants.OPENAI_BATCH_LIMITS
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
-        transport = self.options.pop("transport", "http")
-        if transport not in TRANSPORTS:
-            raise ConfigError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
-        http_client = self.sdk_http_client(openai.DefaultAsyncHttpxClient) if transport == "sdk" else _idle_client()
-        self._client = openai.AsyncOpenAI(
-            api_key=self._api_key,
-            base_url=self.base_url,
-            max_retries=constants.SDK_MAX_RETRIES,
-            http_client=http_client,
-            **self.options,
-        )
+        self.transport = self.options.pop("transport", "http")
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(f"transport must be one of {TRANSPORTS}, got {self.transport!r}")
+        client = self.client
         self._http: JSONClient | None = None
-        if transport == "http":
-            headers = {k: v for k, v in self._client.default_headers.items() if isinstance(v, str)}
+        if self.transport == "http":
+            headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
             headers["Authorization"] = f"Bearer {self._api_key}"
-            self._url = str(self._client.base_url).rstrip("/") + "/chat/completions"
+            self._url = str(client.base_url).rstrip("/") + "/chat/completions"
             self._http = JSONClient(headers, max_connections=self.max_concurrency, timeout=self.timeout,
                                     secrets=self.secrets)
 
+    def open_client(self) -> openai.AsyncOpenAI:
+        sdk = self.transport == "sdk"
+        return openai.AsyncOpenAI(
+            api_key=self._api_key,
+            base_url=self.base_url,
+            max_retries=constants.SDK_MAX_RETRIES,
+            http_client=self.sdk_http_client(openai.DefaultAsyncHttpxClient) if sdk else _idle_client(),
+            **self.options,
+        )
+
     def resolved_url(self) -> str | None:
-        return str(self._client.base_url)  # base_url=, else OPENAI_BASE_URL, else the official endpoint
+        return str(self.client.base_url)  # base_url=, else OPENAI_BASE_URL, else the official endpoint
 
     async def complete(self, request: Request) -> Response:
         if self._http is None:
@@ -76,7 +83,7 @@ class OpenAIProvider(Provider):
             with self.stainless_errors(openai):
                 # The raw variant: the rate-limit headers of every reply feed the limiter. Its body is read
                 # as the lean path reads it, with every field's type checked (the SDK checks none).
-                raw = await self._client.chat.completions.with_raw_response.create(
+                raw = await self.client.chat.completions.with_raw_response.create(
                     model=self.model, messages=request.messages, extra_body=extra or None, **known
                 )
                 body = loads(raw.content)
@@ -110,8 +117,9 @@ class OpenAIProvider(Provider):
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.aclose()  # the SDK client only configured this run: its idle client is shared
-        else:
+        elif self._client is not None:
             await self._client.close()
+            self._client = None  # a next run (the same instance passed as model= again) opens a new one
 
 
 def _with_hint(exc: ProviderError, request: Request) -> ProviderError:
