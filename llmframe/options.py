@@ -6,6 +6,7 @@ checks, `llmframe run` makes its flags from it, docstrings and the README's opti
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import re
@@ -322,8 +323,13 @@ def documented(func: Callable | None = None, *, names: Iterable[str] | None = No
         for name in listed:
             option = BY_NAME[name]
             default = parameters[name].default if name in parameters else option.default
-            line = f"{name} ({default_text(option, default)}): {_plain(helps.get(name, option.help))}"
-            lines.append(textwrap.fill(line, width=100, initial_indent="  ", subsequent_indent="      "))
+            lines.append(_doc_line(f"{name} ({default_text(option, default)}): {_plain(helps.get(name, option.help))}"))
         f.__doc__ = inspect.cleandoc(f.__doc__ or "") + "\n\n" + "\n".join(lines)
         return f
     return decorate(func) if func is not None else decorate
+
+
+@functools.lru_cache(maxsize=None)
+def _doc_line(text: str) -> str:
+    """One option's line of a docstring, wrapped; cached, as the faces' docstrings share most lines."""
+    return textwrap.fill(text, width=100, initial_indent="  ", subsequent_indent="      ")

@@ -90,8 +90,9 @@ def test_sweep_documents_the_options_it_passes_on_and_refuses_others():
 def test_tab_completion_offers_every_option():
     jedi = pytest.importorskip("jedi")
     df = pd.DataFrame({"x": ["a"]})
-    for code, expected in [('df.llm.generate("{x}", max_att', "max_attempts"),
-                           ('df["x"].llm.estimate("{}", tempe', "temperature"), ("df.llm.submit(provider_o", "provider_options")]:
+    calls = [('df.llm.generate("{x}", max_att', "max_attempts"), ('df["x"].llm.estimate("{}", tempe', "temperature"),
+             ("df.llm.submit(provider_o", "provider_options")]
+    for code, expected in calls:
         names = [c.name for c in jedi.Interpreter(code, [{"df": df}]).complete()]
         assert f"{expected}=" in names, (code, names)
     signature = jedi.Interpreter("df.llm.agenerate(", [{"df": df}]).get_signatures()[0]
@@ -106,6 +107,14 @@ def test_readme_options_table_is_the_tables():
         "the README's options table differs from llmframe/options.py: replace it with the output of\n"
         "python -c 'from llmframe import options; print(options.markdown())'"
     )
+
+
+def test_the_readme_names_every_flag_of_llmframe_run():
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Files in, files out"):]
+    section = section[:section.index("\n## ")]
+    missing = [o.flag.flag for o in cli.GENERATE_FLAGS if not re.search(rf"`{o.flag.flag}[ `]", section)]
+    assert not missing, f"the README's `llmframe run` section does not name {missing}"
 
 
 # A value each check refuses; every option with a check has one here.
