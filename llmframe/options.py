@@ -267,9 +267,12 @@ def _literal(value: Any) -> str:
     return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
-def default_text(option: Option, default: Any = None, *, markdown: bool = False) -> str:
-    """The default of an option in words: `6`, `"response"`, the provider's, none, required."""
-    default = option.default if default is None else default
+_OWN = object()  # default_text's default: the option's own
+
+
+def default_text(option: Option, default: Any = _OWN, *, markdown: bool = False) -> str:
+    """A default of the option (its own unless given) in words: `6`, `"response"`, the provider's, none, required."""
+    default = option.default if default is _OWN else default
     if default is REQUIRED:
         return "required"
     if default is None or (default == option.default and option.means is not None):

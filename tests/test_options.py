@@ -109,6 +109,11 @@ def test_readme_options_table_is_the_tables():
     )
 
 
+def test_every_see_also_is_a_readme_section():
+    headings = set(re.findall(r"^#+ (.+)$", README.read_text(encoding="utf-8"), re.M))
+    assert {o.see for o in OPTIONS if o.see} <= headings
+
+
 def test_the_readme_names_every_flag_of_llmframe_run():
     text = README.read_text(encoding="utf-8")
     section = text[text.index("## Files in, files out"):]

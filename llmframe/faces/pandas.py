@@ -123,7 +123,8 @@ class _Base:
         given = keywords(locals())
         if mode not in estimate_.MODES:
             raise ConfigError(f"mode must be one of {estimate_.MODES}, got {mode!r}")
-        # Nothing is sent, so no key is needed; a placeholder lets the plan check everything else.
+        # Nothing is sent, so no key is needed; a placeholder lets the plan check everything else. mode= says
+        # which prices to use here: the plan is an online one, as it always was.
         given.update(mode=constants.BATCH_MODES[0], api_key=api_key or "estimate-only", progress=False)
         return estimate_.estimate(self._plan(template, given), mode=mode)
 
