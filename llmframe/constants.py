@@ -101,6 +101,9 @@ VLLM_GROUP_SIZE = 1024  # requests handed to vLLM's scheduler at once; Ctrl-C an
 
 # Output
 DEFAULT_OUTPUT = "response"
+ERROR_MODES = ("column", "raise")  # errors=: a failed row's error in a column, or raise after the run; first: default
+OUTPUT_MODES = ("columns", "object")  # output_mode= of structured outputs: a column per field, or one of objects
+MISSING_MODES = ("skip", "raise")  # missing=: a row with a missing value is left unanswered, or stops the call
 ERROR_SUFFIX = "_error"
 REPORT_ATTR = "llmframe"
 ERROR_SAMPLES = 5  # distinct error messages kept in the run report

@@ -27,7 +27,7 @@ from .collect import columns
 from . import constants
 from .plan import build as pipeline
 from .engine import ratelimit
-from .faces.pandas import _check_options
+from .options import check_names
 from .config import settings
 from .errors import ConfigError
 from .providers import create
@@ -184,7 +184,7 @@ def generate(
     Bad arguments raise here, before anything runs.
     """
     ray = _ray()
-    _check_options(options)
+    check_names(options)
     if budget not in constants.RAY_BUDGETS:
         raise ConfigError(f"budget must be one of {constants.RAY_BUDGETS}, got {budget!r}")
     if options.get("mode", "online") != "online":

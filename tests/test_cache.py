@@ -347,5 +347,7 @@ def test_a_slow_disk_holds_back_requests_instead_of_piling_answers_up(gen, sim, 
     assert out["response"].notna().all() and sim.count == 400
     # A worker's next request waits until its answer is on disk: never more answers waiting than workers.
     assert max(backlogs) <= 8, "new requests wait while the disk is behind"
-    assert max(written) > 4, "answers that piled up meanwhile go in one transaction"
+    # The first write lasted until all 8 workers waited on the disk: of those 8 answers, the first write took
+    # some and the next one every other (one of them holds at least 4), each in one transaction.
+    assert max(written) >= 4, "answers that piled up meanwhile go in one transaction"
     assert sum(written) == 400 and len(Store(str(cache_dir))) == 400

@@ -18,7 +18,7 @@ import pytest
 
 from llmframe.apps import cli
 from llmframe import constants
-from llmframe.faces.pandas import _OPTIONS
+from llmframe.options import PASSED_ON as _OPTIONS
 
 from .conftest import MODEL, answers_read
 
@@ -369,7 +369,7 @@ def test_sigterm_stops_cleanly_with_nothing_written(sim, tmp_path):
 
 
 def test_every_generate_option_has_a_flag_and_reaches_generate():
-    flags = {f.keyword for f in cli.GENERATE_FLAGS}
+    flags = {f.name for f in cli.GENERATE_FLAGS}
     assert _OPTIONS - {"progress"} <= flags  # progress is --progress / --quiet, for the whole run
     args = cli.build_parser().parse_args([
         "run", "in.parquet", "out.parquet", "-t", "{x}", "-m", MODEL, "--mode", "batch", "--poll-interval", "30",

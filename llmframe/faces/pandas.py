@@ -1,8 +1,11 @@
-"""df.llm and s.llm: validate, delegate to the pipeline, return a new object (pandas caches accessors)."""
+"""df.llm and s.llm: validate, delegate to the pipeline, return a new object (pandas caches accessors).
+
+Every option of generate is a keyword of its own here, so that tab completion, help() and
+inspect.signature show them; tests/test_options.py keeps each signature equal to llmframe.options' table.
+"""
 
 from __future__ import annotations
 
-import inspect
 import uuid
 from collections import OrderedDict
 from typing import Any
@@ -11,6 +14,7 @@ import pandas as pd
 
 from ..collect import columns
 from .. import constants
+from ..options import OPTIONS, PASSED_ON, check_names, documented, keywords
 from ..plan import build as pipeline
 from ..batch import BatchJob
 from ..cost import estimate as estimate_
@@ -18,33 +22,11 @@ from ..apps import sweep as sweep_
 from ..errors import ConfigError
 from ..cost.estimate import Estimate
 from ..apps.sweep import SweepResult
+from ..engine.answers import Answers
 from ..engine.executor import run_async, run_sync
 from ..plan.template import TemplateLike
 
 _SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
-
-
-# Options a caller may pass through **options: plan()'s keywords, less what the accessor sets itself.
-_OPTIONS = frozenset(inspect.signature(pipeline.plan).parameters) - {"frame", "template", "model", "output",
-                                                                      "errors", "positional_column",
-                                                                      "output_frame_columns"}
-
-
-def _check_options(options: dict) -> None:
-    unknown = sorted(set(options) - _OPTIONS)
-    if unknown:
-        raise ConfigError(f"unknown option(s) {unknown}; valid options are {sorted(_OPTIONS)}")
-
-
-def _estimate(frame: pd.DataFrame, template, model, output, mode, options, **extra) -> Estimate:
-    if mode not in estimate_.MODES:
-        raise ConfigError(f"mode must be one of {estimate_.MODES}, got {mode!r}")
-    _check_options(options)
-    # Nothing is sent, so no key is needed; a placeholder lets the plan check everything else.
-    options = {**options, "api_key": options.get("api_key") or "estimate-only", "progress": False}
-    run = pipeline.plan(frame, template, model=model, output=output, **options, **extra)
-    return estimate_.estimate(run, mode=mode)
-
 
 # Run id -> the call that made a frame, so retry_failed can repeat it. In memory only: it holds the key.
 _CALLS: OrderedDict[str, tuple] = OrderedDict()
@@ -60,55 +42,137 @@ def _remember(out: pd.DataFrame, call: tuple) -> pd.DataFrame:
 
 
 class _Base:
+    """What df.llm and s.llm share: the verbs and their keywords; the subclasses say what a row is."""
+
     def __init__(self, obj):
         self._obj = obj
+
+    @documented
+    def generate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+                 errors: str = constants.ERROR_MODES[0], prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0],
+                 strict: bool = True, structured: str = constants.STRUCTURED_MODES[0],
+                 invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
+                 system: str | None = None, temperature: float | None = None, top_p: float | None = None,
+                 max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
+                 params: dict | None = None, missing: str = constants.MISSING_MODES[0],
+                 allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None, cache: bool | str = True,
+                 cache_dir: str | None = None, max_concurrency: int | None = None, rpm: float | None = None,
+                 tpm: float | None = None, max_attempts: int = constants.MAX_ATTEMPTS,
+                 max_failures_in_a_row: int = constants.BREAKER_FAILURES,
+                 timeout: float = constants.REQUEST_TIMEOUT_SECONDS, max_wait: float = constants.MAX_WAIT_SECONDS,
+                 progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
+                 provider_options: dict | None = None, mode: str = constants.BATCH_MODES[0],
+                 poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
+                 max_cost: float | None = None, **unknown: Any) -> pd.DataFrame | pd.Series:
+        """Answer the template for every row; returns a new frame with the answer (and error) columns.
+
+        template: "{column}" string, list of {"role", "content"} messages, or function row-dict -> prompt.
+        On a Series, "{}" is the value and the answers come back as a Series on the same index (a
+        structured output= gives a frame of its fields); failed rows are missing values, and the report in
+        .attrs["llmframe"] counts and samples their errors (use the DataFrame accessor for an error column).
+        """
+        call = (template, keywords(locals()))
+        run = self._plan(*call)
+        return self._result(run, run_sync(run.start()), call)
+
+    @documented
+    async def agenerate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+                        errors: str = constants.ERROR_MODES[0], prefix: str = "",
+                        output_mode: str = constants.OUTPUT_MODES[0], strict: bool = True,
+                        structured: str = constants.STRUCTURED_MODES[0],
+                        invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
+                        system: str | None = None, temperature: float | None = None, top_p: float | None = None,
+                        max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
+                        params: dict | None = None, missing: str = constants.MISSING_MODES[0],
+                        allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None,
+                        cache: bool | str = True, cache_dir: str | None = None, max_concurrency: int | None = None,
+                        rpm: float | None = None, tpm: float | None = None, max_attempts: int = constants.MAX_ATTEMPTS,
+                        max_failures_in_a_row: int = constants.BREAKER_FAILURES,
+                        timeout: float = constants.REQUEST_TIMEOUT_SECONDS,
+                        max_wait: float = constants.MAX_WAIT_SECONDS, progress: bool | None = None,
+                        api_key: str | None = None, base_url: str | None = None, provider_options: dict | None = None,
+                        mode: str = constants.BATCH_MODES[0], poll_interval: float | None = None,
+                        retry_online: bool = False, prices: dict | None = None, max_cost: float | None = None,
+                        **unknown: Any) -> pd.DataFrame | pd.Series:
+        """The async twin of generate, for code that already runs an event loop."""
+        call = (template, keywords(locals()))
+        run = self._plan(*call)
+        return self._result(run, await run_async(run.start()), call)
+
+    @documented(mode='`"online"` or `"batch"`: the requests priced at the online or the batch rate')
+    def estimate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+                 prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0], strict: bool = True,
+                 structured: str = constants.STRUCTURED_MODES[0],
+                 invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
+                 system: str | None = None, temperature: float | None = None, top_p: float | None = None,
+                 max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
+                 params: dict | None = None, missing: str = constants.MISSING_MODES[0],
+                 allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None, cache: bool | str = True,
+                 cache_dir: str | None = None, max_concurrency: int | None = None, rpm: float | None = None,
+                 tpm: float | None = None, max_attempts: int = constants.MAX_ATTEMPTS,
+                 max_failures_in_a_row: int = constants.BREAKER_FAILURES,
+                 timeout: float = constants.REQUEST_TIMEOUT_SECONDS, max_wait: float = constants.MAX_WAIT_SECONDS,
+                 progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
+                 provider_options: dict | None = None, mode: str = constants.BATCH_MODES[0],
+                 poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
+                 max_cost: float | None = None, **unknown: Any) -> Estimate:
+        """A dry run of generate with the same arguments: rows, uncached rows, tokens, cost range, sample prompts.
+
+        Sends nothing and needs no API key.
+        """
+        given = keywords(locals())
+        if mode not in estimate_.MODES:
+            raise ConfigError(f"mode must be one of {estimate_.MODES}, got {mode!r}")
+        # Nothing is sent, so no key is needed; a placeholder lets the plan check everything else. mode= says
+        # which prices to use here: the plan is an online one, as it always was.
+        given.update(mode=constants.BATCH_MODES[0], api_key=api_key or "estimate-only", progress=False)
+        return estimate_.estimate(self._plan(template, given), mode=mode)
+
+    def _plan(self, template, given: dict) -> pipeline.Run:
+        frame, extra = self._frame()
+        return pipeline.plan(frame, template, **given, **extra)
+
+    def _frame(self) -> tuple[pd.DataFrame, dict]:
+        """The frame the rows come from, and plan()'s keywords that say how to read it."""
+        raise NotImplementedError
+
+    def _result(self, run: pipeline.Run, answers: Answers, call: tuple) -> pd.DataFrame | pd.Series:
+        raise NotImplementedError
 
 
 @pd.api.extensions.register_dataframe_accessor("llm")
 class DataFrameAccessor(_Base):
     """Run a model over every row of a DataFrame."""
 
-    def generate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
-                 errors: str = "column", **options: Any) -> pd.DataFrame:
-        """Answer the template for every row; returns a new frame with the answer (and error) column.
-
-        template: "{column}" string, list of {"role", "content"} messages, or function row-dict -> prompt.
-        model: "provider:model", e.g. "openai:gpt-4o-mini".
-        output: the answer column's name, or a pydantic model / JSON Schema dict: one typed column per field
-        (prefix= names them, output_mode="object" keeps one column of validated objects instead).
-        options: the README's options table: system, temperature, top_p, max_tokens, seed, stop, params,
-        missing, allow_no_placeholder, max_prompt_tokens, cache, cache_dir, max_concurrency, rpm, tpm,
-        max_attempts, max_failures_in_a_row, timeout, max_wait, prefix, output_mode, strict, structured,
-        invalid_retries,
-        progress, api_key, base_url, provider_options, mode ("online", "batch", "auto"), poll_interval, retry_online,
-        usage (per-row tokens, cost, cached, latency, finish reason),
-        prices ({"provider:model": {"input_mtok": ..., "output_mtok": ...}}), max_cost (USD; BudgetExceeded).
-        """
-        run = self._plan(template, model, output, errors, options)
-        out = columns.to_frame(self._obj, run, run_sync(run.start()))
-        return _remember(out, (template, model, output, errors, options))
-
-    async def agenerate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
-                        errors: str = "column", **options: Any) -> pd.DataFrame:
-        """The async twin of generate, for code that already runs an event loop."""
-        run = self._plan(template, model, output, errors, options)
-        out = columns.to_frame(self._obj, run, await run_async(run.start()))
-        return _remember(out, (template, model, output, errors, options))
-
+    @documented(mode='always `"batch"`')
     def submit(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
-               errors: str = "column", **options: Any) -> BatchJob:
+               errors: str = constants.ERROR_MODES[0], prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0],
+               strict: bool = True, structured: str = constants.STRUCTURED_MODES[0],
+               invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
+               system: str | None = None, temperature: float | None = None, top_p: float | None = None,
+               max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
+               params: dict | None = None, missing: str = constants.MISSING_MODES[0],
+               allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None, cache: bool | str = True,
+               cache_dir: str | None = None, max_concurrency: int | None = None, rpm: float | None = None,
+               tpm: float | None = None, max_attempts: int = constants.MAX_ATTEMPTS,
+               max_failures_in_a_row: int = constants.BREAKER_FAILURES,
+               timeout: float = constants.REQUEST_TIMEOUT_SECONDS, max_wait: float = constants.MAX_WAIT_SECONDS,
+               progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
+               provider_options: dict | None = None, mode: str = constants.BATCH_MODES[1],
+               poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
+               max_cost: float | None = None, **unknown: Any) -> BatchJob:
         """Submit the rows to the provider's batch API and return at once; generate's arguments, mode="batch".
 
         The handle: job.status() (one poll), job.wait() (blocks, with a progress bar), job.result() (the
         frame generate would return), job.cancel(). Calling submit again with the same arguments
         re-attaches to the same jobs instead of submitting twice.
         """
-        if options.setdefault("mode", "batch") != "batch":
-            raise ConfigError(f"submit always uses the batch API; drop mode={options['mode']!r} "
+        call = (template, keywords(locals()))
+        if mode != "batch":
+            raise ConfigError(f"submit always uses the batch API; drop mode={mode!r} "
                               "(or call generate for an online run)")
-        run = self._plan(template, model, output, errors, options)
-        call = (template, model, output, errors, options)
-        return BatchJob(run, lambda responses: _remember(columns.to_frame(self._obj, run, responses), call))
+        run = self._plan(*call)
+        return BatchJob(run, lambda responses: self._result(run, responses, call))
 
     def retry_failed(self) -> pd.DataFrame:
         """Repeat the generate call that made this frame: failed rows are sent again, the rest come from cache."""
@@ -118,22 +182,17 @@ class DataFrameAccessor(_Base):
                 "this frame was not made by df.llm.generate in this Python process; repeat the original "
                 "call instead: answers are cached, so only the failed rows are sent again"
             )
-        template, model, output, errors, options = call
-        if options.get("cache") == "refresh":
-            options = {**options, "cache": True}  # the refreshed answers are in the cache now
-        made = columns.Output.resolve(output, prefix=options.get("prefix", ""), mode=options.get("output_mode", "columns"),
-                                      errors=errors, frame_columns=(), usage=options.get("usage", False)).names
+        template, given = call
+        if given["cache"] == "refresh":
+            given = {**given, "cache": True}  # the refreshed answers are in the cache now
+        made = columns.Output.resolve(given["output"], prefix=given["prefix"], mode=given["output_mode"],
+                                      errors=given["errors"], frame_columns=(), usage=given["usage"]).names
         inputs = self._obj.drop(columns=[c for c in made if c in self._obj])
-        return inputs.llm.generate(template, model=model, output=output, errors=errors, **options)
+        return inputs.llm.generate(template, **given)
 
-    def estimate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
-                 mode: str = "online", **options: Any) -> Estimate:
-        """A dry run of generate with the same arguments: rows, uncached rows, tokens, cost range, sample prompts.
-
-        Sends nothing and needs no API key. mode="batch" prices at the provider's batch rate.
-        """
-        return _estimate(self._obj, template, model, output, mode, options)
-
+    # Not generate's keywords: params= and max_cost= mean a grid and the whole sweep's cap here, output= is a
+    # text column, and usage= and errors= are the sweep's own; the rest are generate's, checked by name.
+    @documented(names=[o.name for o in OPTIONS if o.name in PASSED_ON - {"params", "max_cost", "usage"}])
     def sweep(self, template: TemplateLike | list | dict, *, models: str | list[str], params: dict | None = None,
               repeats: int = 1, output: str = constants.DEFAULT_OUTPUT, score: Any = None,
               max_cost: float | None = None, dry_run: bool = False, **options: Any) -> SweepResult | pd.DataFrame:
@@ -142,55 +201,30 @@ class DataFrameAccessor(_Base):
         template: one template, a list of them, or a dict name -> template. models: "provider:model" strings.
         params: generation parameter -> list of values (the grid is their product), e.g. {"temperature": [0, 0.7]}.
         repeats: samples per configuration, each with its own seed. score: a function row -> number/bool, or a
-        scorer from llmframe.scorers. max_cost caps the whole sweep. Other options are generate's.
+        scorer from llmframe.scorers. max_cost caps the whole sweep. options: generate's, below.
         Returns a SweepResult: .table (one row per input row and configuration), .summary(), .plot().
         dry_run=True sends nothing and returns one estimate per configuration (totals in .attrs["llmframe"]).
         """
-        _check_options(options)
+        check_names(options)
         return sweep_.sweep(self._obj, template, models=models, params=params, repeats=repeats, output=output,
                             score=score, max_cost=max_cost, options=options, dry_run=dry_run)
 
-    def _plan(self, template, model, output, errors, options) -> pipeline.Run:
-        _check_options(options)
-        return pipeline.plan(self._obj, template, model=model, output=output, errors=errors, **options)
+    def _frame(self) -> tuple[pd.DataFrame, dict]:
+        return self._obj, {}
+
+    def _result(self, run: pipeline.Run, answers: Answers, call: tuple) -> pd.DataFrame:
+        return _remember(columns.to_frame(self._obj, run, answers), call)
 
 
 @pd.api.extensions.register_series_accessor("llm")
 class SeriesAccessor(_Base):
     """Run a model over every value of a Series; "{}" in the template is the value."""
 
-    def generate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
-                 errors: str = "column", **options: Any) -> pd.Series | pd.DataFrame:
-        """Answer the template for every value; returns a Series of answers on the same index.
-
-        A structured output= gives a DataFrame of its fields instead (a Series with output_mode="object").
-        Failed rows are missing values; the report in .attrs["llmframe"] counts and samples their errors
-        (use the DataFrame accessor for a per-row error column). Options are those of DataFrame.llm.generate.
-        """
-        run = self._plan(template, model, output, errors, options)
-        return columns.to_series(run, run_sync(run.start()))
-
-    async def agenerate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
-                        errors: str = "column", **options: Any) -> pd.Series | pd.DataFrame:
-        """The async twin of generate."""
-        run = self._plan(template, model, output, errors, options)
-        return columns.to_series(run, await run_async(run.start()))
-
-    def estimate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
-                 mode: str = "online", **options: Any) -> Estimate:
-        """A dry run of generate: see DataFrame.llm.estimate."""
-        column = self._column()
-        return _estimate(self._obj.to_frame(name=column), template, model, output, mode, options,
-                         positional_column=column, output_frame_columns=())
-
-    def _column(self) -> str:
+    def _frame(self) -> tuple[pd.DataFrame, dict]:
         name = self._obj.name
-        return name if isinstance(name, str) and name else _SERIES_COLUMN
-
-    def _plan(self, template, model, output, errors, options) -> pipeline.Run:
-        _check_options(options)
-        column = self._column()
-        frame = self._obj.to_frame(name=column)
+        column = name if isinstance(name, str) and name else _SERIES_COLUMN
         # The Series' own values are not part of the result, so output names cannot clash with them.
-        return pipeline.plan(frame, template, model=model, output=output, errors=errors, positional_column=column,
-                             output_frame_columns=(), **options)
+        return self._obj.to_frame(name=column), {"positional_column": column, "output_frame_columns": ()}
+
+    def _result(self, run: pipeline.Run, answers: Answers, call: tuple) -> pd.Series | pd.DataFrame:
+        return columns.to_series(run, answers)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import constants
+from .. import constants, options
 from ..cost import estimate
 from ..cost.budget import Budget
 from ..stores.diskcache import Store, open_store
@@ -31,7 +31,6 @@ from .request import (
     content_digests,
     distinct,
     generation_params,
-    integer_at_least,
     key_prefix,
     positive_number,
 )
@@ -181,7 +180,7 @@ def plan(
     model: str,
     output: Any = constants.DEFAULT_OUTPUT,
     prefix: str = "",
-    output_mode: str = "columns",
+    output_mode: str = constants.OUTPUT_MODES[0],
     strict: bool = True,
     structured: str = constants.STRUCTURED_MODES[0],
     system: str | None = None,
@@ -191,7 +190,7 @@ def plan(
     seed: int | None = None,
     stop: str | list[str] | None = None,
     params: dict | None = None,
-    missing: str = "skip",
+    missing: str = constants.MISSING_MODES[0],
     allow_no_placeholder: bool = False,
     max_prompt_tokens: int | None = None,
     cache: bool | str = True,
@@ -205,13 +204,13 @@ def plan(
     timeout: float = constants.REQUEST_TIMEOUT_SECONDS,
     max_wait: float = constants.MAX_WAIT_SECONDS,
     progress: bool | None = None,
-    errors: str = "column",
+    errors: str = constants.ERROR_MODES[0],
     api_key: str | None = None,
     base_url: str | None = None,
     positional_column: str | None = None,
     output_frame_columns: Sequence | None = None,
     provider_options: dict | None = None,
-    mode: str = "online",
+    mode: str = constants.BATCH_MODES[0],
     poll_interval: float | None = None,
     retry_online: bool = False,
     usage: bool = False,
@@ -221,34 +220,22 @@ def plan(
     """Validate every argument and render every row; raise before any request is sent."""
     defaults = settings()
     provider_name, model_name = parse_model(model)
-    if not (cache is True or cache is False or cache == "refresh"):
-        raise ConfigError(f"cache must be True, False or 'refresh', got {cache!r}")
+    checked = options.checked(locals())  # every option through its check in the table, before anything else
+    timeout, max_wait, max_prompt_tokens = checked["timeout"], checked["max_wait"], checked["max_prompt_tokens"]
     existing = frame.columns if output_frame_columns is None else output_frame_columns
     index_names = frame.index.names if output_frame_columns is None else ()
-    for name, flag in (("usage", usage), ("strict", strict)):
-        if not isinstance(flag, bool):
-            raise ConfigError(f"{name} must be True or False, got {flag!r}")
     out = Output.resolve(output, prefix=prefix, mode=output_mode, errors=errors, frame_columns=existing, usage=usage,
                          index_names=index_names)
     structured = structured_mode(structured, out.schema)
-    concurrency = defaults.max_concurrency if max_concurrency is None else integer_at_least(
-        "max_concurrency", max_concurrency, 1
-    )
-    timeout = positive_number("timeout", timeout)
-    max_wait = positive_number("max_wait", max_wait)
+    concurrency = defaults.max_concurrency if max_concurrency is None else checked["max_concurrency"]
     gen = generation_params(
         temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, stop=stop, params=params
     )
-    # Checked before rendering, which is the slow part for a large frame.
-    attempts = integer_at_least("max_attempts", max_attempts, 1)
-    breaker = integer_at_least("max_failures_in_a_row", max_failures_in_a_row, 1)
-    retries = integer_at_least("invalid_retries", invalid_retries, 0)
-    rpm = positive_number("rpm", rpm if rpm is not None else defaults.rpm)
-    tpm = positive_number("tpm", tpm if tpm is not None else defaults.tpm)
+    attempts, breaker, retries = checked["max_attempts"], checked["max_failures_in_a_row"], checked["invalid_retries"]
+    rpm = checked["rpm"] if rpm is not None else defaults.rpm
+    tpm = checked["tpm"] if tpm is not None else defaults.tpm
     compiled = Template(template, list(frame.columns), system=system, positional_column=positional_column)
     prompts = compiled.render(frame, missing=missing, allow_no_placeholder=allow_no_placeholder)
-    if max_prompt_tokens is not None:
-        max_prompt_tokens = integer_at_least("max_prompt_tokens", max_prompt_tokens, 1)
     provider = create(model, api_key=api_key, base_url=base_url, max_concurrency=concurrency, timeout=timeout,
                       options=provider_options)
     model = f"{provider_name}:{model_name}"  # a Provider instance's too: the report's and the cache's name for it

@@ -1,0 +1,120 @@
+"""`llmframe cache stats` and `llmframe cache clear`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .text import human_bytes, iso
+
+
+def add_commands(sub) -> None:
+    """The cache command and its subcommands."""
+    cache = sub.add_parser(
+        "cache",
+        help="show or clear the answer cache",
+        description="Show what the answer cache holds, or remove answers from it.",
+    )
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True)
+    directory_help = "the cache directory (default: the configured one, LLMFRAME_CACHE_DIR, or the user cache)"
+
+    stats = cache_sub.add_parser("stats", help="entries, size on disk, size limit, per-model counts and dates")
+    stats.add_argument("--cache-dir", metavar="DIR", help=directory_help)
+    stats.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    stats.set_defaults(handler=_cache_stats)
+
+    clear = cache_sub.add_parser(
+        "clear",
+        help="remove cached answers: all of them, or those older than an age and/or of one model",
+        description=(
+            "Remove cached answers. With --older-than and/or --model only the answers matching every "
+            "filter go; with neither, the whole cache is cleared. Without --yes a terminal asks first; "
+            "when input is not a terminal, clearing the whole cache needs --yes (filtered clears do not)."
+        ),
+    )
+    clear.add_argument("--cache-dir", metavar="DIR", help=directory_help)
+    clear.add_argument("--older-than", metavar="AGE",
+                       help="only answers stored longer ago than AGE: seconds, or 45s, 90m, 12h, 30d, 2w")
+    clear.add_argument("--model", metavar="MODEL", help="only answers of this model string, e.g. openai:gpt-4o-mini")
+    clear.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    clear.add_argument("--force", action="store_true",
+                       help="reset a damaged cache (one whose database cannot be read) by deleting its files")
+    clear.set_defaults(handler=_cache_clear)
+
+
+def _cache_stats(args: argparse.Namespace) -> int:
+    import json
+
+    from ...stores.diskcache import UNKNOWN, cache_stats
+
+    stats = cache_stats(args.cache_dir)
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    print(f"directory  {stats['directory']}")
+    print(f"entries    {stats['entries']:,}")
+    print(f"size       {human_bytes(stats['size_bytes'])}")
+    print(f"limit      {human_bytes(stats['size_limit_bytes'])}")
+    print(f"oldest     {iso(stats['oldest'])}")
+    print(f"newest     {iso(stats['newest'])}")
+    rows = [(name, f"{m['entries']:,}", iso(m["oldest"]), iso(m["newest"])) for name, m in stats["models"].items()]
+    if stats["unknown"]:
+        rows.append((f"({UNKNOWN})", f"{stats['unknown']:,}", "-", "-"))
+    if rows:
+        header = ("model", "entries", "oldest", "newest")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+        print()
+        for r in [header, *rows]:
+            print(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+    return 0
+
+
+def _cache_clear(args: argparse.Namespace) -> int:
+    from ...stores.diskcache import clear_cache, parse_duration, reset_cache, resolve_directory
+
+    from ...errors import CacheDamaged, ConfigError
+
+    if args.older_than is not None:
+        try:  # a typo is a usage error, found before anything is asked or removed
+            parse_duration(args.older_than)
+        except ConfigError:
+            raise ConfigError(
+                f"--older-than {args.older_than!r} is not a duration: give seconds, or a number with a unit "
+                "(45s, 90m, 12h, 30d, 2w)"
+            ) from None
+    directory = resolve_directory(args.cache_dir)
+    filtered = args.older_than is not None or args.model is not None
+    if args.force and filtered:
+        raise ConfigError("--force resets the whole cache: it takes no --older-than or --model")
+    what = " and ".join(
+        part
+        for part in (
+            f"stored more than {args.older_than} ago" if args.older_than is not None else "",
+            f"of model {args.model!r}" if args.model is not None else "",
+        )
+        if part
+    )
+    target = f"the cached answers {what} in {directory}" if filtered else f"EVERY cached answer in {directory}"
+    if not args.yes:
+        if sys.stdin.isatty():
+            reply = input(f"Remove {target}? [y/N] ").strip().lower()
+            if reply not in ("y", "yes"):
+                print("Nothing removed.")
+                return 1
+        elif not filtered:
+            print(
+                f"llmframe cache clear: error: refusing to remove {target} without --yes "
+                "(input is not a terminal, so there is no one to ask)",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        removed = clear_cache(args.cache_dir, older_than=args.older_than, model=args.model)
+    except CacheDamaged:
+        if not args.force:
+            raise
+        reset_cache(args.cache_dir)
+        print(f"Reset the damaged cache in {directory}: its database could not be read, so its files were deleted.")
+        return 0
+    print(f"Removed {removed:,} cached answer{'s' if removed != 1 else ''} from {directory}.")
+    return 0

@@ -1,0 +1,338 @@
+"""One table of generate's options: name, type, default, check, command-line flag, help.
+
+The faces' signatures are checked against it (tests/test_options.py), plan() validates through its
+checks, `llmframe run` makes its flags from it, docstrings and the README's options table are made from it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import re
+import textwrap
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import constants
+from .cost.prices import check_prices
+from .errors import ConfigError, TemplateError
+from .plan.request import generation_params, integer_at_least, positive_number
+
+REQUIRED = inspect.Parameter.empty  # the default of an option the caller must give
+
+# The groups of `llmframe run --help`, in the order they are shown after the prompt and model.
+OUTPUT, GENERATION, SENDING, CACHE = "output columns", "generation", "sending", "cache"
+
+
+def number(text: str) -> int | float:
+    """A number as Python reads it: "0" is 0 and "0.0" is 0.0, so a flag makes the cache key its keyword would."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def pairs(items: list[str]) -> dict:
+    """KEY=VALUE arguments as a dict; each VALUE is read as JSON when it is JSON (0.5, true, [1,2]), else as text."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def json_argument(flag: str) -> Callable[[str], Any]:
+    """A converter of the flag's text: inline JSON, or the path of a JSON file."""
+    def convert(text: str) -> Any:
+        try:
+            return json.loads(Path(text).read_text(encoding="utf-8") if Path(text).is_file() else text)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{flag} takes JSON or a JSON file: {exc}") from None
+    return convert
+
+
+@dataclass(frozen=True)
+class Flag:
+    """An option on `llmframe run`: its flag, help group and argparse settings."""
+
+    flag: str
+    group: str
+    settings: dict = field(default_factory=dict)  # more add_argument settings: type, choices, action, metavar
+    convert: Callable | None = None  # the parsed value -> the keyword's value
+    values: Mapping[str, Any] | None = None  # the flag's words for the keyword's values (its choices)
+    help: str | None = None  # the command line's own wording, where the option's does not fit a flag
+
+
+@dataclass(frozen=True)
+class Option:
+    """One keyword of generate."""
+
+    name: str
+    type: str  # the annotation, as the faces spell it
+    default: Any
+    help: str  # one line: what the option means (Markdown: `code` spans)
+    check: Callable[[str, Any], Any] | None = None  # (name, value) -> the value to use; ConfigError if bad
+    flag: Flag | None = None
+    means: str | None = None  # the default in words, where None stands for something (`the provider's`)
+    see: str | None = None  # the README section that says more
+
+
+def _choice(choices: tuple, spelled: str | None = None, error: type[Exception] = ConfigError) -> Callable:
+    """A check that the value is one of choices; True is not 1 and 1 is not True."""
+    def check(name: str, value: Any) -> Any:
+        if not any(value is c or (isinstance(value, type(c)) and not isinstance(c, bool) and value == c)
+                   for c in choices):
+            raise error(f"{name} must be {spelled or f'one of {choices}'}, got {value!r}")
+        return value
+    return check
+
+
+def _at_least(low: int, *, optional: bool = False) -> Callable:
+    """A check that the value is an integer >= low (or None, when optional)."""
+    return lambda name, value: None if optional and value is None else integer_at_least(name, value, low)
+
+
+def _generation(name: str, value: Any) -> Any:
+    """A generation parameter, checked (and normalised) as generation_params does."""
+    return generation_params(**{name: value}).get(name, value)
+
+
+def _string(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def _prices(_name: str, value: Any) -> Any:
+    check_prices(value)
+    return value
+
+
+_FLAG = _choice((True, False), "True or False")
+_N, _SECONDS = dict(type=int, metavar="N"), dict(type=number, metavar="SECONDS")
+_ON = dict(action="store_const", const=True)
+_PROVIDERS = "the provider's"
+_BATCH = "Batch mode: the providers' half-price batch APIs"
+
+OPTIONS: tuple[Option, ...] = (
+    Option("model", "str", REQUIRED, '`"provider:model"`, e.g. `"openai:gpt-4o-mini"`', see="Models and keys"),
+    Option("output", "Any", constants.DEFAULT_OUTPUT, "name of the answer column (and of the returned Series), or a "
+           "pydantic model / JSON Schema dict: one typed column per field",
+           see="Structured outputs: a pydantic model in, typed columns out"),
+    Option("errors", "str", constants.ERROR_MODES[0], '`"column"`: failed rows get `<NA>` and their error in '
+           '`{output}_error`; `"raise"`: raise `RunAborted` after the run (finished answers are cached)',
+           check=_choice(constants.ERROR_MODES)),
+    Option("prefix", "str", "", "structured outputs: a prefix for the field columns' names", check=_string,
+           flag=Flag("--prefix", OUTPUT, dict(metavar="TEXT"))),
+    Option("output_mode", "str", constants.OUTPUT_MODES[0], 'structured outputs: `"columns"`, one column per '
+           'field; `"object"`, one column of whole answers (validated objects; JSON text in a file)',
+           check=_choice(constants.OUTPUT_MODES), flag=Flag("--output-mode", OUTPUT,
+                                                            dict(choices=constants.OUTPUT_MODES))),
+    Option("strict", "bool", True, "structured outputs: ask for OpenAI's strict schema mode", check=_FLAG,
+           flag=Flag("--no-strict", OUTPUT, dict(action="store_const", const=False),
+                     help="structured outputs: do not ask for OpenAI's strict schema mode")),
+    Option("structured", "str", constants.STRUCTURED_MODES[0], 'structured outputs: `"json_schema"` sends the '
+           'schema natively; `"json_object"` sends JSON mode with the schema in the prompt, for servers that '
+           "refuse json_schema", check=_choice(constants.STRUCTURED_MODES),
+           flag=Flag("--structured", OUTPUT, dict(choices=constants.STRUCTURED_MODES))),
+    Option("invalid_retries", "int", constants.INVALID_ANSWER_RETRIES, "structured outputs: times an answer that "
+           "does not validate is asked again", check=_at_least(0), flag=Flag("--invalid-retries", OUTPUT, _N)),
+    Option("usage", "bool", False, "add per-row usage columns: tokens, cost, cached, latency, finish reason",
+           check=_FLAG, flag=Flag("--usage", OUTPUT, _ON), see="Usage, cost and sweeps"),
+    Option("system", "str | None", None, "system prompt; may use `{column}` placeholders like the template",
+           flag=Flag("--system", GENERATION, dict(metavar="TEXT"))),
+    Option("temperature", "float | None", None, "sampling temperature, 0 to 2", check=_generation,
+           flag=Flag("--temperature", GENERATION, dict(type=number, metavar="T")), means=_PROVIDERS),
+    Option("top_p", "float | None", None, "nucleus sampling probability, 0 to 1", check=_generation,
+           flag=Flag("--top-p", GENERATION, dict(type=number, metavar="P")), means=_PROVIDERS),
+    Option("max_tokens", "int | None", None, "most tokens per answer", check=_generation,
+           flag=Flag("--max-tokens", GENERATION, _N), means=_PROVIDERS),
+    Option("seed", "int | None", None, "sampling seed, where the provider supports one", check=_generation,
+           flag=Flag("--seed", GENERATION, _N), means=_PROVIDERS),
+    Option("stop", "str | list[str] | None", None, "a stop sequence, or a list of them", check=_generation,
+           flag=Flag("--stop", GENERATION, dict(action="append", metavar="TEXT"),
+                     help="a stop sequence; repeat for several"), means=_PROVIDERS),
+    Option("params", "dict | None", None, 'any other parameter the provider accepts, e.g. '
+           '`{"presence_penalty": 0.5}`', check=_generation,
+           flag=Flag("--param", GENERATION, dict(action="append", metavar="KEY=VALUE"), pairs,
+                     help="any other provider parameter, e.g. --param presence_penalty=0.5 (VALUE is read as JSON, "
+                          "else as text; repeatable)")),
+    Option("missing", "str", constants.MISSING_MODES[0], 'a row with a missing value in a template column: '
+           '`"skip"` leaves it unanswered, `"raise"` stops the call before anything is sent',
+           check=_choice(constants.MISSING_MODES, error=TemplateError),
+           flag=Flag("--missing", GENERATION, dict(choices=constants.MISSING_MODES)), see="Bad input"),
+    Option("allow_no_placeholder", "bool", False, "allow a template that uses no `{column}`",
+           flag=Flag("--allow-no-placeholder", GENERATION, _ON)),
+    Option("max_prompt_tokens", "int | None", None, "rows whose prompt is estimated above this many tokens are "
+           "skipped, not sent", check=_at_least(1, optional=True), flag=Flag("--max-prompt-tokens", GENERATION, _N)),
+    Option("cache", "bool | str", True, '`True`: read and write; `"refresh"`: ignore hits, write new answers; '
+           "`False`: neither", check=_choice((True, False, "refresh"), "True, False or 'refresh'"),
+           flag=Flag("--cache", CACHE, values={"on": True, "refresh": "refresh", "off": False},
+                     help="on: answers come from and go to the cache; refresh: ask again and replace them; "
+                          "off: no cache"), see="The cache"),
+    Option("cache_dir", "str | None", None, "where the cache lives", flag=Flag("--cache-dir", CACHE,
+                                                                              dict(metavar="DIR")),
+           means=f"`{constants.CACHE_ENV_VAR}`, else the user cache directory"),
+    Option("max_concurrency", "int | None", None, "requests in flight", check=_at_least(1, optional=True),
+           flag=Flag("--max-concurrency", SENDING, _N), means=f"`{constants.MAX_CONCURRENCY}`"),
+    Option("rpm", "float | None", None, "client-side requests per minute for this provider, model and key",
+           check=positive_number, flag=Flag("--rpm", SENDING, dict(type=number, metavar="N")),
+           means="learned from the server", see="Rate limits, retries and failures"),
+    Option("tpm", "float | None", None, "client-side tokens per minute for this provider, model and key",
+           check=positive_number, flag=Flag("--tpm", SENDING, dict(type=number, metavar="N")),
+           means="learned from the server"),
+    Option("max_attempts", "int", constants.MAX_ATTEMPTS, "attempts per request, the first included",
+           check=_at_least(1), flag=Flag("--max-attempts", SENDING, _N)),
+    Option("max_failures_in_a_row", "int", constants.BREAKER_FAILURES, "the circuit breaker: this many requests "
+           "failing in a row stop the run", check=_at_least(1), flag=Flag("--max-failures-in-a-row", SENDING, _N)),
+    Option("timeout", "float", constants.REQUEST_TIMEOUT_SECONDS, "seconds one attempt may take in all: a server "
+           "trickling its reply is cut off too", check=positive_number, flag=Flag("--timeout", SENDING, _SECONDS)),
+    Option("max_wait", "float", constants.MAX_WAIT_SECONDS, "seconds a run waits on the server's word: one "
+           "`Retry-After` or limit reset, or refused without an answer, before it stops", check=positive_number,
+           flag=Flag("--max-wait", SENDING, _SECONDS)),
+    Option("progress", "bool | None", None, "`True` / `False`; auto shows it in notebooks and terminals, never in "
+           "logs or CI", means="auto"),
+    Option("api_key", "str | None", None, "the provider's API key (better: its environment variable); never "
+           "written to the cache, an output or a message", flag=Flag("--api-key", SENDING, dict(metavar="KEY")),
+           means="from the environment, e.g. `OPENAI_API_KEY`"),
+    Option("base_url", "str | None", None, "the provider's endpoint, e.g. a local server's",
+           flag=Flag("--base-url", SENDING, dict(metavar="URL")), means="from the environment, e.g. `OPENAI_BASE_URL`"),
+    Option("provider_options", "dict | None", None, 'passed to the SDK client, e.g. `{"organization": "..."}`; '
+           "local models take their own", see="Local models: transformers and vLLM",
+           flag=Flag("--provider-option", SENDING, dict(action="append", metavar="KEY=VALUE"), pairs,
+                     help="a setting of the provider's SDK client, KEY=VALUE (repeatable)")),
+    Option("mode", "str", constants.BATCH_MODES[0], '`"online"`: one request per row now; `"batch"`: the '
+           'provider\'s batch API (half price, slower); `"auto"`: batch from '
+           f"{constants.BATCH_AUTO_MIN_REQUESTS:,} distinct requests", check=_choice(constants.BATCH_MODES),
+           flag=Flag("--mode", SENDING, dict(choices=constants.BATCH_MODES)), see=_BATCH),
+    Option("poll_interval", "float | None", None, "batch mode: seconds between polls once the first quick polls "
+           f"are done; `{constants.BATCH_POLL_ENV_VAR}` sets it too", check=positive_number,
+           flag=Flag("--poll-interval", SENDING, _SECONDS), means=f"`{constants.BATCH_POLL_SECONDS:g}`"),
+    Option("retry_online", "bool", False, "batch mode: send requests whose batch line failed through the online "
+           "API in the same run", check=_FLAG, flag=Flag("--retry-online", SENDING, _ON)),
+    Option("prices", "dict | None", None, '`{"provider:model": {"input_mtok": ..., "output_mtok": ..., '
+           '"cache_read_mtok": ...}}`: USD per million tokens, for models genai-prices does not know (or to '
+           "override it)", check=_prices,
+           flag=Flag("--prices", SENDING, dict(metavar="JSON|FILE"), json_argument("--prices"),
+                     help='USD per million tokens for models genai-prices does not know, as JSON or a JSON file: '
+                          '{"provider:model": {"input_mtok": 0.15, "output_mtok": 0.6}}')),
+    Option("max_cost", "float | None", None, "USD cap: no request is sent that could take the run's spending past it; "
+           "raises `BudgetExceeded` with the finished answers", check=positive_number,
+           flag=Flag("--max-cost", SENDING, dict(type=number, metavar="USD"),
+                     help="a cap in USD on what the whole run may spend: no request is sent that could take it "
+                          "past the cap; the run then stops with status 1 and writes nothing (answers stay cached)")),
+)
+
+BY_NAME = {o.name: o for o in OPTIONS}
+# What a caller passes on through **options (Ray's generate, sweep): all but the three they take themselves.
+PASSED_ON = frozenset(BY_NAME) - {"model", "output", "errors"}
+
+
+def check_names(options: Mapping[str, Any]) -> None:
+    """ConfigError for keywords that are no option of generate."""
+    unknown = sorted(set(options) - PASSED_ON)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown}; valid options are {sorted(PASSED_ON)}")
+
+
+def checked(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option in values, through its row's check, in the table's order; ConfigError (TemplateError) if bad."""
+    return {o.name: o.check(o.name, values[o.name]) if o.check else values[o.name] for o in OPTIONS
+            if o.name in values}
+
+
+def keywords(values: Mapping[str, Any]) -> dict[str, Any]:
+    """generate's keywords from a face method's locals(); those it caught in **unknown are refused."""
+    check_names(values.get("unknown") or {})
+    return {name: values[name] for name in BY_NAME if name in values}
+
+
+def _plain(text: str) -> str:
+    """Markdown's `code` spans as plain text."""
+    return text.replace("`", "")
+
+
+def _literal(value: Any) -> str:
+    """A default as Python spells it; 600.0 as 600."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+_OWN = object()  # default_text's default: the option's own
+
+
+def default_text(option: Option, default: Any = _OWN, *, markdown: bool = False) -> str:
+    """A default of the option (its own unless given) in words: `6`, `"response"`, the provider's, none, required."""
+    default = option.default if default is _OWN else default
+    if default is REQUIRED:
+        return "required"
+    if default is None or (default == option.default and option.means is not None):
+        words = option.means or "none"
+        return words if markdown else _plain(words)
+    return f"`{_literal(default)}`" if markdown else _literal(default)
+
+
+def flag_help(option: Option) -> str:
+    """The help of an option's flag: its meaning, then its default as the command line spells it."""
+    flag = option.flag
+    assert flag is not None
+    text = flag.help or re.sub(r'`"([^"`]*)"`', r"\1", option.help)  # `"batch"` is spelled batch on the command line
+    if flag.settings.get("action") == "store_const":
+        default = None  # a switch: its default is not to give it
+    elif flag.values is not None:
+        default = next(word for word, value in flag.values.items() if value is option.default)
+    elif option.default is None and option.means is None or option.default == "":
+        default = None
+    else:
+        default = default_text(option)
+        default = default.strip('"') if isinstance(option.default, str) else default
+    return _plain(text if default is None else f"{text} (default: {default})").replace("%", "%%")
+
+
+def _anchor(title: str) -> str:
+    """GitHub's anchor of a README heading."""
+    return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+
+
+def markdown() -> str:
+    """The README's options table."""
+    rows = ["| option | default | meaning |", "|---|---|---|"]
+    for o in OPTIONS:
+        meaning = o.help + (f" (see [{o.see.split(':')[0]}](#{_anchor(o.see)}))" if o.see else "")
+        rows.append(f"| `{o.name}` | {default_text(o, markdown=True)} | {meaning.replace('|', chr(92) + '|')} |")
+    return "\n".join(rows)
+
+
+def documented(func: Callable | None = None, *, names: Iterable[str] | None = None, **helps: str) -> Callable:
+    """A decorator: the docstring gains a line per option, with its default and meaning.
+
+    names: the options listed (default: the function's keyword-only parameters that are options);
+    helps: a meaning of this function's own for an option, by name.
+    """
+    def decorate(f: Callable) -> Callable:
+        parameters = inspect.signature(f).parameters
+        listed = list(names) if names is not None else [
+            p.name for p in parameters.values() if p.kind is p.KEYWORD_ONLY and p.name in BY_NAME]
+        lines = ["Options (default in parentheses):"]
+        for name in listed:
+            option = BY_NAME[name]
+            default = parameters[name].default if name in parameters else option.default
+            lines.append(_doc_line(f"{name} ({default_text(option, default)}): {_plain(helps.get(name, option.help))}"))
+        f.__doc__ = inspect.cleandoc(f.__doc__ or "") + "\n\n" + "\n".join(lines)
+        return f
+    return decorate(func) if func is not None else decorate
+
+
+@functools.lru_cache(maxsize=None)
+def _doc_line(text: str) -> str:
+    """One option's line of a docstring, wrapped; cached, as the faces' docstrings share most lines."""
+    return textwrap.fill(text, width=100, initial_indent="  ", subsequent_indent="      ")
