@@ -1,8 +1,9 @@
-"""The simulator's core: one aiohttp server on a background thread, its log and counts, and the one
-request pipeline (key, parse, log, rate limits, faults, answer) that every protocol's route shares.
+"""The simulator's core: its log and counts, and the one request pipeline (key, parse, log, rate limits,
+faults, answer) that every protocol's route shares, served by the loopback server of server.py.
 
 The protocols live beside it: openai_chat (the Dialect base, OpenAI's chat completions),
-anthropic_messages, gemini_generate, and the batch APIs (batches and its vendor modules).
+anthropic_messages, gemini_generate, and the batch APIs (batches, and openai_batches,
+anthropic_batches, gemini_batches on it); answers makes the answers, faults draws the faults.
 """
 
 from __future__ import annotations
