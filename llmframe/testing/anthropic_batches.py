@@ -8,15 +8,12 @@ import time
 from aiohttp import web
 
 from .anthropic_messages import ANTHROPIC
-from .batches import Batch, BatchService, Handler, iso_time, unauthorized
+from .batches import Batch, Handler, VendorBatches, iso_time, unauthorized
 from .openai_chat import BadRequest
 
 
-class AnthropicBatches:
+class AnthropicBatches(VendorBatches):
     """The Anthropic batch routes of a BatchService."""
-
-    def __init__(self, service: BatchService):
-        self.service = service
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         """(method, path, handler) of each route."""

@@ -109,6 +109,17 @@ class Batch:
         return done - failed, failed, done
 
 
+class VendorBatches:
+    """One vendor's batch routes, on the BatchService that keeps their batches and files."""
+
+    def __init__(self, service: BatchService):
+        self.service = service
+
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        """(method, path, handler) of each route."""
+        raise NotImplementedError
+
+
 def iso_time(seconds: float) -> str:
     """A Unix time as RFC 3339, in UTC, to the second."""
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -8,7 +8,7 @@ import time
 
 from aiohttp import web
 
-from .batches import Batch, BatchService, Handler, iso_time, unauthorized
+from .batches import Batch, Handler, VendorBatches, iso_time, unauthorized
 from .gemini_generate import GEMINI
 from .openai_chat import BadRequest
 
@@ -20,11 +20,8 @@ class _GeminiRoute:
         self.match_info = {"model": model}
 
 
-class GeminiBatches:
+class GeminiBatches(VendorBatches):
     """The Gemini batch and file routes of a BatchService."""
-
-    def __init__(self, service: BatchService):
-        self.service = service
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         """(method, path, handler) of each route; GET /v1/batches[/{id}] are shared with OpenAI's."""

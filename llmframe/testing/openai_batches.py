@@ -7,18 +7,15 @@ import time
 
 from aiohttp import web
 
-from .batches import Batch, BatchService, Handler, unauthorized
+from .batches import Batch, Handler, VendorBatches, unauthorized
 from .openai_chat import OPENAI, BadRequest
 
 
-class OpenAIBatches:
+class OpenAIBatches(VendorBatches):
     """The OpenAI batch and file routes of a BatchService."""
 
-    def __init__(self, service: BatchService):
-        self.service = service
-
     def routes(self) -> list[tuple[str, str, Handler]]:
-        """(method, path, handler) of each route; GET /v1/batches[/{id}] are shared with Gemini (see BatchService.add_routes)."""
+        """(method, path, handler) of each route; GET /v1/batches[/{id}], shared with Gemini, come from add_routes."""
         return [
             ("POST", "/v1/files", self.upload),
             ("GET", "/v1/files/{id}", self.file),
