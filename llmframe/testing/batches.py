@@ -248,8 +248,8 @@ class BatchService:
             if batch.failed(custom_id):
                 batch.answers[i] = None
             else:
-                text, cut = fit(self.sim.answer(chat), completion_limit(chat))
-                batch.answers[i] = (text, "length" if cut else "stop", (prompt_tokens(chat), tokens(text)))
+                text, truncated = fit(self.sim.answer(chat), completion_limit(chat))
+                batch.answers[i] = (text, "length" if truncated else "stop", (prompt_tokens(chat), tokens(text)))
         return batch.answers[i]
 
     def reply(self, dialect: Dialect, batch: Batch, i: int) -> dict | None:

@@ -97,14 +97,15 @@ def _refusal(call: _Call, body: dict, cost: int) -> tuple[web.Response, str] | N
     return None
 
 
-async def _send(request: web.Request, reply: dict, limits: dict, fault: str | None, drip: float) -> web.StreamResponse:
+async def _send(request: web.Request, reply: dict, limits: dict, fault: str | None,
+                drip_seconds: float) -> web.StreamResponse:
     """Send a success body, as the body faults (reset, drip, malformed) spoil it."""
     data = json.dumps(reply).encode()
     headers = {"Content-Type": "application/json", **limits}
     if fault == "reset":
         return await cut(request, data, headers)
     if fault == "drip":
-        return await drip(request, data, headers, drip)
+        return await drip(request, data, headers, drip_seconds)
     if fault == "malformed":
         data = data[: len(data) // 2]  # a truncated document, as from a broken proxy
     return web.Response(body=data, headers=headers)
@@ -298,8 +299,8 @@ class Simulator(LoopbackServer):
         if isinstance(answered, web.Response):
             return answered, None
         text, fault = answered
-        text, cut = fit(text, limit)
-        finish = "length" if cut else None if fault == "null_finish" else "stop"
+        text, truncated = fit(text, limit)
+        finish = "length" if truncated else None if fault == "null_finish" else "stop"
         completion = tokens(text)
         if limit is None:  # admitted on the prompt alone, so bill the completion now
             state.charge(call.key, completion, call.now)
