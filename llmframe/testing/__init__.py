@@ -41,11 +41,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .answers import default_answer, digest_answer
     from .batches import BatchSettings
     from .faults import Faults
     from .notebook import notebook_setup, tutorial_answer
     from .process import SimulatorProcess
-    from .answers import default_answer, digest_answer
     from .simulator import LoggedRequest, SimulatedError, Simulator
 
 # Names are imported on first use, so that loading the pytest plugin (which imports this package)
