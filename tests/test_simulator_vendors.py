@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from llmframe.testing import Faults, Simulator, default_answer, digest_answer
 from llmframe.testing.schema_answers import instance
-from llmframe.testing.vendors import openapi_to_json_schema
+from llmframe.testing.gemini_generate import openapi_to_json_schema
 
 anthropic = pytest.importorskip("anthropic")
 genai = pytest.importorskip("google.genai")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import functools
+import itertools
 import json
-import math
 import os
 import sqlite3
 import threading
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import constants
-from ..durations import duration_seconds
+from ..durations import parse_duration
 from ..errors import CacheDamaged, CacheError, ConfigError
 
 # Values shorter than diskcache's file threshold sit in the row itself ("raw" mode), keyed by raw str keys.
@@ -236,13 +236,9 @@ class Store:
                 unknown += 1
                 continue
             model, created = meta
-            entry = models.get(model)
-            if entry is None:
-                models[model] = {"entries": 1, "oldest": created, "newest": created}
-            else:
-                entry["entries"] += 1
-                entry["oldest"] = min(entry["oldest"], created)
-                entry["newest"] = max(entry["newest"], created)
+            entry = models.setdefault(model, {"entries": 0, "oldest": created, "newest": created})
+            entry["entries"] += 1
+            entry["oldest"], entry["newest"] = min(entry["oldest"], created), max(entry["newest"], created)
         times = [m["oldest"] for m in models.values()] + [m["newest"] for m in models.values()]
         return {
             "directory": self.directory,
@@ -266,8 +262,7 @@ class Store:
         """
         if older_than is None and model is None:
             return int(self._cache.clear())
-        if model is not None and (not isinstance(model, str) or not model):
-            raise ConfigError(f"model must be a non-empty model string like 'openai:gpt-4o-mini', got {model!r}")
+        _check_model(model)
         cutoff = None if older_than is None else time.time() - parse_duration(older_than)
 
         def doomed(value: Any) -> bool:
@@ -277,14 +272,8 @@ class Store:
             return (model is None or meta[0] == model) and (cutoff is None or meta[1] < cutoff)
 
         removed = 0
-        batch: list[Any] = []
-        for key, value in self._entries():
-            if doomed(value):
-                batch.append(key)
-                if len(batch) >= _PRUNE_BATCH:
-                    removed += self._delete_if(batch, doomed)
-                    batch = []
-        if batch:
+        keys = (key for key, value in self._entries() if doomed(value))
+        while batch := list(itertools.islice(keys, _PRUNE_BATCH)):
             removed += self._delete_if(batch, doomed)
         return removed
 
@@ -324,22 +313,10 @@ def _decode(value: Any) -> tuple[str, float] | None:
     return model, float(created)
 
 
-def parse_duration(value: float | int | str | _dt.timedelta) -> float:
-    """Seconds from a number of seconds, a timedelta, or a string like "30d", "12h", "90m", "45s", "2w"."""
-    if isinstance(value, _dt.timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str):
-        seconds = duration_seconds(value)
-    else:
-        seconds = None
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(
-            f"older_than must be a duration: seconds (a number >= 0), a datetime.timedelta, or a string "
-            f"like '30d', '12h', '90m', '45s' or '2w'; got {value!r}"
-        )
-    return seconds
+def _check_model(model: str | None) -> None:
+    """ConfigError unless model is None or a model string."""
+    if model is not None and (not isinstance(model, str) or not model):
+        raise ConfigError(f"model must be a non-empty model string like 'openai:gpt-4o-mini', got {model!r}")
 
 
 def resolve_directory(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -385,8 +362,7 @@ def clear_cache(cache_dir: str | os.PathLike | None = None, *, older_than: float
     and 0 is returned (what it held cannot be counted). Only for a whole clear.
     """
     seconds = None if older_than is None else parse_duration(older_than)
-    if model is not None and (not isinstance(model, str) or not model):
-        raise ConfigError(f"model must be a non-empty model string like 'openai:gpt-4o-mini', got {model!r}")
+    _check_model(model)
     if not isinstance(force, bool):
         raise ConfigError(f"force must be True or False, got {force!r}")
     if force and (older_than is not None or model is not None):

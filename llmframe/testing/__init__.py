@@ -41,11 +41,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .answers import default_answer, digest_answer
     from .batches import BatchSettings
     from .faults import Faults
     from .notebook import notebook_setup, tutorial_answer
     from .process import SimulatorProcess
-    from .simulator import LoggedRequest, SimulatedError, Simulator, default_answer, digest_answer
+    from .simulator import LoggedRequest, SimulatedError, Simulator
 
 # Names are imported on first use, so that loading the pytest plugin (which imports this package)
 # does not need the optional aiohttp dependency until a fixture actually starts a server.
@@ -54,6 +55,7 @@ _HOMES["SimulatorProcess"] = "process"
 _HOMES["Faults"] = "faults"
 _HOMES["notebook_setup"] = _HOMES["tutorial_answer"] = "notebook"
 _HOMES["BatchSettings"] = "batches"
+_HOMES["digest_answer"] = _HOMES["default_answer"] = "answers"
 
 
 def __getattr__(name: str) -> Any:

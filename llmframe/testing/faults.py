@@ -21,6 +21,9 @@ _FORMATS = ("text", "json_object", "json_schema")  # the response_format types t
 # What OpenAI and Gemini say when the account's quota is spent (Anthropic's words are in its dialect).
 QUOTA_MESSAGE = "You exceeded your current quota, please check your plan and billing details."
 
+# OpenAI's rate-limit headers of a kind of limit ("requests", "tokens"): limit, remaining, reset.
+_OPENAI_HEADERS = ("x-ratelimit-limit-{}", "x-ratelimit-remaining-{}", "x-ratelimit-reset-{}")
+
 HTML_502 = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n"
     "<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
@@ -211,13 +214,14 @@ class FaultState:
             for kind, (limit, capacity, bucket) in self._levels(key, now).items()
         }
 
-    def headers(self, key: str, now: float) -> dict[str, str]:
-        """OpenAI's x-ratelimit-* headers for each configured limit."""
+    def headers(self, key: str, now: float, names: tuple[str, str, str] = _OPENAI_HEADERS,
+                reset: Callable[[float], str] = duration) -> dict[str, str]:
+        """Rate-limit headers per configured limit, named by `names` (default OpenAI's), `reset` writing the wait."""
         out = {}
-        for kind, (limit, remaining, reset) in self.levels(key, now).items():
-            out[f"x-ratelimit-limit-{kind}"] = str(limit)
-            out[f"x-ratelimit-remaining-{kind}"] = str(remaining)
-            out[f"x-ratelimit-reset-{kind}"] = duration(reset)
+        for kind, (limit, remaining, until) in self.levels(key, now).items():
+            out[names[0].format(kind)] = str(limit)
+            out[names[1].format(kind)] = str(remaining)
+            out[names[2].format(kind)] = reset(until)
         return out
 
     def draw(self) -> int | str | None:

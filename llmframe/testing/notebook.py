@@ -20,7 +20,8 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .simulator import Simulator, _last_user_text, default_answer
+from .answers import default_answer, last_user_text
+from .simulator import Simulator
 
 # The environment variables the official SDKs read, per provider: (endpoint, keys).
 PROVIDER_ENV = {
@@ -36,7 +37,7 @@ _NEGATIVE = ("broke", "never", "nothing like", "useless", "refund", "worst")
 
 def tutorial_answer(body: dict) -> str:
     """The simulated model of the demo and notebooks: a keyword rule for sentiment prompts, else the default answer."""
-    text = _last_user_text(body).lower()
+    text = last_user_text(body).lower()
     if body.get("response_format") or "sentiment" not in text:
         return default_answer(body)
     if any(word in text for word in _NEGATIVE):
