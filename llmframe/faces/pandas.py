@@ -1,4 +1,4 @@
-"""df.llm and s.llm: validate, delegate to the pipeline, return a new object (pandas caches accessors)."""
+"""df.llm and s.llm: validate, then plan -> execute -> collect; return a new object (pandas caches accessors)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from ..apps import sweep as sweep_
 from ..errors import ConfigError
 from ..cost.estimate import Estimate
 from ..apps.sweep import SweepResult
-from ..engine.executor import run_async, run_sync
+from ..engine.loop import run_async, run_sync
+from ..engine import run as engine
 from ..plan.template import TemplateLike
 
 _SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
@@ -42,8 +43,8 @@ def _estimate(frame: pd.DataFrame, template, model, output, mode, options, **ext
     _check_options(options)
     # Nothing is sent, so no key is needed; a placeholder lets the plan check everything else.
     options = {**options, "api_key": options.get("api_key") or "estimate-only", "progress": False}
-    run = pipeline.plan(frame, template, model=model, output=output, **options, **extra)
-    return estimate_.estimate(run, mode=mode)
+    plan = pipeline.plan(frame, template, model=model, output=output, **options, **extra)
+    return engine.estimate(plan, mode=mode)
 
 
 # Run id -> the call that made a frame, so retry_failed can repeat it. In memory only: it holds the key.
@@ -84,15 +85,15 @@ class DataFrameAccessor(_Base):
         usage (per-row tokens, cost, cached, latency, finish reason),
         prices ({"provider:model": {"input_mtok": ..., "output_mtok": ...}}), max_cost (USD; BudgetExceeded).
         """
-        run = self._plan(template, model, output, errors, options)
-        out = columns.to_frame(self._obj, run, run_sync(run.start()))
+        plan = self._plan(template, model, output, errors, options)
+        out = columns.to_frame(self._obj, plan, run_sync(engine.start(plan)))
         return _remember(out, (template, model, output, errors, options))
 
     async def agenerate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
                         errors: str = "column", **options: Any) -> pd.DataFrame:
         """The async twin of generate, for code that already runs an event loop."""
-        run = self._plan(template, model, output, errors, options)
-        out = columns.to_frame(self._obj, run, await run_async(run.start()))
+        plan = self._plan(template, model, output, errors, options)
+        out = columns.to_frame(self._obj, plan, await run_async(engine.start(plan)))
         return _remember(out, (template, model, output, errors, options))
 
     def submit(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
@@ -106,9 +107,9 @@ class DataFrameAccessor(_Base):
         if options.setdefault("mode", "batch") != "batch":
             raise ConfigError(f"submit always uses the batch API; drop mode={options['mode']!r} "
                               "(or call generate for an online run)")
-        run = self._plan(template, model, output, errors, options)
+        plan = self._plan(template, model, output, errors, options)
         call = (template, model, output, errors, options)
-        return BatchJob(run, lambda responses: _remember(columns.to_frame(self._obj, run, responses), call))
+        return BatchJob(plan, lambda outcome: _remember(columns.to_frame(self._obj, plan, outcome), call))
 
     def retry_failed(self) -> pd.DataFrame:
         """Repeat the generate call that made this frame: failed rows are sent again, the rest come from cache."""
@@ -150,7 +151,7 @@ class DataFrameAccessor(_Base):
         return sweep_.sweep(self._obj, template, models=models, params=params, repeats=repeats, output=output,
                             score=score, max_cost=max_cost, options=options, dry_run=dry_run)
 
-    def _plan(self, template, model, output, errors, options) -> pipeline.Run:
+    def _plan(self, template, model, output, errors, options) -> pipeline.Plan:
         _check_options(options)
         return pipeline.plan(self._obj, template, model=model, output=output, errors=errors, **options)
 
@@ -167,14 +168,14 @@ class SeriesAccessor(_Base):
         Failed rows are missing values; the report in .attrs["llmframe"] counts and samples their errors
         (use the DataFrame accessor for a per-row error column). Options are those of DataFrame.llm.generate.
         """
-        run = self._plan(template, model, output, errors, options)
-        return columns.to_series(run, run_sync(run.start()))
+        plan = self._plan(template, model, output, errors, options)
+        return columns.to_series(plan, run_sync(engine.start(plan)))
 
     async def agenerate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
                         errors: str = "column", **options: Any) -> pd.Series | pd.DataFrame:
         """The async twin of generate."""
-        run = self._plan(template, model, output, errors, options)
-        return columns.to_series(run, await run_async(run.start()))
+        plan = self._plan(template, model, output, errors, options)
+        return columns.to_series(plan, await run_async(engine.start(plan)))
 
     def estimate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
                  mode: str = "online", **options: Any) -> Estimate:
@@ -187,7 +188,7 @@ class SeriesAccessor(_Base):
         name = self._obj.name
         return name if isinstance(name, str) and name else _SERIES_COLUMN
 
-    def _plan(self, template, model, output, errors, options) -> pipeline.Run:
+    def _plan(self, template, model, output, errors, options) -> pipeline.Plan:
         _check_options(options)
         column = self._column()
         frame = self._obj.to_frame(name=column)

@@ -30,6 +30,7 @@ class Provider(ABC):
     key_env: ClassVar[tuple[str, ...]] = ()  # environment variables holding the API key, in order
     extra: ClassVar[str | None] = None  # the pip extra that installs this provider's SDK
     strict_outputs: ClassVar[bool] = False  # output_params(strict=False) asks for something else than strict=True
+    base_url_env: ClassVar[str | None] = None  # the SDK's environment variable naming another endpoint
 
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
                  max_concurrency: int, timeout: float, options: dict | None = None):
@@ -93,16 +94,13 @@ class Provider(ABC):
     @property
     def endpoint(self) -> str | None:
         """The resolved endpoint, normalised; None for the provider's official one (and for local models)."""
-        url = self.resolved_url()
-        if url is None:
-            return None
-        url = normalise_endpoint(url)
-        host = urllib.parse.urlsplit(url).hostname or ""
-        domain = constants.OFFICIAL_ENDPOINT_DOMAINS.get(self.name)
-        if url in constants.OFFICIAL_ENDPOINTS.get(self.name, ()) or (
-                domain and url.startswith("https://") and host.endswith(domain)):
-            return None
-        return url
+        return _unofficial(self.name, self.resolved_url())
+
+    @classmethod
+    def endpoint_for(cls, base_url: str | None) -> str | None:
+        """endpoint of a provider made with base_url=, without making one (base_url=, else base_url_env, else
+        the official endpoint): what a plan puts in its keys."""
+        return _unofficial(cls.name, base_url or (os.environ.get(cls.base_url_env) if cls.base_url_env else None))
 
     @property
     def limiter_key(self) -> tuple:
@@ -114,14 +112,16 @@ class Provider(ABC):
         """Strings that must never appear in anything llmframe writes or raises."""
         return (self._api_key,) if self._api_key else ()
 
-    def output_params(self, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
+    @classmethod
+    def output_params(cls, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
         """Request parameters that make the model answer in the schema; SchemaError if it cannot be expressed.
 
         structured="json_object": JSON mode only, where the provider has one (the schema is in the prompt).
         """
-        raise SchemaError(f"the {self.name} provider does not support structured outputs yet")
+        raise SchemaError(f"the {cls.name} provider does not support structured outputs yet")
 
-    def check_params(self, params: dict) -> None:
+    @classmethod
+    def check_params(cls, params: dict) -> None:
         """Raise ConfigError for generation parameters this provider cannot take (the APIs judge their own)."""
 
     @abstractmethod
@@ -145,6 +145,19 @@ class Provider(ABC):
     def __repr__(self) -> str:
         # Never show the key: reprs end up in logs and tracebacks.
         return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r})"
+
+
+def _unofficial(provider: str, url: str | None) -> str | None:
+    """url normalised; None for no url and for the provider's official endpoint."""
+    if url is None:
+        return None
+    url = normalise_endpoint(url)
+    host = urllib.parse.urlsplit(url).hostname or ""
+    domain = constants.OFFICIAL_ENDPOINT_DOMAINS.get(provider)
+    if url in constants.OFFICIAL_ENDPOINTS.get(provider, ()) or (
+            domain and url.startswith("https://") and host.endswith(domain)):
+        return None
+    return url
 
 
 def normalise_endpoint(url: str) -> str:
