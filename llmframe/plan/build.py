@@ -208,7 +208,7 @@ def plan(
     prices: dict | None = None,
     max_cost: float | None = None,
 ) -> Plan:
-    """Validate every argument and render and key every row; raise before any request is sent."""
+    """Validate every argument and render every row; raise before any request is sent."""
     defaults = settings()
     provider_name, model_name = parse_model(model)
     if not (cache is True or cache is False or cache == "refresh"):
