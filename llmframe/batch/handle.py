@@ -17,14 +17,14 @@ class BatchJob:
     """Submitted batch jobs of one call: status() now, wait() until done, result() as the frame, cancel()."""
 
     def __init__(self, plan: Plan, finish: Callable[[Outcome], Any]):
-        from ..engine.run import batches, prepare
+        from ..engine.run import batch_jobs, prepare
 
         self._plan = plan
         self._finish = finish  # the outcome -> the frame (or series), exactly as generate builds it
         self._seen = Progress(0, show=False)  # counts what submit() and status() found done
         provider, store, self._meter = prepare(plan)
         self._counters = Counters()
-        self._batches = batches(plan, provider, store=store, meter=self._meter, progress=self._seen,
+        self._batches = batch_jobs(plan, provider, store=store, meter=self._meter, progress=self._seen,
                                 counters=self._counters)
         self._outcome: Outcome | None = None
         run_sync(self._batches.submit)

@@ -86,7 +86,7 @@ async def _execute_batch(plan: Plan, provider: Provider, *, store: Store | None,
     counters = Counters()
     state = "stopped"
     try:
-        jobs = batches(plan, provider, store=store, meter=meter, progress=progress, counters=counters)
+        jobs = batch_jobs(plan, provider, store=store, meter=meter, progress=progress, counters=counters)
         await jobs.submit()
         answers = await jobs.wait()
         state = "done"
@@ -99,7 +99,7 @@ async def _execute_batch(plan: Plan, provider: Provider, *, store: Store | None,
         await provider.aclose()
 
 
-def batches(plan: Plan, provider: Provider, *, store: Store | None, meter: CostMeter | None, progress: Progress,
+def batch_jobs(plan: Plan, provider: Provider, *, store: Store | None, meter: CostMeter | None, progress: Progress,
             counters: Counters) -> Batches:
     """The batch jobs of a plan (llmframe.batch.runner.Batches), reporting to progress and counting in counters.
 
@@ -120,4 +120,5 @@ def batches(plan: Plan, provider: Provider, *, store: Store | None, meter: CostM
 
 
 def _budget(meter: CostMeter | None):
+    """The budget an outcome reports (None without max_cost)."""
     return meter.budget if meter is not None else None
