@@ -69,6 +69,19 @@ def test_a_plans_endpoint_is_the_one_its_provider_sends_to(name, variable, monke
     assert kind.endpoint_for("http://127.0.0.1:8002") == made("http://127.0.0.1:8002")
 
 
+def test_a_provider_that_resolves_no_endpoint_keys_none():
+    from llmframe.providers.base import Provider
+
+    class Plain(Provider):  # a plugin that declares no endpoint of its own: keyed without one, as resolved_url says
+        name = "plain"
+
+        async def complete(self, request):
+            return Response("x")
+
+    assert Plain.endpoint_for("http://127.0.0.1:9") is None
+    assert Plain("m", base_url="http://127.0.0.1:9", max_concurrency=1, timeout=1.0).endpoint is None
+
+
 def test_the_provider_is_made_from_the_plan_with_its_arguments(sim):
     planned = plan(frame(1), "{q}", model=MODEL, base_url=sim.base_url, api_key=sim.api_key, max_concurrency=3,
                    timeout=7.0)

@@ -99,8 +99,10 @@ class Provider(ABC):
     @classmethod
     def endpoint_for(cls, base_url: str | None) -> str | None:
         """endpoint of a provider made with base_url=, without making one (base_url=, else base_url_env, else
-        the official endpoint): what a plan puts in its keys."""
-        return _unofficial(cls.name, base_url or (os.environ.get(cls.base_url_env) if cls.base_url_env else None))
+        the official endpoint): what a plan puts in its keys. None without base_url_env, as resolved_url's default."""
+        if cls.base_url_env is None:
+            return None
+        return _unofficial(cls.name, base_url or os.environ.get(cls.base_url_env))
 
     @property
     def limiter_key(self) -> tuple:
