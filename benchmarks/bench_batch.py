@@ -30,20 +30,21 @@ from llmframe.plan import build as pipeline  # noqa: E402
 from llmframe.batch.openai import OpenAIBatches, parse_results  # noqa: E402
 from llmframe.batch.runner import settle  # noqa: E402
 from llmframe.batch.split import split  # noqa: E402
+from llmframe.engine.run import open_provider  # noqa: E402
 from llmframe.stores.diskcache import Store  # noqa: E402
 
 
-def plan(rows: int, cache_dir: str) -> pipeline.Run:
+def plan(rows: int, cache_dir: str) -> pipeline.Plan:
     """A planned (rendered, keyed) batch run over `rows` review-like rows; sends nothing."""
     frame = pd.DataFrame({"review": [f"Review {i}: the product arrived on time and works as described." for i in range(rows)]})
     return pipeline.plan(frame, "Sentiment of this review, one word:\n{review}", model="openai:gpt-4o-mini",
                          api_key="sk-bench", mode="batch", cache_dir=cache_dir, progress=False)
 
 
-def build(run: pipeline.Run) -> tuple[float, float, int, int]:
+def build(run: pipeline.Plan) -> tuple[float, float, int, int]:
     """Wall and CPU seconds to render and split every request into files; the number of files and their bytes."""
     work = run.work()
-    adapter = OpenAIBatches(run.provider)
+    adapter = OpenAIBatches(open_provider(run))
     start, cpu = time.perf_counter(), time.process_time()
     line = adapter.line_builder(run.params)
 
@@ -76,7 +77,7 @@ def output_files(keys: list[str], per_file: int) -> list[bytes]:
     return files
 
 
-def collect(run: pipeline.Run, files: list[bytes], per_file: int) -> tuple[float, float]:
+def collect(run: pipeline.Plan, files: list[bytes], per_file: int) -> tuple[float, float]:
     """Wall and CPU seconds to map every output line back to its row: parse, match by custom id, encode for
     the cache."""
     keys = run.keys[:]

@@ -33,6 +33,7 @@ import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 import llmframe  # noqa: E402,F401  (registers the df.llm accessor)
+from llmframe.engine.run import open_cache  # noqa: E402
 from llmframe.plan.build import plan  # noqa: E402
 from llmframe.plan.request import Response  # noqa: E402
 from llmframe.testing import SimulatorProcess  # noqa: E402
@@ -170,8 +171,9 @@ def fill_cache(frame: pd.DataFrame, sim: SimulatorProcess, cache_dir: str, chunk
                cache_dir=cache_dir, progress=False)
     assert len(run.keys) == len(frame), "prompts must be distinct"
     answers = [f"cached answer {j}" for j in range(len(run.keys))]
+    store = open_cache(run)
     for start in range(0, len(run.keys), chunk):
-        run.store.set_many([
+        store.set_many([
             (key, Response(text=answers[j], input_tokens=1, output_tokens=1, finish_reason="stop").to_cache(f"openai:{MODEL}", time.time()))
             for j, key in enumerate(run.keys[start:start + chunk], start)
         ])

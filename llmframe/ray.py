@@ -27,6 +27,7 @@ from .collect import columns
 from . import constants
 from .plan import build as pipeline
 from .engine import ratelimit
+from .engine.run import open_provider
 from .options import check_names
 from .config import settings
 from .errors import ConfigError
@@ -204,13 +205,14 @@ def generate(
     # Everything is checked against the dataset's columns now, not in the first batch on a remote node.
     empty = pd.DataFrame(columns=list(ds.schema().names))
     probe = pipeline.plan(empty, template, model=model, output=output, errors=errors, **{**options, "cache": False})
+    provider = open_provider(probe)  # a missing key or a bad provider option raises here too
     shared = None
     rpm, tpm = options.get("rpm"), options.get("tpm")
     if budget == "split":
         max_actors = actors[-1]
         options.update({k: v / max_actors for k, v in (("rpm", rpm), ("tpm", tpm)) if v is not None})
     elif rpm is not None or tpm is not None:
-        shared = _budget_actor(ray, probe.provider.limiter_key)
+        shared = _budget_actor(ray, provider.limiter_key)
         ray.get(shared.configure.remote(rpm, tpm))
     tally = ray.remote(Tally).options(num_cpus=0).remote()
     compute = ray.data.ActorPoolStrategy(size=actors[0]) if len(actors) == 1 else ray.data.ActorPoolStrategy(

@@ -320,12 +320,12 @@ def test_bulk_writes_read_back_through_diskcache_itself(cache_dir):
 
 def test_a_slow_disk_holds_back_requests_instead_of_piling_answers_up(gen, sim, cache_dir, monkeypatch):
     # The disk is made slow by delaying the real store's writes: a slow disk cannot be had on demand.
-    from llmframe.engine.executor import _CacheWriter
+    from llmframe.engine.writer import CacheWriter
 
     written: list[int] = []
     backlogs: list[int] = []
-    writers: list[_CacheWriter] = []
-    set_many, add = Store.set_many, _CacheWriter.add
+    writers: list[CacheWriter] = []
+    set_many, add = Store.set_many, CacheWriter.add
 
     def slow_set_many(self, items, **kwargs):
         if not written:  # the first write lasts until every worker waits on the disk, however fast the machine
@@ -342,7 +342,7 @@ def test_a_slow_disk_holds_back_requests_instead_of_piling_answers_up(gen, sim, 
         backlogs.append(self.backlog)
 
     monkeypatch.setattr(Store, "set_many", slow_set_many)
-    monkeypatch.setattr(_CacheWriter, "add", watched_add)
+    monkeypatch.setattr(CacheWriter, "add", watched_add)
     out = gen(frame(400), "{x}", max_concurrency=8)
     assert out["response"].notna().all() and sim.count == 400
     # A worker's next request waits until its answer is on disk: never more answers waiting than workers.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,11 +16,14 @@ import pandas as pd
 from ..collect import columns
 from .. import constants
 from ..plan import build as pipeline
-from ..cost import estimate as estimate_
-from ..cost.budget import Budget
+from ..cost.budget import Budget, check_max_cost
+from ..cost.meter import CostMeter
 from ..errors import BudgetExceeded, ConfigError
-from ..engine.executor import run_sync
+from ..engine.answers import Answers
+from ..engine.loop import run_sync
+from ..engine.outcome import Counters, Outcome
 from ..engine.progress import Progress, should_show
+from ..engine import run as engine
 from ..collect.report import one_warning_for_all_runs, warn_if_mostly_failed
 from ..plan.request import Response, canonical_json, integer_at_least
 from ..scorers import Scorer, as_scorer
@@ -106,22 +110,19 @@ def sweep(frame: pd.DataFrame, template: Any, *, models: Any, params: Mapping | 
     if scorer is not None:
         scorer.check_columns(frame.columns)
     configs = [_Config(t, m, s, r) for t in templates for m in models for s in grid for r in range(repeats)]
-    runs = [pipeline.plan(frame, templates[c.template], model=c.model, output=output, errors="column", usage=True,
-                          **_options(c, {"progress": False, **options}, repeats)) for c in configs]
+    plans = [pipeline.plan(frame, templates[c.template], model=c.model, output=output, errors="column", usage=True,
+                           **_options(c, {"progress": False, **options}, repeats)) for c in configs]
     if dry_run:
-        return _estimates(configs, runs, grid)
+        return _estimates(configs, plans, grid)
     budget = None
     if max_cost is not None:
-        budget = [Budget.for_run(max_cost, run.pricer) for run in runs][0]  # each checks its model has a price
-        for run in runs:
-            run.policy.budget = budget  # one cap over the whole sweep
-            run.policy.estimate = estimate_.request_cost(run.pricer, run.provider.name, run.params.get("max_tokens"))
-    responses = _execute(runs, show=should_show(options.get("progress")))
+        budget = Budget([check_max_cost(max_cost, plan.pricer) for plan in plans][0])  # each model has a price
+    outcomes = _execute(plans, budget, show=should_show(options.get("progress")))
     frames, stopped = [], False
     with one_warning_for_all_runs():  # one warning for the sweep, below, not one per configuration
-        for config, run, answers in zip(configs, runs, responses):
+        for config, plan, outcome in zip(configs, plans, outcomes):
             try:
-                out = columns.to_frame(frame, run, answers)
+                out = columns.to_frame(frame, plan, outcome)
             except BudgetExceeded as exc:
                 out, stopped = exc.result, True
             frames.append(_label(out, config, grid))
@@ -139,11 +140,11 @@ def sweep(frame: pd.DataFrame, template: Any, *, models: Any, params: Mapping | 
     return result
 
 
-def _estimates(configs: list[_Config], runs: list[pipeline.Run], grid: list[dict]) -> pd.DataFrame:
+def _estimates(configs: list[_Config], plans: list[pipeline.Plan], grid: list[dict]) -> pd.DataFrame:
     """One estimate per configuration (nothing sent); attrs["llmframe"] has the sweep's totals."""
     rows = []
-    for config, run in zip(configs, runs):
-        est = estimate_.estimate(run)
+    for config, plan in zip(configs, plans):
+        est = engine.estimate(plan)
         row = {"template": config.template, "model": config.model, **{n: config.setting.get(n) for n in grid[0]},
                "repeat": config.repeat, "rows": est.rows, "uncached_requests": est.uncached_requests,
                "input_tokens": est.input_tokens, "output_tokens_low": est.output_tokens[0],
@@ -159,26 +160,36 @@ def _estimates(configs: list[_Config], runs: list[pipeline.Run], grid: list[dict
     return table
 
 
-def _execute(runs: list[pipeline.Run], *, show: bool) -> list[list[Response]]:
-    """Every run at once on the executor's loop, each under its own provider's limits; one progress display.
+def _execute(plans: list[pipeline.Plan], budget: Budget | None, *, show: bool) -> list[Outcome]:
+    """Every run at once on the engine's loop, each under its own provider's limits; one progress display,
+    and one max_cost budget that every run's meter draws on.
 
     A run that aborts (a bad key, the circuit breaker) fails its own rows, never the other runs'.
     """
-    progress = _SharedProgress(sum(len(r.frame_index) for r in runs), show=show, runs=len(runs))
-    starts = [run.start(progress) for run in runs]
+    progress = _SharedProgress(sum(len(p.frame_index) for p in plans), show=show, runs=len(plans))
+    meters = [CostMeter.for_plan(plan, budget) for plan in plans]
+    runs = [engine.start(plan, meter=meter, progress=progress) for plan, meter in zip(plans, meters)]
+
+    async def one(run) -> Outcome | tuple[Exception, float]:
+        began = time.perf_counter()
+        try:
+            return await run()
+        except Exception as exc:  # this run's own failure, with how long it ran
+            return exc, time.perf_counter() - began
 
     async def together() -> list:
-        return await asyncio.gather(*(start() for start in starts), return_exceptions=True)
+        return await asyncio.gather(*(one(run) for run in runs), return_exceptions=True)
 
-    outcomes = run_sync(together)
-    results = []
-    for run, outcome in zip(runs, outcomes):
+    outcomes = []
+    for plan, meter, outcome in zip(plans, meters, run_sync(together)):
         if isinstance(outcome, BaseException):
-            if not isinstance(outcome, Exception):
-                raise outcome  # a cancellation or an interrupt ends the sweep
-            outcome = [Response.failure(f"{type(outcome).__name__}: {outcome}") for _ in run.keys]
-        results.append(outcome)
-    return results
+            raise outcome  # a cancellation or an interrupt ends the sweep
+        if isinstance(outcome, tuple):
+            error, seconds = outcome
+            failure = Response.failure(f"{type(error).__name__}: {error}")
+            outcome = Outcome(Answers.of([failure] * len(plan.keys)), Counters(), seconds, budget=meter.budget)
+        outcomes.append(outcome)
+    return outcomes
 
 
 def _name(config: _Config, grid: list[dict]) -> str:

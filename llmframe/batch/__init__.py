@@ -49,7 +49,7 @@ def batches(cache_dir: str | os.PathLike | None = None, *, refresh: bool = False
     states = _states(cache_dir)
     jobs, damaged = _scan(states)
     if refresh:
-        from ..engine.executor import run_sync
+        from ..engine.loop import run_sync
 
         for job in jobs:
             if any(c.status == RUNNING for c in job.chunks):
@@ -93,7 +93,7 @@ def cancel_batches(target: str | None = None, *, all: bool = False, prefix: str 
                 raise ConfigError(str(problem))
         raise ConfigError(f"no running batch job or batch {target!r} in {states.root}; "
                           "llmframe.batches() lists the known ones")
-    from ..engine.executor import run_sync
+    from ..engine.loop import run_sync
     from .runner import cancel_job
 
     asked: list[str] = []

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..engine.executor import run_sync
-from ..engine.progress import Progress
-from ..plan.request import Response
+from ..engine.loop import run_sync
+from ..engine.outcome import Counters, Outcome
+from ..engine.progress import Progress, should_show
+
+if TYPE_CHECKING:
+    from ..plan.build import Plan
 
 
 class BatchJob:
     """Submitted batch jobs of one call: status() now, wait() until done, result() as the frame, cancel()."""
 
-    def __init__(self, run: Any, finish: Callable[[list[Response]], Any]):
-        self._run = run
-        self._finish = finish  # responses -> the frame (or series), exactly as generate builds it
+    def __init__(self, plan: Plan, finish: Callable[[Outcome], Any]):
+        from ..engine.run import batch_jobs, prepare
+
+        self._plan = plan
+        self._finish = finish  # the outcome -> the frame (or series), exactly as generate builds it
         self._seen = Progress(0, show=False)  # counts what submit() and status() found done
-        self._batches = run.batches(self._seen)
-        self._responses: list[Response] | None = None
+        provider, store, self._meter = prepare(plan)
+        self._counters = Counters()
+        self._batches = batch_jobs(plan, provider, store=store, meter=self._meter, progress=self._seen,
+                                counters=self._counters)
+        self._outcome: Outcome | None = None
         run_sync(self._batches.submit)
 
     @property
@@ -28,20 +36,21 @@ class BatchJob:
 
     def status(self) -> dict:
         """Poll the provider once; the job and each of its batches (state, requests done, succeeded, failed)."""
-        if self._responses is None:
+        if self._outcome is None:
             run_sync(self._batches.refresh)
         return self._batches.job.summary()
 
     def wait(self) -> BatchJob:
         """Block, with a progress bar, until every batch ended and its answers are in the cache."""
-        if self._responses is None:
-            run = self._run
-            progress = Progress(len(run.frame_index), show=run.show_progress, description=run.model)
-            progress.advance(len(run.prompts.skipped) + self._seen.done)
+        if self._outcome is None:
+            plan = self._plan
+            progress = Progress(len(plan.frame_index), show=should_show(plan.progress), description=plan.model)
+            progress.advance(len(plan.prompts.skipped) + self._seen.done)
             self._batches.progress = progress
             state = "stopped"
             try:
-                self._responses = run_sync(self._batches.wait)
+                answers = run_sync(self._batches.wait)
+                self._outcome = Outcome(answers, self._counters, job_id=self._batches.job.id, budget=self._meter.budget)
                 state = "done"
             except KeyboardInterrupt:
                 state = "interrupted"  # the jobs keep running: wait() again, or re-run the call, re-attaches
@@ -53,7 +62,7 @@ class BatchJob:
 
     def result(self) -> Any:
         """The frame generate would have returned (waits first if the jobs are still running)."""
-        return self._finish(self.wait()._responses)
+        return self._finish(self.wait()._outcome)
 
     def cancel(self) -> list[str]:
         """Cancel the running batches; answers that finished are still collected by wait() or a re-run."""

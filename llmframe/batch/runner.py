@@ -20,9 +20,10 @@ from .. import constants
 from ..engine.answers import EMPTY_ANSWER, Answers, is_empty
 from ..stores.diskcache import Store
 from ..errors import ConfigError, ProviderError
-from ..engine.executor import Check, Counters, Work
+from ..engine.outcome import Counters
 from ..engine.progress import Progress
 from ..providers.base import Provider
+from ..plan.build import Check, Work
 from ..plan.request import Response
 from .base import Adapter, Status
 from .split import split

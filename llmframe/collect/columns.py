@@ -17,11 +17,11 @@ from ..cost import usage
 from ..errors import BudgetExceeded, ConfigError, RunAborted, SchemaError
 from ..engine.answers import Answers
 from .report import Report, warn_if_mostly_failed
-from ..plan.request import Response
 from ..plan.structured import OUTPUT_MODES, OutputSchema, from_output
 
 if TYPE_CHECKING:
-    from ..plan.build import Run
+    from ..engine.outcome import Outcome
+    from ..plan.build import Plan
 
 ERROR_MODES = ("column", "raise")
 
@@ -108,14 +108,14 @@ class Output:
         return values + self.usage_columns + ([self.error_column] if self.error_column else [])
 
 
-def _per_row(run: Run, per_key: list) -> np.ndarray:
+def _per_row(run: Plan, per_key: list) -> np.ndarray:
     """A value per distinct request fanned out to its rows; skipped rows (code -1) get None."""
     # fromiter, not slice assignment: numpy would unpack values that are sequences (lists, models).
     table = np.fromiter(itertools.chain(per_key, [None]), dtype=object, count=len(run.keys) + 1)
     return table[run.row_to_key]  # the extra last slot serves code -1
 
 
-def _text_column(run: Run, texts: pa.ChunkedArray, failed: np.ndarray) -> pd.Series:
+def _text_column(run: Plan, texts: pa.ChunkedArray, failed: np.ndarray) -> pd.Series:
     """The answers' texts fanned out to rows, kept in Arrow from end to end (no Python str per row)."""
     if failed.any():
         texts = pc.if_else(pa.array(failed), pa.scalar(None, pa.large_string()), texts)
@@ -129,11 +129,11 @@ def _take(values: pa.Array | pa.ChunkedArray, positions: np.ndarray) -> pa.Array
     return values.take(pa.array(positions, mask=positions < 0))
 
 
-def _string_series(run: Run, values: pa.Array | pa.ChunkedArray) -> pd.Series:
+def _string_series(run: Plan, values: pa.Array | pa.ChunkedArray) -> pd.Series:
     return pd.Series(pd.arrays.ArrowStringArray(values), index=run.frame_index, dtype="string")
 
 
-def _error_column(run: Run, answers: Answers, texts: pa.ChunkedArray) -> pd.Series:
+def _error_column(run: Plan, answers: Answers, texts: pa.ChunkedArray) -> pd.Series:
     """Per row: its error, a note on an incomplete answer, or why it was skipped; missing for the rest.
 
     Built from the few rows that have one, never from a Python object per row.
@@ -148,7 +148,7 @@ def _error_column(run: Run, answers: Answers, texts: pa.ChunkedArray) -> pd.Seri
     return _string_series(run, _take(pa.array(list(messages), pa.large_string()), rows))
 
 
-def new_columns(run: Run, answers: Answers) -> dict[str, pd.Series]:
+def new_columns(run: Plan, answers: Answers) -> dict[str, pd.Series]:
     """The output's columns, error column last, aligned to the input index."""
     output, index = run.output, run.frame_index
     texts = answers.text_array()
@@ -169,13 +169,14 @@ def new_columns(run: Run, answers: Answers) -> dict[str, pd.Series]:
     return columns
 
 
-def report(run: Run, answers: Answers) -> dict:
+def report(run: Plan, outcome: Outcome) -> dict:
     """The run report: plain JSON-serialisable numbers, no secrets."""
+    answers = outcome.answers
     weights = np.asarray(run.weights, dtype=np.int64)
     cached, failed = answers.cached, answers.failed()
-    sent = answers.done & ~cached & ~usage.not_sent(run, answers)
+    sent = answers.done & ~cached & ~usage.not_sent(outcome)
     samples = list(dict.fromkeys(answers.errors[j] for j in sorted(answers.errors)))[: constants.ERROR_SAMPLES]
-    counters = run.counters
+    counters = outcome.counters
     return {
         "model": run.model,
         "rows": len(run.frame_index),
@@ -187,7 +188,7 @@ def report(run: Run, answers: Answers) -> dict:
         "skipped": len(run.prompts.skipped),
         "input_tokens": int(answers.input_tokens[sent].sum()),
         "output_tokens": int(answers.output_tokens[sent].sum()),
-        "seconds": round(run.seconds, 3),
+        "seconds": round(outcome.seconds, 3),
         "attempts": counters.attempts,
         "retries": counters.retries,
         "rate_limited": counters.rate_limited,
@@ -196,12 +197,12 @@ def report(run: Run, answers: Answers) -> dict:
         "finish_reasons": answers.finish_counts(weights),
         "errors": samples,
         "mode": "batch" if run.batch is not None else "online",
-        "batch_job": run.batch.job_id if run.batch is not None else None,  # llmframe.batches() lists it
-        **usage.totals(run, answers),
+        "batch_job": outcome.job_id,  # llmframe.batches() lists it
+        **usage.totals(run, outcome),
     }
 
 
-def _raise_if_asked(run: Run, report_: dict, result: Any) -> None:
+def _raise_if_asked(run: Plan, report_: dict, result: Any) -> None:
     """BudgetExceeded when max_cost stopped the run; with errors="raise", RunAborted when any row failed;
     else a RuntimeWarning when most rows failed.
 
@@ -225,27 +226,25 @@ def _raise_if_asked(run: Run, report_: dict, result: Any) -> None:
     warn_if_mostly_failed(report_)
 
 
-def to_frame(frame: pd.DataFrame, run: Run, responses: Sequence[Response | None]) -> pd.DataFrame:
+def to_frame(frame: pd.DataFrame, run: Plan, outcome: Outcome) -> pd.DataFrame:
     """A new frame: the input columns, then the output columns and the error column."""
-    answers = Answers.of(responses)
-    out = frame.assign(**new_columns(run, answers))
-    out.attrs[constants.REPORT_ATTR] = report_ = Report(report(run, answers))
+    out = frame.assign(**new_columns(run, outcome.answers))
+    out.attrs[constants.REPORT_ATTR] = report_ = Report(report(run, outcome))
     _raise_if_asked(run, report_, out)
     return out
 
 
-def to_series(run: Run, responses: Sequence[Response | None]) -> pd.Series | pd.DataFrame:
+def to_series(run: Plan, outcome: Outcome) -> pd.Series | pd.DataFrame:
     """A text answer per value (a Series), or a structured output's columns (a DataFrame).
 
     Per-row errors are counted and sampled in the report, not returned as a column.
     """
-    answers = Answers.of(responses)
-    columns = new_columns(run, answers)
+    columns = new_columns(run, outcome.answers)
     columns.pop(run.output.error_column, None)
     out = next(iter(columns.values())) if len(columns) == 1 else pd.DataFrame(columns)
     if isinstance(out, pd.Series):
         out.name = run.output.names[0]
-    out.attrs[constants.REPORT_ATTR] = report_ = Report(report(run, answers))
+    out.attrs[constants.REPORT_ATTR] = report_ = Report(report(run, outcome))
     _raise_if_asked(run, report_, out)
     return out
 

@@ -1,1 +1,1 @@
-"""Money: prices, estimates, budgets and the usage columns."""
+"""Money: prices, estimates, budgets, the cost meter the engine calls, and the usage columns."""

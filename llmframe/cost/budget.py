@@ -14,7 +14,7 @@ from ..plan.request import positive_number
 class Budget:
     """Real cost of finished requests plus the estimate of those in flight, never above max_cost.
 
-    Used only on the executor's loop, so it needs no lock; a sweep's runs share one.
+    Used only on the engine's loop, so it needs no lock; a sweep's runs share one.
     """
 
     max_cost: float
@@ -23,18 +23,6 @@ class Budget:
     in_flight: int = 0
     stopped: bool = False  # once a request cannot fit, no later one is sent: a run stops, it does not trickle
     _settled: asyncio.Event | None = field(default=None, repr=False)
-
-    @classmethod
-    def for_run(cls, max_cost: float | None, pricer: Pricer | None) -> Budget | None:
-        """The budget of a run (None without max_cost); ConfigError if max_cost is bad or the model has no price."""
-        if max_cost is None:
-            return None
-        budget = cls(positive_number("max_cost", max_cost))
-        if not pricer.known:
-            raise ConfigError(f"max_cost needs a price for {pricer.model!r}, and none is known: pass "
-                              f'prices={{{pricer.model!r}: {{"input_mtok": ..., "output_mtok": ...}}}} '
-                              "(USD per million tokens)")
-        return budget
 
     def _fits(self, estimate: float) -> bool:
         return self.spent + self.reserved + estimate <= self.max_cost
@@ -70,3 +58,15 @@ class Budget:
     def summary(self) -> dict:
         """For the run report."""
         return {"max_cost": self.max_cost, "spent": round(self.spent, 8), "stopped": self.stopped}
+
+
+def check_max_cost(max_cost: float | None, pricer: Pricer | None) -> float | None:
+    """max_cost as a number (None stays None); ConfigError if it is bad or the model has no price."""
+    if max_cost is None:
+        return None
+    max_cost = positive_number("max_cost", max_cost)
+    if not pricer.known:
+        raise ConfigError(f"max_cost needs a price for {pricer.model!r}, and none is known: pass "
+                          f'prices={{{pricer.model!r}: {{"input_mtok": ..., "output_mtok": ...}}}} '
+                          "(USD per million tokens)")
+    return max_cost

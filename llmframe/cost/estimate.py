@@ -19,7 +19,8 @@ from .prices import Pricer
 from ..plan.request import Request
 
 if TYPE_CHECKING:
-    from ..plan.build import Run
+    from ..plan.build import Plan
+    from ..stores.diskcache import Store
 
 MODES = ("online", "batch")
 APPROXIMATION = f"approximate: characters / {constants.CHARS_PER_TOKEN}"
@@ -66,13 +67,13 @@ class Estimate:
         return "\n".join(lines)
 
 
-def _rendered(run: Run, rows: np.ndarray):
+def _rendered(run: Plan, rows: np.ndarray):
     """The rendered rows at these positions, a chunk at a time (prompts are rendered on demand)."""
     for start in range(0, len(rows), constants.RENDER_CHUNK_ROWS):
         yield from run.prompts.rows_at(rows[start : start + constants.RENDER_CHUNK_ROWS])
 
 
-def _chars(run: Run, rows: np.ndarray) -> np.ndarray:
+def _chars(run: Plan, rows: np.ndarray) -> np.ndarray:
     """Characters of the messages of the rows at these positions."""
     return np.fromiter(map(run.prompts.chars_of, _rendered(run, rows)), dtype=np.int64, count=len(rows))
 
@@ -112,7 +113,7 @@ def _encoding(model: str):
         return None
 
 
-def _tiktoken_counts(run: Run, rows: np.ndarray, encoding) -> np.ndarray:
+def _tiktoken_counts(run: Plan, rows: np.ndarray, encoding) -> np.ndarray:
     counts = np.empty(len(rows), dtype=np.int64)
     for n, row in enumerate(_rendered(run, rows)):
         texts = [m.get("content") or "" for m in run.prompts.messages_of(row)]
@@ -120,7 +121,7 @@ def _tiktoken_counts(run: Run, rows: np.ndarray, encoding) -> np.ndarray:
     return counts
 
 
-def input_tokens(run: Run, first_row: np.ndarray) -> tuple[np.ndarray, str]:
+def input_tokens(run: Plan, first_row: np.ndarray) -> tuple[np.ndarray, str]:
     """Input tokens of each distinct request, and how they were counted."""
     encoding = _encoding(run.provider.model) if run.provider.name == "openai" else None
     if encoding is not None:
@@ -128,22 +129,22 @@ def input_tokens(run: Run, first_row: np.ndarray) -> tuple[np.ndarray, str]:
     return _approximate(_chars(run, first_row)), APPROXIMATION
 
 
-def _uncached(run: Run) -> np.ndarray:
+def _uncached(run: Plan, store: Store | None) -> np.ndarray:
     """A mask over distinct requests: True where no answer is cached (or the cache is not read)."""
     missing = np.ones(len(run.keys), dtype=bool)
-    if run.store is None or not run.lookup:
+    if store is None or not run.lookup:
         return missing
     for start in range(0, len(run.keys), constants.CHUNK_SIZE):
-        found = run.store.get_many(run.keys[start : start + constants.CHUNK_SIZE])
+        found = store.get_many(run.keys[start : start + constants.CHUNK_SIZE])
         missing[start : start + len(found)] = [value is None for value in found]
     return missing
 
 
-def estimate(run: Run, *, mode: str = "online") -> Estimate:
-    """What `run` would send and cost; sends nothing."""
+def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimate:
+    """What `run` would send and cost, its cached answers read from store; sends nothing."""
     pricer = Pricer(run.model, prices=run.pricer.overrides if run.pricer else None, batch=mode == "batch")
     pricer.warn_unknown()
-    missing = _uncached(run)
+    missing = _uncached(run, store)
     send_rows = run.first_row[missing]
     tokens, tokenizer = input_tokens(run, send_rows)
     limit = output_limit(run.provider.name, run.params.get("max_tokens"))

@@ -10,45 +10,10 @@ import pandas as pd
 
 from .. import constants
 from ..engine.answers import Answers
-from ..errors import ProviderError
-from ..plan.request import Request, Response
 
 if TYPE_CHECKING:
-    from ..plan.build import Run
-    from ..providers.base import Provider
-
-
-class Meter:
-    """One request's provider, as the executor sees it, counting the tokens of every reply, kept or not:
-    re-asked invalid answers, empty ones, malformed replies with a usage; the provider bills them all."""
-
-    __slots__ = ("_provider", "tokens")
-
-    def __init__(self, provider: Provider):
-        self._provider = provider
-        self.tokens = (0, 0, 0)  # input, output, cached input
-
-    def __getattr__(self, name: str):
-        return getattr(self._provider, name)  # everything but answer is the provider's own
-
-    async def answer(self, request: Request) -> Response:
-        """The provider's answer (within its deadline); its tokens, or those a failed reply reports, are counted."""
-        try:
-            response = await self._provider.answer(request)
-        except ProviderError as exc:
-            self._add(*exc.billed)
-            raise
-        self._add(response.input_tokens, response.output_tokens, response.cached_input_tokens)
-        return response
-
-    def _add(self, input_tokens: int, output_tokens: int, cached: int) -> None:
-        total = self.tokens
-        self.tokens = (total[0] + input_tokens, total[1] + output_tokens, total[2] + cached)
-
-    def bill(self, response: Response) -> Response:
-        """The final response (an answer or a failure) with every attempt's tokens."""
-        response.input_tokens, response.output_tokens, response.cached_input_tokens = self.tokens
-        return response
+    from ..engine.outcome import Outcome
+    from ..plan.build import Plan
 
 
 def per_key(answers: Answers) -> dict[str, np.ndarray]:
@@ -58,20 +23,20 @@ def per_key(answers: Answers) -> dict[str, np.ndarray]:
             "from_cache": answers.cached, "ok": ~answers.failed()}
 
 
-def _key_costs(run: Run, usage: dict[str, np.ndarray]) -> np.ndarray | None:
+def _key_costs(run: Plan, usage: dict[str, np.ndarray]) -> np.ndarray | None:
     """USD per distinct request at today's price (cached answers too: what they would cost now)."""
     if run.pricer is None:
         return None
     return run.pricer.costs(usage["input"], usage["output"], usage["cached_input"])
 
 
-def _fan(run: Run, per_key: np.ndarray, fill) -> np.ndarray:
+def _fan(run: Plan, per_key: np.ndarray, fill) -> np.ndarray:
     """Per-key values out to rows; skipped rows (code -1) get fill."""
     table = np.append(per_key.astype(object if fill is None else per_key.dtype, copy=False), fill)
     return table[run.row_to_key]
 
 
-def row_columns(run: Run, answers: Answers, names: list[str]) -> dict[str, pd.Series]:
+def row_columns(run: Plan, answers: Answers, names: list[str]) -> dict[str, pd.Series]:
     """The usage=True columns: input and output tokens, cost (USD), cached, latency (s), finish reason.
 
     A row is "cached" when no request was sent for it in this run: its answer came from the cache or
@@ -104,8 +69,9 @@ def row_columns(run: Run, answers: Answers, names: list[str]) -> dict[str, pd.Se
     return dict(zip(names, (values[suffix] for suffix in constants.USAGE_SUFFIXES)))
 
 
-def totals(run: Run, answers: Answers) -> dict:
+def totals(run: Plan, outcome: Outcome) -> dict:
     """Report entries: cost paid in this run, cost saved by the cache (and de-duplication), the price used."""
+    answers = outcome.answers
     usage = per_key(answers)
     costs = _key_costs(run, usage)
     sent = ~usage["from_cache"]  # failed requests too: what their rejected answers were billed
@@ -119,16 +85,17 @@ def totals(run: Run, answers: Answers) -> dict:
         full = float((costs * run.weights).sum())
         out.update(cost=round(paid, 8), cost_saved_by_cache=round(full - paid, 8), cost_without_cache=round(full, 8))
     out["price"] = run.pricer.describe()
-    budget = run.policy.budget
+    budget = outcome.budget
     if budget is not None:
-        out["budget"] = {**budget.summary(), "rows_not_sent": int(run.weights[not_sent(run, answers)].sum())}
+        out["budget"] = {**budget.summary(), "rows_not_sent": int(run.weights[not_sent(outcome)].sum())}
     return out
 
 
-def not_sent(run: Run, answers: Answers) -> np.ndarray:
+def not_sent(outcome: Outcome) -> np.ndarray:
     """A mask over distinct requests: True for those the budget kept from being sent."""
+    answers = outcome.answers
     mask = np.zeros(len(answers), dtype=bool)
-    if run.counters.not_sent:
+    if outcome.counters.not_sent:
         prefix = constants.BUDGET_NOT_SENT.split("{")[0]
         mask[[j for j, error in answers.errors.items() if error.startswith(prefix)]] = True
     return mask

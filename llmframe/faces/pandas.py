@@ -1,4 +1,4 @@
-"""df.llm and s.llm: validate, delegate to the pipeline, return a new object (pandas caches accessors).
+"""df.llm and s.llm: validate, then plan -> execute -> collect; return a new object (pandas caches accessors).
 
 Every option of generate is a keyword of its own here, so that tab completion, help() and
 inspect.signature show them; tests/test_options.py keeps each signature equal to llmframe.options' table.
@@ -22,8 +22,9 @@ from ..apps import sweep as sweep_
 from ..errors import ConfigError
 from ..cost.estimate import Estimate
 from ..apps.sweep import SweepResult
-from ..engine.answers import Answers
-from ..engine.executor import run_async, run_sync
+from ..engine import run as engine
+from ..engine.loop import run_async, run_sync
+from ..engine.outcome import Outcome
 from ..plan.template import TemplateLike
 
 _SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
@@ -72,8 +73,8 @@ class _Base:
         .attrs["llmframe"] counts and samples their errors (use the DataFrame accessor for an error column).
         """
         call = (template, keywords(locals()))
-        run = self._plan(*call)
-        return self._result(run, run_sync(run.start()), call)
+        plan = self._plan(*call)
+        return self._result(plan, run_sync(engine.start(plan)), call)
 
     @documented
     async def agenerate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
@@ -96,8 +97,8 @@ class _Base:
                         **unknown: Any) -> pd.DataFrame | pd.Series:
         """The async twin of generate, for code that already runs an event loop."""
         call = (template, keywords(locals()))
-        run = self._plan(*call)
-        return self._result(run, await run_async(run.start()), call)
+        plan = self._plan(*call)
+        return self._result(plan, await run_async(engine.start(plan)), call)
 
     @documented(mode='`"online"` or `"batch"`: the requests priced at the online or the batch rate')
     def estimate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
@@ -126,9 +127,9 @@ class _Base:
         # Nothing is sent, so no key is needed; a placeholder lets the plan check everything else. mode= says
         # which prices to use here: the plan is an online one, as it always was.
         given.update(mode=constants.BATCH_MODES[0], api_key=api_key or "estimate-only", progress=False)
-        return estimate_.estimate(self._plan(template, given), mode=mode)
+        return engine.estimate(self._plan(template, given), mode=mode)
 
-    def _plan(self, template, given: dict) -> pipeline.Run:
+    def _plan(self, template, given: dict) -> pipeline.Plan:
         frame, extra = self._frame()
         return pipeline.plan(frame, template, **given, **extra)
 
@@ -136,7 +137,7 @@ class _Base:
         """The frame the rows come from, and plan()'s keywords that say how to read it."""
         raise NotImplementedError
 
-    def _result(self, run: pipeline.Run, answers: Answers, call: tuple) -> pd.DataFrame | pd.Series:
+    def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple) -> pd.DataFrame | pd.Series:
         raise NotImplementedError
 
 
@@ -171,8 +172,8 @@ class DataFrameAccessor(_Base):
         if mode != "batch":
             raise ConfigError(f"submit always uses the batch API; drop mode={mode!r} "
                               "(or call generate for an online run)")
-        run = self._plan(*call)
-        return BatchJob(run, lambda responses: self._result(run, responses, call))
+        plan = self._plan(*call)
+        return BatchJob(plan, lambda outcome: self._result(plan, outcome, call))
 
     def retry_failed(self) -> pd.DataFrame:
         """Repeat the generate call that made this frame: failed rows are sent again, the rest come from cache."""
@@ -212,8 +213,8 @@ class DataFrameAccessor(_Base):
     def _frame(self) -> tuple[pd.DataFrame, dict]:
         return self._obj, {}
 
-    def _result(self, run: pipeline.Run, answers: Answers, call: tuple) -> pd.DataFrame:
-        return _remember(columns.to_frame(self._obj, run, answers), call)
+    def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple) -> pd.DataFrame:
+        return _remember(columns.to_frame(self._obj, plan, outcome), call)
 
 
 @pd.api.extensions.register_series_accessor("llm")
@@ -226,5 +227,5 @@ class SeriesAccessor(_Base):
         # The Series' own values are not part of the result, so output names cannot clash with them.
         return self._obj.to_frame(name=column), {"positional_column": column, "output_frame_columns": ()}
 
-    def _result(self, run: pipeline.Run, answers: Answers, call: tuple) -> pd.Series | pd.DataFrame:
-        return columns.to_series(run, answers)
+    def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple) -> pd.Series | pd.DataFrame:
+        return columns.to_series(plan, outcome)

@@ -1,11 +1,13 @@
-"""One run, front to back: validate and render (before anything is sent), execute, collect columns."""
+"""Planning: validate every argument and render and key every row, before anything is sent.
+
+A Plan is frozen and pure: building one opens no store, makes no provider or SDK client and sends
+nothing. The engine executes it (engine.run) and returns an Outcome; the collector turns both into columns.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,18 +15,13 @@ import numpy as np
 import pandas as pd
 
 from .. import constants, options
-from ..cost import estimate
-from ..cost.budget import Budget
-from ..stores.diskcache import Store, open_store
-from ..config import settings
 from ..collect.columns import Output
-from ..errors import BudgetExceeded, ConfigError
+from ..config import settings
+from ..cost.budget import check_max_cost
 from ..cost.prices import Pricer
-from ..engine.executor import Counters, Policy, Work, execute
-from ..engine.progress import Progress, for_run, should_show
-from ..providers import create, parse_model
+from ..errors import ConfigError
+from ..providers import parse_model, provider_class
 from ..providers.base import Provider
-from ..engine.answers import Answers
 from .request import (
     Keys,
     Request,
@@ -37,11 +34,70 @@ from .request import (
 from .structured import structured_mode, with_prompt
 from .template import Prompts, Template, TemplateLike
 
-@dataclass
-class Run:
-    """Everything a run needs, checked and rendered; building one sends nothing."""
+Check = Callable[[str | None], tuple[Any, str | None]]  # answer text -> (parsed value, None) or (None, problem)
+
+
+@dataclass(slots=True)
+class Work:
+    """The distinct requests of one run: their keys, how to build each, how many rows each serves,
+    and, for structured outputs, how to check an answer."""
+
+    keys: Sequence[str]
+    request: Callable[[int], Request]
+    weights: Sequence[int]
+    check: Check | None = None
+    requests: Callable[[Sequence[int]], list[Request]] | None = None  # many at once: rendered as a chunk
+
+    def build(self, positions: Sequence[int]) -> list[Request]:
+        """The requests at these positions."""
+        if self.requests is not None:
+            return self.requests(positions)
+        return [self.request(j) for j in positions]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How a run sends: concurrency, retries, the circuit breaker and the client-side rate limits."""
+
+    concurrency: int
+    max_attempts: int = constants.MAX_ATTEMPTS
+    max_wait: float = constants.MAX_WAIT_SECONDS  # seconds a run waits on the server's word (see ratelimit.Patience)
+    breaker: int = constants.BREAKER_FAILURES
+    rpm: float | None = None
+    tpm: float | None = None
+    max_tokens: int | None = None  # for the TPM estimate of a request before it is sent
+    invalid_retries: int = constants.INVALID_ANSWER_RETRIES  # re-asks for answers that do not validate
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """The provider a plan's requests go to, and what the engine makes it with; the key is never shown."""
+
+    name: str  # the prefix of model=, e.g. "openai"
+    model: str  # the model's own name
+    endpoint: str | None  # as it is in the keys: None for the official one
+    max_concurrency: int
+    timeout: float
+    api_key: str | None = field(default=None, repr=False)
+    base_url: str | None = None
+    options: dict | None = None  # provider_options=
+    instance: Provider | None = None  # a Provider passed as model=, used as it is
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How a batch run waits, and what it does with requests whose batch line failed."""
+
+    poll_interval: float
+    retry_online: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """Everything a run needs, checked, rendered and keyed; building one sends and opens nothing."""
 
     model: str
+    provider: ProviderSpec
     frame_index: pd.Index
     prompts: Prompts
     params: dict
@@ -49,19 +105,24 @@ class Run:
     row_to_key: np.ndarray  # row position -> position in keys, -1 for skipped rows
     first_row: np.ndarray  # key position -> the first row with that key, which its request is built from
     weights: np.ndarray  # rows served by each key
-    provider: Provider
-    store: Store | None
-    lookup: bool
+    cache: bool | str  # True, False or "refresh"
+    cache_dir: str | None
+    cache_size_limit: int
     policy: Policy
-    show_progress: bool
+    progress: bool | None  # None: shown where a person is watching (engine.progress.should_show)
     output: Output
-    pricer: Pricer | None = None
-    seconds: float = 0.0  # wall time of the execution, for the report
-    counters: Counters = field(default_factory=Counters)
+    pricer: Pricer | None = None  # set where a cost is asked for (usage=, prices=, max_cost=)
+    max_cost: float | None = None
     batch: BatchOptions | None = None  # set when the run goes through the provider's batch API
     schema_prompt: str | None = None  # structured="json_object": the schema, added to each prompt
 
+    @property
+    def lookup(self) -> bool:
+        """True when cached answers are read (cache=True); "refresh" only writes."""
+        return self.cache is True
+
     def work(self) -> Work:
+        """The plan's distinct requests, built on demand a chunk at a time."""
         def requests(positions) -> list[Request]:
             rows = self.prompts.rows_at(self.first_row[np.asarray(positions, dtype=np.int64)])
             keys = self.keys.take(positions)
@@ -73,79 +134,9 @@ class Run:
         check = self.output.schema.checker(self.output.mode) if self.output.schema is not None else None
         return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests)
 
-    def batches(self, progress: Progress):
-        """The batch jobs of this run (llmframe.batch.runner.Batches), reporting to progress."""
-        from ..batch.runner import Batches
 
-        async def online(work: Work) -> Answers:
-            responses, counters = await execute(work, self.provider, store=self.store, lookup=False,
-                                                policy=self.policy, progress=Progress(0, show=False), model=self.model)
-            counters.invalid += self.counters.invalid  # the batch answers that did not validate stay counted
-            self.counters = counters
-            return responses
-
-        assert self.batch is not None and self.store is not None
-        batches = Batches(self.work(), self.provider, store=self.store, model=self.model,
-                          poll_interval=self.batch.poll_interval, progress=progress,
-                          online=online if self.batch.retry_online else None, counters=self.counters)
-        self.batch.job_id = batches.job.id
-        return batches
-
-    def start(self, progress: Progress | None = None) -> Callable[[], Awaitable[Answers]]:
-        """Open the progress display in the caller's thread and return the run, for the executor's loop.
-
-        The display must be created here: Jupyter sends a widget to the cell of the thread that
-        displays it, and the executor's thread belongs to whichever cell first started it.
-        A sweep passes one display shared by all its runs.
-        """
-        if progress is None:
-            progress = for_run(len(self.frame_index), show=self.show_progress, description=self.model)
-        progress.advance(len(self.prompts.skipped))
-        return lambda: self._execute(progress)
-
-    async def _execute(self, progress: Progress) -> Answers:
-        start = time.perf_counter()
-        if self.batch is not None:
-            state = "stopped"
-            try:
-                batches = self.batches(progress)
-                await batches.submit()
-                responses = await batches.wait()
-                state = "done"
-                return responses
-            except asyncio.CancelledError:
-                state = "interrupted"  # the jobs keep running at the provider: re-running re-attaches
-                raise
-            finally:
-                self.seconds = time.perf_counter() - start
-                progress.close(state)
-                await self.provider.aclose()
-        try:
-            responses, self.counters = await execute(
-                self.work(),
-                self.provider,
-                store=self.store,
-                lookup=self.lookup,
-                policy=self.policy,
-                progress=progress,
-                model=self.model,
-            )
-            return responses
-        finally:
-            self.seconds = time.perf_counter() - start
-
-
-@dataclass
-class BatchOptions:
-    """How a batch run waits, and what it does with requests whose batch line failed."""
-
-    poll_interval: float
-    retry_online: bool = False
-    job_id: str | None = None  # known once the jobs are submitted
-
-
-def _batch_options(mode: str, provider: Provider, requests: int, cache: bool | str, poll_interval: float | None,
-                   retry_online: bool) -> BatchOptions | None:
+def _batch_options(mode: str, provider: type[Provider] | Provider, requests: int, cache: bool | str,
+                   poll_interval: float | None, retry_online: bool) -> BatchOptions | None:
     """None for an online run; else how the batch run polls. ConfigError for a mode that cannot work."""
     if mode not in constants.BATCH_MODES:
         raise ConfigError(f"mode must be one of {constants.BATCH_MODES}, got {mode!r}")
@@ -216,7 +207,7 @@ def plan(
     usage: bool = False,
     prices: dict | None = None,
     max_cost: float | None = None,
-) -> Run:
+) -> Plan:
     """Validate every argument and render every row; raise before any request is sent."""
     defaults = settings()
     provider_name, model_name = parse_model(model)
@@ -236,74 +227,54 @@ def plan(
     tpm = checked["tpm"] if tpm is not None else defaults.tpm
     compiled = Template(template, list(frame.columns), system=system, positional_column=positional_column)
     prompts = compiled.render(frame, missing=missing, allow_no_placeholder=allow_no_placeholder)
-    provider = create(model, api_key=api_key, base_url=base_url, max_concurrency=concurrency, timeout=timeout,
-                      options=provider_options)
+    # The class alone (or the Provider instance passed as model=): the engine makes the provider, after planning.
+    instance = model if isinstance(model, Provider) else None
+    kind = instance if instance is not None else provider_class(provider_name)
     model = f"{provider_name}:{model_name}"  # a Provider instance's too: the report's and the cache's name for it
-    provider.check_params(gen)
-    schema_key = out.schema.key_material() if out.schema is not None else None
-    if schema_key is not None and not strict and provider.strict_outputs:
-        schema_key = {**schema_key, "strict": False}  # a different request; strict=True keys stay as they were
-    if structured != constants.STRUCTURED_MODES[0]:  # another request: JSON mode, the schema in the prompt
-        schema_key = {**schema_key, "structured": structured}
-    head = key_prefix(provider_name, model_name, gen, schema_key, provider.endpoint)
+    kind.check_params(gen)
+    endpoint = instance.endpoint if instance is not None else kind.endpoint_for(base_url)
+    head = key_prefix(provider_name, model_name, gen, _schema_key(out, kind, strict, structured), endpoint)
     digests, valid = _digests(head, prompts, max_prompt_tokens)
     codes, first_row = distinct(digests, valid)
-    weights = np.bincount(codes[codes >= 0], minlength=len(first_row))
-    store = open_store(cache_dir or defaults.cache_dir, size_limit=defaults.cache_size_limit) if cache is not False else None
-    batch = _batch_options(mode, provider, len(first_row), cache, poll_interval, retry_online)
+    batch = _batch_options(mode, kind, len(first_row), cache, poll_interval, retry_online)
     # Prices are loaded only where a cost is asked for: the price database costs ~17 MB to hold.
     priced = usage or prices is not None or max_cost is not None
     pricer = Pricer.for_run(model, prices, warn=usage, batch=batch is not None) if priced else None
-    budget = Budget.for_run(max_cost, pricer)
-    policy = Policy(
-        concurrency=concurrency,
-        max_attempts=attempts,
-        max_wait=max_wait,
-        breaker=breaker,
-        rpm=rpm,
-        tpm=tpm,
-        max_tokens=max_tokens,
-        invalid_retries=retries,
-        price=(lambda r: pricer.cost(r.input_tokens, r.output_tokens, r.cached_input_tokens))
-        if pricer is not None and pricer.known else None,
-        budget=budget,
-        estimate=estimate.request_cost(pricer, provider_name, max_tokens) if budget is not None else None,
-    )
-    run = Run(
+    max_cost = check_max_cost(max_cost, pricer)
+    if out.schema is not None:
+        gen = {**gen, **kind.output_params(out.schema, strict=strict, structured=structured)}
+    return Plan(
         model=model,
+        provider=ProviderSpec(provider_name, model_name, endpoint, concurrency, timeout, api_key=api_key,
+                              base_url=base_url, options=provider_options, instance=instance),
         frame_index=frame.index,
         prompts=prompts,
-        params={**gen, **provider.output_params(out.schema, strict=strict, structured=structured)}
-        if out.schema is not None else gen,
+        params=gen,
         keys=Keys(digests if len(first_row) == len(digests) else digests[first_row]),  # all distinct: no copy
         row_to_key=codes,
         first_row=first_row,
-        weights=weights,
-        provider=provider,
-        store=store,
-        lookup=cache is True,
-        policy=policy,
-        show_progress=should_show(defaults.progress if progress is None else progress),
+        weights=np.bincount(codes[codes >= 0], minlength=len(first_row)),
+        cache=cache,
+        cache_dir=cache_dir or defaults.cache_dir,
+        cache_size_limit=defaults.cache_size_limit,
+        policy=Policy(concurrency, attempts, max_wait, breaker, rpm, tpm, max_tokens, retries),
+        progress=defaults.progress if progress is None else progress,
         output=out,
-        batch=batch,
         pricer=pricer,
+        max_cost=max_cost,
+        batch=batch,
         schema_prompt=out.schema.prompt() if structured == "json_object" else None,
     )
-    if batch is not None and budget is not None:
-        _check_batch_budget(run, budget)
-    return run
 
 
-def _check_batch_budget(run: Run, budget: Budget) -> None:
-    """A batch job is paid whole once submitted: one whose estimate could exceed max_cost is not submitted."""
-    guess = estimate.estimate(run, mode="batch")
-    if guess.cost is not None and guess.cost[1] > budget.max_cost:
-        raise BudgetExceeded(
-            f"the batch job would cost up to ${guess.cost[1]:.4g} (estimate ${guess.cost[0]:.4g} to "
-            f"${guess.cost[1]:.4g} for {guess.uncached_requests} requests), over max_cost={budget.max_cost}; "
-            "nothing was submitted. Raise max_cost, set max_tokens for a firmer bound, or run fewer rows",
-            {"model": run.model, "mode": "batch", "estimate": guess.to_dict()},
-        )
+def _schema_key(out: Output, kind: type[Provider] | Provider, strict: bool, structured: str) -> dict | None:
+    """What of the output schema goes into the keys: its material, and whatever else changes the request."""
+    schema_key = out.schema.key_material() if out.schema is not None else None
+    if schema_key is not None and not strict and kind.strict_outputs:
+        schema_key = {**schema_key, "strict": False}  # a different request; strict=True keys stay as they were
+    if structured != constants.STRUCTURED_MODES[0]:  # another request: JSON mode, the schema in the prompt
+        schema_key = {**schema_key, "structured": structured}
+    return schema_key
 
 
 def _digests(head: bytes, prompts: Prompts, max_prompt_tokens: int | None) -> tuple[np.ndarray, np.ndarray]:

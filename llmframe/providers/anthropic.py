@@ -23,6 +23,7 @@ class AnthropicProvider(Provider):
 
     name = "anthropic"
     key_env = ("ANTHROPIC_API_KEY",)
+    base_url_env = "ANTHROPIC_BASE_URL"
     extra = "anthropic"
     official_endpoints = (constants.ANTHROPIC_ENDPOINT,)
     ratelimit_headers = (constants.ANTHROPIC_RATELIMIT_HEADERS,)
@@ -46,7 +47,8 @@ class AnthropicProvider(Provider):
     def resolved_url(self) -> str | None:
         return str(self.client.base_url)  # base_url=, else ANTHROPIC_BASE_URL, else the official endpoint
 
-    def output_params(self, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
+    @classmethod
+    def output_params(cls, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
         """Anthropic's JSON-schema output format: the answer text is the JSON object.
 
         Anthropic has no JSON mode: with structured="json_object" the schema in the prompt is all there is.

@@ -43,6 +43,7 @@ class Provider(ABC):
     # keyed without an endpoint (see endpoint), answers from any other server (a proxy, a simulator) with it.
     official_endpoints: ClassVar[tuple[str, ...]] = ()
     official_domain: ClassVar[str | None] = None
+    base_url_env: ClassVar[str | None] = None  # the SDK's environment variable naming another endpoint
     # The (limit, remaining, reset) header names of each rate-limit dialect the provider's servers speak,
     # "{kind}" standing for "requests" or "tokens": the limiter learns the server's limits from them.
     ratelimit_headers: ClassVar[tuple[tuple[str, str, str], ...]] = (constants.OPENAI_RATELIMIT_HEADERS,)
@@ -141,13 +142,25 @@ class Provider(ABC):
     @property
     def endpoint(self) -> str | None:
         """The resolved endpoint, normalised; None for the provider's official one (and for local models)."""
-        url = self.resolved_url()
+        return self._unofficial(self.resolved_url())
+
+    @classmethod
+    def endpoint_for(cls, base_url: str | None) -> str | None:
+        """endpoint of a provider made with base_url=, without making one (base_url=, else base_url_env, else
+        the official endpoint): what a plan puts in its keys. None without base_url_env, as resolved_url's default."""
+        if cls.base_url_env is None:
+            return None
+        return cls._unofficial(base_url or os.environ.get(cls.base_url_env))
+
+    @classmethod
+    def _unofficial(cls, url: str | None) -> str | None:
+        """url normalised; None for no url and for one of the provider's official endpoints."""
         if url is None:
             return None
         url = normalise_endpoint(url)
         host = urllib.parse.urlsplit(url).hostname or ""
-        domain = self.official_domain
-        if url in self.official_endpoints or (domain and url.startswith("https://") and host.endswith(domain)):
+        domain = cls.official_domain
+        if url in cls.official_endpoints or (domain and url.startswith("https://") and host.endswith(domain)):
             return None
         return url
 
@@ -161,14 +174,16 @@ class Provider(ABC):
         """Strings that must never appear in anything llmframe writes or raises."""
         return (self._api_key,) if self._api_key else ()
 
-    def output_params(self, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
+    @classmethod
+    def output_params(cls, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
         """Request parameters that make the model answer in the schema; SchemaError if it cannot be expressed.
 
         structured="json_object": JSON mode only, where the provider has one (the schema is in the prompt).
         """
-        raise SchemaError(f"the {self.name} provider does not support structured outputs yet")
+        raise SchemaError(f"the {cls.name} provider does not support structured outputs yet")
 
-    def check_params(self, params: dict) -> None:
+    @classmethod
+    def check_params(cls, params: dict) -> None:
         """Raise ConfigError for generation parameters this provider cannot take (the APIs judge their own)."""
 
     @abstractmethod

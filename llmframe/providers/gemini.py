@@ -60,6 +60,7 @@ class GeminiProvider(Provider):
 
     name = "gemini"
     key_env = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    base_url_env = "GOOGLE_GEMINI_BASE_URL"
     extra = "gemini"
     official_endpoints = (constants.GEMINI_ENDPOINT,)
     official_domain = constants.GEMINI_ENDPOINT_DOMAIN
@@ -146,7 +147,8 @@ class GeminiProvider(Provider):
         return ProviderError(redact(f"HTTP {code}: {message}", *self.secrets), status=status, headers=headers,
                              body=text)
 
-    def output_params(self, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
+    @classmethod
+    def output_params(cls, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
         """JSON mode with the schema as plain JSON Schema (responseJsonSchema); JSON mode alone for json_object."""
         if structured == "json_object":
             return {"response_mime_type": "application/json"}

@@ -83,11 +83,12 @@ class LocalProvider(Provider):
         chosen = sorted((k, repr(v)) for k, v in self.options.items() if k in self.load_options)
         return (self.name, self.model, tuple(chosen))
 
-    def output_params(self, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
+    @classmethod
+    def output_params(cls, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
         """The JSON Schema the answer is constrained to, token by token."""
         if structured != "json_schema":
             raise SchemaError(f"structured={structured!r} is for servers that cannot take a JSON Schema; "
-                              f"{self.name} always constrains decoding to the schema: drop structured=")
+                              f"{cls.name} always constrains decoding to the schema: drop structured=")
         return {"json_schema": schema.json_schema}
 
     @abstractmethod

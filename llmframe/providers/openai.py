@@ -33,6 +33,7 @@ class OpenAIProvider(Provider):
 
     name = "openai"
     key_env = ("OPENAI_API_KEY",)
+    base_url_env = "OPENAI_BASE_URL"
     strict_outputs = True
     official_endpoints = (constants.OPENAI_ENDPOINT,)
     price_id = "openai"
@@ -91,7 +92,8 @@ class OpenAIProvider(Provider):
             raise _with_hint(exc, request) from None
         return replies.openai(body, raw.headers)
 
-    def output_params(self, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
+    @classmethod
+    def output_params(cls, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
         """response_format json_schema, strict schemas made as the SDK itself makes them; or json_object."""
         if structured == "json_object":
             return {"response_format": {"type": "json_object"}}

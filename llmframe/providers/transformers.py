@@ -77,7 +77,8 @@ class TransformersProvider(LocalProvider):
         option(opts, "trust_remote_code", bool)
         check_model(self.name, model, trust_remote_code=bool(opts.get("trust_remote_code")))
 
-    def check_params(self, params: dict) -> None:
+    @classmethod
+    def check_params(cls, params: dict) -> None:
         unknown = sorted(set(params) - MAPPED_PARAMS - set(transformers.GenerationConfig().to_dict()))
         if unknown:
             raise ConfigError(f"params {unknown} are not generation parameters of transformers' generate(); "

@@ -51,7 +51,8 @@ class VLLMProvider(LocalProvider):
     def group_size(self) -> int:
         return constants.VLLM_GROUP_SIZE
 
-    def check_params(self, params: dict) -> None:
+    @classmethod
+    def check_params(cls, params: dict) -> None:
         try:
             sampling_params(params)
         except (TypeError, ValueError) as exc:

@@ -1,0 +1,96 @@
+"""The cost meter: the one object the engine asks about money. It prices answers, reserves a request's
+estimate against max_cost before it is sent and settles it once answered; one run has its own budget,
+a sweep's runs draw on one budget together."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import BudgetExceeded
+from ..plan.request import Request, Response
+from .budget import Budget
+from .estimate import estimate, request_cost
+from .prices import Pricer
+
+if TYPE_CHECKING:
+    from ..plan.build import Plan
+    from ..stores.diskcache import Store
+
+
+class CostMeter:
+    """One run's prices and its share of a max_cost budget; used only on the engine's loop."""
+
+    __slots__ = ("pricer", "budget", "_known", "_estimate", "_holding")
+
+    def __init__(self, pricer: Pricer | None, budget: Budget | None = None, *, provider: str = "",
+                 max_tokens: int | None = None):
+        self.pricer = pricer
+        self.budget = budget
+        self._known = pricer is not None and pricer.known
+        self._estimate = request_cost(pricer, provider, max_tokens) if budget is not None else None
+        self._holding: dict[int, float] = {}  # request -> its reservation, released however the run ends
+
+    @classmethod
+    def for_plan(cls, plan: Plan, budget: Budget | None = None) -> CostMeter:
+        """A run's meter: over budget when given (a sweep's, shared), else over the plan's own max_cost, if any."""
+        if budget is None and plan.max_cost is not None:
+            budget = Budget(plan.max_cost)
+        return cls(plan.pricer, budget, provider=plan.provider.name, max_tokens=plan.params.get("max_tokens"))
+
+    @property
+    def capped(self) -> bool:
+        """True under max_cost: every request is reserved before it is sent."""
+        return self.budget is not None
+
+    @property
+    def stopped(self) -> bool:
+        """True once the budget has refused a request: nothing more is sent."""
+        return self.budget is not None and self.budget.stopped
+
+    @property
+    def max_cost(self) -> float | None:
+        return self.budget.max_cost if self.budget is not None else None
+
+    def price(self, response: Response) -> float | None:
+        """USD of one answer (every billed attempt's tokens) at today's price; None where the price is unknown."""
+        if not self._known:
+            return None
+        return self.pricer.cost(response.input_tokens, response.output_tokens, response.cached_input_tokens)
+
+    async def reserve(self, j: int, request: Request) -> bool:
+        """Hold request j's estimate against the budget before it is sent; False when it must not be sent."""
+        estimate_ = self._estimate(request)
+        if not await self.budget.acquire(estimate_):
+            return False
+        self._holding[j] = estimate_
+        return True
+
+    def settle(self, j: int, response: Response) -> float | None:
+        """Request j ended: its cost (None if unpriced or billed nothing), which replaces its reservation."""
+        failed = response.error is not None
+        billed = not failed or response.input_tokens or response.output_tokens  # a failure's rejected answers
+        cost = self.price(response) if billed else None
+        if self._holding:
+            held = self._holding.pop(j, None)
+            if held is not None:
+                self.budget.settle(held, 0.0 if failed and cost is None else cost)
+        return cost
+
+    def release(self) -> None:
+        """The run is over: reservations still held (it was cut short) count at their estimate."""
+        for held in self._holding.values():
+            self.budget.settle(held, None)
+        self._holding.clear()
+
+    def check_batch(self, plan: Plan, store: Store | None) -> None:
+        """A batch job is paid whole once submitted: one whose estimate could exceed max_cost is not submitted."""
+        if plan.batch is None or plan.max_cost is None:
+            return
+        guess = estimate(plan, store, mode="batch")
+        if guess.cost is not None and guess.cost[1] > plan.max_cost:
+            raise BudgetExceeded(
+                f"the batch job would cost up to ${guess.cost[1]:.4g} (estimate ${guess.cost[0]:.4g} to "
+                f"${guess.cost[1]:.4g} for {guess.uncached_requests} requests), over max_cost={plan.max_cost}; "
+                "nothing was submitted. Raise max_cost, set max_tokens for a firmer bound, or run fewer rows",
+                {"model": plan.model, "mode": "batch", "estimate": guess.to_dict()},
+            )

@@ -1,0 +1,41 @@
+"""What an execution did, as the engine returns it: the plan it ran is never written to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+from .answers import Answers
+
+if TYPE_CHECKING:
+    from ..cost.budget import Budget
+
+
+@dataclass(slots=True)
+class Counters:
+    """What the run did on the wire, for the report."""
+
+    attempts: int = 0
+    retries: int = 0
+    rate_limited: int = 0  # 429 replies
+    duplicates: int = 0  # answers another process stored first
+    invalid: int = 0  # answers that did not validate against the output schema
+    failed_in_a_row: int = 0
+    not_sent: int = 0  # requests left unsent because the budget was reached
+    failed_to_connect: int = 0  # failed requests none of whose attempts reached a server (refused, say)
+
+    def add(self, other: Counters) -> None:
+        """Count other's work here too (a batch run's online retries)."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One execution of a plan: every distinct request's answer, the counters, its wall time, its batch job."""
+
+    answers: Answers
+    counters: Counters
+    seconds: float = 0.0  # wall time of the execution, for the report
+    job_id: str | None = None  # the batch job, when the run went through the provider's batch API
+    budget: Budget | None = None  # the max_cost budget it drew on (a sweep's runs share one), for the report

@@ -1,0 +1,171 @@
+"""The worker pool: cache hits first, chunk by chunk, misses through a bounded pool of workers.
+
+In-flight state is O(concurrency) however many rows the frame has: a feeder renders a chunk of
+requests at a time into a bounded queue, and a fixed number of workers take from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+
+from .. import constants
+from ..cost.meter import CostMeter
+from ..errors import RunAborted
+from ..plan.build import Policy, Work
+from ..plan.request import Request, Response
+from ..providers.base import Provider
+from ..stores.diskcache import Store
+from .answers import Answers
+from .attempts import billed_answer
+from .groups import answer_group, take
+from .outcome import Counters
+from .progress import Progress
+from .ratelimit import Patience, limiter_for
+from .writer import CacheWriter
+
+
+async def answer_all(work: Work, provider: Provider, *, store: Store | None, lookup: bool, policy: Policy,
+                     meter: CostMeter | None, progress: Progress, model: str) -> tuple[Answers, Counters]:
+    """Answer every request: cache hits first, chunk by chunk, misses through a bounded worker pool."""
+    return await _Pool(work, provider, store, lookup, policy, meter, progress, model).run()
+
+
+class _Pool:
+    """One run's pool: the feeder, the workers, and what they share (answers, counters, writer, limiter)."""
+
+    def __init__(self, work: Work, provider: Provider, store: Store | None, lookup: bool, policy: Policy,
+                 meter: CostMeter | None, progress: Progress, model: str):
+        self.work, self.provider, self.store, self.lookup = work, provider, store, lookup
+        self.policy, self.progress = policy, progress
+        self.meter = meter
+        self.capped = meter is not None and meter.capped  # max_cost: requests are reserved before they are sent
+        self.results = Answers(len(work.keys), structured=work.check is not None)
+        self.counters = Counters()
+        self.writer = CacheWriter(store, model=model, overwrite=not lookup) if store is not None else None
+        self.stale: set[int] = set()  # cached answers that no longer validate
+        self.limiter = limiter_for(provider.limiter_key, provider.ratelimit_headers)
+        self.limiter.configure(policy.rpm, policy.tpm)
+        self.patience = Patience(policy.max_wait)
+        progress.watch(self.limiter)  # the bar says when the server holds the pool back
+        # Bounded: in-flight state is O(concurrency) however many rows the frame has.
+        self.batched = provider.local_groups  # a local model: whole groups, in a worker thread
+        slots = 2 * provider.group_size if self.batched else policy.concurrency
+        self.queue: asyncio.Queue[tuple[int, Request] | None] = asyncio.Queue(maxsize=slots * constants.QUEUE_SLACK)
+        self.workers: list[asyncio.Task] = []
+
+    def finish(self, j: int, response: Response, *, counts_to_breaker: bool = True) -> None:
+        """Request j is answered (or failed for good): record it, price it, count it, hand it to the writer."""
+        self.results[j] = response
+        failed = response.error is not None
+        cost = self.meter.settle(j, response) if self.meter is not None else None
+        self.progress.advance(self.work.weights[j], failed=failed,
+                              tokens=response.input_tokens + response.output_tokens, cost=cost)
+        counters = self.counters
+        if failed:
+            if counts_to_breaker:
+                counters.failed_in_a_row += 1
+            if counters.failed_in_a_row >= self.policy.breaker:
+                raise RunAborted(
+                    f"the last {counters.failed_in_a_row} requests all failed (last error: {response.error}); "
+                    "the run stopped early. Finished answers are cached: fix the cause and re-run"
+                )
+        else:
+            counters.failed_in_a_row = 0
+            if self.writer is not None:
+                self.writer.add(self.work.keys[j], response, overwrite=j in self.stale)
+
+    async def worker(self) -> None:
+        """Send requests from the queue one at a time, until the feeder's end marker."""
+        queue, finish, writer, provider, limiter = self.queue, self.finish, self.writer, self.provider, self.limiter
+        policy, counters, check, patience = self.policy, self.counters, self.work.check, self.patience
+        secrets = provider.secrets
+        while (item := await queue.get()) is not None:
+            j, request = item
+            finish(j, await billed_answer(request, provider, limiter, policy, counters, check, secrets, patience))
+            if writer is not None:
+                await writer.written()  # its next request waits: a crash re-asks only the requests in flight
+
+    async def batch_worker(self) -> None:
+        """A local model: whole groups to the provider, answered batch by batch in a worker thread."""
+        stop = threading.Event()
+        try:
+            while group := await take(self.queue, self.provider.group_size):
+                await answer_group(group, self.work, self.provider, stop, self.counters, self.finish)
+        finally:
+            stop.set()  # a cancelled run ends the batch still generating, instead of letting it finish unseen
+
+    async def feed(self) -> None:
+        """Look each chunk up in the cache, then queue its misses (within the budget, if there is one)."""
+        work, results, store, progress, counters, meter = (self.work, self.results, self.store, self.progress,
+                                                           self.counters, self.meter)
+        writer, queue, capped = self.writer, self.queue, self.capped
+        weights = np.asarray(work.weights, dtype=np.int64)
+        for start in range(0, len(work.keys), constants.CHUNK_SIZE):
+            chunk = work.keys[start : start + constants.CHUNK_SIZE]
+            if self.lookup and store is not None:
+                found = store.get_many(chunk)
+                hits = [j for j, value in enumerate(found, start) if value is not None]
+                self.stale.update(results.fill_from_cache(hits, [found[j - start] for j in hits], work.check))
+                hit = results.cached[start : start + len(chunk)]
+                progress.advance(int(weights[start : start + len(chunk)][hit].sum()), cached=True)
+            misses = (start + np.flatnonzero(~results.done[start : start + len(chunk)])).tolist()
+            if capped and meter.stopped:
+                counters.not_sent += len(misses)  # nothing more will be sent: no need to render them
+                continue
+            for j, request in zip(misses, work.build(misses)):
+                while writer is not None and writer.lagging():
+                    await asyncio.sleep(constants.CACHE_BACKLOG_WAIT_SECONDS)
+                if capped and not await meter.reserve(j, request):
+                    counters.not_sent += 1  # later chunks are still looked up: cached answers cost nothing
+                    continue
+                await queue.put((j, request))
+        for _ in self.workers:
+            await queue.put(None)
+
+    async def tick(self) -> None:
+        """Redraw the progress display now and then, however fast or slow rows finish."""
+        while True:
+            await asyncio.sleep(constants.PROGRESS_REFRESH_SECONDS)
+            self.progress.refresh()
+
+    async def run(self) -> tuple[Answers, Counters]:
+        """Feed and work until every request is answered; whatever ends the run, the writer and provider close."""
+        if self.batched:
+            self.workers = [asyncio.create_task(self.batch_worker())]  # one model, one generate call at a time
+        else:
+            self.workers = [asyncio.create_task(self.worker())
+                            for _ in range(min(self.policy.concurrency, len(self.work.keys)))]
+        tasks = [asyncio.create_task(self.feed()), *self.workers]
+        ticker = asyncio.create_task(self.tick())
+        state = "interrupted"
+        self.limiter.enter()
+        try:
+            # Whichever task fails first (an abort, a bug) ends the run; the others are cancelled below.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if task.exception() is not None:
+                    state = "stopped"
+                    raise task.exception()
+            state = "done"  # Progress tells complete from complete-with-failures by its own count
+            if self.counters.not_sent:
+                state = "max_cost reached"
+                note = Response.failure(constants.BUDGET_NOT_SENT.format(max_cost=self.meter.max_cost))
+                for j in np.flatnonzero(~self.results.done).tolist():
+                    self.results[j] = note
+        finally:
+            for task in (ticker, *tasks):
+                task.cancel()
+            await asyncio.gather(ticker, *tasks, return_exceptions=True)
+            # The last run on this budget lifts its pause: it must not outlive the runs that made it.
+            self.limiter.leave()
+            if self.meter is not None:
+                self.meter.release()  # cut short (an abort, a cancel): a sweep's other runs go on
+            if self.writer is not None:
+                self.writer.close()
+                self.counters.duplicates = self.writer.duplicates
+            await self.provider.aclose()
+            self.progress.close(state)
+        return self.results, self.counters

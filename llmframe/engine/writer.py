@@ -1,0 +1,110 @@
+"""The cache writer: answers go to the store on a thread of its own, off the loop, as they arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import threading
+import time
+import warnings
+
+from .. import constants
+from ..plan.request import Response
+from ..stores.diskcache import Store
+
+
+class CacheWriter:
+    """Writes answers to the cache on a thread of its own, off the loop.
+
+    Each answer is handed over as it arrives, and whatever has piled up since the last write goes in
+    one transaction, so the writer keeps pace however fast answers come. A worker sends its next
+    request only once its answer is on disk (written()), so a crash re-asks at most the requests in
+    flight; and the loop holds back new requests while more than CACHE_BACKLOG_ROWS answers wait for
+    the disk (a local model's batches come many at once), so memory stays flat.
+    """
+
+    def __init__(self, store: Store, *, model: str, overwrite: bool):
+        self._store = store
+        self._model = model
+        self._overwrite = overwrite
+        self._loop = asyncio.get_running_loop()
+        self._handed: list[tuple[str, str, bool]] = []  # handed over, waiting for the writer thread
+        self._ready = threading.Condition()
+        self._closing = False
+        self.backlog = 0  # answers handed over and not written yet
+        self._added = 0  # answers handed over so far
+        self._written = 0  # of those, how many are written (or failed to be); set by the writer thread
+        self._waiters: collections.deque[tuple[int, asyncio.Future]] = collections.deque()
+        self._failures: list[BaseException] = []
+        self.duplicates = 0  # answers another process had already stored: requests paid twice
+        self._thread = threading.Thread(target=self._serve, name="llmframe-cache", daemon=True)
+        self._thread.start()
+
+    def add(self, key: str, response: Response, *, overwrite: bool = False) -> None:
+        """Hand one answer to the writer thread now (writes stay in order: one thread)."""
+        item = (key, response.to_cache(self._model, time.time()), overwrite or self._overwrite)
+        with self._ready:
+            self._handed.append(item)
+            self.backlog += 1
+            self._added += 1
+            self._ready.notify()
+
+    async def written(self) -> None:
+        """Wait until every answer handed over so far is on disk (or its write has failed)."""
+        if self._written >= self._added:
+            return
+        future = self._loop.create_future()
+        self._waiters.append((self._added, future))
+        await future
+
+    def _wake(self, written: int) -> None:
+        while self._waiters and self._waiters[0][0] <= written:
+            future = self._waiters.popleft()[1]
+            if not future.done():  # a cancelled worker's wait
+                future.set_result(None)
+
+    def lagging(self) -> bool:
+        """True while the disk is behind: new requests wait, instead of answers piling up in memory."""
+        return self.backlog >= constants.CACHE_BACKLOG_ROWS
+
+    def _serve(self) -> None:
+        while True:
+            with self._ready:
+                while not self._handed and not self._closing:
+                    self._ready.wait()
+                if not self._handed:
+                    return
+                batch, self._handed = self._handed, []
+            self._write(batch)
+            with self._ready:
+                self.backlog -= len(batch)
+                self._written += len(batch)
+                written = self._written
+            with contextlib.suppress(RuntimeError):  # the loop has closed (interpreter exit): no one waits
+                self._loop.call_soon_threadsafe(self._wake, written)
+
+    def _write(self, batch: list[tuple[str, str, bool]]) -> None:
+        try:
+            for overwrite in (False, True):
+                items = [(key, value) for key, value, replace in batch if replace is overwrite]
+                self.duplicates += self._store.set_many(items, overwrite=overwrite)
+        except Exception as exc:  # a full disk must not lose the run: the answers are still returned
+            self._failures.append(exc)
+
+    def close(self) -> None:
+        """Write everything still handed over and wait for it: called on success, failure and cancel."""
+        with self._ready:
+            self._closing = True
+            self._ready.notify()
+        self._thread.join()
+        try:
+            self._store.trim()
+        except Exception as exc:
+            self._failures.append(exc)
+        if self._failures:
+            warnings.warn(
+                f"{len(self._failures)} batch(es) of answers could not be written to the cache: {self._failures[0]}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
