@@ -27,6 +27,7 @@ from .collect import columns
 from . import constants
 from .plan import build as pipeline
 from .engine import ratelimit
+from .faces import frames
 from .faces.pandas import _check_options
 from .config import settings
 from .errors import ConfigError
@@ -203,7 +204,7 @@ def generate(
     options["progress"] = False  # Ray Data draws its own progress; a bar per actor would flood its logs
     # Everything is checked against the dataset's columns now, not in the first batch on a remote node.
     empty = pd.DataFrame(columns=list(ds.schema().names))
-    probe = pipeline.plan(empty, template, model=model, output=output, errors=errors, **{**options, "cache": False})
+    probe = pipeline.plan(frames.rows_of(empty), template, model=model, output=output, errors=errors, **{**options, "cache": False})
     shared = None
     rpm, tpm = options.get("rpm"), options.get("tpm")
     if budget == "split":

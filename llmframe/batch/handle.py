@@ -36,7 +36,7 @@ class BatchJob:
         """Block, with a progress bar, until every batch ended and its answers are in the cache."""
         if self._responses is None:
             run = self._run
-            progress = Progress(len(run.frame_index), show=run.show_progress, description=run.model)
+            progress = Progress(len(run.prompts), show=run.show_progress, description=run.model)
             progress.advance(len(run.prompts.skipped) + self._seen.done)
             self._batches.progress = progress
             state = "stopped"

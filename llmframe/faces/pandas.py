@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from ..collect import columns
+from . import frames
 from .. import constants
 from ..plan import build as pipeline
 from ..batch import BatchJob
@@ -42,7 +43,7 @@ def _estimate(frame: pd.DataFrame, template, model, output, mode, options, **ext
     _check_options(options)
     # Nothing is sent, so no key is needed; a placeholder lets the plan check everything else.
     options = {**options, "api_key": options.get("api_key") or "estimate-only", "progress": False}
-    run = pipeline.plan(frame, template, model=model, output=output, **options, **extra)
+    run = pipeline.plan(frames.rows_of(frame), template, model=model, output=output, **options, **extra)
     return estimate_.estimate(run, mode=mode)
 
 
@@ -85,14 +86,14 @@ class DataFrameAccessor(_Base):
         prices ({"provider:model": {"input_mtok": ..., "output_mtok": ...}}), max_cost (USD; BudgetExceeded).
         """
         run = self._plan(template, model, output, errors, options)
-        out = columns.to_frame(self._obj, run, run_sync(run.start()))
+        out = frames.to_frame(self._obj, run, run_sync(run.start()))
         return _remember(out, (template, model, output, errors, options))
 
     async def agenerate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
                         errors: str = "column", **options: Any) -> pd.DataFrame:
         """The async twin of generate, for code that already runs an event loop."""
         run = self._plan(template, model, output, errors, options)
-        out = columns.to_frame(self._obj, run, await run_async(run.start()))
+        out = frames.to_frame(self._obj, run, await run_async(run.start()))
         return _remember(out, (template, model, output, errors, options))
 
     def submit(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
@@ -108,7 +109,7 @@ class DataFrameAccessor(_Base):
                               "(or call generate for an online run)")
         run = self._plan(template, model, output, errors, options)
         call = (template, model, output, errors, options)
-        return BatchJob(run, lambda responses: _remember(columns.to_frame(self._obj, run, responses), call))
+        return BatchJob(run, lambda responses: _remember(frames.to_frame(self._obj, run, responses), call))
 
     def retry_failed(self) -> pd.DataFrame:
         """Repeat the generate call that made this frame: failed rows are sent again, the rest come from cache."""
@@ -152,7 +153,7 @@ class DataFrameAccessor(_Base):
 
     def _plan(self, template, model, output, errors, options) -> pipeline.Run:
         _check_options(options)
-        return pipeline.plan(self._obj, template, model=model, output=output, errors=errors, **options)
+        return pipeline.plan(frames.rows_of(self._obj), template, model=model, output=output, errors=errors, **options)
 
 
 @pd.api.extensions.register_series_accessor("llm")
@@ -168,13 +169,13 @@ class SeriesAccessor(_Base):
         (use the DataFrame accessor for a per-row error column). Options are those of DataFrame.llm.generate.
         """
         run = self._plan(template, model, output, errors, options)
-        return columns.to_series(run, run_sync(run.start()))
+        return frames.to_series(self._obj.index, run, run_sync(run.start()))
 
     async def agenerate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
                         errors: str = "column", **options: Any) -> pd.Series | pd.DataFrame:
         """The async twin of generate."""
         run = self._plan(template, model, output, errors, options)
-        return columns.to_series(run, await run_async(run.start()))
+        return frames.to_series(self._obj.index, run, await run_async(run.start()))
 
     def estimate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
                  mode: str = "online", **options: Any) -> Estimate:
@@ -192,5 +193,5 @@ class SeriesAccessor(_Base):
         column = self._column()
         frame = self._obj.to_frame(name=column)
         # The Series' own values are not part of the result, so output names cannot clash with them.
-        return pipeline.plan(frame, template, model=model, output=output, errors=errors, positional_column=column,
+        return pipeline.plan(frames.rows_of(frame), template, model=model, output=output, errors=errors, positional_column=column,
                              output_frame_columns=(), **options)

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .. import constants
 from ..cost import estimate
@@ -36,6 +35,7 @@ from .request import (
     positive_number,
 )
 from .structured import structured_mode, with_prompt
+from .rows import Rows
 from .template import Prompts, Template, TemplateLike
 
 @dataclass
@@ -43,7 +43,6 @@ class Run:
     """Everything a run needs, checked and rendered; building one sends nothing."""
 
     model: str
-    frame_index: pd.Index
     prompts: Prompts
     params: dict
     keys: Keys  # distinct content keys, in first-seen order
@@ -100,7 +99,7 @@ class Run:
         A sweep passes one display shared by all its runs.
         """
         if progress is None:
-            progress = for_run(len(self.frame_index), show=self.show_progress, description=self.model)
+            progress = for_run(len(self.prompts), show=self.show_progress, description=self.model)
         progress.advance(len(self.prompts.skipped))
         return lambda: self._execute(progress)
 
@@ -176,7 +175,7 @@ def _batch_options(mode: str, provider: str, requests: int, cache: bool | str, p
 
 
 def plan(
-    frame: pd.DataFrame,
+    frame: Rows,
     template: TemplateLike,
     *,
     model: str,
@@ -225,7 +224,7 @@ def plan(
     if not (cache is True or cache is False or cache == "refresh"):
         raise ConfigError(f"cache must be True, False or 'refresh', got {cache!r}")
     existing = frame.columns if output_frame_columns is None else output_frame_columns
-    index_names = frame.index.names if output_frame_columns is None else ()
+    index_names = frame.index_names if output_frame_columns is None else ()
     for name, flag in (("usage", usage), ("strict", strict)):
         if not isinstance(flag, bool):
             raise ConfigError(f"{name} must be True or False, got {flag!r}")
@@ -290,7 +289,6 @@ def plan(
     )
     run = Run(
         model=model,
-        frame_index=frame.index,
         prompts=prompts,
         params={**gen, **provider.output_params(out.schema, strict=strict, structured=structured)}
         if out.schema is not None else gen,
