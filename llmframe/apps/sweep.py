@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..faces import frames
+from ..faces.frames import rows_of, to_frame
 from .. import constants
 from ..plan import build as pipeline
 from ..cost import estimate as estimate_
@@ -106,7 +106,7 @@ def sweep(frame: pd.DataFrame, template: Any, *, models: Any, params: Mapping | 
     if scorer is not None:
         scorer.check_columns(frame.columns)
     configs = [_Config(t, m, s, r) for t in templates for m in models for s in grid for r in range(repeats)]
-    runs = [pipeline.plan(frames.rows_of(frame), templates[c.template], model=c.model, output=output, errors="column", usage=True,
+    runs = [pipeline.plan(rows_of(frame), templates[c.template], model=c.model, output=output, errors="column", usage=True,
                           **_options(c, {"progress": False, **options}, repeats)) for c in configs]
     if dry_run:
         return _estimates(configs, runs, grid)
@@ -121,7 +121,7 @@ def sweep(frame: pd.DataFrame, template: Any, *, models: Any, params: Mapping | 
     with one_warning_for_all_runs():  # one warning for the sweep, below, not one per configuration
         for config, run, answers in zip(configs, runs, responses):
             try:
-                out = frames.to_frame(frame, run, answers)
+                out = to_frame(frame, run, answers)
             except BudgetExceeded as exc:
                 out, stopped = exc.result, True
             frames.append(_label(out, config, grid))
