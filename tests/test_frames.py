@@ -95,7 +95,8 @@ def test_each_column_kind_becomes_the_pandas_dtype_it_always_had(kind, cells, dt
     assert str(out.dtype) == dtype and out.index.equals(index)
     assert out.isna().tolist() == [c is None or c != c for c in cells]
     if dtype == "category":
-        assert out.cat.categories.tolist() == list(kind) and out.dropna().tolist() == [c for c in cells if c is not None]
+        assert out.cat.categories.tolist() == list(kind)
+        assert out.dropna().tolist() == [c for c in cells if c is not None]
     elif dtype.startswith("datetime64[us, UTC]"):
         assert out.iloc[0] == pd.Timestamp(cells[0].replace("Z", "+00:00") if isinstance(cells[0], str) else cells[0])
     elif dtype != "object":

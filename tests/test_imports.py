@@ -1,4 +1,4 @@
-"""The import rules: import-linter's contracts (pyproject.toml), private names, and a command line without the simulator."""
+"""The import rules: import-linter's contracts (pyproject.toml), private names, a CLI without the simulator."""
 
 from __future__ import annotations
 
