@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 import pandas as pd  # noqa: E402
 
 from llmframe import constants
+from llmframe.faces.frames import rows_of  # noqa: E402
 from llmframe.plan import build as pipeline  # noqa: E402
 from llmframe.batch.openai import OpenAIBatches, parse_results  # noqa: E402
 from llmframe.batch.runner import settle  # noqa: E402
@@ -37,7 +38,7 @@ from llmframe.stores.diskcache import Store  # noqa: E402
 def plan(rows: int, cache_dir: str) -> pipeline.Plan:
     """A planned (rendered, keyed) batch run over `rows` review-like rows; sends nothing."""
     frame = pd.DataFrame({"review": [f"Review {i}: the product arrived on time and works as described." for i in range(rows)]})
-    return pipeline.plan(frame, "Sentiment of this review, one word:\n{review}", model="openai:gpt-4o-mini",
+    return pipeline.plan(rows_of(frame), "Sentiment of this review, one word:\n{review}", model="openai:gpt-4o-mini",
                          api_key="sk-bench", mode="batch", cache_dir=cache_dir, progress=False)
 
 

@@ -34,6 +34,7 @@ import pyarrow as pa  # noqa: E402
 
 import llmframe  # noqa: E402,F401  (registers the df.llm accessor)
 from llmframe.engine.run import open_cache  # noqa: E402
+from llmframe.faces.frames import rows_of  # noqa: E402
 from llmframe.plan.build import plan  # noqa: E402
 from llmframe.plan.request import Response  # noqa: E402
 from llmframe.testing import SimulatorProcess  # noqa: E402
@@ -167,7 +168,7 @@ def online(args: argparse.Namespace, sim: SimulatorProcess, tmp: Path) -> dict[s
 
 def fill_cache(frame: pd.DataFrame, sim: SimulatorProcess, cache_dir: str, chunk: int = 10_000) -> list[str]:
     """Write an answer for every row straight into the cache, via llmframe's own keys; returns the answers."""
-    run = plan(frame, TEMPLATE, model=f"openai:{MODEL}", base_url=sim.base_url, api_key=sim.api_key,
+    run = plan(rows_of(frame), TEMPLATE, model=f"openai:{MODEL}", base_url=sim.base_url, api_key=sim.api_key,
                cache_dir=cache_dir, progress=False)
     assert len(run.keys) == len(frame), "prompts must be distinct"
     answers = [f"cached answer {j}" for j in range(len(run.keys))]

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 import llmframe  # noqa: E402, F401
 from benchmarks.bench_core import TEMPLATE, fill_cache, make_frame, timed  # noqa: E402
+from llmframe.faces.frames import rows_of  # noqa: E402
 from llmframe.plan.build import plan  # noqa: E402
 from llmframe.testing import SimulatorProcess  # noqa: E402
 
@@ -37,7 +38,7 @@ def estimate_rates(rows: int, repeats: int, tmp: Path) -> dict:
         est, wall, _ = timed(frame.llm.estimate, TEMPLATE, model=MODEL, max_tokens=5, cache_dir=cache_dir)
         assert est.uncached_requests == rows and est.cost is not None
         out["estimate"].append(rows / wall)
-        _, wall, _ = timed(plan, frame, TEMPLATE, model=MODEL, max_tokens=5, cache_dir=cache_dir, api_key="x",
+        _, wall, _ = timed(plan, rows_of(frame), TEMPLATE, model=MODEL, max_tokens=5, cache_dir=cache_dir, api_key="x",
                            progress=False)
         out["plan"].append(rows / wall)
         print(f"  estimate repeat {r + 1}: {out['estimate'][-1]:,.0f} rows/s, plan {out['plan'][-1]:,.0f} rows/s",

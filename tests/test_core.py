@@ -7,7 +7,6 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from llmframe.collect import columns
 from llmframe.cost.budget import Budget
 from llmframe.cost.meter import CostMeter
 from llmframe.cost.prices import Pricer
@@ -15,6 +14,7 @@ from llmframe.engine.loop import run_sync
 from llmframe.engine.outcome import Outcome
 from llmframe.engine.run import open_provider, start
 from llmframe.errors import ConfigError
+from llmframe.faces.frames import rows_of, to_frame
 from llmframe.plan.build import plan
 from llmframe.plan.request import Request, Response
 from llmframe.providers import provider_class
@@ -29,7 +29,7 @@ def frame(n: int) -> pd.DataFrame:
 def test_planning_opens_no_store_and_makes_no_provider(tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     cache_dir = tmp_path / "not-yet"
-    planned = plan(frame(3), "{q}", model=MODEL, cache_dir=str(cache_dir))  # no key: no provider is made yet
+    planned = plan(rows_of(frame(3)), "{q}", model=MODEL, cache_dir=str(cache_dir))  # no key: no provider is made yet
     assert not cache_dir.exists(), "planning opened the cache store"
     assert len(planned.keys) == 3 and planned.provider.name == "openai"
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -40,7 +40,7 @@ def test_planning_opens_no_store_and_makes_no_provider(tmp_path, monkeypatch):
 
 
 def test_the_engine_returns_an_outcome_and_the_same_plan_runs_again(sim):
-    planned = plan(frame(4), "{q}", model=MODEL, base_url=sim.base_url, api_key=sim.api_key, progress=False)
+    planned = plan(rows_of(frame(4)), "{q}", model=MODEL, base_url=sim.base_url, api_key=sim.api_key, progress=False)
     before = (planned.keys[:], planned.weights.tolist(), planned.row_to_key.tolist())
     first = run_sync(start(planned))
     assert isinstance(first, Outcome) and first.counters.attempts == 4 and first.seconds > 0
@@ -48,9 +48,9 @@ def test_the_engine_returns_an_outcome_and_the_same_plan_runs_again(sim):
     again = run_sync(start(planned))  # nothing of the first execution was written onto the plan
     assert again.answers.cached.all() and again.counters.attempts == 0 and sim.count == 4
     assert (planned.keys[:], planned.weights.tolist(), planned.row_to_key.tolist()) == before
-    out = columns.to_frame(frame(4), planned, first)
+    out = to_frame(frame(4), planned, first)
     assert out["response"].notna().all() and out.attrs["llmframe"]["requests_sent"] == 4
-    assert columns.to_frame(frame(4), planned, again).attrs["llmframe"]["cached"] == 4
+    assert to_frame(frame(4), planned, again).attrs["llmframe"]["cached"] == 4
 
 
 @pytest.mark.parametrize("name, variable", [("openai", "OPENAI_BASE_URL"), ("anthropic", "ANTHROPIC_BASE_URL"),
@@ -83,7 +83,7 @@ def test_a_provider_that_resolves_no_endpoint_keys_none():
 
 
 def test_the_provider_is_made_from_the_plan_with_its_arguments(sim):
-    planned = plan(frame(1), "{q}", model=MODEL, base_url=sim.base_url, api_key=sim.api_key, max_concurrency=3,
+    planned = plan(rows_of(frame(1)), "{q}", model=MODEL, base_url=sim.base_url, api_key=sim.api_key, max_concurrency=3,
                    timeout=7.0)
     provider = open_provider(planned)
     assert (provider.model, provider.base_url, provider.max_concurrency, provider.timeout) == (

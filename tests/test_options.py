@@ -13,6 +13,7 @@ import pytest
 
 from llmframe import constants, options
 from llmframe.apps import cli
+from llmframe.faces.frames import rows_of
 from llmframe.errors import ConfigError, TemplateError
 from llmframe.faces.pandas import DataFrameAccessor, SeriesAccessor
 from llmframe.options import OPTIONS
@@ -157,7 +158,7 @@ def test_plan_validates_through_the_table(monkeypatch, tmp_path):
     table = tuple(dataclasses.replace(o, check=refuse) if o.name == "max_wait" else o for o in OPTIONS)
     monkeypatch.setattr(options, "OPTIONS", table)
     with pytest.raises(ConfigError, match="max_wait=120.0: refused by the table"):
-        pipeline.plan(pd.DataFrame({"x": ["a"]}), "{x}", model="openai:m", api_key="k", cache=False)
+        pipeline.plan(rows_of(pd.DataFrame({"x": ["a"]})), "{x}", model="openai:m", api_key="k", cache=False)
 
 
 def test_checks_keep_what_the_plan_used_before():

@@ -136,12 +136,28 @@ def test_distinct_settles_a_64_bit_collision_on_all_128_bits():
     assert first.tolist() == [0, 1, 2]
 
 
+@pytest.mark.parametrize("distinct_share", [1.0, 0.5, 0.01])
+def test_distinct_numbers_keys_as_pandas_factorize_did(distinct_share):
+    import pandas as pd
+
+    rng = np.random.default_rng(7)
+    n = 20_000
+    pool = rng.integers(0, 2**63, (max(1, int(n * distinct_share)), 2), dtype=np.uint64)
+    digests = pool if distinct_share == 1.0 else pool[rng.integers(0, len(pool), n)]
+    valid = rng.random(len(digests)) > 0.1
+    row_to_key, first = distinct(digests, valid)
+    codes, _ = pd.factorize(digests[valid, 0])
+    assert row_to_key[valid].tolist() == codes.tolist() and (row_to_key[~valid] == -1).all()
+    assert first.tolist() == np.flatnonzero(valid)[np.unique(codes, return_index=True)[1]].tolist()
+
+
 # Keys of whole runs, as plan() makes them (it sends nothing): the endpoint and strict where they matter.
 
 def _plan_key(model="openai:gpt-4o-mini", **kwargs):
     import pandas as pd
     from pydantic import BaseModel
 
+    from llmframe.faces.frames import rows_of
     from llmframe.plan.build import plan
 
     class Verdict(BaseModel):
@@ -151,7 +167,7 @@ def _plan_key(model="openai:gpt-4o-mini", **kwargs):
     if kwargs.pop("structured", False):
         kwargs["output"] = Verdict
     kwargs.setdefault("temperature", 0)
-    return plan(pd.DataFrame({"x": ["hello"]}), "Say {x}", model=model, api_key="sk-test", cache=False, **kwargs).keys[0]
+    return plan(rows_of(pd.DataFrame({"x": ["hello"]})), "Say {x}", model=model, api_key="sk-test", cache=False, **kwargs).keys[0]
 
 
 # Computed before the endpoint and strict were part of any key: caches made then must stay valid.

@@ -239,6 +239,20 @@ def test_json_schema_numbers_beyond_their_column_fail_their_row(gen, sim):
     assert out["x"].tolist()[0::2] == [0.5, 0.5] and pd.isna(out["x"].iloc[1])
 
 
+def test_json_schema_date_times_in_any_iso_spelling_are_parsed_and_other_text_fails_its_row(gen, sim):
+    schema = {"title": "Event", "type": "object", "required": ["at"],
+              "properties": {"at": {"type": "string", "format": "date-time"}}}
+    spellings = {"review number 0": "2024-05-06T07:08:09Z", "review number 1": "next tuesday",
+                 "review number 2": "2024-05-06 09:08:09.5+02:00", "review number 3": "2024-05-06T07:08:09"}
+    sim.answer = lambda body: '{"at": "%s"}' % spellings[body["messages"][0]["content"]]
+    out = gen(reviews(4), "{text}", output=schema, invalid_retries=0)
+    assert str(out["at"].dtype) == "datetime64[us, UTC]"
+    assert out["at"].tolist()[::2] == [pd.Timestamp("2024-05-06T07:08:09Z"), pd.Timestamp("2024-05-06T07:08:09.5Z")]
+    assert out["at"].iloc[3] == pd.Timestamp("2024-05-06T07:08:09Z"), "a naive date-time among aware ones is UTC"
+    assert "field 'at': 'next tuesday' is not an ISO 8601 date-time" in out["event_error"].iloc[1]
+    assert pd.isna(out["at"].iloc[1]) and out["event_error"].isna().tolist() == [True, False, True, True]
+
+
 def test_output_mode_object_keeps_validated_instances(gen, sim):
     out = gen(reviews(2), "{text}", output=Review, output_mode="object")
     assert list(out.columns) == ["text", "review", "review_error"]

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from llmframe.errors import TemplateError
+from llmframe.faces.frames import rows_of
 from llmframe.plan.request import canonical_json
 from llmframe.plan.template import Template
 
@@ -16,7 +17,7 @@ from llmframe.plan.template import Template
 def render(template, df, **kwargs):
     compiled = Template(template, list(df.columns), system=kwargs.pop("system", None),
                         positional_column=kwargs.pop("positional_column", None))
-    prompts = compiled.render(df, **kwargs)
+    prompts = compiled.render(rows_of(df), **kwargs)
     return [None if i in prompts.skipped else prompts.messages(i) for i in range(len(prompts))], prompts
 
 

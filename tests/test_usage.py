@@ -206,7 +206,8 @@ def test_prices_load_only_where_a_cost_is_asked_for(gen, answering):
     out = gen(frame(2), "{q}", model="openai:gpt-4o-mini")
     assert "cost" not in out.attrs["llmframe"] and "response_cost" not in out
     code = ("import sys, pandas as pd, llmframe; from llmframe.plan import build as pipeline; "
-            "pipeline.plan(pd.DataFrame({'q': ['a']}), '{q}', model='openai:gpt-4o-mini', api_key='k'); "
+            "from llmframe.faces.frames import rows_of; "
+            "pipeline.plan(rows_of(pd.DataFrame({'q': ['a']})), '{q}', model='openai:gpt-4o-mini', api_key='k'); "
             "print('genai_prices' in sys.modules)")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert found.stdout.strip() == "False"

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..collect import columns
+from ..faces.frames import rows_of, to_frame
 from .. import constants
 from ..plan import build as pipeline
 from ..cost.budget import Budget, check_max_cost
@@ -110,7 +110,7 @@ def sweep(frame: pd.DataFrame, template: Any, *, models: Any, params: Mapping | 
     if scorer is not None:
         scorer.check_columns(frame.columns)
     configs = [_Config(t, m, s, r) for t in templates for m in models for s in grid for r in range(repeats)]
-    plans = [pipeline.plan(frame, templates[c.template], model=c.model, output=output, errors="column", usage=True,
+    plans = [pipeline.plan(rows_of(frame), templates[c.template], model=c.model, output=output, errors="column", usage=True,
                            **_options(c, {"progress": False, **options}, repeats)) for c in configs]
     if dry_run:
         return _estimates(configs, plans, grid)
@@ -122,7 +122,7 @@ def sweep(frame: pd.DataFrame, template: Any, *, models: Any, params: Mapping | 
     with one_warning_for_all_runs():  # one warning for the sweep, below, not one per configuration
         for config, plan, outcome in zip(configs, plans, outcomes):
             try:
-                out = columns.to_frame(frame, plan, outcome)
+                out = to_frame(frame, plan, outcome)
             except BudgetExceeded as exc:
                 out, stopped = exc.result, True
             frames.append(_label(out, config, grid))
@@ -166,7 +166,7 @@ def _execute(plans: list[pipeline.Plan], budget: Budget | None, *, show: bool) -
 
     A run that aborts (a bad key, the circuit breaker) fails its own rows, never the other runs'.
     """
-    progress = _SharedProgress(sum(len(p.frame_index) for p in plans), show=show, runs=len(plans))
+    progress = _SharedProgress(sum(len(p.prompts) for p in plans), show=show, runs=len(plans))
     meters = [CostMeter.for_plan(plan, budget) for plan in plans]
     runs = [engine.start(plan, meter=meter, progress=progress) for plan, meter in zip(plans, meters)]
 

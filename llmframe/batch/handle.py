@@ -44,7 +44,7 @@ class BatchJob:
         """Block, with a progress bar, until every batch ended and its answers are in the cache."""
         if self._outcome is None:
             plan = self._plan
-            progress = Progress(len(plan.frame_index), show=should_show(plan.progress), description=plan.model)
+            progress = Progress(len(plan.prompts), show=should_show(plan.progress), description=plan.model)
             progress.advance(len(plan.prompts.skipped) + self._seen.done)
             self._batches.progress = progress
             state = "stopped"

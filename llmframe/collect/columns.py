@@ -1,4 +1,4 @@
-"""The collector: responses fanned back out to rows, as typed columns aligned to the input index, and the report."""
+"""The collector: responses fanned back out to rows, as typed Arrow columns in row order, and the report."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -16,6 +15,8 @@ from .. import constants
 from ..cost import usage
 from ..errors import BudgetExceeded, ConfigError, RunAborted, SchemaError
 from ..engine.answers import Answers
+from . import arrays
+from .arrays import Column
 from .report import Report, warn_if_mostly_failed
 from ..plan.structured import OUTPUT_MODES, OutputSchema, from_output
 
@@ -115,13 +116,13 @@ def _per_row(run: Plan, per_key: list) -> np.ndarray:
     return table[run.row_to_key]  # the extra last slot serves code -1
 
 
-def _text_column(run: Plan, texts: pa.ChunkedArray, failed: np.ndarray) -> pd.Series:
+def _text_column(run: Plan, texts: pa.ChunkedArray, failed: np.ndarray) -> pa.ChunkedArray:
     """The answers' texts fanned out to rows, kept in Arrow from end to end (no Python str per row)."""
     if failed.any():
         texts = pc.if_else(pa.array(failed), pa.scalar(None, pa.large_string()), texts)
     if len(texts) != len(run.row_to_key):  # duplicates or skipped rows (else every row is its own key, in order)
         texts = _take(texts, run.row_to_key)
-    return _string_series(run, texts)
+    return texts
 
 
 def _take(values: pa.Array | pa.ChunkedArray, positions: np.ndarray) -> pa.Array | pa.ChunkedArray:
@@ -129,11 +130,7 @@ def _take(values: pa.Array | pa.ChunkedArray, positions: np.ndarray) -> pa.Array
     return values.take(pa.array(positions, mask=positions < 0))
 
 
-def _string_series(run: Plan, values: pa.Array | pa.ChunkedArray) -> pd.Series:
-    return pd.Series(pd.arrays.ArrowStringArray(values), index=run.frame_index, dtype="string")
-
-
-def _error_column(run: Plan, answers: Answers, texts: pa.ChunkedArray) -> pd.Series:
+def _error_column(run: Plan, answers: Answers, texts: pa.ChunkedArray) -> pa.Array:
     """Per row: its error, a note on an incomplete answer, or why it was skipped; missing for the rest.
 
     Built from the few rows that have one, never from a Python object per row.
@@ -145,12 +142,12 @@ def _error_column(run: Plan, answers: Answers, texts: pa.ChunkedArray) -> pd.Ser
     rows = per_key[run.row_to_key]
     for i, reason in run.prompts.skipped.items():
         rows[i] = messages.setdefault(f"skipped: {reason}", len(messages))
-    return _string_series(run, _take(pa.array(list(messages), pa.large_string()), rows))
+    return _take(pa.array(list(messages), pa.large_string()), rows)
 
 
-def new_columns(run: Plan, answers: Answers) -> dict[str, pd.Series]:
-    """The output's columns, error column last, aligned to the input index."""
-    output, index = run.output, run.frame_index
+def new_columns(run: Plan, answers: Answers) -> dict[str, Column]:
+    """The output's columns, error column last, one value per input row in order."""
+    output = run.output
     texts = answers.text_array()
     failed = answers.failed()
     if output.schema is None:
@@ -161,7 +158,7 @@ def new_columns(run: Plan, answers: Answers) -> dict[str, pd.Series]:
             values = list(values)
             for j in np.flatnonzero(failed).tolist():
                 values[j] = None
-        columns = output.schema.columns(_per_row(run, values), index, output.prefix, output.mode)
+        columns = arrays.fields(output.schema, _per_row(run, values), output.prefix, output.mode)
     if output.usage:
         columns.update(usage.row_columns(run, answers, output.usage_columns))
     if output.error_column:
@@ -179,7 +176,7 @@ def report(run: Plan, outcome: Outcome) -> dict:
     counters = outcome.counters
     return {
         "model": run.model,
-        "rows": len(run.frame_index),
+        "rows": len(run.prompts),
         "cached": int(weights[cached].sum()),
         "requests_sent": int(sent.sum()) - counters.failed_to_connect,
         "requests_failed_to_connect": counters.failed_to_connect,  # failed, and never reached a server
@@ -202,7 +199,12 @@ def report(run: Plan, outcome: Outcome) -> dict:
     }
 
 
-def _raise_if_asked(run: Plan, report_: dict, result: Any) -> None:
+def collect(run: Plan, outcome: Outcome) -> tuple[dict[str, Column], Report]:
+    """The new columns (error column last, in row order) and the run report; a face turns them into its frame."""
+    return new_columns(run, outcome.answers), Report(report(run, outcome))
+
+
+def raise_if_asked(run: Plan, report_: dict, result: Any) -> None:
     """BudgetExceeded when max_cost stopped the run; with errors="raise", RunAborted when any row failed;
     else a RuntimeWarning when most rows failed.
 
@@ -224,29 +226,6 @@ def _raise_if_asked(run: Plan, report_: dict, result: Any) -> None:
             report_, result,
         )
     warn_if_mostly_failed(report_)
-
-
-def to_frame(frame: pd.DataFrame, run: Plan, outcome: Outcome) -> pd.DataFrame:
-    """A new frame: the input columns, then the output columns and the error column."""
-    out = frame.assign(**new_columns(run, outcome.answers))
-    out.attrs[constants.REPORT_ATTR] = report_ = Report(report(run, outcome))
-    _raise_if_asked(run, report_, out)
-    return out
-
-
-def to_series(run: Plan, outcome: Outcome) -> pd.Series | pd.DataFrame:
-    """A text answer per value (a Series), or a structured output's columns (a DataFrame).
-
-    Per-row errors are counted and sampled in the report, not returned as a column.
-    """
-    columns = new_columns(run, outcome.answers)
-    columns.pop(run.output.error_column, None)
-    out = next(iter(columns.values())) if len(columns) == 1 else pd.DataFrame(columns)
-    if isinstance(out, pd.Series):
-        out.name = run.output.names[0]
-    out.attrs[constants.REPORT_ATTR] = report_ = Report(report(run, outcome))
-    _raise_if_asked(run, report_, out)
-    return out
 
 
 _REPORT_TOTALS = ("rows", "cached", "requests_sent", "deduplicated", "failed", "skipped", "input_tokens",

@@ -162,7 +162,7 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
     return Estimate(
         model=run.model,
         mode=mode,
-        rows=len(run.frame_index),
+        rows=len(run.prompts),
         skipped=len(run.prompts.skipped),
         requests=len(run.keys),
         uncached_rows=int(run.weights[missing].sum()),

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 
 from .. import constants
+from ..collect import arrays
 from ..engine.answers import Answers
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def _fan(run: Plan, per_key: np.ndarray, fill) -> np.ndarray:
     return table[run.row_to_key]
 
 
-def row_columns(run: Plan, answers: Answers, names: list[str]) -> dict[str, pd.Series]:
+def row_columns(run: Plan, answers: Answers, names: list[str]) -> dict[str, pa.Array]:
     """The usage=True columns: input and output tokens, cost (USD), cached, latency (s), finish reason.
 
     A row is "cached" when no request was sent for it in this run: its answer came from the cache or
@@ -45,26 +46,22 @@ def row_columns(run: Plan, answers: Answers, names: list[str]) -> dict[str, pd.S
     a failed row that was billed (answers rejected as invalid or empty) has its tokens and cost.
     """
     usage = per_key(answers)
-    index = run.frame_index
+    rows = len(run.row_to_key)
     ok = _fan(run, usage["ok"], False)
     billed = _fan(run, usage["ok"] | (usage["input"] > 0) | (usage["output"] > 0), False)
-    first = np.zeros(len(index), dtype=bool)
+    first = np.zeros(rows, dtype=bool)
     first[run.first_row] = True
     cached = _fan(run, usage["from_cache"], False) | ~first
     costs = _key_costs(run, usage)
     finish = _fan(run, np.array(answers.finish_names, dtype=object)[answers.finish], None)
-
-    def masked(values: np.ndarray, dtype: str, shown: np.ndarray = ok) -> pd.Series:
-        return pd.Series(pd.array(values, dtype=dtype), index=index).mask(~shown)
-
+    masked = arrays.masked
     values = {
-        "input_tokens": masked(_fan(run, usage["input"], 0), "Int64", billed),
-        "output_tokens": masked(_fan(run, usage["output"], 0), "Int64", billed),
-        "cost": masked(_fan(run, costs, np.nan) if costs is not None else np.full(len(index), np.nan), "Float64",
-                       billed),
-        "cached": masked(cached, "boolean", billed),
-        "latency_s": masked(_fan(run, usage["latency"], np.nan), "Float64"),
-        "finish_reason": masked(finish, "string"),
+        "input_tokens": masked(_fan(run, usage["input"], 0).astype(np.int64), billed),
+        "output_tokens": masked(_fan(run, usage["output"], 0).astype(np.int64), billed),
+        "cost": masked(_fan(run, costs, np.nan) if costs is not None else np.full(rows, np.nan), billed),
+        "cached": masked(cached, billed),
+        "latency_s": masked(_fan(run, usage["latency"], np.nan), ok),
+        "finish_reason": arrays.strings(finish, ok),
     }
     return dict(zip(names, (values[suffix] for suffix in constants.USAGE_SUFFIXES)))
 

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from ..collect import columns
+from . import frames
 from .. import constants
 from ..options import OPTIONS, PASSED_ON, check_names, documented, keywords
 from ..plan import build as pipeline
@@ -131,7 +132,7 @@ class _Base:
 
     def _plan(self, template, given: dict) -> pipeline.Plan:
         frame, extra = self._frame()
-        return pipeline.plan(frame, template, **given, **extra)
+        return pipeline.plan(frames.rows_of(frame), template, **given, **extra)
 
     def _frame(self) -> tuple[pd.DataFrame, dict]:
         """The frame the rows come from, and plan()'s keywords that say how to read it."""
@@ -214,7 +215,7 @@ class DataFrameAccessor(_Base):
         return self._obj, {}
 
     def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple) -> pd.DataFrame:
-        return _remember(columns.to_frame(self._obj, plan, outcome), call)
+        return _remember(frames.to_frame(self._obj, plan, outcome), call)
 
 
 @pd.api.extensions.register_series_accessor("llm")
@@ -228,4 +229,4 @@ class SeriesAccessor(_Base):
         return self._obj.to_frame(name=column), {"positional_column": column, "output_frame_columns": ()}
 
     def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple) -> pd.Series | pd.DataFrame:
-        return columns.to_series(plan, outcome)
+        return frames.to_series(self._obj.index, plan, outcome)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .. import constants, options
 from ..collect.columns import Output
@@ -32,6 +31,7 @@ from .request import (
     positive_number,
 )
 from .structured import structured_mode, with_prompt
+from .rows import Rows
 from .template import Prompts, Template, TemplateLike
 
 Check = Callable[[str | None], tuple[Any, str | None]]  # answer text -> (parsed value, None) or (None, problem)
@@ -98,7 +98,6 @@ class Plan:
 
     model: str
     provider: ProviderSpec
-    frame_index: pd.Index
     prompts: Prompts
     params: dict
     keys: Keys  # distinct content keys, in first-seen order
@@ -165,7 +164,7 @@ def _batch_options(mode: str, provider: type[Provider] | Provider, requests: int
 
 
 def plan(
-    frame: pd.DataFrame,
+    frame: Rows,
     template: TemplateLike,
     *,
     model: str,
@@ -214,7 +213,7 @@ def plan(
     checked = options.checked(locals())  # every option through its check in the table, before anything else
     timeout, max_wait, max_prompt_tokens = checked["timeout"], checked["max_wait"], checked["max_prompt_tokens"]
     existing = frame.columns if output_frame_columns is None else output_frame_columns
-    index_names = frame.index.names if output_frame_columns is None else ()
+    index_names = frame.index_names if output_frame_columns is None else ()
     out = Output.resolve(output, prefix=prefix, mode=output_mode, errors=errors, frame_columns=existing, usage=usage,
                          index_names=index_names)
     structured = structured_mode(structured, out.schema)
@@ -247,7 +246,6 @@ def plan(
         model=model,
         provider=ProviderSpec(provider_name, model_name, endpoint, concurrency, timeout, api_key=api_key,
                               base_url=base_url, options=provider_options, instance=instance),
-        frame_index=frame.index,
         prompts=prompts,
         params=gen,
         keys=Keys(digests if len(first_row) == len(digests) else digests[first_row]),  # all distinct: no copy

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-import pandas as pd
+import pyarrow as pa
 
 from .. import constants
 from ..errors import ConfigError
@@ -178,9 +178,8 @@ def distinct(digests: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.nda
     on all 128 bits.
     """
     rows = np.flatnonzero(valid)
-    codes, uniques = pd.factorize(digests[rows, 0])
-    codes = np.asarray(codes, dtype=np.int64)
-    first = np.empty(len(uniques), dtype=np.int64)
+    codes, count = _first_seen_codes(digests[rows, 0])
+    first = np.empty(count, dtype=np.int64)
     first[codes[::-1]] = rows[::-1]  # reversed assignment leaves each key's first row
     if not np.array_equal(digests[first[codes], 1], digests[rows, 1]):
         pairs = np.ascontiguousarray(digests[rows]).view(np.dtype((np.void, 2 * 8))).ravel()
@@ -192,6 +191,19 @@ def distinct(digests: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.nda
     row_to_key = np.full(len(valid), -1, dtype=np.int64)
     row_to_key[rows] = codes
     return row_to_key, first
+
+
+def _first_seen_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each value's position among the distinct values in first-seen order (as pandas.factorize), and their number.
+
+    Sorting finds the usual case, all distinct (codes 0..n-1), in a fifth of a hash's time; duplicates are
+    hashed (Arrow's dictionary encoding keeps first-seen order), as fast as pandas and three times numpy's sort.
+    """
+    ordered = np.sort(values)
+    if not (ordered[1:] == ordered[:-1]).any():
+        return np.arange(len(values), dtype=np.int64), len(values)
+    encoded = pa.array(values).dictionary_encode()
+    return encoded.indices.to_numpy().astype(np.int64), len(encoded.dictionary)
 
 
 # Set through their own keyword arguments (or by llmframe itself), never through params=.

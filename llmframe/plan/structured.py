@@ -1,4 +1,4 @@
-"""Structured outputs: a pydantic model or JSON Schema in, validated answers out, one typed column per field."""
+"""Structured outputs: a pydantic model or JSON Schema in, validated answers out, a column kind per field."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
-
-import pandas as pd
 
 from .. import constants
 from ..errors import ConfigError, SchemaError
@@ -22,7 +20,7 @@ OUTPUT_MODES = ("columns", "object")
 
 
 class OutputSchema:
-    """What a structured answer must look like, how to check one, and the columns it becomes."""
+    """What a structured answer must look like, how to check one, and the kinds of the columns it becomes."""
 
     def __init__(self, output: Any):
         from pydantic import BaseModel
@@ -75,7 +73,7 @@ class OutputSchema:
             return None, f"invalid answer: {_short(exc)}"
 
     def checker(self, mode: str) -> Callable[[str | None], tuple[Any, str | None]]:
-        """parse, and with one column per field, also refuse a value its column cannot hold (an int beyond Int64)."""
+        """parse, and with one column per field, also refuse a value its column cannot hold (an int beyond int64)."""
         if mode == "object":  # instances hold any value
             return self.parse
 
@@ -88,38 +86,33 @@ class OutputSchema:
         return check
 
     def _unfit(self, value: Any) -> str | None:
-        """Why a validated value does not fit its typed columns, or None: JSON numbers are unbounded, Int64 is not."""
-        for field, kind in self._kinds.items():
-            if kind not in (_INT, _FLOAT):
+        """Why a validated value does not fit its typed columns, or None: JSON numbers are unbounded, int64 is not,
+        and a JSON Schema's date-time is a string that may not be one."""
+        for field, kind in self.kinds.items():
+            if kind not in (INT, FLOAT, DATETIME):
                 continue
             cell = getattr(value, field, None) if self.model is not None else value.get(field)
+            if kind == DATETIME:
+                if isinstance(cell, str) and instant(cell) is None:
+                    return f"field {field!r}: {cell!r} is not an ISO 8601 date-time"
+                continue
             if isinstance(cell, bool) or not isinstance(cell, (int, float)):
                 continue
-            if kind == _INT and not _INT64_MIN <= cell <= _INT64_MAX:
+            if kind == INT and not _INT64_MIN <= cell <= _INT64_MAX:
                 return f"field {field!r}: value {cell!r} out of range for int64 (declare it as float or str to keep such values)"
-            if kind == _FLOAT and isinstance(cell, int) and abs(cell) > sys.float_info.max:
+            if kind == FLOAT and isinstance(cell, int) and abs(cell) > sys.float_info.max:
                 return f"field {field!r}: value out of range for float64 (declare it as str to keep such values)"
         return None
 
     @functools.cached_property
-    def _kinds(self) -> dict[str, Any]:
+    def kinds(self) -> dict[str, Any]:
+        """Field -> its column kind: a kind name below, or a tuple of categories."""
         return {field: self._field_kind(field) for field in self.fields}
 
     def column_names(self, prefix: str, mode: str) -> list[str]:
         """The output columns, error column last."""
         names = [f"{prefix}{self.base}"] if mode == "object" else [f"{prefix}{f}" for f in self.fields]
         return [*names, f"{prefix}{self.base}{constants.ERROR_SUFFIX}"]
-
-    def columns(self, values: Sequence[Any], index: pd.Index, prefix: str, mode: str) -> dict[str, pd.Series]:
-        """Typed columns for the parsed values (None for rows without one), aligned to index."""
-        if mode == "object":
-            return {f"{prefix}{self.base}": pd.Series(list(values), index=index, dtype=object)}
-        plain = [None if v is None else (v.model_dump(mode="python") if self.model is not None else v) for v in values]
-        out = {}
-        for field in self.fields:
-            cells = [None if row is None else _plain(row.get(field)) for row in plain]
-            out[f"{prefix}{field}"] = _typed(cells, self._kinds[field], index)
-        return out
 
     def _field_kind(self, field: str) -> Any:
         if self.model is not None:
@@ -185,8 +178,8 @@ def _json_schema_validator(schema: dict):
     return cls(schema)
 
 
-# Column kinds: how a field's values become a pandas column.
-_INT, _FLOAT, _BOOL, _STR, _DATETIME, _OBJECT = "Int64", "Float64", "boolean", "string", "datetime", "object"
+# Column kinds: what a field's values become (collect/arrays.py builds them; pandas' dtype names, as faces show them).
+INT, FLOAT, BOOL, STR, DATETIME, OBJECT = "Int64", "Float64", "boolean", "string", "datetime", "object"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -195,31 +188,31 @@ def _kind_of_annotation(annotation: Any) -> Any:
     origin = typing.get_origin(annotation)
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if origin in (typing.Union, types.UnionType):
-        return _kind_of_annotation(args[0]) if len(args) == 1 else _OBJECT
+        return _kind_of_annotation(args[0]) if len(args) == 1 else OBJECT
     if origin is typing.Annotated:
         return _kind_of_annotation(args[0])
     if origin is typing.Literal:
-        return tuple(_plain(a) for a in typing.get_args(annotation))
+        return tuple(plain(a) for a in typing.get_args(annotation))
     if isinstance(annotation, type):
         if issubclass(annotation, enum.Enum):
             return tuple(m.value for m in annotation)
         if issubclass(annotation, bool):
-            return _BOOL
+            return BOOL
         if issubclass(annotation, int):
-            return _INT
+            return INT
         if issubclass(annotation, float):
-            return _FLOAT
+            return FLOAT
         if issubclass(annotation, str):
-            return _STR
+            return STR
         if issubclass(annotation, dt.datetime):
-            return _DATETIME
-    return _OBJECT
+            return DATETIME
+    return OBJECT
 
 
 def _kind_of_schema(prop: dict, root: dict) -> Any:
     """The column kind of a JSON Schema property."""
     if not isinstance(prop, dict):  # true / false are valid schemas too
-        return _OBJECT
+        return OBJECT
     if "$ref" in prop:
         name = prop["$ref"].rsplit("/", 1)[-1]
         prop = root.get("$defs", root.get("definitions", {})).get(name, {})
@@ -233,25 +226,23 @@ def _kind_of_schema(prop: dict, root: dict) -> Any:
         kinds = [k for k in kind if k != "null"]
         kind = kinds[0] if len(kinds) == 1 else None
     if kind == "string" and prop.get("format") == "date-time":
-        return _DATETIME
-    return {"integer": _INT, "number": _FLOAT, "boolean": _BOOL, "string": _STR}.get(kind, _OBJECT)
+        return DATETIME
+    return {"integer": INT, "number": FLOAT, "boolean": BOOL, "string": STR}.get(kind, OBJECT)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """An enum member as its value, which is what a column holds."""
     return value.value if isinstance(value, enum.Enum) else value
 
 
-def _typed(cells: list, kind: Any, index: pd.Index) -> pd.Series:
-    """A column of the field's kind; missing rows are <NA>, NaT or None."""
-    if isinstance(kind, tuple):
-        categories = list(dict.fromkeys(c for c in kind if c is not None))
-        # One kind of scalar (Arrow's dictionary type needs one): strings, or numbers such as Literal[1, 2, 3].
-        if categories and any(all(isinstance(c, t) and not isinstance(c, bool) for c in categories)
-                              for t in (str, int, float)):
-            return pd.Series(pd.Categorical(cells, categories=categories), index=index)
-        kind = _OBJECT
-    if kind == _DATETIME:
-        return pd.Series(pd.to_datetime(cells, utc=any(getattr(c, "tzinfo", None) for c in cells)), index=index)
-    if kind == _OBJECT:
-        return pd.Series(cells, index=index, dtype=object)
-    return pd.Series(pd.array(cells, dtype=kind), index=index)
+def instant(value: Any) -> dt.datetime | None:
+    """A date-time field's value as a datetime: ISO 8601 text is parsed ("Z" too); None where it is not one."""
+    if isinstance(value, dt.datetime) or value is None:
+        return value
+    if not isinstance(value, str):
+        return None
+    text = value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value  # Python 3.10's fromisoformat wants the offset
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None

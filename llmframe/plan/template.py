@@ -1,20 +1,20 @@
-"""Prompt templates: "{column}" strings, chat message lists and callables, checked against a frame."""
+"""Prompt templates: "{column}" strings, chat message lists and callables, checked against a frame's rows."""
 
 from __future__ import annotations
 
 import json
-import math
 import string
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
 import numpy as np
-import pandas as pd
 
 from .. import constants
 from ..errors import TemplateError
 from .request import canonical_json
+from .rows import Rows, containers_as_json, first_bytes, missing_reasons
 
 # The encoder json.dumps(str, ensure_ascii=False) itself uses, so both spellings give identical text.
 _json_string = json.encoder.encode_basestring
@@ -24,7 +24,6 @@ TemplateLike = Union[str, Sequence[dict], Callable[[dict], Union[str, Messages, 
 
 _ROLES = ("system", "user", "assistant", "developer")
 _MISSING_POLICIES = ("skip", "raise")
-_CONTAINERS = (list, tuple, dict, set, frozenset, np.ndarray)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +171,9 @@ class Prompts:
 class _FramePrompts(Prompts):
     """String and message templates: each row rendered from the frame's values when asked for."""
 
-    def __init__(self, frame: pd.DataFrame, parts: list[tuple[str, _Text]], skipped: dict[int, str]):
-        super().__init__(len(frame), skipped)
-        self.frame = frame
+    def __init__(self, rows: Rows, parts: list[tuple[str, _Text]], skipped: dict[int, str]):
+        super().__init__(len(rows), skipped)
+        self.frame = rows
         self.parts = parts
         self.roles = tuple(role for role, _ in parts)
         # The canonical form of fixed-role messages with a slot per content: the same text as
@@ -186,8 +185,8 @@ class _FramePrompts(Prompts):
         positions = np.asarray(positions, dtype=np.int64)
         if not len(positions):
             return []
-        values = {c: _column_values(self.frame, c, positions) for _, text in self.parts for c in text.columns}
-        as_text = {c: _containers_as_json(self.frame, c, v) for c, v in values.items()}
+        values = {c: self.frame.values(c, positions) for _, text in self.parts for c in text.columns}
+        as_text = {c: containers_as_json(self.frame, c, v) for c, v in values.items()}
         cols_per_part = [[(as_text if plain else values)[c] for c, plain in zip(text.columns, text.plain)]
                          for _, text in self.parts]
         try:
@@ -205,7 +204,7 @@ class _FramePrompts(Prompts):
                     text.render([col[k] for col in cols])
             except (KeyError, IndexError, AttributeError, ValueError, TypeError) as exc:
                 return TemplateError(
-                    f"the template does not fit the row at index {self.frame.index[i]!r}: {type(exc).__name__}: {exc}"
+                    f"the template does not fit the row at index {self.frame.label(i)!r}: {type(exc).__name__}: {exc}"
                 )
         return TemplateError("the template does not fit the frame")
 
@@ -268,12 +267,12 @@ class Template:
         """The frame columns the template reads, in first-use order (all of them for a function)."""
         return list(dict.fromkeys(c for _, text in self.parts for c in text.columns))
 
-    def render(self, frame: pd.DataFrame, *, missing: str = "skip", allow_no_placeholder: bool = False) -> Prompts:
+    def render(self, frame: Rows, *, missing: str = "skip", allow_no_placeholder: bool = False) -> Prompts:
         """Render every row; raise TemplateError before anything is sent if the frame does not fit."""
         if missing not in _MISSING_POLICIES:
             raise TemplateError(f"missing must be one of {_MISSING_POLICIES}, got {missing!r}")
-        if frame.columns.has_duplicates:
-            dup = sorted(map(str, frame.columns[frame.columns.duplicated()].unique()))
+        dup = sorted(str(c) for c, n in Counter(frame.columns).items() if n > 1)
+        if dup:
             raise TemplateError(f"the frame has duplicate column names {dup}: rename them first")
         if self.function is not None:
             return self._render_function(frame)
@@ -284,51 +283,54 @@ class Template:
             )
         skipped: dict[int, str] = {}
         if self.columns:
-            reasons = _missing_reasons(frame, self.columns)
+            reasons = missing_reasons(frame, self.columns)
             if reasons:
                 if missing == "raise":
                     first = next(iter(reasons))
                     raise TemplateError(
-                        f"{len(reasons)} row(s) have missing values, first at index {frame.index[first]!r} "
+                        f"{len(reasons)} row(s) have missing values, first at index {frame.label(first)!r} "
                         f"({reasons[first]}); fill them, or pass missing='skip' to leave those rows unanswered"
                     )
                 skipped = reasons
         for column in self.columns:
-            _refuse_bytes(frame, column)
+            found = first_bytes(frame, column)
+            if found is not None:  # a model would get the repr b'...'
+                raise TemplateError(f"column {column!r} holds bytes (first at index {frame.label(found)!r}); "
+                                    "decode it to text first, e.g. df[col].str.decode('utf-8')")
         return _FramePrompts(frame, self.parts, skipped)
 
-    def _render_function(self, frame: pd.DataFrame) -> Prompts:
+    def _render_function(self, frame: Rows) -> Prompts:
         names = list(frame.columns)
         rows: list = []
         skipped: dict[int, str] = {}
-        for i, record in enumerate(frame.itertuples(index=False, name=None)):
+        for i, record in enumerate(frame.records()):
             try:
                 result = self.function(dict(zip(names, record)))
             except Exception as exc:
                 raise TemplateError(
-                    f"the template function failed on the row at index {frame.index[i]!r}: "
+                    f"the template function failed on the row at index {frame.label(i)!r}: "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
             if result is None:
                 skipped[i] = "the template function returned None"
                 rows.append(None)
                 continue
-            rows.append(self._messages_from_result(result, frame.index[i]))
+            rows.append(self._messages_from_result(result, frame, i))
         return _ListPrompts(rows, skipped)
 
-    def _messages_from_result(self, result: Any, label: Any) -> Messages:
+    def _messages_from_result(self, result: Any, frame: Rows, i: int) -> Messages:
         if isinstance(result, str):
             messages = [{"role": "user", "content": result}]
         elif isinstance(result, list) and result and all(isinstance(m, dict) for m in result):
             messages = result
         else:
             raise TemplateError(
-                f"the template function returned {type(result).__name__} for the row at index {label!r}; "
+                f"the template function returned {type(result).__name__} for the row at index {frame.label(i)!r}; "
                 "return a string, a list of {'role', 'content'} messages, or None to skip the row"
             )
         for m in messages:
             if m.get("role") not in _ROLES or not isinstance(m.get("content"), str):
-                raise TemplateError(f"the template function returned a bad message for index {label!r}: {m!r}")
+                raise TemplateError(f"the template function returned a bad message for index {frame.label(i)!r}: {m!r}")
         if self.system is not None and not any(m["role"] == "system" for m in messages):
             messages = [{"role": "system", "content": self.system}, *messages]
         return messages
@@ -340,71 +342,3 @@ def _render_part(text: _Text, cols: list[list], count: int) -> list[str]:
         return [text.render(())] * count
     fmt = text.positional.format
     return [fmt(*values) for values in zip(*cols)]
-
-
-def _column_values(frame: pd.DataFrame, column: str, positions: np.ndarray) -> list:
-    """The column's values at these positions, as Python values for str.format."""
-    return frame[column].take(positions).tolist()
-
-
-def _refuse_bytes(frame: pd.DataFrame, column: str) -> None:
-    """Bytes are refused: their repr is not text, and a model would get b'...'."""
-    series = frame[column]
-    if series.dtype != object:
-        return
-    found = series.map(lambda v: isinstance(v, (bytes, bytearray))).to_numpy(dtype=bool)
-    if found.any():
-        raise TemplateError(
-            f"column {column!r} holds bytes (first at index {frame.index[int(np.argmax(found))]!r}); "
-            "decode it to text first, e.g. df[col].str.decode('utf-8')"
-        )
-
-
-def _containers_as_json(frame: pd.DataFrame, column: str, values: list) -> list:
-    """Lists, dicts and arrays in a bare {column} render as JSON, which models read better than reprs."""
-    if frame[column].dtype != object or not any(isinstance(v, _CONTAINERS) for v in values):
-        return values
-    return [_as_json(v) if isinstance(v, _CONTAINERS) else v for v in values]
-
-
-_strict_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
-
-
-def _as_json(value: Any) -> str:
-    """Valid JSON: the plain case in C; sets, NaN, numpy scalars and other objects inside take the slow path."""
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    try:
-        return _strict_json(value)
-    except (TypeError, ValueError):
-        return json.dumps(_jsonable(value), ensure_ascii=False, default=str, allow_nan=False)
-
-
-def _jsonable(value: Any) -> Any:
-    """value made valid JSON: NaN and inf become null, a set a sorted list, numpy scalars Python numbers."""
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, dict):  # keys JSON cannot hold (tuples...) as text, as for values
-        return {k if k is None or isinstance(k, (str, int, float)) else str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (set, frozenset)):
-        items = [_jsonable(v) for v in value]
-        try:
-            return sorted(items)
-        except TypeError:  # mixed types: a stable order all the same, so equal sets give equal prompts
-            return sorted(items, key=lambda v: json.dumps(v, sort_keys=True, default=str))
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return None if value is pd.NA or value is pd.NaT else value
-
-
-def _missing_reasons(frame: pd.DataFrame, columns: list[str]) -> dict[int, str]:
-    """Row position -> why it is skipped, for rows with a missing value in a used column."""
-    reasons: dict[int, str] = {}
-    for column in columns:
-        for i in np.flatnonzero(frame[column].isna().to_numpy()):
-            reasons.setdefault(int(i), f"missing value in column {column!r}")
-    return dict(sorted(reasons.items()))

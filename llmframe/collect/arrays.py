@@ -1,0 +1,80 @@
+"""Column values as Arrow arrays, the collector's output, which each face converts to its own frame's columns.
+
+Arrow types stand for the column types: large_string (text), int64 / float64 / bool with nulls (nullable
+numbers and flags), dictionary (categories), timestamp (date-times). Python objects (lists, dicts,
+validated models) have no Arrow type: they stay a numpy object array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Union
+
+import numpy as np
+import pyarrow as pa
+
+from ..plan import structured
+
+Column = Union[pa.Array, pa.ChunkedArray, np.ndarray]
+
+
+def objects(values: Sequence[Any]) -> np.ndarray:
+    """A numpy object array of the values as they are (np.array would unpack lists and tuples)."""
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        return values
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
+def masked(values: np.ndarray, shown: np.ndarray | None = None) -> pa.Array:
+    """Numbers or flags as an Arrow array, missing where not shown and where a float is NaN."""
+    mask = None if shown is None else ~shown
+    if values.dtype.kind == "f":
+        nan = np.isnan(values)
+        mask = nan if mask is None else mask | nan
+    return pa.array(values, mask=mask)
+
+
+def strings(values: np.ndarray, shown: np.ndarray | None = None) -> pa.Array:
+    """Texts (None where missing) as a large_string array, missing where not shown."""
+    return pa.array(values, type=pa.large_string(), mask=None if shown is None else ~shown)
+
+
+def fields(schema: structured.OutputSchema, values: Sequence[Any], prefix: str, mode: str) -> dict[str, Column]:
+    """Typed columns for the parsed values of every row (None for rows without one)."""
+    if mode == "object":
+        return {f"{prefix}{schema.base}": objects(values)}
+    plain = [None if v is None else (v.model_dump(mode="python") if schema.model is not None else v) for v in values]
+    return {f"{prefix}{field}": typed([None if row is None else structured.plain(row.get(field)) for row in plain],
+                                      schema.kinds[field])
+            for field in schema.fields}
+
+
+def typed(cells: list, kind: Any) -> Column:
+    """A column of the field's kind; missing rows are null (or None among objects)."""
+    if isinstance(kind, tuple):
+        categories = list(dict.fromkeys(c for c in kind if c is not None))
+        # One kind of scalar (Arrow's dictionary type needs one): strings, or numbers such as Literal[1, 2, 3].
+        if categories and any(all(isinstance(c, t) and not isinstance(c, bool) for c in categories)
+                              for t in (str, int, float)):
+            return _categories(cells, categories)
+        kind = structured.OBJECT
+    if kind == structured.DATETIME:
+        instants = [None if c is None else structured.instant(c) for c in cells]
+        aware = any(c is not None and c.tzinfo is not None for c in instants)  # then all in UTC, naive ones as UTC
+        return pa.array(instants, type=pa.timestamp("us", tz="UTC" if aware else None))
+    if kind == structured.STR:
+        return pa.array(cells, type=pa.large_string())
+    if kind in _NUMBERS:
+        shown = np.fromiter((c is not None for c in cells), dtype=bool, count=len(cells))
+        return masked(np.array([c if c is not None else 0 for c in cells], dtype=_NUMBERS[kind]), shown)
+    return objects(cells)
+
+
+_NUMBERS = {structured.INT: np.int64, structured.FLOAT: np.float64, structured.BOOL: np.bool_}
+
+
+def _categories(cells: list, categories: list) -> pa.DictionaryArray:
+    """A dictionary array: values outside the categories are missing, as in pandas.Categorical."""
+    code = {c: i for i, c in enumerate(categories)}
+    codes = np.fromiter((code.get(c, -1) for c in cells), dtype=np.int32, count=len(cells))
+    return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), pa.array(categories))

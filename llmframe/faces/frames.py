@@ -1,0 +1,104 @@
+"""pandas to and from the core: a DataFrame as the rows a plan renders from, Arrow columns back as pandas columns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .. import constants
+from ..collect import columns as collector
+from ..collect.arrays import Column
+
+if TYPE_CHECKING:
+    from ..engine.outcome import Outcome
+    from ..plan.build import Plan
+
+
+class PandasRows:
+    """A DataFrame as plan.rows.Rows: values are what pandas gives (Timestamps, pd.NA), so prompts and keys stay."""
+
+    nulls = (pd.NA, pd.NaT)
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+        self.columns = list(frame.columns)
+        self.index_names = tuple(frame.index.names)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def values(self, column: Any, positions: np.ndarray | None = None) -> list:
+        series = self.frame[column]
+        return (series if positions is None else series.take(positions)).tolist()
+
+    def missing(self, column: Any) -> np.ndarray:
+        return self.frame[column].isna().to_numpy()
+
+    def holds_objects(self, column: Any) -> bool:
+        return self.frame[column].dtype == object
+
+    def records(self) -> Iterator[tuple]:
+        return self.frame.itertuples(index=False, name=None)
+
+    def label(self, position: int) -> Any:
+        return self.frame.index[position]
+
+
+def rows_of(frame: pd.DataFrame) -> PandasRows:
+    """The frame as the rows a plan renders from."""
+    return PandasRows(frame)
+
+
+_MASKED = {pa.int64(): pd.Int64Dtype(), pa.float64(): pd.Float64Dtype(), pa.bool_(): pd.BooleanDtype()}
+
+
+def series(values: Column, index: pd.Index) -> pd.Series:
+    """One collected column as pandas: string, Int64 / Float64 / boolean, category, datetime64, or object."""
+    if isinstance(values, np.ndarray):  # Python objects: lists, dicts, validated models
+        return pd.Series(values, index=index, dtype=object)
+    kind = values.type
+    if kind == pa.large_string():  # zero-copy: the texts stay in Arrow
+        return pd.Series(pd.arrays.ArrowStringArray(values), index=index, dtype="string")
+    if kind in _MASKED:
+        return pd.Series(_MASKED[kind].__from_arrow__(values), index=index)
+    if pa.types.is_dictionary(kind):
+        whole = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        codes = whole.indices.fill_null(-1).to_numpy()
+        return pd.Series(pd.Categorical.from_codes(codes, categories=whole.dictionary.to_pylist()), index=index)
+    if pa.types.is_timestamp(kind):
+        return pd.Series(values.to_pandas().array, index=index)
+    raise TypeError(f"no pandas column for the Arrow type {kind}")  # a collector bug, not a user's mistake
+
+
+def _converted(columns: dict[str, Column], index: pd.Index) -> dict[str, pd.Series]:
+    """Every collected column as pandas, each Arrow array let go once converted (masked numbers are copied)."""
+    return {name: series(columns.pop(name), index) for name in list(columns)}
+
+
+def to_frame(frame: pd.DataFrame, plan: Plan, outcome: Outcome) -> pd.DataFrame:
+    """A new frame: the input columns, then the output columns and the error column."""
+    columns, report = collector.collect(plan, outcome)
+    out = frame.assign(**_converted(columns, frame.index))
+    out.attrs[constants.REPORT_ATTR] = report
+    collector.raise_if_asked(plan, report, out)
+    return out
+
+
+def to_series(index: pd.Index, plan: Plan, outcome: Outcome) -> pd.Series | pd.DataFrame:
+    """A text answer per value (a Series on index), or a structured output's columns (a DataFrame).
+
+    Per-row errors are counted and sampled in the report, not returned as a column.
+    """
+    columns, report = collector.collect(plan, outcome)
+    columns.pop(plan.output.error_column, None)
+    made = _converted(columns, index)
+    out = next(iter(made.values())) if len(made) == 1 else pd.DataFrame(made)
+    if isinstance(out, pd.Series):
+        out.name = plan.output.names[0]
+    out.attrs[constants.REPORT_ATTR] = report
+    collector.raise_if_asked(plan, report, out)
+    return out
