@@ -515,3 +515,43 @@ def test_an_empty_batch_answer_is_a_failure_and_not_cached(batch, sim):
     sim.answer = lambda body: digest_answer(body["messages"][-1]["content"])
     online = batch(df, mode="online")
     assert online["response"].tolist() == expected(3) and sim.count == 1, "only the empty answer is asked again"
+
+
+def openai_line(key: str, **changes) -> dict:
+    """One successful line of an OpenAI batch output file, with some of its fields changed."""
+    body = {"choices": [{"message": {"content": f"answer {key}"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2}}
+    for path, value in changes.items():
+        where = body
+        *parents, last = path.split(".")
+        for name in parents:
+            where = where[int(name)] if isinstance(where, list) else where[name]
+        where[last] = value
+    return {"custom_id": key, "response": {"status_code": 200, "body": body}}
+
+
+def test_batch_result_lines_with_fields_of_the_wrong_type_fail_only_their_rows():
+    """A result file is read as a provider wrote it: a mistyped line is its row's failure, never a crash."""
+    lines = [openai_line("a"), openai_line("b", **{"choices.0.message.content": 7}),
+             openai_line("c", **{"usage.completion_tokens": "2"}), openai_line("d", choices=["str"]), ["not", "a", "line"]]
+    found = openai_batches.parse_results("\n".join(json.dumps(x) for x in lines))
+    assert found["a"].text == "answer a" and found["a"].error is None and found["a"].batch
+    assert found["b"].error.startswith("malformed response: choices[0].message.content is an int")
+    assert (found["b"].input_tokens, found["b"].output_tokens) == (5, 2), "its usage was billed all the same"
+    assert found["c"].error.startswith("malformed response: usage.completion_tokens")
+    assert found["d"].error.startswith("malformed response: choices[0]") and set(found) == set("abcd")
+    # Every line mistyped the same way: the columnar fast path must not hand numbers on as texts.
+    same = [openai_line(k, **{"choices.0.message.content": 7}) for k in "xy"]
+    assert all(r.error is not None for r in openai_batches.parse_results("\n".join(map(json.dumps, same))).values())
+    message = {"content": [{"type": "text", "text": 7}], "usage": {"input_tokens": 3, "output_tokens": 1},
+               "stop_reason": "end_turn"}
+    anthropic = anthropic_results(json.dumps({"custom_id": "e", "result": {"type": "succeeded", "message": message}}))
+    assert anthropic["e"].error.startswith("malformed response: content") and anthropic["e"].input_tokens == 3
+    gemini = gemini_results("\n".join(json.dumps(x) for x in [
+        {"key": "f", "response": {"candidates": [{"content": {"parts": [{"text": "fine"}]}, "finishReason": "STOP"}],
+                                  "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 1}}},
+        {"key": "g", "response": {"candidates": [{"content": {"parts": [{"text": ["x"]}]}}]}},
+        {"key": "h", "response": {"candidates": ["str"]}},
+    ]))
+    assert gemini["f"].text == "fine" and gemini["f"].error is None
+    assert gemini["g"].error.startswith("malformed response") and gemini["h"].error.startswith("malformed response")

@@ -8,7 +8,8 @@ import anthropic
 
 from ..providers.anthropic import finish_reason, message_params
 from ..plan.request import Response
-from .base import Adapter, LineBuilder, Status, error_text, json_lines
+from ..providers import replies
+from .base import Adapter, LineBuilder, Status, error_text, json_lines, read_line
 
 
 class AnthropicBatches(Adapter):
@@ -58,14 +59,13 @@ def parse_results(data: bytes | str) -> dict[str, Response]:
     """Result lines -> answers and per-request errors, by custom id."""
     found: dict[str, Response] = {}
     for line in json_lines(data):
-        result = line.get("result") or {}
+        if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
+            continue  # not one of our requests: its row stays unanswered, and says so
+        result = line.get("result") if isinstance(line.get("result"), dict) else {}
         kind = result.get("type")
         if kind == "succeeded":
             message = result.get("message") or {}
-            usage = message.get("usage") or {}
-            text = "".join(b.get("text", "") for b in message.get("content") or [] if b.get("type") == "text")
-            found[line["custom_id"]] = Response(text, usage.get("input_tokens") or 0, usage.get("output_tokens") or 0,
-                                                finish_reason(message.get("stop_reason")), batch=True)
+            found[line["custom_id"]] = read_line(lambda: replies.anthropic(message, None, finish_reason))
         elif kind == "errored":
             found[line["custom_id"]] = Response.failure(error_text(result.get("error") or "errored"))
         else:

@@ -92,6 +92,20 @@ class Adapter(ABC):
         return ConfigError(redact(f"{where} answered HTTP 404{said}: {self.not_found}", *self.provider.secrets))
 
 
+def read_line(parse: Callable[[], Response]) -> Response:
+    """One result line's answer; a field of the wrong type is that row's failure, never the run's (a batch
+    cannot ask again), with the tokens its usage bills where that could be read."""
+    try:
+        response = parse()
+    except ProviderError as exc:
+        response = Response(error=str(exc), input_tokens=exc.billed[0], output_tokens=exc.billed[1],
+                            cached_input_tokens=exc.billed[2])
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+        response = Response.failure(f"malformed response: {type(exc).__name__}: {exc}")
+    response.batch = True
+    return response
+
+
 def json_lines(data: bytes | str) -> list[dict]:
     """The objects of a JSON Lines document; one parse for the whole text when it has no blank lines."""
     text = data.decode() if isinstance(data, bytes) else data

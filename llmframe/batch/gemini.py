@@ -9,9 +9,10 @@ import re
 from google.genai import errors as genai_errors
 
 from .. import constants
+from ..providers import replies
 from ..providers.gemini import candidate_text, finish_reason, to_contents
 from ..plan.request import Response
-from .base import Adapter, LineBuilder, Status, error_text, json_lines
+from .base import Adapter, LineBuilder, Status, error_text, json_lines, read_line
 
 _ENDED = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
 # llmframe's parameter names -> generationConfig's (REST, camelCase); others are camel-cased as they are.
@@ -147,19 +148,25 @@ def parse_results(data: bytes | str) -> dict[str, Response]:
     """Response-file lines ({"key", "response"} or {"key", "error"}) -> answers and errors, by key."""
     found: dict[str, Response] = {}
     for line in json_lines(data):
+        if not isinstance(line, dict) or not isinstance(line.get("key"), str):
+            continue  # not one of our requests: its row stays unanswered, and says so
         response = line.get("response")
-        candidates = (response or {}).get("candidates") or []
+        candidates = response.get("candidates") if isinstance(response, dict) else None
         if not candidates:
             found[line["key"]] = Response.failure(error_text(line.get("error") or "the server returned no candidates"))
             continue
-        candidate = candidates[0]
-        parts = (candidate.get("content") or {}).get("parts") or []
-        usage = response.get("usageMetadata") or {}
-        found[line["key"]] = Response(
-            "".join(p.get("text", "") for p in parts if p.get("text") and not p.get("thought")),
-            usage.get("promptTokenCount") or 0,
-            usage.get("candidatesTokenCount") or 0,
-            finish_reason(candidate.get("finishReason")),
-            batch=True,
-        )
+        found[line["key"]] = read_line(lambda: _answer(response, candidates))
     return found
+
+
+def _answer(response: dict, candidates: list) -> Response:
+    """One generateContent response of a batch: its first candidate's text, tokens and finish reason."""
+    candidate = candidates[0]
+    parts = (candidate.get("content") or {}).get("parts") or []
+    usage = response.get("usageMetadata") or {}
+    text = "".join(p.get("text", "") for p in parts if p.get("text") and not p.get("thought"))
+    counts = [usage.get("promptTokenCount") or 0, usage.get("candidatesTokenCount") or 0]
+    if not isinstance(text, str) or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**26
+                                            for n in counts):
+        raise TypeError(f"a text or token count of the wrong type ({text!r:.40}, {counts})")
+    return Response(replies.unicode(text), counts[0], counts[1], finish_reason(candidate.get("finishReason")))

@@ -8,7 +8,8 @@ import openai
 
 from .. import constants
 from ..plan.request import Response
-from .base import Adapter, LineBuilder, Status, error_text, json_lines
+from ..providers import replies
+from .base import Adapter, LineBuilder, Status, error_text, json_lines, read_line
 
 ENDPOINT = "/v1/chat/completions"
 _ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -113,6 +114,10 @@ def _parse_answers_arrow(data: bytes | str) -> dict[str, Response] | None:
         statuses = pc.struct_field(response, "status_code")
         if pc.any(pc.not_equal(statuses, 200)).as_py() or statuses.null_count or columns[1].null_count:
             return None  # errors or odd lines: the line-by-line parser says what each one is
+        kinds = (pa.types.is_string, pa.types.is_string, pa.types.is_integer, pa.types.is_integer,
+                 lambda t: pa.types.is_string(t) or pa.types.is_null(t))
+        if not all(ok(column.type) for ok, column in zip(kinds, columns)):
+            return None  # a field of the wrong type somewhere: each line is read and checked on its own
     except (pa.ArrowException, KeyError, IndexError, TypeError, ValueError):
         return None
     ids, texts, prompt, completion, finish = (c.to_pylist() for c in columns)
@@ -123,19 +128,12 @@ def _parse_answers_arrow(data: bytes | str) -> dict[str, Response] | None:
 def _parse_lines(data: bytes | str) -> dict[str, Response]:
     found: dict[str, Response] = {}
     for line in json_lines(data):
-        response = line.get("response") or {}
+        if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
+            continue  # not one of our requests: its row stays unanswered, and says so
+        response = line.get("response") if isinstance(line.get("response"), dict) else {}
         body = response.get("body") or {}
-        choices = body.get("choices") if isinstance(body, dict) else None
-        if response.get("status_code") == 200 and choices:
-            choice = choices[0]
-            usage = body.get("usage") or {}
-            found[line["custom_id"]] = Response(
-                (choice.get("message") or {}).get("content") or "",
-                usage.get("prompt_tokens") or 0,
-                usage.get("completion_tokens") or 0,
-                choice.get("finish_reason"),
-                batch=True,
-            )
+        if response.get("status_code") == 200 and isinstance(body, dict) and body.get("choices"):
+            found[line["custom_id"]] = read_line(lambda: replies.openai(body, None))
         else:
             problem = line.get("error") or body or "no answer"
             found[line["custom_id"]] = Response.failure(error_text(problem, response.get("status_code")))
