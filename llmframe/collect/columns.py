@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..engine.outcome import Outcome
     from ..plan.build import Plan
 
-ERROR_MODES = ("column", "raise")
+ERROR_MODES = constants.ERROR_MODES
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 from .. import constants
 from ..errors import ConfigError, SchemaError
 
-OUTPUT_MODES = ("columns", "object")
+OUTPUT_MODES = constants.OUTPUT_MODES
 
 
 class OutputSchema:

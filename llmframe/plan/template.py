@@ -23,7 +23,7 @@ Messages = list[dict]
 TemplateLike = Union[str, Sequence[dict], Callable[[dict], Union[str, Messages, None]]]
 
 _ROLES = ("system", "user", "assistant", "developer")
-_MISSING_POLICIES = ("skip", "raise")
+_MISSING_POLICIES = constants.MISSING_MODES
 
 
 @dataclass(frozen=True, slots=True)
