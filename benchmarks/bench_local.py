@@ -102,7 +102,7 @@ def side(engine: str, name: str, path: str, args: argparse.Namespace):
         if name == "hand-written":
             return lambda t: hand_transformers(path, t, args.batch, args.tokens)
     else:
-        options = {"llm_kwargs": {"enforce_eager": True, "max_model_len": 1024, "gpu_memory_utilization": 0.05}}
+        options = {"llm_kwargs": {"enforce_eager": True, "max_model_len": 1024, "kv_cache_memory_bytes": 256 * 2**20}}
         params = {"min_tokens": args.tokens}
         if name == "hand-written":
             return lambda t: hand_vllm(path, t, args.tokens)

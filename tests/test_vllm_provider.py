@@ -25,8 +25,10 @@ from llmframe.providers import local  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
-# One engine for the whole module (it takes a while to start): the same options in every call.
-ENGINE = {"llm_kwargs": {"enforce_eager": True, "max_model_len": 512, "gpu_memory_utilization": 0.05}}
+# One engine for the whole module (it takes a while to start): the same options in every call. The KV cache
+# size is explicit: on CPU, gpu_memory_utilization reserves a share of the NUMA node's RAM *minus the worker's
+# own memory*, which leaves nothing (engine start fails) on a machine with a smaller node.
+ENGINE = {"llm_kwargs": {"enforce_eager": True, "max_model_len": 512, "kv_cache_memory_bytes": 64 * 2**20}}
 
 
 @pytest.fixture(scope="module")
