@@ -1,19 +1,26 @@
-"""llmframe: large language models over pandas DataFrames, cached, resumable, with progress.
+"""llmframe: large language models over pandas and Polars frames, cached, resumable, with progress.
 
-    import llmframe  # registers df.llm and s.llm
+    import llmframe  # registers df.llm and s.llm on pandas, and the llm namespaces on Polars
     out = df.llm.generate("Summarise: {text}", model="openai:gpt-4o-mini", output="summary")
+
+Each face registers when its library is imported (before or after llmframe): import llmframe imports
+neither pandas nor Polars itself (faces/lazy.py).
 """
 
 from __future__ import annotations
 
-from .faces import pandas as _accessor  # noqa: F401  (registers the pandas accessors)
 from . import errors
 from .batch import batches, cancel_batches
 from .stores.diskcache import cache_stats, clear_cache
 from .config import configure, settings
 from .providers.local import unload
+from .collect.report import last_report
+from .faces.lazy import when_imported as _when_imported
+
+_when_imported("pandas", "llmframe.faces.pandas")
+_when_imported("polars", "llmframe.faces.polars")
 
 __version__ = "0.1.0"
 
 __all__ = ["configure", "settings", "cache_stats", "clear_cache", "batches", "cancel_batches", "unload", "errors",
-           "__version__"]
+           "last_report", "__version__"]

@@ -49,6 +49,9 @@ class ListRows:
     def label(self, position: int) -> int:
         return position
 
+    def unusable(self, column) -> None:
+        return None
+
 
 def test_the_core_plans_runs_and_collects_rows_that_are_not_pandas(sim):
     data = {"title": ["a", "b", "a", None], "n": [1, 2, 1, 4], "tags": [["x"], [], ["x"], ["y"]]}

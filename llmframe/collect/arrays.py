@@ -78,3 +78,41 @@ def _categories(cells: list, categories: list) -> pa.DictionaryArray:
     code = {c: i for i, c in enumerate(categories)}
     codes = np.fromiter((code.get(c, -1) for c in cells), dtype=np.int32, count=len(cells))
     return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), pa.array(categories))
+
+
+def nested_type(schema: structured.OutputSchema, field: str) -> pa.DataType | None:
+    """The Arrow type of an object-kind field (lists, nested models, maps) from its JSON Schema; None where the
+    schema leaves it open (a union of kinds). pandas keeps such fields as Python objects; Polars builds them."""
+    return _type_of(schema.json_schema["properties"][field], schema.json_schema)
+
+
+def _type_of(prop: Any, root: dict) -> pa.DataType | None:
+    if not isinstance(prop, dict):
+        return None
+    if "$ref" in prop:
+        prop = root.get("$defs", root.get("definitions", {})).get(prop["$ref"].rsplit("/", 1)[-1], {})
+    branches = [b for b in prop.get("anyOf", []) if b.get("type") != "null"]
+    if len(branches) == 1:
+        return _type_of(branches[0], root)
+    kind = prop.get("type")
+    if isinstance(kind, list):
+        kinds = [k for k in kind if k != "null"]
+        kind = kinds[0] if len(kinds) == 1 else None
+    if "enum" in prop:
+        values = [v for v in prop["enum"] if v is not None]
+        kind = "string" if values and all(isinstance(v, str) for v in values) else kind
+    if kind == "array":
+        item = _type_of(prop.get("items"), root)
+        return None if item is None else pa.large_list(item)
+    if kind == "object":
+        if isinstance(prop.get("properties"), dict) and prop["properties"]:
+            types = {name: _type_of(p, root) for name, p in prop["properties"].items()}
+            return None if None in types.values() else pa.struct(list(types.items()))
+        value = _type_of(prop.get("additionalProperties"), root)
+        return None if value is None else pa.map_(pa.large_string(), value)
+    if kind == "string" and prop.get("format") == "date-time":
+        return pa.timestamp("us", tz="UTC")
+    return _SCALARS.get(kind)
+
+
+_SCALARS = {"string": pa.large_string(), "integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_()}

@@ -17,7 +17,7 @@ from ..errors import BudgetExceeded, ConfigError, RunAborted, SchemaError
 from ..engine.answers import Answers
 from . import arrays
 from .arrays import Column
-from .report import Report, warn_if_mostly_failed
+from .report import Report, record, warn_if_mostly_failed
 from ..plan.structured import OUTPUT_MODES, OutputSchema, from_output
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ def report(run: Plan, outcome: Outcome) -> dict:
 
 def collect(run: Plan, outcome: Outcome) -> tuple[dict[str, Column], Report]:
     """The new columns (error column last, in row order) and the run report; a face turns them into its frame."""
-    return new_columns(run, outcome.answers), Report(report(run, outcome))
+    return new_columns(run, outcome.answers), record(Report(report(run, outcome)))
 
 
 def raise_if_asked(run: Plan, report_: dict, result: Any) -> None:

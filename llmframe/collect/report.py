@@ -101,6 +101,20 @@ def _cut(text: str) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_last: list[Report] = []  # the latest run's report, for last_report(): one slot, replaced by each run
+
+
+def record(report: Report) -> Report:
+    """Make this the report last_report() gives."""
+    _last[:] = [report]
+    return report
+
+
+def last_report() -> Report | None:
+    """The report of the latest run in this process, on any face (pandas, Polars, a lazy Polars collect)."""
+    return _last[0] if _last else None
+
+
 # False while a caller that runs many generate calls (a sweep, `llmframe run`, a Ray actor) warns once itself.
 _WARN_EACH_RUN = contextvars.ContextVar("llmframe_warn_each_run", default=True)
 

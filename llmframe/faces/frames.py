@@ -12,6 +12,7 @@ import pyarrow as pa
 from .. import constants
 from ..collect import columns as collector
 from ..collect.arrays import Column
+from ..plan.rows import first_bytes
 
 if TYPE_CHECKING:
     from ..engine.outcome import Outcome
@@ -46,6 +47,13 @@ class PandasRows:
 
     def label(self, position: int) -> Any:
         return self.frame.index[position]
+
+    def unusable(self, column: Any) -> str | None:
+        found = first_bytes(self, column)
+        if found is None:
+            return None
+        return (f"column {column!r} holds bytes (first at index {self.label(found)!r}); "  # a model would get b'...'
+                "decode it to text first, e.g. df[col].str.decode('utf-8')")
 
 
 def rows_of(frame: pd.DataFrame) -> PandasRows:

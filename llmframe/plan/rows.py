@@ -37,6 +37,9 @@ class Rows(Protocol):
     def label(self, position: int) -> Any:
         """The row's label, for error messages (its index label in pandas)."""
 
+    def unusable(self, column: Any) -> str | None:
+        """Why the column's values cannot go into a prompt (bytes), in the library's words and with its fix; or None."""
+
 
 _CONTAINERS = (list, tuple, dict, set, frozenset, np.ndarray)
 _strict_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode

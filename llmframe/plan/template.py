@@ -14,7 +14,7 @@ import numpy as np
 from .. import constants
 from ..errors import TemplateError
 from .request import canonical_json
-from .rows import Rows, containers_as_json, first_bytes, missing_reasons
+from .rows import Rows, containers_as_json, missing_reasons
 
 # The encoder json.dumps(str, ensure_ascii=False) itself uses, so both spellings give identical text.
 _json_string = json.encoder.encode_basestring
@@ -293,10 +293,9 @@ class Template:
                     )
                 skipped = reasons
         for column in self.columns:
-            found = first_bytes(frame, column)
-            if found is not None:  # a model would get the repr b'...'
-                raise TemplateError(f"column {column!r} holds bytes (first at index {frame.label(found)!r}); "
-                                    "decode it to text first, e.g. df[col].str.decode('utf-8')")
+            problem = frame.unusable(column)
+            if problem is not None:
+                raise TemplateError(problem)
         return _FramePrompts(frame, self.parts, skipped)
 
     def _render_function(self, frame: Rows) -> Prompts:

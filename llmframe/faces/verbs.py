@@ -1,0 +1,274 @@
+"""What every face shares: the verbs, their keywords (one per option), planning, the report and retry_failed.
+
+A face subclasses RowVerbs (a Series' values) or FrameVerbs (a frame's rows) and says what its rows are
+(_rows) and what a finished run gives back (_result); tests/test_options.py keeps each signature equal to
+llmframe.options' table, so tab completion, help() and inspect.signature show every option.
+"""
+
+from __future__ import annotations
+
+import uuid
+import weakref
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from .. import constants
+from ..batch import BatchJob
+from ..collect import columns
+from ..collect.arrays import Column
+from ..collect.report import Report
+from ..cost import estimate as estimate_
+from ..cost.estimate import Estimate
+from ..engine import run as engine
+from ..engine.answers import Answers
+from ..engine.loop import run_async, run_sync
+from ..engine.outcome import Counters, Outcome
+from ..errors import ConfigError
+from ..options import OPTIONS, PASSED_ON, check_names, documented, keywords
+from ..plan import build as pipeline
+from ..plan.rows import Rows
+from ..plan.template import TemplateLike
+
+if TYPE_CHECKING:
+    from ..apps.sweep import SweepResult
+
+# Run id -> the call that made a frame, so retry_failed can repeat it. In memory only: it holds the key.
+_CALLS: OrderedDict[str, tuple] = OrderedDict()
+# id(frame) -> (a weak reference to it, its report), for frames that have no attrs to keep it (Polars').
+_REPORTS: OrderedDict[int, tuple[weakref.ref, Report]] = OrderedDict()
+
+
+def plan_of(rows: Rows, template: TemplateLike, given: dict) -> pipeline.Plan:
+    """The one call through which every face plans a run."""
+    return pipeline.plan(rows, template, **given)
+
+
+def remember(report: Report, call: tuple) -> Report:
+    """Give the report a run id that retry_failed finds the call by."""
+    run_id = uuid.uuid4().hex
+    report["run_id"] = run_id
+    _CALLS[run_id] = call
+    while len(_CALLS) > constants.REMEMBERED_CALLS:
+        _CALLS.popitem(last=False)
+    return report
+
+
+def keep_report(frame: Any, report: Report) -> None:
+    """Keep the report with a frame that has no attrs, for frame.llm.report (as long as the frame lives)."""
+    _REPORTS[id(frame)] = (weakref.ref(frame), report)
+    while len(_REPORTS) > constants.REMEMBERED_CALLS:
+        _REPORTS.popitem(last=False)
+
+
+def kept_report(frame: Any) -> Report | None:
+    """The report keep_report kept with this very frame, or None (a frame's id is reused once it is gone)."""
+    ref, report = _REPORTS.get(id(frame), (None, None))
+    return report if ref is not None and ref() is frame else None
+
+
+def empty_columns(rows: Rows, template: TemplateLike, given: dict) -> tuple[columns.Output, dict[str, Column]]:
+    """The output and the columns a run of no rows gives (names and Arrow types), for a lazy face's schema.
+
+    Planning checks every argument, as a run would; nothing is executed or sent, so no API key is needed.
+    """
+    given = {**given, "mode": constants.BATCH_MODES[0], "progress": False, "api_key": given.get("api_key") or "-"}
+    plan = plan_of(rows, template, given)
+    return plan.output, columns.new_columns(plan, Answers.of([]))
+
+
+class Generate:
+    """generate alone, for the lazy faces (a Polars expression, a LazyFrame), whose _run returns what runs later."""
+
+    def __init__(self, obj):
+        self._obj = obj
+
+    @documented
+    def generate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+                 errors: str = constants.ERROR_MODES[0], prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0],
+                 strict: bool = True, structured: str = constants.STRUCTURED_MODES[0],
+                 invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
+                 system: str | None = None, temperature: float | None = None, top_p: float | None = None,
+                 max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
+                 params: dict | None = None, missing: str = constants.MISSING_MODES[0],
+                 allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None, cache: bool | str = True,
+                 cache_dir: str | None = None, max_concurrency: int | None = None, rpm: float | None = None,
+                 tpm: float | None = None, max_attempts: int = constants.MAX_ATTEMPTS,
+                 max_failures_in_a_row: int = constants.BREAKER_FAILURES,
+                 timeout: float = constants.REQUEST_TIMEOUT_SECONDS, max_wait: float = constants.MAX_WAIT_SECONDS,
+                 progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
+                 provider_options: dict | None = None, mode: str = constants.BATCH_MODES[0],
+                 poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
+                 max_cost: float | None = None, **unknown: Any) -> Any:
+        """Answer the template for every row; returns a new frame with the answer (and error) columns.
+
+        template: "{column}" string, list of {"role", "content"} messages, or function row-dict -> prompt.
+        On a Series, "{}" is the value and the answers come back as a Series on the same index (a
+        structured output= gives a frame of its fields); failed rows are missing values, and the report in
+        .attrs["llmframe"] counts and samples their errors (use the DataFrame accessor for an error column).
+        """
+        return self._run((template, keywords(locals())))
+
+    def _run(self, call: tuple) -> Any:
+        """What generate gives for this call (template, keywords)."""
+        raise NotImplementedError
+
+
+class RowVerbs(Generate):
+    """generate, agenerate and estimate over a face's rows; the subclasses say what a row is and what comes back."""
+
+    @documented
+    async def agenerate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+                        errors: str = constants.ERROR_MODES[0], prefix: str = "",
+                        output_mode: str = constants.OUTPUT_MODES[0], strict: bool = True,
+                        structured: str = constants.STRUCTURED_MODES[0],
+                        invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
+                        system: str | None = None, temperature: float | None = None, top_p: float | None = None,
+                        max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
+                        params: dict | None = None, missing: str = constants.MISSING_MODES[0],
+                        allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None,
+                        cache: bool | str = True, cache_dir: str | None = None, max_concurrency: int | None = None,
+                        rpm: float | None = None, tpm: float | None = None, max_attempts: int = constants.MAX_ATTEMPTS,
+                        max_failures_in_a_row: int = constants.BREAKER_FAILURES,
+                        timeout: float = constants.REQUEST_TIMEOUT_SECONDS,
+                        max_wait: float = constants.MAX_WAIT_SECONDS, progress: bool | None = None,
+                        api_key: str | None = None, base_url: str | None = None, provider_options: dict | None = None,
+                        mode: str = constants.BATCH_MODES[0], poll_interval: float | None = None,
+                        retry_online: bool = False, prices: dict | None = None, max_cost: float | None = None,
+                        **unknown: Any) -> Any:
+        """The async twin of generate, for code that already runs an event loop."""
+        call = (template, keywords(locals()))
+        plan = self._plan(*call)
+        return self._result(plan, await run_async(engine.start(plan)), call)
+
+    @documented(mode='`"online"` or `"batch"`: the requests priced at the online or the batch rate')
+    def estimate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+                 prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0], strict: bool = True,
+                 structured: str = constants.STRUCTURED_MODES[0],
+                 invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
+                 system: str | None = None, temperature: float | None = None, top_p: float | None = None,
+                 max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
+                 params: dict | None = None, missing: str = constants.MISSING_MODES[0],
+                 allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None, cache: bool | str = True,
+                 cache_dir: str | None = None, max_concurrency: int | None = None, rpm: float | None = None,
+                 tpm: float | None = None, max_attempts: int = constants.MAX_ATTEMPTS,
+                 max_failures_in_a_row: int = constants.BREAKER_FAILURES,
+                 timeout: float = constants.REQUEST_TIMEOUT_SECONDS, max_wait: float = constants.MAX_WAIT_SECONDS,
+                 progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
+                 provider_options: dict | None = None, mode: str = constants.BATCH_MODES[0],
+                 poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
+                 max_cost: float | None = None, **unknown: Any) -> Estimate:
+        """A dry run of generate with the same arguments: rows, uncached rows, tokens, cost range, sample prompts.
+
+        Sends nothing and needs no API key.
+        """
+        given = keywords(locals())
+        if mode not in estimate_.MODES:
+            raise ConfigError(f"mode must be one of {estimate_.MODES}, got {mode!r}")
+        # Nothing is sent, so no key is needed; a placeholder lets the plan check everything else. mode= says
+        # which prices to use here: the plan is an online one, as it always was.
+        given.update(mode=constants.BATCH_MODES[0], api_key=api_key or "estimate-only", progress=False)
+        return engine.estimate(self._plan(template, given), mode=mode)
+
+    def _run(self, call: tuple) -> Any:
+        """Plan, execute and collect one call now (a lazy face returns what runs it later instead)."""
+        plan = self._plan(*call)
+        return self._result(plan, run_sync(engine.start(plan)), call)
+
+    def _plan(self, template, given: dict) -> pipeline.Plan:
+        rows, extra = self._rows()
+        return plan_of(rows, template, {**given, **extra})
+
+    def _rows(self) -> tuple[Rows, dict]:
+        """The rows the plan renders from, and plan()'s keywords that say how to read them."""
+        raise NotImplementedError
+
+    def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple) -> Any:
+        """The face's own result of a finished run."""
+        raise NotImplementedError
+
+
+class FrameVerbs(RowVerbs):
+    """A frame's verbs: RowVerbs' and submit, retry_failed, sweep and the report of the run that made it."""
+
+    @documented(mode='always `"batch"`')
+    def submit(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+               errors: str = constants.ERROR_MODES[0], prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0],
+               strict: bool = True, structured: str = constants.STRUCTURED_MODES[0],
+               invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
+               system: str | None = None, temperature: float | None = None, top_p: float | None = None,
+               max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
+               params: dict | None = None, missing: str = constants.MISSING_MODES[0],
+               allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None, cache: bool | str = True,
+               cache_dir: str | None = None, max_concurrency: int | None = None, rpm: float | None = None,
+               tpm: float | None = None, max_attempts: int = constants.MAX_ATTEMPTS,
+               max_failures_in_a_row: int = constants.BREAKER_FAILURES,
+               timeout: float = constants.REQUEST_TIMEOUT_SECONDS, max_wait: float = constants.MAX_WAIT_SECONDS,
+               progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
+               provider_options: dict | None = None, mode: str = constants.BATCH_MODES[1],
+               poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
+               max_cost: float | None = None, **unknown: Any) -> BatchJob:
+        """Submit the rows to the provider's batch API and return at once; generate's arguments, mode="batch".
+
+        The handle: job.status() (one poll), job.wait() (blocks, with a progress bar), job.result() (the
+        frame generate would return), job.cancel(). Calling submit again with the same arguments
+        re-attaches to the same jobs instead of submitting twice.
+        """
+        call = (template, keywords(locals()))
+        if mode != "batch":
+            raise ConfigError(f"submit always uses the batch API; drop mode={mode!r} "
+                              "(or call generate for an online run)")
+        plan = self._plan(*call)
+        return BatchJob(plan, lambda outcome: self._result(plan, outcome, call))
+
+    @property
+    def report(self) -> Report | None:
+        """The run report of the call that made this frame (None for a frame llmframe did not make)."""
+        return self._report()
+
+    def retry_failed(self) -> Any:
+        """Repeat the generate call that made this frame: failed rows are sent again, the rest come from cache."""
+        call = _CALLS.get((self._report() or {}).get("run_id"))
+        if call is None:
+            raise ConfigError(
+                "this frame was not made by df.llm.generate in this Python process; repeat the original "
+                "call instead: answers are cached, so only the failed rows are sent again"
+            )
+        template, given = call
+        if given["cache"] == "refresh":
+            given = {**given, "cache": True}  # the refreshed answers are in the cache now
+        made = columns.Output.resolve(given["output"], prefix=given["prefix"], mode=given["output_mode"],
+                                      errors=given["errors"], frame_columns=(), usage=given["usage"]).names
+        return self._without(made).llm.generate(template, **given)
+
+    # Not generate's keywords: params= and max_cost= mean a grid and the whole sweep's cap here, output= is a
+    # text column, and usage= and errors= are the sweep's own; the rest are generate's, checked by name.
+    @documented(names=[o.name for o in OPTIONS if o.name in PASSED_ON - {"params", "max_cost", "usage"}])
+    def sweep(self, template: TemplateLike | list | dict, *, models: str | list[str], params: dict | None = None,
+              repeats: int = 1, output: str = constants.DEFAULT_OUTPUT, score: Any = None,
+              max_cost: float | None = None, dry_run: bool = False, **options: Any) -> SweepResult | Any:
+        """Run every (template, model, parameter setting, repeat) over the frame, concurrently; score the answers.
+
+        template: one template, a list of them, or a dict name -> template. models: "provider:model" strings.
+        params: generation parameter -> list of values (the grid is their product), e.g. {"temperature": [0, 0.7]}.
+        repeats: samples per configuration, each with its own seed. score: a function row -> number/bool, or a
+        scorer from llmframe.scorers. max_cost caps the whole sweep. options: generate's, below.
+        Returns a SweepResult: .table (one row per input row and configuration), .summary(), .plot().
+        dry_run=True sends nothing and returns one estimate per configuration (totals in .attrs["llmframe"]).
+        """
+        from ..apps import sweep as sweep_  # pandas: imported by the sweeps that use it, not by every face
+
+        check_names(options)
+        return sweep_.sweep(self._sweep_frame(), template, models=models, params=params, repeats=repeats,
+                            output=output, score=score, max_cost=max_cost, options=options, dry_run=dry_run)
+
+    def _report(self) -> Report | None:
+        """The report stored with this frame, or None."""
+        raise NotImplementedError
+
+    def _without(self, names: list[str]) -> Any:
+        """This frame without those of the named columns it has."""
+        raise NotImplementedError
+
+    def _sweep_frame(self) -> Any:
+        """The frame apps.sweep runs over (a pandas DataFrame)."""
+        raise NotImplementedError
