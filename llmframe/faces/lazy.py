@@ -38,9 +38,10 @@ class _AfterImport(importlib.abc.MetaPathFinder):
 
         def exec_module(module):
             run(module)
-            _register(name)
+            if module.__name__ == name:  # a loader may serve other modules too
+                _register(name)
 
-        loader.exec_module = exec_module  # this module's own loader object: nothing else is affected
+        loader.exec_module = exec_module  # on this loader object only: the spec's class is untouched
         return spec
 
 
@@ -61,7 +62,7 @@ def when_imported(library: str, face: str) -> None:
     """Import the module `face` (which registers the accessors) now if `library` is imported, else right after."""
     with _lock:
         _faces[library] = face
-        if library not in sys.modules and _finder not in sys.meta_path:
+        if sys.modules.get(library) is None and _finder not in sys.meta_path:
             sys.meta_path.insert(0, _finder)
-    if library in sys.modules:
+    if sys.modules.get(library) is not None:  # None: the import was refused, as where it is not installed
         _register(library)
