@@ -26,6 +26,7 @@ from .conftest import MODEL
 class Address(BaseModel):
     city: str
     zip: int
+    kind: Literal["home", "work"]
 
 
 class Review(BaseModel):
@@ -95,7 +96,7 @@ def test_structured_fields_become_native_polars_columns(kw):
     assert schema["stars"] == pl.Int64 and schema["score"] == pl.Float64 and schema["recommended"] == pl.Boolean
     assert isinstance(schema["when"], pl.Datetime)
     assert schema["tags"] == pl.List(pl.String)
-    assert schema["address"] == pl.Struct({"city": pl.String, "zip": pl.Int64})
+    assert schema["address"] == pl.Struct({"city": pl.String, "zip": pl.Int64, "kind": pl.Enum(["home", "work"])})
     assert schema["level"] == pl.Int64, "pl.Enum holds strings: numeric categories stay numbers"
     assert schema["review_error"] == pl.String
     assert not any(dtype == pl.Object for dtype in schema.values())

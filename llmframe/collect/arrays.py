@@ -7,6 +7,7 @@ validated models) have no Arrow type: they stay a numpy object array.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, Union
 
@@ -102,17 +103,32 @@ def _type_of(prop: Any, root: dict) -> pa.DataType | None:
         values = [v for v in prop["enum"] if v is not None]
         kind = "string" if values and all(isinstance(v, str) for v in values) else kind
     if kind == "array":
-        item = _type_of(prop.get("items"), root)
+        item = _field_of("item", prop.get("items"), root)
         return None if item is None else pa.large_list(item)
     if kind == "object":
         if isinstance(prop.get("properties"), dict) and prop["properties"]:
-            types = {name: _type_of(p, root) for name, p in prop["properties"].items()}
-            return None if None in types.values() else pa.struct(list(types.items()))
+            fields = [_field_of(name, p, root) for name, p in prop["properties"].items()]
+            return None if any(f is None for f in fields) else pa.struct(fields)
         value = _type_of(prop.get("additionalProperties"), root)
         return None if value is None else pa.map_(pa.large_string(), value)
     if kind == "string" and prop.get("format") == "date-time":
         return pa.timestamp("us", tz="UTC")
     return _SCALARS.get(kind)
 
+
+def _field_of(name: str, prop: Any, root: dict) -> pa.Field | None:
+    """A nested field; one of a set of strings (an enum) carries them as ENUM_KEY metadata, for a face's own type."""
+    kind = _type_of(prop, root)
+    if kind is None:
+        return None
+    if isinstance(prop, dict) and "$ref" in prop:
+        prop = root.get("$defs", root.get("definitions", {})).get(prop["$ref"].rsplit("/", 1)[-1], {})
+    values = prop.get("enum") if isinstance(prop, dict) else None
+    if kind == pa.large_string() and values:
+        return pa.field(name, kind, metadata={ENUM_KEY: json.dumps([v for v in values if v is not None])})
+    return pa.field(name, kind)
+
+
+ENUM_KEY = b"llmframe.enum"  # field metadata: the JSON list of a nested enum's values
 
 _SCALARS = {"string": pa.large_string(), "integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_()}

@@ -3,6 +3,7 @@ Polars columns (pl.from_arrow: no pandas, and the answers' texts are not copied 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -74,9 +75,12 @@ def series(name: str, values: Column, nested: pa.DataType | None = None) -> pl.S
     if isinstance(values, np.ndarray):
         if nested is not None:
             try:
-                return pl.Series(name, pa.array(values.tolist(), type=nested))
+                built = pl.Series(name, pa.array(values.tolist(), type=nested))
             except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
                 pass  # a value the schema's type cannot hold (a validator widened it): kept as it is
+            else:
+                enums = _with_enums(nested)
+                return built if enums is None else built.cast(enums)
         return pl.Series(name, values.tolist(), dtype=pl.Object)
     if pa.types.is_dictionary(values.type):
         whole = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
@@ -85,6 +89,23 @@ def series(name: str, values: Column, nested: pa.DataType | None = None) -> pl.S
         # pl.Enum holds strings only: numeric categories (Literal[1, 2, 3]) stay numbers.
         return decoded.cast(pl.Enum(categories)) if all(isinstance(c, str) for c in categories) else decoded
     return pl.Series(name, values)
+
+
+def _with_enums(kind: pa.DataType) -> pl.DataType | None:
+    """The Polars dtype of a nested Arrow type with its enum fields (arrays.ENUM_KEY) as pl.Enum; None if it has none."""
+    def walk(kind: pa.DataType, field: pa.Field | None) -> tuple[pl.DataType, bool]:
+        if field is not None and field.metadata and arrays.ENUM_KEY in field.metadata:
+            return pl.Enum(json.loads(field.metadata[arrays.ENUM_KEY])), True
+        if pa.types.is_struct(kind):
+            parts = [(kind.field(i).name, *walk(kind.field(i).type, kind.field(i))) for i in range(kind.num_fields)]
+            return pl.Struct({n: t for n, t, _ in parts}), any(e for _, _, e in parts)
+        if pa.types.is_large_list(kind):
+            item, enum = walk(kind.value_type, kind.value_field)
+            return pl.List(item), enum
+        return pl.Series(pa.array([], type=kind)).dtype, False
+
+    dtype, enum = walk(kind, None)
+    return dtype if enum else None
 
 
 def _nested_types(out: Output) -> dict[str, pa.DataType | None]:
