@@ -22,20 +22,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import polars as pl  # noqa: E402
+import pyarrow as pa  # noqa: E402
 
 import llmframe  # noqa: E402,F401  (registers both faces once their libraries are imported)
-from benchmarks.bench_core import MODEL, TEMPLATE, fill_cache, make_frame, timed  # noqa: E402
+from benchmarks.bench_core import MODEL, TEMPLATE, TEXT, fill_cache, make_frame, timed  # noqa: E402
 from llmframe.testing import SimulatorProcess  # noqa: E402
 
 FACES = ("pandas", "polars")
 
 
-def frames(rows: int) -> dict:
-    """The same rows on both faces: Polars' frame made from pandas' Arrow columns (no copy of the texts)."""
-    frame = make_frame(rows)
-    return {"pandas": frame, "polars": pl.from_pandas(frame)}
+def polars_frame(rows: int) -> pl.DataFrame:
+    """make_frame's rows as a Polars frame, built from Arrow as pl.read_parquet builds one (no pandas)."""
+    text = pa.array([TEXT], pa.large_string()).take(pa.array(np.zeros(rows, dtype=np.int64)))
+    return pl.DataFrame({"i": np.arange(rows), "text": pl.Series(text)})
+
+
+def frames(rows: int, faces: tuple[str, ...] = FACES) -> dict:
+    """The same rows on the faces asked for."""
+    makers = {"pandas": make_frame, "polars": polars_frame}
+    return {face: makers[face](rows) for face in faces}
 
 
 def generate(frame, sim: SimulatorProcess, cache_dir: str):
@@ -85,7 +93,7 @@ def memory_child(face: str, rows: int) -> None:
     import openai  # noqa: F401  (imported by the first call anyway: part of the interpreter's fixed cost)
 
     baseline = rss_mb()
-    frame = frames(rows)[face]
+    frame = frames(rows, (face,))[face]  # only this face's frame in this process
     with SimulatorProcess(latency=0.0, max_seconds=3600) as sim, tempfile.TemporaryDirectory() as cache_dir:
         before, start = rss_mb(), time.perf_counter()
         with AnonPeak() as anon:
@@ -142,6 +150,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100,000-row cached and memory runs, one repeat pair")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per face (default 3; --quick 2)")
+    parser.add_argument("--memory-rows", type=int, default=None, help="rows of the uncached memory runs "
+                        "(default 1,000,000; --quick 100,000)")
     parser.add_argument("--memory-child", choices=FACES, help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=int, default=1_000_000, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -154,7 +164,7 @@ def main() -> int:
     sections: dict = {"online_rows": 3_000 if args.quick else 10_000}
     sections["online"] = online(sections["online_rows"], repeats, tmp)
     sections["cached"] = {rows: cached(rows, repeats, tmp) for rows in dict.fromkeys((100_000, big))}
-    sections["memory"] = memory(big)
+    sections["memory"] = memory(args.memory_rows or big)
     print(table(sections, " ".join(["python", "benchmarks/bench_polars.py", *sys.argv[1:]])))
     return 0
 

@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel
 
 import llmframe
-from llmframe.errors import ConfigError, RunAborted, SchemaError, TemplateError
+from llmframe.errors import ConfigError, RunAborted, TemplateError
 from llmframe.faces.polars import DataFrameNamespace, ExprNamespace, LazyFrameNamespace, SeriesNamespace
 from llmframe.options import OPTIONS
 from llmframe.testing import SimulatedError, digest_answer

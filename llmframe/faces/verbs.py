@@ -22,7 +22,7 @@ from ..cost.estimate import Estimate
 from ..engine import run as engine
 from ..engine.answers import Answers
 from ..engine.loop import run_async, run_sync
-from ..engine.outcome import Counters, Outcome
+from ..engine.outcome import Outcome
 from ..errors import ConfigError
 from ..options import OPTIONS, PASSED_ON, check_names, documented, keywords
 from ..plan import build as pipeline
