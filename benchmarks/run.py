@@ -256,12 +256,14 @@ def report(args, sections: dict) -> str:
         lines += ["", "### Rate-limited run", "", sections["ratelimit"]]
     if sections.get("cost"):
         lines += ["", "### Cost features (estimate, usage=True)", "", bench_cost.table(sections["cost"])]
+    if sections.get("polars"):
+        lines += ["", "### Polars against pandas (the same call, interleaved)", "", sections["polars"]]
     if sections.get("ray"):
         lines += ["", "### Ray Data (local cluster vs one process; shared vs split budget)", "", sections["ray"]]
     return "\n".join(lines)
 
 
-SCENARIOS = ("online", "peers", "cached", "memory", "batch", "cost", "local", "stream", "ratelimit", "ray")
+SCENARIOS = ("online", "peers", "cached", "memory", "batch", "cost", "local", "stream", "ratelimit", "ray", "polars")
 
 
 def main() -> int:
@@ -314,6 +316,10 @@ def main() -> int:
         out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ratelimit.py")], capture_output=True,
                              text=True, timeout=1800, check=True)
         sections["ratelimit"] = out.stdout.split("\n", 2)[2].strip()
+    if "polars" in only:  # benchmarks/bench_polars.py: Polars against pandas, interleaved, in its own process
+        out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_polars.py"), *(["--quick"] * args.quick)],
+                             capture_output=True, text=True, timeout=7200, check=True)
+        sections["polars"] = out.stdout.strip()
     if "ray" in only:
         sections["ray"] = ray_scenario(args.quick)
         log(f"ray {sections['ray'][:200]}")

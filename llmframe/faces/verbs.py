@@ -103,8 +103,9 @@ class Generate:
 
         template: "{column}" string, list of {"role", "content"} messages, or function row-dict -> prompt.
         On a Series, "{}" is the value and the answers come back as a Series on the same index (a
-        structured output= gives a frame of its fields); failed rows are missing values, and the report in
-        .attrs["llmframe"] counts and samples their errors (use the DataFrame accessor for an error column).
+        structured output= gives a frame of its fields); failed rows are missing values, and the run report
+        (llmframe.last_report(); a frame's out.llm.report) counts and samples their errors (use a DataFrame for
+        an error column). A Polars expression or LazyFrame runs when the query is collected.
         """
         return self._run((template, keywords(locals())))
 
