@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from ..errors import BudgetExceeded
 from ..plan.request import Request, Response
 from .budget import Budget
-from .estimate import estimate, request_cost
+from .estimate import estimate, output_limit, provider_kind, request_cost
 from .prices import Pricer
 
 if TYPE_CHECKING:
@@ -22,12 +22,11 @@ class CostMeter:
 
     __slots__ = ("pricer", "budget", "_known", "_estimate", "_holding")
 
-    def __init__(self, pricer: Pricer | None, budget: Budget | None = None, *, provider: str = "",
-                 max_tokens: int | None = None):
+    def __init__(self, pricer: Pricer | None, budget: Budget | None = None, *, output_limit: int = 0):
         self.pricer = pricer
         self.budget = budget
         self._known = pricer is not None and pricer.known
-        self._estimate = request_cost(pricer, provider, max_tokens) if budget is not None else None
+        self._estimate = request_cost(pricer, output_limit) if budget is not None else None
         self._holding: dict[int, float] = {}  # request -> its reservation, released however the run ends
 
     @classmethod
@@ -35,7 +34,8 @@ class CostMeter:
         """A run's meter: over budget when given (a sweep's, shared), else over the plan's own max_cost, if any."""
         if budget is None and plan.max_cost is not None:
             budget = Budget(plan.max_cost)
-        return cls(plan.pricer, budget, provider=plan.provider.name, max_tokens=plan.params.get("max_tokens"))
+        limit = output_limit(provider_kind(plan.provider), plan.params.get("max_tokens")) if budget is not None else 0
+        return cls(plan.pricer, budget, output_limit=limit)
 
     @property
     def capped(self) -> bool:

@@ -167,7 +167,7 @@ def plan(
     frame: Rows,
     template: TemplateLike,
     *,
-    model: str,
+    model: str | Provider,
     output: Any = constants.DEFAULT_OUTPUT,
     prefix: str = "",
     output_mode: str = constants.OUTPUT_MODES[0],
