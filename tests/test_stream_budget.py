@@ -70,3 +70,22 @@ def test_what_an_early_chunk_leaves_unspent_is_there_for_the_later_chunks(sim, t
     assert 0 < outcome.report["cost"] <= cap
     provenance = pq.read_schema(tmp_path / "out.parquet").metadata[b"llmframe"]
     assert b'"max_cost"' in provenance
+
+
+def test_batch_chunks_are_checked_against_what_the_earlier_ones_left(sim, tmp_path):
+    from llmframe.testing import BatchSettings
+
+    sim.batches.settings = BatchSettings(seconds=0.1)
+    rows = pd.DataFrame({"x": [f"row {i}" for i in range(9)]})
+    more = dict(mode="batch", poll_interval=0.02)
+    chunk = rows.iloc[:3].llm.estimate("{x}", model=MODEL, **options(sim), mode="batch").cost
+    # Each chunk's job fits the cap alone, and the second fits what the first left; the third does not, as the
+    # first two were billed more than one job's high estimate (asserted below).
+    cap = 2 * chunk[1]
+    with pytest.raises(BudgetExceeded, match="over what is left of max_cost") as stopped:
+        stream.run(job(sim, tmp_path, rows, batch_rows=3, max_cost=cap, **more))
+    assert len(sim.batches.created) == 2 and sim.count == 0
+    budget = stopped.value.report["budget"]
+    assert budget["max_cost"] == cap and budget["spent"] == pytest.approx(stopped.value.report["cost"])
+    assert chunk[1] < budget["spent"] <= cap and stopped.value.report["requests_sent"] == 6
+    assert not (tmp_path / "out.parquet").exists()

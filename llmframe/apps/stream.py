@@ -1,8 +1,9 @@
 """`llmframe run`: a Parquet file or dataset (or CSV / JSON Lines) in, Parquet out, streamed chunk by chunk.
 
 Each chunk goes through df.llm.generate itself, so cache keys and answers are exactly a notebook's
-on the same rows; with max_cost, every chunk reserves from and settles into one budget, the run's. Input columns never leave Arrow: they are written back as they were read, with
-the new columns appended. Memory holds a few chunks, however long the input.
+on the same rows; with max_cost, every chunk reserves from and settles into one budget, the run's.
+Input columns never leave Arrow: they are written back as they were read, with the new columns
+appended. Memory holds a few chunks, however long the input.
 """
 
 from __future__ import annotations
@@ -144,8 +145,12 @@ class _Run:
                 out = generate_chunk(table, self.used, job.template, generate, self.budget)
                 report = out.attrs[constants.REPORT_ATTR]
             except BudgetExceeded as exc:  # the run's budget cannot fit this chunk's next request: the run stops
-                self.reports.append(exc.report)
-                raise self.over_budget() from None
+                if exc.report is not None and "rows" in exc.report:
+                    self.reports.append(exc.report)
+                    raise self.over_budget() from None
+                # A batch job refused whole, before it was submitted: its message says why.
+                raise BudgetExceeded(f"{exc} (the input's rows from row {self.rows_done():,} on)",
+                                     self.merged(self.reports)) from None
             except RunAborted as exc:
                 if exc.report is None:  # the breaker or a refused key: every later row would fail too
                     raise
@@ -160,6 +165,9 @@ class _Run:
                                                         schema=self.out_schemas[id(part)]))
         return outcome
 
+    def rows_done(self) -> int:
+        """Input rows of the chunks done so far."""
+        return sum(r.get("rows", 0) for r in self.reports)
 
     def over_budget(self) -> BudgetExceeded:
         """The run's BudgetExceeded, with its merged report: what was sent, and where the cap stopped it."""
