@@ -83,10 +83,9 @@ def _approximate(chars: np.ndarray) -> np.ndarray:
 
 
 def provider_kind(spec: ProviderSpec) -> type[Provider]:
-    """The class of the plan's provider, whose capabilities the estimates read (a plugin's as a built-in's)."""
-    from ..providers import provider_class
-
-    return type(spec.instance) if spec.instance is not None else provider_class(spec.name)
+    """The plan's provider class (or the instance given as model=), whose capabilities the estimates read: a
+    plugin's as a built-in's."""
+    return spec.target.kind  # type: ignore[return-value]  (a Provider: the Target's Protocol lists planning's needs)
 
 
 def output_limit(kind: type[Provider], max_tokens: int | None) -> int:
@@ -127,7 +126,8 @@ def _uncached(run: Plan, store: Store | None) -> np.ndarray:
 
 def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimate:
     """What `run` would send and cost, its cached answers read from store; sends nothing."""
-    pricer = Pricer(run.model, prices=run.pricer.overrides if run.pricer else None, batch=mode == "batch")
+    pricer = Pricer(run.model, prices=run.pricer.overrides if run.pricer else None, batch=mode == "batch",
+                    price_id=run.provider.target.price_id)
     pricer.warn_unknown()
     missing = _uncached(run, store)
     send_rows = run.first_row[missing]
