@@ -336,3 +336,27 @@ def documented(func: Callable | None = None, *, names: Iterable[str] | None = No
 def _doc_line(text: str) -> str:
     """One option's line of a docstring, wrapped; cached, as the faces' docstrings share most lines."""
     return textwrap.fill(text, width=100, initial_indent="  ", subsequent_indent="      ")
+
+
+def template_only_positional(f: Callable) -> Callable:
+    """A face's verb called with more than the template positionally (generate(template, "openai:m")): a
+    TypeError that names the fix instead of Python's bare argument count. The signature is f's (__wrapped__)."""
+    def refuse(args: tuple) -> None:
+        if len(args) > 2:  # self, template
+            given = ", ".join(repr(a) for a in args[2:])
+            first = "models" if "models" in inspect.signature(f).parameters else "model"
+            raise TypeError(f"{f.__name__}() takes only the template positionally; pass the rest by keyword, e.g. "
+                            f".llm.{f.__name__}(template, {first}={args[2]!r}) (got {given} positionally)")
+
+    if inspect.iscoroutinefunction(f):
+        @functools.wraps(f)
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            refuse(args)
+            return await f(*args, **kwargs)
+        return call_async
+
+    @functools.wraps(f)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        refuse(args)
+        return f(*args, **kwargs)
+    return call
