@@ -47,5 +47,6 @@ def in_flags(message: object) -> str:
 
     flags = {"model": "--model", "output": "--output", "errors": "--errors"}  # run's own flags for these three
     flags.update((o.name, o.flag.flag) for o in OPTIONS if o.flag is not None and "action" not in o.flag.settings)
-    pattern = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, flags)) + r")=(?=\S)")
-    return pattern.sub(lambda found: f"{flags[found.group(1)]} ", str(message))
+    # Only where a message tells what to pass ("pass api_key=...", "api_key= or ..."), not a value it reports.
+    pattern = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, flags)) + r")=(\.\.\.|(?=[\s,;)]))")
+    return pattern.sub(lambda found: flags[found.group(1)] + (" ..." if found.group(2) else ""), str(message))
