@@ -163,7 +163,7 @@ def not_installed(needs: dict[str, str]) -> list[str]:
     def absent(module: str) -> bool:
         try:
             return find_spec(module) is None
-        except ImportError:  # the parent package is missing (google, for google.genai)
+        except (ImportError, ValueError):  # the parent package is missing (google, for google.genai), or blocked
             return True
 
     return [pip for module, pip in needs.items() if absent(module)]
@@ -171,8 +171,7 @@ def not_installed(needs: dict[str, str]) -> list[str]:
 
 def _not_installed(prefix: str, packages: list[str]) -> str:
     """The message for a provider whose packages are missing, naming them as pip does and the extra to install."""
-    extra = "llmframe" if prefix == "openai" else f"'llmframe[{prefix}]'"  # openai is a core dependency
-    return f"the {prefix!r} provider needs {', '.join(packages)}, not installed here: pip install {extra}"
+    return f"the {prefix!r} provider needs {', '.join(packages)}, not installed here: pip install 'llmframe[{prefix}]'"
 
 
 def available() -> dict[str, str]:
