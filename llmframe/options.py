@@ -127,7 +127,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("output", "Any", constants.DEFAULT_OUTPUT, "name of the answer column (and of the returned Series), or a "
            "pydantic model / JSON Schema dict: one typed column per field",
            see="Structured outputs: a pydantic model in, typed columns out"),
-    Option("errors", "str", constants.ERROR_MODES[0], '`"column"`: failed rows get `<NA>` and their error in '
+    Option("errors", "str", constants.ERROR_MODES[0], '`"column"`: failed rows get a missing value and their error in '
            '`{output}_error`; `"raise"`: raise `RunAborted` after the run (finished answers are cached)',
            check=_choice(constants.ERROR_MODES)),
     Option("prefix", "str", "", "structured outputs: a prefix for the field columns' names", check=_string,
