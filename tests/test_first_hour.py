@@ -178,26 +178,19 @@ def test_the_pip_names_are_those_of_the_extras():
         assert set(needs.values()) <= listed, (extra, needs, listed)
 
 
-def test_a_run_where_every_row_failed_ends_red_with_its_first_error(capsys):
+@pytest.mark.parametrize("answered, words, colour", [
+    (dict(skipped=True), "(all 2 failed: HTTP 401: bad key)", "\x1b[31m"),  # skipped rows are no answer: red
+    (dict(cached=True), "(complete, 2 failed)", "\x1b[33m"),  # one row answered (from the cache): amber
+])
+def test_a_run_where_every_row_failed_ends_red_with_its_first_error(capsys, answered, words, colour):
     from llmframe.engine.progress import Progress
 
     progress = Progress(3, show=True, description="openai:m")
-    progress.advance(1, skipped=True)
+    progress.advance(1, **answered)
     progress.advance(2, failed=True, error="HTTP 401: bad key")
     progress.close("done")
     last = capsys.readouterr().err.split("\r")[-1]
-    assert "openai:m (all 2 failed: HTTP 401: bad key)" in last and "\x1b[31m" in last, last
-
-
-def test_a_run_with_one_answer_stays_amber(capsys):
-    from llmframe.engine.progress import Progress
-
-    progress = Progress(3, show=True, description="m")
-    progress.advance(1, cached=True)
-    progress.advance(2, failed=True, error="boom")
-    progress.close("done")
-    last = capsys.readouterr().err.split("\r")[-1]
-    assert "m (complete, 2 failed)" in last and "\x1b[33m" in last, last
+    assert f"openai:m {words}" in last and colour in last, last
 
 
 def test_llmframe_run_draws_one_bar(sim, tmp_path):
