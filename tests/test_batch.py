@@ -602,3 +602,33 @@ def test_one_providers_failure_does_not_stop_listing_or_cancelling_the_other_job
     assert kept.result()["response_error"].str.contains("cancelled").all()
     with pytest.raises(ProviderError):  # named alone, its failure is the call's
         llmframe.cancel_batches(lost.id)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_lost_key_file_still_collects_the_batch_by_its_ids(batch, sim, cache_dir, provider):
+    from llmframe.batch.state import BatchStateWarning
+
+    sim.batches.settings = BatchSettings(seconds=0.5)
+    df = frame(8)
+    job = batch(df, provider, method="submit")
+    (key_file,) = (cache_dir / constants.BATCH_STATE_DIR / job.id).glob("*.keys")
+    key_file.unlink()  # a user tidying up, a sync tool, a half-copied cache
+    with pytest.warns(BatchStateWarning, match=f"{key_file.name} cannot be read"):
+        out = batch(df, provider)  # the same call re-attaches to the running batch
+    assert out["response"].tolist() == expected(8) and out["response_error"].isna().all()
+    assert len(sim.batches.created) == 1, "collected by the answers' ids: nothing sent again"
+
+
+def test_a_lost_key_file_of_one_batch_among_several_sends_nothing_twice(batch, sim, cache_dir, monkeypatch):
+    from llmframe.batch.state import BatchStateWarning
+
+    monkeypatch.setattr(provider_class("openai"), "batch_limits", (2, 10**9))  # 6 rows: three batches
+    sim.batches.settings = BatchSettings(seconds=0.5)
+    job = batch(frame(6), method="submit")
+    key_files = sorted((cache_dir / constants.BATCH_STATE_DIR / job.id).glob("*.keys"))
+    assert len(key_files) == 3
+    key_files[1].unlink()  # its two rows are covered by nothing the disk knows of, yet are in a running batch
+    with pytest.warns(BatchStateWarning):
+        out = batch(frame(6))
+    assert out["response"].tolist() == expected(6)
+    assert [c.requests for c in sim.batches.created] == [2, 2, 2], "no row was sent again"

@@ -132,10 +132,14 @@ class Batches:
             self._rebuild(damaged)
         await self._create([c for c in self.job.chunks if c.status == NEW])  # recorded, then the kernel died
         await self.refresh()
-        covered = set()
+        covered, lost = set(), False
         for chunk in self.job.active():
-            covered.update(self.states.keys(self.job, chunk))
+            keys = self.states.keys(self.job, chunk)
+            covered.update(keys or ())
+            lost = lost or keys is None
         missing = self._lookup(covered)
+        if lost:  # any row may be in the batch whose keys are lost: sending it again could pay twice
+            missing = []  # what that batch does not answer fails this call, and the next run asks it again
         limit_requests, limit_bytes = self.adapter.provider.batch_limits
         gate = asyncio.Semaphore(constants.BATCH_SUBMIT_CONCURRENCY)
         creating = []
@@ -204,15 +208,18 @@ class Batches:
         for chunk in chunks:
             await gate.acquire()
             keys = self.states.keys(self.job, chunk)
-            if all(value is not None for value in self.store.get_many(keys)):  # answered already: no batch needed
-                chunk.status, chunk.done, chunk.succeeded = COLLECTED, len(keys), len(keys)
+            if keys is not None and all(value is not None for value in self.store.get_many(keys)):
+                chunk.status, chunk.done, chunk.succeeded = COLLECTED, len(keys), len(keys)  # no batch needed
                 self.states.save(self.job)
                 gate.release()
                 continue
             chunk.batch_id = await patiently(lambda chunk=chunk: self.adapter.find(chunk.uid, chunk.created))
-            if chunk.batch_id is not None:  # the provider got it before the id was saved
-                chunk.status = RUNNING
-                self.states.save(self.job)
+            if chunk.batch_id is not None or keys is None:
+                if chunk.batch_id is not None:  # the provider got it before the id was saved
+                    chunk.status = RUNNING
+                    self.states.save(self.job)
+                else:  # never created, and what it held is unknown: its rows are looked up and sent anew
+                    self._forget(chunk)
                 gate.release()
                 continue
             group = [self._index[k] for k in keys]
@@ -284,6 +291,8 @@ class Batches:
         found = await patiently(lambda: self.adapter.results(chunk.batch_id)) if status.error is None else {}
         why = status.error or _UNANSWERED.get(status.state, "the batch ended without an answer to this request")
         keys = self.states.keys(self.job, chunk)
+        if keys is None:  # the key file is gone: the answers still name their rows (custom id = key)
+            keys = list(found)
         responses, items = settle(keys, found, why, self.work.check, self.model, self.counters)
         rows = 0
         for key, response in zip(keys, responses):

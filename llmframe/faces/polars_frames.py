@@ -18,7 +18,7 @@ from ..collect.arrays import Column
 from ..collect.report import Report
 
 if TYPE_CHECKING:
-    from ..collect.columns import Output
+    from ..plan.output import Output
     from ..engine.outcome import Outcome
     from ..plan.build import Plan
 

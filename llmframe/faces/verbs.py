@@ -12,22 +12,27 @@ import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from . import planning
 from .. import constants
 from ..batch import BatchJob
 from ..collect import columns
 from ..collect.arrays import Column
 from ..collect.report import Report
 from ..cost import estimate as estimate_
+from ..cost.budget import Budget
 from ..cost.estimate import Estimate
+from ..cost.meter import CostMeter
 from ..engine import run as engine
 from ..engine.answers import Answers
 from ..engine.loop import run_async, run_sync
 from ..engine.outcome import Outcome
 from ..errors import ConfigError
-from ..options import OPTIONS, PASSED_ON, check_names, documented, keywords
-from ..plan import build as pipeline
+from ..options import OPTIONS, PASSED_ON, check_names, documented, keywords, template_only_positional
+from ..plan.build import Plan
+from ..plan.output import Output
 from ..plan.rows import Rows
 from ..plan.template import TemplateLike
+from ..providers.base import Provider
 
 if TYPE_CHECKING:
     from ..apps.sweep import SweepResult
@@ -38,9 +43,22 @@ _CALLS: OrderedDict[str, tuple] = OrderedDict()
 _REPORTS: OrderedDict[int, tuple[weakref.ref, Report]] = OrderedDict()
 
 
-def plan_of(rows: Rows, template: TemplateLike, given: dict) -> pipeline.Plan:
-    """The one call through which every face plans a run."""
-    return pipeline.plan(rows, template, **given)
+def plan_of(rows: Rows, template: TemplateLike, given: dict) -> Plan:
+    """The one call through which every face plans a run (model= resolved by faces/planning.py)."""
+    return planning.plan(rows, template, **given)
+
+
+def _placeholder_key(model: Any) -> str | None:
+    """The API key a plan that sends nothing checks with: none for a Provider instance, which carries its own."""
+    return None if isinstance(model, Provider) else constants.ESTIMATE_API_KEY
+
+
+def generate_within(frame: Any, template: TemplateLike, given: dict, budget: Budget) -> Any:
+    """frame.llm.generate(template, **given), its requests reserved from and settled into a max_cost budget
+    shared with other calls: `llmframe run`'s chunks draw on one budget, as a single call's rows do."""
+    verbs, call = frame.llm, (template, keywords(given))
+    plan = verbs._plan(*call)
+    return verbs._result(plan, run_sync(engine.start(plan, meter=CostMeter.for_plan(plan, budget))), call)
 
 
 def remember(report: Report, call: tuple) -> Report:
@@ -66,12 +84,13 @@ def kept_report(frame: Any) -> Report | None:
     return report if ref is not None and ref() is frame else None
 
 
-def empty_columns(rows: Rows, template: TemplateLike, given: dict) -> tuple[columns.Output, dict[str, Column]]:
+def empty_columns(rows: Rows, template: TemplateLike, given: dict) -> tuple[Output, dict[str, Column]]:
     """The output and the columns a run of no rows gives (names and Arrow types), for a lazy face's schema.
 
     Planning checks every argument, as a run would; nothing is executed or sent, so no API key is needed.
     """
-    given = {**given, "mode": constants.BATCH_MODES[0], "progress": False, "api_key": given.get("api_key") or "-"}
+    given = {**given, "mode": constants.BATCH_MODES[0], "progress": False,
+             "api_key": given.get("api_key") or _placeholder_key(given["model"])}
     plan = plan_of(rows, template, given)
     return plan.output, columns.new_columns(plan, Answers.of([]))
 
@@ -82,8 +101,9 @@ class Generate:
     def __init__(self, obj):
         self._obj = obj
 
+    @template_only_positional
     @documented
-    def generate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+    def generate(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                  errors: str = constants.ERROR_MODES[0], prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0],
                  strict: bool = True, structured: str = constants.STRUCTURED_MODES[0],
                  invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
@@ -117,8 +137,9 @@ class Generate:
 class RowVerbs(Generate):
     """generate, agenerate and estimate over a face's rows; the subclasses say what a row is and what comes back."""
 
+    @template_only_positional
     @documented
-    async def agenerate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+    async def agenerate(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                         errors: str = constants.ERROR_MODES[0], prefix: str = "",
                         output_mode: str = constants.OUTPUT_MODES[0], strict: bool = True,
                         structured: str = constants.STRUCTURED_MODES[0],
@@ -141,8 +162,9 @@ class RowVerbs(Generate):
         plan = self._plan(*call)
         return self._result(plan, await run_async(engine.start(plan)), call)
 
+    @template_only_positional
     @documented(mode='`"online"` or `"batch"`: the requests priced at the online or the batch rate')
-    def estimate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+    def estimate(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                  prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0], strict: bool = True,
                  structured: str = constants.STRUCTURED_MODES[0],
                  invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
@@ -165,9 +187,9 @@ class RowVerbs(Generate):
         given = keywords(locals())
         if mode not in estimate_.MODES:
             raise ConfigError(f"mode must be one of {estimate_.MODES}, got {mode!r}")
-        # Nothing is sent, so no key is needed; a placeholder lets the plan check everything else. mode= says
-        # which prices to use here: the plan is an online one, as it always was.
-        given.update(mode=constants.BATCH_MODES[0], api_key=api_key or "estimate-only", progress=False)
+        # Nothing is sent, so no key is needed; a placeholder lets the plan check everything else (a Provider
+        # instance carries its own). mode= says which prices to use here: the plan is an online one, as it always was.
+        given.update(mode=constants.BATCH_MODES[0], api_key=api_key or _placeholder_key(model), progress=False)
         return engine.estimate(self._plan(template, given), mode=mode)
 
     def _run(self, call: tuple) -> Any:
@@ -175,7 +197,7 @@ class RowVerbs(Generate):
         plan = self._plan(*call)
         return self._result(plan, run_sync(engine.start(plan)), call)
 
-    def _plan(self, template, given: dict) -> pipeline.Plan:
+    def _plan(self, template, given: dict) -> Plan:
         rows, extra = self._rows()
         return plan_of(rows, template, {**given, **extra})
 
@@ -183,7 +205,7 @@ class RowVerbs(Generate):
         """The rows the plan renders from, and plan()'s keywords that say how to read them."""
         raise NotImplementedError
 
-    def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple) -> Any:
+    def _result(self, plan: Plan, outcome: Outcome, call: tuple) -> Any:
         """The face's own result of a finished run."""
         raise NotImplementedError
 
@@ -191,8 +213,9 @@ class RowVerbs(Generate):
 class FrameVerbs(RowVerbs):
     """A frame's verbs: RowVerbs' and submit, retry_failed, sweep and the report of the run that made it."""
 
+    @template_only_positional
     @documented(mode='always `"batch"`')
-    def submit(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+    def submit(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                errors: str = constants.ERROR_MODES[0], prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0],
                strict: bool = True, structured: str = constants.STRUCTURED_MODES[0],
                invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
@@ -237,12 +260,13 @@ class FrameVerbs(RowVerbs):
         template, given = call
         if given["cache"] == "refresh":
             given = {**given, "cache": True}  # the refreshed answers are in the cache now
-        made = columns.Output.resolve(given["output"], prefix=given["prefix"], mode=given["output_mode"],
-                                      errors=given["errors"], frame_columns=(), usage=given["usage"]).names
+        made = Output.resolve(given["output"], prefix=given["prefix"], mode=given["output_mode"],
+                              errors=given["errors"], frame_columns=(), usage=given["usage"]).names
         return self._without(made).llm.generate(template, **given)
 
     # Not generate's keywords: params= and max_cost= mean a grid and the whole sweep's cap here, output= is a
     # text column, and usage= and errors= are the sweep's own; the rest are generate's, checked by name.
+    @template_only_positional
     @documented(names=[o.name for o in OPTIONS if o.name in PASSED_ON - {"params", "max_cost", "usage"}])
     def sweep(self, template: TemplateLike | list | dict, *, models: str | list[str], params: dict | None = None,
               repeats: int = 1, output: str = constants.DEFAULT_OUTPUT, score: Any = None,
