@@ -20,7 +20,7 @@ from ..plan.request import Request
 
 if TYPE_CHECKING:
     from ..plan.build import Plan
-    from ..stores.diskcache import Store
+    from ..stores.base import BaseStore as Store
 
 MODES = ("online", "batch")
 APPROXIMATION = f"approximate: characters / {constants.CHARS_PER_TOKEN}"

@@ -14,7 +14,7 @@ from .prices import Pricer
 
 if TYPE_CHECKING:
     from ..plan.build import Plan
-    from ..stores.diskcache import Store
+    from ..stores.base import BaseStore as Store
 
 
 class CostMeter:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import constants, options
+from ..cacheurl import CacheURL
 from ..collect.columns import Output
 from ..config import settings
 from ..cost.budget import check_max_cost
@@ -104,7 +105,7 @@ class Plan:
     row_to_key: np.ndarray  # row position -> position in keys, -1 for skipped rows
     first_row: np.ndarray  # key position -> the first row with that key, which its request is built from
     weights: np.ndarray  # rows served by each key
-    cache: bool | str  # True, False or "refresh"
+    cache: bool | str | CacheURL  # True, False, "refresh", or the shared store's URL (stores.manage opens it)
     cache_dir: str | None
     cache_size_limit: int
     policy: Policy
@@ -117,8 +118,8 @@ class Plan:
 
     @property
     def lookup(self) -> bool:
-        """True when cached answers are read (cache=True); "refresh" only writes."""
-        return self.cache is True
+        """True when cached answers are read (cache=True or a URL); "refresh" only writes."""
+        return _reads(self.cache)
 
     def work(self) -> Work:
         """The plan's distinct requests, built on demand a chunk at a time."""
@@ -132,6 +133,11 @@ class Plan:
 
         check = self.output.schema.checker(self.output.mode) if self.output.schema is not None else None
         return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests)
+
+
+def _reads(cache: bool | str | CacheURL) -> bool:
+    """True for a cache= that reads answers: True or a shared store's URL."""
+    return cache is True or isinstance(cache, CacheURL)
 
 
 def _batch_options(mode: str, provider: type[Provider] | Provider, requests: int, cache: bool | str,
@@ -152,11 +158,11 @@ def _batch_options(mode: str, provider: type[Provider] | Provider, requests: int
         return None
     supported = provider.batch_adapter is not None
     if mode == "auto":
-        if not supported or cache is not True or requests < constants.BATCH_AUTO_MIN_REQUESTS:
+        if not supported or not _reads(cache) or requests < constants.BATCH_AUTO_MIN_REQUESTS:
             return None
     elif not supported:
         raise ConfigError(f"the {provider.name} provider has no batch API: use mode='online'")
-    if cache is not True:
+    if not _reads(cache):
         raise ConfigError(f"mode='batch' keeps its answers and job state in the cache, so it needs cache=True "
                           f"(got cache={cache!r}); to ask again, clear the model's answers with "
                           "llmframe.clear_cache(model=...) first")
@@ -235,7 +241,7 @@ def plan(
     head = key_prefix(provider_name, model_name, gen, _schema_key(out, kind, strict, structured), endpoint)
     digests, valid = _digests(head, prompts, max_prompt_tokens)
     codes, first_row = distinct(digests, valid)
-    batch = _batch_options(mode, kind, len(first_row), cache, poll_interval, retry_online)
+    batch = _batch_options(mode, kind, len(first_row), checked["cache"], poll_interval, retry_online)
     # Prices are loaded only where a cost is asked for: the price database costs ~17 MB to hold.
     priced = usage or prices is not None or max_cost is not None
     pricer = Pricer.for_run(model, prices, warn=usage, batch=batch is not None) if priced else None
@@ -252,7 +258,7 @@ def plan(
         row_to_key=codes,
         first_row=first_row,
         weights=np.bincount(codes[codes >= 0], minlength=len(first_row)),
-        cache=cache,
+        cache=checked["cache"],
         cache_dir=cache_dir or defaults.cache_dir,
         cache_size_limit=defaults.cache_size_limit,
         policy=Policy(concurrency, attempts, max_wait, breaker, rpm, tpm, max_tokens, retries),
