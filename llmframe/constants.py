@@ -85,6 +85,7 @@ PG_POOL_SIZE = 4  # connections per process: the feeder's lookups, the writer th
 PG_CONNECT_TIMEOUT_SECONDS = 10  # a server that does not answer is an error, not a hang
 PG_POOL_TIMEOUT_SECONDS = 10.0  # how long a lookup or write waits for a connection from the pool
 PG_RETRY_SECONDS = 5.0  # after a lost connection, calls fail at once for this long instead of each waiting
+PG_PROBE_TIMEOUT_SECONDS = 1.0  # then one call waits this long for a connection, to see whether it is back
 PG_COPY_ROWS = 2000  # rows per round trip when `llmframe cache copy` streams a store
 # The providers' own endpoints, normalised (each provider class declares its own). Answers from any other
 # server (a simulator, a proxy, a local server) are keyed by its endpoint too; these are left out of the key,

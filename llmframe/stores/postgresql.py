@@ -83,17 +83,19 @@ class PostgresStore(BaseStore):
 
     def _said(self, exc: BaseException) -> str:
         """A driver error in one line, without the password."""
-        text = " ".join(str(exc).split()) or type(exc).__name__
+        text = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
         return scrub(text, self._url.url)
 
     def _prepare(self, conn) -> None:
         """Make the tables where they are missing (if the role may), then check the format and the role's rights."""
         import psycopg
 
-        missing = conn.execute("SELECT to_regclass(%s) IS NULL OR to_regclass(%s) IS NULL", (_T, _META)).fetchone()[0]
-        if missing:
+        missing = "SELECT to_regclass(%s) IS NULL OR to_regclass(%s) IS NULL"
+        if conn.execute(missing, (_T, _META)).fetchone()[0]:
             try:
                 with conn.transaction():
+                    # Processes starting at once on a new database: one creates, the others wait and see it made.
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_T,))
                     for statement in _CREATE:
                         conn.execute(statement)
             except psycopg.errors.InsufficientPrivilege:
@@ -121,9 +123,12 @@ class PostgresStore(BaseStore):
         """A pooled connection; a lost server is StoreUnavailable (at once, for a few seconds after a failure)."""
         if time.monotonic() < self._down_until:
             raise StoreUnavailable(f"the shared cache {self.location} is unreachable (it failed moments ago)")
+        # After an outage a call probes briefly: a run must not stall on a server that is still gone.
+        timeout = constants.PG_PROBE_TIMEOUT_SECONDS if self._down_until else None
         try:
-            with self._pool.connection() as conn:
+            with self._pool.connection(timeout=timeout) as conn:
                 yield conn
+            self._down_until = 0.0
         except self._errors as exc:
             import psycopg
 
