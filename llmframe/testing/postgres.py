@@ -29,7 +29,7 @@ def binaries() -> Path | None:
     """The directory of initdb and postgres (LLMFRAME_PG_BIN, PATH, or Debian's newest), or None."""
     configured = os.environ.get("LLMFRAME_PG_BIN")
     if configured:
-        return Path(configured)
+        return Path(configured) if (Path(configured) / "initdb").exists() else None
     found = shutil.which("initdb")
     if found:
         return Path(found).parent
