@@ -296,3 +296,21 @@ def test_the_server_going_away_mid_run_loses_nothing(gen, sim):
         # 100 requests of this run were sent before the stop, and a worker sends its next one only once its
         # answer is stored: all but the 4 in flight are there.
         assert len(after) >= 100 + 100 - 4 and all(Response.many_from_cache(list(after.values())))
+
+
+# --- native batch jobs: job state stays local, answers go to the shared store ------------------------
+
+
+def test_batch_answers_go_to_the_shared_store_and_job_state_stays_local(sim, pg_url, cache_dir):
+    from llmframe.testing.batches import BatchSettings
+
+    sim.batches.settings = BatchSettings(seconds=0.1)
+    kwargs = dict(model=MODEL, base_url=sim.base_url, api_key=sim.api_key, progress=False, poll_interval=0.02)
+    out = frame(12).llm.generate("{x}", mode="batch", cache=pg_url, **kwargs)
+    assert out["response"].tolist() == [digest_answer(f"row {i}") for i in range(12)] and sim.count == 0
+    values = [v for _k, v in store_at(pg_url).entries()]
+    assert len(values) == 12 and all(r.batch for r in Response.many_from_cache(values))
+    states = list((cache_dir / "batches").glob("*"))
+    assert states and not (cache_dir / "cache.db").exists(), "the job's state is local; no answer is"
+    online = frame(12).llm.generate("{x}", cache=pg_url, **kwargs)
+    assert online.attrs["llmframe"]["cached"] == 12 and sim.count == 0 and len(sim.batches.created) == 1
