@@ -36,7 +36,7 @@ from llmframe import constants  # noqa: E402
 from llmframe.cacheurl import CacheURL  # noqa: E402
 from llmframe.engine import writer as writer_module  # noqa: E402
 from llmframe.faces.frames import rows_of  # noqa: E402
-from llmframe.plan import build as pipeline  # noqa: E402
+from llmframe.faces.planning import plan as make_plan  # noqa: E402
 from llmframe.plan.request import Response  # noqa: E402
 from llmframe.stores.manage import open_cache  # noqa: E402
 from llmframe.testing import SimulatorProcess  # noqa: E402
@@ -52,7 +52,7 @@ def frame(rows: int, tag: str = "r") -> pd.DataFrame:
 
 def seed(store, df: pd.DataFrame, base_url: str) -> None:
     """Store an answer for every row of df under the keys a run would look up."""
-    plan = pipeline.plan(rows_of(df), TEMPLATE, model=MODEL, base_url=base_url, api_key="sim", cache=False)
+    plan = make_plan(rows_of(df), TEMPLATE, model=MODEL, base_url=base_url, api_key="sim", cache=False)
     keys = plan.keys[:]
     values = Response.many_to_cache([Response("positive", 20, 1, "stop")] * len(keys), MODEL, time.time())
     for start in range(0, len(keys), 5000):

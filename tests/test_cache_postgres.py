@@ -247,10 +247,10 @@ def test_a_bad_cache_value_is_a_config_error_without_the_url():
 
 def test_the_password_never_shows(gen, sim, pg_cluster, pg_url, caplog):
     from llmframe.faces.frames import rows_of
-    from llmframe.plan import build
+    from llmframe.faces.planning import plan as make_plan
 
     secret = pg_cluster.password
-    plan = build.plan(rows_of(frame(2)), "{x}", model=MODEL, base_url=sim.base_url, cache=pg_url)
+    plan = make_plan(rows_of(frame(2)), "{x}", model=MODEL, base_url=sim.base_url, cache=pg_url)
     assert secret not in repr(plan) and secret not in str(plan.cache) and "***" in repr(plan.cache)
     assert secret not in repr(store_at(pg_url))
     caplog.set_level(logging.DEBUG)
