@@ -163,6 +163,23 @@ def test_global_rpm_holds_at_the_simulator(cluster, tmp_path):
     assert 0.6 * rpm <= rate <= 1.15 * rpm, rate
 
 
+def _kill_one_actor_after(sim, requests: float, killed: list[int]) -> threading.Thread:
+    """A thread that SIGKILLs one actor of the pool once sim has seen `requests` requests (its pid into killed)."""
+
+    def kill_one_actor_mid_run() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and sim.count < requests:
+            time.sleep(0.05)
+        pids = _actor_pids()
+        if pids:
+            os.kill(pids[0], signal.SIGKILL)  # as the OOM killer or a lost node would
+            killed.append(pids[0])
+
+    killer = threading.Thread(target=kill_one_actor_mid_run, daemon=True)
+    killer.start()
+    return killer
+
+
 def _actor_pids() -> list[int]:
     """Processes of the pool's actors, found by the title Ray gives them."""
     pids = []
@@ -188,17 +205,7 @@ def test_an_actor_killed_mid_run_loses_no_finished_rows(cluster, tmp_path):
     with SimulatorProcess(latency=0.05, max_seconds=300) as slow:
         kwargs = call(slow, max_concurrency=16, cache_dir=cache_dir)
 
-        def kill_one_actor_mid_run() -> None:
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline and slow.count < rows * 0.3:
-                time.sleep(0.05)
-            pids = _actor_pids()
-            if pids:
-                os.kill(pids[0], signal.SIGKILL)  # as the OOM killer or a lost node would
-                killed.append(pids[0])
-
-        killer = threading.Thread(target=kill_one_actor_mid_run, daemon=True)
-        killer.start()
+        killer = _kill_one_actor_after(slow, rows * 0.3, killed)
         ds = lray.generate(read(source), "{text}", concurrency=ACTORS, batch_size=batch,
                            **kwargs)
         out = ds.to_pandas()
@@ -233,17 +240,7 @@ def test_every_actor_uses_the_shared_store_and_a_killed_one_resumes_from_it(clus
     with SimulatorProcess(latency=0.05, max_seconds=300) as slow:
         kwargs = call(slow, max_concurrency=16)
 
-        def kill_one_actor_mid_run() -> None:
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline and slow.count < rows * 0.3:
-                time.sleep(0.05)
-            pids = _actor_pids()
-            if pids:
-                os.kill(pids[0], signal.SIGKILL)
-                killed.append(pids[0])
-
-        killer = threading.Thread(target=kill_one_actor_mid_run, daemon=True)
-        killer.start()
+        killer = _kill_one_actor_after(slow, rows * 0.3, killed)
         out = lray.generate(read(source), "{text}", concurrency=ACTORS, batch_size=batch, **kwargs).to_pandas()
         killer.join(10)
         first = slow.count
