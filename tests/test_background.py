@@ -1,0 +1,256 @@
+"""Background runs: df.llm.submit(..., mode="online") returns at once; status, partial results, cancel, jobs()."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import llmframe
+from llmframe import constants
+from llmframe.engine.background import OnlineJob
+from llmframe.errors import TemplateError
+from llmframe.stores.diskcache import Store
+from llmframe.testing import digest_answer
+
+from .conftest import MODEL, answers_read, ctrl_c_when
+
+COUNTS = ("done", "cached", "failed", "tokens")
+
+
+def frame(n: int, tag: str = "row") -> pd.DataFrame:
+    # A shuffled, non-default index: alignment is by label, never by position.
+    labels = np.random.default_rng(7).permutation(n) * 3 + 11
+    return pd.DataFrame({"q": [f"{tag} {i}" for i in range(n)]}, index=pd.Index(labels, name="id"))
+
+
+@pytest.fixture
+def submit(sim):
+    """Call df.llm.submit(mode="online") against the simulator, without a progress bar."""
+    started: list[OnlineJob] = []
+
+    def call(df, template="{q}", **kwargs):
+        kwargs.setdefault("model", MODEL)
+        kwargs.setdefault("base_url", sim.base_url)
+        kwargs.setdefault("api_key", sim.api_key)
+        kwargs.setdefault("progress", False)
+        kwargs.setdefault("mode", "online")
+        job = df.llm.submit(template, **kwargs)
+        started.append(job)
+        return job
+
+    yield call
+    for job in started:  # a failed test leaves no run going into the next one
+        job.cancel()
+
+
+def wait_until(condition, deadline_s: float = 60.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        time.sleep(0.01)
+
+
+def test_a_background_run_leaves_the_main_thread_free_and_its_counts_only_grow(submit, sim):
+    rows = 3000
+    sim.latency = 0.01  # 16 at a time: a couple of seconds at least, longer on a busy machine
+    df = frame(rows)
+    job = submit(df, max_concurrency=16)
+    assert isinstance(job, OnlineJob) and job.running
+    # The main thread keeps working while the job runs: it does its own work and looks at the job.
+    statuses, work, longest_gap, last = [], 0, 0.0, time.monotonic()
+    deadline = time.monotonic() + 120
+    while job.running and time.monotonic() < deadline:
+        work += sum(range(2000))  # the main thread's own work
+        statuses.append(job.status())
+        now = time.monotonic()
+        longest_gap, last = max(longest_gap, now - last), now
+    assert not job.running, "the job ends by itself"
+    looked = [s for s in statuses if s["state"] == "running"]
+    middle = [s for s in looked if 0 < s["done"] < rows]
+    assert len(middle) >= 10, f"the main thread saw the job under way only {len(middle)} times"
+    assert len({s["done"] for s in middle}) >= 3, "the job moved on while the main thread worked"
+    # A blocked main thread would show one gap as long as the run; a few seconds allow for a loaded machine.
+    assert longest_gap < 5.0, f"the main thread stalled for {longest_gap:.2f} s"
+    for name in COUNTS:
+        values = [s[name] for s in statuses]
+        assert values == sorted(values), f"{name} went down"
+    final = job.status()
+    assert final["state"] == "done" and final["done"] == rows and final["pending"] == 0
+    assert final["seconds_left"] == 0.0 and final["tokens"] > 0 and final["rows_per_second"] > 0
+    assert any(s["seconds_left"] for s in middle), "time left is estimated while it runs"
+    out = job.result()
+    assert out.index.equals(df.index)
+    assert out["response"].tolist() == [digest_answer(q) for q in df["q"]]
+    assert out["response_error"].isna().all() and out.attrs["llmframe"]["requests_sent"] == rows
+
+
+def test_partial_results_are_aligned_and_mark_the_rest_pending(submit, sim, gen):
+    rows = 400
+    sim.latency = 0.05
+    df = frame(rows)
+    df.loc[df.index[::7], "q"] = "the same question"  # duplicates fan out to their rows, partial or not
+    job = submit(df, max_concurrency=4, usage=True)
+    wait_until(lambda: job.status()["done"] >= 20)
+    part = job.result(partial=True)
+    assert job.running, "a partial result does not wait"
+    assert part.index.equals(df.index) and part["q"].equals(df["q"])
+    answered = part["response"].notna()
+    assert 20 <= answered.sum() < rows
+    assert (part.loc[answered, "response"] == part.loc[answered, "q"].map(digest_answer)).all()
+    assert part.loc[answered, "response_error"].isna().all()
+    assert (part.loc[~answered, "response_error"] == constants.JOB_PENDING).all()
+    report = part.attrs["llmframe"]
+    assert report["pending"] == (~answered).sum() and report["failed"] == 0
+    # Tokens are the distinct requests' (a duplicate is asked once): only the answered ones count so far.
+    assert report["input_tokens"] == part[answered].drop_duplicates("q")["response_input_tokens"].sum() > 0
+    final = job.result()
+    assert "pending" not in final.attrs["llmframe"]
+    sim.latency = 0.0
+    assert final.drop(columns="response_latency_s").equals(gen(df, "{q}", usage=True).drop(
+        columns="response_latency_s").assign(response_cached=final["response_cached"]))
+
+
+def test_cancel_stops_within_the_interrupt_bound_and_every_finished_answer_is_cached(submit, sim, gen, cache_dir):
+    rows = 2000
+    sim.latency = 0.2
+    df = frame(rows)
+    job = submit(df, max_concurrency=8)
+    wait_until(lambda: sim.count >= 40)
+    sim.latency = 120.0  # from now on a request takes minutes: waiting for those in flight cannot be in time
+    began = time.monotonic()
+    job.cancel()
+    took = time.monotonic() - began
+    assert not job.running and job.state == "cancelled"
+    assert took < constants.CANCEL_GRACE_SECONDS + 1.0, f"cancel took {took:.2f} s"
+    served = sim.count
+    out = job.result()  # what finished, the rest marked: no waiting, no error
+    answered = out["response"].notna()
+    assert 0 < answered.sum() < rows
+    assert (out.loc[~answered, "response_error"] == constants.JOB_CANCELLED).all()
+    assert len(Store(str(cache_dir))) == answered.sum(), "every finished answer is in the cache"
+    read = answers_read(sim)
+    assert len(read) >= 40 - 8
+    assert set(out.loc[answered, "q"]) >= read, "an answer the client had read was not kept"
+    sim.latency = 0.0
+    again = gen(df, "{q}")  # a re-run (as after a kernel restart) resumes from the cache
+    assert again.attrs["llmframe"]["cached"] == answered.sum()
+    assert sim.count - served == rows - answered.sum()
+    assert again["response"].tolist() == [digest_answer(q) for q in df["q"]]
+
+
+def test_resubmitting_after_a_lost_job_resumes_from_the_cache(submit, sim):
+    df = frame(300)
+    sim.latency = 0.05
+    first = submit(df, max_concurrency=4)
+    wait_until(lambda: first.status()["done"] >= 30)
+    first.cancel()  # what a kernel restart does to the job; its answers are on disk
+    kept = first.status()["done"]
+    sim.latency = 0.0
+    second = submit(df, max_concurrency=4)
+    out = second.result()
+    assert out.attrs["llmframe"]["cached"] == kept and out.attrs["llmframe"]["requests_sent"] == 300 - kept
+    assert second.status()["cached"] == kept
+
+
+def test_ctrl_c_stops_waiting_not_the_job(submit, sim):
+    sim.latency = 0.05
+    job = submit(frame(200), max_concurrency=4)
+    ctrl_c_when(lambda: job.status()["done"] >= 10)
+    with pytest.raises(KeyboardInterrupt):
+        job.wait()
+    assert job.running, "the job goes on after the wait is interrupted"
+    done_then = job.status()["done"]
+    sim.latency = 0.0
+    assert job.wait(timeout=120).status()["state"] == "done"
+    assert job.status()["done"] == 200 > done_then
+
+
+def test_two_background_runs_share_one_rate_limit(submit, sim):
+    rpm, each = 2400, 80  # 40 a second and a burst of 40 (RATE_BURST_SECONDS), shared by both runs
+    a = submit(frame(each, "a"), rpm=rpm, max_concurrency=8)
+    b = submit(frame(each, "b"), rpm=rpm, max_concurrency=8)
+    for job in (a, b):
+        assert job.wait(timeout=120).status()["state"] == "done"
+    times = sorted(entry.time for entry in sim.requests)
+    assert len(times) == 2 * each
+    span = times[-1] - times[0]
+    burst = rpm / 60 * constants.RATE_BURST_SECONDS
+    # One bucket for both: at most the burst plus the rate over the span (each run alone could send twice that).
+    assert len(times) <= burst + rpm / 60 * span + 2, f"{len(times)} requests in {span:.2f} s"
+    first_b = min(e.time for e in sim.requests if e.body["messages"][-1]["content"].startswith("b "))
+    last_a = max(e.time for e in sim.requests if e.body["messages"][-1]["content"].startswith("a "))
+    assert first_b < last_a, "the two runs ran at the same time"
+
+
+def test_jobs_lists_running_and_finished_jobs(submit, sim):
+    sim.latency = 0.05
+    finished = submit(frame(5, "f"))
+    finished.wait(timeout=60)
+    running = submit(frame(500, "r"), max_concurrency=2)
+    listed = llmframe.jobs()
+    assert listed.index(finished) < listed.index(running)
+    assert not finished.running and running.running
+    assert "state='running'" in repr(running) and "state='done'" in repr(finished)
+    running.cancel()
+    assert running in llmframe.jobs() and running.status()["state"] == "cancelled"
+
+
+def test_bad_input_raises_before_anything_is_sent(submit, sim):
+    with pytest.raises(TemplateError, match="nope"):
+        submit(frame(5), "{nope}")
+    assert sim.count == 0
+
+
+def test_the_job_runs_on_the_rows_as_they_were_submitted(submit, sim):
+    sim.latency = 0.05
+    df = frame(100)
+    job = submit(df, max_concurrency=2)
+    df["q"] = "changed"  # the notebook goes on editing its frame
+    df.loc[df.index[-1], "q"] = "changed again"
+    out = job.result()
+    assert out["q"].tolist() == [f"row {i}" for i in range(100)]
+    assert out["response"].tolist() == [digest_answer(f"row {i}") for i in range(100)]
+
+
+def test_a_job_the_breaker_stops_raises_its_error_and_keeps_its_partial_result(submit, sim):
+    from llmframe.errors import RunAborted
+    from llmframe.testing import SimulatedError
+
+    def answer(body):
+        text = body["messages"][-1]["content"]
+        if int(text.split()[1]) >= 5:
+            raise SimulatedError(400, "refused")
+        return digest_answer(text)
+
+    sim.answer = answer
+    df = pd.DataFrame({"q": [f"row {i}" for i in range(100)]})
+    job = submit(df, max_concurrency=1, max_failures_in_a_row=3)
+    with pytest.raises(RunAborted):
+        job.result()
+    assert job.status()["state"] == "failed" and "RunAborted" in job.status()["error"]
+    with pytest.warns(RuntimeWarning, match="95 of 100 rows failed"):  # the run ended: nothing is pending
+        part = job.result(partial=True)
+    assert (part["response_error"].iloc[8:] == constants.NOT_ANSWERED).all()
+    assert part["response"].head(5).tolist() == [digest_answer(f"row {i}") for i in range(5)]
+    assert part["response"].iloc[5:].isna().all()
+
+
+def test_a_local_model_runs_in_the_background(llm_tiny_model, cache_dir):
+    pytest.importorskip("torch", reason="needs the transformers extra")
+    model = f"transformers:{llm_tiny_model}"
+    df = pd.DataFrame({"q": [f"review {i}: " + "good fox " * (i % 3) for i in range(12)]},
+                      index=pd.RangeIndex(50, 62))
+    llmframe.unload()
+    try:
+        job = df.llm.submit("{q}", model=model, mode="online", max_tokens=8, progress=False)
+        out = job.result()
+        assert job.status()["state"] == "done" and out.index.equals(df.index)
+        assert out["response"].notna().all()  # max_tokens=8 cuts them short: noted in the error column
+        again = df.llm.generate("{q}", model=model, max_tokens=8, progress=False)
+        assert again.attrs["llmframe"]["cached"] == 12
+        assert again[["response", "response_error"]].equals(out[["response", "response_error"]])
+    finally:
+        llmframe.unload()
