@@ -254,3 +254,83 @@ def test_a_local_model_runs_in_the_background(llm_tiny_model, cache_dir):
         assert again[["response", "response_error"]].equals(out[["response", "response_error"]])
     finally:
         llmframe.unload()
+
+
+NOTEBOOK_CELLS = [
+    """
+from llmframe.testing import notebook_setup
+import time, pandas as pd, llmframe
+backend = notebook_setup(simulate=True)
+backend.simulator.latency = 0.02
+""",
+    """
+job = pd.DataFrame({"q": [f"question {i}" for i in range(300)]}).llm.submit(
+    "{q}", model="openai:gpt-4o-mini", mode="online", max_concurrency=2)
+print("submitted", job.running)
+""",
+    """
+n, seen, deadline = 0, set(), time.monotonic() + 120
+while job.running and time.monotonic() < deadline:  # another cell's work, while the job runs
+    n += sum(range(1000)) > 0
+    seen.add(job.status()["done"])
+    time.sleep(0.005)
+print("other work", n, len(seen), job.status()["state"])
+""",
+    """
+out = job.result()
+print("rows", out["response"].notna().sum(), [j.state for j in llmframe.jobs()])
+""",
+]
+
+
+@pytest.mark.slow
+def test_in_a_notebook_the_jobs_widget_lives_in_its_cell_and_updates_while_other_cells_run(tmp_path):
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionComplete
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    class Frontend(NotebookClient):
+        """nbclient, applying widget updates whatever cell they come from, as JupyterLab does (by comm id)."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.updates: list[tuple[int, str, dict]] = []  # (cell running when it came, model id, new state)
+
+        def handle_comm_msg(self, outs, msg, cell_index):
+            data = msg["content"].get("data", {})
+            if data.get("method") == "update":
+                self.updates.append((cell_index, msg["content"]["comm_id"], data.get("state", {})))
+            return super().handle_comm_msg(outs, msg, cell_index)
+
+        async def _async_poll_output_msg(self, parent_msg_id, cell, cell_index):
+            while True:
+                msg = await self.kc.iopub_channel.get_msg(timeout=None)
+                if msg["parent_header"].get("msg_id") == parent_msg_id:
+                    try:
+                        self.process_message(msg, cell, cell_index)
+                    except CellExecutionComplete:
+                        return
+                elif msg["msg_type"] == "comm_msg":  # a background thread's update, sent as the earlier cell's
+                    self.handle_comm_msg([], msg, cell_index)
+
+    nb = new_notebook(cells=[new_code_cell(src) for src in NOTEBOOK_CELLS])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    client = Frontend(nb, timeout=180, kernel_name="python3", store_widget_state=True,
+                      resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    text = lambda i: "".join(o.get("text", "") for o in nb.cells[i].outputs if o.output_type == "stream")  # noqa: E731
+    assert "submitted True" in text(1)
+    other = text(2).split()
+    assert other[:1] == ["other"] and int(other[2]) > 50 and int(other[3]) >= 3 and other[4] == "done", text(2)
+    assert "rows 300" in text(3) and "'done'" in text(3)
+    views = [o for o in nb.cells[1].outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(views) == 1, "the job's bar is in the cell that submitted it"
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
+                   for cell in nb.cells[2:] for o in cell.outputs)
+    box = client.widget_state[views[0]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]]
+    bar_id = box["children"][1].removeprefix("IPY_MODEL_")
+    during_other_cell = [u["value"] for i, comm, u in client.updates if comm == bar_id and i == 2 and "value" in u]
+    assert len(during_other_cell) >= 2 and any(0 < v < 300 for v in during_other_cell), during_other_cell
+    assert during_other_cell == sorted(during_other_cell)
+    bar = client.widget_state[bar_id]
+    assert bar["value"] == 300 and bar["bar_style"] == "success"
