@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import time
 
 import numpy as np
@@ -334,3 +338,77 @@ def test_in_a_notebook_the_jobs_widget_lives_in_its_cell_and_updates_while_other
     assert during_other_cell == sorted(during_other_cell)
     bar = client.widget_state[bar_id]
     assert bar["value"] == 300 and bar["bar_style"] == "success"
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import pandas as pd
+    import llmframe
+
+    rows, base_url, then = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    df = pd.DataFrame({"q": [f"row {i}" for i in range(rows)]})
+    job = df.llm.submit("{q}", model="openai:sim-model", base_url=base_url, api_key="sim-key", mode="online",
+                        max_concurrency=8, progress=False)
+    print("SUBMITTED", flush=True)
+    deadline = time.monotonic() + 120
+    while job.status()["done"] < 100 and time.monotonic() < deadline:  # the notebook's other work
+        time.sleep(0.01)
+    if then == "work":
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+    print("EXITING", flush=True)  # the script ends with its job still running
+    """
+)
+
+
+def start_child(rows: int, sim, then: str, cache_dir) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(rows), sim.base_url, then],
+                            env={**os.environ, "LLMFRAME_CACHE_DIR": str(cache_dir)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def resubmitted(rows: int, submit) -> dict:
+    out = submit(pd.DataFrame({"q": [f"row {i}" for i in range(rows)]}), model="openai:sim-model").result()
+    assert out["response"].tolist() == [digest_answer(f"row {i}") for i in range(rows)]
+    return out.attrs["llmframe"]
+
+
+@pytest.mark.slow
+def test_a_kernel_restart_loses_the_job_not_its_answers(submit, sim, cache_dir):
+    rows = 3000
+    sim.latency = 0.05
+    child = start_child(rows, sim, "work", cache_dir)
+    try:
+        wait_until(lambda: sim.count > 0 and time.monotonic() - sim.requests[0].time > 4 or child.poll() is not None)
+        assert child.poll() is None, child.communicate()
+        child.kill()  # what a kernel restart does: no clean-up at all
+        killed = time.monotonic()
+        child.communicate(timeout=60)
+    finally:
+        child.kill()
+    served, saved = sim.count, len(Store(str(cache_dir)))
+    assert 0 < saved <= served < rows
+    long_read = answers_read(sim, by=killed - 3)  # answers read seconds before the kill reached the disk
+    assert len(long_read) >= 8
+    sim.latency = 0.0
+    report = resubmitted(rows, submit)  # re-running the same submit resumes from the cache
+    assert report["cached"] == saved and report["requests_sent"] == rows - saved
+    assert not long_read & {e.body["messages"][-1]["content"] for e in sim.requests[served:]}
+
+
+@pytest.mark.slow
+def test_a_script_that_ends_with_a_job_running_cancels_it_and_keeps_every_answer(submit, sim, cache_dir):
+    rows = 3000
+    sim.latency = 0.05
+    child = start_child(rows, sim, "exit", cache_dir)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0 and "EXITING" in out, err
+    assert "was still running at exit: cancelled" in err, err
+    served, saved = sim.count, len(Store(str(cache_dir)))
+    assert 100 <= saved < rows
+    read = answers_read(sim)  # every answer the child read, to the last one: the cancel wrote them all
+    sim.latency = 0.0
+    report = resubmitted(rows, submit)
+    assert report["cached"] == saved and report["requests_sent"] == rows - saved
+    assert not read & {e.body["messages"][-1]["content"] for e in sim.requests[served:]}

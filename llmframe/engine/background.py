@@ -13,6 +13,8 @@ the process. Answers go to the cache as they arrive: a kernel restart loses the 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import sys
 import threading
 import time
 import uuid
@@ -51,6 +53,20 @@ def register(job: Job) -> None:
         finished = [key for key, known in _JOBS.items() if not known.running]
         for key in finished[: max(0, len(finished) - constants.REMEMBERED_JOBS)]:
             del _JOBS[key]
+
+
+@atexit.register
+def _cancel_running() -> None:
+    """A script that ends with jobs running: cancel them, so that every answer they finished reaches the cache.
+
+    The engine's threads are daemons: without this, answers not yet written would die with them.
+    """
+    for job in jobs():
+        if isinstance(job, OnlineJob) and job.running:
+            print(f"llmframe: job {job.id} was still running at exit: cancelled ({job.status()['done']:,} of "
+                  f"{job.status()['rows']:,} rows done, their answers cached; re-run the call for the rest)",
+                  file=sys.stderr)
+            job.cancel()
 
 
 def jobs() -> list[Job]:
