@@ -412,3 +412,17 @@ def test_a_script_that_ends_with_a_job_running_cancels_it_and_keeps_every_answer
     report = resubmitted(rows, submit)
     assert report["cached"] == saved and report["requests_sent"] == rows - saved
     assert not read & {e.body["messages"][-1]["content"] for e in sim.requests[served:]}
+
+
+def test_in_a_terminal_no_bar_draws_over_the_prompt_until_wait(submit, sim, capsys, monkeypatch):
+    from llmframe.engine import background
+
+    monkeypatch.setattr(background, "should_show", lambda progress: True)  # stderr as a terminal (pytest's is not)
+    sim.latency = 0.02
+    job = submit(frame(100), progress=None, max_concurrency=2)
+    wait_until(lambda: job.status()["done"] >= 10)
+    assert capsys.readouterr().err == "", "a background run draws nothing by itself"
+    job.wait()
+    drawn = capsys.readouterr().err.split("\r")
+    assert "(complete): 100%" in drawn[-1] and "100/100" in drawn[-1], drawn[-1]
+    assert any("/100" in part and "100/100" not in part for part in drawn), "wait()'s bar moved while it waited"
