@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -289,33 +290,27 @@ print("rows", out["response"].notna().sum(), [j.state for j in llmframe.jobs()])
 
 @pytest.mark.slow
 def test_in_a_notebook_the_jobs_widget_lives_in_its_cell_and_updates_while_other_cells_run(tmp_path):
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionComplete
+    import importlib.util
+
     from nbformat.v4 import new_code_cell, new_notebook
 
-    class Frontend(NotebookClient):
-        """nbclient, applying widget updates whatever cell they come from, as JupyterLab does (by comm id)."""
+    # notebooks/execute.py's client: it applies a widget's updates whichever cell sends them, as JupyterLab does.
+    spec = importlib.util.spec_from_file_location("execute", Path(__file__).parents[1] / "notebooks" / "execute.py")
+    execute = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(execute)
+
+    class Frontend(execute.Client):
+        """Also records each update: the cell running when it came, the widget model, the new state."""
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.updates: list[tuple[int, str, dict]] = []  # (cell running when it came, model id, new state)
+            self.updates: list[tuple[int, str, dict]] = []
 
         def handle_comm_msg(self, outs, msg, cell_index):
             data = msg["content"].get("data", {})
             if data.get("method") == "update":
                 self.updates.append((cell_index, msg["content"]["comm_id"], data.get("state", {})))
             return super().handle_comm_msg(outs, msg, cell_index)
-
-        async def _async_poll_output_msg(self, parent_msg_id, cell, cell_index):
-            while True:
-                msg = await self.kc.iopub_channel.get_msg(timeout=None)
-                if msg["parent_header"].get("msg_id") == parent_msg_id:
-                    try:
-                        self.process_message(msg, cell, cell_index)
-                    except CellExecutionComplete:
-                        return
-                elif msg["msg_type"] == "comm_msg":  # a background thread's update, sent as the earlier cell's
-                    self.handle_comm_msg([], msg, cell_index)
 
     nb = new_notebook(cells=[new_code_cell(src) for src in NOTEBOOK_CELLS])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
