@@ -75,6 +75,10 @@ CACHE_SQLITE_MMAP_BYTES = 0  # no memory map (diskcache: 64 MB): a truncated fil
 CACHE_SQLITE_PAGES = 2**11  # SQLite's page cache per connection: 8 MB of 4 KB pages (diskcache: 32 MB)
 CACHE_BACKLOG_ROWS = 4096  # answers waiting for the disk beyond which no new request is sent
 CACHE_BACKLOG_WAIT_SECONDS = 0.01  # how often a held-back feeder looks again
+# A write this quick proves the disk fast: answers are then written on the loop itself, which saves a thread
+# hand-off per answer (~2 ms on a busy machine); a slower one sends the writes back to the writer thread.
+CACHE_INLINE_WRITE_SECONDS = 0.001
+CACHE_INLINE_AFTER_WRITES = 3  # quick writes in a row on the thread before the loop takes over
 CACHE_KEY_VERSION = 1  # bump when the key's canonical form changes
 # The providers' own endpoints, normalised (each provider class declares its own). Answers from any other
 # server (a simulator, a proxy, a local server) are keyed by its endpoint too; these are left out of the key,
