@@ -23,6 +23,7 @@ from llmframe.testing import digest_answer
 from .conftest import MODEL, answers_read, ctrl_c_when
 
 COUNTS = ("done", "cached", "failed", "tokens")
+PRICES = {MODEL: {"input_mtok": 1.0, "output_mtok": 2.0}}
 
 
 def frame(n: int, tag: str = "row") -> pd.DataFrame:
@@ -68,7 +69,8 @@ def test_a_background_run_leaves_the_main_thread_free_and_its_counts_only_grow(s
     statuses, work, longest_gap, last = [], 0, 0.0, time.monotonic()
     deadline = time.monotonic() + 120
     while job.running and time.monotonic() < deadline:
-        work += sum(range(2000))  # the main thread's own work
+        work += sum(range(2000))  # the main thread's own work, and a moment off the CPU, as a person's code has
+        time.sleep(0.001)
         statuses.append(job.status())
         now = time.monotonic()
         longest_gap, last = max(longest_gap, now - last), now
@@ -97,7 +99,7 @@ def test_partial_results_are_aligned_and_mark_the_rest_pending(submit, sim, gen)
     sim.latency = 0.05
     df = frame(rows)
     df.loc[df.index[::7], "q"] = "the same question"  # duplicates fan out to their rows, partial or not
-    job = submit(df, max_concurrency=4, usage=True)
+    job = submit(df, max_concurrency=4, usage=True, prices=PRICES)
     wait_until(lambda: job.status()["done"] >= 20)
     part = job.result(partial=True)
     assert job.running, "a partial result does not wait"
@@ -109,12 +111,13 @@ def test_partial_results_are_aligned_and_mark_the_rest_pending(submit, sim, gen)
     assert (part.loc[~answered, "response_error"] == constants.JOB_PENDING).all()
     report = part.attrs["llmframe"]
     assert report["pending"] == (~answered).sum() and report["failed"] == 0
+    assert 0 < report["cost"] <= job.status()["cost"] + 1e-6, "the job's cost so far, priced as it goes"
     # Tokens are the distinct requests' (a duplicate is asked once): only the answered ones count so far.
     assert report["input_tokens"] == part[answered].drop_duplicates("q")["response_input_tokens"].sum() > 0
     final = job.result()
     assert "pending" not in final.attrs["llmframe"]
     sim.latency = 0.0
-    assert final.drop(columns="response_latency_s").equals(gen(df, "{q}", usage=True).drop(
+    assert final.drop(columns="response_latency_s").equals(gen(df, "{q}", usage=True, prices=PRICES).drop(
         columns="response_latency_s").assign(response_cached=final["response_cached"]))
 
 
