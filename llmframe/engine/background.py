@@ -96,7 +96,7 @@ class OnlineJob:
         # The widget is made in the caller's thread, so it lives in the cell that submitted the job; a terminal
         # bar from a background thread would scribble over the prompt, so there it waits for wait().
         self._shown = plan.progress is True or (plan.progress is None and in_notebook())
-        self._progress = _JobProgress(len(plan.prompts), show=self._shown, description=plan.model)
+        self._progress = _JobProgress(len(plan.prompts), show=False, description=plan.model)
         self._live = Live()
         self._state, self._error = RUNNING, None
         self._outcome: Outcome | None = None
@@ -104,6 +104,8 @@ class OnlineJob:
         self._task: asyncio.Task | None = None
         self._cancel_asked = False
         run = start(plan, progress=self._progress, live=self._live)  # bad input raises here, nothing is sent
+        if self._shown:
+            self._progress.display()  # once the run can start: a refused one leaves no empty bar behind
         self._started = time.monotonic()
         self._seconds: float | None = None
         in_background(lambda: self._run(run))
