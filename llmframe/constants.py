@@ -141,6 +141,9 @@ BATCH_POLL_SECONDS = 30.0  # between polls of a running job, unless poll_interva
 BATCH_FIRST_POLL_SECONDS = 1.0  # first polls come sooner, doubling up to the interval: small jobs end fast
 BATCH_COMPLETION_WINDOW = "24h"  # OpenAI's only window
 BATCH_SUBMIT_CONCURRENCY = 8  # jobs created at once
+# Waits before asking a batch API call (create, find, results, cancel, a listing's poll) again after a
+# passing failure (5xx, 429, no connection); a server's Retry-After is honoured up to MAX_WAIT_SECONDS.
+BATCH_CALL_RETRY_SECONDS = (1.0, 4.0, 16.0)
 BATCH_FIND_SLACK_SECONDS = 3600.0  # a re-attaching run looks this far back for a batch it created but never recorded
 BATCH_STATE_DIR = "batches"  # job state files, inside the cache directory
 

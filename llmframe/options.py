@@ -101,8 +101,9 @@ def _at_least(low: int, *, optional: bool = False) -> Callable:
 
 
 def _generation(name: str, value: Any) -> Any:
-    """A generation parameter, checked (and normalised) as generation_params does."""
-    return generation_params(**{name: value}).get(name, value)
+    """A generation parameter, checked (and normalised) as generation_params does; params= as it was given."""
+    normalised = generation_params(**{name: value})
+    return value if name == "params" else normalised.get(name)
 
 
 def _string(name: str, value: Any) -> str:
@@ -112,8 +113,7 @@ def _string(name: str, value: Any) -> str:
 
 
 def _prices(_name: str, value: Any) -> Any:
-    check_prices(value)
-    return value
+    return None if value is None else check_prices(value)
 
 
 _FLAG = _choice((True, False), "True or False")
@@ -234,13 +234,20 @@ OPTIONS: tuple[Option, ...] = (
 BY_NAME = {o.name: o for o in OPTIONS}
 # What a caller passes on through **options (Ray's generate, sweep): all but the three they take themselves.
 PASSED_ON = frozenset(BY_NAME) - {"model", "output", "errors"}
+PLANNED = frozenset(BY_NAME) - {"model"}  # what plan() takes: model= comes resolved, as its target
 
 
-def check_names(options: Mapping[str, Any]) -> None:
-    """ConfigError for keywords that are no option of generate."""
-    unknown = sorted(set(options) - PASSED_ON)
+def check_names(options: Mapping[str, Any], valid: frozenset[str] = PASSED_ON) -> None:
+    """ConfigError for keywords that are no option of generate (or not among valid)."""
+    unknown = sorted(set(options) - valid)
     if unknown:
-        raise ConfigError(f"unknown option(s) {unknown}; valid options are {sorted(PASSED_ON)}")
+        raise ConfigError(f"unknown option(s) {unknown}; valid options are {sorted(valid)}")
+
+
+def planned(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option plan() takes, as given or the table's default, through its check; unknown keywords refused."""
+    check_names(given, PLANNED)
+    return checked({o.name: given.get(o.name, o.default) for o in OPTIONS if o.name in PLANNED})
 
 
 def checked(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from llmframe.engine.outcome import Outcome
 from llmframe.engine.run import open_provider, start
 from llmframe.errors import ConfigError
 from llmframe.faces.frames import rows_of, to_frame
-from llmframe.plan.build import plan
+from llmframe.faces.planning import plan
 from llmframe.plan.request import Request, Response
 from llmframe.providers import provider_class
 

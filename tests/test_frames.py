@@ -14,7 +14,7 @@ from llmframe.collect.columns import collect
 from llmframe.engine import run as engine
 from llmframe.engine.loop import run_sync
 from llmframe.faces.frames import rows_of, series
-from llmframe.plan import build as pipeline
+from llmframe.faces.planning import plan
 from llmframe.testing import digest_answer
 
 from .conftest import MODEL
@@ -54,8 +54,8 @@ def test_the_core_plans_runs_and_collects_rows_that_are_not_pandas(sim):
     data = {"title": ["a", "b", "a", None], "n": [1, 2, 1, 4], "tags": [["x"], [], ["x"], ["y"]]}
     options = dict(model=MODEL, base_url=sim.base_url, api_key=sim.api_key, progress=False, usage=True,
                    prices={MODEL: {"input_mtok": 1.0, "output_mtok": 2.0}})
-    run = pipeline.plan(ListRows(data), "Summarise {title} ({n}) {tags}", **options)
-    from_pandas = pipeline.plan(rows_of(pd.DataFrame(data)), "Summarise {title} ({n}) {tags}", **options)
+    run = plan(ListRows(data), "Summarise {title} ({n}) {tags}", **options)
+    from_pandas = plan(rows_of(pd.DataFrame(data)), "Summarise {title} ({n}) {tags}", **options)
     assert list(run.keys) == list(from_pandas.keys), "every face renders the same prompts, so the same cache keys"
     columns, report = collect(run, run_sync(engine.start(run)))
     assert all(isinstance(c, (pa.Array, pa.ChunkedArray)) for c in columns.values())
@@ -68,7 +68,7 @@ def test_the_core_plans_runs_and_collects_rows_that_are_not_pandas(sim):
 
 
 def test_a_template_function_gets_each_row_as_a_dict_from_any_face(sim):
-    run = pipeline.plan(ListRows({"q": ["one", "two"]}), lambda row: None if row["q"] == "two" else f"Q {row['q']}",
+    run = plan(ListRows({"q": ["one", "two"]}), lambda row: None if row["q"] == "two" else f"Q {row['q']}",
                         model=MODEL, base_url=sim.base_url, api_key=sim.api_key, progress=False)
     columns, _ = collect(run, run_sync(engine.start(run)))
     assert columns["response"].to_pylist() == [digest_answer("Q one"), None]

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from .prices import Pricer
-from ..plan.request import positive_number
 
 
 @dataclass
@@ -61,10 +60,9 @@ class Budget:
 
 
 def check_max_cost(max_cost: float | None, pricer: Pricer | None) -> float | None:
-    """max_cost as a number (None stays None); ConfigError if it is bad or the model has no price."""
+    """max_cost (a number > 0, as the options table checks it) as it is; ConfigError if the model has no price."""
     if max_cost is None:
         return None
-    max_cost = positive_number("max_cost", max_cost)
     if not pricer.known:
         raise ConfigError(f"max_cost needs a price for {pricer.model!r}, and none is known: pass "
                           f'prices={{{pricer.model!r}: {{"input_mtok": ..., "output_mtok": ...}}}} '

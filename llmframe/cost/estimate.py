@@ -142,7 +142,8 @@ def _uncached(run: Plan, store: Store | None) -> np.ndarray:
 
 def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimate:
     """What `run` would send and cost, its cached answers read from store; sends nothing."""
-    pricer = Pricer(run.model, prices=run.pricer.overrides if run.pricer else None, batch=mode == "batch")
+    pricer = Pricer(run.model, prices=run.pricer.overrides if run.pricer else None, batch=mode == "batch",
+                    price_id=run.provider.target.price_id)
     pricer.warn_unknown()
     missing = _uncached(run, store)
     send_rows = run.first_row[missing]

@@ -12,11 +12,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..collect import columns
-from . import frames
+from . import frames, planning
 from .. import constants
 from ..options import OPTIONS, PASSED_ON, check_names, documented, keywords
-from ..plan import build as pipeline
+from ..plan.build import Plan
+from ..plan.output import Output
 from ..batch import BatchJob
 from ..engine.background import OnlineJob
 from ..cost import estimate as estimate_
@@ -137,15 +137,15 @@ class _Base:
         given.update(mode=constants.BATCH_MODES[0], api_key=api_key or "estimate-only", progress=False)
         return engine.estimate(self._plan(template, given), mode=mode)
 
-    def _plan(self, template, given: dict) -> pipeline.Plan:
+    def _plan(self, template, given: dict) -> Plan:
         frame, extra = self._frame()
-        return pipeline.plan(frames.rows_of(frame), template, **given, **extra)
+        return planning.plan(frames.rows_of(frame), template, **given, **extra)
 
     def _frame(self) -> tuple[pd.DataFrame, dict]:
         """The frame the rows come from, and plan()'s keywords that say how to read it."""
         raise NotImplementedError
 
-    def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple) -> pd.DataFrame | pd.Series:
+    def _result(self, plan: Plan, outcome: Outcome, call: tuple) -> pd.DataFrame | pd.Series:
         raise NotImplementedError
 
 
@@ -199,8 +199,8 @@ class DataFrameAccessor(_Base):
         template, given = call
         if given["cache"] == "refresh":
             given = {**given, "cache": True}  # the refreshed answers are in the cache now
-        made = columns.Output.resolve(given["output"], prefix=given["prefix"], mode=given["output_mode"],
-                                      errors=given["errors"], frame_columns=(), usage=given["usage"]).names
+        made = Output.resolve(given["output"], prefix=given["prefix"], mode=given["output_mode"],
+                              errors=given["errors"], frame_columns=(), usage=given["usage"]).names
         inputs = self._obj.drop(columns=[c for c in made if c in self._obj])
         return inputs.llm.generate(template, **given)
 
@@ -226,7 +226,7 @@ class DataFrameAccessor(_Base):
     def _frame(self) -> tuple[pd.DataFrame, dict]:
         return self._obj, {}
 
-    def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple) -> pd.DataFrame:
+    def _result(self, plan: Plan, outcome: Outcome, call: tuple) -> pd.DataFrame:
         return _remember(frames.to_frame(self._obj, plan, outcome), call)
 
 
@@ -240,5 +240,5 @@ class SeriesAccessor(_Base):
         # The Series' own values are not part of the result, so output names cannot clash with them.
         return self._obj.to_frame(name=column), {"positional_column": column, "output_frame_columns": ()}
 
-    def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple) -> pd.Series | pd.DataFrame:
+    def _result(self, plan: Plan, outcome: Outcome, call: tuple) -> pd.Series | pd.DataFrame:
         return frames.to_series(self._obj.index, plan, outcome)

@@ -23,7 +23,6 @@ Messages = list[dict]
 TemplateLike = Union[str, Sequence[dict], Callable[[dict], Union[str, Messages, None]]]
 
 _ROLES = ("system", "user", "assistant", "developer")
-_MISSING_POLICIES = constants.MISSING_MODES
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,9 +267,10 @@ class Template:
         return list(dict.fromkeys(c for _, text in self.parts for c in text.columns))
 
     def render(self, frame: Rows, *, missing: str = "skip", allow_no_placeholder: bool = False) -> Prompts:
-        """Render every row; raise TemplateError before anything is sent if the frame does not fit."""
-        if missing not in _MISSING_POLICIES:
-            raise TemplateError(f"missing must be one of {_MISSING_POLICIES}, got {missing!r}")
+        """Render every row; raise TemplateError before anything is sent if the frame does not fit.
+
+        missing: one of constants.MISSING_MODES (the options table checks it).
+        """
         dup = sorted(str(c) for c, n in Counter(frame.columns).items() if n > 1)
         if dup:
             raise TemplateError(f"the frame has duplicate column names {dup}: rename them first")

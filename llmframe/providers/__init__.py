@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .. import constants
 from ..errors import ConfigError
+from ..plan.target import Target
 from .base import Provider
 
 # The built-in providers, as a plugin's entry point would name them. A plugin cannot take their prefixes.
@@ -25,8 +26,8 @@ BUILTINS: dict[str, str] = {
     "vllm": "llmframe.providers.vllm:VLLMProvider",
 }
 
-__all__ = ["BUILTINS", "Entry", "Provider", "available", "create", "parse_model", "price_id", "provider_class",
-           "registry"]
+__all__ = ["BUILTINS", "Entry", "Provider", "available", "create", "parse_model", "provider_class", "registry",
+           "resolve"]
 
 
 @dataclass(frozen=True)
@@ -135,12 +136,13 @@ def create(model: str | Provider, *, api_key: str | None = None, base_url: str |
                                   timeout=timeout, options=options)
 
 
-def price_id(prefix: str) -> str | None:
-    """genai-prices' id of a provider (Provider.price_id); None when it has none, or is unknown or not installed."""
-    try:
-        return provider_class(prefix).price_id
-    except ConfigError:
-        return None
+def resolve(model: str | Provider) -> Target:
+    """model= as a plan takes it: the provider's prefix, the model's name and the provider's class (or the
+    instance given), its module imported now; ConfigError for an unknown provider or one not installed."""
+    prefix, name = parse_model(model)
+    if isinstance(model, Provider):
+        return Target(prefix, name, model, instance=model)
+    return Target(prefix, name, provider_class(prefix))
 
 
 def available() -> dict[str, str]:
