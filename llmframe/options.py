@@ -123,7 +123,8 @@ _PROVIDERS = "the provider's"
 _BATCH = "Batch mode: the providers' half-price batch APIs"
 
 OPTIONS: tuple[Option, ...] = (
-    Option("model", "str", REQUIRED, '`"provider:model"`, e.g. `"openai:gpt-4o-mini"`', see="Models and keys"),
+    Option("model", "str | Provider", REQUIRED, '`"provider:model"`, e.g. `"openai:gpt-4o-mini"`, or a `Provider` '
+           "instance, used as it is", see="Models and keys"),
     Option("output", "Any", constants.DEFAULT_OUTPUT, "name of the answer column (and of the returned Series), or a "
            "pydantic model / JSON Schema dict: one typed column per field",
            see="Structured outputs: a pydantic model in, typed columns out"),

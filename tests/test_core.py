@@ -94,7 +94,7 @@ def test_the_provider_is_made_from_the_plan_with_its_arguments(sim):
 def test_meters_over_one_budget_share_its_cap():
     prices = {"openai:m": {"input_mtok": 1_000_000, "output_mtok": 0}}  # a dollar per input token
     budget = Budget(10.0)
-    one, two = (CostMeter(Pricer("openai:m", prices=prices), budget, provider="openai") for _ in range(2))
+    one, two = (CostMeter(Pricer("openai:m", prices=prices), budget) for _ in range(2))
     request = Request("k", [{"role": "user", "content": "x" * 16}], {})  # 4 tokens by the estimate, $4
 
     async def reserve_all():

@@ -205,3 +205,14 @@ def test_every_flag_shows_its_default_from_the_table(monkeypatch):
     assert "no cache (default: on)" in text and "(default: skip)" in text and "(default: the provider's)" in text
     assert f"(default: {constants.STREAM_BATCH_ROWS:,})" in text
     assert not re.search(r"default \d", text)  # the old hand-written "(default 64)"
+
+
+@pytest.mark.parametrize("accessor, method, left_out, changed", FACES, ids=FACE_IDS)
+def test_model_is_a_string_or_a_provider_instance_in_every_signature(accessor, method, left_out, changed):
+    from llmframe.providers.base import Provider
+
+    assert options.BY_NAME["model"].type == "str | Provider"
+    obj = pd.DataFrame({"x": ["a"]}) if accessor is DataFrameAccessor else pd.Series(["a"])
+    bound = getattr(obj.llm, method)
+    assert inspect.signature(bound, eval_str=True).parameters["model"].annotation == str | Provider
+    assert "model: 'str | Provider'" in pydoc.render_doc(bound, renderer=pydoc.plaintext)

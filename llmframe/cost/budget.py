@@ -54,6 +54,14 @@ class Budget:
             self._settled.set()  # wake every waiting feeder to look again
             self._settled = None
 
+    def spend(self, actual: float) -> None:
+        """Count what was paid without a reservation: a batch job, checked whole before it was submitted."""
+        self.spent += actual
+
+    def left(self) -> float:
+        """USD that may still be reserved."""
+        return self.max_cost - self.spent - self.reserved
+
     def summary(self) -> dict:
         """For the run report."""
         return {"max_cost": self.max_cost, "spent": round(self.spent, 8), "stopped": self.stopped}

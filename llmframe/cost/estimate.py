@@ -1,13 +1,13 @@
 """Dry runs: what a run would send and cost, computed from the plan alone; nothing is sent.
 
-Input tokens are counted with tiktoken for OpenAI models when it is installed and its encoding
-loads (tiktoken downloads encodings once, then reads its cache); otherwise, and for other
-providers, they are approximated as characters / 4, the figure the rate limiter also uses.
+Input tokens are counted by the provider's token_counter where it has one (OpenAI's: tiktoken,
+when it is installed and its encoding loads); otherwise they are approximated as characters / 4,
+the figure the rate limiter also uses. A request's most output tokens are max_tokens, else the
+provider's default_max_tokens, else a documented guess: no provider is named here.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
@@ -19,12 +19,12 @@ from .prices import Pricer
 from ..plan.request import Request
 
 if TYPE_CHECKING:
-    from ..plan.build import Plan
+    from ..plan.build import Plan, ProviderSpec
+    from ..providers.base import Provider
     from ..stores.diskcache import Store
 
 MODES = ("online", "batch")
 APPROXIMATION = f"approximate: characters / {constants.CHARS_PER_TOKEN}"
-_PER_MESSAGE, _PER_REPLY = 3, 3  # OpenAI's chat framing: tokens around each message, and priming the reply
 
 
 @dataclass
@@ -82,16 +82,19 @@ def _approximate(chars: np.ndarray) -> np.ndarray:
     return -(-chars // constants.CHARS_PER_TOKEN)  # ceil, as ratelimit.estimate_tokens
 
 
-def output_limit(provider: str, max_tokens: int | None) -> int:
-    """The most output tokens one request can take: max_tokens, Anthropic's default, or a documented guess."""
-    if max_tokens is None and provider == "anthropic":
-        max_tokens = constants.ANTHROPIC_MAX_TOKENS  # what llmframe sends when none is set
-    return int(max_tokens or constants.OUTPUT_TOKENS_GUESS)
+def provider_kind(spec: ProviderSpec) -> type[Provider]:
+    """The plan's provider class (or the instance given as model=), whose capabilities the estimates read: a
+    plugin's as a built-in's."""
+    return spec.target.kind  # type: ignore[return-value]  (a Provider: the Target's Protocol lists planning's needs)
 
 
-def request_cost(pricer: Pricer, provider: str, max_tokens: int | None) -> Callable[[Request], float]:
+def output_limit(kind: type[Provider], max_tokens: int | None) -> int:
+    """The most output tokens one request can take: max_tokens, what the provider sends without one, or a guess."""
+    return int(max_tokens or kind.default_max_tokens or constants.OUTPUT_TOKENS_GUESS)
+
+
+def request_cost(pricer: Pricer, limit: int) -> Callable[[Request], float]:
     """An upper-leaning USD estimate of one request before it is sent (input chars / 4, output at its limit)."""
-    limit = output_limit(provider, max_tokens)
 
     def cost(request: Request) -> float:
         chars = sum(len(m.get("content") or "") for m in request.messages)
@@ -100,33 +103,14 @@ def request_cost(pricer: Pricer, provider: str, max_tokens: int | None) -> Calla
     return cost
 
 
-@functools.cache
-def _encoding(model: str):
-    """tiktoken's encoding for an OpenAI model name, or None (not installed, unknown model, or not loadable)."""
-    try:
-        import tiktoken
-    except ImportError:
-        return None
-    try:
-        return tiktoken.encoding_for_model(model)
-    except Exception:  # an unknown model (KeyError), or the encoding cannot be downloaded (offline)
-        return None
-
-
-def _tiktoken_counts(run: Plan, rows: np.ndarray, encoding) -> np.ndarray:
-    counts = np.empty(len(rows), dtype=np.int64)
-    for n, row in enumerate(_rendered(run, rows)):
-        texts = [m.get("content") or "" for m in run.prompts.messages_of(row)]
-        counts[n] = sum(len(t) for t in encoding.encode_ordinary_batch(texts)) + _PER_MESSAGE * len(texts) + _PER_REPLY
-    return counts
-
-
 def input_tokens(run: Plan, first_row: np.ndarray) -> tuple[np.ndarray, str]:
     """Input tokens of each distinct request, and how they were counted."""
-    encoding = _encoding(run.provider.model) if run.provider.name == "openai" else None
-    if encoding is not None:
-        return _tiktoken_counts(run, first_row, encoding), f"tiktoken:{encoding.name}"
-    return _approximate(_chars(run, first_row)), APPROXIMATION
+    counter = provider_kind(run.provider).token_counter(run.provider.model)
+    if counter is None:
+        return _approximate(_chars(run, first_row)), APPROXIMATION
+    count, name = counter
+    messages = (run.prompts.messages_of(row) for row in _rendered(run, first_row))
+    return np.fromiter(map(count, messages), dtype=np.int64, count=len(first_row)), name
 
 
 def _uncached(run: Plan, store: Store | None) -> np.ndarray:
@@ -148,12 +132,13 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
     missing = _uncached(run, store)
     send_rows = run.first_row[missing]
     tokens, tokenizer = input_tokens(run, send_rows)
-    limit = output_limit(run.provider.name, run.params.get("max_tokens"))
+    kind = provider_kind(run.provider)
+    limit = output_limit(kind, run.params.get("max_tokens"))
     n = len(send_rows)
     low_costs = pricer.costs(tokens, np.full(n, constants.MIN_OUTPUT_TOKENS))
     high_costs = pricer.costs(tokens, np.full(n, limit))
     notes = []
-    if run.params.get("max_tokens") is None and run.provider.name != "anthropic":
+    if run.params.get("max_tokens") is None and kind.default_max_tokens is None:
         notes.append(f"max_tokens is not set: the high end assumes {limit} output tokens per request; "
                      "set max_tokens for a firm bound")
     if tokenizer == APPROXIMATION:

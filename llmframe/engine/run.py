@@ -92,6 +92,8 @@ async def _execute_batch(plan: Plan, provider: Provider, *, store: Store | None,
         jobs = batch_jobs(plan, provider, store=store, meter=meter, progress=progress, counters=counters)
         await jobs.submit()
         answers = await jobs.wait()
+        if meter is not None:
+            meter.settle_batch(answers)
         state = "done"
         return Outcome(answers, counters, time.perf_counter() - started, jobs.job.id, _budget(meter))
     except asyncio.CancelledError:

@@ -20,6 +20,8 @@ from ..plan.output import Output
 from ..batch import BatchJob
 from ..engine.background import OnlineJob
 from ..cost import estimate as estimate_
+from ..cost.budget import Budget
+from ..cost.meter import CostMeter
 from ..apps import sweep as sweep_
 from ..errors import ConfigError
 from ..cost.estimate import Estimate
@@ -28,6 +30,7 @@ from ..engine import run as engine
 from ..engine.loop import run_async, run_sync
 from ..engine.outcome import Outcome
 from ..plan.template import TemplateLike
+from ..providers.base import Provider
 
 _SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
 
@@ -50,6 +53,14 @@ def _remember(out: pd.DataFrame, call: tuple) -> pd.DataFrame:
     return out
 
 
+def generate_within(frame: pd.DataFrame, template: TemplateLike, given: dict, budget: Budget) -> pd.DataFrame:
+    """frame.llm.generate(template, **given), its requests reserved from and settled into a max_cost budget
+    shared with other calls: `llmframe run`'s chunks draw on one budget, as a single call's rows do."""
+    accessor, call = frame.llm, (template, keywords(given))
+    plan = accessor._plan(*call)
+    return accessor._result(plan, run_sync(engine.start(plan, meter=CostMeter.for_plan(plan, budget))), call)
+
+
 class _Base:
     """What df.llm and s.llm share: the verbs and their keywords; the subclasses say what a row is."""
 
@@ -57,7 +68,7 @@ class _Base:
         self._obj = obj
 
     @documented
-    def generate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+    def generate(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                  errors: str = constants.ERROR_MODES[0], prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0],
                  strict: bool = True, structured: str = constants.STRUCTURED_MODES[0],
                  invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
@@ -85,7 +96,7 @@ class _Base:
         return self._result(plan, run_sync(engine.start(plan)), call)
 
     @documented
-    async def agenerate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+    async def agenerate(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                         errors: str = constants.ERROR_MODES[0], prefix: str = "",
                         output_mode: str = constants.OUTPUT_MODES[0], strict: bool = True,
                         structured: str = constants.STRUCTURED_MODES[0],
@@ -109,7 +120,7 @@ class _Base:
         return self._result(plan, await run_async(engine.start(plan)), call)
 
     @documented(mode='`"online"` or `"batch"`: the requests priced at the online or the batch rate')
-    def estimate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+    def estimate(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                  prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0], strict: bool = True,
                  structured: str = constants.STRUCTURED_MODES[0],
                  invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
@@ -132,9 +143,10 @@ class _Base:
         given = keywords(locals())
         if mode not in estimate_.MODES:
             raise ConfigError(f"mode must be one of {estimate_.MODES}, got {mode!r}")
-        # Nothing is sent, so no key is needed; a placeholder lets the plan check everything else. mode= says
-        # which prices to use here: the plan is an online one, as it always was.
-        given.update(mode=constants.BATCH_MODES[0], api_key=api_key or "estimate-only", progress=False)
+        # Nothing is sent, so no key is needed; a placeholder lets the plan check everything else (a Provider
+        # instance carries its own). mode= says which prices to use here: the plan is an online one, as it always was.
+        placeholder = None if isinstance(model, Provider) else "estimate-only"
+        given.update(mode=constants.BATCH_MODES[0], api_key=api_key or placeholder, progress=False)
         return engine.estimate(self._plan(template, given), mode=mode)
 
     def _plan(self, template, given: dict) -> Plan:
@@ -155,7 +167,7 @@ class DataFrameAccessor(_Base):
 
     @documented(mode='`"batch"`: the provider\'s batch API; `"online"`: a background run on llmframe\'s loop; '
                      '`"auto"`: the batch API where the provider has one and the call is large')
-    def submit(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+    def submit(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                errors: str = constants.ERROR_MODES[0], prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0],
                strict: bool = True, structured: str = constants.STRUCTURED_MODES[0],
                invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,

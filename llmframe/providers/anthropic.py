@@ -18,7 +18,7 @@ _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", 
 class AnthropicProvider(Provider):
     """model="anthropic:<name>"; base_url= or ANTHROPIC_BASE_URL for another endpoint.
 
-    max_tokens is required by the API: without one, constants.ANTHROPIC_MAX_TOKENS is sent.
+    max_tokens is required by the API: without one, default_max_tokens is sent.
     """
 
     name = "anthropic"
@@ -30,6 +30,7 @@ class AnthropicProvider(Provider):
     price_id = "anthropic"
     batch_adapter = "llmframe.batch.anthropic:AnthropicBatches"
     batch_limits = constants.ANTHROPIC_BATCH_LIMITS
+    default_max_tokens = constants.ANTHROPIC_MAX_TOKENS
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
@@ -87,7 +88,7 @@ def finish_reason(stop_reason: str | None) -> str | None:
 def message_params(messages: list[dict], params: dict) -> tuple[dict, dict]:
     """(the Messages API's own fields, the rest as sent) for OpenAI-style messages and llmframe params."""
     rest = dict(params)
-    named: dict = {"max_tokens": rest.pop("max_tokens", constants.ANTHROPIC_MAX_TOKENS)}
+    named: dict = {"max_tokens": rest.pop("max_tokens", AnthropicProvider.default_max_tokens)}
     system = "\n\n".join(m["content"] for m in messages if m["role"] in ("system", "developer"))
     named["messages"] = [m for m in messages if m["role"] not in ("system", "developer")]
     if system:

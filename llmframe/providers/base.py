@@ -11,7 +11,7 @@ import socket
 import threading
 import urllib.parse
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import constants
@@ -53,6 +53,9 @@ class Provider(ABC):
     # A model in this process: the engine hands whole groups of group_size requests to run_batches, in a
     # worker thread, instead of one request at a time to answer.
     local_groups: ClassVar[bool] = False
+    # The max_tokens sent when a call sets none (Anthropic's API requires one); None: none is sent. Estimates
+    # and max_cost's reservations take it as a request's most output tokens.
+    default_max_tokens: ClassVar[int | None] = None
 
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
                  max_concurrency: int = constants.MAX_CONCURRENCY, timeout: float = constants.REQUEST_TIMEOUT_SECONDS,
@@ -181,6 +184,12 @@ class Provider(ABC):
         structured="json_object": JSON mode only, where the provider has one (the schema is in the prompt).
         """
         raise SchemaError(f"the {cls.name} provider does not support structured outputs yet")
+
+    @classmethod
+    def token_counter(cls, model: str) -> tuple[Callable[[list[dict]], int], str] | None:
+        """How estimates count one request's input tokens for model: (messages -> tokens, the counter's name,
+        e.g. "tiktoken:o200k_base"); None, the default: characters / 4."""
+        return None
 
     @classmethod
     def check_params(cls, params: dict) -> None:
