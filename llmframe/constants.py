@@ -124,6 +124,7 @@ JOB_CANCELLED = "not answered: the job was cancelled (re-run the call: finished 
 
 # Progress
 PROGRESS_REFRESH_SECONDS = 0.25  # bar redraws at most this often: no flood in notebooks or logs
+PROGRESS_ERROR_CHARS = 80  # a run where every row failed quotes its first error in the bar, cut to this length
 PAUSE_SHOWN_SECONDS = 1.0  # the bar says "paused until ..." for pool pauses longer than this; shorter ones flicker
 
 # Native batch mode (provider batch APIs: half price, their own quotas)
@@ -151,6 +152,7 @@ BATCH_STATE_DIR = "batches"  # job state files, inside the cache directory
 USAGE_SUFFIXES = ("input_tokens", "output_tokens", "cost", "cached", "latency_s", "finish_reason")  # usage=True
 ESTIMATE_SAMPLES = 3  # rendered prompts shown by estimate()
 MIN_OUTPUT_TOKENS = 1  # the low end of an estimate's output range, per request
+ESTIMATE_API_KEY = "estimate-only"  # what a dry run (estimate, sweep(dry_run=True)) plans with: it sends nothing
 
 # Sweeps
 SWEEP_CONFIG_COLUMNS = ("model", "template", "repeat")  # plus one column per swept parameter

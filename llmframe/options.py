@@ -128,7 +128,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("output", "Any", constants.DEFAULT_OUTPUT, "name of the answer column (and of the returned Series), or a "
            "pydantic model / JSON Schema dict: one typed column per field",
            see="Structured outputs: a pydantic model in, typed columns out"),
-    Option("errors", "str", constants.ERROR_MODES[0], '`"column"`: failed rows get `<NA>` and their error in '
+    Option("errors", "str", constants.ERROR_MODES[0], '`"column"`: failed rows get a missing value and their error in '
            '`{output}_error`; `"raise"`: raise `RunAborted` after the run (finished answers are cached)',
            check=_choice(constants.ERROR_MODES)),
     Option("prefix", "str", "", "structured outputs: a prefix for the field columns' names", check=_string,
@@ -344,3 +344,27 @@ def documented(func: Callable | None = None, *, names: Iterable[str] | None = No
 def _doc_line(text: str) -> str:
     """One option's line of a docstring, wrapped; cached, as the faces' docstrings share most lines."""
     return textwrap.fill(text, width=100, initial_indent="  ", subsequent_indent="      ")
+
+
+def template_only_positional(f: Callable) -> Callable:
+    """A face's verb called with more than the template positionally (generate(template, "openai:m")): a
+    TypeError that names the fix instead of Python's bare argument count. The signature is f's (__wrapped__)."""
+    def refuse(args: tuple) -> None:
+        if len(args) > 2:  # self, template
+            given = ", ".join(repr(a) for a in args[2:])
+            first = "models" if "models" in inspect.signature(f).parameters else "model"
+            raise TypeError(f"{f.__name__}() takes only the template positionally; pass the rest by keyword, e.g. "
+                            f".llm.{f.__name__}(template, {first}={args[2]!r}) (got {given} positionally)")
+
+    if inspect.iscoroutinefunction(f):
+        @functools.wraps(f)
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            refuse(args)
+            return await f(*args, **kwargs)
+        return call_async
+
+    @functools.wraps(f)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        refuse(args)
+        return f(*args, **kwargs)
+    return call

@@ -23,6 +23,7 @@ from ..cost.budget import Budget
 from ..errors import BudgetExceeded, ConfigError, RunAborted
 from ..engine.progress import Progress, shared, should_show
 from ..collect.report import one_warning_for_all_runs, warn_if_mostly_failed
+from ..cost.money import dollars
 from .reader import PARQUET_SUFFIXES, Part, open_source, prefetched
 from .writer import NewColumns, Partial, Writer, output_schema, refuse_index_clash
 
@@ -96,7 +97,9 @@ class _Run:
         schema = parts[0].schema
         self.generate = dict(model=job.model, output=job.output, errors=job.errors, **job.options)
         # Every argument checked, and the new columns typed, by generate itself on no rows: before any file exists.
-        empty = generate_chunk(schema.empty_table(), list(schema.names), job.template, self.generate)
+        # Without a bar of its own: the run's one bar comes after (an empty one would be drawn first).
+        check = {**self.generate, "progress": False}
+        empty = generate_chunk(schema.empty_table(), list(schema.names), job.template, check)
         self.new = new = NewColumns(empty, schema)
         self.used = Template(job.template, schema.names, system=job.options.get("system")).columns
         self.out_schemas = {id(p): output_schema(schema, new) for p in parts}  # one file: the schemas are the same
@@ -104,7 +107,7 @@ class _Run:
             for part in parts:
                 if not part.schema.equals(schema):
                     refuse_index_clash(generate_chunk(part.schema.empty_table(), list(part.schema.names),
-                                                      job.template, self.generate), part.schema)
+                                                      job.template, check), part.schema)
                     self.out_schemas[id(part)] = output_schema(part.schema, new)
         self.secrets = _secrets(job)
         cap = job.options.get("max_cost")  # checked above; one budget for the whole run, never a share per chunk
@@ -240,7 +243,7 @@ def summary(job: Job, outcome: Outcome) -> str:
     counts = (f"{r.get('rows', 0):,} rows: {r.get('requests_sent', 0):,} sent, {r.get('cached', 0):,} cached, "
               f"{r.get('failed', 0):,} failed, {r.get('skipped', 0):,} skipped; "
               f"{r.get('input_tokens', 0) + r.get('output_tokens', 0):,} tokens; "
-              + (f"${r['cost']:.4g}; " if isinstance(r.get("cost"), (int, float)) else "")
+              + (f"{dollars(r['cost'])}; " if isinstance(r.get("cost"), (int, float)) else "")
               + f"{r.get('seconds', 0):.1f} s")
     if outcome.failed_raise:
         return (f"llmframe run: {outcome.failed_raise:,} rows failed with --errors raise (first error: "

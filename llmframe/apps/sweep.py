@@ -110,6 +110,8 @@ def sweep(frame: pd.DataFrame, template: Any, *, models: Any, params: Mapping | 
     if scorer is not None:
         scorer.check_columns(frame.columns)
     configs = [_Config(t, m, s, r) for t in templates for m in models for s in grid for r in range(repeats)]
+    if dry_run:  # nothing is sent, so no key is needed (as for estimate): a placeholder lets planning check the rest
+        options = {**options, "api_key": options.get("api_key") or constants.ESTIMATE_API_KEY}
     plans = [planning.plan(rows_of(frame), templates[c.template], model=c.model, output=output, errors="column",
                            usage=True, **_options(c, {"progress": False, **options}, repeats)) for c in configs]
     if dry_run:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import constants
+from .money import dollars
 from .prices import Pricer
 from ..plan.request import Request
 
@@ -51,13 +52,13 @@ class Estimate:
         return asdict(self)
 
     def __repr__(self) -> str:
-        cost = "unknown (no price: pass prices=)" if self.cost is None else f"${self.cost[0]:.4g} to ${self.cost[1]:.4g}"
+        cost = "unknown (no price: pass prices=)" if self.cost is None else f"{dollars(self.cost[0])} to {dollars(self.cost[1])}"
         lines = [
             f"Estimate for {self.model} ({self.mode}): nothing was sent",
-            f"  rows {self.rows}, skipped {self.skipped}, distinct requests {self.requests}",
-            f"  to send: {self.uncached_requests} requests for {self.uncached_rows} rows (the rest are cached)",
-            f"  input tokens {self.input_tokens} ({self.tokenizer})",
-            f"  output tokens {self.output_tokens[0]} to {self.output_tokens[1]}",
+            f"  rows {self.rows:,}, skipped {self.skipped:,}, distinct requests {self.requests:,}",
+            f"  to send: {self.uncached_requests:,} requests for {self.uncached_rows:,} rows{self._not_sent()}",
+            f"  input tokens {self.input_tokens:,} ({self.tokenizer})",
+            f"  output tokens {self.output_tokens[0]:,} to {self.output_tokens[1]:,}",
             f"  cost {cost}",
             *(f"  note: {n}" for n in self.notes),
         ]
@@ -65,6 +66,15 @@ class Estimate:
             lines.append(f"  sample {i + 1}:")
             lines += [f"    [{m.get('role')}] {m.get('content')}" for m in messages]
         return "\n".join(lines)
+
+
+    def _not_sent(self) -> str:
+        """Why the other rows need no request of their own: cached, or sharing an identical row's request."""
+        cached = self.rows - self.skipped - self.uncached_rows
+        shared = self.uncached_rows - self.uncached_requests
+        why = [f"{n:,} {'row' if n == 1 else 'rows'} {words}" for n, words in
+               ((cached, "cached"), (shared, "sharing an identical row's request")) if n]
+        return f" ({'; '.join(why)})" if why else ""
 
 
 def _rendered(run: Plan, rows: np.ndarray):

@@ -238,6 +238,6 @@ class OnlineJob:
 
 def _follow(source: Progress, bar: Progress) -> None:
     """Bring a follower bar up to the job's counts, and redraw it."""
-    bar.done, bar.cached, bar.failed, bar.tokens, bar.cost = (source.done, source.cached, source.failed,
-                                                              source.tokens, source.cost)
+    for name in ("done", "cached", "failed", "skipped", "first_error", "tokens", "cost"):
+        setattr(bar, name, getattr(source, name))
     bar.refresh()

@@ -64,7 +64,7 @@ def start(plan: Plan, *, meter: CostMeter | None = None, progress: Progress | No
     provider, store, meter = prepare(plan, meter)
     if progress is None:
         progress = for_run(len(plan.prompts), show=should_show(plan.progress), description=plan.model)
-    progress.advance(len(plan.prompts.skipped))
+    progress.advance(len(plan.prompts.skipped), skipped=True)
     return lambda: execute(plan, provider, store=store, meter=meter, progress=progress, live=live)
 
 

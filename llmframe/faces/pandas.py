@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import frames, planning
 from .. import constants
-from ..options import OPTIONS, PASSED_ON, check_names, documented, keywords
+from ..options import OPTIONS, PASSED_ON, check_names, documented, keywords, template_only_positional
 from ..plan.build import Plan
 from ..plan.output import Output
 from ..batch import BatchJob
@@ -67,6 +67,7 @@ class _Base:
     def __init__(self, obj):
         self._obj = obj
 
+    @template_only_positional
     @documented
     def generate(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                  errors: str = constants.ERROR_MODES[0], prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0],
@@ -95,6 +96,7 @@ class _Base:
         plan = self._plan(*call)
         return self._result(plan, run_sync(engine.start(plan)), call)
 
+    @template_only_positional
     @documented
     async def agenerate(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                         errors: str = constants.ERROR_MODES[0], prefix: str = "",
@@ -119,6 +121,7 @@ class _Base:
         plan = self._plan(*call)
         return self._result(plan, await run_async(engine.start(plan)), call)
 
+    @template_only_positional
     @documented(mode='`"online"` or `"batch"`: the requests priced at the online or the batch rate')
     def estimate(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                  prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0], strict: bool = True,
@@ -145,7 +148,7 @@ class _Base:
             raise ConfigError(f"mode must be one of {estimate_.MODES}, got {mode!r}")
         # Nothing is sent, so no key is needed; a placeholder lets the plan check everything else (a Provider
         # instance carries its own). mode= says which prices to use here: the plan is an online one, as it always was.
-        placeholder = None if isinstance(model, Provider) else "estimate-only"
+        placeholder = None if isinstance(model, Provider) else constants.ESTIMATE_API_KEY
         given.update(mode=constants.BATCH_MODES[0], api_key=api_key or placeholder, progress=False)
         return engine.estimate(self._plan(template, given), mode=mode)
 
@@ -165,6 +168,7 @@ class _Base:
 class DataFrameAccessor(_Base):
     """Run a model over every row of a DataFrame."""
 
+    @template_only_positional
     @documented(mode='`"batch"`: the provider\'s batch API; `"online"`: a background run on llmframe\'s loop; '
                      '`"auto"`: the batch API where the provider has one and the call is large')
     def submit(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
@@ -218,6 +222,7 @@ class DataFrameAccessor(_Base):
 
     # Not generate's keywords: params= and max_cost= mean a grid and the whole sweep's cap here, output= is a
     # text column, and usage= and errors= are the sweep's own; the rest are generate's, checked by name.
+    @template_only_positional
     @documented(names=[o.name for o in OPTIONS if o.name in PASSED_ON - {"params", "max_cost", "usage"}])
     def sweep(self, template: TemplateLike | list | dict, *, models: str | list[str], params: dict | None = None,
               repeats: int = 1, output: str = constants.DEFAULT_OUTPUT, score: Any = None,

@@ -37,6 +37,7 @@ class Provider(ABC):
 
     name: ClassVar[str]  # the prefix of model= ("openai" in "openai:gpt-4o-mini"), part of every cache key
     key_env: ClassVar[tuple[str, ...]] = ()  # environment variables holding the API key, in order
+    key_hint: ClassVar[str] = ""  # said after a missing key's fix, e.g. that local servers take any key
     extra: ClassVar[str | None] = None  # the pip extra that installs this provider's SDK
     strict_outputs: ClassVar[bool] = False  # output_params(strict=False) asks for something else than strict=True
     # The provider's own endpoints, normalised, and the domain all of them are under: answers from these are
@@ -100,10 +101,7 @@ class Provider(ABC):
         )
         if not key or not key.strip():
             names = " or ".join(self.key_env)
-            raise ConfigError(
-                f"no API key for {self.name}: set {names}, or pass api_key=... "
-                "(a local OpenAI-compatible server accepts any non-empty key)"
-            )
+            raise ConfigError(f"no API key for {self.name}: set {names}, or pass api_key=...{self.key_hint}")
         return key
 
     @contextlib.contextmanager

@@ -47,6 +47,7 @@ class OpenAIProvider(Provider):
 
     name = "openai"
     key_env = ("OPENAI_API_KEY",)
+    key_hint = " (a local OpenAI-compatible server accepts any non-empty key)"
     base_url_env = "OPENAI_BASE_URL"
     strict_outputs = True
     official_endpoints = (constants.OPENAI_ENDPOINT,)
