@@ -9,11 +9,12 @@ from __future__ import annotations
 from .faces import pandas as _accessor  # noqa: F401  (registers the pandas accessors)
 from . import errors
 from .batch import batches, cancel_batches
+from .engine.background import jobs
 from .stores.manage import cache_stats, clear_cache, copy_cache
 from .config import configure, settings
 from .providers.local import unload
 
 __version__ = "0.1.0"
 
-__all__ = ["configure", "settings", "cache_stats", "clear_cache", "copy_cache", "batches", "cancel_batches", "unload", "errors",
-           "__version__"]
+__all__ = ["configure", "settings", "cache_stats", "clear_cache", "copy_cache", "batches", "cancel_batches", "jobs",
+           "unload", "errors", "__version__"]

@@ -18,6 +18,7 @@ from ..options import OPTIONS, PASSED_ON, check_names, documented, keywords, tem
 from ..plan.build import Plan
 from ..plan.output import Output
 from ..batch import BatchJob
+from ..engine.background import OnlineJob
 from ..cost import estimate as estimate_
 from ..cost.budget import Budget
 from ..cost.meter import CostMeter
@@ -35,6 +36,12 @@ _SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
 
 # Run id -> the call that made a frame, so retry_failed can repeat it. In memory only: it holds the key.
 _CALLS: OrderedDict[str, tuple] = OrderedDict()
+
+
+def _held(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame that edits of the caller's frame leave as it is: a shallow copy under copy-on-write (pandas 3)."""
+    cow = int(pd.__version__.split(".")[0]) >= 3 or pd.get_option("mode.copy_on_write") is True
+    return frame.copy(deep=not cow)
 
 
 def _remember(out: pd.DataFrame, call: tuple) -> pd.DataFrame:
@@ -162,7 +169,8 @@ class DataFrameAccessor(_Base):
     """Run a model over every row of a DataFrame."""
 
     @template_only_positional
-    @documented(mode='always `"batch"`')
+    @documented(mode='`"batch"`: the provider\'s batch API; `"online"`: a background run on llmframe\'s loop; '
+                     '`"auto"`: the batch API where the provider has one and the call is large')
     def submit(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                errors: str = constants.ERROR_MODES[0], prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0],
                strict: bool = True, structured: str = constants.STRUCTURED_MODES[0],
@@ -178,19 +186,23 @@ class DataFrameAccessor(_Base):
                progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                provider_options: dict | None = None, mode: str = constants.BATCH_MODES[1],
                poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-               max_cost: float | None = None, **unknown: Any) -> BatchJob:
-        """Submit the rows to the provider's batch API and return at once; generate's arguments, mode="batch".
+               max_cost: float | None = None, **unknown: Any) -> BatchJob | OnlineJob:
+        """Start the run and return at once: generate's arguments; mode="batch" (the default) or "online".
 
-        The handle: job.status() (one poll), job.wait() (blocks, with a progress bar), job.result() (the
-        frame generate would return), job.cancel(). Calling submit again with the same arguments
-        re-attaches to the same jobs instead of submitting twice.
+        The handle: job.status(), job.wait() (blocks, with a progress bar; Ctrl-C stops only the waiting),
+        job.result() (the frame generate would return), job.cancel(); llmframe.jobs() lists them.
+        mode="batch" submits to the provider's batch API: submit again with the same arguments re-attaches
+        to the same jobs. mode="online" runs on llmframe's background loop while the caller goes on;
+        job.result(partial=True) is what finished so far, and re-running the call resumes from the cache.
         """
         call = (template, keywords(locals()))
-        if mode != "batch":
-            raise ConfigError(f"submit always uses the batch API; drop mode={mode!r} "
-                              "(or call generate for an online run)")
-        plan = self._plan(*call)
-        return BatchJob(plan, lambda outcome: self._result(plan, outcome, call))
+        held = DataFrameAccessor(_held(self._obj))  # the rows as they are now: later edits do not reach the job
+        plan = held._plan(*call)
+
+        def finish(outcome: Outcome) -> pd.DataFrame:
+            return held._result(plan, outcome, call)
+
+        return BatchJob(plan, finish) if plan.batch is not None else OnlineJob(plan, finish)
 
     def retry_failed(self) -> pd.DataFrame:
         """Repeat the generate call that made this frame: failed rows are sent again, the rest come from cache."""
