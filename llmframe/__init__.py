@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from . import errors
 from .batch import batches, cancel_batches
+from .engine.background import jobs
 from .stores.manage import cache_stats, clear_cache, copy_cache
 from .config import configure, settings
 from .providers.local import unload
@@ -22,5 +23,5 @@ _when_imported("polars", "llmframe.faces.polars")
 
 __version__ = "0.1.0"
 
-__all__ = ["configure", "settings", "cache_stats", "clear_cache", "copy_cache", "batches", "cancel_batches", "unload",
-           "errors", "last_report", "__version__"]
+__all__ = ["configure", "settings", "cache_stats", "clear_cache", "copy_cache", "batches", "cancel_batches", "jobs",
+           "unload", "errors", "last_report", "__version__"]

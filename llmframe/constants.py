@@ -128,6 +128,10 @@ NO_FINISH_REASON = "unknown"
 FAILED_ROWS_WARNING_SHARE = 0.5  # a run where more than this share of rows failed warns: a script must not miss it
 REPORT_TEXT_CHARS = 200  # an error message is cut to this length in the report's HTML view
 REMEMBERED_CALLS = 64  # recent generate calls kept in memory for retry_failed()
+REMEMBERED_JOBS = 64  # finished background and batch jobs llmframe.jobs() still lists (running ones: all)
+NOT_ANSWERED = "not answered (the run stopped first)"  # the error column of a request a run never answered
+JOB_PENDING = "pending: the job is still running (job.result() once it ends)"  # a partial result's unanswered rows
+JOB_CANCELLED = "not answered: the job was cancelled (re-run the call: finished answers are cached)"
 
 # Progress
 PROGRESS_REFRESH_SECONDS = 0.25  # bar redraws at most this often: no flood in notebooks or logs

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionComplete
 
 HERE = Path(__file__).resolve().parent
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -34,10 +35,29 @@ def final_text(state: dict, model_id: str) -> str | None:
     return html.unescape(f"{left.get('value', '')}|{right.get('value', '')}").replace("\u2007", " ")
 
 
+class Client(NotebookClient):
+    """nbclient, applying a widget's updates whichever cell sent them, as JupyterLab does (by comm id).
+
+    A background job's bar is updated from llmframe's thread under the cell that started it, while later
+    cells run; nbclient alone reads only the running cell's messages and would save that bar half way.
+    """
+
+    async def _async_poll_output_msg(self, parent_msg_id, cell, cell_index):
+        while True:
+            msg = await self.kc.iopub_channel.get_msg(timeout=None)
+            if msg["parent_header"].get("msg_id") == parent_msg_id:
+                try:
+                    self.process_message(msg, cell, cell_index)
+                except CellExecutionComplete:
+                    return
+            elif msg["msg_type"] == "comm_msg":
+                self.handle_comm_msg([], msg, cell_index)
+
+
 def execute(path: Path) -> None:
     """Run every cell (in the notebook's folder), then save with final-state text fallbacks."""
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", store_widget_state=True,
+    Client(nb, timeout=600, kernel_name="python3", store_widget_state=True,
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
     for cell in nb.cells:

@@ -201,8 +201,11 @@ def test_submit_result_equals_generate(batch, sim):
     out = job.result()
     assert out["response"].tolist() == expected(10)
     assert job.status()["status"] == "done"
-    with pytest.raises(ConfigError, match="submit always uses the batch API"):
-        batch(df, method="submit", mode="online")
+    with pytest.raises(ConfigError, match="partial=True is for online jobs"):
+        job.result(partial=True)
+    online = batch(df, method="submit", mode="online")  # the same handle, a background run (test_background.py)
+    assert online.result()["response"].tolist() == out["response"].tolist()
+    assert online.result().attrs["llmframe"]["mode"] == "online" and job in llmframe.jobs()
 
 
 def test_batches_lists_jobs_and_cancel_by_prefix_and_all(batch, sim, cache_dir, capsys, monkeypatch):

@@ -85,7 +85,8 @@ def test_help_shows_the_defaults_as_the_table_words_them():
     assert f"max_attempts ({constants.MAX_ATTEMPTS}): attempts per request" in doc
     assert "timeout (600): " in doc and "temperature (the provider's): " in doc and "model (required): " in doc
     assert f"max_concurrency ({constants.MAX_CONCURRENCY}): " in doc
-    assert 'mode ("batch"): always "batch"' in inspect.getdoc(DataFrameAccessor.submit)
+    assert 'mode ("batch"): "batch": the provider\'s batch API; "online": a background run' in inspect.getdoc(
+        DataFrameAccessor.submit)
 
 
 def test_sweep_documents_the_options_it_passes_on_and_refuses_others():
@@ -184,9 +185,9 @@ def test_an_unknown_keyword_names_the_valid_options(call):
         method("{x}", model="openai:m", api_key="k", temprature=0)
 
 
-def test_submit_refuses_another_mode():
-    with pytest.raises(ConfigError, match="submit always uses the batch API; drop mode='online'"):
-        pd.DataFrame({"x": ["a"]}).llm.submit("{x}", model="openai:m", mode="online")
+def test_submit_checks_its_mode_like_generate():
+    with pytest.raises(ConfigError, match=r"mode must be one of \('online', 'batch', 'auto'\), got 'later'"):
+        pd.DataFrame({"x": ["a"]}).llm.submit("{x}", model="openai:m", api_key="k", mode="later")
 
 
 def run_help(monkeypatch) -> str:

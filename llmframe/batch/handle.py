@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..engine.background import register
 from ..engine.loop import run_sync
 from ..engine.outcome import Counters, Outcome
+from ..errors import ConfigError
 from ..engine.progress import Progress, should_show
 
 if TYPE_CHECKING:
@@ -28,11 +30,17 @@ class BatchJob:
                                 counters=self._counters)
         self._outcome: Outcome | None = None
         run_sync(self._batches.submit)
+        register(self)
 
     @property
     def id(self) -> str:
         """The job id, as llmframe.batches() and `llmframe batches status` list it."""
         return self._batches.job.id
+
+    @property
+    def running(self) -> bool:
+        """True until wait() (or result()) collected the answers: the batches may run at the provider until then."""
+        return self._outcome is None
 
     def status(self) -> dict:
         """Poll the provider once; the job and each of its batches (state, requests done, succeeded, failed)."""
@@ -60,8 +68,11 @@ class BatchJob:
             run_sync(self._batches.aclose)
         return self
 
-    def result(self) -> Any:
+    def result(self, *, partial: bool = False) -> Any:
         """The frame generate would have returned (waits first if the jobs are still running)."""
+        if partial:
+            raise ConfigError("partial=True is for online jobs (submit(..., mode='online')); a batch job's answers "
+                              "come back batch by batch: job.status() counts them, job.result() collects them")
         return self._finish(self.wait()._outcome)
 
     def cancel(self) -> list[str]:

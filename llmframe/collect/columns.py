@@ -44,14 +44,14 @@ def _take(values: pa.Array | pa.ChunkedArray, positions: np.ndarray) -> pa.Array
     return values.take(pa.array(positions, mask=positions < 0))
 
 
-def _error_column(run: Plan, answers: Answers, texts: pa.ChunkedArray) -> pa.Array:
+def _error_column(run: Plan, answers: Answers, texts: pa.ChunkedArray, unanswered: str | None) -> pa.Array:
     """Per row: its error, a note on an incomplete answer, or why it was skipped; missing for the rest.
 
     Built from the few rows that have one, never from a Python object per row.
     """
     messages: dict[str, int] = {}
     per_key = np.full(len(answers) + 1, -1, dtype=np.int32)  # the extra last slot serves skipped rows (-1)
-    for j, note in answers.error_notes(texts).items():
+    for j, note in answers.error_notes(texts, unanswered).items():
         per_key[j] = messages.setdefault(note, len(messages))
     rows = per_key[run.row_to_key]
     for i, reason in run.prompts.skipped.items():
@@ -59,8 +59,11 @@ def _error_column(run: Plan, answers: Answers, texts: pa.ChunkedArray) -> pa.Arr
     return _take(pa.array(list(messages), pa.large_string()), rows)
 
 
-def new_columns(run: Plan, answers: Answers) -> dict[str, Column]:
-    """The output's columns, error column last, one value per input row in order."""
+def new_columns(run: Plan, answers: Answers, pending_note: str | None = None) -> dict[str, Column]:
+    """The output's columns, error column last, one value per input row in order.
+
+    pending_note: what the error column says of requests without an answer yet (Outcome.pending_note).
+    """
     output = run.output
     texts = answers.text_array()
     failed = answers.failed()
@@ -76,7 +79,7 @@ def new_columns(run: Plan, answers: Answers) -> dict[str, Column]:
     if output.usage:
         columns.update(usage.row_columns(run, answers, output.usage_columns))
     if output.error_column:
-        columns[output.error_column] = _error_column(run, answers, texts)
+        columns[output.error_column] = _error_column(run, answers, texts, pending_note)
     return columns
 
 
@@ -85,6 +88,8 @@ def report(run: Plan, outcome: Outcome) -> dict:
     answers = outcome.answers
     weights = np.asarray(run.weights, dtype=np.int64)
     cached, failed = answers.cached, answers.failed()
+    pending = ~answers.done if outcome.pending_note else np.zeros(len(answers), dtype=bool)
+    failed &= ~pending  # a partial result's unanswered requests are pending, not failed
     sent = answers.done & ~cached & ~usage.not_sent(outcome)
     samples = list(dict.fromkeys(answers.errors[j] for j in sorted(answers.errors)))[: constants.ERROR_SAMPLES]
     counters = outcome.counters
@@ -97,6 +102,7 @@ def report(run: Plan, outcome: Outcome) -> dict:
         "deduplicated": int(weights.sum()) - len(run.keys),
         "failed": int(weights[failed].sum()),
         "skipped": len(run.prompts.skipped),
+        **({"pending": int(weights[pending].sum())} if outcome.pending_note else {}),
         "input_tokens": int(answers.input_tokens[sent].sum()),
         "output_tokens": int(answers.output_tokens[sent].sum()),
         "seconds": round(outcome.seconds, 3),
@@ -115,15 +121,19 @@ def report(run: Plan, outcome: Outcome) -> dict:
 
 def collect(run: Plan, outcome: Outcome) -> tuple[dict[str, Column], Report]:
     """The new columns (error column last, in row order) and the run report; a face turns them into its frame."""
-    return new_columns(run, outcome.answers), record(Report(report(run, outcome)))
+    made = Report(report(run, outcome))
+    return new_columns(run, outcome.answers, outcome.pending_note), made if outcome.pending_note else record(made)
 
 
 def raise_if_asked(run: Plan, report_: dict, result: Any) -> None:
     """BudgetExceeded when max_cost stopped the run; with errors="raise", RunAborted when any row failed;
     else a RuntimeWarning when most rows failed.
 
-    Both carry the report and the result (finished answers included), which are also in the cache.
+    Both carry the report and the result (finished answers included), which are also in the cache. A
+    partial result (rows still pending) neither raises nor warns: it is a look at a run, not its end.
     """
+    if report_.get("pending"):
+        return
     budget = report_.get("budget")
     if budget and budget["rows_not_sent"]:
         raise BudgetExceeded(

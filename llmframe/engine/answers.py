@@ -9,6 +9,7 @@ answers[j] = response stores one.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import operator
 from collections.abc import Callable, Iterator, Sequence
@@ -60,6 +61,18 @@ class Answers(Sequence):
 
     def __len__(self) -> int:
         return len(self.done)
+
+    def snapshot(self) -> Answers:
+        """A copy that later answers leave as it is (a running job's partial result); sealed blocks are shared."""
+        out = copy.copy(self)
+        for name in ("done", "cached", "input_tokens", "output_tokens", "cached_input_tokens", "latency", "finish",
+                     "_remaining"):
+            setattr(out, name, getattr(self, name).copy())
+        out.finish_names, out._finish_codes = list(self.finish_names), dict(self._finish_codes)
+        out._open = {b: list(texts) for b, texts in self._open.items()}
+        out._sealed, out._late, out.errors = dict(self._sealed), dict(self._late), dict(self.errors)
+        out.parsed = None if self.parsed is None else list(self.parsed)
+        return out
 
     def __getitem__(self, j):
         if isinstance(j, slice):
@@ -231,10 +244,11 @@ class Answers(Sequence):
             mask[np.fromiter(self.errors, dtype=np.int64, count=len(self.errors))] = True
         return mask
 
-    def error_notes(self, texts: pa.ChunkedArray | None = None) -> dict[int, str]:
+    def error_notes(self, texts: pa.ChunkedArray | None = None, unanswered: str | None = None) -> dict[int, str]:
         """Request -> its error, or a note on an incomplete or empty answer; only where there is one.
 
-        texts: text_array(), when the caller has built it already.
+        texts: text_array(), when the caller has built it already; unanswered: the note of requests without
+        an answer (default: the run stopped first).
         """
         notes = [_incomplete(reason) for reason in self.finish_names]
         noted = np.array([note is not None for note in notes])
@@ -243,7 +257,7 @@ class Answers(Sequence):
         empty = pc.fill_null(pc.equal(pc.utf8_length(texts), 0), True).to_numpy(zero_copy_only=False)
         for j in np.flatnonzero(empty & self.done).tolist():
             out.setdefault(j, EMPTY_ANSWER)
-        out.update(dict.fromkeys(np.flatnonzero(~self.done).tolist(), "not answered (the run stopped first)"))
+        out.update(dict.fromkeys(np.flatnonzero(~self.done).tolist(), unanswered or constants.NOT_ANSWERED))
         out.update(self.errors)
         return out
 

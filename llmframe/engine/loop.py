@@ -75,3 +75,13 @@ async def run_async(make: Callable[[], Awaitable[T]]) -> T:
     if running is loop:
         return await make()
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(make(), loop))
+
+
+def in_background(make: Callable[[], Awaitable[T]]) -> concurrent.futures.Future[T]:
+    """Start a coroutine on the engine loop and return at once (a background job's run)."""
+    return asyncio.run_coroutine_threadsafe(make(), _background_loop())
+
+
+def call_soon(callback: Callable[[], object]) -> None:
+    """Call callback on the engine loop's thread, soon (what touches a running job's tasks must run there)."""
+    _background_loop().call_soon_threadsafe(callback)

@@ -39,3 +39,14 @@ class Outcome:
     seconds: float = 0.0  # wall time of the execution, for the report
     job_id: str | None = None  # the batch job, when the run went through the provider's batch API
     budget: Budget | None = None  # the max_cost budget it drew on (a sweep's runs share one), for the report
+    # Set on a look at a run that has not ended (a background job's partial result): requests without an
+    # answer are pending, not failed, and their error column says this.
+    pending_note: str | None = None
+
+
+@dataclass
+class Live:
+    """A run's answers and counters while it goes, for a caller that looks before it ends (a background job)."""
+
+    answers: Answers | None = None
+    counters: Counters | None = None

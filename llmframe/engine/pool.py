@@ -21,16 +21,23 @@ from ..stores.base import BaseStore as Store
 from .answers import Answers
 from .attempts import billed_answer
 from .groups import answer_group, take
-from .outcome import Counters
+from .outcome import Counters, Live
 from .progress import Progress
 from .ratelimit import Patience, limiter_for
 from .writer import CacheWriter
 
 
 async def answer_all(work: Work, provider: Provider, *, store: Store | None, lookup: bool, policy: Policy,
-                     meter: CostMeter | None, progress: Progress, model: str) -> tuple[Answers, Counters]:
-    """Answer every request: cache hits first, chunk by chunk, misses through a bounded worker pool."""
-    return await _Pool(work, provider, store, lookup, policy, meter, progress, model).run()
+                     meter: CostMeter | None, progress: Progress, model: str,
+                     live: Live | None = None) -> tuple[Answers, Counters]:
+    """Answer every request: cache hits first, chunk by chunk, misses through a bounded worker pool.
+
+    live: filled with the answers and counters as they are made, for a caller that looks while it runs.
+    """
+    pool = _Pool(work, provider, store, lookup, policy, meter, progress, model)
+    if live is not None:
+        live.answers, live.counters = pool.results, pool.counters
+    return await pool.run()
 
 
 class _Pool:

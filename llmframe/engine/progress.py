@@ -62,16 +62,20 @@ class Progress:
         self._drawn_status = ("", "")
         self._bar = None
         if show:
-            from tqdm.auto import tqdm
+            self.display()
 
-            self._bar = tqdm(
-                total=total,
-                desc=description,
-                unit="row",
-                mininterval=constants.PROGRESS_REFRESH_SECONDS,
-                dynamic_ncols=True,
-            )
-            self._bar.set_postfix_str(self.summary(), refresh=False)
+    def display(self) -> None:
+        """Open the bar now: in a notebook, in the cell this thread is running (a background job's, once it started)."""
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(
+            total=self.total,
+            desc=self.description,
+            unit="row",
+            mininterval=constants.PROGRESS_REFRESH_SECONDS,
+            dynamic_ncols=True,
+        )
+        self._bar.set_postfix_str(self.summary(), refresh=False)
 
     def advance(self, rows: int, *, cached: bool = False, failed: bool = False, tokens: int = 0,
                 cost: float | None = None, skipped: bool = False, error: str | None = None) -> None:

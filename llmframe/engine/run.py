@@ -16,7 +16,7 @@ from ..providers.base import Provider
 from ..stores.base import BaseStore as Store
 from ..stores.manage import open_cache as open_store
 from .answers import Answers
-from .outcome import Counters, Outcome
+from .outcome import Counters, Live, Outcome
 from .pool import answer_all
 from .progress import Progress, for_run, should_show
 
@@ -52,8 +52,8 @@ def estimate(plan: Plan, *, mode: str = "online") -> estimate_.Estimate:
     return estimate_.estimate(plan, open_cache(plan), mode=mode)
 
 
-def start(plan: Plan, *, meter: CostMeter | None = None, progress: Progress | None = None
-          ) -> Callable[[], Awaitable[Outcome]]:
+def start(plan: Plan, *, meter: CostMeter | None = None, progress: Progress | None = None,
+          live: Live | None = None) -> Callable[[], Awaitable[Outcome]]:
     """prepare() the plan, open the progress display, and return the run for the engine's loop.
 
     Called in the caller's thread, so bad input raises there. The display is made here too: Jupyter
@@ -64,17 +64,20 @@ def start(plan: Plan, *, meter: CostMeter | None = None, progress: Progress | No
     if progress is None:
         progress = for_run(len(plan.prompts), show=should_show(plan.progress), description=plan.model)
     progress.advance(len(plan.prompts.skipped), skipped=True)
-    return lambda: execute(plan, provider, store=store, meter=meter, progress=progress)
+    return lambda: execute(plan, provider, store=store, meter=meter, progress=progress, live=live)
 
 
 async def execute(plan: Plan, provider: Provider, *, store: Store | None, meter: CostMeter | None,
-                  progress: Progress) -> Outcome:
-    """Answer every distinct request of the plan (online, or through the provider's batch API)."""
+                  progress: Progress, live: Live | None = None) -> Outcome:
+    """Answer every distinct request of the plan (online, or through the provider's batch API).
+
+    live: an online run's answers so far, for a background job's status and partial result.
+    """
     if plan.batch is not None:
         return await _execute_batch(plan, provider, store=store, meter=meter, progress=progress)
     started = time.perf_counter()
     answers, counters = await answer_all(plan.work(), provider, store=store, lookup=plan.lookup, policy=plan.policy,
-                                         meter=meter, progress=progress, model=plan.model)
+                                         meter=meter, progress=progress, model=plan.model, live=live)
     return Outcome(answers, counters, time.perf_counter() - started, budget=_budget(meter))
 
 

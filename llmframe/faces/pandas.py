@@ -36,6 +36,11 @@ class DataFrameAccessor(FrameVerbs):
     def _sweep_frame(self) -> pd.DataFrame:
         return self._obj
 
+    def _held(self) -> pd.DataFrame:
+        # A shallow copy under copy-on-write (pandas 3), else a deep one.
+        cow = int(pd.__version__.split(".")[0]) >= 3 or pd.get_option("mode.copy_on_write") is True
+        return self._obj.copy(deep=not cow)
+
 
 @pd.api.extensions.register_series_accessor("llm")
 class SeriesAccessor(RowVerbs):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from . import planning
 from .. import constants
 from ..batch import BatchJob
+from ..engine.background import OnlineJob
 from ..collect import columns
 from ..collect.arrays import Column
 from ..collect.report import Report
@@ -214,7 +215,8 @@ class FrameVerbs(RowVerbs):
     """A frame's verbs: RowVerbs' and submit, retry_failed, sweep and the report of the run that made it."""
 
     @template_only_positional
-    @documented(mode='always `"batch"`')
+    @documented(mode='`"batch"`: the provider\'s batch API; `"online"`: a background run on llmframe\'s loop; '
+                     '`"auto"`: the batch API where the provider has one and the call is large')
     def submit(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                errors: str = constants.ERROR_MODES[0], prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0],
                strict: bool = True, structured: str = constants.STRUCTURED_MODES[0],
@@ -230,19 +232,23 @@ class FrameVerbs(RowVerbs):
                progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                provider_options: dict | None = None, mode: str = constants.BATCH_MODES[1],
                poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-               max_cost: float | None = None, **unknown: Any) -> BatchJob:
-        """Submit the rows to the provider's batch API and return at once; generate's arguments, mode="batch".
+               max_cost: float | None = None, **unknown: Any) -> BatchJob | OnlineJob:
+        """Start the run and return at once: generate's arguments; mode="batch" (the default) or "online".
 
-        The handle: job.status() (one poll), job.wait() (blocks, with a progress bar), job.result() (the
-        frame generate would return), job.cancel(). Calling submit again with the same arguments
-        re-attaches to the same jobs instead of submitting twice.
+        The handle: job.status(), job.wait() (blocks, with a progress bar; Ctrl-C stops only the waiting),
+        job.result() (the frame generate would return), job.cancel(); llmframe.jobs() lists them.
+        mode="batch" submits to the provider's batch API: submit again with the same arguments re-attaches
+        to the same jobs. mode="online" runs on llmframe's background loop while the caller goes on;
+        job.result(partial=True) is what finished so far, and re-running the call resumes from the cache.
         """
         call = (template, keywords(locals()))
-        if mode != "batch":
-            raise ConfigError(f"submit always uses the batch API; drop mode={mode!r} "
-                              "(or call generate for an online run)")
-        plan = self._plan(*call)
-        return BatchJob(plan, lambda outcome: self._result(plan, outcome, call))
+        held = type(self)(self._held())  # the rows as they are now: later edits do not reach the job
+        plan = held._plan(*call)
+
+        def finish(outcome: Outcome) -> Any:
+            return held._result(plan, outcome, call)
+
+        return BatchJob(plan, finish) if plan.batch is not None else OnlineJob(plan, finish)
 
     @property
     def report(self) -> Report | None:
@@ -297,3 +303,7 @@ class FrameVerbs(RowVerbs):
     def _sweep_frame(self) -> Any:
         """The frame apps.sweep runs over (a pandas DataFrame)."""
         raise NotImplementedError
+
+    def _held(self) -> Any:
+        """This frame as a submitted job keeps it: one that later edits of the caller's frame leave as it is."""
+        return self._obj  # immutable frames (Polars') as they are
