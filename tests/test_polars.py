@@ -200,6 +200,8 @@ def test_agenerate_estimate_submit_and_sweep(kw, sim):
     job = pl.DataFrame({"x": ["p", "q"]}).llm.submit("{x}", poll_interval=0.02, **kw)
     result = job.result()
     assert isinstance(result, pl.DataFrame) and result["response"].to_list() == [digest_answer("p"), digest_answer("q")]
+    background = pl.DataFrame({"x": ["r"]}).llm.submit("{x}", mode="online", **kw)
+    assert background.result()["response"].to_list() == [digest_answer("r")]
     swept = frame.llm.sweep("{x}", models=[MODEL], params={"temperature": [0, 1]}, base_url=sim.base_url,
                             api_key=sim.api_key, progress=False)
     assert len(swept.table) == 4 and len(swept.summary()) == 2
