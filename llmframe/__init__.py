@@ -12,8 +12,9 @@ from .batch import batches, cancel_batches
 from .stores.diskcache import cache_stats, clear_cache
 from .config import configure, settings
 from .providers.local import unload
+from .faces.pandas_vectors import vectors
 
 __version__ = "0.1.0"
 
-__all__ = ["configure", "settings", "cache_stats", "clear_cache", "batches", "cancel_batches", "unload", "errors",
+__all__ = ["configure", "settings", "cache_stats", "clear_cache", "batches", "cancel_batches", "unload", "vectors", "errors",
            "__version__"]

@@ -21,6 +21,7 @@ from ..stores.diskcache import Store
 from .answers import Answers
 from .attempts import billed_answer
 from .groups import answer_group, take
+from .packs import Packer, answer_pack
 from .outcome import Counters
 from .progress import Progress
 from .ratelimit import Patience, limiter_for
@@ -42,7 +43,7 @@ class _Pool:
         self.policy, self.progress = policy, progress
         self.meter = meter
         self.capped = meter is not None and meter.capped  # max_cost: requests are reserved before they are sent
-        self.results = Answers(len(work.keys), structured=work.check is not None)
+        self.results = Answers(len(work.keys), structured=work.check is not None, vectors=work.pack is not None)
         self.counters = Counters()
         self.writer = CacheWriter(store, model=model, overwrite=not lookup) if store is not None else None
         self.stale: set[int] = set()  # cached answers that no longer validate
@@ -53,6 +54,9 @@ class _Pool:
         # Bounded: in-flight state is O(concurrency) however many rows the frame has.
         self.batched = provider.local_groups  # a local model: whole groups, in a worker thread
         slots = 2 * provider.group_size if self.batched else policy.concurrency
+        self.pack = None if work.pack is None else _pack_size(work.pack, len(work.keys), policy.concurrency)
+        if self.pack is not None:  # embeddings: workers take whole packs of rows
+            slots = self.pack[0]
         self.queue: asyncio.Queue[tuple[int, Request] | None] = asyncio.Queue(maxsize=slots * constants.QUEUE_SLACK)
         self.workers: list[asyncio.Task] = []
 
@@ -97,6 +101,16 @@ class _Pool:
         finally:
             stop.set()  # a cancelled run ends the batch still generating, instead of letting it finish unseen
 
+    async def pack_worker(self) -> None:
+        """Embeddings: packs of rows from the queue, one request each, until the feeder's end marker."""
+        packer = Packer(self.queue, *self.pack)
+        settings = self.work.settings
+        while pack := await packer.take():
+            await answer_pack(pack, self.provider, self.limiter, self.policy, self.counters, self.patience, settings,
+                              self.finish)
+            if self.writer is not None:
+                await self.writer.written()
+
     async def feed(self) -> None:
         """Look each chunk up in the cache, then queue its misses (within the budget, if there is one)."""
         work, results, store, progress, counters, meter = (self.work, self.results, self.store, self.progress,
@@ -135,6 +149,9 @@ class _Pool:
         """Feed and work until every request is answered; whatever ends the run, the writer and provider close."""
         if self.batched:
             self.workers = [asyncio.create_task(self.batch_worker())]  # one model, one generate call at a time
+        elif self.pack is not None:
+            packs = -(-len(self.work.keys) // self.pack[0])
+            self.workers = [asyncio.create_task(self.pack_worker()) for _ in range(min(self.policy.concurrency, packs))]
         else:
             self.workers = [asyncio.create_task(self.worker())
                             for _ in range(min(self.policy.concurrency, len(self.work.keys)))]
@@ -169,3 +186,10 @@ class _Pool:
             await self.provider.aclose()
             self.progress.close(state)
         return self.results, self.counters
+
+
+def _pack_size(limits: tuple[int, int], requests: int, concurrency: int) -> tuple[int, int]:
+    """(inputs, tokens) per pack: the provider's most, or fewer so that every worker has a pack to send
+    (but not below EMBEDDING_MIN_PACK: requests, not rows, are what a server's RPM limit counts)."""
+    inputs, tokens = limits
+    return max(1, min(inputs, max(constants.EMBEDDING_MIN_PACK, -(-requests // concurrency)))), tokens

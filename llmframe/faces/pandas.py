@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..collect import columns
 from . import frames
+from .pandas_vectors import VectorVerbs
 from .. import constants
 from ..options import OPTIONS, PASSED_ON, check_names, documented, keywords
 from ..plan import build as pipeline
@@ -43,7 +44,7 @@ def _remember(out: pd.DataFrame, call: tuple) -> pd.DataFrame:
     return out
 
 
-class _Base:
+class _Base(VectorVerbs):
     """What df.llm and s.llm share: the verbs and their keywords; the subclasses say what a row is."""
 
     def __init__(self, obj):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,8 @@ from .request import (
 )
 from .structured import structured_mode, with_prompt
 from .rows import Rows
+if TYPE_CHECKING:
+    from .embed import Embedding
 from .template import Prompts, Template, TemplateLike
 
 Check = Callable[[str | None], tuple[Any, str | None]]  # answer text -> (parsed value, None) or (None, problem)
@@ -47,6 +49,8 @@ class Work:
     weights: Sequence[int]
     check: Check | None = None
     requests: Callable[[Sequence[int]], list[Request]] | None = None  # many at once: rendered as a chunk
+    pack: tuple[int, int] | None = None  # embeddings: the most (inputs, estimated tokens) one request carries
+    settings: dict | None = None  # embeddings: what every request asks (dimensions, task type, truncation)
 
     def build(self, positions: Sequence[int]) -> list[Request]:
         """The requests at these positions."""
@@ -114,6 +118,7 @@ class Plan:
     max_cost: float | None = None
     batch: BatchOptions | None = None  # set when the run goes through the provider's batch API
     schema_prompt: str | None = None  # structured="json_object": the schema, added to each prompt
+    embedding: Embedding | None = None  # set for df.llm.embed's runs (plan.embed): answers are vectors
 
     @property
     def lookup(self) -> bool:
@@ -131,7 +136,11 @@ class Plan:
             return [Request(key, self.prompts.messages_of(row), self.params) for key, row in zip(keys, rows)]
 
         check = self.output.schema.checker(self.output.mode) if self.output.schema is not None else None
-        return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests)
+        embedding = self.embedding
+        if embedding is None:
+            return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests)
+        return Work(self.keys, lambda j: requests([j])[0], self.weights, None, requests,
+                    (embedding.max_inputs, embedding.max_tokens), embedding.settings)
 
 
 def _batch_options(mode: str, provider: type[Provider] | Provider, requests: int, cache: bool | str,
@@ -232,6 +241,8 @@ def plan(
     model = f"{provider_name}:{model_name}"  # a Provider instance's too: the report's and the cache's name for it
     kind.check_params(gen)
     endpoint = instance.endpoint if instance is not None else kind.endpoint_for(base_url)
+    if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too
+        kind.chat_model(model_name, endpoint=endpoint)
     head = key_prefix(provider_name, model_name, gen, _schema_key(out, kind, strict, structured), endpoint)
     digests, valid = _digests(head, prompts, max_prompt_tokens)
     codes, first_row = distinct(digests, valid)
