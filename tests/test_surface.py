@@ -30,7 +30,7 @@ def test_the_ray_adapter_imports_ray_only_when_called():
 
 def test_public_surface_is_small():
     assert set(llmframe.__all__) == {"configure", "settings", "errors", "cache_stats", "clear_cache", "batches",
-                                     "cancel_batches", "unload", "__version__"}
+                                     "cancel_batches", "unload", "vectors", "__version__"}
     assert hasattr(pd.DataFrame, "llm") and hasattr(pd.Series, "llm")
 
 

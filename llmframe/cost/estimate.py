@@ -89,9 +89,11 @@ def output_limit(provider: str, max_tokens: int | None) -> int:
     return int(max_tokens or constants.OUTPUT_TOKENS_GUESS)
 
 
-def request_cost(pricer: Pricer, provider: str, max_tokens: int | None) -> Callable[[Request], float]:
-    """An upper-leaning USD estimate of one request before it is sent (input chars / 4, output at its limit)."""
-    limit = output_limit(provider, max_tokens)
+def request_cost(pricer: Pricer, provider: str, max_tokens: int | None, *, outputs: bool = True
+                 ) -> Callable[[Request], float]:
+    """An upper-leaning USD estimate of one request before it is sent (input chars / 4, output at its limit;
+    none for an embedding, outputs=False)."""
+    limit = output_limit(provider, max_tokens) if outputs else 0
 
     def cost(request: Request) -> float:
         chars = sum(len(m.get("content") or "") for m in request.messages)
@@ -147,12 +149,14 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
     missing = _uncached(run, store)
     send_rows = run.first_row[missing]
     tokens, tokenizer = input_tokens(run, send_rows)
-    limit = output_limit(run.provider.name, run.params.get("max_tokens"))
+    embedding = run.embedding is not None  # vectors: no output tokens at all
+    limit = 0 if embedding else output_limit(run.provider.name, run.params.get("max_tokens"))
+    low = 0 if embedding else constants.MIN_OUTPUT_TOKENS
     n = len(send_rows)
-    low_costs = pricer.costs(tokens, np.full(n, constants.MIN_OUTPUT_TOKENS))
+    low_costs = pricer.costs(tokens, np.full(n, low))
     high_costs = pricer.costs(tokens, np.full(n, limit))
     notes = []
-    if run.params.get("max_tokens") is None and run.provider.name != "anthropic":
+    if run.params.get("max_tokens") is None and run.provider.name != "anthropic" and not embedding:
         notes.append(f"max_tokens is not set: the high end assumes {limit} output tokens per request; "
                      "set max_tokens for a firm bound")
     if tokenizer == APPROXIMATION:
@@ -169,7 +173,7 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
         uncached_requests=n,
         input_tokens=int(tokens.sum()),
         tokenizer=tokenizer,
-        output_tokens=(constants.MIN_OUTPUT_TOKENS * n, limit * n),
+        output_tokens=(low * n, limit * n),
         cost=None if low_costs is None else (float(low_costs.sum()), float(high_costs.sum())),
         price=pricer.describe(),
         samples=[run.prompts.messages(int(i)) for i in send_rows[: constants.ESTIMATE_SAMPLES]],

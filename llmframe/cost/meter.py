@@ -23,11 +23,11 @@ class CostMeter:
     __slots__ = ("pricer", "budget", "_known", "_estimate", "_holding")
 
     def __init__(self, pricer: Pricer | None, budget: Budget | None = None, *, provider: str = "",
-                 max_tokens: int | None = None):
+                 max_tokens: int | None = None, outputs: bool = True):
         self.pricer = pricer
         self.budget = budget
         self._known = pricer is not None and pricer.known
-        self._estimate = request_cost(pricer, provider, max_tokens) if budget is not None else None
+        self._estimate = request_cost(pricer, provider, max_tokens, outputs=outputs) if budget is not None else None
         self._holding: dict[int, float] = {}  # request -> its reservation, released however the run ends
 
     @classmethod
@@ -35,7 +35,8 @@ class CostMeter:
         """A run's meter: over budget when given (a sweep's, shared), else over the plan's own max_cost, if any."""
         if budget is None and plan.max_cost is not None:
             budget = Budget(plan.max_cost)
-        return cls(plan.pricer, budget, provider=plan.provider.name, max_tokens=plan.params.get("max_tokens"))
+        return cls(plan.pricer, budget, provider=plan.provider.name, max_tokens=plan.params.get("max_tokens"),
+                   outputs=plan.embedding is None)
 
     @property
     def capped(self) -> bool:

@@ -41,10 +41,12 @@ class Packer:
     """One worker's way of taking packs from the queue: up to max_inputs rows and about max_tokens tokens.
 
     A row that would take a pack past its token cap waits for the next pack (carried, never dropped).
+    wait=False takes only what is queued once a pack has a row: under max_cost the feeder waits for the
+    reservations of rows already queued to settle, so a pack waiting to fill would never be sent.
     """
 
-    def __init__(self, queue: asyncio.Queue, max_inputs: int, max_tokens: int):
-        self.queue, self.max_inputs, self.max_tokens = queue, max_inputs, max_tokens
+    def __init__(self, queue: asyncio.Queue, max_inputs: int, max_tokens: int, *, wait: bool = True):
+        self.queue, self.max_inputs, self.max_tokens, self.wait = queue, max_inputs, max_tokens, wait
         self.carry: Item | None = None
         self.ended = False
 
@@ -55,7 +57,7 @@ class Packer:
         while len(pack) < self.max_inputs:
             if self.carry is not None:
                 item, self.carry = self.carry, None
-            elif self.ended:
+            elif self.ended or (pack and not self.wait and self.queue.empty()):
                 break
             else:
                 item = await self.queue.get()

@@ -103,7 +103,7 @@ class _Pool:
 
     async def pack_worker(self) -> None:
         """Embeddings: packs of rows from the queue, one request each, until the feeder's end marker."""
-        packer = Packer(self.queue, *self.pack)
+        packer = Packer(self.queue, *self.pack, wait=not self.capped)
         settings = self.work.settings
         while pack := await packer.take():
             await answer_pack(pack, self.provider, self.limiter, self.policy, self.counters, self.patience, settings,

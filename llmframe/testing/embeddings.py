@@ -25,6 +25,7 @@ DEFAULT_DIMENSIONS = 256  # a model the table below does not name
 DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536,
               "gemini-embedding-001": 3072, "text-embedding-004": 768}
 OPENAI_MAX_INPUTS, GEMINI_MAX_INPUTS = 2048, 100
+INPUT_TOKENS = 8192  # Simulator.embedding_input_tokens' default: OpenAI's models' limit
 _WORD = re.compile(r"\w+")
 
 

@@ -157,7 +157,7 @@ class Simulator(LoopbackServer):
         self.batches = BatchService(self)  # the batch APIs: settings, and the batches created
         # Embedding routes refuse a request with an input past this many tokens (None: no limit), as OpenAI's
         # 8,192-token models do; tests lower it to make one bad row.
-        self.embedding_input_tokens: int | None = 8192
+        self.embedding_input_tokens: int | None = embeddings.INPUT_TOKENS
 
     # --- public API -------------------------------------------------------
 
@@ -219,6 +219,7 @@ class Simulator(LoopbackServer):
             self._statuses.clear()
             self._fault_counts.clear()
         self.latency, self.answer, self.faults = self._defaults
+        self.embedding_input_tokens = embeddings.INPUT_TOKENS
         self._fault_state = None
         self.batches.reset()
 
