@@ -106,6 +106,23 @@ class Answers(Sequence):
                 self.parsed = [None] * len(self)
             self.parsed[j] = response.parsed
 
+    def put_answered(self, positions: list[int], responses: list[Response]) -> None:
+        """Store many answered embedding requests at once (a pack's): their vectors, tokens and latency."""
+        at = np.asarray(positions, dtype=np.int64)
+        stack = np.stack([r.vector for r in responses]) if responses else None
+        if self.vectors is None or stack is None or self.vectors.put_many(at, stack) is not None \
+                or self.done[at].any() or any(j in self.errors for j in positions):
+            for j, response in zip(positions, responses):  # the general path: a vector of another length, a re-ask
+                self[j] = response
+            return
+        self.cached[at] = False
+        self.input_tokens[at] = [r.input_tokens for r in responses]
+        self.output_tokens[at] = 0
+        self.cached_input_tokens[at] = 0
+        self.latency[at] = [np.nan if r.latency is None else r.latency for r in responses]
+        self.finish[at] = _NO_FINISH
+        self._set_texts(at, [None] * len(positions))
+
     def __iter__(self) -> Iterator[Response | None]:
         return (self[j] for j in range(len(self)))
 
@@ -333,6 +350,13 @@ class Vectors:
         problem = self._fits(vector.shape[-1])
         if problem is None:
             self.matrix[j] = vector
+        return problem
+
+    def put_many(self, positions: np.ndarray, vectors: np.ndarray) -> str | None:
+        """Store the rows of vectors at positions; the problem, if they cannot be stored (another length)."""
+        problem = self._fits(vectors.shape[1])
+        if problem is None:
+            self.matrix[positions] = vectors
         return problem
 
     def put_encoded(self, positions: np.ndarray, texts: list) -> np.ndarray:

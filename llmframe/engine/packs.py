@@ -93,7 +93,9 @@ class _Embedder:
         if vectors.ndim != 2 or vectors.shape[0] != len(self._texts):
             raise ProviderError(f"malformed response: {vectors.shape[0] if vectors.ndim else 0} vectors for "
                                 f"{len(self._texts)} inputs", retryable=True, headers=embedded.headers)
-        return Response(input_tokens=embedded.input_tokens, headers=embedded.headers, vector=vectors)
+        encoded = embedded.encoded
+        return Response(input_tokens=embedded.input_tokens, headers=embedded.headers, vector=vectors,
+                        text=None if encoded is None else "\n".join(encoded))
 
 
 def _splittable(error: ProviderError | None) -> bool:
@@ -115,7 +117,8 @@ def encode(vector: np.ndarray) -> str:
 
 
 async def answer_pack(pack: list[Item], provider: Provider, limiter: Limiter, policy: Policy, counters: Counters,
-                      patience: Patience, settings: dict, finish: Callable[..., None]) -> None:
+                      patience: Patience, settings: dict, finish: Callable[..., None],
+                      finish_pack: Callable[[list[int], list[Response]], None]) -> None:
     """Embed a pack and finish each of its rows; a refused pack of many rows is split to find the bad one."""
     texts = [input_text(request) for _, request in pack]
     embedder = _Embedder(provider, texts, settings)
@@ -123,16 +126,18 @@ async def answer_pack(pack: list[Item], provider: Provider, limiter: Limiter, po
     response = await billed_answer(packed, embedder, limiter, policy, counters, None, provider.secrets,  # type: ignore[arg-type]
                                    patience)
     if response.error is None:
-        tokens = shares(response.input_tokens, texts)
-        for k, (j, _) in enumerate(pack):
-            vector = response.vector[k]
-            finish(j, Response(encode(vector), int(tokens[k]), 0, None, latency=response.latency, vector=vector))
+        tokens = shares(response.input_tokens, texts).tolist()
+        latency, vectors = response.latency, response.vector
+        # The reply's own base64 texts, where it sent them, are already the cache's spelling of the vectors.
+        encoded = response.text.split("\n") if response.text else [encode(v) for v in vectors]
+        finish_pack([j for j, _ in pack], [Response(encoded[k], tokens[k], 0, None, latency=latency,
+                                                    vector=vectors[k]) for k in range(len(pack))])
         return
     if len(pack) > 1 and _splittable(embedder.error):
         half = math.ceil(len(pack) / 2)
         counters.retries += 1
         for part in (pack[:half], pack[half:]):
-            await answer_pack(part, provider, limiter, policy, counters, patience, settings, finish)
+            await answer_pack(part, provider, limiter, policy, counters, patience, settings, finish, finish_pack)
         return
     for k, (j, _) in enumerate(pack):  # the breaker counts requests, not rows: one failed pack is one failure
         failed = Response(error=response.error, input_tokens=response.input_tokens if k == 0 else 0)

@@ -81,6 +81,19 @@ class _Pool:
             if self.writer is not None:
                 self.writer.add(self.work.keys[j], response, overwrite=j in self.stale)
 
+    def finish_pack(self, positions: list[int], responses: list[Response]) -> None:
+        """finish() for a pack's answered rows at once: stored, priced, counted and handed to the writer together."""
+        self.results.put_answered(positions, responses)
+        meter = self.meter
+        costs = [meter.settle(j, r) for j, r in zip(positions, responses)] if meter is not None else [None]
+        known = [c for c in costs if c is not None]
+        self.progress.advance(int(np.asarray(self.work.weights)[positions].sum()),
+                              tokens=sum(r.input_tokens for r in responses), cost=sum(known) if known else None)
+        self.counters.failed_in_a_row = 0
+        if self.writer is not None:
+            keys = self.work.keys.take(positions)
+            self.writer.add_many(keys, responses, [j in self.stale for j in positions])
+
     async def worker(self) -> None:
         """Send requests from the queue one at a time, until the feeder's end marker."""
         queue, finish, writer, provider, limiter = self.queue, self.finish, self.writer, self.provider, self.limiter
@@ -107,7 +120,7 @@ class _Pool:
         settings = self.work.settings
         while pack := await packer.take():
             await answer_pack(pack, self.provider, self.limiter, self.policy, self.counters, self.patience, settings,
-                              self.finish)
+                              self.finish, self.finish_pack)
             if self.writer is not None:
                 await self.writer.written()
 

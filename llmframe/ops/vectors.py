@@ -16,6 +16,7 @@ from .. import constants
 from ..errors import ConfigError
 
 _SCORES_PER_BLOCK = 2**25  # scores (float32) held at once by sim_join and dedup: 128 MB
+_SEARCH_BLOCKS = 16  # search scores VECTOR_BLOCK_ROWS times this many rows at a time
 
 
 def check_k(k) -> int:
@@ -75,10 +76,12 @@ def search(matrix: np.ndarray, query: np.ndarray, *, k: int) -> tuple[np.ndarray
     k = min(k, len(matrix))
     rows: list[np.ndarray] = []
     scores: list[np.ndarray] = []
-    for start in range(0, len(matrix), constants.VECTOR_BLOCK_ROWS):
-        block = matrix[start : start + constants.VECTOR_BLOCK_ROWS]
-        s = (block @ query) * _inverse_norms(block)
-        s[np.isnan(s)] = -np.inf  # a row without a vector never matches
+    step = constants.VECTOR_BLOCK_ROWS * _SEARCH_BLOCKS  # a block's scores are one number a row: blocks can be long
+    for start in range(0, len(matrix), step):
+        block = matrix[start : start + step]
+        s = block @ query
+        s *= _inverse_norms(block)
+        s = np.fmax(s, -np.inf)  # NaN (a row without a vector) becomes -inf: it never matches
         take = min(k, len(s))
         best = np.argpartition(-s, take - 1)[:take] if take < len(s) else np.arange(len(s))
         rows.append(best + start)

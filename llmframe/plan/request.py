@@ -105,6 +105,7 @@ class Embedded:
     vectors: np.ndarray  # shape (inputs, dimensions), float32
     input_tokens: int = 0
     headers: Mapping[str, str] | None = None  # for the rate limiter; never cached
+    encoded: list[str] | None = None  # the vectors as the cache spells them (base64 float32), where the reply did
 
 
 def canonical_json(value: Any) -> str:

@@ -103,8 +103,11 @@ def openai_reply(body: Any, inputs: int, headers: Mapping | None) -> Embedded:
         tokens = replies.count(usage.get("prompt_tokens", usage.get("total_tokens")), "usage.prompt_tokens")
     except replies.Malformed as exc:
         raise ProviderError(f"malformed response: {exc}", retryable=True, headers=headers) from None
-    vectors = [found[i] for i in sorted(found)]
-    return Embedded(matrix(vectors, inputs, headers), tokens, headers)
+    order = sorted(found)
+    vectors = [found[i] for i in order]
+    texts = [data[i].get("embedding") for i in order] if order == list(range(len(data))) else None
+    encoded = texts if texts and all(isinstance(t, str) for t in texts) else None  # already the cache's spelling
+    return Embedded(matrix(vectors, inputs, headers), tokens, headers, encoded)
 
 
 def estimated_tokens(texts: list[str]) -> int:
