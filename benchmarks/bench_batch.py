@@ -27,7 +27,8 @@ import pandas as pd  # noqa: E402
 
 from llmframe import constants
 from llmframe.faces.frames import rows_of  # noqa: E402
-from llmframe.plan import build as pipeline  # noqa: E402
+from llmframe.faces import planning  # noqa: E402
+from llmframe.plan.build import Plan  # noqa: E402
 from llmframe.batch.openai import OpenAIBatches, parse_results  # noqa: E402
 from llmframe.batch.runner import settle  # noqa: E402
 from llmframe.batch.split import split  # noqa: E402
@@ -35,14 +36,14 @@ from llmframe.engine.run import open_provider  # noqa: E402
 from llmframe.stores.diskcache import Store  # noqa: E402
 
 
-def plan(rows: int, cache_dir: str) -> pipeline.Plan:
+def plan(rows: int, cache_dir: str) -> Plan:
     """A planned (rendered, keyed) batch run over `rows` review-like rows; sends nothing."""
     frame = pd.DataFrame({"review": [f"Review {i}: the product arrived on time and works as described." for i in range(rows)]})
-    return pipeline.plan(rows_of(frame), "Sentiment of this review, one word:\n{review}", model="openai:gpt-4o-mini",
+    return planning.plan(rows_of(frame), "Sentiment of this review, one word:\n{review}", model="openai:gpt-4o-mini",
                          api_key="sk-bench", mode="batch", cache_dir=cache_dir, progress=False)
 
 
-def build(run: pipeline.Plan) -> tuple[float, float, int, int]:
+def build(run: Plan) -> tuple[float, float, int, int]:
     """Wall and CPU seconds to render and split every request into files; the number of files and their bytes."""
     work = run.work()
     adapter = OpenAIBatches(open_provider(run))
@@ -78,7 +79,7 @@ def output_files(keys: list[str], per_file: int) -> list[bytes]:
     return files
 
 
-def collect(run: pipeline.Plan, files: list[bytes], per_file: int) -> tuple[float, float]:
+def collect(run: Plan, files: list[bytes], per_file: int) -> tuple[float, float]:
     """Wall and CPU seconds to map every output line back to its row: parse, match by custom id, encode for
     the cache."""
     keys = run.keys[:]

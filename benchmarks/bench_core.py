@@ -35,7 +35,7 @@ import pyarrow as pa  # noqa: E402
 import llmframe  # noqa: E402,F401  (registers the df.llm accessor)
 from llmframe.engine.run import open_cache  # noqa: E402
 from llmframe.faces.frames import rows_of  # noqa: E402
-from llmframe.plan.build import plan  # noqa: E402
+from llmframe.faces.planning import plan  # noqa: E402
 from llmframe.plan.request import Response  # noqa: E402
 from llmframe.testing import SimulatorProcess  # noqa: E402
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 import llmframe  # noqa: E402, F401
 from benchmarks.bench_core import TEMPLATE, fill_cache, make_frame, timed  # noqa: E402
 from llmframe.faces.frames import rows_of  # noqa: E402
-from llmframe.plan.build import plan  # noqa: E402
+from llmframe.faces.planning import plan  # noqa: E402
 from llmframe.testing import SimulatorProcess  # noqa: E402
 
 MODEL = "openai:gpt-4o-mini"  # priced by genai-prices, so the cost arithmetic runs too

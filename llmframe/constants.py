@@ -75,6 +75,10 @@ CACHE_SQLITE_MMAP_BYTES = 0  # no memory map (diskcache: 64 MB): a truncated fil
 CACHE_SQLITE_PAGES = 2**11  # SQLite's page cache per connection: 8 MB of 4 KB pages (diskcache: 32 MB)
 CACHE_BACKLOG_ROWS = 4096  # answers waiting for the disk beyond which no new request is sent
 CACHE_BACKLOG_WAIT_SECONDS = 0.01  # how often a held-back feeder looks again
+# A write this quick proves the disk fast: answers are then written on the loop itself, which saves a thread
+# hand-off per answer (~2 ms on a busy machine); a slower one sends the writes back to the writer thread.
+CACHE_INLINE_WRITE_SECONDS = 0.001
+CACHE_INLINE_AFTER_WRITES = 3  # quick writes in a row on the thread before the loop takes over
 CACHE_KEY_VERSION = 1  # bump when the key's canonical form changes
 # The providers' own endpoints, normalised (each provider class declares its own). Answers from any other
 # server (a simulator, a proxy, a local server) are keyed by its endpoint too; these are left out of the key,
@@ -116,6 +120,7 @@ REMEMBERED_CALLS = 64  # recent generate calls kept in memory for retry_failed()
 
 # Progress
 PROGRESS_REFRESH_SECONDS = 0.25  # bar redraws at most this often: no flood in notebooks or logs
+PROGRESS_ERROR_CHARS = 80  # a run where every row failed quotes its first error in the bar, cut to this length
 PAUSE_SHOWN_SECONDS = 1.0  # the bar says "paused until ..." for pool pauses longer than this; shorter ones flicker
 
 # Native batch mode (provider batch APIs: half price, their own quotas)
@@ -133,6 +138,9 @@ BATCH_POLL_SECONDS = 30.0  # between polls of a running job, unless poll_interva
 BATCH_FIRST_POLL_SECONDS = 1.0  # first polls come sooner, doubling up to the interval: small jobs end fast
 BATCH_COMPLETION_WINDOW = "24h"  # OpenAI's only window
 BATCH_SUBMIT_CONCURRENCY = 8  # jobs created at once
+# Waits before asking a batch API call (create, find, results, cancel, a listing's poll) again after a
+# passing failure (5xx, 429, no connection); a server's Retry-After is honoured up to MAX_WAIT_SECONDS.
+BATCH_CALL_RETRY_SECONDS = (1.0, 4.0, 16.0)
 BATCH_FIND_SLACK_SECONDS = 3600.0  # a re-attaching run looks this far back for a batch it created but never recorded
 BATCH_STATE_DIR = "batches"  # job state files, inside the cache directory
 
@@ -140,6 +148,7 @@ BATCH_STATE_DIR = "batches"  # job state files, inside the cache directory
 USAGE_SUFFIXES = ("input_tokens", "output_tokens", "cost", "cached", "latency_s", "finish_reason")  # usage=True
 ESTIMATE_SAMPLES = 3  # rendered prompts shown by estimate()
 MIN_OUTPUT_TOKENS = 1  # the low end of an estimate's output range, per request
+ESTIMATE_API_KEY = "estimate-only"  # what a dry run (estimate, sweep(dry_run=True)) plans with: it sends nothing
 
 # Sweeps
 SWEEP_CONFIG_COLUMNS = ("model", "template", "repeat")  # plus one column per swept parameter

@@ -102,8 +102,9 @@ def _at_least(low: int, *, optional: bool = False) -> Callable:
 
 
 def _generation(name: str, value: Any) -> Any:
-    """A generation parameter, checked (and normalised) as generation_params does."""
-    return generation_params(**{name: value}).get(name, value)
+    """A generation parameter, checked (and normalised) as generation_params does; params= as it was given."""
+    normalised = generation_params(**{name: value})
+    return value if name == "params" else normalised.get(name)
 
 
 def _string(name: str, value: Any) -> str:
@@ -113,8 +114,7 @@ def _string(name: str, value: Any) -> str:
 
 
 def _prices(_name: str, value: Any) -> Any:
-    check_prices(value)
-    return value
+    return None if value is None else check_prices(value)
 
 
 _FLAG = _choice((True, False), "True or False")
@@ -124,11 +124,12 @@ _PROVIDERS = "the provider's"
 _BATCH = "Batch mode: the providers' half-price batch APIs"
 
 OPTIONS: tuple[Option, ...] = (
-    Option("model", "str", REQUIRED, '`"provider:model"`, e.g. `"openai:gpt-4o-mini"`', see="Models and keys"),
+    Option("model", "str | Provider", REQUIRED, '`"provider:model"`, e.g. `"openai:gpt-4o-mini"`, or a `Provider` '
+           "instance, used as it is", see="Models and keys"),
     Option("output", "Any", constants.DEFAULT_OUTPUT, "name of the answer column (and of the returned Series), or a "
            "pydantic model / JSON Schema dict: one typed column per field",
            see="Structured outputs: a pydantic model in, typed columns out"),
-    Option("errors", "str", constants.ERROR_MODES[0], '`"column"`: failed rows get `<NA>` and their error in '
+    Option("errors", "str", constants.ERROR_MODES[0], '`"column"`: failed rows get a missing value and their error in '
            '`{output}_error`; `"raise"`: raise `RunAborted` after the run (finished answers are cached)',
            check=_choice(constants.ERROR_MODES)),
     Option("prefix", "str", "", "structured outputs: a prefix for the field columns' names", check=_string,
@@ -253,6 +254,7 @@ _EMBED_SHARED = ("model", "output", "errors", "usage", "missing", "allow_no_plac
 _EMBED_DEFAULTS = {"model": constants.DEFAULT_EMBEDDING_MODEL, "output": constants.DEFAULT_EMBEDDING_OUTPUT}
 # What a caller passes on through **options (Ray's generate, sweep): all but the three they take themselves.
 PASSED_ON = frozenset(BY_NAME) - {"model", "output", "errors"}
+PLANNED = frozenset(BY_NAME) - {"model"}  # what plan() takes: model= comes resolved, as its target
 
 
 def _embed_options() -> tuple[Option, ...]:
@@ -275,11 +277,17 @@ def embed_keywords(values: Mapping[str, Any]) -> dict[str, Any]:
             if o.name in values}
 
 
-def check_names(options: Mapping[str, Any]) -> None:
-    """ConfigError for keywords that are no option of generate."""
-    unknown = sorted(set(options) - PASSED_ON)
+def check_names(options: Mapping[str, Any], valid: frozenset[str] = PASSED_ON) -> None:
+    """ConfigError for keywords that are no option of generate (or not among valid)."""
+    unknown = sorted(set(options) - valid)
     if unknown:
-        raise ConfigError(f"unknown option(s) {unknown}; valid options are {sorted(PASSED_ON)}")
+        raise ConfigError(f"unknown option(s) {unknown}; valid options are {sorted(valid)}")
+
+
+def planned(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option plan() takes, as given or the table's default, through its check; unknown keywords refused."""
+    check_names(given, PLANNED)
+    return checked({o.name: given.get(o.name, o.default) for o in OPTIONS if o.name in PLANNED})
 
 
 def checked(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -376,3 +384,27 @@ def documented(func: Callable | None = None, *, names: Iterable[str] | None = No
 def _doc_line(text: str) -> str:
     """One option's line of a docstring, wrapped; cached, as the faces' docstrings share most lines."""
     return textwrap.fill(text, width=100, initial_indent="  ", subsequent_indent="      ")
+
+
+def template_only_positional(f: Callable) -> Callable:
+    """A face's verb called with more than the template positionally (generate(template, "openai:m")): a
+    TypeError that names the fix instead of Python's bare argument count. The signature is f's (__wrapped__)."""
+    def refuse(args: tuple) -> None:
+        if len(args) > 2:  # self, template
+            given = ", ".join(repr(a) for a in args[2:])
+            first = "models" if "models" in inspect.signature(f).parameters else "model"
+            raise TypeError(f"{f.__name__}() takes only the template positionally; pass the rest by keyword, e.g. "
+                            f".llm.{f.__name__}(template, {first}={args[2]!r}) (got {given} positionally)")
+
+    if inspect.iscoroutinefunction(f):
+        @functools.wraps(f)
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            refuse(args)
+            return await f(*args, **kwargs)
+        return call_async
+
+    @functools.wraps(f)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        refuse(args)
+        return f(*args, **kwargs)
+    return call

@@ -25,10 +25,9 @@ import pandas as pd
 
 from .collect import columns
 from . import constants
-from .plan import build as pipeline
 from .engine import ratelimit
 from .engine.run import open_provider
-from .faces import frames
+from .faces import frames, planning
 from .options import check_names
 from .config import settings
 from .errors import ConfigError
@@ -205,7 +204,7 @@ def generate(
     options["progress"] = False  # Ray Data draws its own progress; a bar per actor would flood its logs
     # Everything is checked against the dataset's columns now, not in the first batch on a remote node.
     empty = pd.DataFrame(columns=list(ds.schema().names))
-    probe = pipeline.plan(frames.rows_of(empty), template, model=model, output=output, errors=errors, **{**options, "cache": False})
+    probe = planning.plan(frames.rows_of(empty), template, model=model, output=output, errors=errors, **{**options, "cache": False})
     provider = open_provider(probe)  # a missing key or a bad provider option raises here too
     shared = None
     rpm, tpm = options.get("rpm"), options.get("tpm")

@@ -555,3 +555,80 @@ def test_batch_result_lines_with_fields_of_the_wrong_type_fail_only_their_rows()
     ]))
     assert gemini["f"].text == "fine" and gemini["f"].error is None
     assert gemini["g"].error.startswith("malformed response") and gemini["h"].error.startswith("malformed response")
+
+
+@pytest.fixture
+def quick_retries(monkeypatch):
+    monkeypatch.setattr(constants, "BATCH_CALL_RETRY_SECONDS", (0.01, 0.01, 0.01))
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_batch_api_calls_are_asked_again_after_a_brief_outage(batch, sim, provider, quick_retries):
+    sim.batches.settings = BatchSettings(seconds=0.05, outage=3)  # creating (and uploading) answers 503 three times
+    out = batch(frame(6), provider)
+    assert out["response"].tolist() == expected(6) and out["response_error"].isna().all()
+    assert len(sim.batches.created) == 1, "asked again, and created once: no second, billed batch"
+
+
+def test_an_outage_longer_than_the_retries_fails_the_call_and_a_rerun_creates_the_batch(batch, sim, quick_retries):
+    from llmframe.errors import ProviderError
+
+    sim.batches.settings = BatchSettings(seconds=0.05, outage=100)
+    with pytest.raises(ProviderError, match="503"):
+        batch(frame(4))
+    assert sim.batches.created == []
+    sim.batches.settings = BatchSettings(seconds=0.05)
+    assert batch(frame(4))["response"].tolist() == expected(4)
+    assert len(sim.batches.created) == 1
+
+
+def test_one_providers_failure_does_not_stop_listing_or_cancelling_the_other_jobs(batch, sim, quick_retries,
+                                                                                  monkeypatch):
+    from llmframe.errors import ProviderError
+    from llmframe.testing import Simulator
+
+    monkeypatch.setenv("OPENAI_API_KEY", sim.api_key)
+    with Simulator() as gone:
+        gone.batches.settings = BatchSettings(seconds=30.0)
+        lost = batch(frame(3, "lost"), method="submit", base_url=gone.base_url, api_key=gone.api_key)
+    sim.batches.settings = BatchSettings(seconds=30.0)
+    kept = batch(frame(3, "kept"), method="submit")
+    with pytest.warns(RuntimeWarning, match=f"1 batch job.*could not be refreshed.*{lost.id}"):
+        listed = {j["id"]: j for j in llmframe.batches(refresh=True)}
+    assert "refresh_error" in listed[lost.id] and "refresh_error" not in listed[kept.id]
+    with pytest.warns(RuntimeWarning, match=f"could not be cancelled.*{lost.id}"):
+        asked = llmframe.cancel_batches(all=True)
+    assert asked == [kept.status()["chunks"][0]["batch_id"]]
+    assert kept.result()["response_error"].str.contains("cancelled").all()
+    with pytest.raises(ProviderError):  # named alone, its failure is the call's
+        llmframe.cancel_batches(lost.id)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_lost_key_file_still_collects_the_batch_by_its_ids(batch, sim, cache_dir, provider):
+    from llmframe.batch.state import BatchStateWarning
+
+    sim.batches.settings = BatchSettings(seconds=0.5)
+    df = frame(8)
+    job = batch(df, provider, method="submit")
+    (key_file,) = (cache_dir / constants.BATCH_STATE_DIR / job.id).glob("*.keys")
+    key_file.unlink()  # a user tidying up, a sync tool, a half-copied cache
+    with pytest.warns(BatchStateWarning, match=f"{key_file.name} cannot be read"):
+        out = batch(df, provider)  # the same call re-attaches to the running batch
+    assert out["response"].tolist() == expected(8) and out["response_error"].isna().all()
+    assert len(sim.batches.created) == 1, "collected by the answers' ids: nothing sent again"
+
+
+def test_a_lost_key_file_of_one_batch_among_several_sends_nothing_twice(batch, sim, cache_dir, monkeypatch):
+    from llmframe.batch.state import BatchStateWarning
+
+    monkeypatch.setattr(provider_class("openai"), "batch_limits", (2, 10**9))  # 6 rows: three batches
+    sim.batches.settings = BatchSettings(seconds=0.5)
+    job = batch(frame(6), method="submit")
+    key_files = sorted((cache_dir / constants.BATCH_STATE_DIR / job.id).glob("*.keys"))
+    assert len(key_files) == 3
+    key_files[1].unlink()  # its two rows are covered by nothing the disk knows of, yet are in a running batch
+    with pytest.warns(BatchStateWarning):
+        out = batch(frame(6))
+    assert out["response"].tolist() == expected(6)
+    assert [c.requests for c in sim.batches.created] == [2, 2, 2], "no row was sent again"

@@ -15,7 +15,7 @@ from llmframe.engine.outcome import Outcome
 from llmframe.engine.run import open_provider, start
 from llmframe.errors import ConfigError
 from llmframe.faces.frames import rows_of, to_frame
-from llmframe.plan.build import plan
+from llmframe.faces.planning import plan
 from llmframe.plan.request import Request, Response
 from llmframe.providers import provider_class
 
@@ -94,7 +94,7 @@ def test_the_provider_is_made_from_the_plan_with_its_arguments(sim):
 def test_meters_over_one_budget_share_its_cap():
     prices = {"openai:m": {"input_mtok": 1_000_000, "output_mtok": 0}}  # a dollar per input token
     budget = Budget(10.0)
-    one, two = (CostMeter(Pricer("openai:m", prices=prices), budget, provider="openai") for _ in range(2))
+    one, two = (CostMeter(Pricer("openai:m", prices=prices), budget) for _ in range(2))
     request = Request("k", [{"role": "user", "content": "x" * 16}], {})  # 4 tokens by the estimate, $4
 
     async def reserve_all():

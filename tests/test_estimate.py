@@ -7,6 +7,10 @@ import pytest
 
 from llmframe.cost import estimate as estimate_module
 from llmframe.cost import prices as prices_module
+from llmframe.errors import BudgetExceeded
+from llmframe.plan.request import Request, Response
+from llmframe.providers import openai as openai_module
+from llmframe.providers.base import Provider
 from llmframe.errors import ConfigError, TemplateError
 
 PRICED = "openai:priced-model"
@@ -73,8 +77,8 @@ def test_tiktoken_counts_when_an_encoding_loads(monkeypatch):
         def encode_ordinary_batch(self, texts):
             return [t.split("e") for t in texts]
 
-    estimate_module._encoding.cache_clear()
-    monkeypatch.setattr(estimate_module, "_encoding", lambda model: Encoding())
+    openai_module._encoding.cache_clear()
+    monkeypatch.setattr(openai_module, "_encoding", lambda model: Encoding())
     est = frame().llm.estimate("{q}", model="openai:gpt-4o-mini", system="be brief")
     # per request: 2 messages x 3 framing tokens + 3 for the reply + 3 pieces of "be brief" + the row's pieces
     assert est.tokenizer == "tiktoken:stand-in"
@@ -84,16 +88,51 @@ def test_tiktoken_counts_when_an_encoding_loads(monkeypatch):
 
 
 def test_tiktoken_is_optional():
-    estimate_module._encoding.cache_clear()
+    openai_module._encoding.cache_clear()
     try:
         # Not installed, or installed without its downloaded vocabularies: None either way, never an error.
-        found = estimate_module._encoding("gpt-4o-mini")
+        found = openai_module._encoding("gpt-4o-mini")
         assert found is None or found.name == "o200k_base"
     finally:
-        estimate_module._encoding.cache_clear()
+        openai_module._encoding.cache_clear()
 
 
 def test_series_estimate(sim):
     est = pd.Series(["abcdefgh", "ijkl"]).llm.estimate("{}", model=PRICED, prices=PRICES, max_tokens=1)
     assert (est.rows, est.input_tokens, est.cost) == (2, 3, (3 + 2 * 2, 3 + 2 * 2))
     assert sim.count == 0
+
+
+class Terse(Provider):
+    """A provider from outside llmframe: its output limit and token counter are capabilities it declares."""
+
+    name = "terse"
+    default_max_tokens = 7  # what it sends when a call sets no max_tokens
+
+    def __init__(self, model: str, **kwargs):
+        super().__init__(model, **kwargs)
+        self.asked = 0
+
+    @classmethod
+    def token_counter(cls, model: str):
+        return (lambda messages: 10 * len(messages)), f"terse:{model}"
+
+    async def complete(self, request: Request) -> Response:
+        self.asked += 1
+        return Response(text="ok", input_tokens=len(request.messages[-1]["content"]) // 4, output_tokens=7)
+
+
+def test_a_plugin_provider_declares_how_it_is_estimated_with_no_edit_to_llmframe():
+    provider = Terse("t1")
+    prices = {"terse:t1": {"input_mtok": 1e6, "output_mtok": 1e6}}  # $1 a token
+    est = frame().llm.estimate("{q}", model=provider, prices=prices)
+    assert est.tokenizer == "terse:t1" and est.input_tokens == 3 * 10  # one message per request
+    assert est.output_tokens == (3 * 1, 3 * 7)  # its own limit, not the 256-token guess
+    assert est.cost == (3 * (10 + 1), 3 * (10 + 7)) and provider.asked == 0
+    assert not any("max_tokens is not set" in n for n in est.notes)  # its limit is firm: it always sends one
+    assert frame().llm.estimate("{q}", model=provider, prices=prices, max_tokens=2).output_tokens == (3, 6)
+    # max_cost reserves each request at the same limit before it is sent: $9, $9 and $11 (input chars / 4, plus 7
+    # out; with the 256-token guess, $258 each and nothing would be sent). $20 fits the first two, not the third.
+    with pytest.raises(BudgetExceeded) as stopped:
+        frame().llm.generate("{q}", model=provider, prices=prices, max_cost=20, max_concurrency=1, progress=False)
+    assert provider.asked == 2 and stopped.value.report["cost"] == 18

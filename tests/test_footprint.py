@@ -7,12 +7,12 @@ import tracemalloc
 import pandas as pd
 
 from llmframe.faces.frames import rows_of
-from llmframe.plan import build as pipeline
+from llmframe.faces import planning
 
 
 def test_planning_a_large_frame_holds_bytes_per_row_not_objects(tmp_path):
     def plan(frame):
-        return pipeline.plan(rows_of(frame), "Summarise row {i}: {text}", model="openai:m", api_key="k",
+        return planning.plan(rows_of(frame), "Summarise row {i}: {text}", model="openai:m", api_key="k",
                              base_url="http://127.0.0.1:9/v1", cache_dir=str(tmp_path), progress=False)
 
     rows = 100_000

@@ -123,6 +123,9 @@ print("seconds", out.attrs["llmframe"]["seconds"])
 out = pd.DataFrame({"q": ["ok 1", "FAIL 1", "ok 2", "FAIL 2", "ok 3"]}).llm.generate(
     "{q}", model="openai:gpt-4o-mini")
 """,
+    "all_failed": """
+out = pd.DataFrame({"q": ["FAIL 3", "FAIL 4"]}).llm.generate("{q}", model="openai:gpt-4o-mini")
+""",
     "stopped": """
 from llmframe.errors import RunAborted
 try:
@@ -219,6 +222,16 @@ def test_run_ended_early_is_red_where_it_stopped(executed, name, printed, words)
     assert found, desc
     if found.groups():
         assert int(found.group(1)) == bar["value"]
+
+
+@pytest.mark.slow
+def test_run_where_every_row_failed_is_red_at_100_percent_with_the_first_error(executed):
+    cells, state, _ = executed
+    desc, bar, counts = bar_of(cells["all_failed"], state)
+    assert bar["bar_style"] == "danger" and bar["value"] == bar["max"] == 2
+    assert desc.startswith("openai:gpt-4o-mini (all 2 failed: HTTP 400"), desc
+    assert "refused" in desc and "failed=2" in counts
+    assert "RuntimeWarning" in "".join(o.get("text", "") for o in cells["all_failed"].outputs)
 
 
 @pytest.mark.slow

@@ -17,7 +17,9 @@ from llmframe.faces.frames import rows_of
 from llmframe.errors import ConfigError, TemplateError
 from llmframe.faces.pandas import DataFrameAccessor, SeriesAccessor
 from llmframe.options import OPTIONS
-from llmframe.plan import build as pipeline
+from llmframe.faces.planning import plan
+from llmframe.plan import build
+from llmframe.providers import resolve
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -50,14 +52,20 @@ def test_each_face_takes_the_tables_options_as_keywords_in_its_order(accessor, m
         inspect.Parameter.VAR_KEYWORD
 
 
-def test_plan_takes_every_option_with_the_tables_defaults():
-    params = {p.name: p for p in keyword_only(pipeline.plan)}
-    internal = {"positional_column", "output_frame_columns"}  # set by the faces, never by a caller
-    assert set(params) - internal == set(options.BY_NAME)
-    assert {name: p.default for name, p in params.items() if name not in internal} == \
-        {o.name: o.default for o in OPTIONS}
-    assert {name: p.annotation for name, p in params.items() if name not in internal} == \
-        {o.name: o.type for o in OPTIONS}
+def test_plan_takes_every_option_with_the_tables_defaults(monkeypatch):
+    # plan() has no keyword list of its own to drift from the table: model= comes resolved (target=), every
+    # other option is the table's, its default the table's where the caller leaves it out.
+    internal = {"target", "positional_column", "output_frame_columns"}  # set by the faces, never by a caller
+    assert {p.name for p in keyword_only(build.plan)} == internal
+    seen: dict = {}
+    real = options.checked
+    monkeypatch.setattr(options, "checked", lambda values: seen.update(values) or real(values))
+    run = build.plan(rows_of(pd.DataFrame({"x": ["a"]})), "{x}", target=resolve("openai:m"), api_key="k")
+    assert seen == {**{o.name: o.default for o in OPTIONS if o.name != "model"}, "api_key": "k"}
+    assert run.policy.max_attempts == constants.MAX_ATTEMPTS and run.output.text == constants.DEFAULT_OUTPUT
+    with pytest.raises(ConfigError, match=re.escape("unknown option(s) ['model', 'temprature']; valid options are [")):
+        build.plan(rows_of(pd.DataFrame({"x": ["a"]})), "{x}", target=resolve("openai:m"), model="openai:m",
+                   temprature=0)
 
 
 @pytest.mark.parametrize("accessor, method, left_out, changed", FACES, ids=FACE_IDS)
@@ -158,7 +166,7 @@ def test_plan_validates_through_the_table(monkeypatch, tmp_path):
     table = tuple(dataclasses.replace(o, check=refuse) if o.name == "max_wait" else o for o in OPTIONS)
     monkeypatch.setattr(options, "OPTIONS", table)
     with pytest.raises(ConfigError, match="max_wait=120.0: refused by the table"):
-        pipeline.plan(rows_of(pd.DataFrame({"x": ["a"]})), "{x}", model="openai:m", api_key="k", cache=False)
+        plan(rows_of(pd.DataFrame({"x": ["a"]})), "{x}", model="openai:m", api_key="k", cache=False)
 
 
 def test_checks_keep_what_the_plan_used_before():
@@ -205,3 +213,14 @@ def test_readme_embed_options_table_is_the_tables():
     assert found.group(1) == options.markdown(options.EMBED_OWN)
     headings = set(re.findall(r"^#+ (.+)$", text, re.M))
     assert {o.see for o in options.EMBED_OWN if o.see} <= headings
+
+
+@pytest.mark.parametrize("accessor, method, left_out, changed", FACES, ids=FACE_IDS)
+def test_model_is_a_string_or_a_provider_instance_in_every_signature(accessor, method, left_out, changed):
+    from llmframe.providers.base import Provider
+
+    assert options.BY_NAME["model"].type == "str | Provider"
+    obj = pd.DataFrame({"x": ["a"]}) if accessor is DataFrameAccessor else pd.Series(["a"])
+    bound = getattr(obj.llm, method)
+    assert inspect.signature(bound, eval_str=True).parameters["model"].annotation == str | Provider
+    assert "model: 'str | Provider'" in pydoc.render_doc(bound, renderer=pydoc.plaintext)

@@ -158,7 +158,7 @@ def _plan_key(model="openai:gpt-4o-mini", **kwargs):
     from pydantic import BaseModel
 
     from llmframe.faces.frames import rows_of
-    from llmframe.plan.build import plan
+    from llmframe.faces.planning import plan
 
     class Verdict(BaseModel):
         label: str

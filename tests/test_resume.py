@@ -31,8 +31,13 @@ CLIENT = textwrap.dedent(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     import pandas as pd
     import llmframe
+    from llmframe import constants
 
     rows, base_url, concurrency, in_loop = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == "loop"
+    if len(sys.argv) > 5:  # where answers are written: on the writer thread only, or on the loop from the start
+        on_loop = sys.argv[5] == "loop"
+        constants.CACHE_INLINE_WRITE_SECONDS = 60.0 if on_loop else 0.0
+        constants.CACHE_INLINE_AFTER_WRITES = 0 if on_loop else 1
     df = pd.DataFrame({"x": [f"row {i}" for i in range(rows)]})
 
     def run():
@@ -57,10 +62,11 @@ CLIENT = textwrap.dedent(
 )
 
 
-def start_client(rows: int, base_url: str, concurrency: int, mode: str, cache_dir) -> subprocess.Popen:
+def start_client(rows: int, base_url: str, concurrency: int, mode: str, cache_dir,
+                 writes: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "LLMFRAME_CACHE_DIR": str(cache_dir)}
     return subprocess.Popen(
-        [sys.executable, "-c", CLIENT, str(rows), base_url, str(concurrency), mode],
+        [sys.executable, "-c", CLIENT, str(rows), base_url, str(concurrency), mode, *([writes] if writes else [])],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -122,10 +128,11 @@ def test_sigkill_half_way_then_rerun_sends_only_missing_rows(sim, cache_dir):
     assert sim.count - served_before_kill == rows - saved
 
 
-def test_sigkill_re_asks_at_most_the_requests_in_flight(sim, cache_dir):
+@pytest.mark.parametrize("writes", ["thread", "loop"])  # a slow disk's writer thread, a fast disk's loop
+def test_sigkill_re_asks_at_most_the_requests_in_flight(sim, cache_dir, writes):
     rows, in_flight = 600, 20
     sim.latency = 0.1
-    client = start_client(rows, sim.base_url, in_flight, "plain", cache_dir)
+    client = start_client(rows, sim.base_url, in_flight, "plain", cache_dir, writes)
     signal_when(client, signal.SIGKILL, lambda: sim.count >= 150)
     saved = len(Store(str(cache_dir)))
     assert 0 < saved < rows

@@ -231,7 +231,7 @@ def test_stop_strings_and_seeded_sampling(model):
     word = free["response"].iloc[0][3:6]
     cut = generate(df, "{q}", model, max_tokens=12, stop=[word], cache=False)
     assert cut["response"].iloc[0] == free["response"].iloc[0][: free["response"].iloc[0].index(word)]
-    assert cut["response_error"].iloc[0] is pd.NA  # finish_reason "stop"
+    assert pd.isna(cut["response_error"].iloc[0])  # finish_reason "stop"
     a = generate(df, "{q}", model, temperature=1.0, seed=7, cache=False)["response"].tolist()
     b = generate(df, "{q}", model, temperature=1.0, seed=7, cache=False)["response"].tolist()
     assert a == b and a != free["response"].tolist()

@@ -15,6 +15,7 @@ from llmframe import constants
 from llmframe.cost import prices as prices_module
 from llmframe.errors import BudgetExceeded, ConfigError
 from llmframe.cost.prices import Pricer
+from llmframe.providers import resolve
 from llmframe.plan.request import Response
 from llmframe.testing.faults import Faults
 
@@ -93,7 +94,7 @@ def test_real_model_names_are_priced_from_genai_prices(gen, answering):
 def test_pricer_agrees_with_genai_prices(model, batch):
     """The vectorised arithmetic matches genai-prices' own calculation, tiers, cache reads and batch included."""
     provider, name = model.split(":")
-    pricer = Pricer(model, batch=batch)
+    pricer = Pricer(model, batch=batch, price_id=resolve(model).price_id)  # the price id its provider declares
     assert pricer.known
     context = {"processing": "batch"} if batch else None
     for inp, out, cached in [(1000, 200, 0), (300_000, 1000, 100_000), (5, 0, 5)]:
@@ -106,7 +107,9 @@ def test_pricer_agrees_with_genai_prices(model, batch):
 
 def test_batch_prices_are_lower():
     for model in ("openai:gpt-4o-mini", "gemini:gemini-2.5-flash", "anthropic:claude-haiku-4-5"):
-        assert Pricer(model, batch=True).cost(1000, 1000) < Pricer(model).cost(1000, 1000)
+        price_id = resolve(model).price_id
+        assert Pricer(model, batch=True, price_id=price_id).cost(1000, 1000) < \
+            Pricer(model, price_id=price_id).cost(1000, 1000)
     overrides = {"openai:x": {"input_mtok": 2.0, "output_mtok": 4.0, "batch_input_mtok": 1.0}}
     assert Pricer("openai:x", prices=overrides, batch=True).cost(1e6, 1e6) == 5.0  # batch input, standard output
 
@@ -205,9 +208,9 @@ def test_series_usage_gives_a_frame(gen, answering):
 def test_prices_load_only_where_a_cost_is_asked_for(gen, answering):
     out = gen(frame(2), "{q}", model="openai:gpt-4o-mini")
     assert "cost" not in out.attrs["llmframe"] and "response_cost" not in out
-    code = ("import sys, pandas as pd, llmframe; from llmframe.plan import build as pipeline; "
+    code = ("import sys, pandas as pd, llmframe; from llmframe.faces.planning import plan; "
             "from llmframe.faces.frames import rows_of; "
-            "pipeline.plan(rows_of(pd.DataFrame({'q': ['a']})), '{q}', model='openai:gpt-4o-mini', api_key='k'); "
+            "plan(rows_of(pd.DataFrame({'q': ['a']})), '{q}', model='openai:gpt-4o-mini', api_key='k'); "
             "print('genai_prices' in sys.modules)")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert found.stdout.strip() == "False"

@@ -1,8 +1,9 @@
 """`llmframe run`: a Parquet file or dataset (or CSV / JSON Lines) in, Parquet out, streamed chunk by chunk.
 
 Each chunk goes through df.llm.generate itself, so cache keys and answers are exactly a notebook's
-on the same rows. Input columns never leave Arrow: they are written back as they were read, with
-the new columns appended. Memory holds a few chunks, however long the input.
+on the same rows; with max_cost, every chunk reserves from and settles into one budget, the run's.
+Input columns never leave Arrow: they are written back as they were read, with the new columns
+appended. Memory holds a few chunks, however long the input.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import pandas as pd
 
 from .. import constants
 from . import provenance
+from ..cost.budget import Budget
 from ..errors import BudgetExceeded, ConfigError, RunAborted
 from ..engine.progress import Progress, shared, should_show
 from ..collect.report import one_warning_for_all_runs, warn_if_mostly_failed
+from ..cost.money import dollars
 from .reader import PARQUET_SUFFIXES, Part, open_source, prefetched
 from .writer import NewColumns, Partial, Writer, output_schema, refuse_index_clash
 
@@ -94,7 +97,9 @@ class _Run:
         schema = parts[0].schema
         self.generate = dict(model=job.model, output=job.output, errors=job.errors, **job.options)
         # Every argument checked, and the new columns typed, by generate itself on no rows: before any file exists.
-        empty = generate_chunk(schema.empty_table(), list(schema.names), job.template, self.generate)
+        # Without a bar of its own: the run's one bar comes after (an empty one would be drawn first).
+        check = {**self.generate, "progress": False}
+        empty = generate_chunk(schema.empty_table(), list(schema.names), job.template, check)
         self.new = new = NewColumns(empty, schema)
         self.used = Template(job.template, schema.names, system=job.options.get("system")).columns
         self.out_schemas = {id(p): output_schema(schema, new) for p in parts}  # one file: the schemas are the same
@@ -102,9 +107,11 @@ class _Run:
             for part in parts:
                 if not part.schema.equals(schema):
                     refuse_index_clash(generate_chunk(part.schema.empty_table(), list(part.schema.names),
-                                                      job.template, self.generate), part.schema)
+                                                      job.template, check), part.schema)
                     self.out_schemas[id(part)] = output_schema(part.schema, new)
         self.secrets = _secrets(job)
+        cap = job.options.get("max_cost")  # checked above; one budget for the whole run, never a share per chunk
+        self.budget = Budget(cap) if cap is not None else None
         self.reports: list[dict] = []
         self.part_reports: dict[int, list[dict]] = {}
         self.started = time.perf_counter()
@@ -113,7 +120,7 @@ class _Run:
         """The provenance of one output file of a directory (part), or of the whole output (None)."""
         job = self.job
         mine = self.part_reports.get(id(part), []) if part is not None else self.reports
-        report = provenance.merge_reports(mine) or {"rows": 0}
+        report = self.merged(mine)
         if part is None:
             report["seconds"] = round(time.perf_counter() - self.started, 3)
         return provenance.record(
@@ -122,29 +129,37 @@ class _Run:
             columns=self.new.schema.names, report=report, secrets=self.secrets,
         )
 
+    def merged(self, reports: list[dict]) -> dict:
+        """The chunks' reports as one; the budget is the run's own, not a sum of the chunks' views of it."""
+        report = provenance.merge_reports(reports) or {"rows": 0}
+        if self.budget is not None:
+            not_sent = sum((r.get("budget") or {}).get("rows_not_sent", 0) for r in reports)
+            report["budget"] = {**self.budget.summary(), "rows_not_sent": not_sent}
+        return report
+
     def stream(self, writer: Writer) -> Outcome:
         """Generate chunk by chunk; the writer gets each chunk's rows until one fails where the user asked to raise."""
         import pyarrow as pa
 
         job, generate, outcome = self.job, self.generate, Outcome({})
-        cap, spent = job.options.get("max_cost"), 0.0
         chunks = ((part, table) for part in self.parts for table in part.tables(job.batch_rows))
         for part, table in prefetched(chunks):
-            if cap is not None:  # max_cost is the whole run's: each chunk may spend what is left
-                if cap - spent <= 0:
-                    raise BudgetExceeded(f"max_cost={cap} reached (spent about ${spent:.4g}) before the "
-                                         f"input's end; raise --max-cost and re-run to send the rest")
-                generate["max_cost"] = cap - spent
             try:
-                out = generate_chunk(table, self.used, job.template, generate)
+                out = generate_chunk(table, self.used, job.template, generate, self.budget)
                 report = out.attrs[constants.REPORT_ATTR]
+            except BudgetExceeded as exc:  # the run's budget cannot fit this chunk's next request: the run stops
+                if exc.report is not None and "rows" in exc.report:
+                    self.reports.append(exc.report)
+                    raise self.over_budget() from None
+                # A batch job refused whole, before it was submitted: its message says why.
+                raise BudgetExceeded(f"{exc} (the input's rows from row {self.rows_done():,} on)",
+                                     self.merged(self.reports)) from None
             except RunAborted as exc:
                 if exc.report is None:  # the breaker or a refused key: every later row would fail too
                     raise
                 report = exc.report  # errors="raise": keep going, so the cache fills; no output at the end
                 outcome.failed_raise += report["failed"]
                 outcome.first_error = outcome.first_error or (report["errors"] or [None])[0]
-            spent += (report.get("budget") or {}).get("spent") or 0.0
             self.reports.append(report)
             self.part_reports.setdefault(id(part), []).append(report)
             if not outcome.failed_raise:
@@ -152,6 +167,19 @@ class _Run:
                 writer.write(part, pa.Table.from_arrays([*table.columns, *columns.columns],
                                                         schema=self.out_schemas[id(part)]))
         return outcome
+
+    def rows_done(self) -> int:
+        """Input rows of the chunks done so far."""
+        return sum(r.get("rows", 0) for r in self.reports)
+
+    def over_budget(self) -> BudgetExceeded:
+        """The run's BudgetExceeded, with its merged report: what was sent, and where the cap stopped it."""
+        report = self.merged(self.reports)
+        budget = report["budget"]
+        return BudgetExceeded(
+            f"max_cost={budget['max_cost']} reached after {report['rows'] - budget['rows_not_sent']:,} rows of the "
+            f"input (spent about ${budget['spent']:.4g}): the rest were not sent. Finished answers are cached; "
+            "raise --max-cost and re-run to send the rest", report)
 
 
 def run(job: Job) -> Outcome:
@@ -170,7 +198,7 @@ def run(job: Job) -> Outcome:
     try:
         with shared(bar), one_warning_for_all_runs():  # one warning for the whole input, below, not one per chunk
             outcome = checked.stream(writer)
-        outcome.report = provenance.merge_reports(checked.reports) or {"rows": 0}
+        outcome.report = checked.merged(checked.reports)
         outcome.report["seconds"] = round(time.perf_counter() - checked.started, 3)
         if outcome.failed_raise:
             writer.abandon()
@@ -189,10 +217,16 @@ def run(job: Job) -> Outcome:
         bar.close(state)
 
 
-def generate_chunk(table, used: list[str], template: Any, generate: dict) -> pd.DataFrame:
-    """df.llm.generate on a chunk: only the columns the template reads are converted to pandas."""
+def generate_chunk(table, used: list[str], template: Any, generate: dict, budget: Budget | None = None
+                   ) -> pd.DataFrame:
+    """df.llm.generate on a chunk, drawing on the run's budget if any: only the columns the template reads
+    are converted to pandas."""
+    from ..faces.pandas import generate_within
+
     frame = table.select(used).to_pandas() if used else pd.DataFrame(index=pd.RangeIndex(table.num_rows))
-    return frame.llm.generate(template, **generate)
+    if budget is None:
+        return frame.llm.generate(template, **generate)
+    return generate_within(frame, template, generate, budget)
 
 
 def _secrets(job: Job) -> list[str | None]:
@@ -209,7 +243,7 @@ def summary(job: Job, outcome: Outcome) -> str:
     counts = (f"{r.get('rows', 0):,} rows: {r.get('requests_sent', 0):,} sent, {r.get('cached', 0):,} cached, "
               f"{r.get('failed', 0):,} failed, {r.get('skipped', 0):,} skipped; "
               f"{r.get('input_tokens', 0) + r.get('output_tokens', 0):,} tokens; "
-              + (f"${r['cost']:.4g}; " if isinstance(r.get("cost"), (int, float)) else "")
+              + (f"{dollars(r['cost'])}; " if isinstance(r.get("cost"), (int, float)) else "")
               + f"{r.get('seconds', 0):.1f} s")
     if outcome.failed_raise:
         return (f"llmframe run: {outcome.failed_raise:,} rows failed with --errors raise (first error: "

@@ -15,8 +15,10 @@ import pandas as pd
 
 from ..faces.frames import rows_of, to_frame
 from .. import constants
-from ..plan import build as pipeline
+from ..faces import planning
+from ..plan.build import Plan
 from ..cost.budget import Budget, check_max_cost
+from ..options import BY_NAME
 from ..cost.meter import CostMeter
 from ..errors import BudgetExceeded, ConfigError
 from ..engine.answers import Answers
@@ -25,11 +27,8 @@ from ..engine.outcome import Counters, Outcome
 from ..engine.progress import Progress, should_show
 from ..engine import run as engine
 from ..collect.report import one_warning_for_all_runs, warn_if_mostly_failed
-from ..plan.request import Response, canonical_json, integer_at_least
+from ..plan.request import KEYWORD_PARAMS, Response, canonical_json, integer_at_least
 from ..scorers import Scorer, as_scorer
-
-_KEYWORD_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "seed", "stop"})  # plan()'s own keywords
-
 
 def _templates(template: Any) -> dict[str, Any]:
     """{name: template}: a dict as given, a list named t0, t1, ..., one template named t0."""
@@ -78,7 +77,7 @@ def _options(config: _Config, options: dict, repeats: int) -> dict:
     out = {**options}
     extra = dict(out.pop("params", None) or {})
     for name, value in config.setting.items():
-        if name in _KEYWORD_PARAMS:
+        if name in KEYWORD_PARAMS:
             out[name] = value
         else:
             extra[name] = value
@@ -98,6 +97,7 @@ def sweep(frame: pd.DataFrame, template: Any, *, models: Any, params: Mapping | 
     if not isinstance(output, str) or not output:
         raise ConfigError("a sweep's output must be a column name")
     integer_at_least("repeats", repeats, 1)
+    max_cost = BY_NAME["max_cost"].check("max_cost", max_cost)  # the whole sweep's cap, checked as generate's is
     for name in ("usage", "errors", "max_cost"):
         if name in options:
             raise ConfigError(f"{name}= is set by sweep itself; leave it out")
@@ -110,8 +110,10 @@ def sweep(frame: pd.DataFrame, template: Any, *, models: Any, params: Mapping | 
     if scorer is not None:
         scorer.check_columns(frame.columns)
     configs = [_Config(t, m, s, r) for t in templates for m in models for s in grid for r in range(repeats)]
-    plans = [pipeline.plan(rows_of(frame), templates[c.template], model=c.model, output=output, errors="column", usage=True,
-                           **_options(c, {"progress": False, **options}, repeats)) for c in configs]
+    if dry_run:  # nothing is sent, so no key is needed (as for estimate): a placeholder lets planning check the rest
+        options = {**options, "api_key": options.get("api_key") or constants.ESTIMATE_API_KEY}
+    plans = [planning.plan(rows_of(frame), templates[c.template], model=c.model, output=output, errors="column",
+                           usage=True, **_options(c, {"progress": False, **options}, repeats)) for c in configs]
     if dry_run:
         return _estimates(configs, plans, grid)
     budget = None
@@ -140,7 +142,7 @@ def sweep(frame: pd.DataFrame, template: Any, *, models: Any, params: Mapping | 
     return result
 
 
-def _estimates(configs: list[_Config], plans: list[pipeline.Plan], grid: list[dict]) -> pd.DataFrame:
+def _estimates(configs: list[_Config], plans: list[Plan], grid: list[dict]) -> pd.DataFrame:
     """One estimate per configuration (nothing sent); attrs["llmframe"] has the sweep's totals."""
     rows = []
     for config, plan in zip(configs, plans):
@@ -160,7 +162,7 @@ def _estimates(configs: list[_Config], plans: list[pipeline.Plan], grid: list[di
     return table
 
 
-def _execute(plans: list[pipeline.Plan], budget: Budget | None, *, show: bool) -> list[Outcome]:
+def _execute(plans: list[Plan], budget: Budget | None, *, show: bool) -> list[Outcome]:
     """Every run at once on the engine's loop, each under its own provider's limits; one progress display,
     and one max_cost budget that every run's meter draws on.
 

@@ -11,7 +11,8 @@ import os
 import warnings
 
 from .. import constants
-from ..errors import ConfigError
+from ..errors import ConfigError, ProviderError
+from .base import patiently
 from .handle import BatchJob
 from .state import COLLECTED, RUNNING, BatchStateWarning, DamagedState, Job, StateStore
 
@@ -44,17 +45,25 @@ def _adapter(job: Job, api_key: str | None):
 def batches(cache_dir: str | os.PathLike | None = None, *, refresh: bool = False,
             api_key: str | None = None) -> list[dict]:
     """The batch jobs recorded in the cache directory, oldest first: id, model, status, and per batch its
-    provider id, state and request counts. refresh=True asks the providers first (needs their API keys).
-    A job file that cannot be read is listed with status "damaged", its "file" and the "error"."""
+    provider id, state and request counts. refresh=True asks the providers first (needs their API keys); a
+    job its provider could not be asked about is listed as last seen, with the "refresh_error" (a warning
+    says so), and the other jobs are still asked. A job file that cannot be read is listed with status
+    "damaged", its "file" and the "error"."""
     states = _states(cache_dir)
     jobs, damaged = _scan(states)
+    errors: dict[str, str] = {}
     if refresh:
         from ..engine.loop import run_sync
 
         for job in jobs:
             if any(c.status == RUNNING for c in job.chunks):
-                run_sync(lambda job=job: _refresh(job, states, api_key))
-    listed = [job.summary() for job in jobs] + [problem.summary() for problem in damaged]
+                try:
+                    run_sync(lambda job=job: _refresh(job, states, api_key))
+                except (ConfigError, ProviderError) as exc:  # one provider's trouble does not hide the others
+                    errors[job.id] = str(exc)
+        _warn_failed(errors, "could not be refreshed; they are listed as last seen")
+    listed = [{**job.summary(), **({"refresh_error": errors[job.id]} if job.id in errors else {})} for job in jobs]
+    listed += [problem.summary() for problem in damaged]
     return sorted(listed, key=lambda entry: entry["created"])
 
 
@@ -63,11 +72,17 @@ async def _refresh(job: Job, states: StateStore, api_key: str | None) -> None:
     try:
         for chunk in job.chunks:
             if chunk.status == RUNNING and chunk.batch_id:
-                status = await adapter.poll(chunk.batch_id)
+                status = await patiently(lambda chunk=chunk: adapter.poll(chunk.batch_id))
                 chunk.state, chunk.done = status.state, max(chunk.done, status.done)
         states.save(job)
     finally:
         await adapter.aclose()
+
+
+def _warn_failed(errors: dict[str, str], what: str) -> None:
+    if errors:
+        named = "; ".join(f"{job_id}: {why}" for job_id, why in errors.items())
+        warnings.warn(f"{len(errors)} batch job(s) {what} ({named})", RuntimeWarning, stacklevel=3)
 
 
 def _matches(job: Job, target: str | None, prefix: str | None) -> bool:
@@ -81,7 +96,9 @@ def cancel_batches(target: str | None = None, *, all: bool = False, prefix: str 
                    cache_dir: str | os.PathLike | None = None, api_key: str | None = None) -> list[str]:
     """Cancel running batch jobs: one (a job id "lf-..." or a provider batch id), every one (all=True), or
     those whose id starts with prefix. Returns the provider batch ids asked to cancel. Answers that
-    finished stay collectable: the next run of the same call collects them and resubmits only the rest."""
+    finished stay collectable: the next run of the same call collects them and resubmits only the rest. With
+    all= or prefix=, a job whose provider fails is named in a warning and the others are still cancelled;
+    if every one failed, the first error is raised."""
     if sum((target is not None, bool(all), prefix is not None)) != 1:
         raise ConfigError("cancel_batches needs exactly one of: a job or batch id, all=True, or prefix=...")
     states = _states(cache_dir)
@@ -97,6 +114,8 @@ def cancel_batches(target: str | None = None, *, all: bool = False, prefix: str 
     from .runner import cancel_job
 
     asked: list[str] = []
+    errors: dict[str, str] = {}
+    first: Exception | None = None
     for job in chosen:
         async def cancel(job: Job = job) -> list[str]:
             adapter = _adapter(job, api_key)
@@ -105,5 +124,13 @@ def cancel_batches(target: str | None = None, *, all: bool = False, prefix: str 
             finally:
                 await adapter.aclose()
 
-        asked += run_sync(cancel)
+        try:
+            asked += run_sync(cancel)
+        except (ConfigError, ProviderError) as exc:
+            if target is not None:
+                raise
+            errors[job.id], first = str(exc), first or exc
+    if first is not None and len(errors) == len(chosen):
+        raise first
+    _warn_failed(errors, "could not be cancelled; the others were")
     return asked

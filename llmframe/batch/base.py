@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
+from .. import constants
+from ..engine.ratelimit import retry_after
 from ..errors import ConfigError, ProviderError, redact
 from ..providers.base import Provider
 from ..plan.request import Response
 
 LineBuilder = Callable[[str, list[dict]], str]  # (custom id, messages) -> one request as a JSON line
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -90,6 +94,31 @@ class Adapter(ABC):
         said = str(error).removeprefix("HTTP 404: ")
         said = "" if said.startswith(("Error code: 404", "404 ")) else f" ({said})"  # the SDKs' own filler
         return ConfigError(redact(f"{where} answered HTTP 404{said}: {self.not_found}", *self.provider.secrets))
+
+
+async def patiently(call: Callable[[], Awaitable[T]], *,
+                    took_effect: Callable[[], Awaitable[T | None]] | None = None) -> T:
+    """A batch API call, asked again after a passing failure (5xx, 429, no connection) with growing waits.
+
+    took_effect() is asked before each new try whether the failed call happened after all (a batch created
+    whose reply was lost), so that a retry never creates a second, billed batch where the API can tell.
+    """
+    for wait in (*constants.BATCH_CALL_RETRY_SECONDS, None):
+        try:
+            return await call()
+        except ProviderError as exc:
+            if wait is None or not exc.retryable:
+                raise
+            advised = retry_after(exc.headers) or 0.0
+            await asyncio.sleep(min(max(wait, advised), constants.MAX_WAIT_SECONDS))
+        if took_effect is not None:
+            try:
+                found = await took_effect()
+            except ProviderError:
+                found = None  # cannot tell yet: the call is asked again
+            if found is not None:
+                return found
+    raise AssertionError("unreachable")  # the last try returns or raises
 
 
 def read_line(parse: Callable[[], Response]) -> Response:

@@ -25,7 +25,7 @@ from ..engine.progress import Progress
 from ..providers.base import Provider
 from ..plan.build import Check, Work
 from ..plan.request import Response
-from .base import Adapter, Status
+from .base import Adapter, Status, patiently
 from .split import split
 from .state import COLLECTED, ENDED, NEW, RUNNING, BatchStateWarning, Chunk, DamagedState, Job, StateStore
 
@@ -132,10 +132,14 @@ class Batches:
             self._rebuild(damaged)
         await self._create([c for c in self.job.chunks if c.status == NEW])  # recorded, then the kernel died
         await self.refresh()
-        covered = set()
+        covered, lost = set(), False
         for chunk in self.job.active():
-            covered.update(self.states.keys(self.job, chunk))
+            keys = self.states.keys(self.job, chunk)
+            covered.update(keys or ())
+            lost = lost or keys is None
         missing = self._lookup(covered)
+        if lost:  # any row may be in the batch whose keys are lost: sending it again could pay twice
+            missing = []  # what that batch does not answer fails this call, and the next run asks it again
         limit_requests, limit_bytes = self.adapter.provider.batch_limits
         gate = asyncio.Semaphore(constants.BATCH_SUBMIT_CONCURRENCY)
         creating = []
@@ -204,15 +208,18 @@ class Batches:
         for chunk in chunks:
             await gate.acquire()
             keys = self.states.keys(self.job, chunk)
-            if all(value is not None for value in self.store.get_many(keys)):  # answered already: no batch needed
-                chunk.status, chunk.done, chunk.succeeded = COLLECTED, len(keys), len(keys)
+            if keys is not None and all(value is not None for value in self.store.get_many(keys)):
+                chunk.status, chunk.done, chunk.succeeded = COLLECTED, len(keys), len(keys)  # no batch needed
                 self.states.save(self.job)
                 gate.release()
                 continue
-            chunk.batch_id = await self.adapter.find(chunk.uid, chunk.created)
-            if chunk.batch_id is not None:  # the provider got it before the id was saved
-                chunk.status = RUNNING
-                self.states.save(self.job)
+            chunk.batch_id = await patiently(lambda chunk=chunk: self.adapter.find(chunk.uid, chunk.created))
+            if chunk.batch_id is not None or keys is None:
+                if chunk.batch_id is not None:  # the provider got it before the id was saved
+                    chunk.status = RUNNING
+                    self.states.save(self.job)
+                else:  # never created, and what it held is unknown: its rows are looked up and sent anew
+                    self._forget(chunk)
                 gate.release()
                 continue
             group = [self._index[k] for k in keys]
@@ -221,8 +228,10 @@ class Batches:
     async def _create_one(self, chunk: Chunk, lines: list[str], gate: asyncio.Semaphore) -> None:
         """Create one batch and record its id; releases gate when done. A chunk the provider refused is forgotten:
         nothing was created, so nothing is left to re-attach to or list."""
+        since = time.time()
         try:
-            chunk.batch_id = await self.adapter.create(chunk.uid, lines)
+            chunk.batch_id = await patiently(lambda: self.adapter.create(chunk.uid, lines),
+                                             took_effect=lambda: self.adapter.find(chunk.uid, since))
         except (ConfigError, ProviderError) as exc:
             if isinstance(exc, ConfigError) or (exc.status is not None and 400 <= exc.status < 500):
                 self._forget(chunk)
@@ -279,9 +288,11 @@ class Batches:
 
     async def _collect(self, chunk: Chunk, status: Status) -> None:
         """Write the chunk's answers to the cache, keep its errors for this call, mark it collected."""
-        found = await self.adapter.results(chunk.batch_id) if status.error is None else {}
+        found = await patiently(lambda: self.adapter.results(chunk.batch_id)) if status.error is None else {}
         why = status.error or _UNANSWERED.get(status.state, "the batch ended without an answer to this request")
         keys = self.states.keys(self.job, chunk)
+        if keys is None:  # the key file is gone: the answers still name their rows (custom id = key)
+            keys = list(found)
         responses, items = settle(keys, found, why, self.work.check, self.model, self.counters)
         rows = 0
         for key, response in zip(keys, responses):
@@ -330,12 +341,14 @@ class Batches:
 async def cancel_job(adapter: Adapter, job: Job, states: StateStore) -> list[str]:
     """Ask the provider to cancel every running chunk of a job; the ids asked."""
     asked = []
-    for chunk in job.chunks:
-        if chunk.status == NEW:  # never created: nothing to stop, nothing to collect
-            chunk.status = COLLECTED
-        elif chunk.status == RUNNING and chunk.batch_id:
-            await adapter.cancel(chunk.batch_id)
-            chunk.cancel_requested = True
-            asked.append(chunk.batch_id)
-    states.save(job)
+    try:
+        for chunk in job.chunks:
+            if chunk.status == NEW:  # never created: nothing to stop, nothing to collect
+                chunk.status = COLLECTED
+            elif chunk.status == RUNNING and chunk.batch_id:
+                await patiently(lambda chunk=chunk: adapter.cancel(chunk.batch_id))
+                chunk.cancel_requested = True
+                asked.append(chunk.batch_id)
+    finally:  # what was asked before a failure stays recorded
+        states.save(job)
     return asked

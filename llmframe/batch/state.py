@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -132,9 +133,16 @@ class StateStore:
         tmp.write_text("\n".join(keys))
         os.replace(tmp, folder / f"{chunk.uid}.keys")
 
-    def keys(self, job: Job, chunk: Chunk) -> list[str]:
-        """The request keys of a chunk, in submission order."""
-        text = (self.root / job.id / f"{chunk.uid}.keys").read_text()
+    def keys(self, job: Job, chunk: Chunk) -> list[str] | None:
+        """The request keys of a chunk, in submission order; None (and a warning) when its key file is gone."""
+        path = self.root / job.id / f"{chunk.uid}.keys"
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            warnings.warn(f"batch key file {path} cannot be read ({type(exc).__name__}): the batch's answers are "
+                          "still collected by their ids; rows it held that come back without one are asked again "
+                          "by the next run", BatchStateWarning, stacklevel=3)
+            return None
         return text.split("\n") if text else []
 
     def recorded(self, job: Job) -> list[Chunk]:

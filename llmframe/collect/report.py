@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .. import constants
+from ..cost.money import dollars
 
 # Words for the keys llmframe writes; any other key (added by a newer feature) is shown under its own name.
 _LABELS = {
@@ -44,6 +45,7 @@ _LABELS = {
     "budget": "budget (max_cost)",
     "run_id": "run id",
 }
+_DOLLARS = {"cost", "cost_saved_by_cache", "cost_without_cache"}  # shown as $0.0123, not 0.0123 or 1.2e-05
 
 
 class Report(dict):
@@ -51,12 +53,25 @@ class Report(dict):
 
     def _repr_html_(self) -> str:
         """A table of every key present, two to a line, headed by a one-line summary."""
-        cells = [f'<th style="text-align:left">{html.escape(_LABELS.get(key, key.replace("_", " ")))}</th>'
-                 f'<td style="text-align:left;vertical-align:top">{_cell(value)}</td>' for key, value in self.items()]
+        cells = [f'<th style="text-align:left">{html.escape(_label(key))}</th>'
+                 f'<td style="text-align:left;vertical-align:top">{_cell(key, value)}</td>' for key, value in self.items()]
         # Two key/value pairs a line keeps the table short enough to read at a glance.
         rows = "".join(f"<tr>{''.join(cells[i:i + 2])}</tr>" for i in range(0, len(cells), 2))
         return (f'<details open class="llmframe-report"><summary><b>llmframe run</b>: {html.escape(self.headline())}'
                 f"</summary><table>{rows}</table></details>")
+
+    def __str__(self) -> str:
+        """What print() shows in a terminal: the headline, then one key a line (repr stays the dict)."""
+        labels = {key: _label(key) for key in self}
+        width = max(map(len, labels.values()), default=0)
+        lines = [f"llmframe run: {self.headline()}"]
+        for key, value in self.items():
+            if isinstance(value, (list, tuple)) and value:
+                lines.append(f"  {labels[key]}:")
+                lines += [f"    - {_cut(str(v))}" for v in value]
+            else:
+                lines.append(f"  {labels[key]:<{width}}  {_text(key, value)}")
+        return "\n".join(lines)
 
     def headline(self) -> str:
         """One line: rows, how they were answered, failures, time."""
@@ -79,20 +94,31 @@ def _number(value: numbers.Real) -> str:
     return f"{float(value):,.4g}"
 
 
-def _cell(value: Any) -> str:
-    """One value, escaped: numbers formatted, dicts as key: value pairs, lists one item per line."""
+def _label(key: str) -> str:
+    return _LABELS.get(key, key.replace("_", " "))
+
+
+def _text(key: str, value: Any) -> str:
+    """One value as plain text: dollars, numbers formatted, dicts as key: value pairs, lists comma-separated."""
     if isinstance(value, bool) or value is None:
-        return html.escape(str(value))
+        return str(value)
+    if key in _DOLLARS and isinstance(value, numbers.Real):
+        return dollars(float(value))
     if isinstance(value, numbers.Real):
         return _number(value)
     if isinstance(value, dict):
-        return html.escape(", ".join(f"{k}: {v}" for k, v in value.items())) or "none"
+        return ", ".join(f"{k}: {v}" for k, v in value.items()) or "none"
     if isinstance(value, (list, tuple)):
-        if not value:
-            return "none"
+        return ", ".join(_cut(str(v)) for v in value) or "none"
+    return _cut(str(value))
+
+
+def _cell(key: str, value: Any) -> str:
+    """One value as HTML, escaped; lists one item per line."""
+    if isinstance(value, (list, tuple)) and value:
         items = "".join(f"<li>{html.escape(_cut(str(v)))}</li>" for v in value)
         return f'<ul style="margin:0;padding-left:1.2em">{items}</ul>'
-    return html.escape(_cut(str(value)))
+    return html.escape(_text(key, value))
 
 
 def _cut(text: str) -> str:

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from .prices import Pricer
-from ..plan.request import positive_number
 
 
 @dataclass
@@ -55,16 +54,23 @@ class Budget:
             self._settled.set()  # wake every waiting feeder to look again
             self._settled = None
 
+    def spend(self, actual: float) -> None:
+        """Count what was paid without a reservation: a batch job, checked whole before it was submitted."""
+        self.spent += actual
+
+    def left(self) -> float:
+        """USD that may still be reserved."""
+        return self.max_cost - self.spent - self.reserved
+
     def summary(self) -> dict:
         """For the run report."""
         return {"max_cost": self.max_cost, "spent": round(self.spent, 8), "stopped": self.stopped}
 
 
 def check_max_cost(max_cost: float | None, pricer: Pricer | None) -> float | None:
-    """max_cost as a number (None stays None); ConfigError if it is bad or the model has no price."""
+    """max_cost (a number > 0, as the options table checks it) as it is; ConfigError if the model has no price."""
     if max_cost is None:
         return None
-    max_cost = positive_number("max_cost", max_cost)
     if not pricer.known:
         raise ConfigError(f"max_cost needs a price for {pricer.model!r}, and none is known: pass "
                           f'prices={{{pricer.model!r}: {{"input_mtok": ..., "output_mtok": ...}}}} '

@@ -1,13 +1,13 @@
 """Dry runs: what a run would send and cost, computed from the plan alone; nothing is sent.
 
-Input tokens are counted with tiktoken for OpenAI models when it is installed and its encoding
-loads (tiktoken downloads encodings once, then reads its cache); otherwise, and for other
-providers, they are approximated as characters / 4, the figure the rate limiter also uses.
+Input tokens are counted by the provider's token_counter where it has one (OpenAI's: tiktoken,
+when it is installed and its encoding loads); otherwise they are approximated as characters / 4,
+the figure the rate limiter also uses. A request's most output tokens are max_tokens, else the
+provider's default_max_tokens, else a documented guess: no provider is named here.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
@@ -15,16 +15,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import constants
+from .money import dollars
 from .prices import Pricer
 from ..plan.request import Request
 
 if TYPE_CHECKING:
-    from ..plan.build import Plan
+    from ..plan.build import Plan, ProviderSpec
+    from ..providers.base import Provider
     from ..stores.diskcache import Store
 
 MODES = ("online", "batch")
 APPROXIMATION = f"approximate: characters / {constants.CHARS_PER_TOKEN}"
-_PER_MESSAGE, _PER_REPLY = 3, 3  # OpenAI's chat framing: tokens around each message, and priming the reply
 
 
 @dataclass
@@ -51,13 +52,13 @@ class Estimate:
         return asdict(self)
 
     def __repr__(self) -> str:
-        cost = "unknown (no price: pass prices=)" if self.cost is None else f"${self.cost[0]:.4g} to ${self.cost[1]:.4g}"
+        cost = "unknown (no price: pass prices=)" if self.cost is None else f"{dollars(self.cost[0])} to {dollars(self.cost[1])}"
         lines = [
             f"Estimate for {self.model} ({self.mode}): nothing was sent",
-            f"  rows {self.rows}, skipped {self.skipped}, distinct requests {self.requests}",
-            f"  to send: {self.uncached_requests} requests for {self.uncached_rows} rows (the rest are cached)",
-            f"  input tokens {self.input_tokens} ({self.tokenizer})",
-            f"  output tokens {self.output_tokens[0]} to {self.output_tokens[1]}",
+            f"  rows {self.rows:,}, skipped {self.skipped:,}, distinct requests {self.requests:,}",
+            f"  to send: {self.uncached_requests:,} requests for {self.uncached_rows:,} rows{self._not_sent()}",
+            f"  input tokens {self.input_tokens:,} ({self.tokenizer})",
+            f"  output tokens {self.output_tokens[0]:,} to {self.output_tokens[1]:,}",
             f"  cost {cost}",
             *(f"  note: {n}" for n in self.notes),
         ]
@@ -65,6 +66,15 @@ class Estimate:
             lines.append(f"  sample {i + 1}:")
             lines += [f"    [{m.get('role')}] {m.get('content')}" for m in messages]
         return "\n".join(lines)
+
+
+    def _not_sent(self) -> str:
+        """Why the other rows need no request of their own: cached, or sharing an identical row's request."""
+        cached = self.rows - self.skipped - self.uncached_rows
+        shared = self.uncached_rows - self.uncached_requests
+        why = [f"{n:,} {'row' if n == 1 else 'rows'} {words}" for n, words in
+               ((cached, "cached"), (shared, "sharing an identical row's request")) if n]
+        return f" ({'; '.join(why)})" if why else ""
 
 
 def _rendered(run: Plan, rows: np.ndarray):
@@ -82,18 +92,19 @@ def _approximate(chars: np.ndarray) -> np.ndarray:
     return -(-chars // constants.CHARS_PER_TOKEN)  # ceil, as ratelimit.estimate_tokens
 
 
-def output_limit(provider: str, max_tokens: int | None) -> int:
-    """The most output tokens one request can take: max_tokens, Anthropic's default, or a documented guess."""
-    if max_tokens is None and provider == "anthropic":
-        max_tokens = constants.ANTHROPIC_MAX_TOKENS  # what llmframe sends when none is set
-    return int(max_tokens or constants.OUTPUT_TOKENS_GUESS)
+def provider_kind(spec: ProviderSpec) -> type[Provider]:
+    """The plan's provider class (or the instance given as model=), whose capabilities the estimates read: a
+    plugin's as a built-in's."""
+    return spec.target.kind  # type: ignore[return-value]  (a Provider: the Target's Protocol lists planning's needs)
 
 
-def request_cost(pricer: Pricer, provider: str, max_tokens: int | None, *, outputs: bool = True
-                 ) -> Callable[[Request], float]:
-    """An upper-leaning USD estimate of one request before it is sent (input chars / 4, output at its limit;
-    none for an embedding, outputs=False)."""
-    limit = output_limit(provider, max_tokens) if outputs else 0
+def output_limit(kind: type[Provider], max_tokens: int | None) -> int:
+    """The most output tokens one request can take: max_tokens, what the provider sends without one, or a guess."""
+    return int(max_tokens or kind.default_max_tokens or constants.OUTPUT_TOKENS_GUESS)
+
+
+def request_cost(pricer: Pricer, limit: int) -> Callable[[Request], float]:
+    """An upper-leaning USD estimate of one request before it is sent (input chars / 4, output at its limit)."""
 
     def cost(request: Request) -> float:
         chars = sum(len(m.get("content") or "") for m in request.messages)
@@ -102,33 +113,14 @@ def request_cost(pricer: Pricer, provider: str, max_tokens: int | None, *, outpu
     return cost
 
 
-@functools.cache
-def _encoding(model: str):
-    """tiktoken's encoding for an OpenAI model name, or None (not installed, unknown model, or not loadable)."""
-    try:
-        import tiktoken
-    except ImportError:
-        return None
-    try:
-        return tiktoken.encoding_for_model(model)
-    except Exception:  # an unknown model (KeyError), or the encoding cannot be downloaded (offline)
-        return None
-
-
-def _tiktoken_counts(run: Plan, rows: np.ndarray, encoding) -> np.ndarray:
-    counts = np.empty(len(rows), dtype=np.int64)
-    for n, row in enumerate(_rendered(run, rows)):
-        texts = [m.get("content") or "" for m in run.prompts.messages_of(row)]
-        counts[n] = sum(len(t) for t in encoding.encode_ordinary_batch(texts)) + _PER_MESSAGE * len(texts) + _PER_REPLY
-    return counts
-
-
 def input_tokens(run: Plan, first_row: np.ndarray) -> tuple[np.ndarray, str]:
     """Input tokens of each distinct request, and how they were counted."""
-    encoding = _encoding(run.provider.model) if run.provider.name == "openai" else None
-    if encoding is not None:
-        return _tiktoken_counts(run, first_row, encoding), f"tiktoken:{encoding.name}"
-    return _approximate(_chars(run, first_row)), APPROXIMATION
+    counter = provider_kind(run.provider).token_counter(run.provider.model)
+    if counter is None:
+        return _approximate(_chars(run, first_row)), APPROXIMATION
+    count, name = counter
+    messages = (run.prompts.messages_of(row) for row in _rendered(run, first_row))
+    return np.fromiter(map(count, messages), dtype=np.int64, count=len(first_row)), name
 
 
 def _uncached(run: Plan, store: Store | None) -> np.ndarray:
@@ -144,19 +136,21 @@ def _uncached(run: Plan, store: Store | None) -> np.ndarray:
 
 def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimate:
     """What `run` would send and cost, its cached answers read from store; sends nothing."""
-    pricer = Pricer(run.model, prices=run.pricer.overrides if run.pricer else None, batch=mode == "batch")
+    pricer = Pricer(run.model, prices=run.pricer.overrides if run.pricer else None, batch=mode == "batch",
+                    price_id=run.provider.target.price_id)
     pricer.warn_unknown()
     missing = _uncached(run, store)
     send_rows = run.first_row[missing]
     tokens, tokenizer = input_tokens(run, send_rows)
+    kind = provider_kind(run.provider)
     embedding = run.embedding is not None  # vectors: no output tokens at all
-    limit = 0 if embedding else output_limit(run.provider.name, run.params.get("max_tokens"))
+    limit = 0 if embedding else output_limit(kind, run.params.get("max_tokens"))
     low = 0 if embedding else constants.MIN_OUTPUT_TOKENS
     n = len(send_rows)
     low_costs = pricer.costs(tokens, np.full(n, low))
     high_costs = pricer.costs(tokens, np.full(n, limit))
     notes = []
-    if run.params.get("max_tokens") is None and run.provider.name != "anthropic" and not embedding:
+    if run.params.get("max_tokens") is None and kind.default_max_tokens is None and not embedding:
         notes.append(f"max_tokens is not set: the high end assumes {limit} output tokens per request; "
                      "set max_tokens for a firm bound")
     if tokenizer == APPROXIMATION:

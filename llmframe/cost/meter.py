@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 from ..errors import BudgetExceeded
 from ..plan.request import Request, Response
 from .budget import Budget
-from .estimate import estimate, request_cost
+from .estimate import estimate, output_limit, provider_kind, request_cost
 from .prices import Pricer
 
 if TYPE_CHECKING:
+    from ..engine.answers import Answers
     from ..plan.build import Plan
     from ..stores.diskcache import Store
 
@@ -20,23 +21,24 @@ if TYPE_CHECKING:
 class CostMeter:
     """One run's prices and its share of a max_cost budget; used only on the engine's loop."""
 
-    __slots__ = ("pricer", "budget", "_known", "_estimate", "_holding")
+    __slots__ = ("pricer", "budget", "_known", "_estimate", "_holding", "_settled")
 
-    def __init__(self, pricer: Pricer | None, budget: Budget | None = None, *, provider: str = "",
-                 max_tokens: int | None = None, outputs: bool = True):
+    def __init__(self, pricer: Pricer | None, budget: Budget | None = None, *, most_output: int = 0):
         self.pricer = pricer
         self.budget = budget
         self._known = pricer is not None and pricer.known
-        self._estimate = request_cost(pricer, provider, max_tokens, outputs=outputs) if budget is not None else None
+        self._estimate = request_cost(pricer, most_output) if budget is not None else None
         self._holding: dict[int, float] = {}  # request -> its reservation, released however the run ends
+        self._settled = 0.0  # USD settled into the budget by this meter (a batch run's online retries)
 
     @classmethod
     def for_plan(cls, plan: Plan, budget: Budget | None = None) -> CostMeter:
         """A run's meter: over budget when given (a sweep's, shared), else over the plan's own max_cost, if any."""
         if budget is None and plan.max_cost is not None:
             budget = Budget(plan.max_cost)
-        return cls(plan.pricer, budget, provider=plan.provider.name, max_tokens=plan.params.get("max_tokens"),
-                   outputs=plan.embedding is None)
+        outputs = budget is not None and plan.embedding is None  # an embedding has no output tokens
+        limit = output_limit(provider_kind(plan.provider), plan.params.get("max_tokens")) if outputs else 0
+        return cls(plan.pricer, budget, most_output=limit)
 
     @property
     def capped(self) -> bool:
@@ -75,6 +77,7 @@ class CostMeter:
             held = self._holding.pop(j, None)
             if held is not None:
                 self.budget.settle(held, 0.0 if failed and cost is None else cost)
+                self._settled += cost or 0.0
         return cost
 
     def release(self) -> None:
@@ -84,14 +87,25 @@ class CostMeter:
         self._holding.clear()
 
     def check_batch(self, plan: Plan, store: Store | None) -> None:
-        """A batch job is paid whole once submitted: one whose estimate could exceed max_cost is not submitted."""
-        if plan.batch is None or plan.max_cost is None:
+        """A batch job is paid whole once submitted: one whose estimate could exceed what is left of max_cost
+        (all of it, unless the budget is shared: a sweep's, or `llmframe run`'s chunks) is not submitted."""
+        if plan.batch is None or self.budget is None:
             return
         guess = estimate(plan, store, mode="batch")
-        if guess.cost is not None and guess.cost[1] > plan.max_cost:
+        left = self.budget.left()
+        if guess.cost is not None and guess.cost[1] > left:
+            spent = f" (${self.budget.spent:.4g} of it spent)" if self.budget.spent else ""
             raise BudgetExceeded(
                 f"the batch job would cost up to ${guess.cost[1]:.4g} (estimate ${guess.cost[0]:.4g} to "
-                f"${guess.cost[1]:.4g} for {guess.uncached_requests} requests), over max_cost={plan.max_cost}; "
-                "nothing was submitted. Raise max_cost, set max_tokens for a firmer bound, or run fewer rows",
-                {"model": plan.model, "mode": "batch", "estimate": guess.to_dict()},
+                f"${guess.cost[1]:.4g} for {guess.uncached_requests} requests), over what is left of "
+                f"max_cost={self.budget.max_cost}{spent}; nothing was submitted. Raise max_cost, set max_tokens for "
+                "a firmer bound, or run fewer rows",
+                {"model": plan.model, "mode": "batch", "estimate": guess.to_dict(), "budget": self.budget.summary()},
             )
+
+    def settle_batch(self, answers: Answers) -> None:
+        """A batch run's answers are in: what they were billed counts as spent (its online retries already do)."""
+        if self.budget is None or not self._known:
+            return
+        costs = self.pricer.costs(answers.input_tokens, answers.output_tokens, answers.cached_input_tokens)
+        self.budget.spend(max(0.0, float(costs[~answers.cached].sum()) - self._settled))

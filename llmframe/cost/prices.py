@@ -71,8 +71,10 @@ def check_prices(prices: Any) -> dict[str, dict]:
 class Pricer:
     """The cost of requests to one model: cost(input, output, cached) in USD, or None when the price is unknown."""
 
-    def __init__(self, model: str, *, prices: Mapping | None = None, batch: bool = False):
+    def __init__(self, model: str, *, prices: Mapping | None = None, batch: bool = False, price_id: str | None = None):
+        """price_id: the provider's id in genai-prices (Provider.price_id); None looks up prices= alone."""
         self.model = model
+        self.price_id = price_id
         self.overrides = prices
         self.batch = batch  # native batch jobs are billed at the batch price (about half)
         self.source: str | None = None  # "prices=" or "genai-prices"; None when unknown
@@ -83,7 +85,7 @@ class Pricer:
             self._input, self._output, self._cached = (_rate(pick(k)) for k in PRICE_KEYS)
             self.source = "prices="
         else:
-            found = _database_price(model, batch)
+            found = _database_price(model, price_id, batch)
             if found is not None:
                 self._input, self._output, self._cached = (_rate(getattr(found, k, None)) for k in PRICE_KEYS)
                 if self._input is not None and self._output is None:
@@ -93,9 +95,10 @@ class Pricer:
             self._cached = self._input  # no cache discount listed: cached input is billed in full
 
     @classmethod
-    def for_run(cls, model: str, prices: Any, *, warn: bool, batch: bool = False) -> Pricer:
-        """The pricer of a run, prices= checked; warn=True warns once if the model has no price."""
-        pricer = cls(model, prices=check_prices(prices), batch=batch)
+    def for_run(cls, model: str, prices: Mapping | None, *, warn: bool, batch: bool = False,
+                price_id: str | None = None) -> Pricer:
+        """The pricer of a run (prices= as check_prices returned it); warn=True warns once if the model has no price."""
+        pricer = cls(model, prices=prices, batch=batch, price_id=price_id)
         if warn:  # only where a cost was asked for: a local server's users need no price
             pricer.warn_unknown()
         return pricer
@@ -146,14 +149,14 @@ class Pricer:
                 "cache_read_mtok": self._cached.base, "batch": self.batch, "source": self.source}
 
 
-def _database_price(model: str, batch: bool):
-    """genai-prices' ModelPrice for "provider:model" now (batch variant if asked), or None if it has none."""
-    from ..providers import price_id
+def _database_price(model: str, provider_id: str | None, batch: bool):
+    """genai-prices' ModelPrice for "provider:model" now (batch variant if asked), or None if it has none.
 
-    provider, _, name = model.partition(":")
-    provider_id = price_id(provider)  # the provider class declares its genai-prices id
+    provider_id: genai-prices' id of the provider, which its class declares (the plan's target carries it).
+    """
     if provider_id is None:
         return None
+    name = model.partition(":")[2]
     try:
         from genai_prices import data_snapshot
     except ImportError:  # pragma: no cover - a declared dependency

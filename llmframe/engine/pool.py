@@ -65,7 +65,7 @@ class _Pool:
         self.results[j] = response
         failed = response.error is not None
         cost = self.meter.settle(j, response) if self.meter is not None else None
-        self.progress.advance(self.work.weights[j], failed=failed,
+        self.progress.advance(self.work.weights[j], failed=failed, error=response.error,
                               tokens=response.input_tokens + response.output_tokens, cost=cost)
         counters = self.counters
         if failed:

@@ -3,8 +3,8 @@
 The bar shows rows done / total, then cached, failed, tokens and, once a run reports spending
 (advance(..., cost=dollars) from whatever prices the tokens), its cost; while the server holds the pool
 back, "paused until HH:MM:SS" and why. It redraws at most every PROGRESS_REFRESH_SECONDS, however fast rows finish, and ends
-in one of three final states, by description and colour: complete (green), complete with N
-failed rows (amber), or stopped / interrupted (red).
+in one of four final states, by description and colour: complete (green), complete with N
+failed rows (amber), every row failed, with the first error (red), or stopped / interrupted (red).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .. import constants
 _STYLES = {
     "complete": ("success", "green"),
     "failures": ("warning", "yellow"),
+    "all_failed": ("danger", "red"),
     "stopped": ("danger", "red"),
     "interrupted": ("danger", "red"),
 }
@@ -49,6 +50,8 @@ class Progress:
         self.done = 0
         self.cached = 0
         self.failed = 0
+        self.skipped = 0
+        self.first_error: str | None = None  # what the final state quotes when every row failed
         self.tokens = 0
         self.cost: float | None = None  # dollars; stays None (and off the bar) until a run reports a price
         self._drawn = 0
@@ -71,13 +74,16 @@ class Progress:
             self._bar.set_postfix_str(self.summary(), refresh=False)
 
     def advance(self, rows: int, *, cached: bool = False, failed: bool = False, tokens: int = 0,
-                cost: float | None = None) -> None:
+                cost: float | None = None, skipped: bool = False, error: str | None = None) -> None:
         """Count rows finished (and their cost in dollars, where priced); drawing waits for the next refresh."""
         self.done += rows
         if cached:
             self.cached += rows
         if failed:
             self.failed += rows
+            self.first_error = self.first_error or error
+        if skipped:
+            self.skipped += rows
         self.tokens += tokens
         if cost is not None:
             self.cost = (self.cost or 0.0) + cost
@@ -129,6 +135,9 @@ class Progress:
         if state != "done":  # the executor's "stopped", or a caller's own reason
             failed = f", {self.failed:,} failed" if self.failed else ""
             return "stopped", f"{state}{failed}"
+        if self.failed and self.failed >= self.done - self.skipped:  # not one row answered: red, and why
+            first = f": {_cut(self.first_error)}" if self.first_error else ""
+            return "all_failed", f"all {self.failed:,} failed{first}"
         if self.failed:
             return "failures", f"complete, {self.failed:,} failed"
         return "complete", "complete"
@@ -150,6 +159,12 @@ class Progress:
         else:
             bar.colour = colour
             bar.close()
+
+
+def _cut(text: str) -> str:
+    """An error cut to what a bar's description can hold."""
+    limit = constants.PROGRESS_ERROR_CHARS
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # A bar that runs started in this context count into, instead of opening their own (llmframe run's, over chunks).
@@ -180,9 +195,10 @@ class _Part(Progress):
         self._outer = outer
 
     def advance(self, rows: int, *, cached: bool = False, failed: bool = False, tokens: int = 0,
-                cost: float | None = None) -> None:
-        super().advance(rows, cached=cached, failed=failed, tokens=tokens, cost=cost)
-        self._outer.advance(rows, cached=cached, failed=failed, tokens=tokens, cost=cost)
+                cost: float | None = None, skipped: bool = False, error: str | None = None) -> None:
+        super().advance(rows, cached=cached, failed=failed, tokens=tokens, cost=cost, skipped=skipped, error=error)
+        self._outer.advance(rows, cached=cached, failed=failed, tokens=tokens, cost=cost, skipped=skipped,
+                            error=error)
 
     def show_pause(self, seconds: float, why: str) -> None:
         super().show_pause(seconds, why)

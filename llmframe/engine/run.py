@@ -64,7 +64,7 @@ def start(plan: Plan, *, meter: CostMeter | None = None, progress: Progress | No
     provider, store, meter = prepare(plan, meter)
     if progress is None:
         progress = for_run(len(plan.prompts), show=should_show(plan.progress), description=plan.model)
-    progress.advance(len(plan.prompts.skipped))
+    progress.advance(len(plan.prompts.skipped), skipped=True)
     return lambda: execute(plan, provider, store=store, meter=meter, progress=progress)
 
 
@@ -89,6 +89,8 @@ async def _execute_batch(plan: Plan, provider: Provider, *, store: Store | None,
         jobs = batch_jobs(plan, provider, store=store, meter=meter, progress=progress, counters=counters)
         await jobs.submit()
         answers = await jobs.wait()
+        if meter is not None:
+            meter.settle_batch(answers)
         state = "done"
         return Outcome(answers, counters, time.perf_counter() - started, jobs.job.id, _budget(meter))
     except asyncio.CancelledError:

@@ -56,13 +56,21 @@ def rows_of(frame: pd.DataFrame) -> PandasRows:
 _MASKED = {pa.int64(): pd.Int64Dtype(), pa.float64(): pd.Float64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 
+def text_dtype() -> pd.StringDtype:
+    """pandas' own dtype for text, as it infers it for the input's columns: `str` on pandas 3 (NaN for missing);
+    on pandas 2, which infers object, its dedicated `string` (<NA>)."""
+    inferred = pd.Series(["text"]).dtype  # at call time: pandas 2's future.infer_string may be switched on
+    return inferred if isinstance(inferred, pd.StringDtype) else pd.StringDtype()
+
+
 def series(values: Column, index: pd.Index) -> pd.Series:
-    """One collected column as pandas: string, Int64 / Float64 / boolean, category, datetime64, or object."""
+    """One collected column as pandas: text in pandas' default string dtype, Int64 / Float64 / boolean,
+    category, datetime64, or object."""
     if isinstance(values, np.ndarray):  # Python objects: lists, dicts, validated models
         return pd.Series(values, index=index, dtype=object)
     kind = values.type
-    if kind == pa.large_string():  # zero-copy: the texts stay in Arrow
-        return pd.Series(pd.arrays.ArrowStringArray(values), index=index, dtype="string")
+    if kind == pa.large_string():  # zero-copy where pandas keeps text in Arrow (pandas 3, or pyarrow storage)
+        return pd.Series(text_dtype().__from_arrow__(values), index=index)
     if kind in _MASKED:
         return pd.Series(_MASKED[kind].__from_arrow__(values), index=index)
     if pa.types.is_dictionary(kind):

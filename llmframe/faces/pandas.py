@@ -12,14 +12,16 @@ from typing import Any
 
 import pandas as pd
 
-from ..collect import columns
-from . import frames
+from . import frames, planning
 from .pandas_vectors import VectorVerbs
 from .. import constants
-from ..options import OPTIONS, PASSED_ON, check_names, documented, keywords
-from ..plan import build as pipeline
+from ..options import OPTIONS, PASSED_ON, check_names, documented, keywords, template_only_positional
+from ..plan.build import Plan
+from ..plan.output import Output
 from ..batch import BatchJob
 from ..cost import estimate as estimate_
+from ..cost.budget import Budget
+from ..cost.meter import CostMeter
 from ..apps import sweep as sweep_
 from ..errors import ConfigError
 from ..cost.estimate import Estimate
@@ -28,6 +30,7 @@ from ..engine import run as engine
 from ..engine.loop import run_async, run_sync
 from ..engine.outcome import Outcome
 from ..plan.template import TemplateLike
+from ..providers.base import Provider
 
 _SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
 
@@ -44,14 +47,23 @@ def _remember(out: pd.DataFrame, call: tuple) -> pd.DataFrame:
     return out
 
 
+def generate_within(frame: pd.DataFrame, template: TemplateLike, given: dict, budget: Budget) -> pd.DataFrame:
+    """frame.llm.generate(template, **given), its requests reserved from and settled into a max_cost budget
+    shared with other calls: `llmframe run`'s chunks draw on one budget, as a single call's rows do."""
+    accessor, call = frame.llm, (template, keywords(given))
+    plan = accessor._plan(*call)
+    return accessor._result(plan, run_sync(engine.start(plan, meter=CostMeter.for_plan(plan, budget))), call)
+
+
 class _Base(VectorVerbs):
     """What df.llm and s.llm share: the verbs and their keywords; the subclasses say what a row is."""
 
     def __init__(self, obj):
         self._obj = obj
 
+    @template_only_positional
     @documented
-    def generate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+    def generate(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                  errors: str = constants.ERROR_MODES[0], prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0],
                  strict: bool = True, structured: str = constants.STRUCTURED_MODES[0],
                  invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
@@ -78,8 +90,9 @@ class _Base(VectorVerbs):
         plan = self._plan(*call)
         return self._result(plan, run_sync(engine.start(plan)), call)
 
+    @template_only_positional
     @documented
-    async def agenerate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+    async def agenerate(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                         errors: str = constants.ERROR_MODES[0], prefix: str = "",
                         output_mode: str = constants.OUTPUT_MODES[0], strict: bool = True,
                         structured: str = constants.STRUCTURED_MODES[0],
@@ -102,8 +115,9 @@ class _Base(VectorVerbs):
         plan = self._plan(*call)
         return self._result(plan, await run_async(engine.start(plan)), call)
 
+    @template_only_positional
     @documented(mode='`"online"` or `"batch"`: the requests priced at the online or the batch rate')
-    def estimate(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+    def estimate(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                  prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0], strict: bool = True,
                  structured: str = constants.STRUCTURED_MODES[0],
                  invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
@@ -126,20 +140,21 @@ class _Base(VectorVerbs):
         given = keywords(locals())
         if mode not in estimate_.MODES:
             raise ConfigError(f"mode must be one of {estimate_.MODES}, got {mode!r}")
-        # Nothing is sent, so no key is needed; a placeholder lets the plan check everything else. mode= says
-        # which prices to use here: the plan is an online one, as it always was.
-        given.update(mode=constants.BATCH_MODES[0], api_key=api_key or "estimate-only", progress=False)
+        # Nothing is sent, so no key is needed; a placeholder lets the plan check everything else (a Provider
+        # instance carries its own). mode= says which prices to use here: the plan is an online one, as it always was.
+        placeholder = None if isinstance(model, Provider) else constants.ESTIMATE_API_KEY
+        given.update(mode=constants.BATCH_MODES[0], api_key=api_key or placeholder, progress=False)
         return engine.estimate(self._plan(template, given), mode=mode)
 
-    def _plan(self, template, given: dict) -> pipeline.Plan:
+    def _plan(self, template, given: dict) -> Plan:
         frame, extra = self._frame()
-        return pipeline.plan(frames.rows_of(frame), template, **given, **extra)
+        return planning.plan(frames.rows_of(frame), template, **given, **extra)
 
     def _frame(self) -> tuple[pd.DataFrame, dict]:
         """The frame the rows come from, and plan()'s keywords that say how to read it."""
         raise NotImplementedError
 
-    def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple) -> pd.DataFrame | pd.Series:
+    def _result(self, plan: Plan, outcome: Outcome, call: tuple) -> pd.DataFrame | pd.Series:
         raise NotImplementedError
 
 
@@ -147,8 +162,9 @@ class _Base(VectorVerbs):
 class DataFrameAccessor(_Base):
     """Run a model over every row of a DataFrame."""
 
+    @template_only_positional
     @documented(mode='always `"batch"`')
-    def submit(self, template: TemplateLike, *, model: str, output: Any = constants.DEFAULT_OUTPUT,
+    def submit(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                errors: str = constants.ERROR_MODES[0], prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0],
                strict: bool = True, structured: str = constants.STRUCTURED_MODES[0],
                invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
@@ -188,13 +204,14 @@ class DataFrameAccessor(_Base):
         template, given = call
         if given["cache"] == "refresh":
             given = {**given, "cache": True}  # the refreshed answers are in the cache now
-        made = columns.Output.resolve(given["output"], prefix=given["prefix"], mode=given["output_mode"],
-                                      errors=given["errors"], frame_columns=(), usage=given["usage"]).names
+        made = Output.resolve(given["output"], prefix=given["prefix"], mode=given["output_mode"],
+                              errors=given["errors"], frame_columns=(), usage=given["usage"]).names
         inputs = self._obj.drop(columns=[c for c in made if c in self._obj])
         return inputs.llm.generate(template, **given)
 
     # Not generate's keywords: params= and max_cost= mean a grid and the whole sweep's cap here, output= is a
     # text column, and usage= and errors= are the sweep's own; the rest are generate's, checked by name.
+    @template_only_positional
     @documented(names=[o.name for o in OPTIONS if o.name in PASSED_ON - {"params", "max_cost", "usage"}])
     def sweep(self, template: TemplateLike | list | dict, *, models: str | list[str], params: dict | None = None,
               repeats: int = 1, output: str = constants.DEFAULT_OUTPUT, score: Any = None,
@@ -215,7 +232,7 @@ class DataFrameAccessor(_Base):
     def _frame(self) -> tuple[pd.DataFrame, dict]:
         return self._obj, {}
 
-    def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple) -> pd.DataFrame:
+    def _result(self, plan: Plan, outcome: Outcome, call: tuple) -> pd.DataFrame:
         return _remember(frames.to_frame(self._obj, plan, outcome), call)
 
 
@@ -229,5 +246,5 @@ class SeriesAccessor(_Base):
         # The Series' own values are not part of the result, so output names cannot clash with them.
         return self._obj.to_frame(name=column), {"positional_column": column, "output_frame_columns": ()}
 
-    def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple) -> pd.Series | pd.DataFrame:
+    def _result(self, plan: Plan, outcome: Outcome, call: tuple) -> pd.Series | pd.DataFrame:
         return frames.to_series(self._obj.index, plan, outcome)

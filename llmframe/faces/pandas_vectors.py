@@ -18,6 +18,8 @@ from ..ops import vectors as ops
 from ..options import documented, embed_keywords
 from ..plan import embed as embedding
 from ..plan.template import TemplateLike
+from ..providers.base import Provider
+from ..providers import resolve
 from . import frames
 
 
@@ -27,7 +29,7 @@ class VectorVerbs:
     _obj: Any
 
     @documented
-    def embed(self, template: TemplateLike = "{}", *, model: str = constants.DEFAULT_EMBEDDING_MODEL,
+    def embed(self, template: TemplateLike = "{}", *, model: str | Provider = constants.DEFAULT_EMBEDDING_MODEL,
               output: str = constants.DEFAULT_EMBEDDING_OUTPUT, dimensions: int | None = None,
               task_type: str | None = None, truncate: bool = False, batch_size: int | None = None,
               errors: str = constants.ERROR_MODES[0], usage: bool = False, missing: str = constants.MISSING_MODES[0],
@@ -47,7 +49,7 @@ class VectorVerbs:
         return self._result(plan, run_sync(engine.start(plan)), None)
 
     @documented
-    async def aembed(self, template: TemplateLike = "{}", *, model: str = constants.DEFAULT_EMBEDDING_MODEL,
+    async def aembed(self, template: TemplateLike = "{}", *, model: str | Provider = constants.DEFAULT_EMBEDDING_MODEL,
                      output: str = constants.DEFAULT_EMBEDDING_OUTPUT, dimensions: int | None = None,
                      task_type: str | None = None, truncate: bool = False, batch_size: int | None = None,
                      errors: str = constants.ERROR_MODES[0], usage: bool = False,
@@ -64,7 +66,7 @@ class VectorVerbs:
         return self._result(plan, await run_async(engine.start(plan)), None)
 
     @documented
-    def estimate_embed(self, template: TemplateLike = "{}", *, model: str = constants.DEFAULT_EMBEDDING_MODEL,
+    def estimate_embed(self, template: TemplateLike = "{}", *, model: str | Provider = constants.DEFAULT_EMBEDDING_MODEL,
                        output: str = constants.DEFAULT_EMBEDDING_OUTPUT, dimensions: int | None = None,
                        task_type: str | None = None, truncate: bool = False, batch_size: int | None = None,
                        errors: str = constants.ERROR_MODES[0], usage: bool = False,
@@ -142,7 +144,8 @@ class VectorVerbs:
 
     def _embed_plan(self, template, given: dict):
         frame, extra = self._frame()
-        return embedding.embed_plan(frames.rows_of(frame), template, **given, **extra)
+        model = given.pop("model")
+        return embedding.embed_plan(frames.rows_of(frame), template, target=resolve(model), **given, **extra)
 
     def _vector_frame(self, on: str) -> pd.DataFrame:
         frame = self._obj.to_frame(name=on) if isinstance(self._obj, pd.Series) else self._obj

@@ -14,24 +14,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import constants, options
-from ..collect.columns import Output
-from ..config import settings
+from ..config import Settings, settings
 from ..cost.budget import check_max_cost
 from ..cost.prices import Pricer
 from ..errors import ConfigError
-from ..providers import parse_model, provider_class
-from ..providers.base import Provider
-from .request import (
-    Keys,
-    Request,
-    content_digests,
-    distinct,
-    generation_params,
-    key_prefix,
-    positive_number,
-)
-from .structured import structured_mode, with_prompt
+from .output import Output
+from .request import KEYWORD_PARAMS, Keys, Request, content_digests, distinct, key_prefix, positive_number
 from .rows import Rows
+from .structured import structured_mode, with_prompt
+from .target import GivenProvider, ProviderKind, Target
+
 if TYPE_CHECKING:
     from .embed import Embedding
 from .template import Prompts, Template, TemplateLike
@@ -77,15 +69,28 @@ class Policy:
 class ProviderSpec:
     """The provider a plan's requests go to, and what the engine makes it with; the key is never shown."""
 
-    name: str  # the prefix of model=, e.g. "openai"
-    model: str  # the model's own name
+    target: Target  # model= resolved: the provider's prefix, the model's name, its class (or the instance given)
     endpoint: str | None  # as it is in the keys: None for the official one
     max_concurrency: int
     timeout: float
     api_key: str | None = field(default=None, repr=False)
     base_url: str | None = None
     options: dict | None = None  # provider_options=
-    instance: Provider | None = None  # a Provider passed as model=, used as it is
+
+    @property
+    def name(self) -> str:
+        """The prefix of model=, e.g. "openai"."""
+        return self.target.provider
+
+    @property
+    def model(self) -> str:
+        """The model's own name."""
+        return self.target.model
+
+    @property
+    def instance(self) -> GivenProvider | None:
+        """A Provider passed as model=, used as it is; None: the engine makes one of the target's class."""
+        return self.target.instance
 
 
 @dataclass(frozen=True)
@@ -143,140 +148,136 @@ class Plan:
                     (embedding.max_inputs, embedding.max_tokens), embedding.settings)
 
 
-def _batch_options(mode: str, provider: type[Provider] | Provider, requests: int, cache: bool | str,
-                   poll_interval: float | None, retry_online: bool) -> BatchOptions | None:
-    """None for an online run; else how the batch run polls. ConfigError for a mode that cannot work."""
-    if mode not in constants.BATCH_MODES:
-        raise ConfigError(f"mode must be one of {constants.BATCH_MODES}, got {mode!r}")
-    if not isinstance(retry_online, bool):
-        raise ConfigError(f"retry_online must be True or False, got {retry_online!r}")
-    if poll_interval is None:
-        raw = os.environ.get(constants.BATCH_POLL_ENV_VAR)
-        try:
-            poll_interval = float(raw) if raw else constants.BATCH_POLL_SECONDS
-        except ValueError:
-            raise ConfigError(f"{constants.BATCH_POLL_ENV_VAR} must be a number of seconds, got {raw!r}") from None
-    interval = positive_number("poll_interval", poll_interval)
-    if mode == "online":
-        return None
-    supported = provider.batch_adapter is not None
-    if mode == "auto":
-        if not supported or cache is not True or requests < constants.BATCH_AUTO_MIN_REQUESTS:
-            return None
-    elif not supported:
-        raise ConfigError(f"the {provider.name} provider has no batch API: use mode='online'")
-    if cache is not True:
-        raise ConfigError(f"mode='batch' keeps its answers and job state in the cache, so it needs cache=True "
-                          f"(got cache={cache!r}); to ask again, clear the model's answers with "
-                          "llmframe.clear_cache(model=...) first")
-    return BatchOptions(interval, retry_online)
+def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_column: str | None = None,
+         output_frame_columns: Sequence | None = None, **given: Any) -> Plan:
+    """Validate every argument and render every row; raise before any request is sent.
 
-
-def plan(
-    frame: Rows,
-    template: TemplateLike,
-    *,
-    model: str,
-    output: Any = constants.DEFAULT_OUTPUT,
-    prefix: str = "",
-    output_mode: str = constants.OUTPUT_MODES[0],
-    strict: bool = True,
-    structured: str = constants.STRUCTURED_MODES[0],
-    system: str | None = None,
-    temperature: float | None = None,
-    top_p: float | None = None,
-    max_tokens: int | None = None,
-    seed: int | None = None,
-    stop: str | list[str] | None = None,
-    params: dict | None = None,
-    missing: str = constants.MISSING_MODES[0],
-    allow_no_placeholder: bool = False,
-    max_prompt_tokens: int | None = None,
-    cache: bool | str = True,
-    cache_dir: str | None = None,
-    max_concurrency: int | None = None,
-    rpm: float | None = None,
-    tpm: float | None = None,
-    max_attempts: int = constants.MAX_ATTEMPTS,
-    max_failures_in_a_row: int = constants.BREAKER_FAILURES,
-    invalid_retries: int = constants.INVALID_ANSWER_RETRIES,
-    timeout: float = constants.REQUEST_TIMEOUT_SECONDS,
-    max_wait: float = constants.MAX_WAIT_SECONDS,
-    progress: bool | None = None,
-    errors: str = constants.ERROR_MODES[0],
-    api_key: str | None = None,
-    base_url: str | None = None,
-    positional_column: str | None = None,
-    output_frame_columns: Sequence | None = None,
-    provider_options: dict | None = None,
-    mode: str = constants.BATCH_MODES[0],
-    poll_interval: float | None = None,
-    retry_online: bool = False,
-    usage: bool = False,
-    prices: dict | None = None,
-    max_cost: float | None = None,
-) -> Plan:
-    """Validate every argument and render every row; raise before any request is sent."""
+    target: model= resolved by the face (llmframe.faces.planning.plan resolves and plans in one call).
+    given: generate's options (llmframe.options.OPTIONS) but model=, each checked once, by its row of the
+    table; those left out take the table's defaults. positional_column and output_frame_columns say how a
+    face's rows are read: what "{}" refers to, and which columns the new ones sit beside (none for a Series).
+    """
     defaults = settings()
-    provider_name, model_name = parse_model(model)
-    checked = options.checked(locals())  # every option through its check in the table, before anything else
-    timeout, max_wait, max_prompt_tokens = checked["timeout"], checked["max_wait"], checked["max_prompt_tokens"]
-    existing = frame.columns if output_frame_columns is None else output_frame_columns
-    index_names = frame.index_names if output_frame_columns is None else ()
-    out = Output.resolve(output, prefix=prefix, mode=output_mode, errors=errors, frame_columns=existing, usage=usage,
-                         index_names=index_names)
-    structured = structured_mode(structured, out.schema)
-    concurrency = defaults.max_concurrency if max_concurrency is None else checked["max_concurrency"]
-    gen = generation_params(
-        temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, stop=stop, params=params
-    )
-    attempts, breaker, retries = checked["max_attempts"], checked["max_failures_in_a_row"], checked["invalid_retries"]
-    rpm = checked["rpm"] if rpm is not None else defaults.rpm
-    tpm = checked["tpm"] if tpm is not None else defaults.tpm
-    compiled = Template(template, list(frame.columns), system=system, positional_column=positional_column)
-    prompts = compiled.render(frame, missing=missing, allow_no_placeholder=allow_no_placeholder)
-    # The class alone (or the Provider instance passed as model=): the engine makes the provider, after planning.
-    instance = model if isinstance(model, Provider) else None
-    kind = instance if instance is not None else provider_class(provider_name)
-    model = f"{provider_name}:{model_name}"  # a Provider instance's too: the report's and the cache's name for it
+    checked = options.planned(given)  # every option through its check in the table, before anything else
+    out = _output(checked, rows, output_frame_columns)
+    structured = structured_mode(checked["structured"], out.schema)
+    gen = _generation(checked)
+    compiled = Template(template, list(rows.columns), system=checked["system"], positional_column=positional_column)
+    prompts = compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"])
+    kind = target.kind  # the class alone (or the Provider passed as model=): the engine makes the provider
     kind.check_params(gen)
-    endpoint = instance.endpoint if instance is not None else kind.endpoint_for(base_url)
+    endpoint = target.endpoint(checked["base_url"])
     if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too
-        kind.chat_model(model_name, endpoint=endpoint)
-    head = key_prefix(provider_name, model_name, gen, _schema_key(out, kind, strict, structured), endpoint)
-    digests, valid = _digests(head, prompts, max_prompt_tokens)
-    codes, first_row = distinct(digests, valid)
-    batch = _batch_options(mode, kind, len(first_row), cache, poll_interval, retry_online)
-    # Prices are loaded only where a cost is asked for: the price database costs ~17 MB to hold.
-    priced = usage or prices is not None or max_cost is not None
-    pricer = Pricer.for_run(model, prices, warn=usage, batch=batch is not None) if priced else None
-    max_cost = check_max_cost(max_cost, pricer)
+        kind.chat_model(target.model, endpoint=endpoint)
+    head = key_prefix(target.provider, target.model, gen, _schema_key(out, kind, checked["strict"], structured),
+                      endpoint)
+    keys, row_to_key, first_row = _keys(head, prompts, checked["max_prompt_tokens"])
+    batch = _batch_options(checked, kind, len(first_row))
+    pricer = _pricer(checked, target, batch=batch is not None)
     if out.schema is not None:
-        gen = {**gen, **kind.output_params(out.schema, strict=strict, structured=structured)}
+        gen = {**gen, **kind.output_params(out.schema, strict=checked["strict"], structured=structured)}
+    policy = _policy(checked, defaults)
     return Plan(
-        model=model,
-        provider=ProviderSpec(provider_name, model_name, endpoint, concurrency, timeout, api_key=api_key,
-                              base_url=base_url, options=provider_options, instance=instance),
+        model=target.name,  # a Provider instance's too: the report's and the cache's name for it
+        provider=ProviderSpec(target, endpoint, policy.concurrency, checked["timeout"], api_key=checked["api_key"],
+                              base_url=checked["base_url"], options=checked["provider_options"]),
         prompts=prompts,
         params=gen,
-        keys=Keys(digests if len(first_row) == len(digests) else digests[first_row]),  # all distinct: no copy
-        row_to_key=codes,
+        keys=keys,
+        row_to_key=row_to_key,
         first_row=first_row,
-        weights=np.bincount(codes[codes >= 0], minlength=len(first_row)),
-        cache=cache,
-        cache_dir=cache_dir or defaults.cache_dir,
+        weights=np.bincount(row_to_key[row_to_key >= 0], minlength=len(first_row)),
+        cache=checked["cache"],
+        cache_dir=checked["cache_dir"] or defaults.cache_dir,
         cache_size_limit=defaults.cache_size_limit,
-        policy=Policy(concurrency, attempts, max_wait, breaker, rpm, tpm, max_tokens, retries),
-        progress=defaults.progress if progress is None else progress,
+        policy=policy,
+        progress=defaults.progress if checked["progress"] is None else checked["progress"],
         output=out,
         pricer=pricer,
-        max_cost=max_cost,
+        max_cost=check_max_cost(checked["max_cost"], pricer),
         batch=batch,
         schema_prompt=out.schema.prompt() if structured == "json_object" else None,
     )
 
 
-def _schema_key(out: Output, kind: type[Provider] | Provider, strict: bool, structured: str) -> dict | None:
+def _output(checked: dict, rows: Rows, output_frame_columns: Sequence | None) -> Output:
+    """Where the answers go; no new column may take the name of one it sits beside, or of an index level."""
+    existing = rows.columns if output_frame_columns is None else output_frame_columns
+    index_names = rows.index_names if output_frame_columns is None else ()
+    return Output.resolve(checked["output"], prefix=checked["prefix"], mode=checked["output_mode"],
+                          errors=checked["errors"], frame_columns=existing, usage=checked["usage"],
+                          index_names=index_names)
+
+
+def _generation(checked: dict) -> dict:
+    """The generation parameters that were set, as the table checked them: the keyword ones, then params=."""
+    gen = {name: checked[name] for name in KEYWORD_PARAMS if checked[name] is not None}
+    return {**gen, **(checked["params"] or {})}
+
+
+def _policy(checked: dict, defaults: Settings) -> Policy:
+    """How the run sends: the options given, else the process defaults of llmframe.configure()."""
+    def either(name: str) -> Any:
+        return getattr(defaults, name) if checked[name] is None else checked[name]
+
+    return Policy(either("max_concurrency"), checked["max_attempts"], checked["max_wait"],
+                  checked["max_failures_in_a_row"], either("rpm"), either("tpm"), checked["max_tokens"],
+                  checked["invalid_retries"])
+
+
+def _batch_options(checked: dict, kind: ProviderKind, requests: int) -> BatchOptions | None:
+    """None for an online run; else how the batch run polls. ConfigError for a mode that cannot work.
+
+    The table checked mode= and retry_online=: what is checked here needs the provider, cache= and the environment.
+    """
+    interval = _poll_interval(checked["poll_interval"])
+    mode, cache = checked["mode"], checked["cache"]
+    if mode == "online":
+        return None
+    supported = kind.batch_adapter is not None
+    if mode == "auto":
+        if not supported or cache is not True or requests < constants.BATCH_AUTO_MIN_REQUESTS:
+            return None
+    elif not supported:
+        raise ConfigError(f"the {kind.name} provider has no batch API: use mode='online'")
+    if cache is not True:
+        raise ConfigError(f"mode='batch' keeps its answers and job state in the cache, so it needs cache=True "
+                          f"(got cache={cache!r}); to ask again, clear the model's answers with "
+                          "llmframe.clear_cache(model=...) first")
+    return BatchOptions(interval, checked["retry_online"])
+
+
+def _poll_interval(given: float | None) -> float:
+    """poll_interval= (the table checked it), else the environment's (checked here: the table cannot see it)."""
+    if given is not None:
+        return given
+    raw = os.environ.get(constants.BATCH_POLL_ENV_VAR)
+    if not raw:
+        return constants.BATCH_POLL_SECONDS
+    try:
+        return positive_number(constants.BATCH_POLL_ENV_VAR, float(raw))
+    except ValueError:  # ConfigError is one
+        raise ConfigError(f"{constants.BATCH_POLL_ENV_VAR} must be a number of seconds > 0, got {raw!r}") from None
+
+
+def _pricer(checked: dict, target: Target, *, batch: bool) -> Pricer | None:
+    """The run's prices, where a cost is asked for (usage=, prices=, max_cost=): the price database costs ~17 MB."""
+    if not (checked["usage"] or checked["prices"] is not None or checked["max_cost"] is not None):
+        return None
+    return Pricer.for_run(target.name, checked["prices"], warn=checked["usage"], batch=batch,
+                          price_id=target.price_id)
+
+
+def _keys(head: bytes, prompts: Prompts, max_prompt_tokens: int | None) -> tuple[Keys, np.ndarray, np.ndarray]:
+    """The distinct content keys (first-seen order), each row's position among them (-1: skipped) and each
+    key's first row."""
+    digests, valid = _digests(head, prompts, max_prompt_tokens)
+    row_to_key, first_row = distinct(digests, valid)
+    keys = Keys(digests if len(first_row) == len(digests) else digests[first_row])  # all distinct: no copy
+    return keys, row_to_key, first_row
+
+
+def _schema_key(out: Output, kind: ProviderKind, strict: bool, structured: str) -> dict | None:
     """What of the output schema goes into the keys: its material, and whatever else changes the request."""
     schema_key = out.schema.key_material() if out.schema is not None else None
     if schema_key is not None and not strict and kind.strict_outputs:

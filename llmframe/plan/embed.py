@@ -15,11 +15,10 @@ import numpy as np
 
 from .. import constants
 from ..errors import ConfigError
-from ..providers import parse_model, provider_class
-from ..providers.base import Provider
 from . import build
-from .request import Keys, canonical_json, content_digests, generation_params, integer_at_least, key_prefix
+from .request import Keys, canonical_json, content_digests, integer_at_least, key_prefix
 from .rows import Rows
+from .target import Target
 from .template import TemplateLike
 
 EMPTY_INPUT = "the input is empty: an embedding needs some text"
@@ -50,29 +49,29 @@ def _settings(dimensions: Any, task_type: Any, truncate: Any) -> dict:
     return out
 
 
-def embed_plan(frame: Rows, template: TemplateLike, *, model: str | Provider = constants.DEFAULT_EMBEDDING_MODEL,
+def embed_plan(frame: Rows, template: TemplateLike, *, target: Target,
                output: str = constants.DEFAULT_EMBEDDING_OUTPUT, dimensions: int | None = None,
                task_type: str | None = None, truncate: bool = False, batch_size: int | None = None,
                **common: Any) -> build.Plan:
     """Validate every argument, render and key every row of an embedding run; raise before anything is sent.
 
-    common: the options embed shares with generate (cache, rate limits, retries, prices, max_cost...).
+    target: model= resolved by the face, as for build.plan. common: the options embed shares with generate
+    (cache, rate limits, retries, prices, max_cost...) and the face's positional_column / output_frame_columns.
     """
     if not isinstance(output, str) or not output:
         raise ConfigError(f"output must be the name of the vector column, got {output!r}")
     settings = _settings(dimensions, task_type, truncate)
-    name, model_name = parse_model(model)
-    kind = model if isinstance(model, Provider) else provider_class(name)
-    endpoint = kind.endpoint if isinstance(kind, Provider) else kind.endpoint_for(common.get("base_url"))
-    kind.embedding_model(model_name, dimensions=settings.get("dimensions"), endpoint=endpoint)
+    kind = target.kind
+    endpoint = target.endpoint(common.get("base_url"))
+    kind.embedding_model(target.model, dimensions=settings.get("dimensions"), endpoint=endpoint)
     limits = kind.embedding_limits
     assert limits is not None  # embedding_model refuses a provider without them
     inputs = limits[0] if batch_size is None else min(integer_at_least("batch_size", batch_size, 1), limits[0])
     # An input over the model's limit is that row's error, before sending; truncate=True lets it through, cut.
     longest = None if truncate else kind.embedding_input_tokens
-    planned = build.plan(frame, template, model=model, output=output, params={constants.EMBEDDING_KEY: settings},
+    planned = build.plan(frame, template, target=target, output=output, params={constants.EMBEDDING_KEY: settings},
                          max_prompt_tokens=longest, **common)
-    planned = _without_empty(planned, name, model_name, endpoint)
+    planned = _without_empty(planned, target.provider, target.model, endpoint)
     if len(planned.prompts) and not len(planned.keys):
         reasons = sorted(set(planned.prompts.skipped.values()))[:3]
         raise ConfigError(f"every row was refused before sending ({'; '.join(reasons)}): nothing to embed; check "
@@ -86,7 +85,7 @@ def _without_empty(plan: build.Plan, provider: str, model: str, endpoint: str | 
 
     All empty inputs share one content key, found among the keys by its digest: no row is rendered again.
     """
-    head = key_prefix(provider, model, generation_params(params=plan.params), None, endpoint)
+    head = key_prefix(provider, model, plan.params, None, endpoint)
     roles = plan.prompts.roles or ("user",)
     empty_json = canonical_json([{"role": role, "content": ""} for role in roles])
     empty = np.frombuffer(next(iter(content_digests(head, [empty_json]))), dtype=np.uint64)

@@ -217,8 +217,10 @@ def _first_seen_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
     return encoded.indices.to_numpy().astype(np.int64), len(encoded.dictionary)
 
 
+# The generation parameters with keyword arguments of their own, in the order the request has them.
+KEYWORD_PARAMS = ("temperature", "top_p", "max_tokens", "seed", "stop")
 # Set through their own keyword arguments (or by llmframe itself), never through params=.
-_OWN_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "seed", "stop", "model", "messages"})
+_OWN_PARAMS = frozenset({*KEYWORD_PARAMS, "model", "messages"})
 
 
 def _plain_number(value: Any) -> int | float | None:

@@ -16,7 +16,6 @@ from typing import Any
 from .. import constants
 from ..errors import ConfigError, SchemaError
 
-OUTPUT_MODES = constants.OUTPUT_MODES
 
 
 class OutputSchema:
@@ -129,10 +128,11 @@ def with_prompt(messages: list[dict], text: str) -> list[dict]:
     return [*messages[:last], {**messages[last], "content": messages[last]["content"] + text}, *messages[last + 1:]]
 
 
-def structured_mode(structured: Any, schema: OutputSchema | None) -> str:
-    """structured= checked: one of constants.STRUCTURED_MODES, and only with a structured output."""
-    if structured not in constants.STRUCTURED_MODES:
-        raise ConfigError(f"structured must be one of {constants.STRUCTURED_MODES}, got {structured!r}")
+def structured_mode(structured: str, schema: OutputSchema | None) -> str:
+    """structured= (one of constants.STRUCTURED_MODES: the options table checked it) only with a structured output.
+
+    Checked here, not in the table: whether it applies depends on output=.
+    """
     if schema is None and structured != constants.STRUCTURED_MODES[0]:
         raise ConfigError(f"structured={structured!r} applies to structured outputs: pass a pydantic model or a "
                           "JSON Schema dict as output=")

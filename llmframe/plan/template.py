@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import string
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +24,6 @@ Messages = list[dict]
 TemplateLike = Union[str, Sequence[dict], Callable[[dict], Union[str, Messages, None]]]
 
 _ROLES = ("system", "user", "assistant", "developer")
-_MISSING_POLICIES = constants.MISSING_MODES
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,8 @@ def _parse(source: str, columns: Sequence, positional_column: str | None) -> _Te
         if name is None:
             continue
         if spec and "{" in spec:
-            raise TemplateError(f"nested placeholders in a format spec are not supported: {{{name}:{spec}}}")
+            raise TemplateError(f"nested placeholders in a format spec are not supported: {{{name}:{spec}}}"
+                                f"{_literal_hint(name, spec, always=True)}")
         if name in known:
             column, rest = _column_named(known, name), ""
         elif name == "" or name.isdigit() and not numbered:
@@ -78,13 +79,23 @@ def _parse(source: str, columns: Sequence, positional_column: str | None) -> _Te
                        "rename it)" if unusable else ""
                 raise TemplateError(
                     f"template uses column {column!r}, which the frame does not have; "
-                    f"columns are {sorted(map(str, columns))}{hint}"
+                    f"columns are {sorted(map(str, columns))}{hint}{_literal_hint(name, spec)}"
                 )
             column = _column_named(known, column)
         out.append("{" + str(len(used)) + rest + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}")
         used.append(column)
         plain.append(not rest and not conversion and not spec)
     return _Text(source, "".join(out), tuple(used), tuple(plain))
+
+
+def _literal_hint(name: str, spec: str | None, *, always: bool = False) -> str:
+    """For braces that look like literal text (JSON, code) rather than a column: how to write them."""
+    if not always and re.fullmatch(r"[\w .\-]*", name):  # a plausible column name: the column list says enough
+        return ""
+    braces = "{" + name + (f":{spec}" if spec else "") + "}"
+    doubled = braces.replace("{", "{{").replace("}", "}}")
+    return (f". If {braces} is literal text (JSON, code), double its braces: {doubled}; or pass a function "
+            "row -> prompt as the template")
 
 
 def _placeholder_names(columns: Sequence) -> dict[str, list]:
@@ -268,9 +279,10 @@ class Template:
         return list(dict.fromkeys(c for _, text in self.parts for c in text.columns))
 
     def render(self, frame: Rows, *, missing: str = "skip", allow_no_placeholder: bool = False) -> Prompts:
-        """Render every row; raise TemplateError before anything is sent if the frame does not fit."""
-        if missing not in _MISSING_POLICIES:
-            raise TemplateError(f"missing must be one of {_MISSING_POLICIES}, got {missing!r}")
+        """Render every row; raise TemplateError before anything is sent if the frame does not fit.
+
+        missing: one of constants.MISSING_MODES (the options table checks it).
+        """
         dup = sorted(str(c) for c, n in Counter(frame.columns).items() if n > 1)
         if dup:
             raise TemplateError(f"the frame has duplicate column names {dup}: rename them first")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .. import constants
 from ..errors import ConfigError
+from ..plan.target import Target
 from .base import Provider
 
 # The built-in providers, as a plugin's entry point would name them. A plugin cannot take their prefixes.
@@ -25,8 +26,19 @@ BUILTINS: dict[str, str] = {
     "vllm": "llmframe.providers.vllm:VLLMProvider",
 }
 
-__all__ = ["BUILTINS", "Entry", "Provider", "available", "create", "parse_model", "price_id", "provider_class",
-           "registry"]
+# What each built-in provider imports, module -> its pip name; the extra of the same name installs them
+# (tests/test_first_hour.py checks them against pyproject.toml). Looked up, never imported, by available().
+NEEDS: dict[str, dict[str, str]] = {
+    "openai": {"openai": "openai"},
+    "anthropic": {"anthropic": "anthropic"},
+    "gemini": {"google.genai": "google-genai"},
+    "transformers": {"torch": "torch", "transformers": "transformers", "tokenizers": "tokenizers",
+                     "xgrammar": "xgrammar"},
+    "vllm": {"vllm": "vllm"},
+}
+
+__all__ = ["BUILTINS", "Entry", "NEEDS", "Provider", "available", "create", "not_installed", "parse_model",
+           "provider_class", "registry", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -100,10 +112,7 @@ def provider_class(prefix: str) -> type[Provider]:
     except ImportError as exc:
         if entry.package is not None:
             raise ConfigError(f"{plugin} cannot be imported: {type(exc).__name__}: {exc}") from None
-        raise ConfigError(
-            f"the {prefix!r} provider needs a package that is not installed ({exc.name}): "
-            f"pip install 'llmframe[{prefix}]'"
-        ) from None
+        raise ConfigError(_not_installed(prefix, _missing(prefix) or [exc.name or "?"])) from None
     except Exception as exc:  # a broken plugin is named, whatever it raised
         if entry.package is None:
             raise
@@ -135,18 +144,50 @@ def create(model: str | Provider, *, api_key: str | None = None, base_url: str |
                                   timeout=timeout, options=options)
 
 
-def price_id(prefix: str) -> str | None:
-    """genai-prices' id of a provider (Provider.price_id); None when it has none, or is unknown or not installed."""
-    try:
-        return provider_class(prefix).price_id
-    except ConfigError:
-        return None
+def resolve(model: str | Provider) -> Target:
+    """model= as a plan takes it: the provider's prefix, the model's name and the provider's class (or the
+    instance given), its module imported now; ConfigError for an unknown provider or one not installed."""
+    prefix, name = parse_model(model)
+    if isinstance(model, Provider):
+        return Target(prefix, name, model, instance=model)
+    return Target(prefix, name, provider_class(prefix))
+
+
+def _missing(prefix: str) -> list[str]:
+    """The pip names of the packages a built-in provider needs that are not installed; found without importing."""
+    return not_installed(NEEDS.get(prefix, {}))
+
+
+def not_installed(needs: dict[str, str]) -> list[str]:
+    """The pip names of the modules (module -> pip name) that cannot be imported here; nothing is imported."""
+    from importlib.util import find_spec
+
+    def absent(module: str) -> bool:
+        try:
+            return find_spec(module) is None
+        except (ImportError, ValueError):  # the parent package is missing (google, for google.genai), or blocked
+            return True
+
+    return [pip for module, pip in needs.items() if absent(module)]
+
+
+def _not_installed(prefix: str, packages: list[str]) -> str:
+    """The message for a provider whose packages are missing, naming them as pip does and the extra to install."""
+    return f"the {prefix!r} provider needs {', '.join(packages)}, not installed here: pip install 'llmframe[{prefix}]'"
 
 
 def available() -> dict[str, str]:
-    """Each provider model= can name, and whether it can be used here: "installed", or why not."""
+    """Each provider model= can name, and whether it can be used here: "installed", or why not.
+
+    The built-ins are looked up without importing their SDKs (torch, vLLM take seconds); plugins are imported,
+    so a broken one is named.
+    """
     found = {}
     for prefix, entry in registry().items():
+        if entry.package is None:
+            missing = _missing(prefix)
+            found[prefix] = _not_installed(prefix, missing) if missing else "installed"
+            continue
         try:
             provider_class(prefix)
             found[prefix] = "installed" if entry.package is None else f"installed (plugin {entry.target} from " \

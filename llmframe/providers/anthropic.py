@@ -18,7 +18,7 @@ _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", 
 class AnthropicProvider(Provider):
     """model="anthropic:<name>"; base_url= or ANTHROPIC_BASE_URL for another endpoint.
 
-    max_tokens is required by the API: without one, constants.ANTHROPIC_MAX_TOKENS is sent.
+    max_tokens is required by the API: without one, default_max_tokens is sent.
     """
 
     name = "anthropic"
@@ -34,6 +34,7 @@ class AnthropicProvider(Provider):
     embedding_alternatives = ("Voyage AI (Anthropic's recommendation) through an OpenAI-compatible server "
                               "(openai:<model> with base_url=), openai:text-embedding-3-small, "
                               "gemini:gemini-embedding-001, or a local model (transformers:<path>)")
+    default_max_tokens = constants.ANTHROPIC_MAX_TOKENS
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
@@ -91,7 +92,7 @@ def finish_reason(stop_reason: str | None) -> str | None:
 def message_params(messages: list[dict], params: dict) -> tuple[dict, dict]:
     """(the Messages API's own fields, the rest as sent) for OpenAI-style messages and llmframe params."""
     rest = dict(params)
-    named: dict = {"max_tokens": rest.pop("max_tokens", constants.ANTHROPIC_MAX_TOKENS)}
+    named: dict = {"max_tokens": rest.pop("max_tokens", AnthropicProvider.default_max_tokens)}
     system = "\n\n".join(m["content"] for m in messages if m["role"] in ("system", "developer"))
     named["messages"] = [m for m in messages if m["role"] not in ("system", "developer")]
     if system:

@@ -11,7 +11,7 @@ import socket
 import threading
 import urllib.parse
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import constants
@@ -37,6 +37,7 @@ class Provider(ABC):
 
     name: ClassVar[str]  # the prefix of model= ("openai" in "openai:gpt-4o-mini"), part of every cache key
     key_env: ClassVar[tuple[str, ...]] = ()  # environment variables holding the API key, in order
+    key_hint: ClassVar[str] = ""  # said after a missing key's fix, e.g. that local servers take any key
     extra: ClassVar[str | None] = None  # the pip extra that installs this provider's SDK
     strict_outputs: ClassVar[bool] = False  # output_params(strict=False) asks for something else than strict=True
     # The provider's own endpoints, normalised, and the domain all of them are under: answers from these are
@@ -59,6 +60,9 @@ class Provider(ABC):
     embedding_input_tokens: ClassVar[int | None] = None
     embedding_alternatives: ClassVar[str] = ("openai:text-embedding-3-small, gemini:gemini-embedding-001, or a "
                                              "local model (transformers:<path>)")
+    # The max_tokens sent when a call sets none (Anthropic's API requires one); None: none is sent. Estimates
+    # and max_cost's reservations take it as a request's most output tokens.
+    default_max_tokens: ClassVar[int | None] = None
 
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
                  max_concurrency: int = constants.MAX_CONCURRENCY, timeout: float = constants.REQUEST_TIMEOUT_SECONDS,
@@ -103,10 +107,7 @@ class Provider(ABC):
         )
         if not key or not key.strip():
             names = " or ".join(self.key_env)
-            raise ConfigError(
-                f"no API key for {self.name}: set {names}, or pass api_key=... "
-                "(a local OpenAI-compatible server accepts any non-empty key)"
-            )
+            raise ConfigError(f"no API key for {self.name}: set {names}, or pass api_key=...{self.key_hint}")
         return key
 
     @contextlib.contextmanager
@@ -187,6 +188,12 @@ class Provider(ABC):
         structured="json_object": JSON mode only, where the provider has one (the schema is in the prompt).
         """
         raise SchemaError(f"the {cls.name} provider does not support structured outputs yet")
+
+    @classmethod
+    def token_counter(cls, model: str) -> tuple[Callable[[list[dict]], int], str] | None:
+        """How estimates count one request's input tokens for model: (messages -> tokens, the counter's name,
+        e.g. "tiktoken:o200k_base"); None, the default: characters / 4."""
+        return None
 
     @classmethod
     def check_params(cls, params: dict) -> None:

@@ -22,6 +22,20 @@ _SDK_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "seed", "stop"})
 
 
 TRANSPORTS = ("http", "sdk")
+_PER_MESSAGE, _PER_REPLY = 3, 3  # chat framing: tokens around each message, and priming the reply
+
+
+@functools.cache
+def _encoding(model: str):
+    """tiktoken's encoding for a model name, or None (not installed, unknown model, or not loadable)."""
+    try:
+        import tiktoken
+    except ImportError:
+        return None
+    try:
+        return tiktoken.encoding_for_model(model)
+    except Exception:  # an unknown model (KeyError), or the encoding cannot be downloaded (offline)
+        return None
 
 
 class OpenAIProvider(Provider):
@@ -34,6 +48,7 @@ class OpenAIProvider(Provider):
 
     name = "openai"
     key_env = ("OPENAI_API_KEY",)
+    key_hint = " (a local OpenAI-compatible server accepts any non-empty key)"
     base_url_env = "OPENAI_BASE_URL"
     strict_outputs = True
     official_endpoints = (constants.OPENAI_ENDPOINT,)
@@ -42,6 +57,19 @@ class OpenAIProvider(Provider):
     batch_limits = constants.OPENAI_BATCH_LIMITS
     embedding_limits = constants.OPENAI_EMBEDDING_LIMITS
     embedding_input_tokens = constants.OPENAI_EMBEDDING_INPUT_TOKENS
+
+    @classmethod
+    def token_counter(cls, model: str):
+        """tiktoken, when it is installed and knows the model (it downloads encodings once, then reads its cache)."""
+        encoding = _encoding(model)
+        if encoding is None:
+            return None
+
+        def count(messages: list[dict]) -> int:
+            texts = [m.get("content") or "" for m in messages]
+            return sum(map(len, encoding.encode_ordinary_batch(texts))) + _PER_MESSAGE * len(texts) + _PER_REPLY
+
+        return count, f"tiktoken:{encoding.name}"
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)

@@ -61,6 +61,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "server answers json_schema",
     )
     parser.add_argument("--seed", type=int, help="seed for the fault draws")
+    parser.add_argument("--answer", choices=("digest", "tutorial"), default="digest",
+                        help="digest: a digest of the prompt (default_answer); tutorial: the demo's and notebooks' "
+                             "model, which answers sentiment prompts with a keyword rule (tutorial_answer)")
     args = parser.parse_args(argv)
     try:
         args.faults = Faults(
@@ -77,7 +80,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 async def _serve(args: argparse.Namespace) -> None:
     """Serve until a signal, the time limit, or the death of the parent process."""
     # No request log: nothing here can read it, and it would grow for the whole run.
-    sim = Simulator(latency=args.latency, host=args.host, port=args.port, log=False, faults=args.faults)
+    answer = None
+    if args.answer == "tutorial":
+        from .notebook import tutorial_answer as answer
+    sim = Simulator(latency=args.latency, host=args.host, port=args.port, log=False, faults=args.faults,
+                    answer=answer)
     runner = await sim._listen()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -41,6 +41,7 @@ class BatchSettings:
     error_rate: float = 0.0  # share of requests whose line fails (chosen by a hash of the custom id)
     expire_after: float | None = None  # the batch expires this long after creation, keeping what finished
     api: bool = True  # False: a server with no batch API (vLLM, llama.cpp): every batch and file route answers 404
+    outage: int = 0  # the first this many calls to the batch and file routes answer 503 (a brief outage)
 
 
 @dataclass
@@ -138,6 +139,7 @@ class BatchService:
         self._uploads: dict[str, dict] = {}
         self._created: list[Created] = []
         self._ids = itertools.count(1)
+        self._outage: tuple[BatchSettings | None, int] = (None, 0)  # settings, and calls answered 503 under them
 
     @property
     def created(self) -> list[Created]:
@@ -184,10 +186,19 @@ class BatchService:
         app.router.add_get("/v1/batches/{id}", self.gate(_by_key(gemini.get_batch, openai.get_batch)))
 
     def gate(self, handler: Handler) -> Handler:
-        """The handler, answering 404 as FastAPI (vLLM) does while the settings say there is no batch API."""
+        """The handler, answering 404 as FastAPI (vLLM) does while the settings say there is no batch API, and
+        503 to the first `outage` calls under settings that ask for one."""
         async def gated(request: web.Request) -> web.Response:
-            if not self.settings.api:
+            settings = self.settings
+            if not settings.api:
                 return web.json_response({"detail": "Not Found"}, status=404)
+            with self._lock:
+                under, failed = self._outage
+                failed = failed if under is settings else 0
+                self._outage = (settings, failed + 1)
+                if failed < settings.outage:
+                    return web.json_response({"error": {"message": "The server is overloaded", "type": "server_error",
+                                                        "code": None}}, status=503)
             return await handler(request)
 
         return gated

@@ -25,13 +25,26 @@ def _info(args: argparse.Namespace) -> int:
     from ... import __version__
     from ...stores.diskcache import default_directory
     from ...config import settings
-    from ...providers import available
+    from ...providers import available, not_installed
 
     print(f"llmframe {__version__} (Python {sys.version.split()[0]})")
     print(f"cache directory: {settings().cache_dir or default_directory()}")
     for prefix, status in available().items():  # the built-ins, then the installed plugins
         print(f"provider {prefix:<12} {status}")
+    for extra, needs in EXTRAS.items():
+        missing = not_installed(needs)
+        status = f"not installed ({', '.join(missing)}): pip install 'llmframe[{extra}]'" if missing else "installed"
+        print(f"extra    {extra:<12} {status}")
     return 0
+
+
+# The extras that are no provider's, module -> pip name (tests/test_first_hour.py checks them against pyproject.toml).
+EXTRAS: dict[str, dict[str, str]] = {
+    "notebook": {"ipywidgets": "ipywidgets"},
+    "plot": {"matplotlib": "matplotlib"},
+    "tiktoken": {"tiktoken": "tiktoken"},
+    "ray": {"ray": "ray[data]"},  # a top-level name: find_spec("ray.data") would import ray (seconds)
+}
 
 
 def add_commands(sub) -> None:

@@ -146,6 +146,7 @@ def _run(args: argparse.Namespace) -> int:
     from ...errors import BudgetExceeded, ConfigError, RunAborted
     from ...plan.request import integer_at_least
     from ..stream import Job, print_summary, run
+    from . import in_flags
 
     if args.schema is not None and args.output is not None:
         raise ConfigError("--output names a text column; with --schema the columns are the schema's fields "
@@ -173,7 +174,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         outcome = run(job)
     except (RunAborted, BudgetExceeded) as exc:
-        print(f"llmframe run: error: {exc}; nothing written to {job.dest}", file=sys.stderr)
+        print(f"llmframe run: error: {in_flags(exc)}; nothing written to {job.dest}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"llmframe run: interrupted; nothing written to {job.dest}. Finished answers are cached: run the "
