@@ -92,3 +92,24 @@ def test_bad_arguments_of_the_vector_verbs():
         df.llm.dedup(threshold=2)
     with pytest.raises(ConfigError, match="query's vector has 3"):
         df.llm.search([1.0, 0.0, 0.0])
+
+
+def test_search_keeps_a_columns_row_lengths_only_while_the_column_lives():
+    import gc
+
+    from llmframe.faces import pandas_vectors
+
+    rng = np.random.default_rng(2)
+    m = rng.normal(size=(50, 8)).astype(np.float32)
+    kind = pa.list_(pa.float32(), 8)
+    df = pd.DataFrame({"embedding": pd.Series(pa.FixedSizeListArray.from_arrays(pa.array(m.ravel()), 8),
+                                              dtype=pd.ArrowDtype(kind))})
+    first = df.llm.search(m[3], k=3)
+    key = id(df["embedding"].array._pa_array)
+    assert key in pandas_vectors._NORMS
+    again = df.llm.search(m[3], k=3)  # from the remembered lengths: the same answer
+    assert list(first.index) == list(again.index) and first.index[0] == 3
+    np.testing.assert_allclose(again["score"], first["score"])
+    del df, first, again
+    gc.collect()
+    assert key not in pandas_vectors._NORMS

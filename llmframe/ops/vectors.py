@@ -68,8 +68,21 @@ def _top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(part, order, axis=1), np.take_along_axis(best, order, axis=1)
 
 
-def search(matrix: np.ndarray, query: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The positions of the k rows most like query, best first, and their cosine similarities."""
+def inverse_norms(matrix: np.ndarray) -> np.ndarray:
+    """1 / each row's length (0 for zero rows, NaN for rows without a vector), for search(inverse=...)."""
+    out = np.empty(len(matrix), dtype=np.float32)
+    for start in range(0, len(matrix), constants.VECTOR_BLOCK_ROWS * _SEARCH_BLOCKS):
+        block = matrix[start : start + constants.VECTOR_BLOCK_ROWS * _SEARCH_BLOCKS]
+        out[start : start + len(block)] = _inverse_norms(block)
+    return out
+
+
+def search(matrix: np.ndarray, query: np.ndarray, *, k: int, inverse: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of the k rows most like query, best first, and their cosine similarities.
+
+    inverse: inverse_norms(matrix), where the caller keeps it between queries (one pass over the matrix less).
+    """
     query = np.asarray(query, dtype=np.float32).reshape(-1)
     qnorm = float(np.sqrt(query @ query))
     query = query / qnorm if qnorm > 0 else query
@@ -80,7 +93,7 @@ def search(matrix: np.ndarray, query: np.ndarray, *, k: int) -> tuple[np.ndarray
     for start in range(0, len(matrix), step):
         block = matrix[start : start + step]
         s = block @ query
-        s *= _inverse_norms(block)
+        s *= _inverse_norms(block) if inverse is None else inverse[start : start + len(block)]
         s = np.fmax(s, -np.inf)  # NaN (a row without a vector) becomes -inf: it never matches
         take = min(k, len(s))
         best = np.argpartition(-s, take - 1)[:take] if take < len(s) else np.arange(len(s))
