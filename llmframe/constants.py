@@ -80,6 +80,17 @@ CACHE_BACKLOG_WAIT_SECONDS = 0.01  # how often a held-back feeder looks again
 CACHE_INLINE_WRITE_SECONDS = 0.001
 CACHE_INLINE_AFTER_WRITES = 3  # quick writes in a row on the thread before the loop takes over
 CACHE_KEY_VERSION = 1  # bump when the key's canonical form changes
+CACHE_URL_ENV_VAR = "LLMFRAME_CACHE_URL"  # a shared store (postgresql://...) for every run that names no cache_dir
+CACHE_URL_SCHEMES = ("postgresql", "postgres")  # cache="<scheme>://..." means the PostgreSQL store
+CACHE_RECORD_FORMAT = 1  # the shared store's record format (Response.to_cache): bump when it changes
+PG_TABLE = "llmframe_answers"  # in the role's search_path: its schema is the DBA's choice
+PG_META_TABLE = "llmframe_meta"  # the store's format, so an older llmframe refuses a newer store
+PG_POOL_SIZE = 4  # connections per process: the feeder's lookups, the writer thread, admin commands
+PG_CONNECT_TIMEOUT_SECONDS = 10  # a server that does not answer is an error, not a hang
+PG_POOL_TIMEOUT_SECONDS = 10.0  # how long a lookup or write waits for a connection from the pool
+PG_RETRY_SECONDS = 5.0  # after a lost connection, calls fail at once for this long instead of each waiting
+PG_PROBE_TIMEOUT_SECONDS = 1.0  # then one call waits this long for a connection, to see whether it is back
+PG_COPY_ROWS = 2000  # rows per round trip when `llmframe cache copy` streams a store
 # The providers' own endpoints, normalised (each provider class declares its own). Answers from any other
 # server (a simulator, a proxy, a local server) are keyed by its endpoint too; these are left out of the key,
 # so caches made before stay valid.

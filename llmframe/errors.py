@@ -3,7 +3,8 @@
 LLMFrameError
 ├── ConfigError          unknown provider, missing key or extra, invalid parameter
 │   └── CacheError       the cache directory cannot be used (not a directory, not writable)
-│       └── CacheDamaged the cache's database file is damaged
+│       ├── CacheDamaged the cache's database file is damaged
+│       └── StoreUnavailable a shared store's server went away during a run
 ├── TemplateError        unknown column, bad placeholder, missing values when raising
 ├── SchemaError          a schema the provider cannot express, column clash
 ├── ProviderError        a request that failed (status and message kept)
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigError",
     "CacheError",
     "CacheDamaged",
+    "StoreUnavailable",
     "TemplateError",
     "SchemaError",
     "ProviderError",
@@ -50,6 +52,10 @@ class CacheError(ConfigError):
 
 class CacheDamaged(CacheError):
     """The cache's database file is damaged: run with cache=False, move it aside, or reset it."""
+
+
+class StoreUnavailable(CacheError):
+    """A shared store stopped answering during a run: answers are still returned, and not stored."""
 
 
 class TemplateError(LLMFrameError, ValueError):

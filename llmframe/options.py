@@ -96,6 +96,19 @@ def _choice(choices: tuple, spelled: str | None = None, error: type[Exception] =
     return check
 
 
+def _cache(name: str, value: Any) -> Any:
+    """cache=: True, False, "refresh", or a postgresql:// URL (carried as a CacheURL: its password never shows)."""
+    from .cacheurl import CacheURL, is_url, redacted
+
+    if isinstance(value, CacheURL):
+        return value
+    if is_url(value):
+        return CacheURL(value)
+    if isinstance(value, str) and "://" in value:
+        raise ConfigError(f"{name} must be True, False, 'refresh' or a postgresql:// URL, got {redacted(value)!r}")
+    return _choice((True, False, "refresh"), "True, False, 'refresh' or a postgresql:// URL")(name, value)
+
+
 def _at_least(low: int, *, optional: bool = False) -> Callable:
     """A check that the value is an integer >= low (or None, when optional)."""
     return lambda name, value: None if optional and value is None else integer_at_least(name, value, low)
@@ -176,7 +189,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_prompt_tokens", "int | None", None, "rows whose prompt is estimated above this many tokens are "
            "skipped, not sent", check=_at_least(1, optional=True), flag=Flag("--max-prompt-tokens", GENERATION, _N)),
     Option("cache", "bool | str", True, '`True`: read and write; `"refresh"`: ignore hits, write new answers; '
-           "`False`: neither", check=_choice((True, False, "refresh"), "True, False or 'refresh'"),
+           '`False`: neither; `"postgresql://..."`: read and write that shared store', check=_cache,
            flag=Flag("--cache", CACHE, values={"on": True, "refresh": "refresh", "off": False},
                      help="on: answers come from and go to the cache; refresh: ask again and replace them; "
                           "off: no cache"), see="The cache"),

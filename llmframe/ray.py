@@ -135,9 +135,13 @@ class Tally:
 class _Generate:
     """One actor of the pool: sets the provider and the shared budget up once, then one generate per batch."""
 
-    def __init__(self, call: tuple, budget: Any, tally: Any):
+    def __init__(self, call: tuple, budget: Any, tally: Any, store: str | None = None):
+        import os
+
         import llmframe  # noqa: F401  (registers df.llm in the actor's process)
 
+        if store is not None:  # the driver's shared store, for cache=True and "refresh" alike (the process is ours)
+            os.environ[constants.CACHE_URL_ENV_VAR] = store
         self._call = call
         self._tally = tally
         if budget is not None:
@@ -181,7 +185,8 @@ def generate(
     concurrency: actors in the pool (or (min, max) to autoscale); num_cpus / num_gpus: per actor
     (num_gpus=1 for one local model per GPU; without either, an actor reserves half a CPU).
     budget: "shared" (one budget actor) or "split" (rpm/tpm divided evenly among the actors).
-    options: those of df.llm.generate; cache_dir defaults to each node's own cache directory.
+    options: those of df.llm.generate; cache_dir defaults to each node's own cache directory, unless a
+    shared store is named (cache="postgresql://..." or the driver's LLMFRAME_CACHE_URL): every actor uses it.
     Bad arguments raise here, before anything runs.
     """
     ray = _ray()
@@ -206,6 +211,7 @@ def generate(
     empty = pd.DataFrame(columns=list(ds.schema().names))
     probe = planning.plan(frames.rows_of(empty), template, model=model, output=output, errors=errors, **{**options, "cache": False})
     provider = open_provider(probe)  # a missing key or a bad provider option raises here too
+    store = _shared_store(options)
     shared = None
     rpm, tpm = options.get("rpm"), options.get("tpm")
     if budget == "split":
@@ -226,7 +232,8 @@ def generate(
             remote_args[name] = value
     out = ds.map_batches(
         _Generate,
-        fn_constructor_kwargs={"call": (template, model, output, errors, options), "budget": shared, "tally": tally},
+        fn_constructor_kwargs={"call": (template, model, output, errors, options), "budget": shared, "tally": tally,
+                               "store": store},
         batch_format="pandas",
         batch_size=batch_size,
         compute=compute,
@@ -243,6 +250,29 @@ def report(ds: ray.data.Dataset) -> dict:
     if tally is None:
         raise ConfigError("this Dataset was not returned by llmframe.ray.generate in this driver; pass that one")
     return ray.get(tally.report.remote())
+
+
+def _shared_store(options: dict) -> str | None:
+    """The driver's LLMFRAME_CACHE_URL where the call names no store of its own, for every actor; checked now.
+
+    An actor on another node has neither the driver's environment nor its disk. The store is opened here
+    (its server, tables, rights and format checked), so a bad one fails before any batch runs.
+    """
+    from .cacheurl import CacheURL
+    from .options import checked
+    from .stores.manage import locate, open_cache
+
+    cache = checked({"cache": options.get("cache", True)})["cache"]
+    if cache is False:
+        return None
+    if isinstance(cache, CacheURL):
+        open_cache(cache, None, None)
+        return None  # it travels in the options
+    where = locate(options.get("cache_dir"))
+    if not isinstance(where, CacheURL):
+        return None
+    open_cache(where, None, None)
+    return where.url
 
 
 def _pool_size(concurrency: Any) -> tuple[int, ...]:

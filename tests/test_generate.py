@@ -344,6 +344,9 @@ def test_api_key_never_reaches_cache_report_errors_logs_or_reprs(gen, sim, cache
     run = plan(rows_of(frame(2)), "Summarise {title}: {body}", model=MODEL, base_url=sim.base_url, api_key=secret)
     assert secret not in repr(run) and "SECRET" not in repr(run.provider)
     assert "SECRET" not in repr(open_provider(run))
+    # A shared cache's password neither (tests/test_cache_postgres.py follows it through a real run).
+    shared = plan(rows_of(frame(2)), "{title}", model=MODEL, cache=f"postgresql://team:{secret}@db/answers")
+    assert "SECRET" not in repr(shared) and "SECRET" not in f"{shared.cache}" and "team:***@db" in repr(shared)
     sim.answer = lambda body: (_ for _ in ()).throw(SimulatedError(403, f"Key {secret} may not use this model"))
     out = gen(frame(3), "Summarise {title}: {body}", api_key=secret)
     assert out["response_error"].notna().all()

@@ -14,10 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from llmframe.errors import ConfigError, TemplateError
+from llmframe.errors import CacheError, ConfigError, TemplateError
 from llmframe.testing import SimulatorProcess, digest_answer
 
 from .conftest import MODEL
+from .pg import pg_cluster, pg_url  # noqa: F401  (fixtures: the shared store)
 
 ray = pytest.importorskip("ray")
 lray = pytest.importorskip("llmframe.ray")
@@ -93,6 +94,9 @@ def test_bad_arguments_fail_before_anything_runs(cluster, server):
         lray.generate(ds, "{text}", concurrency=0, **call(server))
     with pytest.raises(ConfigError, match="not returned by llmframe.ray.generate"):
         lray.report(ds)
+    with pytest.raises(CacheError, match="cannot use the shared cache") as unreachable:  # nothing listens on port 1
+        lray.generate(ds, "{text}", **call(server, cache="postgresql://team:pg-Secret@127.0.0.1:1/answers"))
+    assert "pg-Secret" not in str(unreachable.value)
     assert server.count == before
 
 
@@ -159,6 +163,23 @@ def test_global_rpm_holds_at_the_simulator(cluster, tmp_path):
     assert 0.6 * rpm <= rate <= 1.15 * rpm, rate
 
 
+def _kill_one_actor_after(sim, requests: float, killed: list[int]) -> threading.Thread:
+    """A thread that SIGKILLs one actor of the pool once sim has seen `requests` requests (its pid into killed)."""
+
+    def kill_one_actor_mid_run() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and sim.count < requests:
+            time.sleep(0.05)
+        pids = _actor_pids()
+        if pids:
+            os.kill(pids[0], signal.SIGKILL)  # as the OOM killer or a lost node would
+            killed.append(pids[0])
+
+    killer = threading.Thread(target=kill_one_actor_mid_run, daemon=True)
+    killer.start()
+    return killer
+
+
 def _actor_pids() -> list[int]:
     """Processes of the pool's actors, found by the title Ray gives them."""
     pids = []
@@ -184,17 +205,7 @@ def test_an_actor_killed_mid_run_loses_no_finished_rows(cluster, tmp_path):
     with SimulatorProcess(latency=0.05, max_seconds=300) as slow:
         kwargs = call(slow, max_concurrency=16, cache_dir=cache_dir)
 
-        def kill_one_actor_mid_run() -> None:
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline and slow.count < rows * 0.3:
-                time.sleep(0.05)
-            pids = _actor_pids()
-            if pids:
-                os.kill(pids[0], signal.SIGKILL)  # as the OOM killer or a lost node would
-                killed.append(pids[0])
-
-        killer = threading.Thread(target=kill_one_actor_mid_run, daemon=True)
-        killer.start()
+        killer = _kill_one_actor_after(slow, rows * 0.3, killed)
         ds = lray.generate(read(source), "{text}", concurrency=ACTORS, batch_size=batch,
                            **kwargs)
         out = ds.to_pandas()
@@ -215,3 +226,32 @@ def test_an_actor_killed_mid_run_loses_no_finished_rows(cluster, tmp_path):
     assert second == 0
     assert again.attrs["llmframe"]["cached"] == rows
     assert sorted(again["response"]) == sorted(out["response"])
+
+
+def test_every_actor_uses_the_shared_store_and_a_killed_one_resumes_from_it(cluster, tmp_path, monkeypatch, pg_url):
+    from llmframe.cacheurl import CacheURL
+    from llmframe.stores.postgresql import open_postgres
+
+    rows, batch = 1200, 300
+    frame = pd.DataFrame({"text": [f"shared {i}" for i in range(rows)]})
+    source = write_parquet(tmp_path / "in", frame, files=4)
+    monkeypatch.setenv("LLMFRAME_CACHE_URL", pg_url)  # the driver's only: each actor gets it from the call
+    killed: list[int] = []
+    with SimulatorProcess(latency=0.05, max_seconds=300) as slow:
+        kwargs = call(slow, max_concurrency=16)
+
+        killer = _kill_one_actor_after(slow, rows * 0.3, killed)
+        out = lray.generate(read(source), "{text}", concurrency=ACTORS, batch_size=batch, **kwargs).to_pandas()
+        killer.join(10)
+        first = slow.count
+        again = lray.generate(read(source), "{text}", concurrency=ACTORS, batch_size=batch, **kwargs)
+        repeated = again.to_pandas()
+        second = slow.count - first
+
+    assert killed, "no actor process was found to kill"
+    assert sorted(out["response"]) == sorted(digest_answer(t) for t in frame["text"])
+    assert len(open_postgres(CacheURL(pg_url))) == rows, "every actor wrote to the shared store"
+    # The restarted actor's batch came back from the store: at most what was in flight was asked again.
+    assert rows <= first <= rows + 120, first
+    assert second == 0 and lray.report(again)["cached"] == rows
+    assert sorted(repeated["response"]) == sorted(out["response"])

@@ -29,7 +29,8 @@ def test_the_ray_adapter_imports_ray_only_when_called():
 
 
 def test_public_surface_is_small():
-    assert set(llmframe.__all__) == {"configure", "settings", "errors", "cache_stats", "clear_cache", "batches",
+    assert set(llmframe.__all__) == {"configure", "settings", "errors", "cache_stats", "clear_cache", "copy_cache",
+                                     "batches",
                                      "cancel_batches", "unload", "vectors", "__version__"}
     assert hasattr(pd.DataFrame, "llm") and hasattr(pd.Series, "llm")
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import constants
 from ..engine.answers import EMPTY_ANSWER, Answers, is_empty
-from ..stores.diskcache import Store
+from ..stores.base import BaseStore as Store
 from ..errors import ConfigError, ProviderError
 from ..engine.outcome import Counters
 from ..engine.progress import Progress
@@ -114,7 +114,7 @@ class Batches:
         self.progress = progress
         self.online = online  # retries rows whose batch request failed, when the caller asked for it
         self.counters = counters if counters is not None else Counters()  # the run's: invalid answers
-        self.states = StateStore(store.directory)
+        self.states = StateStore(store.state_dir)  # local even where the answers are shared
         keys = work.keys[:]  # hex strings, once: the custom ids
         self.job = Job(job_id(model, provider.base_url, keys), model, provider.base_url, len(keys))
         self.results = Answers(len(keys), structured=work.check is not None)

@@ -22,7 +22,7 @@ from ..plan.request import Request
 if TYPE_CHECKING:
     from ..plan.build import Plan, ProviderSpec
     from ..providers.base import Provider
-    from ..stores.diskcache import Store
+    from ..stores.base import BaseStore as Store
 
 MODES = ("online", "batch")
 APPROXIMATION = f"approximate: characters / {constants.CHARS_PER_TOKEN}"

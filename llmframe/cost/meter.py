@@ -15,7 +15,7 @@ from .prices import Pricer
 if TYPE_CHECKING:
     from ..engine.answers import Answers
     from ..plan.build import Plan
-    from ..stores.diskcache import Store
+    from ..stores.base import BaseStore as Store
 
 
 class CostMeter:

@@ -13,11 +13,11 @@ import numpy as np
 
 from .. import constants
 from ..cost.meter import CostMeter
-from ..errors import RunAborted
+from ..errors import RunAborted, StoreUnavailable
 from ..plan.build import Policy, Work
 from ..plan.request import Request, Response
 from ..providers.base import Provider
-from ..stores.diskcache import Store
+from ..stores.base import BaseStore as Store
 from .answers import Answers
 from .attempts import billed_answer
 from .groups import answer_group, take
@@ -133,7 +133,11 @@ class _Pool:
         for start in range(0, len(work.keys), constants.CHUNK_SIZE):
             chunk = work.keys[start : start + constants.CHUNK_SIZE]
             if self.lookup and store is not None:
-                found = store.get_many(chunk)
+                try:
+                    found = store.get_many(chunk)
+                except StoreUnavailable as exc:  # a shared store went away mid-run: ask, rather than fail the run
+                    writer.unread(exc, len(chunk))
+                    found = [None] * len(chunk)
                 hits = [j for j, value in enumerate(found, start) if value is not None]
                 self.stale.update(results.fill_from_cache(hits, [found[j - start] for j in hits], work.check))
                 hit = results.cached[start : start + len(chunk)]

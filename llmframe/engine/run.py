@@ -13,7 +13,8 @@ from ..cost.meter import CostMeter
 from ..plan.build import Plan, Work
 from ..providers import create
 from ..providers.base import Provider
-from ..stores.diskcache import Store, open_store
+from ..stores.base import BaseStore as Store
+from ..stores.manage import open_cache as open_store
 from .answers import Answers
 from .outcome import Counters, Outcome
 from .pool import answer_all
@@ -31,10 +32,8 @@ def open_provider(plan: Plan) -> Provider:
 
 
 def open_cache(plan: Plan) -> Store | None:
-    """The plan's answer store (None with cache=False); CacheError when its directory cannot hold one."""
-    if plan.cache is False:
-        return None
-    return open_store(plan.cache_dir, size_limit=plan.cache_size_limit)
+    """The plan's answer store (None with cache=False); CacheError when it cannot be used (stores.manage)."""
+    return open_store(plan.cache, plan.cache_dir, plan.cache_size_limit)
 
 
 def prepare(plan: Plan, meter: CostMeter | None = None) -> tuple[Provider, Store | None, CostMeter]:

@@ -11,7 +11,7 @@ import warnings
 
 from .. import constants
 from ..plan.request import Response
-from ..stores.diskcache import Store
+from ..stores.base import BaseStore as Store
 
 
 class CacheWriter:
@@ -39,6 +39,8 @@ class CacheWriter:
         self._written = 0  # of those, how many are written (or failed to be); set by the writer thread
         self._waiters: collections.deque[tuple[int, asyncio.Future]] = collections.deque()
         self._failures: list[BaseException] = []
+        self._lost = 0  # answers whose write failed: returned to the caller, not stored
+        self._unread = 0  # rows whose lookup failed (a shared store went away): asked instead
         self.duplicates = 0  # answers another process had already stored: requests paid twice
         self._loop_thread = threading.get_ident()
         # Answers are written on the loop once the thread's writes have proved the disk fast.
@@ -141,8 +143,14 @@ class CacheWriter:
             for overwrite in (False, True):
                 items = [(key, value) for key, value, replace in batch if replace is overwrite]
                 self.duplicates += self._store.set_many(items, overwrite=overwrite)
-        except Exception as exc:  # a full disk must not lose the run: the answers are still returned
+        except Exception as exc:  # a full disk, a lost server must not lose the run: the answers are still returned
             self._failures.append(exc)
+            self._lost += len(batch)
+
+    def unread(self, exc: BaseException, rows: int) -> None:
+        """A lookup failed (the store went away mid-run): its rows are asked, and the failure is reported at close."""
+        self._failures.append(exc)
+        self._unread += rows
 
     def close(self) -> None:
         """Write everything still handed over and wait for it: called on success, failure and cancel."""
@@ -155,8 +163,9 @@ class CacheWriter:
         except Exception as exc:
             self._failures.append(exc)
         if self._failures:
-            warnings.warn(
-                f"{len(self._failures)} batch(es) of answers could not be written to the cache: {self._failures[0]}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            said = [f"{self._lost:,} answers could not be written to the cache"] if self._lost else []
+            if self._unread:
+                said.append(f"{self._unread:,} rows could not be looked up in it, so they were asked")
+            said = said or ["answers could not be written to the cache (trimming it failed)"]
+            warnings.warn(f"{' and '.join(said)} ({self._store.location}): {self._failures[0]}", RuntimeWarning,
+                          stacklevel=2)

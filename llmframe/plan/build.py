@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import constants, options
+from ..cacheurl import CacheURL
 from ..config import Settings, settings
 from ..cost.budget import check_max_cost
 from ..cost.prices import Pricer
@@ -113,7 +114,7 @@ class Plan:
     row_to_key: np.ndarray  # row position -> position in keys, -1 for skipped rows
     first_row: np.ndarray  # key position -> the first row with that key, which its request is built from
     weights: np.ndarray  # rows served by each key
-    cache: bool | str  # True, False or "refresh"
+    cache: bool | str | CacheURL  # True, False, "refresh", or the shared store's URL (stores.manage opens it)
     cache_dir: str | None
     cache_size_limit: int
     policy: Policy
@@ -127,8 +128,8 @@ class Plan:
 
     @property
     def lookup(self) -> bool:
-        """True when cached answers are read (cache=True); "refresh" only writes."""
-        return self.cache is True
+        """True when cached answers are read (cache=True or a URL); "refresh" only writes."""
+        return _reads(self.cache)
 
     def work(self) -> Work:
         """The plan's distinct requests, built on demand a chunk at a time."""
@@ -225,6 +226,11 @@ def _policy(checked: dict, defaults: Settings) -> Policy:
                   checked["invalid_retries"])
 
 
+def _reads(cache: bool | str | CacheURL) -> bool:
+    """True for a cache= that reads answers: True or a shared store's URL."""
+    return cache is True or isinstance(cache, CacheURL)
+
+
 def _batch_options(checked: dict, kind: ProviderKind, requests: int) -> BatchOptions | None:
     """None for an online run; else how the batch run polls. ConfigError for a mode that cannot work.
 
@@ -236,11 +242,11 @@ def _batch_options(checked: dict, kind: ProviderKind, requests: int) -> BatchOpt
         return None
     supported = kind.batch_adapter is not None
     if mode == "auto":
-        if not supported or cache is not True or requests < constants.BATCH_AUTO_MIN_REQUESTS:
+        if not supported or not _reads(cache) or requests < constants.BATCH_AUTO_MIN_REQUESTS:
             return None
     elif not supported:
         raise ConfigError(f"the {kind.name} provider has no batch API: use mode='online'")
-    if cache is not True:
+    if not _reads(cache):
         raise ConfigError(f"mode='batch' keeps its answers and job state in the cache, so it needs cache=True "
                           f"(got cache={cache!r}); to ask again, clear the model's answers with "
                           "llmframe.clear_cache(model=...) first")

@@ -1,1 +1,1 @@
-"""Answer stores: the embedded diskcache store."""
+"""Answer stores behind one seam (base.BaseStore): the embedded diskcache store and the shared PostgreSQL one."""

@@ -1,16 +1,14 @@
 """The answer cache: diskcache on disk, read and written in bulk, never holding failures.
 
-Maintenance (stats, pruning by model or age, the size limit) is here too; see `cache_stats` and
-`clear_cache`, and `llmframe cache stats|clear` on the command line.
+Maintenance (stats, pruning by model or age, the size limit) is here too; stores/manage.py's `cache_stats`
+and `clear_cache` (and `llmframe cache stats|clear`) reach it through the store seam (stores/base.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import functools
 import itertools
-import json
 import os
 import sqlite3
 import threading
@@ -21,7 +19,11 @@ from typing import Any
 
 from .. import constants
 from ..durations import parse_duration
-from ..errors import CacheDamaged, CacheError, ConfigError
+from ..errors import CacheDamaged, CacheError
+from .base import UNKNOWN, BaseStore, check_model, decode
+
+__all__ = ["UNKNOWN", "Store", "open_store", "parse_duration", "default_directory", "resolve_directory", "existing_store",
+           "reset_cache"]
 
 # Values shorter than diskcache's file threshold sit in the row itself ("raw" mode), keyed by raw str keys.
 _MODE_RAW = 1
@@ -41,7 +43,6 @@ _open_lock = threading.Lock()
 
 _DB_FILE = "cache.db"  # diskcache's database, whose presence means "a cache lives here"
 _PRUNE_BATCH = 500  # keys deleted per transaction: short write locks, so running jobs barely wait
-UNKNOWN = "unknown"  # stats' name for values llmframe cannot read (another program's, an older format)
 _DAMAGED_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB: the file itself is bad
 _VALUE_DIRS = "[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]"  # where diskcache keeps values too long for the database
 _VALUE_FILES = f"{_VALUE_DIRS}/*.val"
@@ -110,13 +111,14 @@ def open_store(directory: str | os.PathLike | None = None, *, size_limit: int | 
         return store
 
 
-class Store:
-    """Cached answers by content key; values are the compact JSON of a Response."""
+class Store(BaseStore):
+    """Cached answers by content key in a local diskcache; values are the compact JSON of a Response."""
 
     def __init__(self, directory: str, *, size_limit: int | None = None):
         import diskcache
 
-        self.directory = directory
+        self.directory = self.location = directory
+        self.state_dir = Path(directory)  # batch job state sits beside the answers
         _check_directory(directory)
         if size_limit is None and not os.path.exists(os.path.join(directory, _DB_FILE)):
             size_limit = constants.CACHE_SIZE_LIMIT  # a new cache, not diskcache's own 1 GiB default
@@ -214,13 +216,22 @@ class Store:
             return sum(self._cache.add(key, value) for key, value in items)
 
     def _entries(self) -> Iterator[tuple[Any, Any]]:
-        """(key, value) of every entry, streamed: diskcache iterates keys 100 rows per query."""
+        """(key, value) of every entry, another program's too, streamed: diskcache iterates keys 100 rows per query."""
         get = self._cache.get
         missing = object()
         for key in self._cache:
             value = get(key, missing)
             if value is not missing:  # deleted by another process since the key was read
                 yield key, value
+
+    def entries(self) -> Iterator[tuple[str, str]]:
+        """(key, value) of every answer llmframe could have written (str keys and values), streamed."""
+        try:
+            for key, value in self._entries():
+                if isinstance(key, str) and isinstance(value, str):
+                    yield key, value
+        except (sqlite3.Error, OSError) as exc:
+            raise _cache_error(self.directory, exc) from exc
 
     @_guarded
     def stats(self) -> dict:
@@ -231,7 +242,7 @@ class Store:
         models: dict[str, dict] = {}
         unknown = 0
         for _key, value in self._entries():
-            meta = _decode(value)
+            meta = decode(value)
             if meta is None:
                 unknown += 1
                 continue
@@ -241,6 +252,7 @@ class Store:
             entry["oldest"], entry["newest"] = min(entry["oldest"], created), max(entry["newest"], created)
         times = [m["oldest"] for m in models.values()] + [m["newest"] for m in models.values()]
         return {
+            "store": self.directory,
             "directory": self.directory,
             "entries": sum(m["entries"] for m in models.values()) + unknown,
             "size_bytes": int(self._cache.volume()),
@@ -262,11 +274,11 @@ class Store:
         """
         if older_than is None and model is None:
             return int(self._cache.clear())
-        _check_model(model)
+        check_model(model)
         cutoff = None if older_than is None else time.time() - parse_duration(older_than)
 
         def doomed(value: Any) -> bool:
-            meta = _decode(value)
+            meta = decode(value)
             if meta is None:
                 return False
             return (model is None or meta[0] == model) and (cutoff is None or meta[1] < cutoff)
@@ -297,28 +309,6 @@ class Store:
         self._cache.close()
 
 
-def _decode(value: Any) -> tuple[str, float] | None:
-    """(model, created) of a value written by Response.to_cache, or None if it is not one."""
-    if not isinstance(value, str):
-        return None
-    try:
-        row = json.loads(value)
-    except ValueError:
-        return None
-    if not isinstance(row, list) or len(row) < 6:
-        return None
-    model, created = row[4], row[5]
-    if not isinstance(model, str) or isinstance(created, bool) or not isinstance(created, (int, float)):
-        return None
-    return model, float(created)
-
-
-def _check_model(model: str | None) -> None:
-    """ConfigError unless model is None or a model string."""
-    if model is not None and (not isinstance(model, str) or not model):
-        raise ConfigError(f"model must be a non-empty model string like 'openai:gpt-4o-mini', got {model!r}")
-
-
 def resolve_directory(cache_dir: str | os.PathLike | None = None) -> Path:
     """cache_dir, else the configured one (llmframe.configure), else the default directory."""
     if cache_dir is None:
@@ -328,55 +318,13 @@ def resolve_directory(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(cache_dir).expanduser() if cache_dir is not None else default_directory()
 
 
-def _existing_store(cache_dir: str | os.PathLike | None) -> tuple[Path, Store | None]:
+def existing_store(cache_dir: str | os.PathLike | None) -> tuple[Path, Store | None]:
     """The store in a directory, or None where no cache exists (so a typo creates nothing)."""
     path = resolve_directory(cache_dir)
     _check_directory(path)
     if not (path / _DB_FILE).exists():
         return path, None
     return path, open_store(path)
-
-
-def cache_stats(cache_dir: str | os.PathLike | None = None) -> dict:
-    """What the cache holds: entries, bytes on disk, size limit, per model count and oldest/newest.
-
-    Reads every entry once, streamed (about 15 s per million answers).
-    """
-    path, store = _existing_store(cache_dir)
-    if store is not None:
-        return store.stats()
-    from ..config import settings
-
-    return {"directory": str(path), "entries": 0, "size_bytes": 0, "size_limit_bytes": settings().cache_size_limit,
-            "oldest": None, "newest": None, "models": {}, "unknown": 0}
-
-
-def clear_cache(cache_dir: str | os.PathLike | None = None, *, older_than: float | str | _dt.timedelta | None = None,
-                model: str | None = None, force: bool = False) -> int:
-    """Delete cached answers; returns how many were removed.
-
-    older_than: only answers stored longer ago than this (seconds, a timedelta, or "30d", "12h", ...).
-    model: only answers of this model string, as passed to generate (e.g. "openai:gpt-4o-mini").
-    Both given: both must hold. Neither: the whole cache is cleared.
-    force: a cache whose database is damaged (CacheDamaged) is reset instead: its files are deleted,
-    and 0 is returned (what it held cannot be counted). Only for a whole clear.
-    """
-    seconds = None if older_than is None else parse_duration(older_than)
-    _check_model(model)
-    if not isinstance(force, bool):
-        raise ConfigError(f"force must be True or False, got {force!r}")
-    if force and (older_than is not None or model is not None):
-        raise ConfigError("force resets the whole cache, so it takes no older_than or model filter")
-    try:
-        _path, store = _existing_store(cache_dir)
-        if store is None:
-            return 0
-        return store.prune(older_than=seconds, model=model)
-    except CacheDamaged:
-        if not force:
-            raise
-        reset_cache(cache_dir)
-        return 0
 
 
 def reset_cache(cache_dir: str | os.PathLike | None = None) -> None:

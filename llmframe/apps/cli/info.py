@@ -23,12 +23,11 @@ def _info(args: argparse.Namespace) -> int:
             print(describe(args.path))
         return 0
     from ... import __version__
-    from ...stores.diskcache import default_directory
-    from ...config import settings
+    from ...stores.manage import locate
     from ...providers import available, not_installed
 
     print(f"llmframe {__version__} (Python {sys.version.split()[0]})")
-    print(f"cache directory: {settings().cache_dir or default_directory()}")
+    print(f"cache: {locate()}")  # a directory, or the shared store's URL without its password
     for prefix, status in available().items():  # the built-ins, then the installed plugins
         print(f"provider {prefix:<12} {status}")
     for extra, needs in EXTRAS.items():
