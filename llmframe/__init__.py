@@ -24,4 +24,13 @@ _when_imported("polars", "llmframe.faces.polars")
 __version__ = "0.1.0"
 
 __all__ = ["configure", "settings", "cache_stats", "clear_cache", "copy_cache", "batches", "cancel_batches", "jobs",
-           "unload", "errors", "last_report", "__version__"]
+           "unload", "vectors", "errors", "last_report", "__version__"]
+
+
+def __getattr__(name: str):
+    """llmframe.vectors, imported when first asked for: it needs pandas, which import llmframe does not import."""
+    if name == "vectors":
+        from .faces.pandas_vectors import vectors
+
+        return vectors
+    raise AttributeError(f"module 'llmframe' has no attribute {name!r}")

@@ -175,3 +175,20 @@ STREAM_BATCH_ROWS = 50_000  # rows per chunk through generate, and per output ro
 CSV_BLOCK_BYTES = 16 * 2**20  # CSV / JSON Lines read in blocks this big; column types come from the first one
 PROVENANCE_KEY = "llmframe"  # the Parquet schema metadata key holding the run's provenance
 PARTIAL_SUFFIX = ".llmframe-partial"  # an output being written: renamed into place only once complete
+
+# Embeddings (df.llm.embed) and the vector operations on their column
+DEFAULT_EMBEDDING_MODEL = "openai:text-embedding-3-small"
+DEFAULT_EMBEDDING_OUTPUT = "embedding"
+# Most inputs, and estimated tokens, one embedding request carries (a provider declares its own, see
+# Provider.embedding_limits). OpenAI: 2,048 inputs and 300,000 tokens per request; Gemini: 100 per batch call.
+OPENAI_EMBEDDING_LIMITS = (2048, 300_000)
+GEMINI_EMBEDDING_LIMITS = (100, 100 * 2048)
+OPENAI_EMBEDDING_INPUT_TOKENS = 8191  # one input's limit on OpenAI's embedding models
+GEMINI_EMBEDDING_INPUT_TOKENS = 2048  # gemini-embedding-001 and text-embedding-004
+EMBEDDING_MIN_PACK = 64  # inputs per request at least (the provider's most permitting), however few workers wait
+EMBEDDING_PACK_SHARE = 0.9  # packs fill this share of the token cap: the estimate (chars / 4) is rough
+EMBEDDING_KEY = "embedding"  # the params entry that marks an embedding request (and keeps its keys apart)
+VECTOR_BLOCK_ROWS = 8192  # rows of the left side scored at a time by search, sim_join and dedup: bounds memory
+SEARCH_K = 10
+DEDUP_THRESHOLD = 0.95
+SCORE_COLUMN = "score"

@@ -12,6 +12,7 @@ import json
 import re
 import textwrap
 from collections.abc import Callable, Iterable, Mapping
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,9 +247,47 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 BY_NAME = {o.name: o for o in OPTIONS}
+
+# embed's own options, then generate's that embed shares (with its own defaults for model= and output=).
+_EMBEDDING = "Embeddings: a vector column, search, similarity join and de-duplication"
+EMBED_OWN: tuple[Option, ...] = (
+    Option("dimensions", "int | None", None, "length of each vector, for models that can shorten theirs "
+           "(OpenAI's text-embedding-3, Gemini's output_dimensionality)", check=_at_least(1, optional=True),
+           means="the model's", see=_EMBEDDING),
+    Option("task_type", "str | None", None, 'what the vectors are for, where the provider asks (Gemini: '
+           '`"RETRIEVAL_DOCUMENT"`, `"RETRIEVAL_QUERY"`, `"SEMANTIC_SIMILARITY"`, ...)', means="none"),
+    Option("truncate", "bool", False, "cut an input longer than the model takes, instead of failing its row "
+           "before sending", check=_FLAG),
+    Option("batch_size", "int | None", None, "most inputs per request", check=_at_least(1, optional=True),
+           means="the provider's most (OpenAI 2,048, Gemini 100)"),
+)
+_EMBED_SHARED = ("model", "output", "errors", "usage", "missing", "allow_no_placeholder", "cache", "cache_dir",
+                 "max_concurrency", "rpm", "tpm", "max_attempts", "max_failures_in_a_row", "timeout", "max_wait",
+                 "progress", "api_key", "base_url", "provider_options", "prices", "max_cost")
+_EMBED_DEFAULTS = {"model": constants.DEFAULT_EMBEDDING_MODEL, "output": constants.DEFAULT_EMBEDDING_OUTPUT}
 # What a caller passes on through **options (Ray's generate, sweep): all but the three they take themselves.
 PASSED_ON = frozenset(BY_NAME) - {"model", "output", "errors"}
 PLANNED = frozenset(BY_NAME) - {"model"}  # what plan() takes: model= comes resolved, as its target
+
+
+def _embed_options() -> tuple[Option, ...]:
+    shared = [o for o in OPTIONS if o.name in _EMBED_SHARED]
+    shared = [dataclasses.replace(o, default=_EMBED_DEFAULTS[o.name], type="str" if o.name == "output" else o.type)
+              if o.name in _EMBED_DEFAULTS else o for o in shared]
+    return (shared[0], shared[1], *EMBED_OWN, *shared[2:])
+
+
+EMBED_OPTIONS = _embed_options()  # df.llm.embed's keywords, in order
+EMBED_BY_NAME = {o.name: o for o in EMBED_OPTIONS}
+
+
+def embed_keywords(values: Mapping[str, Any]) -> dict[str, Any]:
+    """embed's keywords from a face method's locals(), each through its check; unknown ones are refused."""
+    unknown = sorted(values.get("unknown") or {})
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} of embed; valid options are {sorted(EMBED_BY_NAME)}")
+    return {o.name: o.check(o.name, values[o.name]) if o.check else values[o.name] for o in EMBED_OPTIONS
+            if o.name in values}
 
 
 def check_names(options: Mapping[str, Any], valid: frozenset[str] = PASSED_ON) -> None:
@@ -324,10 +363,10 @@ def _anchor(title: str) -> str:
     return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
 
 
-def markdown() -> str:
-    """The README's options table."""
+def markdown(table: Iterable[Option] = OPTIONS) -> str:
+    """The README's options table (generate's; or another, such as EMBED_OWN)."""
     rows = ["| option | default | meaning |", "|---|---|---|"]
-    for o in OPTIONS:
+    for o in table:
         meaning = o.help + (f" (see [{o.see.split(':')[0]}](#{_anchor(o.see)}))" if o.see else "")
         rows.append(f"| `{o.name}` | {default_text(o, markdown=True)} | {meaning.replace('|', chr(92) + '|')} |")
     return "\n".join(rows)
@@ -341,11 +380,12 @@ def documented(func: Callable | None = None, *, names: Iterable[str] | None = No
     """
     def decorate(f: Callable) -> Callable:
         parameters = inspect.signature(f).parameters
+        known = {**EMBED_BY_NAME, **BY_NAME}  # generate's options, and embed's own
         listed = list(names) if names is not None else [
-            p.name for p in parameters.values() if p.kind is p.KEYWORD_ONLY and p.name in BY_NAME]
+            p.name for p in parameters.values() if p.kind is p.KEYWORD_ONLY and p.name in known]
         lines = ["Options (default in parentheses):"]
         for name in listed:
-            option = BY_NAME[name]
+            option = known[name]
             default = parameters[name].default if name in parameters else option.default
             lines.append(_doc_line(f"{name} ({default_text(option, default)}): {_plain(helps.get(name, option.help))}"))
         f.__doc__ = inspect.cleandoc(f.__doc__ or "") + "\n\n" + "\n".join(lines)

@@ -207,6 +207,15 @@ def test_every_flag_shows_its_default_from_the_table(monkeypatch):
     assert not re.search(r"default \d", text)  # the old hand-written "(default 64)"
 
 
+def test_readme_embed_options_table_is_the_tables():
+    text = README.read_text(encoding="utf-8")
+    found = re.search(r"<!-- embed options table:[^\n]*-->\n(.*?)\n<!-- end of the embed options table -->", text, re.S)
+    assert found, "the README's embed options table lost its markers"
+    assert found.group(1) == options.markdown(options.EMBED_OWN)
+    headings = set(re.findall(r"^#+ (.+)$", text, re.M))
+    assert {o.see for o in options.EMBED_OWN if o.see} <= headings
+
+
 @pytest.mark.parametrize("accessor, method, left_out, changed", FACES, ids=FACE_IDS)
 def test_model_is_a_string_or_a_provider_instance_in_every_signature(accessor, method, left_out, changed):
     from llmframe.providers.base import Provider

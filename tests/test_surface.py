@@ -30,7 +30,8 @@ def test_the_ray_adapter_imports_ray_only_when_called():
 
 def test_public_surface_is_small():
     assert set(llmframe.__all__) == {"configure", "settings", "errors", "cache_stats", "clear_cache", "copy_cache",
-                                     "batches", "cancel_batches", "jobs", "unload", "last_report", "__version__"}
+                                     "batches", "cancel_batches", "jobs", "unload", "vectors", "last_report",
+                                     "__version__"}
     assert hasattr(pd.DataFrame, "llm") and hasattr(pd.Series, "llm")
 
 

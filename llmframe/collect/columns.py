@@ -14,7 +14,7 @@ from .. import constants
 from ..cost import usage
 from ..errors import BudgetExceeded, RunAborted
 from ..engine.answers import Answers
-from . import arrays
+from . import arrays, vectors
 from .arrays import Column
 from .report import Report, record, warn_if_mostly_failed
 
@@ -67,7 +67,10 @@ def new_columns(run: Plan, answers: Answers, pending_note: str | None = None) ->
     output = run.output
     texts = answers.text_array()
     failed = answers.failed()
-    if output.schema is None:
+    if run.embedding is not None:
+        columns = {output.text: vectors.column(answers.vectors, failed, run.row_to_key,
+                                               run.embedding.settings.get("dimensions"))}
+    elif output.schema is None:
         columns = {output.text: _text_column(run, texts, failed)}
     else:
         values = answers.parsed if answers.parsed is not None else [None] * len(answers)

@@ -143,12 +143,14 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
     send_rows = run.first_row[missing]
     tokens, tokenizer = input_tokens(run, send_rows)
     kind = provider_kind(run.provider)
-    limit = output_limit(kind, run.params.get("max_tokens"))
+    embedding = run.embedding is not None  # vectors: no output tokens at all
+    limit = 0 if embedding else output_limit(kind, run.params.get("max_tokens"))
+    low = 0 if embedding else constants.MIN_OUTPUT_TOKENS
     n = len(send_rows)
-    low_costs = pricer.costs(tokens, np.full(n, constants.MIN_OUTPUT_TOKENS))
+    low_costs = pricer.costs(tokens, np.full(n, low))
     high_costs = pricer.costs(tokens, np.full(n, limit))
     notes = []
-    if run.params.get("max_tokens") is None and kind.default_max_tokens is None:
+    if run.params.get("max_tokens") is None and kind.default_max_tokens is None and not embedding:
         notes.append(f"max_tokens is not set: the high end assumes {limit} output tokens per request; "
                      "set max_tokens for a firm bound")
     if tokenizer == APPROXIMATION:
@@ -165,7 +167,7 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
         uncached_requests=n,
         input_tokens=int(tokens.sum()),
         tokenizer=tokenizer,
-        output_tokens=(constants.MIN_OUTPUT_TOKENS * n, limit * n),
+        output_tokens=(low * n, limit * n),
         cost=None if low_costs is None else (float(low_costs.sum()), float(high_costs.sum())),
         price=pricer.describe(),
         samples=[run.prompts.messages(int(i)) for i in send_rows[: constants.ESTIMATE_SAMPLES]],

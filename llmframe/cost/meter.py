@@ -36,7 +36,8 @@ class CostMeter:
         """A run's meter: over budget when given (a sweep's, shared), else over the plan's own max_cost, if any."""
         if budget is None and plan.max_cost is not None:
             budget = Budget(plan.max_cost)
-        limit = output_limit(provider_kind(plan.provider), plan.params.get("max_tokens")) if budget is not None else 0
+        outputs = budget is not None and plan.embedding is None  # an embedding has no output tokens
+        limit = output_limit(provider_kind(plan.provider), plan.params.get("max_tokens")) if outputs else 0
         return cls(plan.pricer, budget, most_output=limit)
 
     @property

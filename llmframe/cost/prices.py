@@ -88,6 +88,8 @@ class Pricer:
             found = _database_price(model, price_id, batch)
             if found is not None:
                 self._input, self._output, self._cached = (_rate(getattr(found, k, None)) for k in PRICE_KEYS)
+                if self._input is not None and self._output is None:
+                    self._output = _Rate(0.0)  # priced on input alone: an embedding model, which outputs no tokens
                 self.source = "genai-prices"
         if self._cached is None:
             self._cached = self._input  # no cache discount listed: cached input is billed in full

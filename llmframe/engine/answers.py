@@ -9,6 +9,7 @@ answers[j] = response stores one.
 
 from __future__ import annotations
 
+import base64
 import copy
 import itertools
 import operator
@@ -29,7 +30,9 @@ _first = operator.itemgetter(0)
 class Answers(Sequence):
     """Per distinct request: done, cached, text, tokens, finish reason, error, and the parsed value."""
 
-    def __init__(self, size: int, *, structured: bool = False, block: int = constants.CHUNK_SIZE):
+    def __init__(self, size: int, *, structured: bool = False, block: int = constants.CHUNK_SIZE,
+                 vectors: bool = False):
+        self.vectors = Vectors(size) if vectors else None  # an embedding run's answers: no text is kept
         self.done = np.zeros(size, dtype=bool)
         self.cached = np.zeros(size, dtype=bool)
         # int32: one request's tokens fit, and a million rows save 12 MB (sums are taken in int64).
@@ -90,10 +93,17 @@ class Answers(Sequence):
             self.parsed[j] if self.parsed is not None else None,
             int(self.cached_input_tokens[j]),
             None if np.isnan(self.latency[j]) else float(self.latency[j]),
+            vector=self.vectors.get(j) if self.vectors is not None else None,
         )
 
     def __setitem__(self, j: int, response: Response) -> None:
-        self._set_text(j, response.text)
+        if self.vectors is not None:
+            problem = self.vectors.put(j, response.vector) if response.error is None else None
+            if problem is not None:
+                response = response.rejected(problem)
+            self._set_text(j, None)
+        else:
+            self._set_text(j, response.text)
         self.cached[j] = response.cached
         self.input_tokens[j] = response.input_tokens
         self.output_tokens[j] = response.output_tokens
@@ -108,6 +118,23 @@ class Answers(Sequence):
             if self.parsed is None:
                 self.parsed = [None] * len(self)
             self.parsed[j] = response.parsed
+
+    def put_answered(self, positions: list[int], responses: list[Response]) -> None:
+        """Store many answered embedding requests at once (a pack's): their vectors, tokens and latency."""
+        at = np.asarray(positions, dtype=np.int64)
+        stack = np.stack([r.vector for r in responses]) if responses else None
+        if self.vectors is None or stack is None or self.vectors.put_many(at, stack) is not None \
+                or self.done[at].any() or any(j in self.errors for j in positions):
+            for j, response in zip(positions, responses):  # the general path: a vector of another length, a re-ask
+                self[j] = response
+            return
+        self.cached[at] = False
+        self.input_tokens[at] = [r.input_tokens for r in responses]
+        self.output_tokens[at] = 0
+        self.cached_input_tokens[at] = 0
+        self.latency[at] = [np.nan if r.latency is None else r.latency for r in responses]
+        self.finish[at] = _NO_FINISH
+        self._set_texts(at, [None] * len(positions))
 
     def __iter__(self) -> Iterator[Response | None]:
         return (self[j] for j in range(len(self)))
@@ -204,7 +231,13 @@ class Answers(Sequence):
         rows = loads("[" + ",".join(values) + "]")
         positions = np.asarray(positions, dtype=np.int64)
         stale: list[int] = []
-        if check is None and "" in map(_first, rows):  # a scan in C: the cached path stays as fast
+        if self.vectors is not None:  # the cached texts are vectors: decoded into place, no text kept
+            bad = self.vectors.put_encoded(positions, list(map(_first, rows)))
+            if bad.any():
+                stale = positions[bad].tolist()
+                positions, rows = positions[~bad], list(itertools.compress(rows, (~bad).tolist()))
+            rows = [[None, *row[1:]] for row in rows]
+        elif check is None and "" in map(_first, rows):  # a scan in C: the cached path stays as fast
             empty = np.array([not row[0] and _incomplete(row[3]) is None for row in rows], dtype=bool)
             stale = positions[empty].tolist()
             positions, rows = positions[~empty], list(itertools.compress(rows, (~empty).tolist()))
@@ -253,10 +286,11 @@ class Answers(Sequence):
         notes = [_incomplete(reason) for reason in self.finish_names]
         noted = np.array([note is not None for note in notes])
         out = {j: notes[self.finish[j]] for j in np.flatnonzero(noted[self.finish] & self.done).tolist()}
-        texts = self.text_array() if texts is None else texts
-        empty = pc.fill_null(pc.equal(pc.utf8_length(texts), 0), True).to_numpy(zero_copy_only=False)
-        for j in np.flatnonzero(empty & self.done).tolist():
-            out.setdefault(j, EMPTY_ANSWER)
+        if self.vectors is None:  # an embedding's answer is its vector: no text, and never empty
+            texts = self.text_array() if texts is None else texts
+            empty = pc.fill_null(pc.equal(pc.utf8_length(texts), 0), True).to_numpy(zero_copy_only=False)
+            for j in np.flatnonzero(empty & self.done).tolist():
+                out.setdefault(j, EMPTY_ANSWER)
         out.update(dict.fromkeys(np.flatnonzero(~self.done).tolist(), unanswered or constants.NOT_ANSWERED))
         out.update(self.errors)
         return out
@@ -284,8 +318,12 @@ EMPTY_ANSWER = "empty answer"
 
 
 def is_empty(response: Response) -> bool:
-    """An answer with no text that claims to be whole: a failure, never cached (a cut-off one is kept, noted)."""
-    return response.error is None and not response.text and _incomplete(response.finish_reason) is None
+    """An answer with no text that claims to be whole: a failure, never cached (a cut-off one is kept, noted).
+
+    An embedding's answer is its vector, never empty.
+    """
+    return (response.error is None and response.vector is None and not response.text
+            and _incomplete(response.finish_reason) is None)
 
 
 def incomplete(response: Response) -> str | None:
@@ -294,3 +332,67 @@ def incomplete(response: Response) -> str | None:
     if note is None and not response.text:
         return EMPTY_ANSWER
     return note
+
+
+class Vectors:
+    """An embedding run's answers: one float32 row per distinct request, in one matrix made on the first answer.
+
+    The matrix is the vector column's own memory: the collector wraps it in Arrow without a copy.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self.matrix: np.ndarray | None = None
+
+    @property
+    def dimensions(self) -> int | None:
+        return None if self.matrix is None else self.matrix.shape[1]
+
+    def _fits(self, length: int) -> str | None:
+        if self.matrix is None:
+            self.matrix = np.zeros((self.size, length), dtype=np.float32)
+            return None
+        if length != self.matrix.shape[1]:
+            return f"malformed response: a vector of {length} numbers, where the others have {self.matrix.shape[1]}"
+        return None
+
+    def put(self, j: int, vector) -> str | None:
+        """Store request j's vector; the problem, if it cannot be stored (no vector, another length)."""
+        if vector is None:
+            return "malformed response: no vector"
+        vector = np.asarray(vector, dtype=np.float32)
+        problem = self._fits(vector.shape[-1])
+        if problem is None:
+            self.matrix[j] = vector
+        return problem
+
+    def put_many(self, positions: np.ndarray, vectors: np.ndarray) -> str | None:
+        """Store the rows of vectors at positions; the problem, if they cannot be stored (another length)."""
+        problem = self._fits(vectors.shape[1])
+        if problem is None:
+            self.matrix[positions] = vectors
+        return problem
+
+    def put_encoded(self, positions: np.ndarray, texts: list) -> np.ndarray:
+        """Store cached vectors (base64 float32 texts, see engine.packs.encode); a mask of those that do not fit."""
+        lengths = np.fromiter((len(t) if isinstance(t, str) else 0 for t in texts), dtype=np.int64, count=len(texts))
+        bad = lengths == 0
+        if bad.all():
+            return bad
+        common = np.bincount(lengths[~bad]).argmax()  # one length, the usual case: decoded in one call
+        if self._fits((int(common) // 4 * 3 - _padding(texts, lengths, common)) // 4) is not None:
+            return np.ones(len(texts), dtype=bool)
+        bad |= lengths != common
+        good = np.flatnonzero(~bad)
+        raw = b"".join(map(base64.b64decode, (texts[k] for k in good.tolist())))
+        self.matrix[positions[good]] = np.frombuffer(raw, dtype="<f4").reshape(len(good), -1)
+        return bad
+
+    def get(self, j: int) -> np.ndarray | None:
+        return None if self.matrix is None else self.matrix[j]
+
+
+def _padding(texts: list, lengths: np.ndarray, common: int) -> int:
+    """Bytes of base64 padding at the end of the texts of this length ("=" stands for a byte short of three)."""
+    sample = texts[int(np.flatnonzero(lengths == common)[0])]
+    return len(sample) - len(sample.rstrip("="))

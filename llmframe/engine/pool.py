@@ -22,6 +22,7 @@ from .answers import Answers
 from .attempts import billed_answer
 from .groups import answer_group, take
 from .outcome import Counters, Live
+from .packs import Packer, answer_pack
 from .progress import Progress
 from .ratelimit import Patience, limiter_for
 from .writer import CacheWriter
@@ -49,7 +50,7 @@ class _Pool:
         self.policy, self.progress = policy, progress
         self.meter = meter
         self.capped = meter is not None and meter.capped  # max_cost: requests are reserved before they are sent
-        self.results = Answers(len(work.keys), structured=work.check is not None)
+        self.results = Answers(len(work.keys), structured=work.check is not None, vectors=work.pack is not None)
         self.counters = Counters()
         self.writer = CacheWriter(store, model=model, overwrite=not lookup) if store is not None else None
         self.stale: set[int] = set()  # cached answers that no longer validate
@@ -60,6 +61,9 @@ class _Pool:
         # Bounded: in-flight state is O(concurrency) however many rows the frame has.
         self.batched = provider.local_groups  # a local model: whole groups, in a worker thread
         slots = 2 * provider.group_size if self.batched else policy.concurrency
+        self.pack = None if work.pack is None else _pack_size(work.pack, len(work.keys), policy.concurrency)
+        if self.pack is not None:  # embeddings: workers take whole packs of rows
+            slots = self.pack[0]
         self.queue: asyncio.Queue[tuple[int, Request] | None] = asyncio.Queue(maxsize=slots * constants.QUEUE_SLACK)
         self.workers: list[asyncio.Task] = []
 
@@ -84,6 +88,19 @@ class _Pool:
             if self.writer is not None:
                 self.writer.add(self.work.keys[j], response, overwrite=j in self.stale)
 
+    def finish_pack(self, positions: list[int], responses: list[Response]) -> None:
+        """finish() for a pack's answered rows at once: stored, priced, counted and handed to the writer together."""
+        self.results.put_answered(positions, responses)
+        meter = self.meter
+        costs = [meter.settle(j, r) for j, r in zip(positions, responses)] if meter is not None else [None]
+        known = [c for c in costs if c is not None]
+        self.progress.advance(int(np.asarray(self.work.weights)[positions].sum()),
+                              tokens=sum(r.input_tokens for r in responses), cost=sum(known) if known else None)
+        self.counters.failed_in_a_row = 0
+        if self.writer is not None:
+            keys = self.work.keys.take(positions)
+            self.writer.add_many(keys, responses, [j in self.stale for j in positions])
+
     async def worker(self) -> None:
         """Send requests from the queue one at a time, until the feeder's end marker."""
         queue, finish, writer, provider, limiter = self.queue, self.finish, self.writer, self.provider, self.limiter
@@ -103,6 +120,16 @@ class _Pool:
                 await answer_group(group, self.work, self.provider, stop, self.counters, self.finish)
         finally:
             stop.set()  # a cancelled run ends the batch still generating, instead of letting it finish unseen
+
+    async def pack_worker(self) -> None:
+        """Embeddings: packs of rows from the queue, one request each, until the feeder's end marker."""
+        packer = Packer(self.queue, *self.pack, wait=not self.capped)
+        settings = self.work.settings
+        while pack := await packer.take():
+            await answer_pack(pack, self.provider, self.limiter, self.policy, self.counters, self.patience, settings,
+                              self.finish, self.finish_pack)
+            if self.writer is not None:
+                await self.writer.written()
 
     async def feed(self) -> None:
         """Look each chunk up in the cache, then queue its misses (within the budget, if there is one)."""
@@ -146,6 +173,9 @@ class _Pool:
         """Feed and work until every request is answered; whatever ends the run, the writer and provider close."""
         if self.batched:
             self.workers = [asyncio.create_task(self.batch_worker())]  # one model, one generate call at a time
+        elif self.pack is not None:
+            packs = -(-len(self.work.keys) // self.pack[0])
+            self.workers = [asyncio.create_task(self.pack_worker()) for _ in range(min(self.policy.concurrency, packs))]
         else:
             self.workers = [asyncio.create_task(self.worker())
                             for _ in range(min(self.policy.concurrency, len(self.work.keys)))]
@@ -180,3 +210,10 @@ class _Pool:
             await self.provider.aclose()
             self.progress.close(state)
         return self.results, self.counters
+
+
+def _pack_size(limits: tuple[int, int], requests: int, concurrency: int) -> tuple[int, int]:
+    """(inputs, tokens) per pack: the provider's most, or fewer so that every worker has a pack to send
+    (but not below EMBEDDING_MIN_PACK: requests, not rows, are what a server's RPM limit counts)."""
+    inputs, tokens = limits
+    return max(1, min(inputs, max(constants.EMBEDDING_MIN_PACK, -(-requests // concurrency)))), tokens

@@ -81,6 +81,15 @@ class CacheWriter:
             self._ready.notify()  # the thread takes what arrived from other threads meanwhile
         self._wake(self._written)
 
+    def add_many(self, keys: list[str], responses: list[Response], overwrite: list[bool]) -> None:
+        """add() for many answers at once (an embedding pack's): formatted together, handed over in one go."""
+        values = Response.many_to_cache(responses, self._model, time.time())
+        with self._ready:
+            self._handed.extend((k, v, o or self._overwrite) for k, v, o in zip(keys, values, overwrite))
+            self.backlog += len(keys)
+            self._added += len(keys)
+            self._ready.notify()
+
     async def written(self) -> None:
         """Wait until every answer handed over so far is on disk (or its write has failed)."""
         if self._written >= self._added:

@@ -85,6 +85,8 @@ def series(values: Column, index: pd.Index) -> pd.Series:
         whole = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
         codes = whole.indices.fill_null(-1).to_numpy()
         return pd.Series(pd.Categorical.from_codes(codes, categories=whole.dictionary.to_pylist()), index=index)
+    if pa.types.is_fixed_size_list(kind):  # vectors (embed): zero-copy, as pandas' ArrowDtype
+        return pd.Series(pd.arrays.ArrowExtensionArray(values), index=index)
     if pa.types.is_timestamp(kind):
         return pd.Series(values.to_pandas().array, index=index)
     raise TypeError(f"no pandas column for the Arrow type {kind}")  # a collector bug, not a user's mistake

@@ -10,13 +10,14 @@ from ..engine.outcome import Outcome
 from ..plan import build as pipeline
 from ..plan.rows import Rows
 from . import frames
+from .pandas_vectors import VectorVerbs
 from .verbs import FrameVerbs, RowVerbs, remember
 
 _SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
 
 
 @pd.api.extensions.register_dataframe_accessor("llm")
-class DataFrameAccessor(FrameVerbs):
+class DataFrameAccessor(FrameVerbs, VectorVerbs):
     """Run a model over every row of a DataFrame."""
 
     def _rows(self) -> tuple[Rows, dict]:
@@ -24,7 +25,8 @@ class DataFrameAccessor(FrameVerbs):
 
     def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple) -> pd.DataFrame:
         out = frames.to_frame(self._obj, plan, outcome)
-        remember(out.attrs[constants.REPORT_ATTR], call)
+        if call is not None:  # None: an embedding, which retry_failed does not repeat
+            remember(out.attrs[constants.REPORT_ATTR], call)
         return out
 
     def _report(self) -> Report | None:
@@ -43,7 +45,7 @@ class DataFrameAccessor(FrameVerbs):
 
 
 @pd.api.extensions.register_series_accessor("llm")
-class SeriesAccessor(RowVerbs):
+class SeriesAccessor(RowVerbs, VectorVerbs):
     """Run a model over every value of a Series; "{}" in the template is the value."""
 
     def _rows(self) -> tuple[Rows, dict]:

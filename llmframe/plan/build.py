@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from .request import KEYWORD_PARAMS, Keys, Request, content_digests, distinct, k
 from .rows import Rows
 from .structured import structured_mode, with_prompt
 from .target import GivenProvider, ProviderKind, Target
+
+if TYPE_CHECKING:
+    from .embed import Embedding
 from .template import Prompts, Template, TemplateLike
 
 Check = Callable[[str | None], tuple[Any, str | None]]  # answer text -> (parsed value, None) or (None, problem)
@@ -39,6 +42,8 @@ class Work:
     weights: Sequence[int]
     check: Check | None = None
     requests: Callable[[Sequence[int]], list[Request]] | None = None  # many at once: rendered as a chunk
+    pack: tuple[int, int] | None = None  # embeddings: the most (inputs, estimated tokens) one request carries
+    settings: dict | None = None  # embeddings: what every request asks (dimensions, task type, truncation)
 
     def build(self, positions: Sequence[int]) -> list[Request]:
         """The requests at these positions."""
@@ -119,6 +124,7 @@ class Plan:
     max_cost: float | None = None
     batch: BatchOptions | None = None  # set when the run goes through the provider's batch API
     schema_prompt: str | None = None  # structured="json_object": the schema, added to each prompt
+    embedding: Embedding | None = None  # set for df.llm.embed's runs (plan.embed): answers are vectors
 
     @property
     def lookup(self) -> bool:
@@ -136,7 +142,11 @@ class Plan:
             return [Request(key, self.prompts.messages_of(row), self.params) for key, row in zip(keys, rows)]
 
         check = self.output.schema.checker(self.output.mode) if self.output.schema is not None else None
-        return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests)
+        embedding = self.embedding
+        if embedding is None:
+            return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests)
+        return Work(self.keys, lambda j: requests([j])[0], self.weights, None, requests,
+                    (embedding.max_inputs, embedding.max_tokens), embedding.settings)
 
 
 def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_column: str | None = None,
@@ -158,6 +168,8 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     kind = target.kind  # the class alone (or the Provider passed as model=): the engine makes the provider
     kind.check_params(gen)
     endpoint = target.endpoint(checked["base_url"])
+    if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too
+        kind.chat_model(target.model, endpoint=endpoint)
     head = key_prefix(target.provider, target.model, gen, _schema_key(out, kind, checked["strict"], structured),
                       endpoint)
     keys, row_to_key, first_row = _keys(head, prompts, checked["max_prompt_tokens"])

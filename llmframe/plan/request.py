@@ -55,6 +55,7 @@ class Response:
     cached_input_tokens: int = 0  # input tokens the provider served from its prompt cache (billed lower)
     latency: float | None = None  # seconds of the attempt that answered; cached with the answer, not in the key
     batch: bool = False  # answered by a provider's batch API (billed at batch prices)
+    vector: Any = None  # an embedding request's answer: a float32 vector (the cache holds it as text, see Vectors)
 
     def to_cache(self, model: str, created: float) -> str:
         """A compact JSON text for the cache (only successes are ever stored).
@@ -95,6 +96,16 @@ class Response:
         """A failure made of this answer: no text, but its tokens, which were spent all the same."""
         return Response(error=error, input_tokens=self.input_tokens, output_tokens=self.output_tokens,
                         cached_input_tokens=self.cached_input_tokens, latency=self.latency, batch=self.batch)
+
+
+@dataclass(slots=True)
+class Embedded:
+    """What an embedding request brought back: one float32 vector per input, in order, and the tokens billed."""
+
+    vectors: np.ndarray  # shape (inputs, dimensions), float32
+    input_tokens: int = 0
+    headers: Mapping[str, str] | None = None  # for the rate limiter; never cached
+    encoded: list[str] | None = None  # the vectors as the cache spells them (base64 float32), where the reply did
 
 
 def canonical_json(value: Any) -> str:

@@ -27,6 +27,14 @@ class ProviderKind(Protocol):
 
     def endpoint_for(self, base_url: str | None) -> str | None: ...
 
+    # Embeddings (df.llm.embed, plan.embed): see providers.base.Provider.
+    embedding_limits: tuple[int, int] | None
+    embedding_input_tokens: int | None
+
+    def embedding_model(self, model: str, *, dimensions: int | None, endpoint: str | None) -> None: ...
+
+    def chat_model(self, model: str, *, endpoint: str | None) -> None: ...
+
 
 class GivenProvider(ProviderKind, Protocol):
     """A Provider instance passed as model=: used as it is, so its endpoint is the one it resolved itself."""

@@ -30,6 +30,10 @@ class AnthropicProvider(Provider):
     price_id = "anthropic"
     batch_adapter = "llmframe.batch.anthropic:AnthropicBatches"
     batch_limits = constants.ANTHROPIC_BATCH_LIMITS
+    # No embedding API (embedding_limits stays None): Anthropic itself points to Voyage AI.
+    embedding_alternatives = ("Voyage AI (Anthropic's recommendation) through an OpenAI-compatible server "
+                              "(openai:<model> with base_url=), openai:text-embedding-3-small, "
+                              "gemini:gemini-embedding-001, or a local model (transformers:<path>)")
     default_max_tokens = constants.ANTHROPIC_MAX_TOKENS
 
     def __init__(self, model: str, **kwargs):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import constants
 from ..errors import ConfigError, ProviderError, SchemaError, quota_spent, redact
-from ..plan.request import Request, Response
+from ..plan.request import Embedded, Request, Response
 
 if TYPE_CHECKING:
     from ..plan.structured import OutputSchema
@@ -54,6 +54,12 @@ class Provider(ABC):
     # A model in this process: the engine hands whole groups of group_size requests to run_batches, in a
     # worker thread, instead of one request at a time to answer.
     local_groups: ClassVar[bool] = False
+    # Embeddings (df.llm.embed): the most inputs and estimated tokens one embedding request may carry, and
+    # the most tokens of one input; None where the provider has no embedding API (embedding_model says so).
+    embedding_limits: ClassVar[tuple[int, int] | None] = None
+    embedding_input_tokens: ClassVar[int | None] = None
+    embedding_alternatives: ClassVar[str] = ("openai:text-embedding-3-small, gemini:gemini-embedding-001, or a "
+                                             "local model (transformers:<path>)")
     # The max_tokens sent when a call sets none (Anthropic's API requires one); None: none is sent. Estimates
     # and max_cost's reservations take it as a request's most output tokens.
     default_max_tokens: ClassVar[int | None] = None
@@ -193,18 +199,44 @@ class Provider(ABC):
     def check_params(cls, params: dict) -> None:
         """Raise ConfigError for generation parameters this provider cannot take (the APIs judge their own)."""
 
+    @classmethod
+    def embedding_model(cls, model: str, *, dimensions: int | None, endpoint: str | None) -> None:
+        """ConfigError when model cannot embed (a chat model), or not at these dimensions; before anything is sent.
+
+        endpoint is None for the provider's official one: elsewhere (a compatible server) any name may embed.
+        """
+        if cls.embedding_limits is None:
+            raise ConfigError(f"the {cls.name} provider has no embedding API; embed with "
+                              f"{cls.embedding_alternatives} instead")
+
+    @classmethod
+    def chat_model(cls, model: str, *, endpoint: str | None) -> None:
+        """ConfigError when model is known to be an embedding model, which generate cannot use."""
+
+    async def embed(self, texts: list[str], params: dict) -> Embedded:
+        """One embedding request for all of texts (params: the plan's embedding settings); ProviderError on failure."""
+        raise ConfigError(f"the {self.name} provider has no embedding API; embed with {self.embedding_alternatives}")
+
+    async def embed_within(self, texts: list[str], params: dict) -> Embedded:
+        """embed() within timeout seconds in all, as answer() bounds complete()."""
+        return await self._within(self.embed(texts, params))
+
     @abstractmethod
     async def complete(self, request: Request) -> Response:
         """Send one request and return its answer; raise ProviderError on failure."""
 
     async def answer(self, request: Request) -> Response:
         """complete() within timeout seconds in all, so a reply trickling in a byte at a time is cut off too."""
+        return await self._within(self.complete(request))
+
+    async def _within(self, call):
+        """The awaitable call within timeout seconds in all; ProviderError (retryable) past it."""
         # The transports' own timeouts are per read: a drip resets them with every byte.
         try:
             if _deadline is None:  # Python 3.10
-                return await asyncio.wait_for(self.complete(request), self.timeout)
+                return await asyncio.wait_for(call, self.timeout)
             async with _deadline(self.timeout):  # no task per request, unlike wait_for
-                return await self.complete(request)
+                return await call
         except asyncio.TimeoutError:
             raise ProviderError("request timed out", retryable=True) from None
 

@@ -6,6 +6,8 @@ import asyncio
 import os
 from collections.abc import Mapping
 
+import numpy as np
+
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -14,7 +16,8 @@ from .. import constants
 from ..errors import ProviderError, redact
 from ..plan.request import Request, Response
 from ..plan.structured import OutputSchema
-from . import replies
+from ..plan.request import Embedded
+from . import embeddings, replies
 from .base import Provider, never_connected
 
 # Our parameter names -> GenerateContentConfig's; anything else is passed to the config as it is.
@@ -67,6 +70,8 @@ class GeminiProvider(Provider):
     price_id = "google"
     batch_adapter = "llmframe.batch.gemini:GeminiBatches"
     batch_limits = constants.GEMINI_BATCH_LIMITS
+    embedding_limits = constants.GEMINI_EMBEDDING_LIMITS
+    embedding_input_tokens = constants.GEMINI_EMBEDDING_INPUT_TOKENS
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
@@ -86,12 +91,10 @@ class GeminiProvider(Provider):
         url = getattr(options, "base_url", None)
         return url or self.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or None
 
-    async def complete(self, request: Request) -> Response:
-        system, contents = to_contents(request.messages)
-        config = self._config(request.params, system)
+    async def _sent(self, call):
+        """The SDK call's reply; its exceptions as ProviderError."""
         try:
-            response = await self.client.aio.models.generate_content(model=self.model, contents=contents,
-                                                                      config=config)
+            return await call
         except genai_errors.APIError as exc:
             raise self.api_error(exc) from None
         except _TRANSIENT as exc:
@@ -102,6 +105,36 @@ class GeminiProvider(Provider):
         except ValueError as exc:  # a body the SDK could not parse
             raise ProviderError(redact(f"malformed response: {type(exc).__name__}", *self.secrets),
                                 retryable=True) from None
+
+    @classmethod
+    def embedding_model(cls, model: str, *, dimensions: int | None, endpoint: str | None) -> None:
+        """Gemini's embedding models (gemini-embedding-001, text-embedding-004), on any endpoint."""
+        embeddings.check_model(cls.name, model, dimensions, embeddings.GEMINI_MODELS, "gemini-embedding-001")
+
+    @classmethod
+    def chat_model(cls, model: str, *, endpoint: str | None) -> None:
+        embeddings.refuse_embedding_model(cls.name, model)
+
+    async def embed(self, texts: list[str], params: dict) -> Embedded:
+        """embed_content with every text of the pack (the SDK sends one batchEmbedContents request).
+
+        The Gemini API reports no token counts for embeddings: usage is estimated (characters / 4).
+        """
+        if params.get("truncate"):
+            texts = embeddings.cut(texts, self.embedding_input_tokens)
+        config = types.EmbedContentConfig(task_type=params.get("task_type"),
+                                          output_dimensionality=params.get("dimensions"))
+        response = await self._sent(self.client.aio.models.embed_content(model=self.model, contents=texts,
+                                                                         config=config))
+        headers = _headers(getattr(getattr(response, "sdk_http_response", None), "headers", None))
+        vectors = [np.asarray(e.values or [], dtype=np.float32) for e in (response.embeddings or [])]
+        return Embedded(embeddings.matrix(vectors, len(texts), headers), embeddings.estimated_tokens(texts), headers)
+
+    async def complete(self, request: Request) -> Response:
+        system, contents = to_contents(request.messages)
+        config = self._config(request.params, system)
+        response = await self._sent(self.client.aio.models.generate_content(model=self.model, contents=contents,
+                                                                            config=config))
         headers = _headers(getattr(getattr(response, "sdk_http_response", None), "headers", None))
         candidates = response.candidates or []
         if not candidates:

@@ -12,7 +12,8 @@ from .. import constants
 from ..errors import ConfigError, ProviderError, SchemaError
 from ..plan.request import Request, Response, loads
 from ..plan.structured import OutputSchema
-from . import replies
+from ..plan.request import Embedded
+from . import embeddings, replies
 from .base import Provider
 from .http import JSONClient
 
@@ -54,6 +55,8 @@ class OpenAIProvider(Provider):
     price_id = "openai"
     batch_adapter = "llmframe.batch.openai:OpenAIBatches"
     batch_limits = constants.OPENAI_BATCH_LIMITS
+    embedding_limits = constants.OPENAI_EMBEDDING_LIMITS
+    embedding_input_tokens = constants.OPENAI_EMBEDDING_INPUT_TOKENS
 
     @classmethod
     def token_counter(cls, model: str):
@@ -79,6 +82,7 @@ class OpenAIProvider(Provider):
             headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
             headers["Authorization"] = f"Bearer {self._api_key}"
             self._url = str(client.base_url).rstrip("/") + "/chat/completions"
+            self._embeddings_url = str(client.base_url).rstrip("/") + "/embeddings"
             self._http = JSONClient(headers, max_connections=self.max_concurrency, timeout=self.timeout,
                                     secrets=self.secrets)
 
@@ -119,6 +123,32 @@ class OpenAIProvider(Provider):
         except ProviderError as exc:
             raise _with_hint(exc, request) from None
         return replies.openai(body, raw.headers)
+
+    @classmethod
+    def embedding_model(cls, model: str, *, dimensions: int | None, endpoint: str | None) -> None:
+        """On OpenAI's own endpoint, only its embedding models embed; any model may on a compatible server."""
+        if endpoint is None:
+            embeddings.check_model(cls.name, model, dimensions, embeddings.OPENAI_MODELS, "text-embedding-3-small")
+
+    @classmethod
+    def chat_model(cls, model: str, *, endpoint: str | None) -> None:
+        if endpoint is None:
+            embeddings.refuse_embedding_model(cls.name, model)
+
+    async def embed(self, texts: list[str], params: dict) -> Embedded:
+        """POST /embeddings with every text of the pack; vectors come as base64 (a sixth of JSON's bytes)."""
+        if params.get("truncate"):
+            texts = embeddings.cut(texts, self.embedding_input_tokens)
+        body = {"model": self.model, "input": texts, "encoding_format": "base64"}
+        if "dimensions" in params:
+            body["dimensions"] = params["dimensions"]
+        if self._http is not None:
+            headers, reply = await self._http.post(self._embeddings_url, body)
+        else:
+            with self.stainless_errors(openai):
+                raw = await self.client.embeddings.with_raw_response.create(**body)
+                headers, reply = raw.headers, loads(raw.content)
+        return embeddings.openai_reply(reply, len(texts), headers)
 
     @classmethod
     def output_params(cls, schema: OutputSchema, *, strict: bool, structured: str) -> dict:

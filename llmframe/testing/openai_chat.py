@@ -75,6 +75,8 @@ def with_optional(chat: dict, **values: Any) -> dict:
 class Dialect:
     """How one vendor's API spells a request and its answer; this base speaks OpenAI's chat completions."""
 
+    embeds = False  # an embedding route (testing.embeddings): answered with vectors, not the answer function
+
     def key(self, request: web.Request) -> str:
         """The request's API key, or "" if it has none."""
         return bearer_key(request)

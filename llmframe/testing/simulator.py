@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import anthropic_messages, gemini_generate, openai_chat
+from . import anthropic_messages, embeddings, gemini_generate, openai_chat
 from .answers import (completion_limit, default_answer, digest_answer, fit, last_user_text, prompt_tokens, spoil,
                       structured_format, tokens)
 from .batches import BatchService
@@ -155,6 +155,9 @@ class Simulator(LoopbackServer):
         self._lock = threading.Lock()
         self._ids = itertools.count(1)  # never reset, so ids stay unique for the server's life
         self.batches = BatchService(self)  # the batch APIs: settings, and the batches created
+        # Embedding routes refuse a request with an input past this many tokens (None: no limit), as OpenAI's
+        # 8,192-token models do; tests lower it to make one bad row.
+        self.embedding_input_tokens: int | None = embeddings.INPUT_TOKENS
 
     # --- public API -------------------------------------------------------
 
@@ -216,6 +219,7 @@ class Simulator(LoopbackServer):
             self._statuses.clear()
             self._fault_counts.clear()
         self.latency, self.answer, self.faults = self._defaults
+        self.embedding_input_tokens = embeddings.INPUT_TOKENS
         self._fault_state = None
         self.batches.reset()
 
@@ -224,7 +228,8 @@ class Simulator(LoopbackServer):
     def _app(self) -> web.Application:
         """Build the aiohttp application with the simulator's routes."""
         app = web.Application()
-        for path, dialect in (*openai_chat.ROUTES, *anthropic_messages.ROUTES, *gemini_generate.ROUTES):
+        for path, dialect in (*openai_chat.ROUTES, *anthropic_messages.ROUTES, *gemini_generate.ROUTES,
+                              *embeddings.ROUTES):
             app.router.add_post(path, self._route(dialect))
         self.batches.add_routes(app)
         app.router.add_get("/v1/models", self._models)
@@ -295,6 +300,8 @@ class Simulator(LoopbackServer):
             await asyncio.sleep(latency)
         if fault == "html":
             return web.Response(status=502, text=HTML_502, content_type="text/html", headers=call.limits()), fault
+        if dialect.embeds:
+            return await self._embed(request, call, raw, body, entry, fault)
         answered = self._answer(call, body, fault)
         if isinstance(answered, web.Response):
             return answered, None
@@ -309,6 +316,17 @@ class Simulator(LoopbackServer):
         if fault == "retyped":
             reply = retype(reply, state.faults.retyped)
         return await _send(request, reply, call.limits(), fault, state.faults.drip_seconds), fault
+
+    async def _embed(self, request: web.Request, call: _Call, raw: dict, body: dict, entry: LoggedRequest,
+                     fault: str | None) -> tuple[web.StreamResponse, str | None]:
+        """An embedding request's vectors (the chat answer faults do not apply to it), or its 400."""
+        vectors, problem = embeddings.embedded(body, self.embedding_input_tokens)
+        if problem is not None:
+            return call.error(400, problem), None
+        entry.billed = (prompt_tokens(body), 0)
+        reply = call.dialect.embedding_reply(raw, body, vectors, entry.billed[0])
+        fault = fault if fault in ("reset", "drip", "malformed") else None
+        return await _send(request, reply, call.limits(), fault, call.state.faults.drip_seconds), fault
 
     def _answer(self, call: _Call, body: dict, fault: str | None) -> tuple[str, str | None] | web.Response:
         """The answer function's text, spoilt by an answer fault, and the fault that stands; or an error response."""
