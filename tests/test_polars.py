@@ -259,3 +259,16 @@ def test_a_polars_run_works_where_pandas_cannot_be_imported(cache_dir):
         print("pandas" in sys.modules)
     """)
     assert out == "False"
+
+
+def test_arrow_texts_become_polars_strings_chunk_by_chunk_and_an_all_null_column_stays_null():
+    import pyarrow as pa
+
+    from llmframe.faces.polars_frames import series
+
+    texts = pa.chunked_array([pa.array(["short", None], pa.large_string()),
+                              pa.array(["a text longer than twelve bytes, kept by reference"], pa.large_string())])
+    made = series("answer", texts)
+    assert made.dtype == pl.String and made.to_list() == texts.to_pylist()
+    errors = series("error", pa.nulls(3, pa.large_string()))
+    assert errors.name == "error" and errors.dtype == pl.String and errors.null_count() == 3

@@ -88,7 +88,17 @@ def series(name: str, values: Column, nested: pa.DataType | None = None) -> pl.S
         decoded = pl.Series(name, pc.take(whole.dictionary, whole.indices))
         # pl.Enum holds strings only: numeric categories (Literal[1, 2, 3]) stay numbers.
         return decoded.cast(pl.Enum(categories)) if all(isinstance(c, str) for c in categories) else decoded
+    if values.type == pa.large_string():
+        return _text(name, values)
     return pl.Series(name, values)
+
+
+def _text(name: str, values: pa.Array | pa.ChunkedArray) -> pl.Series:
+    """Texts as pl.String without a second copy of their views: Polars adopts Arrow's string_view buffers as they
+    are, where from large_string it builds its own views (16 bytes a row) and keeps the Arrow offsets alive too."""
+    if values.null_count == len(values):  # the error column of a run without errors: no views at all
+        return pl.repeat(None, len(values), dtype=pl.String, eager=True).alias(name)
+    return pl.Series(name, pc.cast(values, pa.string_view()))
 
 
 def _with_enums(kind: pa.DataType) -> pl.DataType | None:
