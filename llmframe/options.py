@@ -265,8 +265,8 @@ EMBED_OWN: tuple[Option, ...] = (
     Option("batch_size", "int | None", None, "most inputs per request", check=_at_least(1, optional=True),
            means="the provider's most (OpenAI 2,048, Gemini 100)"),
 )
-_EMBED_SHARED = ("model", "output", "errors", "dtype_backend", "usage", "missing", "allow_no_placeholder", "cache", "cache_dir",
-                 "max_concurrency", "rpm", "tpm", "max_attempts", "max_failures_in_a_row", "timeout", "max_wait",
+_EMBED_SHARED = ("model", "output", "errors", "dtype_backend", "usage", "missing", "allow_no_placeholder", "cache",
+                 "cache_dir", "max_concurrency", "rpm", "tpm", "max_attempts", "max_failures_in_a_row", "timeout", "max_wait",
                  "progress", "api_key", "base_url", "provider_options", "prices", "max_cost")
 _EMBED_DEFAULTS = {"model": constants.DEFAULT_EMBEDDING_MODEL, "output": constants.DEFAULT_EMBEDDING_OUTPUT}
 # The face's own options: how a face builds its frame from the core's Arrow columns, never planned or keyed.
