@@ -118,6 +118,8 @@ VLLM_GROUP_SIZE = 1024  # requests handed to vLLM's scheduler at once; Ctrl-C an
 DEFAULT_OUTPUT = "response"
 ERROR_MODES = ("column", "raise")  # errors=: a failed row's error in a column, or raise after the run; first: default
 OUTPUT_MODES = ("columns", "object")  # output_mode= of structured outputs: a column per field, or one of objects
+# dtype_backend= of the pandas face, as pandas' readers take it: None (pandas' defaults), nullable numpy, or ArrowDtype.
+DTYPE_BACKENDS = (None, "numpy_nullable", "pyarrow")
 MISSING_MODES = ("skip", "raise")  # missing=: a row with a missing value is left unanswered, or stops the call
 ERROR_SUFFIX = "_error"
 REPORT_ATTR = "llmframe"

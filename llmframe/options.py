@@ -160,6 +160,10 @@ OPTIONS: tuple[Option, ...] = (
            flag=Flag("--structured", OUTPUT, dict(choices=constants.STRUCTURED_MODES))),
     Option("invalid_retries", "int", constants.INVALID_ANSWER_RETRIES, "structured outputs: times an answer that "
            "does not validate is asked again", check=_at_least(0), flag=Flag("--invalid-retries", OUTPUT, _N)),
+    Option("dtype_backend", "str | None", None, 'the new columns\' dtypes, as pandas\' readers take it: '
+           '`"numpy_nullable"` (`string`, `Int64`, ...), `"pyarrow"` (`ArrowDtype`, zero-copy); pandas faces only',
+           check=_choice(constants.DTYPE_BACKENDS, "None, 'numpy_nullable' or 'pyarrow'"),
+           means="pandas' defaults", see="Output"),
     Option("usage", "bool", False, "add per-row usage columns: tokens, cost, cached, latency, finish reason",
            check=_FLAG, flag=Flag("--usage", OUTPUT, _ON), see="Usage, cost and sweeps"),
     Option("system", "str | None", None, "system prompt; may use `{column}` placeholders like the template",
@@ -261,13 +265,16 @@ EMBED_OWN: tuple[Option, ...] = (
     Option("batch_size", "int | None", None, "most inputs per request", check=_at_least(1, optional=True),
            means="the provider's most (OpenAI 2,048, Gemini 100)"),
 )
-_EMBED_SHARED = ("model", "output", "errors", "usage", "missing", "allow_no_placeholder", "cache", "cache_dir",
-                 "max_concurrency", "rpm", "tpm", "max_attempts", "max_failures_in_a_row", "timeout", "max_wait",
+_EMBED_SHARED = ("model", "output", "errors", "dtype_backend", "usage", "missing", "allow_no_placeholder", "cache",
+                 "cache_dir", "max_concurrency", "rpm", "tpm", "max_attempts", "max_failures_in_a_row", "timeout", "max_wait",
                  "progress", "api_key", "base_url", "provider_options", "prices", "max_cost")
 _EMBED_DEFAULTS = {"model": constants.DEFAULT_EMBEDDING_MODEL, "output": constants.DEFAULT_EMBEDDING_OUTPUT}
-# What a caller passes on through **options (Ray's generate, sweep): all but the three they take themselves.
-PASSED_ON = frozenset(BY_NAME) - {"model", "output", "errors"}
-PLANNED = frozenset(BY_NAME) - {"model"}  # what plan() takes: model= comes resolved, as its target
+# The face's own options: how a face builds its frame from the core's Arrow columns, never planned or keyed.
+FACE_ONLY = frozenset({"dtype_backend"})
+# What a caller passes on through **options (Ray's generate, sweep, `llmframe run`): all but the three they take
+# themselves and the face's own (their results are not a pandas face's frame).
+PASSED_ON = frozenset(BY_NAME) - {"model", "output", "errors"} - FACE_ONLY
+PLANNED = frozenset(BY_NAME) - {"model"} - FACE_ONLY  # what plan() takes: model= comes resolved, as its target
 
 
 def _embed_options() -> tuple[Option, ...]:

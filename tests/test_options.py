@@ -27,11 +27,11 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 FACES = [
     (DataFrameAccessor, "generate", (), {}),
     (DataFrameAccessor, "agenerate", (), {}),
-    (DataFrameAccessor, "estimate", ("errors",), {}),
+    (DataFrameAccessor, "estimate", ("errors", "dtype_backend"), {}),
     (DataFrameAccessor, "submit", (), {"mode": "batch"}),
     (SeriesAccessor, "generate", (), {}),
     (SeriesAccessor, "agenerate", (), {}),
-    (SeriesAccessor, "estimate", ("errors",), {}),
+    (SeriesAccessor, "estimate", ("errors", "dtype_backend"), {}),
 ]
 FACE_IDS = [f"{accessor.__name__}.{method}" for accessor, method, _, _ in FACES]
 
@@ -61,7 +61,8 @@ def test_plan_takes_every_option_with_the_tables_defaults(monkeypatch):
     real = options.checked
     monkeypatch.setattr(options, "checked", lambda values: seen.update(values) or real(values))
     run = build.plan(rows_of(pd.DataFrame({"x": ["a"]})), "{x}", target=resolve("openai:m"), api_key="k")
-    assert seen == {**{o.name: o.default for o in OPTIONS if o.name != "model"}, "api_key": "k"}
+    # dtype_backend= is the face's own (options.FACE_ONLY): how its frame is built, never planned or keyed.
+    assert seen == {**{o.name: o.default for o in OPTIONS if o.name not in {"model", "dtype_backend"}}, "api_key": "k"}
     assert run.policy.max_attempts == constants.MAX_ATTEMPTS and run.output.text == constants.DEFAULT_OUTPUT
     with pytest.raises(ConfigError, match=re.escape("unknown option(s) ['model', 'temprature']; valid options are [")):
         build.plan(rows_of(pd.DataFrame({"x": ["a"]})), "{x}", target=resolve("openai:m"), model="openai:m",
@@ -139,7 +140,7 @@ BAD = {
     "stop": [""], "params": {"temperature": 1}, "missing": "drop", "max_prompt_tokens": 0, "cache": 1,
     "max_concurrency": 0, "rpm": -1, "tpm": 0, "max_attempts": 0, "max_failures_in_a_row": True, "timeout": 0,
     "max_wait": float("nan"), "mode": "later", "poll_interval": 0, "retry_online": "yes",
-    "prices": {"gpt": {}}, "max_cost": -1,
+    "prices": {"gpt": {}}, "max_cost": -1, "dtype_backend": "arrow",
 }
 
 

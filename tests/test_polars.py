@@ -216,6 +216,25 @@ def test_signatures_are_the_options_table():
     assert pl.DataFrame.llm is DataFrameNamespace and pl.Expr.llm is ExprNamespace
 
 
+def test_dtype_backend_is_refused_by_design_naming_the_fix_before_anything_is_sent(kw, sim):
+    # pandas' option: Polars' columns are Arrow-backed Polars dtypes already, so a value is refused, not ignored.
+    frame = pl.DataFrame({"x": ["a", "b"]})
+    calls = [lambda: frame.llm.generate("{x}", dtype_backend="pyarrow", **kw),
+             lambda: frame.llm.submit("{x}", mode="online", dtype_backend="numpy_nullable", **kw),
+             lambda: frame["x"].llm.generate("{}", dtype_backend="pyarrow", **kw),
+             lambda: pl.col("x").llm.generate("{}", dtype_backend="pyarrow", **kw),
+             lambda: frame.lazy().llm.generate("{x}", dtype_backend="pyarrow", **kw)]
+    for call in calls:
+        with pytest.raises(ConfigError, match=r"dtype_backend='\w+': dtype_backend= is for pandas results; a Polars "
+                                              r"frame's columns are Arrow-backed"):
+            call()
+    with pytest.raises(ConfigError, match="dtype_backend must be None, 'numpy_nullable' or 'pyarrow', got 'x'"):
+        frame.llm.generate("{x}", dtype_backend="x", **kw)
+    assert sim.count == 0
+    out = frame.llm.generate("{x}", dtype_backend=None, **kw)  # the default, as pandas' None: Polars' own dtypes
+    assert out.schema["response"] == pl.String and sim.count == 2
+
+
 def run_python(code: str) -> str:
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import pyarrow as pa
 
 from ..plan import structured
+
+if TYPE_CHECKING:
+    from ..plan.output import Output
 
 Column = Union[pa.Array, pa.ChunkedArray, np.ndarray]
 
@@ -85,6 +88,14 @@ def nested_type(schema: structured.OutputSchema, field: str) -> pa.DataType | No
     """The Arrow type of an object-kind field (lists, nested models, maps) from its JSON Schema; None where the
     schema leaves it open (a union of kinds). pandas keeps such fields as Python objects; Polars builds them."""
     return _type_of(schema.json_schema["properties"][field], schema.json_schema)
+
+
+def nested_types(out: Output) -> dict[str, pa.DataType | None]:
+    """Output column -> the Arrow type of its object-kind field (columns output mode only)."""
+    schema = out.schema
+    if schema is None or out.mode == "object":
+        return {}
+    return {f"{out.prefix}{f}": nested_type(schema, f) for f, k in schema.kinds.items() if k == "object"}
 
 
 def _type_of(prop: Any, root: dict) -> pa.DataType | None:

@@ -11,12 +11,14 @@ import pyarrow as pa
 
 from .. import constants
 from ..collect import columns as collector
+from ..collect import arrays
 from ..collect.arrays import Column
 from ..plan.rows import first_bytes
 
 if TYPE_CHECKING:
     from ..engine.outcome import Outcome
     from ..plan.build import Plan
+    from ..plan.output import Output
 
 
 class PandasRows:
@@ -71,14 +73,17 @@ def text_dtype() -> pd.StringDtype:
     return inferred if isinstance(inferred, pd.StringDtype) else pd.StringDtype()
 
 
-def series(values: Column, index: pd.Index) -> pd.Series:
+def series(values: Column, index: pd.Index, backend: str | None = None, nested: pa.DataType | None = None) -> pd.Series:
     """One collected column as pandas: text in pandas' default string dtype, Int64 / Float64 / boolean,
-    category, datetime64, or object."""
+    category, datetime64, or object; backend: dtype_backend= as pandas' readers take it (constants.DTYPE_BACKENDS)."""
+    if backend == "pyarrow":
+        return _arrow_series(values, index, nested)
     if isinstance(values, np.ndarray):  # Python objects: lists, dicts, validated models
         return pd.Series(values, index=index, dtype=object)
     kind = values.type
     if kind == pa.large_string():  # zero-copy where pandas keeps text in Arrow (pandas 3, or pyarrow storage)
-        return pd.Series(text_dtype().__from_arrow__(values), index=index)
+        dtype = pd.StringDtype() if backend == "numpy_nullable" else text_dtype()  # "string", <NA>, as read_csv's
+        return pd.Series(dtype.__from_arrow__(values), index=index)
     if kind in _MASKED:
         return pd.Series(_MASKED[kind].__from_arrow__(values), index=index)
     if pa.types.is_dictionary(kind):
@@ -92,28 +97,43 @@ def series(values: Column, index: pd.Index) -> pd.Series:
     raise TypeError(f"no pandas column for the Arrow type {kind}")  # a collector bug, not a user's mistake
 
 
-def _converted(columns: dict[str, Column], index: pd.Index) -> dict[str, pd.Series]:
+def _arrow_series(values: Column, index: pd.Index, nested: pa.DataType | None) -> pd.Series:
+    """A column as pd.ArrowDtype, as read_parquet(dtype_backend="pyarrow") gives it: the Arrow array as it is
+    (zero-copy; categories stay dictionary-encoded); Python objects built with their field's Arrow type."""
+    if isinstance(values, np.ndarray):
+        if nested is None:  # a field the schema leaves open, or whole validated objects: kept as they are
+            return pd.Series(values, index=index, dtype=object)
+        try:
+            values = pa.array(values.tolist(), type=nested)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            return pd.Series(values, index=index, dtype=object)  # a validator widened a value past the type
+    return pd.Series(pd.arrays.ArrowExtensionArray(values), index=index)
+
+
+def _converted(columns: dict[str, Column], index: pd.Index, out: Output, backend: str | None) -> dict[str, pd.Series]:
     """Every collected column as pandas, each Arrow array let go once converted (masked numbers are copied)."""
-    return {name: series(columns.pop(name), index) for name in list(columns)}
+    nested = arrays.nested_types(out) if backend == "pyarrow" else {}
+    return {name: series(columns.pop(name), index, backend, nested.get(name)) for name in list(columns)}
 
 
-def to_frame(frame: pd.DataFrame, plan: Plan, outcome: Outcome) -> pd.DataFrame:
-    """A new frame: the input columns, then the output columns and the error column."""
+def to_frame(frame: pd.DataFrame, plan: Plan, outcome: Outcome, dtype_backend: str | None = None) -> pd.DataFrame:
+    """A new frame: the input columns, then the output columns and the error column (in dtype_backend's dtypes)."""
     columns, report = collector.collect(plan, outcome)
-    out = frame.assign(**_converted(columns, frame.index))
+    out = frame.assign(**_converted(columns, frame.index, plan.output, dtype_backend))
     out.attrs[constants.REPORT_ATTR] = report
     collector.raise_if_asked(plan, report, out)
     return out
 
 
-def to_series(index: pd.Index, plan: Plan, outcome: Outcome) -> pd.Series | pd.DataFrame:
+def to_series(index: pd.Index, plan: Plan, outcome: Outcome,
+              dtype_backend: str | None = None) -> pd.Series | pd.DataFrame:
     """A text answer per value (a Series on index), or a structured output's columns (a DataFrame).
 
     Per-row errors are counted and sampled in the report, not returned as a column.
     """
     columns, report = collector.collect(plan, outcome)
     columns.pop(plan.output.error_column, None)
-    made = _converted(columns, index)
+    made = _converted(columns, index, plan.output, dtype_backend)
     out = next(iter(made.values())) if len(made) == 1 else pd.DataFrame(made)
     if isinstance(out, pd.Series):
         out.name = plan.output.names[0]

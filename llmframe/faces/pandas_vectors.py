@@ -16,7 +16,7 @@ from ..engine import run as engine
 from ..engine.loop import run_async, run_sync
 from ..errors import ConfigError
 from ..ops import vectors as ops
-from ..options import documented, embed_keywords
+from ..options import FACE_ONLY, documented, embed_keywords
 from ..plan import embed as embedding
 from ..plan.template import TemplateLike
 from ..providers.base import Provider
@@ -33,8 +33,9 @@ class VectorVerbs:
     def embed(self, template: TemplateLike = "{}", *, model: str | Provider = constants.DEFAULT_EMBEDDING_MODEL,
               output: str = constants.DEFAULT_EMBEDDING_OUTPUT, dimensions: int | None = None,
               task_type: str | None = None, truncate: bool = False, batch_size: int | None = None,
-              errors: str = constants.ERROR_MODES[0], usage: bool = False, missing: str = constants.MISSING_MODES[0],
-              allow_no_placeholder: bool = False, cache: bool | str = True, cache_dir: str | None = None,
+              errors: str = constants.ERROR_MODES[0], dtype_backend: str | None = None, usage: bool = False,
+              missing: str = constants.MISSING_MODES[0], allow_no_placeholder: bool = False,
+              cache: bool | str = True, cache_dir: str | None = None,
               max_concurrency: int | None = None, rpm: float | None = None, tpm: float | None = None,
               max_attempts: int = constants.MAX_ATTEMPTS, max_failures_in_a_row: int = constants.BREAKER_FAILURES,
               timeout: float = constants.REQUEST_TIMEOUT_SECONDS, max_wait: float = constants.MAX_WAIT_SECONDS,
@@ -47,13 +48,13 @@ class VectorVerbs:
         vectors are cached per row. llmframe.vectors(result["embedding"]) gives them as a 2-D numpy array.
         """
         plan = self._embed_plan(template, embed_keywords(locals()))
-        return self._result(plan, run_sync(engine.start(plan)), None)
+        return self._result(plan, run_sync(engine.start(plan)), None, dtype_backend=dtype_backend)
 
     @documented
     async def aembed(self, template: TemplateLike = "{}", *, model: str | Provider = constants.DEFAULT_EMBEDDING_MODEL,
                      output: str = constants.DEFAULT_EMBEDDING_OUTPUT, dimensions: int | None = None,
                      task_type: str | None = None, truncate: bool = False, batch_size: int | None = None,
-                     errors: str = constants.ERROR_MODES[0], usage: bool = False,
+                     errors: str = constants.ERROR_MODES[0], dtype_backend: str | None = None, usage: bool = False,
                      missing: str = constants.MISSING_MODES[0], allow_no_placeholder: bool = False,
                      cache: bool | str = True, cache_dir: str | None = None, max_concurrency: int | None = None,
                      rpm: float | None = None, tpm: float | None = None, max_attempts: int = constants.MAX_ATTEMPTS,
@@ -64,13 +65,14 @@ class VectorVerbs:
                      **unknown: Any) -> pd.DataFrame | pd.Series:
         """The async twin of embed, for code that already runs an event loop."""
         plan = self._embed_plan(template, embed_keywords(locals()))
-        return self._result(plan, await run_async(engine.start(plan)), None)
+        return self._result(plan, await run_async(engine.start(plan)), None, dtype_backend=dtype_backend)
 
     @documented
     def estimate_embed(self, template: TemplateLike = "{}", *, model: str | Provider = constants.DEFAULT_EMBEDDING_MODEL,
                        output: str = constants.DEFAULT_EMBEDDING_OUTPUT, dimensions: int | None = None,
                        task_type: str | None = None, truncate: bool = False, batch_size: int | None = None,
-                       errors: str = constants.ERROR_MODES[0], usage: bool = False,
+                       errors: str = constants.ERROR_MODES[0], dtype_backend: str | None = None,
+                       usage: bool = False,
                        missing: str = constants.MISSING_MODES[0], allow_no_placeholder: bool = False,
                        cache: bool | str = True, cache_dir: str | None = None, max_concurrency: int | None = None,
                        rpm: float | None = None, tpm: float | None = None,
@@ -146,6 +148,7 @@ class VectorVerbs:
     def _embed_plan(self, template, given: dict):
         rows, extra = self._rows()
         model = given.pop("model")
+        given = {k: v for k, v in given.items() if k not in FACE_ONLY}  # how the frame is built: not planned
         return embedding.embed_plan(rows, template, target=resolve(model), **given, **extra)
 
     def _vector_frame(self, on: str) -> pd.DataFrame:

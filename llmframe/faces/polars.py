@@ -22,8 +22,16 @@ from .verbs import FrameVerbs, Generate, RowVerbs, empty_columns, keep_report, k
 _SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
 
 
+class _ArrowColumns:
+    """Polars' columns are Arrow's already, in Polars' own dtypes: dtype_backend= (pandas') is refused, not ignored."""
+
+    dtype_backends = None
+    no_dtype_backend = ("dtype_backend= is for pandas results; a Polars frame's columns are Arrow-backed Polars "
+                        "dtypes already: leave it out (or convert with .to_pandas(types_mapper=pd.ArrowDtype))")
+
+
 @pl.api.register_dataframe_namespace("llm")
-class DataFrameNamespace(FrameVerbs):
+class DataFrameNamespace(_ArrowColumns, FrameVerbs):
     """Run a model over every row of a Polars DataFrame."""
 
     def _rows(self) -> tuple[Rows, dict]:
@@ -55,7 +63,7 @@ def _series_rows(values: pl.Series) -> tuple[Rows, dict]:
 
 
 @pl.api.register_series_namespace("llm")
-class SeriesNamespace(RowVerbs):
+class SeriesNamespace(_ArrowColumns, RowVerbs):
     """Run a model over every value of a Series ("{}" is the value), or over a struct Series' fields."""
 
     def _rows(self) -> tuple[Rows, dict]:
@@ -68,7 +76,7 @@ class SeriesNamespace(RowVerbs):
 
 
 @pl.api.register_expr_namespace("llm")
-class ExprNamespace(Generate):
+class ExprNamespace(_ArrowColumns, Generate):
     """pl.col("review").llm.generate(...) and pl.struct("title", "body").llm.generate(...): one answer column
     (a struct of fields for a structured output), computed when the query runs."""
 
@@ -94,7 +102,7 @@ class ExprNamespace(Generate):
 
 
 @pl.api.register_lazyframe_namespace("llm")
-class LazyFrameNamespace(Generate):
+class LazyFrameNamespace(_ArrowColumns, Generate):
     """lf.llm.generate(...): a LazyFrame with the answer columns; the model runs when it is collected."""
 
     def _run(self, call: tuple) -> pl.LazyFrame:

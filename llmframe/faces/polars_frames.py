@@ -118,18 +118,9 @@ def _with_enums(kind: pa.DataType) -> pl.DataType | None:
     return dtype if enum else None
 
 
-def _nested_types(out: Output) -> dict[str, pa.DataType | None]:
-    """Output column -> the Arrow type of its object-kind field (columns output mode only)."""
-    schema = out.schema
-    if schema is None or out.mode == "object":
-        return {}
-    return {f"{out.prefix}{f}": arrays.nested_type(schema, f) for f, k in schema.kinds.items()
-            if k == "object"}
-
-
 def converted(out: Output, columns: dict[str, Column]) -> list[pl.Series]:
     """Every collected column as Polars, each Arrow array let go once converted."""
-    nested = _nested_types(out)
+    nested = arrays.nested_types(out)
     return [series(name, columns.pop(name), nested.get(name)) for name in list(columns)]
 
 

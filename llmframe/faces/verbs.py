@@ -13,7 +13,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from . import planning
-from .. import constants
+from .. import constants, options
 from ..batch import BatchJob
 from ..engine.background import OnlineJob
 from ..collect import columns
@@ -28,7 +28,7 @@ from ..engine.answers import Answers
 from ..engine.loop import run_async, run_sync
 from ..engine.outcome import Outcome
 from ..errors import ConfigError
-from ..options import OPTIONS, PASSED_ON, check_names, documented, keywords, template_only_positional
+from ..options import FACE_ONLY, OPTIONS, PASSED_ON, check_names, documented, keywords, template_only_positional
 from ..plan.build import Plan
 from ..plan.output import Output
 from ..plan.rows import Rows
@@ -45,8 +45,9 @@ _REPORTS: OrderedDict[int, tuple[weakref.ref, Report]] = OrderedDict()
 
 
 def plan_of(rows: Rows, template: TemplateLike, given: dict) -> Plan:
-    """The one call through which every face plans a run (model= resolved by faces/planning.py)."""
-    return planning.plan(rows, template, **given)
+    """The one call through which every face plans a run (model= resolved by faces/planning.py); the face's own
+    options (dtype_backend=) stay with the face: they are neither planned nor part of the cache key."""
+    return planning.plan(rows, template, **{k: v for k, v in given.items() if k not in FACE_ONLY})
 
 
 def _placeholder_key(model: Any) -> str | None:
@@ -107,7 +108,8 @@ class Generate:
     def generate(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                  errors: str = constants.ERROR_MODES[0], prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0],
                  strict: bool = True, structured: str = constants.STRUCTURED_MODES[0],
-                 invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
+                 invalid_retries: int = constants.INVALID_ANSWER_RETRIES,
+                 dtype_backend: str | None = None, usage: bool = False,
                  system: str | None = None, temperature: float | None = None, top_p: float | None = None,
                  max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
                  params: dict | None = None, missing: str = constants.MISSING_MODES[0],
@@ -128,11 +130,24 @@ class Generate:
         (llmframe.last_report(); a frame's out.llm.report) counts and samples their errors (use a DataFrame for
         an error column). A Polars expression or LazyFrame runs when the query is collected.
         """
-        return self._run((template, keywords(locals())))
+        return self._run(self._call(template, locals()))
 
     def _run(self, call: tuple) -> Any:
         """What generate gives for this call (template, keywords)."""
         raise NotImplementedError
+
+    # The dtype_backend= values this face builds its frames with (llmframe.options.FACE_ONLY); None: refused
+    # with what the face says instead, checked before anything is planned or sent.
+    dtype_backends: tuple | None = constants.DTYPE_BACKENDS
+    no_dtype_backend = ""
+
+    def _call(self, template: TemplateLike, values: dict) -> tuple:
+        """The call (template, keywords) of a verb's locals(): generate's keywords, the face's own checked here."""
+        given = keywords(values)
+        backend = options.checked({"dtype_backend": given.get("dtype_backend")})["dtype_backend"]
+        if backend is not None and backend not in (self.dtype_backends or ()):
+            raise ConfigError(f"dtype_backend={backend!r}: {self.no_dtype_backend}")
+        return template, given
 
 
 class RowVerbs(Generate):
@@ -144,7 +159,8 @@ class RowVerbs(Generate):
                         errors: str = constants.ERROR_MODES[0], prefix: str = "",
                         output_mode: str = constants.OUTPUT_MODES[0], strict: bool = True,
                         structured: str = constants.STRUCTURED_MODES[0],
-                        invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
+                        invalid_retries: int = constants.INVALID_ANSWER_RETRIES,
+                        dtype_backend: str | None = None, usage: bool = False,
                         system: str | None = None, temperature: float | None = None, top_p: float | None = None,
                         max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
                         params: dict | None = None, missing: str = constants.MISSING_MODES[0],
@@ -159,7 +175,7 @@ class RowVerbs(Generate):
                         retry_online: bool = False, prices: dict | None = None, max_cost: float | None = None,
                         **unknown: Any) -> Any:
         """The async twin of generate, for code that already runs an event loop."""
-        call = (template, keywords(locals()))
+        call = self._call(template, locals())
         plan = self._plan(*call)
         return self._result(plan, await run_async(engine.start(plan)), call)
 
@@ -220,7 +236,8 @@ class FrameVerbs(RowVerbs):
     def submit(self, template: TemplateLike, *, model: str | Provider, output: Any = constants.DEFAULT_OUTPUT,
                errors: str = constants.ERROR_MODES[0], prefix: str = "", output_mode: str = constants.OUTPUT_MODES[0],
                strict: bool = True, structured: str = constants.STRUCTURED_MODES[0],
-               invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
+               invalid_retries: int = constants.INVALID_ANSWER_RETRIES,
+               dtype_backend: str | None = None, usage: bool = False,
                system: str | None = None, temperature: float | None = None, top_p: float | None = None,
                max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
                params: dict | None = None, missing: str = constants.MISSING_MODES[0],
@@ -241,7 +258,7 @@ class FrameVerbs(RowVerbs):
         to the same jobs. mode="online" runs on llmframe's background loop while the caller goes on;
         job.result(partial=True) is what finished so far, and re-running the call resumes from the cache.
         """
-        call = (template, keywords(locals()))
+        call = self._call(template, locals())
         held = type(self)(self._held())  # the rows as they are now: later edits do not reach the job
         plan = held._plan(*call)
 
