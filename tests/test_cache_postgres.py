@@ -190,6 +190,18 @@ def test_llmframe_run_writes_to_the_shared_store_and_a_second_run_sends_nothing(
     assert pg_cluster.password not in provenance and "not-the-Pa55word" not in wrong.stdout + wrong.stderr
 
 
+def test_synchronous_commit_off_is_an_opt_in_of_the_url(gen, sim, pg_cluster, pg_url):
+    # The test server runs without durability (fsync off): this database is given the durable default back.
+    pg_cluster.execute(f'ALTER DATABASE "{pg_url.rsplit("/", 1)[1]}" SET synchronous_commit = on')
+    fast = pg_url + "?options=-c%20synchronous_commit%3Doff"  # README "A shared cache": durability
+    out = gen(frame(8), "{x}", cache=fast)
+    assert sim.count == 8 and out.attrs["llmframe"]["failed"] == 0 and len(store_at(pg_url)) == 8
+    with store_at(fast)._connection() as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off", "libpq's options= reach the session"
+    with store_at(pg_url)._connection() as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on", "the default stays durable"
+
+
 def test_an_interrupted_copy_resumes(pg_url, cache_dir, pg_cluster):
     disk = open_store(cache_dir)
     items = [(f"k{i:05d}", Response(f"a{i}", 1, 1, "stop").to_cache(MODEL, time.time())) for i in range(5000)]
