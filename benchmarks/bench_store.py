@@ -8,7 +8,9 @@
    flight, cache=False vs diskcache vs PostgreSQL; rows/s, and the most answers ever waiting for
    the store (the back-pressure line is constants.CACHE_BACKLOG_ROWS).
 3. Four processes sharing one store: each runs its own quarter of `online` rows at 20 ms / 250 in
-   flight, all at once, then all four re-run cached; aggregate rows/s for each store.
+   flight, all at once, then all four re-run cached; aggregate rows/s for each store, and the writer's
+   batches (one commit each). `--four-only`: this scenario alone, `repeats` times interleaved, with
+   a third store: PostgreSQL with synchronous_commit=off for the session (the URL's options=).
 
 PostgreSQL is a throwaway local cluster (llmframe.testing.postgres) with its default durability
 (fsync, synchronous_commit on); diskcache is a directory on the same disk.
