@@ -8,7 +8,9 @@
    flight, cache=False vs diskcache vs PostgreSQL; rows/s, and the most answers ever waiting for
    the store (the back-pressure line is constants.CACHE_BACKLOG_ROWS).
 3. Four processes sharing one store: each runs its own quarter of `online` rows at 20 ms / 250 in
-   flight, all at once, then all four re-run cached; aggregate rows/s for each store.
+   flight, all at once, then all four re-run cached; aggregate rows/s for each store, and the writer's
+   batches (one commit each). `--four-only`: this scenario alone, `repeats` times interleaved, with
+   a third store: PostgreSQL with synchronous_commit=off for the session (the URL's options=).
 
 PostgreSQL is a throwaway local cluster (llmframe.testing.postgres) with its default durability
 (fsync, synchronous_commit on); diskcache is a directory on the same disk.
@@ -112,35 +114,74 @@ import llmframe
 rows, tag, base_url, cache = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 df = pd.DataFrame({"review": [f"Review {tag}{i}: it arrived on time and works as described." for i in range(rows)]})
 options = {"cache": cache} if cache.startswith("postgresql") else {"cache_dir": cache}
+from llmframe.stores import diskcache, postgresql
+writes = {"writes": 0, "rows_written": 0, "write_seconds": 0.0}  # the writer's batches: one commit each
+for store_class in (diskcache.Store, postgresql.PostgresStore):
+    def counted(self, items, *, overwrite=False, _set=store_class.set_many):
+        start = time.perf_counter()
+        try:
+            return _set(self, items, overwrite=overwrite)
+        finally:
+            writes["writes"] += bool(items)
+            writes["rows_written"] += len(items)
+            writes["write_seconds"] += time.perf_counter() - start
+    store_class.set_many = counted
 for label in ("first", "again"):
     start = time.perf_counter()
     out = df.llm.generate("Sentiment of this review, one word:\\n{review}", model="openai:sim-model", base_url=base_url,
                           api_key="sim", progress=False, max_concurrency=250, **options)
-    print(json.dumps({"run": label, "seconds": time.perf_counter() - start, **out.attrs["llmframe"]}), flush=True)
+    print(json.dumps({"run": label, "seconds": time.perf_counter() - start, **out.attrs["llmframe"], **writes}),
+          flush=True)
     if label == "first":
         sys.stdin.readline()  # the second run starts when all four are told to, so they read at once too
 """
 
 
-def four_processes(rows: int, base_url: str, url: str, directory: str) -> dict:
-    results = {}
-    for name, target in (("diskcache", directory + "-shared"), ("postgresql", url)):
-        workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(rows // 4), f"{name[0]}{k}-", base_url, target,
-                                     str(ROOT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                   for k in range(4)]
-        firsts = [json.loads(w.stdout.readline()) for w in workers]
-        for w in workers:
-            w.stdin.write("\n")
-            w.stdin.flush()
-        agains = [json.loads(w.stdout.readline()) for w in workers]
-        # The slowest process's run time: process start-up (imports) is left out.
-        first_wall, again_wall = max(r["seconds"] for r in firsts), max(r["seconds"] for r in agains)
-        for w in workers:
-            w.wait(60)
-        assert all(r["failed"] == 0 for r in firsts) and all(r["cached"] == rows // 4 for r in agains)
-        results[name] = {"online_rows_per_s": rows / first_wall, "cached_rows_per_s": rows / again_wall,
-                         "duplicates": sum(r["concurrent_duplicates"] for r in firsts)}
-    return results
+def four_processes(rows: int, base_url: str, stores: dict[str, str], repeats: int = 1) -> dict:
+    """Each store in turn (interleaved over repeats, so all see the same load): four processes at once.
+
+    stores: name -> a diskcache directory or a postgresql:// URL. Per store, the medians of the repeats."""
+    runs: dict[str, list[dict]] = {name: [] for name in stores}
+    for repeat in range(repeats):
+        for name, target in stores.items():
+            runs[name].append(_four_at_once(rows, base_url, target, f"{name}{repeat}"))
+    return {name: {key: statistics.median(r[key] for r in found) for key in found[0]} for name, found in runs.items()}
+
+
+def _four_at_once(rows: int, base_url: str, target: str, tag: str) -> dict:
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(rows // 4), f"{tag}-{k}-", base_url, target,
+                                 str(ROOT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+               for k in range(4)]
+    firsts = [json.loads(w.stdout.readline()) for w in workers]
+    for w in workers:
+        w.stdin.write("\n")
+        w.stdin.flush()
+    agains = [json.loads(w.stdout.readline()) for w in workers]
+    # The slowest process's run time: process start-up (imports) is left out.
+    first_wall, again_wall = max(r["seconds"] for r in firsts), max(r["seconds"] for r in agains)
+    for w in workers:
+        w.wait(60)
+    assert all(r["failed"] == 0 for r in firsts) and all(r["cached"] == rows // 4 for r in agains)
+    writes = sum(r["writes"] for r in firsts)
+    return {"online_rows_per_s": rows / first_wall, "cached_rows_per_s": rows / again_wall,
+            "duplicates": sum(r["concurrent_duplicates"] for r in firsts), "writes": writes,
+            "rows_per_write": sum(r["rows_written"] for r in firsts) / max(writes, 1),
+            "ms_per_write": 1000 * sum(r["write_seconds"] for r in firsts) / max(writes, 1)}
+
+
+def no_sync_commit(url: str) -> str:
+    """The URL with libpq's options=-c synchronous_commit=off: this session's commits do not wait for the disk."""
+    return url + ("&" if "?" in url else "?") + "options=-c%20synchronous_commit%3Doff"
+
+
+def print_four(rows: int, shared: dict) -> None:
+    for name, r in shared.items():
+        print(f"four processes, one {name} store, {rows:,} rows in all: online {r['online_rows_per_s']:,.0f} "
+              f"rows/s, then cached {r['cached_rows_per_s']:,.0f} rows/s, duplicates {r['duplicates']:.0f}; "
+              f"{r['writes']:.0f} writes of {r['rows_per_write']:.1f} rows, {r['ms_per_write']:.1f} ms each")
+    base = shared["diskcache"]["online_rows_per_s"]
+    print("online / diskcache: " + ", ".join(f"{name} {r['online_rows_per_s'] / base:.2f}"
+                                            for name, r in shared.items() if name != "diskcache"))
 
 
 def main() -> None:
@@ -148,6 +189,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--online", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--four-only", action="store_true",
+                        help="only the four-process scenario, repeated and interleaved: diskcache, PostgreSQL, "
+                             "and PostgreSQL with synchronous_commit=off")
     args = parser.parse_args()
     import psycopg
 
@@ -157,6 +201,12 @@ def main() -> None:
             SimulatorProcess(latency=0.0, max_seconds=3600) as fast, \
             SimulatorProcess(latency=0.02, max_seconds=3600) as slow:
         print(f"PostgreSQL {cluster.execute('SHOW server_version')[0][0]}")
+        if args.four_only:
+            url = cluster.create_database("shared")
+            stores = {"diskcache": f"{tmp}/four", "postgresql": url,
+                      "postgresql synchronous_commit=off": no_sync_commit(url)}
+            print_four(args.online, four_processes(args.online, slow.base_url, stores, args.repeats))
+            return
         rerun = cached_rerun(args.rows, args.repeats, fast.base_url, cluster.create_database("rerun"), f"{tmp}/rerun")
         print(f"cached re-run of {args.rows:,} rows (median of {args.repeats}): "
               + ", ".join(f"{k} {v:,.0f} rows/s" for k, v in rerun.items())
@@ -168,10 +218,9 @@ def main() -> None:
               + f"; postgresql / off = {paced['postgresql']['rows_per_s'] / paced['off']['rows_per_s']:.2f}, "
               f"diskcache / off = {paced['diskcache']['rows_per_s'] / paced['off']['rows_per_s']:.2f} "
               f"(back-pressure starts at {constants.CACHE_BACKLOG_ROWS:,})")
-        shared = four_processes(args.online, slow.base_url, cluster.create_database("shared"), f"{tmp}/four")
-        for name, r in shared.items():
-            print(f"four processes, one {name} store, {args.online:,} rows in all: online {r['online_rows_per_s']:,.0f} "
-                  f"rows/s, then cached {r['cached_rows_per_s']:,.0f} rows/s, duplicates {r['duplicates']}")
+        shared = four_processes(args.online, slow.base_url, {"diskcache": f"{tmp}/four",
+                                                             "postgresql": cluster.create_database("shared")})
+        print_four(args.online, shared)
 
 
 if __name__ == "__main__":

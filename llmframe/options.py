@@ -67,8 +67,8 @@ class Flag:
     flag: str
     group: str
     settings: dict = field(default_factory=dict)  # more add_argument settings: type, choices, action, metavar
-    convert: Callable | None = None  # the parsed value -> the keyword's value
-    values: Mapping[str, Any] | None = None  # the flag's words for the keyword's values (its choices)
+    convert: Callable | None = None  # the parsed value -> the keyword's value (with values: a text not among them)
+    values: Mapping[str, Any] | None = None  # the flag's words for the keyword's values (its choices, unless convert)
     help: str | None = None  # the command line's own wording, where the option's does not fit a flag
 
 
@@ -107,6 +107,16 @@ def _cache(name: str, value: Any) -> Any:
     if isinstance(value, str) and "://" in value:
         raise ConfigError(f"{name} must be True, False, 'refresh' or a postgresql:// URL, got {redacted(value)!r}")
     return _choice((True, False, "refresh"), "True, False, 'refresh' or a postgresql:// URL")(name, value)
+
+
+def _cache_url(text: str) -> Any:
+    """--cache's text other than on/refresh/off: a postgresql:// URL, carried as a CacheURL; ConfigError if not one."""
+    from .cacheurl import CacheURL, is_url, redacted
+
+    if is_url(text):
+        return CacheURL(text)
+    shown = redacted(text) if "://" in text or "@" in text else text  # a mistyped URL keeps its password hidden
+    raise ConfigError(f"expected on, refresh, off or a postgresql:// URL, got {shown!r}")
 
 
 def _at_least(low: int, *, optional: bool = False) -> Callable:
@@ -194,9 +204,11 @@ OPTIONS: tuple[Option, ...] = (
            "skipped, not sent", check=_at_least(1, optional=True), flag=Flag("--max-prompt-tokens", GENERATION, _N)),
     Option("cache", "bool | str", True, '`True`: read and write; `"refresh"`: ignore hits, write new answers; '
            '`False`: neither; `"postgresql://..."`: read and write that shared store', check=_cache,
-           flag=Flag("--cache", CACHE, values={"on": True, "refresh": "refresh", "off": False},
+           flag=Flag("--cache", CACHE, dict(metavar="on|refresh|off|URL"), convert=_cache_url,
+                     values={"on": True, "refresh": "refresh", "off": False},
                      help="on: answers come from and go to the cache; refresh: ask again and replace them; "
-                          "off: no cache"), see="The cache"),
+                          "postgresql://...: that shared store (its password is best in PGPASSWORD or ~/.pgpass: "
+                          "a command line is visible to other users); off: no cache"), see="The cache"),
     Option("cache_dir", "str | None", None, "where the cache lives", flag=Flag("--cache-dir", CACHE,
                                                                               dict(metavar="DIR")),
            means=f"`{constants.CACHE_ENV_VAR}`, else the user cache directory"),

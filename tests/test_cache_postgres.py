@@ -162,6 +162,46 @@ def test_stats_clear_prune_and_copy_on_the_command_line(gen, sim, pg_url, cache_
         assert pg_url.split(":")[2].split("@")[0] not in done.stdout + done.stderr, "the password is never shown"
 
 
+def test_llmframe_run_writes_to_the_shared_store_and_a_second_run_sends_nothing(sim, pg_cluster, pg_url,
+                                                                                 cache_dir, tmp_path):
+    import pyarrow.parquet as pq
+
+    pd.DataFrame({"x": [f"cli {i}" for i in range(25)]}).to_parquet(tmp_path / "in.parquet")
+    base = ["run", str(tmp_path / "in.parquet"), str(tmp_path / "out.parquet"), "--template", "{x}", "--model",
+            MODEL, "--base-url", sim.base_url, "--api-key", sim.api_key, "--overwrite", "--cache", pg_url]
+    first = cli(*base)
+    assert first.returncode == 0 and "25 sent, 0 cached" in first.stderr, first.stderr
+    assert sim.count == 25 and len(store_at(pg_url)) == 25 and not (cache_dir / "cache.db").exists()
+    second = cli(*base)
+    assert second.returncode == 0 and "0 sent, 25 cached" in second.stderr, second.stderr
+    assert sim.count == 25, "the second run's answers all come from the shared store"
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out["response"].to_pylist() == [digest_answer(f"cli {i}") for i in range(25)]
+    provenance = out.schema.metadata[b"llmframe"].decode()
+    assert json.loads(provenance)["parameters"]["cache"] == pg_url.replace(pg_cluster.password, "***")
+    info = cli("info", str(tmp_path / "out.parquet"))
+    assert info.returncode == 0 and "cache='postgresql://" in info.stdout, info.stderr
+    wrong = cli(*base[:-1], pg_url.replace(pg_cluster.password, "not-the-Pa55word"))
+    assert wrong.returncode == 2 and "password authentication failed" in wrong.stderr and sim.count == 25
+    typo = cli(*base[:-1], pg_url.replace("postgresql", "postgresq1"))
+    assert typo.returncode == 2 and "argument --cache: expected on, refresh, off or a postgresql:// URL" in typo.stderr
+    for done in (first, second, info, typo):
+        assert pg_cluster.password not in done.stdout + done.stderr, "the password is never printed"
+    assert pg_cluster.password not in provenance and "not-the-Pa55word" not in wrong.stdout + wrong.stderr
+
+
+def test_synchronous_commit_off_is_an_opt_in_of_the_url(gen, sim, pg_cluster, pg_url):
+    # The test server runs without durability (fsync off): this database is given the durable default back.
+    pg_cluster.execute(f'ALTER DATABASE "{pg_url.rsplit("/", 1)[1]}" SET synchronous_commit = on')
+    fast = pg_url + "?options=-c%20synchronous_commit%3Doff"  # README "A shared cache": durability
+    out = gen(frame(8), "{x}", cache=fast)
+    assert sim.count == 8 and out.attrs["llmframe"]["failed"] == 0 and len(store_at(pg_url)) == 8
+    with store_at(fast)._connection() as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off", "libpq's options= reach the session"
+    with store_at(pg_url)._connection() as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on", "the default stays durable"
+
+
 def test_an_interrupted_copy_resumes(pg_url, cache_dir, pg_cluster):
     disk = open_store(cache_dir)
     items = [(f"k{i:05d}", Response(f"a{i}", 1, 1, "stop").to_cache(MODEL, time.time())) for i in range(5000)]

@@ -379,3 +379,23 @@ def test_every_generate_option_has_a_flag_and_reaches_generate():
     assert cli.generate_options(args) == {"mode": "batch", "poll_interval": 30, "cache": False, "stop": ["a", "b"],
                                           "params": {"n": 2, "user": "me"}, "strict": False,
                                           "structured": "json_object"}
+
+
+def test_cache_takes_a_shared_store_url_whose_password_never_shows(capsys):
+    from llmframe.cacheurl import CacheURL
+
+    def cache(value):
+        args = cli.build_parser().parse_args(["run", "i.parquet", "o.parquet", "-t", "{x}", "-m", MODEL,
+                                              "--cache", value])
+        return cli.generate_options(args)["cache"]
+
+    assert [cache(w) for w in ("on", "refresh", "off")] == [True, "refresh", False]
+    url = cache("postgresql://team:s3cret-pw@db.internal/answers")
+    assert isinstance(url, CacheURL) and url.url.endswith("@db.internal/answers")
+    assert "s3cret" not in repr(url) + str(url) and str(url) == "postgresql://team:***@db.internal/answers"
+    for bad in ("maybe", "mysql://team:s3cret-pw@db/answers"):
+        with pytest.raises(SystemExit) as exit_:
+            cache(bad)
+        said = capsys.readouterr().err
+        assert exit_.value.code == 2 and "--cache: expected on, refresh, off or a postgresql:// URL" in said
+        assert "s3cret" not in said

@@ -23,15 +23,35 @@ def generate_options(args: argparse.Namespace) -> dict:
 def _keyword(option: Option, value):
     """A flag's parsed value as the keyword's value."""
     flag = option.flag
-    if flag.values is not None:
+    if flag.values is not None and value in flag.values:
         return flag.values[value]
     return flag.convert(value) if flag.convert else value
 
 
 def _add_flag(group, option: Option) -> None:
     flag = option.flag
-    choices = {"choices": tuple(flag.values)} if flag.values is not None else {}
-    group.add_argument(flag.flag, dest=option.name, help=options.flag_help(option), **flag.settings, **choices)
+    if flag.values is not None and flag.convert is None:
+        checks = {"choices": tuple(flag.values)}
+    elif flag.values is not None:  # its words, or a text convert takes (--cache postgresql://...)
+        checks = {"type": _word_or_converted(option)}
+    else:
+        checks = {}
+    group.add_argument(flag.flag, dest=option.name, help=options.flag_help(option), **flag.settings, **checks)
+
+
+def _word_or_converted(option: Option):
+    """argparse's type= for a flag of words that takes other texts too: a bad one is a usage error (exit 2), whose
+    message is the check's own (argparse would quote the value: a URL's password)."""
+    def check(text: str) -> str:
+        from ...errors import ConfigError
+
+        if text not in option.flag.values:
+            try:
+                option.flag.convert(text)
+            except ConfigError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+    return check
 
 
 _RUN_EXAMPLES = """examples:
