@@ -194,3 +194,15 @@ VECTOR_BLOCK_ROWS = 8192  # rows of the left side scored at a time by search, si
 SEARCH_K = 10
 DEDUP_THRESHOLD = 0.95
 SCORE_COLUMN = "score"
+
+# Media: images and documents in templates (llmframe.image, llmframe.document)
+MEDIA_READ_BLOCK_BYTES = 1 << 20  # a file is hashed and read a block at a time, never whole in memory twice
+MEDIA_DIGEST_CACHE_ENTRIES = 1_000_000  # files whose digest is kept by (path, size, mtime, inode) in the process
+FETCH_URL_TIMEOUT_SECONDS = 30.0  # fetch_urls=True: one download's most seconds
+FETCH_URL_MAX_BYTES = 20 * 2**20  # fetch_urls=True: a download past this many bytes fails its row
+# The most bytes of one image or document each API takes inline (OpenAI: 20 MB an image, 32 MB a PDF;
+# Anthropic: 5 MB an image, 32 MB a PDF; Gemini: 20 MB inline, larger ones go through its Files API).
+OPENAI_MEDIA_MAX_BYTES = {"image": 20 * 2**20, "document": 32 * 2**20}
+ANTHROPIC_MEDIA_MAX_BYTES = {"image": 5 * 2**20, "document": 32 * 2**20}
+GEMINI_INLINE_MAX_BYTES = 20 * 2**20
+GEMINI_FILE_MAX_BYTES = 2 * 2**30  # the Files API's most per file

@@ -145,6 +145,7 @@ _N, _SECONDS = dict(type=int, metavar="N"), dict(type=number, metavar="SECONDS")
 _ON = dict(action="store_const", const=True)
 _PROVIDERS = "the provider's"
 _BATCH = "Batch mode: the providers' half-price batch APIs"
+_MEDIA = "Images and documents: llmframe.image and llmframe.document"
 
 OPTIONS: tuple[Option, ...] = (
     Option("model", "str | Provider", REQUIRED, '`"provider:model"`, e.g. `"openai:gpt-4o-mini"`, or a `Provider` '
@@ -260,6 +261,12 @@ OPTIONS: tuple[Option, ...] = (
            flag=Flag("--max-cost", SENDING, dict(type=number, metavar="USD"),
                      help="a cap in USD on what the whole run may spend: no request is sent that could take it "
                           "past the cap; the run then stops with status 1 and writes nothing (answers stay cached)")),
+    Option("max_image_side", "int | None", None, "media: downscale images (with Pillow) so their longer side is at "
+           "most this many pixels before sending", check=_at_least(1, optional=True), means="none",
+           see=_MEDIA),
+    Option("fetch_urls", "bool", False, "media: download http(s) URLs in media columns and send their bytes, "
+           f"for providers that take none by URL (at most {constants.FETCH_URL_MAX_BYTES // 2**20} MB and "
+           f"{constants.FETCH_URL_TIMEOUT_SECONDS:g} s each)", check=_FLAG, see=_MEDIA),
 )
 
 BY_NAME = {o.name: o for o in OPTIONS}

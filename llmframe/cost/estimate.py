@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import media
 from .. import constants
 from .money import dollars
 from .prices import Pricer
@@ -106,7 +107,12 @@ def output_limit(kind: type[Provider], max_tokens: int | None) -> int:
 def request_cost(pricer: Pricer, limit: int) -> Callable[[Request], float]:
     """An upper-leaning USD estimate of one request before it is sent (input chars / 4, output at its limit)."""
 
+    provider = pricer.model.partition(":")[0]
+
     def cost(request: Request) -> float:
+        if media.has_media(request.messages):  # images and documents: by the provider's rules
+            tokens = -(-media.text_chars(request.messages) // constants.CHARS_PER_TOKEN)
+            return pricer.cost(tokens + media.message_tokens(provider, request.messages), limit) or 0.0
         chars = sum(len(m.get("content") or "") for m in request.messages)
         return pricer.cost(-(-chars // constants.CHARS_PER_TOKEN), limit) or 0.0
 
@@ -117,10 +123,16 @@ def input_tokens(run: Plan, first_row: np.ndarray) -> tuple[np.ndarray, str]:
     """Input tokens of each distinct request, and how they were counted."""
     counter = provider_kind(run.provider).token_counter(run.provider.model)
     if counter is None:
-        return _approximate(_chars(run, first_row)), APPROXIMATION
-    count, name = counter
-    messages = (run.prompts.messages_of(row) for row in _rendered(run, first_row))
-    return np.fromiter(map(count, messages), dtype=np.int64, count=len(first_row)), name
+        tokens, name = _approximate(_chars(run, first_row)), APPROXIMATION
+    else:
+        count, name = counter
+        messages = (run.prompts.messages_of(row) for row in _rendered(run, first_row))
+        tokens = np.fromiter(map(count, messages), dtype=np.int64, count=len(first_row))
+    if getattr(run.prompts, "media", False):  # images and documents, by the provider's documented rules
+        provider = run.provider.name
+        tokens = tokens + np.fromiter((media.message_tokens(provider, run.prompts.messages_of(row))
+                                       for row in _rendered(run, first_row)), dtype=np.int64, count=len(first_row))
+    return tokens, name
 
 
 def _uncached(run: Plan, store: Store | None) -> np.ndarray:

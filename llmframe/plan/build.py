@@ -21,6 +21,7 @@ from ..cost.prices import Pricer
 from ..errors import ConfigError
 from .output import Output
 from .request import KEYWORD_PARAMS, Keys, Request, content_digests, distinct, key_prefix, positive_number
+from .media_template import media_settings
 from .rows import Rows
 from .structured import structured_mode, with_prompt
 from .target import GivenProvider, ProviderKind, Target
@@ -164,8 +165,9 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     structured = structured_mode(checked["structured"], out.schema)
     gen = _generation(checked)
     compiled = Template(template, list(rows.columns), system=checked["system"], positional_column=positional_column)
-    prompts = compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"])
     kind = target.kind  # the class alone (or the Provider passed as model=): the engine makes the provider
+    prompts = compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"],
+                              media=media_settings(checked, kind))
     kind.check_params(gen)
     endpoint = target.endpoint(checked["base_url"])
     if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too
@@ -173,6 +175,7 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     head = key_prefix(target.provider, target.model, gen, _schema_key(out, kind, checked["strict"], structured),
                       endpoint)
     keys, row_to_key, first_row = _keys(head, prompts, checked["max_prompt_tokens"])
+    prompts.settled()  # media templates: raise if no row's media could be used
     batch = _batch_options(checked, kind, len(first_row))
     pricer = _pricer(checked, target, batch=batch is not None)
     if out.schema is not None:

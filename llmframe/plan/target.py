@@ -20,6 +20,8 @@ class ProviderKind(Protocol):
     strict_outputs: bool
     batch_adapter: str | None
     price_id: str | None
+    media_urls: frozenset  # (kind, scheme) of media it takes by URL: ("image", "https")
+    media_max_bytes: dict  # kind -> the most bytes it takes of one image or document
 
     def check_params(self, params: dict) -> None: ...
 

@@ -63,6 +63,10 @@ class Provider(ABC):
     # The max_tokens sent when a call sets none (Anthropic's API requires one); None: none is sent. Estimates
     # and max_cost's reservations take it as a request's most output tokens.
     default_max_tokens: ClassVar[int | None] = None
+    # Media (llmframe.image, llmframe.document): the (kind, URL scheme) pairs the API takes by reference, and
+    # the most bytes of one image or document it takes; planning refuses the rest before anything is sent.
+    media_urls: ClassVar[frozenset[tuple[str, str]]] = frozenset()
+    media_max_bytes: ClassVar[dict[str, int]] = {}
 
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
                  max_concurrency: int = constants.MAX_CONCURRENCY, timeout: float = constants.REQUEST_TIMEOUT_SECONDS,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import mimetypes
 import os
 from collections.abc import Mapping
 
@@ -14,10 +15,11 @@ from google.genai import types
 
 from .. import constants
 from ..errors import ProviderError, redact
+from ..plan.media import MediaRef
 from ..plan.request import Request, Response
 from ..plan.structured import OutputSchema
 from ..plan.request import Embedded
-from . import embeddings, replies
+from . import embeddings, media, replies
 from .base import Provider, never_connected
 
 # Our parameter names -> GenerateContentConfig's; anything else is passed to the config as it is.
@@ -72,6 +74,8 @@ class GeminiProvider(Provider):
     batch_limits = constants.GEMINI_BATCH_LIMITS
     embedding_limits = constants.GEMINI_EMBEDDING_LIMITS
     embedding_input_tokens = constants.GEMINI_EMBEDDING_INPUT_TOKENS
+    media_urls = frozenset({("image", "gs"), ("document", "gs")})  # Cloud Storage URIs, as file_data
+    media_max_bytes = {"image": constants.GEMINI_INLINE_MAX_BYTES, "document": constants.GEMINI_INLINE_MAX_BYTES}
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
@@ -131,7 +135,10 @@ class GeminiProvider(Provider):
         return Embedded(embeddings.matrix(vectors, len(texts), headers), embeddings.estimated_tokens(texts), headers)
 
     async def complete(self, request: Request) -> Response:
-        system, contents = to_contents(request.messages)
+        if media.has_media(request.messages):  # images and PDFs read now, as the request is sent
+            system, contents = await media_contents(request.messages)
+        else:
+            system, contents = to_contents(request.messages)
         config = self._config(request.params, system)
         response = await self._sent(self.client.aio.models.generate_content(model=self.model, contents=contents,
                                                                             config=config))
@@ -209,6 +216,32 @@ def to_contents(messages: list[dict]) -> tuple[str | None, list[types.Content]]:
             gemini_role = "model" if role == "assistant" else "user"
             contents.append(types.Content(role=gemini_role, parts=[types.Part(text=text)]))
     return ("\n\n".join(system) if system else None), contents
+
+
+async def media_contents(messages: list[dict]) -> tuple[str | None, list[types.Content]]:
+    """to_contents for messages with media parts: each image or PDF inline (its bytes), or a gs:// URI as file_data."""
+    system, contents = to_contents([m for m in messages if isinstance(m["content"], str)])
+    contents = []
+    for message in messages:
+        content = message["content"]
+        if message["role"] in ("system", "developer"):
+            continue
+        role = "model" if message["role"] == "assistant" else "user"
+        if isinstance(content, str):
+            contents.append(types.Content(role=role, parts=[types.Part(text=content)]))
+            continue
+        parts = []
+        for part in content:
+            if isinstance(part, MediaRef):
+                if part.url is not None:
+                    parts.append(types.Part.from_uri(file_uri=part.url, mime_type=mimetypes.guess_type(part.url)[0]))
+                else:
+                    data, mime = await media.load(part)
+                    parts.append(types.Part.from_bytes(data=data, mime_type=mime))
+            else:
+                parts.append(types.Part(text=part.get("text", "")))
+        contents.append(types.Content(role=role, parts=parts))
+    return system, contents
 
 
 def _message_text(content) -> str:

@@ -38,12 +38,14 @@ __all__ = [
     "notebook_setup",
     "tutorial_answer",
     "BatchSettings",
+    "media_answer",
 ]
 
 if TYPE_CHECKING:
     from .answers import default_answer, digest_answer
     from .batches import BatchSettings
     from .faults import Faults
+    from .media import media_answer
     from .notebook import notebook_setup, tutorial_answer
     from .process import SimulatorProcess
     from .simulator import LoggedRequest, SimulatedError, Simulator
@@ -55,6 +57,7 @@ _HOMES["SimulatorProcess"] = "process"
 _HOMES["Faults"] = "faults"
 _HOMES["notebook_setup"] = _HOMES["tutorial_answer"] = "notebook"
 _HOMES["BatchSettings"] = "batches"
+_HOMES["media_answer"] = "media"
 _HOMES["digest_answer"] = _HOMES["default_answer"] = "answers"
 
 
