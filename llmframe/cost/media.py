@@ -17,7 +17,7 @@ import re
 from ..plan.media import IMAGE, MediaRef
 
 _UNKNOWN_SIDE = 1024  # a URL passed on unread: its size is unknown, so a 1024 x 1024 image is counted
-_PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")  # a PDF's page objects (compressed object streams hide some)
+_PAGE_OBJECT = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")  # a PDF's page objects (compressed object streams hide some)
 _PAGE_SIZE = (1224, 1584)  # a US Letter page at 144 dpi, as the APIs render one
 ANTHROPIC_PAGE_TOKENS = 3000
 GEMINI_PAGE_TOKENS = 258
@@ -47,7 +47,7 @@ def document_tokens(provider: str, pages: int) -> int:
         return GEMINI_PAGE_TOKENS * pages
     if provider == "anthropic":
         return ANTHROPIC_PAGE_TOKENS * pages
-    return pages * (image_tokens(provider, *_PAGE) + 500)  # the page's image, and its text
+    return pages * (image_tokens(provider, *_PAGE_SIZE) + 500)  # the page's image, and its text
 
 
 def size_of(data: bytes | None = None, path: str | None = None) -> tuple[int, int]:
@@ -60,7 +60,7 @@ def size_of(data: bytes | None = None, path: str | None = None) -> tuple[int, in
 
 def pages_of(data: bytes) -> int:
     """A PDF's pages, counted by its page objects (at least one)."""
-    return max(1, len(_PAGE.findall(data)))
+    return max(1, len(_PAGE_OBJECT.findall(data)))
 
 
 def ref_tokens(provider: str, ref: MediaRef) -> int:

@@ -135,7 +135,7 @@ class MediaPrompts(Prompts):
                                 "check the column's values (paths relative to the working directory)")
 
     def messages_of(self, row) -> list[dict]:
-        return [{"role": role, "content": list(content)} for role, content in zip(self.roles, row)]
+        return [{"role": role, "content": _content(content)} for role, content in zip(self.roles, row)]
 
     def json_of(self, rows: list) -> list[str]:
         return ["null" if row is None else canonical_json_media(self.messages_of(row)) for row in rows]
@@ -144,6 +144,13 @@ class MediaPrompts(Prompts):
         if row is None:
             return 0
         return sum(len(p["text"]) for content in row for p in content if isinstance(p, dict))
+
+
+def _content(parts: list) -> str | list:
+    """A message's content: its text where it has no media (a system prompt stays a string), else its parts."""
+    if all(isinstance(p, dict) for p in parts):
+        return "".join(p["text"] for p in parts)
+    return list(parts)
 
 
 def canonical_json_media(messages: list[dict]) -> str:
