@@ -354,3 +354,26 @@ def test_a_file_changed_after_planning_fails_its_row(sim, tmp_path):
     with pytest.raises(ProviderError, match="changed after the run was planned"):
         asyncio.run(provider_media.load(ref))
     assert Path(path).exists()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_batch_mode_sends_media_in_the_batch_file(sim, provider, tmp_path, monkeypatch):
+    from llmframe.testing.batches import BatchSettings
+
+    sim.batches.settings = BatchSettings(seconds=0.1)
+    images = [png(c) for c in COLORS]
+    paths = []
+    for i, data in enumerate(images):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Path(paths[-1]).write_bytes(data)
+    frame = pd.DataFrame({"n": list("abcd"), "p": paths, "doc": [pdf(c) for c in COLORS]})
+    # Each job carries at most about two rows' bytes: the run splits the requests into several jobs by size.
+    one_line = len(base64.b64encode(images[0] + frame["doc"][0])) + 600
+    from llmframe.providers import provider_class
+
+    monkeypatch.setattr(provider_class(provider), "batch_limits", (1000, 2 * one_line))
+    out = run(sim, provider, frame, ["Row {n}", llmframe.image("p"), llmframe.document("doc")], mode="batch",
+              poll_interval=0.02)
+    assert list(out["response"]) == [media_answer(f"Row {n}", d, doc) for n, d, doc in
+                                     zip(frame["n"], images, frame["doc"])]
+    assert len(sim.batches.created) >= 2 and sim.count == 0

@@ -8,7 +8,7 @@ import openai
 
 from .. import constants
 from ..plan.request import Response
-from ..providers import replies
+from ..providers import media, replies
 from .base import Adapter, LineBuilder, Status, error_text, json_lines, read_line
 
 ENDPOINT = "/v1/chat/completions"
@@ -29,6 +29,8 @@ class OpenAIBatches(Adapter):
         tail = ("," + dumps(params)[1:] if params else "}") + "}"
 
         def line(key: str, messages: list[dict]) -> str:
+            if media.has_media(messages):  # images and PDFs: data URLs in the request
+                messages = media.messages_now(messages, media.openai_part)
             return head + key + middle + dumps(messages) + tail
 
         return line

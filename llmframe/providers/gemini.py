@@ -135,10 +135,10 @@ class GeminiProvider(Provider):
         return Embedded(embeddings.matrix(vectors, len(texts), headers), embeddings.estimated_tokens(texts), headers)
 
     async def complete(self, request: Request) -> Response:
-        if media.has_media(request.messages):  # images and PDFs read now, as the request is sent
-            system, contents = await media_contents(request.messages)
-        else:
-            system, contents = to_contents(request.messages)
+        messages = request.messages
+        if media.has_media(messages):  # images and PDFs read now, as the request is sent
+            messages = await media.messages_with(messages, media_part)
+        system, contents = to_contents(messages)
         config = self._config(request.params, system)
         response = await self._sent(self.client.aio.models.generate_content(model=self.model, contents=contents,
                                                                             config=config))
@@ -209,39 +209,23 @@ def to_contents(messages: list[dict]) -> tuple[str | None, list[types.Content]]:
     contents: list[types.Content] = []
     for message in messages:
         role = message.get("role")
-        text = _message_text(message.get("content"))
+        content = message.get("content")
         if role in ("system", "developer"):
-            system.append(text)
+            system.append(_message_text(content))
         else:
             gemini_role = "model" if role == "assistant" else "user"
-            contents.append(types.Content(role=gemini_role, parts=[types.Part(text=text)]))
+            parts = [p if isinstance(p, types.Part) else types.Part(text=p.get("text", "")) for p in content] \
+                if isinstance(content, list) else [types.Part(text=_message_text(content))]  # media: media_part
+            contents.append(types.Content(role=gemini_role, parts=parts))
     return ("\n\n".join(system) if system else None), contents
 
 
-async def media_contents(messages: list[dict]) -> tuple[str | None, list[types.Content]]:
-    """to_contents for messages with media parts: each image or PDF inline (its bytes), or a gs:// URI as file_data."""
-    system, contents = to_contents([m for m in messages if isinstance(m["content"], str)])
-    contents = []
-    for message in messages:
-        content = message["content"]
-        if message["role"] in ("system", "developer"):
-            continue
-        role = "model" if message["role"] == "assistant" else "user"
-        if isinstance(content, str):
-            contents.append(types.Content(role=role, parts=[types.Part(text=content)]))
-            continue
-        parts = []
-        for part in content:
-            if isinstance(part, MediaRef):
-                if part.url is not None:
-                    parts.append(types.Part.from_uri(file_uri=part.url, mime_type=mimetypes.guess_type(part.url)[0]))
-                else:
-                    data, mime = await media.load(part)
-                    parts.append(types.Part.from_bytes(data=data, mime_type=mime))
-            else:
-                parts.append(types.Part(text=part.get("text", "")))
-        contents.append(types.Content(role=role, parts=parts))
-    return system, contents
+def media_part(ref: MediaRef, loaded: tuple[bytes, str] | None) -> types.Part:
+    """An image or PDF as a Part: its bytes inline, or a gs:// URI as file_data."""
+    if loaded is None:
+        return types.Part.from_uri(file_uri=ref.url, mime_type=mimetypes.guess_type(ref.url)[0])
+    data, mime = loaded
+    return types.Part.from_bytes(data=data, mime_type=mime)
 
 
 def _message_text(content) -> str:

@@ -28,39 +28,41 @@ def has_media(messages: list[dict]) -> bool:
 
 async def load(ref: MediaRef) -> tuple[bytes, str]:
     """The bytes to send and their MIME type: read, fetched or encoded now, and downscaled where asked."""
+    if ref.origin == "url":
+        return finish(ref, await fetch(ref.source))
+    if ref.origin == "pil" or ref.max_side is not None or ref.size > _THREAD_BYTES:
+        return await asyncio.to_thread(load_now, ref)  # Pillow and large files off the event loop
+    return load_now(ref)
+
+
+def load_now(ref: MediaRef) -> tuple[bytes, str]:
+    """load, in this thread (batch files are built here); a URL fetched with urllib."""
     if ref.problem is not None:
         raise ProviderError(ref.problem, retryable=False, connected=False)
+    if ref.origin == "pil":
+        return _encode_pil(ref.source, ref.max_side)
     if ref.origin == "bytes":
-        data, mime = ref.source, ref.mime
+        data = ref.source
     elif ref.origin == "path":
-        data = await _read(ref.source, ref.size)
-        mime = sniff(data[:16])
-        if mime != ref.mime:  # changed since it was keyed: its answer would be filed under the old bytes
+        with open(ref.source, "rb") as f:
+            data = f.read()
+        if sniff(data[:16]) != ref.mime:  # changed since it was keyed: its answer would be filed under the old bytes
             raise ProviderError(f"{ref.source!r} changed after the run was planned: run it again", retryable=False,
                                 connected=False)
-    elif ref.origin == "url":
-        data = await fetch(ref.source)
-        mime = sniff(data[:16])
-        if mime is None:
-            raise ProviderError(f"{ref.source} is not PNG, JPEG, WEBP, GIF or PDF (by its first bytes)",
-                                retryable=False)
-    else:  # a PIL image
-        return await asyncio.to_thread(_encode_pil, ref.source, ref.max_side)
+    else:
+        data = fetch_now(ref.source)
+    return finish(ref, data)
+
+
+def finish(ref: MediaRef, data: bytes) -> tuple[bytes, str]:
+    """The bytes as sent: checked (a fetched URL's type is known only now) and downscaled where asked."""
+    mime = sniff(data[:16])
+    if mime is None:
+        raise ProviderError(f"{ref.source if ref.origin == 'url' else 'the value'} is not PNG, JPEG, WEBP, GIF or PDF "
+                            "(by its first bytes)", retryable=False, connected=False)
     if ref.kind == IMAGE and ref.max_side is not None:
-        return await asyncio.to_thread(downscale, data, mime, ref.max_side)
+        return downscale(data, mime, ref.max_side)
     return data, mime
-
-
-async def _read(path: str, size: int) -> bytes:
-    if size <= _THREAD_BYTES:
-        with open(path, "rb") as f:
-            return f.read()
-    return await asyncio.to_thread(_read_file, path)
-
-
-def _read_file(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
 
 
 async def fetch(url: str) -> bytes:
@@ -71,19 +73,49 @@ async def fetch(url: str) -> bytes:
     timeout = aiohttp.ClientTimeout(total=constants.FETCH_URL_TIMEOUT_SECONDS)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as reply:
-            if reply.status >= 400:
-                raise ProviderError(f"fetching {url}: HTTP {reply.status}", status=None,
-                                    retryable=reply.status >= 500 or reply.status == 429)
-            if (reply.content_length or 0) > cap:
-                raise ProviderError(f"{url} has {reply.content_length:,} bytes, more than fetch_urls takes "
-                                    f"({cap:,})", retryable=False)
+            _check_reply(url, reply.status, reply.content_length)
             data = await reply.content.read(cap + 1)
     except asyncio.TimeoutError:
-        raise ProviderError(f"fetching {url} timed out", retryable=True) from None
+        raise ProviderError(f"fetching {url} timed out", retryable=True, connected=False) from None
     except aiohttp.ClientError as exc:
-        raise ProviderError(f"fetching {url}: {type(exc).__name__}: {exc}", retryable=True) from None
+        raise ProviderError(f"fetching {url}: {type(exc).__name__}: {exc}", retryable=True, connected=False) from None
+    return _capped(url, data)
+
+
+def fetch_now(url: str) -> bytes:
+    """fetch, in this thread."""
+    import urllib.error
+    import urllib.request
+
+    cap = constants.FETCH_URL_MAX_BYTES
+    try:
+        with urllib.request.urlopen(url, timeout=constants.FETCH_URL_TIMEOUT_SECONDS) as reply:
+            length = reply.headers.get("Content-Length")
+            _check_reply(url, reply.status, int(length) if length and length.isdigit() else None)
+            data = reply.read(cap + 1)
+    except urllib.error.HTTPError as exc:
+        _check_reply(url, exc.code, None)
+        raise
+    except (OSError, ValueError) as exc:
+        raise ProviderError(f"fetching {url}: {type(exc).__name__}: {exc}", retryable=True, connected=False) from None
+    return _capped(url, data)
+
+
+def _check_reply(url: str, status: int, length: int | None) -> None:
+    cap = constants.FETCH_URL_MAX_BYTES
+    if status >= 400:
+        raise ProviderError(f"fetching {url}: HTTP {status}", retryable=status >= 500 or status == 429,
+                            connected=False)
+    if (length or 0) > cap:
+        raise ProviderError(f"{url} has {length:,} bytes, more than fetch_urls takes ({cap:,})", retryable=False,
+                            connected=False)
+
+
+def _capped(url: str, data: bytes) -> bytes:
+    cap = constants.FETCH_URL_MAX_BYTES
     if len(data) > cap:
-        raise ProviderError(f"{url} has more than {cap:,} bytes, more than fetch_urls takes", retryable=False)
+        raise ProviderError(f"{url} has more than {cap:,} bytes, more than fetch_urls takes", retryable=False,
+                            connected=False)
     return data
 
 
@@ -118,38 +150,46 @@ def data_url(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
-async def openai_part(ref: MediaRef) -> dict:
+def openai_part(ref: MediaRef, loaded: tuple[bytes, str] | None) -> dict:
     """Chat completions: image_url (a URL, or a data URL) with its detail; a PDF as a file part."""
     if ref.kind == IMAGE:
-        url = ref.url or data_url(*await load(ref))
+        url = ref.url or data_url(*loaded)
         image = {"url": url} if ref.detail is None else {"url": url, "detail": ref.detail}
         return {"type": "image_url", "image_url": image}
-    data, mime = await load(ref)
-    return {"type": "file", "file": {"filename": f"{ref.digest or 'document'}.pdf", "file_data": data_url(data, mime)}}
+    return {"type": "file", "file": {"filename": f"{ref.digest or 'document'}.pdf", "file_data": data_url(*loaded)}}
 
 
-async def anthropic_part(ref: MediaRef) -> dict:
+def anthropic_part(ref: MediaRef, loaded: tuple[bytes, str] | None) -> dict:
     """Messages API: an image or document block, its source base64 or a URL."""
     block = "image" if ref.kind == IMAGE else "document"
     if ref.url is not None:
         return {"type": block, "source": {"type": "url", "url": ref.url}}
-    data, mime = await load(ref)
-    return {"type": block, "source": {"type": "base64", "media_type": mime,
-                                      "data": base64.b64encode(data).decode()}}
+    data, mime = loaded
+    return {"type": block, "source": {"type": "base64", "media_type": mime, "data": base64.b64encode(data).decode()}}
 
 
-async def messages_with(messages: list[dict], part: Callable[[MediaRef], Awaitable[dict]]) -> list[dict]:
-    """The messages with every MediaRef made into its API's part, and text parts kept."""
+Part = Callable[[MediaRef, "tuple[bytes, str] | None"], Any]  # a MediaRef and its bytes (None for a URL passed on)
+
+
+async def messages_with(messages: list[dict], part: Part) -> list[dict]:
+    """The messages with every MediaRef made into its API's part (its bytes loaded now), text parts kept."""
+    async def made(ref: MediaRef):
+        return part(ref, None if ref.url is not None else await load(ref))
+
     out = []
     for message in messages:
         content = message.get("content")
         if isinstance(content, str) or content is None:
             out.append(message)
             continue
-        parts = await asyncio.gather(*(part(p) if isinstance(p, MediaRef) else _echo(p) for p in content))
-        out.append({**message, "content": list(parts)})
+        refs = [p for p in content if isinstance(p, MediaRef)]
+        done = iter(await asyncio.gather(*map(made, refs)))
+        out.append({**message, "content": [next(done) if isinstance(p, MediaRef) else p for p in content]})
     return out
 
 
-async def _echo(part: dict) -> dict:
-    return part
+def messages_now(messages: list[dict], part: Part) -> list[dict]:
+    """messages_with, in this thread: for batch files."""
+    return [message if isinstance(message.get("content"), str) or message.get("content") is None else
+            {**message, "content": [part(p, None if p.url is not None else load_now(p)) if isinstance(p, MediaRef)
+                                    else p for p in message["content"]]} for message in messages]
