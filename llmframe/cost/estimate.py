@@ -169,6 +169,8 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
         notes.append(f"input tokens are {APPROXIMATION} (no tokenizer for this model here)")
     if run.output.schema is not None:
         notes.append("the output schema sent with each request adds input tokens not counted here")
+    if getattr(run.prompts, "media", False):
+        notes.append("images and documents are counted by the provider's documented rules (llmframe/cost/media.py)")
     return Estimate(
         model=run.model,
         mode=mode,
