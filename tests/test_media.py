@@ -377,3 +377,14 @@ def test_batch_mode_sends_media_in_the_batch_file(sim, provider, tmp_path, monke
     assert list(out["response"]) == [media_answer(f"Row {n}", d, doc) for n, d, doc in
                                      zip(frame["n"], images, frame["doc"])]
     assert len(sim.batches.created) >= 2 and sim.count == 0
+
+
+def test_the_keys_spelling_is_the_canonical_json_of_the_parts():
+    from llmframe.plan.media_template import _content_json
+    from llmframe.plan.request import canonical_json
+
+    data = png("red")
+    for ref in (plan_media.reference(data, "image"), plan_media.reference(data, "image", detail="low", max_side=5),
+                plan_media.reference("https://x/y.png", "image", fetch=True), plan_media.reference(pdf("a"), "document")):
+        parts = [{"type": "text", "text": 'h\u00e9llo "x"\n'}, ref]
+        assert _content_json(parts) == canonical_json([p if isinstance(p, dict) else p.key() for p in parts])

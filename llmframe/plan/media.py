@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import os
 import threading
 import urllib.parse
@@ -81,6 +82,12 @@ class MediaRef:
             found["fetch"] = True
         return found
 
+    def key_json(self) -> str:
+        """canonical_json(self.key()), spelled directly: a cached re-run makes one per row."""
+        if self.detail is None and (self.max_side is None or self.kind != IMAGE) and self.digest:
+            return f'{{"digest":"{self.digest}","type":"{self.kind}"}}'
+        return json.dumps(self.key(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
     @property
     def url(self) -> str | None:
         """The URL a provider may take by reference, or None."""
@@ -112,7 +119,8 @@ class _DigestCache:
     def get(self, path: str) -> tuple[str, str | None, int]:
         """(digest, sniffed type, size) of the file; OSError if it cannot be read."""
         stat = os.stat(path)
-        key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        # The file itself (device and inode), as it is now: another name for it is a hit, a write a miss.
+        key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
         with self._lock:
             found = self._seen.get(key)
             if found is not None:

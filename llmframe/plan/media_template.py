@@ -6,6 +6,7 @@ keys its rows; when every row fails that way the plan raises, before anything is
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from .rows import Rows, containers_as_json
 from .template import Prompts
 
 _LISTS = (list, tuple, np.ndarray)
+_json_string = json.encoder.encode_basestring  # as json.dumps(str, ensure_ascii=False) spells a string
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,10 @@ class MediaPrompts(Prompts):
         return [{"role": role, "content": _content(content)} for role, content in zip(self.roles, row)]
 
     def json_of(self, rows: list) -> list[str]:
-        return ["null" if row is None else canonical_json_media(self.messages_of(row)) for row in rows]
+        roles = [_json_string(role) for role in self.roles]
+        return ["null" if row is None else "[" + ",".join(
+            f'{{"content":{_content_json(content)},"role":{role}}}' for role, content in zip(roles, row)) + "]"
+            for row in rows]
 
     def chars_of(self, row) -> int:
         if row is None:
@@ -153,12 +158,12 @@ def _content(parts: list) -> str | list:
     return list(parts)
 
 
-def canonical_json_media(messages: list[dict]) -> str:
-    """canonical_json of messages whose contents hold MediaRefs: each spelled by its key (digest, options)."""
-    import json
-
-    return json.dumps(messages, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=lambda ref: ref.key())
+def _content_json(parts: list) -> str:
+    """canonical_json of a message's content (_content), each MediaRef spelled by its key (digest, options)."""
+    if all(isinstance(p, dict) for p in parts):
+        return _json_string("".join(p["text"] for p in parts))
+    return "[" + ",".join(p.key_json() if isinstance(p, MediaRef) else f'{{"text":{_json_string(p["text"])},"type":"text"}}'
+                          for p in parts) + "]"
 
 
 def refs(messages: list[dict]) -> list[MediaRef]:

@@ -183,7 +183,7 @@ async def messages_with(messages: list[dict], part: Part) -> list[dict]:
             out.append(message)
             continue
         refs = [p for p in content if isinstance(p, MediaRef)]
-        done = iter(await asyncio.gather(*map(made, refs)))
+        done = iter([await made(refs[0])] if len(refs) == 1 else await asyncio.gather(*map(made, refs)))
         out.append({**message, "content": [next(done) if isinstance(p, MediaRef) else p for p in content]})
     return out
 
