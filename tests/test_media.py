@@ -388,3 +388,24 @@ def test_the_keys_spelling_is_the_canonical_json_of_the_parts():
                 plan_media.reference("https://x/y.png", "image", fetch=True), plan_media.reference(pdf("a"), "document")):
         parts = [{"type": "text", "text": 'h\u00e9llo "x"\n'}, ref]
         assert _content_json(parts) == canonical_json([p if isinstance(p, dict) else p.key() for p in parts])
+
+
+def test_gemini_sends_media_past_its_inline_limit_through_the_files_api(sim, monkeypatch):
+    from llmframe import constants
+
+    monkeypatch.setattr(constants, "GEMINI_INLINE_MAX_BYTES", 1000)
+    big = Image.frombytes("RGB", (40, 40), random.Random(1).randbytes(4800))
+    data = io.BytesIO()
+    big.save(data, format="PNG")
+    big = data.getvalue()
+    assert len(big) > 1000
+    stored = []
+    real = sim.batches.store_file
+    monkeypatch.setattr(sim.batches, "store_file", lambda *a: stored.append(a[0]) or real(*a))
+    frame = pd.DataFrame({"n": ["a", "b", "c"], "img": [big, big, png("red")]})
+    out = run(sim, "gemini", frame, ["{n}", llmframe.image("img")])
+    assert list(out["response"]) == [media_answer(n, d) for n, d in zip(frame["n"], frame["img"])]
+    assert len(stored) == 1  # the big image, uploaded once for its two rows; the small one went inline
+    parts = [r.body["contents"][0]["parts"][1] for r in sim.requests]
+    assert sum("fileData" in p or "file_data" in p for p in parts) == 2
+    assert sim.batches.files() == []  # deleted after the run

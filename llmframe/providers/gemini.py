@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import mimetypes
 import os
 from collections.abc import Mapping
@@ -16,6 +18,7 @@ from google.genai import types
 from .. import constants
 from ..errors import ProviderError, redact
 from ..plan.media import MediaRef
+from ..plan.media_template import refs
 from ..plan.request import Request, Response
 from ..plan.structured import OutputSchema
 from ..plan.request import Embedded
@@ -75,7 +78,7 @@ class GeminiProvider(Provider):
     embedding_limits = constants.GEMINI_EMBEDDING_LIMITS
     embedding_input_tokens = constants.GEMINI_EMBEDDING_INPUT_TOKENS
     media_urls = frozenset({("image", "gs"), ("document", "gs")})  # Cloud Storage URIs, as file_data
-    media_max_bytes = {"image": constants.GEMINI_INLINE_MAX_BYTES, "document": constants.GEMINI_INLINE_MAX_BYTES}
+    media_max_bytes = {"image": constants.GEMINI_FILE_MAX_BYTES, "document": constants.GEMINI_FILE_MAX_BYTES}
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
@@ -137,7 +140,7 @@ class GeminiProvider(Provider):
     async def complete(self, request: Request) -> Response:
         messages = request.messages
         if media.has_media(messages):  # images and PDFs read now, as the request is sent
-            messages = await media.messages_with(messages, media_part)
+            messages = await self._with_media(messages)
         system, contents = to_contents(messages)
         config = self._config(request.params, system)
         response = await self._sent(self.client.aio.models.generate_content(model=self.model, contents=contents,
@@ -165,6 +168,39 @@ class GeminiProvider(Provider):
             return replies.unicode(candidate_text(candidate)), None if reason is None else replies.unicode(reason)
 
         return replies.reply(usage, answer, headers)
+
+    async def _with_media(self, messages: list[dict]) -> list[dict]:
+        """Media parts inline; a request whose media pass Gemini's inline limit sends them through the Files API."""
+        if sum(ref.size for ref in refs(messages)) <= constants.GEMINI_INLINE_MAX_BYTES:
+            return await media.messages_with(messages, media_part)
+
+        async def part(ref: MediaRef) -> types.Part:
+            if ref.url is not None:
+                return media_part(ref, None)
+            data, mime = await media.load(ref)
+            file = await self._uploaded(ref.digest, data, mime)
+            return types.Part.from_uri(file_uri=file.uri, mime_type=mime)
+
+        return [m if isinstance(m["content"], str) else
+                {**m, "content": [await part(p) if isinstance(p, MediaRef) else p for p in m["content"]]}
+                for m in messages]
+
+    async def _uploaded(self, digest: str, data: bytes, mime: str):
+        """The File of these bytes, uploaded once per distinct file for the run (aclose deletes them)."""
+        uploads = self.__dict__.setdefault("_uploads", {})
+        task = uploads.get(digest)
+        if task is None or (task.done() and task.exception() is not None):  # a failed upload is tried again
+            upload = self.client.aio.files.upload(file=io.BytesIO(data), config=types.UploadFileConfig(
+                mime_type=mime, display_name=f"llmframe-{digest}"))
+            task = uploads[digest] = asyncio.ensure_future(self._sent(upload))
+        return await asyncio.shield(task)
+
+    async def _delete_uploads(self) -> None:
+        """Delete the files this run uploaded (they would stay 48 hours, counted against the project's storage)."""
+        for task in self.__dict__.pop("_uploads", {}).values():
+            if task.done() and task.exception() is None:
+                with contextlib.suppress(Exception):
+                    await self.client.aio.files.delete(name=task.result().name)
 
     def _config(self, params: dict, system: str | None) -> types.GenerateContentConfig:
         fields = {_RENAMED.get(k, k): v for k, v in params.items()}
@@ -197,6 +233,7 @@ class GeminiProvider(Provider):
     async def aclose(self) -> None:
         if self._client is None:
             return
+        await self._delete_uploads()
         close = getattr(self._client.aio, "aclose", None)
         if close is not None:
             await close()

@@ -109,7 +109,8 @@ class GeminiDialect(Dialect):
             role = content.get("role") or "user"
             if role not in ("user", "model"):
                 raise BadRequest(f"Please use a valid role: user, model (not {role!r}).")
-            media = gemini_content(content.get("parts"), inline)
+            app = getattr(request, "app", None)
+            media = gemini_content(content.get("parts"), inline, app.get("llmframe_files") if app is not None else None)
             messages.append({"role": "user" if role == "user" else "assistant",
                              "content": with_media(_parts_text(content), media)})
         config = raw.get("generationConfig") or {}

@@ -154,8 +154,11 @@ def anthropic_content(content: Any) -> list[dict]:
     return out
 
 
-def gemini_content(parts: Any, inline: list[int]) -> list[dict]:
-    """A Gemini Content's inlineData and fileData parts checked and normalised; inline gathers their bytes."""
+def gemini_content(parts: Any, inline: list[int], files: Any = None) -> list[dict]:
+    """A Gemini Content's inlineData and fileData parts checked and normalised; inline gathers their bytes.
+
+    files: file id -> (bytes, file object) or None, for fileData parts naming a file uploaded to the simulator.
+    """
     out = []
     for i, part in enumerate(parts if isinstance(parts, list) else []):
         if not isinstance(part, dict):
@@ -182,7 +185,14 @@ def gemini_content(parts: Any, inline: list[int]) -> list[dict]:
             if not isinstance(file_uri, str):
                 raise BadRequest(f"* GenerateContentRequest.contents.parts[{i}].file_data.file_uri: required")
             mime = uri.get("mimeType") or uri.get("mime_type") or ""
-            out.append(_url_part("document" if mime == "application/pdf" else "image", file_uri))
+            kind = "document" if mime == "application/pdf" else "image"
+            if "/files/" in file_uri and files is not None:  # a file uploaded here: answered from its bytes
+                found = files(file_uri.rsplit("/", 1)[-1])
+                if found is None:
+                    raise BadRequest(f"File {file_uri} does not exist or you do not have permission to access it.")
+                out.append(_part(kind, found[0], "gemini"))
+                continue
+            out.append(_url_part(kind, file_uri))
     return out
 
 
