@@ -137,6 +137,12 @@ def main() -> None:
             start = time.perf_counter()
             again = generate(frame, sim, cache, args.concurrency)
             cached = args.rows / (time.perf_counter() - start)
+            text = dict(model=f"openai:{MODEL}", base_url=sim.base_url, api_key=sim.api_key, cache_dir=cache,
+                        max_concurrency=args.concurrency, progress=False)
+            frame[["text"]].llm.generate("{text}", **text)  # the same rows without their images, for reference
+            start = time.perf_counter()
+            frame[["text"]].llm.generate("{text}", **text)
+            text_cached = args.rows / (time.perf_counter() - start)
         assert answered == args.rows and first["response"].notna().all()
         assert again.attrs["llmframe"]["cached"] == args.rows
     mems = []
@@ -150,7 +156,8 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| raw aiohttp, same bodies | {raw:,.0f} rows/s | – |")
     print(f"| llmframe generate | {ours:,.0f} rows/s ({ours / raw:.2f}x raw) | >= 0.8x |")
-    print(f"| llmframe cached re-run | {cached:,.0f} rows/s | >= 50,000 rows/s |")
+    print(f"| llmframe cached re-run | {cached:,.0f} rows/s ({cached / text_cached:.2f}x the same rows' text-only "
+          f"cached re-run, {text_cached:,.0f} rows/s, on this machine now) | >= 50,000 rows/s |")
     for mem in mems:
         print(f"| peak memory, {mem['rows']:,} rows uncached | {mem['peak_mb'] - mem['base_mb']:.0f} MB beyond the "
               f"baseline (the files hold {mem['media_mb']:,.0f} MB) | flat in rows |")

@@ -31,12 +31,14 @@ class MediaSettings:
     fetch: bool = False  # fetch_urls=
     urls: frozenset = frozenset()  # (kind, scheme) the provider takes by reference
     max_bytes: dict = field(default_factory=dict)  # kind -> the most bytes the provider takes of one
+    kinds: frozenset = frozenset({"image", "document"})  # what the provider takes at all
 
 
 def media_settings(checked: dict, kind: Any) -> MediaSettings:
     """A run's MediaSettings: its options (max_image_side=, fetch_urls=) and its provider's capabilities."""
     return MediaSettings(f"the {kind.name} provider", checked.get("max_image_side"), bool(checked.get("fetch_urls")),
-                         frozenset(getattr(kind, "media_urls", ())), dict(getattr(kind, "media_max_bytes", {})))
+                         frozenset(getattr(kind, "media_urls", ())), dict(getattr(kind, "media_max_bytes", {})),
+                         frozenset(getattr(kind, "media_kinds", ("image", "document"))))
 
 
 def has_media(messages: list[dict]) -> bool:
@@ -118,6 +120,9 @@ class MediaPrompts(Prompts):
         """ConfigError, before anything is sent, for media the provider cannot take as the run would send them."""
         settings = self.settings
         where = f"column {part.column!r}, index {self.frame.label(i)!r}"
+        if ref.kind not in settings.kinds:
+            takes = f"only {', '.join(sorted(settings.kinds))}s" if settings.kinds else "no images or documents yet"
+            raise ConfigError(f"{settings.provider} takes {takes}, not the {ref.kind} at {where}")
         if ref.url is not None and (ref.kind, url_scheme(ref.url)) not in settings.urls:
             scheme = url_scheme(ref.url)
             fix = "download it first" if scheme == "gs" else "pass fetch_urls=True (llmframe downloads it)"

@@ -67,6 +67,7 @@ class Provider(ABC):
     # the most bytes of one image or document it takes; planning refuses the rest before anything is sent.
     media_urls: ClassVar[frozenset[tuple[str, str]]] = frozenset()
     media_max_bytes: ClassVar[dict[str, int]] = {}
+    media_kinds: ClassVar[frozenset[str]] = frozenset({"image", "document"})  # what the provider takes at all
 
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
                  max_concurrency: int = constants.MAX_CONCURRENCY, timeout: float = constants.REQUEST_TIMEOUT_SECONDS,
