@@ -86,36 +86,38 @@ def _openai_image(spec: Any) -> dict:
     url = spec["url"]
     if url.startswith(("http://", "https://")):
         return _url_part("image", url)
-    header, _, payload = url.partition(",")
+    header = url.partition(",")[0]
     if not header.startswith("data:image/") or not header.endswith(";base64"):
         raise BadRequest("Invalid image URL: expected an http(s) URL or a base64 data URL of an image.")
-    try:
-        data = _decode(payload)
-    except (binascii.Error, ValueError):
-        raise BadRequest("You uploaded an unsupported image. Please make sure your image is valid.") from None
-    if sniff(data[:16]) not in IMAGE_TYPES:
-        raise BadRequest("You uploaded an unsupported image. Please make sure your image has of one the following "
-                         "formats: ['png', 'jpeg', 'gif', 'webp'].")
-    if len(data) > OPENAI_IMAGE_BYTES:
-        raise BadRequest("Image is too large: the maximum size is 20 MB.")
+    data = _checked_payload(url, IMAGE_TYPES, OPENAI_IMAGE_BYTES, (
+        "You uploaded an unsupported image. Please make sure your image is valid.",
+        "You uploaded an unsupported image. Please make sure your image has of one the following formats: "
+        "['png', 'jpeg', 'gif', 'webp'].", "Image is too large: the maximum size is 20 MB."))
     return _part("image", data, "openai", detail)
 
 
 def _openai_file(spec: Any) -> dict:
     if not isinstance(spec, dict) or not isinstance(spec.get("file_data"), str):
         raise BadRequest("Missing required parameter: 'messages[].content[].file.file_data'.")
-    header, _, payload = spec["file_data"].partition(",")
-    if header != "data:application/pdf;base64":
+    if spec["file_data"].partition(",")[0] != "data:application/pdf;base64":
         raise BadRequest("Invalid file data: expected a base64 data URL with type application/pdf.")
-    try:
-        data = _decode(payload)
-    except (binascii.Error, ValueError):
-        raise BadRequest("Invalid file data: the base64 could not be decoded.") from None
-    if sniff(data[:16]) not in DOCUMENT_TYPES:
-        raise BadRequest("Invalid file data: the file is not a PDF.")
-    if len(data) > PDF_BYTES:
-        raise BadRequest("File is too large: the maximum size is 32 MB.")
+    data = _checked_payload(spec["file_data"], DOCUMENT_TYPES, PDF_BYTES, (
+        "Invalid file data: the base64 could not be decoded.", "Invalid file data: the file is not a PDF.",
+        "File is too large: the maximum size is 32 MB."))
     return _part("document", data, "openai")
+
+
+def _checked_payload(url: str, types: tuple, limit: int, problems: tuple[str, str, str]) -> bytes:
+    """A data URL's bytes, or BadRequest with the API's message: (bad base64, another type, too large)."""
+    try:
+        data = _decode(url.partition(",")[2])
+    except (binascii.Error, ValueError):
+        raise BadRequest(problems[0]) from None
+    if sniff(data[:16]) not in types:
+        raise BadRequest(problems[1])
+    if len(data) > limit:
+        raise BadRequest(problems[2])
+    return data
 
 
 def anthropic_content(content: Any) -> list[dict]:
