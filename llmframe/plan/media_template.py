@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import constants
 from ..errors import ConfigError, TemplateError
 from .media import IMAGE, Media, MediaError, MediaRef, reference, url_scheme
 from .rows import Rows, containers_as_json
@@ -61,6 +62,10 @@ class MediaPrompts(Prompts):
         self._render_text = render_text  # (text template, its columns' values, count) -> the rendered texts
         self._planning = True  # until settled: a row whose media fail is skipped, afterwards its request fails
         self._failed: dict[int, str] = {}
+
+    def chunks(self, size: int = constants.MEDIA_RENDER_CHUNK_ROWS):
+        """As Prompts.chunks, smaller: a chunk's cells may be copies of its media's bytes (Arrow binary columns)."""
+        return super().chunks(size)
 
     def rows_at(self, positions: Sequence[int]) -> list:
         positions = np.asarray(positions, dtype=np.int64)
