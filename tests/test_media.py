@@ -409,3 +409,12 @@ def test_gemini_sends_media_past_its_inline_limit_through_the_files_api(sim, mon
     parts = [r.body["contents"][0]["parts"][1] for r in sim.requests]
     assert sum("fileData" in p or "file_data" in p for p in parts) == 2
     assert sim.batches.files() == []  # deleted after the run
+
+
+def test_a_series_of_images_with_image_of_no_column(sim):
+    images = pd.Series([png("red"), png("blue")], name="photo")
+    out = images.llm.generate(["What is this?", llmframe.image()], model="openai:sim-model", base_url=sim.base_url,
+                              api_key=sim.api_key, progress=False)
+    assert list(out) == [media_answer("What is this?", d) for d in images]
+    with pytest.raises(TemplateError, match="name the column"):
+        run(sim, "openai", images.to_frame(), ["?", llmframe.image()])

@@ -44,15 +44,19 @@ class Media:
     detail: str | None = None  # OpenAI's image detail: "auto", "low" or "high"; None: the provider's default
 
 
-def image(column: Any, detail: str | None = None) -> Media:
-    """A template part for the image in each row's `column` (bytes, a path, a URL or a PIL image; or a list)."""
+def image(column: Any = None, detail: str | None = None) -> Media:
+    """A template part for the image in each row's `column` (bytes, a path, a URL or a PIL image; or a list).
+
+    On a Series, image() with no column is the Series' own values.
+    """
     if detail is not None and detail not in _DETAILS:
         raise ValueError(f"detail must be one of {_DETAILS} or None, got {detail!r}")
     return Media(IMAGE, column, detail)
 
 
-def document(column: Any) -> Media:
-    """A template part for the document (PDF) in each row's `column` (bytes, a path or a URL; or a list)."""
+def document(column: Any = None) -> Media:
+    """A template part for the document (PDF) in each row's `column` (bytes, a path or a URL; or a list); on a
+    Series, document() with no column is the Series' own values."""
     return Media(DOCUMENT, column)
 
 

@@ -380,16 +380,23 @@ def _parts(message: dict, columns: Sequence, positional_column: str | None) -> l
     """A message's content as parts: each string a template, each Media as it is; media in user messages only."""
     content = message["content"]
     content = [content] if isinstance(content, str) else content
+    parts: list = []
     for part in content:
         if not isinstance(part, (str, Media)):
             raise TemplateError(f"a message's content list holds strings and llmframe.image() / llmframe.document() "
                                 f"parts, got {type(part).__name__}")
+        if isinstance(part, Media) and part.column is None:
+            if positional_column is None:
+                raise TemplateError(f"llmframe.{part.kind}() without a column is a Series' values: on a DataFrame, "
+                                    f"name the column, e.g. llmframe.{part.kind}({next(iter(columns), 'column')!r})")
+            part = Media(part.kind, positional_column, part.detail)
         if isinstance(part, Media) and part.column not in columns:
             raise TemplateError(f"llmframe.{part.kind}({part.column!r}) names a column the frame does not have; "
                                 f"columns are {sorted(map(str, columns))}")
         if isinstance(part, Media) and message["role"] != "user":
             raise TemplateError(f"media go in user messages, not in a {message['role']} message")
-    return [p if isinstance(p, Media) else _parse(p, columns, positional_column) for p in content]
+        parts.append(part if isinstance(part, Media) else _parse(part, columns, positional_column))
+    return parts
 
 
 def _render_part(text: _Text, cols: list[list], count: int) -> list[str]:
