@@ -418,3 +418,26 @@ def test_a_series_of_images_with_image_of_no_column(sim):
     assert list(out) == [media_answer("What is this?", d) for d in images]
     with pytest.raises(TemplateError, match="name the column"):
         run(sim, "openai", images.to_frame(), ["?", llmframe.image()])
+
+
+@pytest.mark.parametrize("mode", ["online", "batch"])
+def test_a_file_gone_after_planning_fails_its_row_only(sim, tmp_path, monkeypatch, mode):
+    from llmframe.plan.media_template import MediaPrompts
+    from llmframe.testing.batches import BatchSettings
+
+    sim.batches.settings = BatchSettings(seconds=0.1)
+    paths = [tmp_path / f"{i}.png" for i in range(3)]
+    for i, path in enumerate(paths):
+        path.write_bytes(png(COLORS[i]))
+    planned = MediaPrompts.settled
+
+    def settled_then_deleted(self):  # the file disappears between planning and sending, for real
+        planned(self)
+        paths[1].unlink()
+
+    monkeypatch.setattr(MediaPrompts, "settled", settled_then_deleted)
+    frame = pd.DataFrame({"p": [str(p) for p in paths]})
+    out = run(sim, "openai", frame, ["?", llmframe.image("p")], mode=mode, poll_interval=0.02, max_attempts=1)
+    assert out["response"].iloc[0] == media_answer("?", png(COLORS[0]))
+    assert out["response"].iloc[2] == media_answer("?", png(COLORS[2]))
+    assert "cannot read" in out["response_error"].iloc[1]
