@@ -198,7 +198,9 @@ SCORE_COLUMN = "score"
 # Media: images and documents in templates (llmframe.image, llmframe.document)
 MEDIA_READ_BLOCK_BYTES = 1 << 20  # a file is hashed and read a block at a time, never whole in memory twice
 MEDIA_RENDER_CHUNK_ROWS = 512  # rows of a media template keyed at a time (Arrow binary cells are copies)
-MEDIA_DIGEST_CACHE_ENTRIES = 1_000_000  # files whose digest is kept by (path, size, mtime, inode) in the process
+MEDIA_DIGEST_CACHE_ENTRIES = 1_000_000  # files whose digest is kept by (device, inode, size, times) in the process
+MEDIA_DIGEST_FILE = "media-digests.sqlite"  # in the cache directory: the same, for a re-run in a new process
+MEDIA_DIGEST_FILE_TIMEOUT_SECONDS = 5.0
 FETCH_URL_TIMEOUT_SECONDS = 30.0  # fetch_urls=True: one download's most seconds
 FETCH_URL_MAX_BYTES = 20 * 2**20  # fetch_urls=True: a download past this many bytes fails its row
 # The most bytes of one image or document each API takes inline (OpenAI: 20 MB an image, 32 MB a PDF;

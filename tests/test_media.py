@@ -441,3 +441,25 @@ def test_a_file_gone_after_planning_fails_its_row_only(sim, tmp_path, monkeypatc
     assert out["response"].iloc[0] == media_answer("?", png(COLORS[0]))
     assert out["response"].iloc[2] == media_answer("?", png(COLORS[2]))
     assert "cannot read" in out["response_error"].iloc[1]
+
+
+def test_a_rerun_in_a_new_process_reads_digests_from_the_cache_directory(sim, tmp_path, cache_dir, monkeypatch):
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"{i}.png")
+        paths[-1].write_bytes(png(COLORS[i]))
+    frame = pd.DataFrame({"p": [str(p) for p in paths]})
+    run(sim, "openai", frame, ["?", llmframe.image("p")])
+    assert (cache_dir / "media-digests.sqlite").exists()
+    hashed = []
+    real = plan_media._hash_file
+    monkeypatch.setattr(plan_media, "_hash_file", lambda path: hashed.append(path) or real(path))
+    monkeypatch.setattr(plan_media.DIGESTS, "_seen", type(plan_media.DIGESTS._seen)())  # as a new process has
+    paths[3].write_bytes(png("black"))  # one file changed since: hashed again, a miss
+    out = run(sim, "openai", frame, ["?", llmframe.image("p")], usage=True)
+    assert hashed == [str(paths[3])]
+    assert list(out["response_cached"]) == [True, True, True, False]
+    # cache=False writes nothing to the cache directory, digests included
+    other = tmp_path / "elsewhere"
+    run(sim, "openai", frame, ["?", llmframe.image("p")], cache=False, cache_dir=str(other))
+    assert not other.exists()

@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import json
 import os
+import sqlite3
 import threading
 import urllib.parse
 from collections import OrderedDict
@@ -120,8 +121,8 @@ class _DigestCache:
         self._seen: OrderedDict[tuple, tuple[str, str | None, int]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, path: str) -> tuple[str, str | None, int]:
-        """(digest, sniffed type, size) of the file; OSError if it cannot be read."""
+    def get(self, path: str, kept: DigestFile | None = None) -> tuple[str, str | None, int]:
+        """(digest, sniffed type, size) of the file; OSError if it cannot be read. kept: the digests on disk."""
         stat = os.stat(path)
         # The file itself (device and inode), as it is now: another name for it is a hit, a write a miss.
         key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
@@ -130,12 +131,78 @@ class _DigestCache:
             if found is not None:
                 self._seen.move_to_end(key)
                 return found
-        found = _hash_file(path)
+        found = kept.get(key) if kept is not None else None
+        if found is None:
+            found = _hash_file(path)
+            if kept is not None:
+                kept.add(key, found)
         with self._lock:
             self._seen[key] = found
             while len(self._seen) > self._entries:
                 self._seen.popitem(last=False)
         return found
+
+
+class DigestFile:
+    """File digests kept on disk beside the answer cache: a re-run in a new process stats its files, not hashes them.
+
+    Best effort: a digest file that cannot be read or written is as if there were none (the files are hashed).
+    """
+
+    def __init__(self, path: str):
+        self._path = path
+        self._db: sqlite3.Connection | None = None
+        self._fresh: list[tuple] = []
+        self._lock = threading.Lock()
+
+    def _open(self) -> sqlite3.Connection:
+        if self._db is None:
+            os.makedirs(os.path.dirname(self._path) or ".", exist_ok=True)
+            db = sqlite3.connect(self._path, timeout=constants.MEDIA_DIGEST_FILE_TIMEOUT_SECONDS,
+                                 check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS digests (k TEXT PRIMARY KEY, digest TEXT, mime TEXT, size INTEGER)")
+            self._db = db
+        return self._db
+
+    def get(self, key: tuple) -> tuple[str, str | None, int] | None:
+        """The digest kept for this file identity, or None."""
+        try:
+            with self._lock:
+                row = self._open().execute("SELECT digest, mime, size FROM digests WHERE k = ?",
+                                           (":".join(map(str, key)),)).fetchone()
+        except (sqlite3.Error, OSError):
+            return None
+        return None if row is None else (row[0], row[1], int(row[2]))
+
+    def add(self, key: tuple, found: tuple[str, str | None, int]) -> None:
+        """Keep a digest just made; written in batches (flush)."""
+        self._fresh.append((":".join(map(str, key)), *found))
+        if len(self._fresh) >= constants.MEDIA_RENDER_CHUNK_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the digests made since the last flush."""
+        fresh, self._fresh = self._fresh, []
+        if not fresh:
+            return
+        try:
+            with self._lock:
+                db = self._open()
+                db.execute("BEGIN")
+                db.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?)", fresh)
+                db.execute("COMMIT")
+        except (sqlite3.Error, OSError):
+            pass  # only a later re-run's speed depends on it
+
+
+_DIGEST_FILES: dict[str, DigestFile] = {}
+
+
+def digest_file(cache_dir: str) -> DigestFile:
+    """The digest file of a cache directory, one per process."""
+    path = os.path.join(str(cache_dir), constants.MEDIA_DIGEST_FILE)
+    return _DIGEST_FILES.setdefault(path, DigestFile(path))
 
 
 def _hash_file(path: str) -> tuple[str, str | None, int]:
@@ -171,7 +238,7 @@ def is_url(text: str) -> bool:
 
 
 def reference(value: Any, kind: str, *, detail: str | None = None, max_side: int | None = None,
-              fetch: bool = False) -> MediaRef:
+              fetch: bool = False, kept: DigestFile | None = None) -> MediaRef:
     """One cell's MediaRef; MediaError naming the problem (that row's error) when it cannot be used.
 
     Only the cell's own value is ever opened: a path is read because the column names it.
@@ -188,7 +255,7 @@ def reference(value: Any, kind: str, *, detail: str | None = None, max_side: int
         if is_url(value):
             return MediaRef(kind, None, None, value, "url", 0, detail, max_side, fetch)
         try:
-            digest, mime, size = DIGESTS.get(value)
+            digest, mime, size = DIGESTS.get(value, kept)
         except OSError as exc:
             raise MediaError(f"cannot read {value!r}: {exc.strerror or exc}") from None
         return _checked(MediaRef(kind, mime, digest, value, "path", size, detail, max_side))

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import constants
 from ..errors import ConfigError, TemplateError
-from .media import IMAGE, Media, MediaError, MediaRef, reference, url_scheme
+from .media import IMAGE, Media, MediaError, MediaRef, digest_file, reference, url_scheme
 from .rows import Rows, containers_as_json
 from .template import Prompts
 
@@ -33,13 +33,16 @@ class MediaSettings:
     urls: frozenset = frozenset()  # (kind, scheme) the provider takes by reference
     max_bytes: dict = field(default_factory=dict)  # kind -> the most bytes the provider takes of one
     kinds: frozenset = frozenset({"image", "document"})  # what the provider takes at all
+    digest_dir: str | None = None  # where file digests are kept between processes (the cache directory)
 
 
-def media_settings(checked: dict, kind: Any) -> MediaSettings:
-    """A run's MediaSettings: its options (max_image_side=, fetch_urls=) and its provider's capabilities."""
+def media_settings(checked: dict, kind: Any, cache_dir: str | None = None) -> MediaSettings:
+    """A run's MediaSettings: its options (max_image_side=, fetch_urls=), its provider's capabilities, and where
+    file digests are kept (the cache directory, unless cache=False)."""
     return MediaSettings(f"the {kind.name} provider", checked.get("max_image_side"), bool(checked.get("fetch_urls")),
                          frozenset(getattr(kind, "media_urls", ())), dict(getattr(kind, "media_max_bytes", {})),
-                         frozenset(getattr(kind, "media_kinds", ("image", "document"))))
+                         frozenset(getattr(kind, "media_kinds", ("image", "document"))),
+                         None if checked.get("cache") is False else cache_dir)
 
 
 def has_media(messages: list[dict]) -> bool:
@@ -61,6 +64,7 @@ class MediaPrompts(Prompts):
         self.settings = settings
         self._render_text = render_text  # (text template, its columns' values, count) -> the rendered texts
         self._planning = True  # until settled: a row whose media fail is skipped, afterwards its request fails
+        self._kept = digest_file(settings.digest_dir) if settings.digest_dir else None
         self._failed: dict[int, str] = {}
 
     def chunks(self, size: int = constants.MEDIA_RENDER_CHUNK_ROWS):
@@ -105,7 +109,7 @@ class MediaPrompts(Prompts):
             for one in values:
                 try:
                     ref = reference(one, part.kind, detail=part.detail, max_side=settings.max_side,
-                                    fetch=settings.fetch)
+                                    fetch=settings.fetch, kept=self._kept)
                 except TypeError:
                     raise TemplateError(
                         f"column {part.column!r} holds a {type(one).__name__} at index "
@@ -141,6 +145,8 @@ class MediaPrompts(Prompts):
     def settled(self) -> None:
         """The rows are keyed: TemplateError if every row's media failed; later failures fail their requests."""
         self._planning = False
+        if self._kept is not None:
+            self._kept.flush()
         if self._failed and len(self._failed) == self.size - sum(1 for i in self.skipped if i not in self._failed):
             first = next(iter(self._failed.values()))
             raise TemplateError(f"no row's media could be used ({len(self._failed)} rows), e.g. {first}; "
