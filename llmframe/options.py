@@ -263,10 +263,11 @@ OPTIONS: tuple[Option, ...] = (
                           "past the cap; the run then stops with status 1 and writes nothing (answers stay cached)")),
     Option("max_image_side", "int | None", None, "media: downscale images (with Pillow) so their longer side is at "
            "most this many pixels before sending", check=_at_least(1, optional=True), means="none",
-           see=_MEDIA),
+           see=_MEDIA, flag=Flag("--max-image-side", SENDING, dict(type=int, metavar="PIXELS"))),
     Option("fetch_urls", "bool", False, "media: download http(s) URLs in media columns and send their bytes, "
            f"for providers that take none by URL (at most {constants.FETCH_URL_MAX_BYTES // 2**20} MB and "
-           f"{constants.FETCH_URL_TIMEOUT_SECONDS:g} s each)", check=_FLAG, see=_MEDIA),
+           f"{constants.FETCH_URL_TIMEOUT_SECONDS:g} s each)", check=_FLAG, see=_MEDIA,
+           flag=Flag("--fetch-urls", SENDING, _ON)),
 )
 
 BY_NAME = {o.name: o for o in OPTIONS}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import http.server
+import os
 import io
 import random
 import threading
@@ -463,3 +464,23 @@ def test_a_rerun_in_a_new_process_reads_digests_from_the_cache_directory(sim, tm
     other = tmp_path / "elsewhere"
     run(sim, "openai", frame, ["?", llmframe.image("p")], cache=False, cache_dir=str(other))
     assert not other.exists()
+
+
+def test_llmframe_run_sends_an_image_column_of_a_parquet_file(sim, tmp_path):
+    import subprocess
+    import sys
+
+    images = [png("red"), png("blue")]
+    pd.DataFrame({"sku": ["A", "B"], "photo": images}).to_parquet(tmp_path / "in.parquet")
+    env = {**os.environ, "OPENAI_API_KEY": sim.api_key, "OPENAI_BASE_URL": sim.base_url,
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-m", "llmframe", "run", str(tmp_path / "in.parquet"),
+                           str(tmp_path / "out.parquet"), "-t", "Product {sku}", "--image", "photo", "-m",
+                           "openai:sim-model", "--max-image-side", "16", "--quiet"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    sent = {r.body["messages"][0]["content"][0]["text"]:
+            base64.b64decode(r.body["messages"][0]["content"][1]["image_url"]["url"].split(",")[1]) for r in sim.requests}
+    assert all(Image.open(io.BytesIO(d)).size == (16, 12) for d in sent.values())  # 40 x 30, downscaled
+    assert list(out["response"]) == [media_answer(f"Product {s}", sent[f"Product {s}"]) for s in ["A", "B"]]
