@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import constants, options
 from ..cacheurl import CacheURL
-from ..config import Settings, default_directory, settings
+from ..config import Settings, settings
 from ..cost.budget import check_max_cost
 from ..cost.prices import Pricer
 from ..errors import ConfigError
@@ -167,8 +167,7 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     compiled = Template(template, list(rows.columns), system=checked["system"], positional_column=positional_column)
     kind = target.kind  # the class alone (or the Provider passed as model=): the engine makes the provider
     prompts = compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"],
-                              media=media_settings(checked, kind, checked["cache_dir"] or defaults.cache_dir
-                                                   or default_directory()))
+                              media=media_settings(checked, kind, checked["cache_dir"] or defaults.cache_dir))
     kind.check_params(gen)
     endpoint = target.endpoint(checked["base_url"])
     if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import constants
+from ..config import default_directory
 from ..errors import ConfigError, TemplateError
 from .media import IMAGE, Media, MediaError, MediaRef, digest_file, reference, url_scheme
 from .rows import Rows, containers_as_json
@@ -33,7 +34,8 @@ class MediaSettings:
     urls: frozenset = frozenset()  # (kind, scheme) the provider takes by reference
     max_bytes: dict = field(default_factory=dict)  # kind -> the most bytes the provider takes of one
     kinds: frozenset = frozenset({"image", "document"})  # what the provider takes at all
-    digest_dir: str | None = None  # where file digests are kept between processes (the cache directory)
+    keep_digests: bool = False  # file digests kept between processes, in the cache directory (not with cache=False)
+    digest_dir: str | None = None  # that directory; None: the default one
 
 
 def media_settings(checked: dict, kind: Any, cache_dir: str | None = None) -> MediaSettings:
@@ -42,7 +44,7 @@ def media_settings(checked: dict, kind: Any, cache_dir: str | None = None) -> Me
     return MediaSettings(f"the {kind.name} provider", checked.get("max_image_side"), bool(checked.get("fetch_urls")),
                          frozenset(getattr(kind, "media_urls", ())), dict(getattr(kind, "media_max_bytes", {})),
                          frozenset(getattr(kind, "media_kinds", ("image", "document"))),
-                         None if checked.get("cache") is False else cache_dir)
+                         checked.get("cache") is not False, cache_dir)
 
 
 def has_media(messages: list[dict]) -> bool:
@@ -64,7 +66,7 @@ class MediaPrompts(Prompts):
         self.settings = settings
         self._render_text = render_text  # (text template, its columns' values, count) -> the rendered texts
         self._planning = True  # until settled: a row whose media fail is skipped, afterwards its request fails
-        self._kept = digest_file(settings.digest_dir) if settings.digest_dir else None
+        self._kept = digest_file(settings.digest_dir or default_directory()) if settings.keep_digests else None
         self._failed: dict[int, str] = {}
 
     def chunks(self, size: int = constants.MEDIA_RENDER_CHUNK_ROWS):
