@@ -145,6 +145,14 @@ _N, _SECONDS = dict(type=int, metavar="N"), dict(type=number, metavar="SECONDS")
 _ON = dict(action="store_const", const=True)
 _PROVIDERS = "the provider's"
 _BATCH = "Batch mode: the providers' half-price batch APIs"
+_TOOLS = "Tools per row: the model calls your Python functions"
+
+
+def _tools(name: str, value: Any) -> Any:
+    """tools=: None or a list of functions (plan.tools makes their schemas, with the loop's other options)."""
+    if value is not None and (callable(value) or not isinstance(value, (list, tuple))):
+        raise ConfigError(f"{name} must be a list of functions, got {type(value).__name__}")
+    return value
 
 OPTIONS: tuple[Option, ...] = (
     Option("model", "str | Provider", REQUIRED, '`"provider:model"`, e.g. `"openai:gpt-4o-mini"`, or a `Provider` '
@@ -202,6 +210,17 @@ OPTIONS: tuple[Option, ...] = (
            flag=Flag("--allow-no-placeholder", GENERATION, _ON)),
     Option("max_prompt_tokens", "int | None", None, "rows whose prompt is estimated above this many tokens are "
            "skipped, not sent", check=_at_least(1, optional=True), flag=Flag("--max-prompt-tokens", GENERATION, _N)),
+    Option("tools", "list | None", None, "Python functions (sync or async) the model may call while it answers "
+           "each row; their schemas come from signatures, type hints and docstrings", check=_tools, means="none",
+           see=_TOOLS),
+    Option("max_turns", "int", constants.TOOL_MAX_TURNS, "tools: model turns per row at most (each is a request); "
+           "a row still calling tools after them fails", check=_at_least(1)),
+    Option("tool_timeout", "float", constants.TOOL_TIMEOUT_SECONDS, "tools: seconds one tool call may take; past "
+           "it the model gets an error result", check=lambda n, v: positive_number(n, v)),
+    Option("transcript", "bool", False, "tools: add a column `<output>_transcript` with the row's tool calls and "
+           "results (JSON)", check=_FLAG),
+    Option("tools_version", "str | None", None, "tools: part of the cache key; change it when the tools' data "
+           "or behaviour changes", check=lambda n, v: None if v is None else _string(n, v)),
     Option("cache", "bool | str", True, '`True`: read and write; `"refresh"`: ignore hits, write new answers; '
            '`False`: neither; `"postgresql://..."`: read and write that shared store', check=_cache,
            flag=Flag("--cache", CACHE, dict(metavar="on|refresh|off|URL"), convert=_cache_url,
