@@ -75,7 +75,7 @@ async def converse(request: Request, provider: Provider, ask: Ask, policy: Polic
                         "result": r.text, "error": r.error} for r in results]
         messages = [*messages, *provider.tool_messages(asked, list(results))]
     failed = Response.failure(f"no answer after max_turns={tools.max_turns}: the model was still calling tools "
-                              f"({len(transcript)} calls); raise max_turns or make the tools' results more direct")
+                              f"({len(transcript)} tool call{'' if len(transcript) == 1 else 's'}); raise max_turns or make the tools' results more direct")
     return _with(failed, transcript, tools)
 
 

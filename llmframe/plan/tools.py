@@ -8,6 +8,7 @@ bounds; their key material (names, schemas, tools_version) goes into every cache
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import typing
 from collections.abc import Callable, Sequence
@@ -70,10 +71,13 @@ class Tools:
         """What of the tools goes into the cache keys: names, descriptions, schemas and tools_version."""
         return {"tools": self.specs, "version": self.version}
 
-    def turn_tokens(self, prompt: int, output: int) -> tuple[int, int]:
-        """(input, output) tokens of a row that uses every turn: each turn re-sends the conversation so far,
-        with every earlier answer at its output limit and every tool result at its cap (chars / 4)."""
-        turns, result = self.max_turns, constants.TOOL_OUTPUT_CHARS // constants.CHARS_PER_TOKEN
+    def turn_tokens(self, prompt: int, output: int, turns: int | None = None) -> tuple[int, int]:
+        """(input, output) tokens of a row over `turns` turns (default max_turns): each turn re-sends the
+        declarations and the conversation so far, every earlier answer at its output limit and every tool
+        result at its cap (chars / 4)."""
+        turns = self.max_turns if turns is None else turns
+        prompt = prompt + len(json.dumps(self.specs)) // constants.CHARS_PER_TOKEN  # never in place: an array
+        result = constants.TOOL_OUTPUT_CHARS // constants.CHARS_PER_TOKEN
         return turns * prompt + turns * (turns - 1) // 2 * (output + result), turns * output
 
 
@@ -103,7 +107,10 @@ def tool_of(function: Any) -> Tool:
     try:
         signature = inspect.signature(function)
         hints = typing.get_type_hints(function, include_extras=True)
-    except (TypeError, ValueError, NameError) as exc:
+    except NameError as exc:  # a string annotation naming a type the function's module does not define
+        raise ConfigError(f"{_unresolved(name, signature, exc)} cannot be resolved ({exc}); define the type at "
+                          "module level, where the tool's annotations are looked up") from None
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"tool {name}: its signature cannot be read ({exc})") from None
     described = _docstring(function)
     fields: dict[str, Any] = {}
@@ -129,6 +136,15 @@ def tool_of(function: Any) -> Tool:
     schema.pop("title", None)
     return Tool(name, function, described["description"], schema, model,
                 inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(getattr(function, "__call__", None)))
+
+
+def _unresolved(name: str, signature: inspect.Signature, exc: NameError) -> str:
+    """The parameter (or return type) whose annotation names what is undefined, in words."""
+    missing = getattr(exc, "name", None) or ""
+    for parameter in signature.parameters.values():
+        if isinstance(parameter.annotation, str) and missing and missing in parameter.annotation:
+            return f"tool {name}, parameter {parameter.name!r}: its type hint {parameter.annotation!r}"
+    return f"tool {name}: a type hint"
 
 
 def _first_bad(fields: dict) -> str:
