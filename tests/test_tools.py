@@ -326,3 +326,23 @@ def test_polars_face_calls_tools_too(sim):
     out = frame.llm.generate("{customer}", model="openai:sim-model", base_url=sim.base_url, api_key=sim.api_key,
                              tools=[lookup], progress=False)
     assert out["response"].to_list()[1] == 'lookup: {"name":"bob","tier":"basic"}'
+
+
+@pytest.mark.parametrize("protocol", ["openai-http", "anthropic", "gemini"])
+def test_a_failed_turn_is_retried_alone_and_tools_run_once_per_row(sim, tools_gen, protocol):
+    from llmframe.testing import Faults
+
+    calls: list[str] = []
+
+    def lookup(name: str) -> str:
+        """Counts."""
+        calls.append(name)
+        return name.upper()
+
+    frame = pd.DataFrame({"customer": [f"c{i}" for i in range(12)]})
+    sim.tool_mode = ToolMode("lookup")
+    sim.faults = Faults(error_rates={500: 0.3}, seed=3)
+    out = tools_gen(frame, "{customer}", protocol, tools=[lookup], max_attempts=10)
+    assert list(out["response"]) == [f"lookup: C{i}" for i in range(12)]
+    assert sorted(calls) == sorted(frame["customer"])  # a retried turn re-sends the turn, never re-runs a tool
+    assert out.llm.report["retries"] > 0
