@@ -346,3 +346,34 @@ def test_a_failed_turn_is_retried_alone_and_tools_run_once_per_row(sim, tools_ge
     assert list(out["response"]) == [f"lookup: C{i}" for i in range(12)]
     assert sorted(calls) == sorted(frame["customer"])  # a retried turn re-sends the turn, never re-runs a tool
     assert out.llm.report["retries"] > 0
+
+
+def test_a_transcript_column_the_frame_has_is_refused(sim, tools_gen):
+    frame = FRAME.assign(response_transcript="mine")
+    with pytest.raises(ConfigError, match="already has a column 'response_transcript'"):
+        tools_gen(frame, "{customer}", tools=[lookup], transcript=True)
+    assert sim.count == 0
+
+
+def test_partials_are_refused_by_name():
+    import functools
+
+    with pytest.raises(ConfigError, match="cannot be a tool's name"):
+        FRAME.llm.estimate("{customer}", model="openai:m", tools=[functools.partial(lookup, "x")])
+
+
+def test_max_cost_reserves_every_turn_of_a_row(sim, tools_gen):
+    from llmframe.errors import BudgetExceeded
+
+    sim.tool_mode = ToolMode("lookup")
+    prices = {"openai:sim-model": {"input_mtok": 1.0, "output_mtok": 2.0}}
+    # One turn of a row reserves about $0.0001; all five of them (tool results at their cap) about $0.04.
+    plain = tools_gen(FRAME, "{customer}", max_tokens=50, prices=prices, max_cost=0.01)
+    assert plain["response"].notna().all()
+    sent = sim.count
+    with pytest.raises(BudgetExceeded):
+        tools_gen(FRAME, "{customer}", tools=[lookup], max_tokens=50, prices=prices, max_cost=0.01)
+    assert sim.count == sent  # no row could be afforded at its worst: none was sent
+    out = tools_gen(FRAME, "{customer}", tools=[lookup], max_tokens=50, prices=prices, max_cost=1.0, usage=True)
+    assert out["response_cost"].sum() == pytest.approx(
+        (out["response_input_tokens"].sum() * 1.0 + out["response_output_tokens"].sum() * 2.0) / 1e6)

@@ -172,7 +172,8 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     endpoint = target.endpoint(checked["base_url"])
     if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too
         kind.chat_model(target.model, endpoint=endpoint)
-    tools = planned_tools(checked, kind)
+    tools = planned_tools(checked, kind, f"{out.base}_{constants.TRANSCRIPT_SUFFIX}",
+                          rows.columns if output_frame_columns is None else output_frame_columns)
     keyed = gen if tools is None else {**gen, constants.TOOL_KEY: tools.key_material()}  # tomorrow's tools differ
     head = key_prefix(target.provider, target.model, keyed, _schema_key(out, kind, checked["strict"], structured),
                       endpoint)

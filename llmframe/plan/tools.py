@@ -100,9 +100,9 @@ def tool_of(function: Any) -> Tool:
     """One function as a Tool; ConfigError when it cannot be one (naming the parameter at fault)."""
     if not callable(function) or isinstance(function, type):
         raise ConfigError(f"tools: {function!r} is not a function")
-    name = getattr(function, "__name__", None) or type(function).__name__
-    if not re.match(constants.TOOL_NAME_PATTERN, name):
-        raise ConfigError(f"tools: {name!r} cannot be a tool's name (letters, digits, _ and - only, at most 64): "
+    name = getattr(function, "__name__", None)
+    if not isinstance(name, str) or not re.match(constants.TOOL_NAME_PATTERN, name):
+        raise ConfigError(f"tools: {name or function!r} cannot be a tool's name (letters, digits, _ and - only, at most 64): "
                           "use a def with such a name instead of a lambda or partial")
     try:
         signature = inspect.signature(function)
@@ -169,11 +169,15 @@ def _docstring(function: Callable) -> dict:
     return {"description": text or doc, "params": {p.arg_name: p.description for p in parsed.params if p.description}}
 
 
-def planned(checked: dict, kind: Any) -> Tools | None:
+def planned(checked: dict, kind: Any, transcript_column: str, columns: Sequence) -> Tools | None:
     """The run's Tools from generate's checked options (None without tools=); ConfigError for a provider or
-    mode that cannot call them. kind: the provider class (plan.target.ProviderKind, and tool_calls)."""
+    mode that cannot call them, or a transcript column the frame has. kind: the provider class
+    (plan.target.ProviderKind, and tool_calls)."""
     if checked["tools"] is None:
         return None
+    if checked["transcript"] and transcript_column in columns:
+        raise ConfigError(f"the frame already has a column {transcript_column!r}, where transcript=True puts the "
+                          "tool calls: rename it, or pass output= (or prefix=) to name the new columns otherwise")
     tools = tools_of(checked["tools"], max_turns=checked["max_turns"], timeout=checked["tool_timeout"],
                      transcript=checked["transcript"], version=checked["tools_version"])
     if not getattr(kind, "tool_calls", False):
