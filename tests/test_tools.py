@@ -377,3 +377,16 @@ def test_max_cost_reserves_every_turn_of_a_row(sim, tools_gen):
     out = tools_gen(FRAME, "{customer}", tools=[lookup], max_tokens=50, prices=prices, max_cost=1.0, usage=True)
     assert out["response_cost"].sum() == pytest.approx(
         (out["response_input_tokens"].sum() * 1.0 + out["response_output_tokens"].sum() * 2.0) / 1e6)
+
+
+def test_a_return_type_that_cannot_be_resolved_is_no_matter(sim, tools_gen):
+    class Local:
+        pass
+
+    def find(name: str) -> Local:
+        """Returns a local type, which is never part of the schema."""
+        return name
+
+    sim.tool_mode = ToolMode("find")
+    out = tools_gen(FRAME.head(1), "{customer}", tools=[find])
+    assert out["response"][0] == "find: anna"

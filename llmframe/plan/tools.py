@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import types
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -106,7 +107,7 @@ def tool_of(function: Any) -> Tool:
                           "use a def with such a name instead of a lambda or partial")
     try:
         signature = inspect.signature(function)
-        hints = typing.get_type_hints(function, include_extras=True)
+        hints = _hints(function, signature)
     except NameError as exc:  # a string annotation naming a type the function's module does not define
         raise ConfigError(f"{_unresolved(name, signature, exc)} cannot be resolved ({exc}); define the type at "
                           "module level, where the tool's annotations are looked up") from None
@@ -136,6 +137,16 @@ def tool_of(function: Any) -> Tool:
     schema.pop("title", None)
     return Tool(name, function, described["description"], schema, model,
                 inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(getattr(function, "__call__", None)))
+
+
+def _hints(function: Callable, signature: inspect.Signature) -> dict:
+    """The parameters' type hints, resolved; a return type that cannot be resolved is no matter (it is not sent)."""
+    try:
+        return typing.get_type_hints(function, include_extras=True)
+    except NameError:
+        annotations = {p.name: p.annotation for p in signature.parameters.values() if p.annotation is not p.empty}
+        holder = types.SimpleNamespace(__annotations__=annotations)
+        return typing.get_type_hints(holder, globalns=getattr(function, "__globals__", {}), include_extras=True)
 
 
 def _unresolved(name: str, signature: inspect.Signature, exc: NameError) -> str:
