@@ -104,14 +104,26 @@ async def _run(call: ToolCall, tools: Tools, counters: Counters, secrets: tuple[
         if tool.is_async:
             value = await asyncio.wait_for(tool.function(**arguments), tools.timeout)
         else:
-            # A sync tool past its timeout is abandoned, not stopped (threads cannot be): its thread stays busy.
-            work = asyncio.get_running_loop().run_in_executor(_pool(), functools.partial(tool.function, **arguments))
-            value = await asyncio.wait_for(work, tools.timeout)
+            value = await _in_thread(functools.partial(tool.function, **arguments), tools.timeout)
     except asyncio.TimeoutError:
         return _error(call, f"{tool.name} took longer than tool_timeout={tools.timeout:g} s and was cut off", counters)
     except Exception as exc:  # the tool's failure is a result the model can act on, never the run's
         return _error(call, redact(f"{tool.name} raised {type(exc).__name__}: {exc}", *secrets), counters)
     return ToolResult(call, _capped(_text(value)))
+
+
+async def _in_thread(call: Callable[[], Any], timeout: float) -> Any:
+    """call() in the shared threads, within timeout seconds of starting: waiting for a free thread is not the
+    tool's time. Past the timeout it is abandoned, not stopped (threads cannot be): its thread stays busy."""
+    loop, started = asyncio.get_running_loop(), asyncio.Event()
+
+    def run() -> Any:
+        loop.call_soon_threadsafe(started.set)
+        return call()
+
+    work = loop.run_in_executor(_pool(), run)
+    await started.wait()
+    return await asyncio.wait_for(work, timeout)
 
 
 def _error(call: ToolCall, problem: str, counters: Counters) -> ToolResult:
