@@ -390,3 +390,12 @@ def test_a_return_type_that_cannot_be_resolved_is_no_matter(sim, tools_gen):
     sim.tool_mode = ToolMode("find")
     out = tools_gen(FRAME.head(1), "{customer}", tools=[find])
     assert out["response"][0] == "find: anna"
+
+
+def test_a_later_transcript_run_finds_the_transcript_in_the_cache(sim, tools_gen):
+    sim.tool_mode = ToolMode("lookup")
+    first = tools_gen(FRAME, "{customer}", tools=[lookup])
+    assert "response_transcript" not in first
+    again = tools_gen(FRAME, "{customer}", tools=[lookup], transcript=True)
+    assert sim.count == 2 * len(FRAME)  # answered from the cache
+    assert [json.loads(t)[0]["arguments"]["name"] for t in again["response_transcript"]] == list(FRAME["customer"])

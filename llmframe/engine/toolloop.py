@@ -80,9 +80,9 @@ async def converse(request: Request, provider: Provider, ask: Ask, policy: Polic
 
 
 def _with(response: Response, transcript: list, tools: Tools) -> Response:
-    """The response with the row's transcript (JSON) where transcript=True."""
-    if tools.transcript:
-        response.transcript = json.dumps(transcript, ensure_ascii=False, default=str)
+    """The response with the row's transcript (JSON), cached with the answer whether or not transcript=True
+    asks for its column now, so that a later run asking for it finds it."""
+    response.transcript = json.dumps(transcript, ensure_ascii=False, default=str)
     return response
 
 
