@@ -399,3 +399,32 @@ def test_a_later_transcript_run_finds_the_transcript_in_the_cache(sim, tools_gen
     again = tools_gen(FRAME, "{customer}", tools=[lookup], transcript=True)
     assert sim.count == 2 * len(FRAME)  # answered from the cache
     assert [json.loads(t)[0]["arguments"]["name"] for t in again["response_transcript"]] == list(FRAME["customer"])
+
+
+def test_llmframe_run_takes_tools_as_module_functions(sim, tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    (tmp_path / "crm.py").write_text(
+        "def tier(name: str) -> str:\n"
+        "    \"\"\"The customer's tier.\"\"\"\n"
+        "    return {'anna': 'gold'}.get(name, 'basic')\n"
+    )
+    FRAME.to_parquet(tmp_path / "in.parquet")
+    sim.tool_mode = ToolMode("tier")
+    command = [shutil.which("llmframe")] if shutil.which("llmframe") else [sys.executable, "-m", "llmframe"]
+    done = subprocess.run([*command, "run", "in.parquet", "out.parquet", "-t", "{customer}", "--model",
+                           "openai:sim-model", "--base-url", sim.base_url, "--api-key", sim.api_key,
+                           "--tool", "crm:tier", "--max-turns", "3", "--transcript", "--tools-version", "v1"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert done.returncode == 0, done.stderr
+    back = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(back["response"]) == ["tier: gold", "tier: basic", "tier: basic", "tier: basic"]
+    assert json.loads(back["response_transcript"][0])[0]["arguments"] == {"name": "anna"}
+    bad = subprocess.run([*command, "run", "in.parquet", "out2.parquet", "-t", "{customer}", "--model",
+                          "openai:sim-model", "--base-url", sim.base_url, "--api-key", sim.api_key,
+                          "--tool", "crm:nothing"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ))
+    assert bad.returncode != 0 and "--tool 'crm:nothing': cannot load it" in bad.stderr

@@ -22,7 +22,7 @@ from .. import constants
 from ..errors import ConfigError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: it holds a function and a dict
 class Tool:
     """One function the model may call: its name, description, JSON schema and argument validator."""
 
@@ -47,7 +47,7 @@ class Tool:
         return {name: getattr(checked, name) for name in type(checked).model_fields}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Tools:
     """The tools of a run and the bounds of each row's loop."""
 
