@@ -428,3 +428,18 @@ def test_llmframe_run_takes_tools_as_module_functions(sim, tmp_path):
                           "--tool", "crm:nothing"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                          env=dict(os.environ))
     assert bad.returncode != 0 and "--tool 'crm:nothing': cannot load it" in bad.stderr
+
+
+def test_an_invalid_structured_answer_after_tools_is_asked_again(sim, tools_gen):
+    answered: list[str] = []
+
+    def final(prompt: str, results: list[str]) -> str:
+        answered.append(prompt)
+        found = json.loads(results[0])
+        return "not json" if len(answered) == 1 else json.dumps({"who": found["name"], "tier": found["tier"]})
+
+    sim.tool_mode = ToolMode("lookup", answer=final)
+    out = tools_gen(FRAME.head(1), "{customer}", tools=[lookup], output=Verdict, max_concurrency=1)
+    assert (out["who"][0], out["tier"][0]) == ("anna", "gold")
+    assert out.llm.report["invalid_answers"] == 1 and sim.count == 3  # call, invalid answer, corrected answer
+    assert "did not match the required format" in sim.requests[-1].body["messages"][-1]["content"]

@@ -47,25 +47,25 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
 async def converse(request: Request, provider: Provider, ask: Ask, policy: Policy, counters: Counters,
                    check: Check | None, secrets: tuple[str, ...]) -> Response:
     """The row's final answer (text, or parsed when check is given) after at most max_turns turns; a failure
-    that says why otherwise. The response carries the transcript where transcript=True."""
+    that says why otherwise; either carries the row's transcript. A re-ask of an invalid answer is a turn too."""
     tools: Tools = policy.tools  # type: ignore[assignment]
     messages, transcript, invalid = list(request.messages), [], 0
     for turn in range(1, tools.max_turns + 1):
         response = await ask(Request(request.key, messages, request.params))
         if response.error is not None:
-            return _with(response, transcript, tools)
+            return _with(response, transcript)
         asked, response.tool_calls = response.tool_calls, None
         if asked is None:
             if check is None:
-                return _with(response.rejected(EMPTY_ANSWER) if is_empty(response) else response, transcript, tools)
+                return _with(response.rejected(EMPTY_ANSWER) if is_empty(response) else response, transcript)
             value, problem = check(response.text)
             if problem is None:
                 response.parsed = value
-                return _with(response, transcript, tools)
+                return _with(response, transcript)
             counters.invalid += 1
             invalid += 1
             if invalid > policy.invalid_retries:
-                return _with(response.rejected(problem), transcript, tools)
+                return _with(response.rejected(problem), transcript)
             counters.retries += 1
             messages = [*messages, {"role": "assistant", "content": response.text or ""},
                         {"role": "user", "content": constants.CORRECTION_PROMPT.format(problem=problem)}]
@@ -76,10 +76,10 @@ async def converse(request: Request, provider: Provider, ask: Ask, policy: Polic
         messages = [*messages, *provider.tool_messages(asked, list(results))]
     failed = Response.failure(f"no answer after max_turns={tools.max_turns}: the model was still calling tools "
                               f"({len(transcript)} tool call{'' if len(transcript) == 1 else 's'}); raise max_turns or make the tools' results more direct")
-    return _with(failed, transcript, tools)
+    return _with(failed, transcript)
 
 
-def _with(response: Response, transcript: list, tools: Tools) -> Response:
+def _with(response: Response, transcript: list) -> Response:
     """The response with the row's transcript (JSON), cached with the answer whether or not transcript=True
     asks for its column now, so that a later run asking for it finds it."""
     response.transcript = json.dumps(transcript, ensure_ascii=False, default=str)
