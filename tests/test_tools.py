@@ -309,8 +309,9 @@ def test_bad_tools_are_refused_before_anything_is_sent(sim, tools_gen):
 
 
 def test_a_provider_that_cannot_call_tools_is_refused(sim, tools_gen, llm_tiny_model):
-    with pytest.raises(ConfigError, match="the transformers provider cannot call tools"):
+    with pytest.raises(ConfigError, match="the transformers provider cannot call tools") as refused:
         FRAME.llm.generate("{customer}", model=f"transformers:{llm_tiny_model}", tools=[lookup], progress=False)
+    assert "--enable-auto-tool-choice" in str(refused.value)
 
 
 def test_mode_auto_runs_a_tools_call_online(sim, tools_gen):

@@ -192,8 +192,11 @@ def planned(checked: dict, kind: Any, transcript_column: str, columns: Sequence)
     tools = tools_of(checked["tools"], max_turns=checked["max_turns"], timeout=checked["tool_timeout"],
                      transcript=checked["transcript"], version=checked["tools_version"])
     if not getattr(kind, "tool_calls", False):
+        local = " (for a local model: serve it where tool calls are parsed, e.g. `vllm serve <model> " \
+            "--enable-auto-tool-choice --tool-call-parser hermes`, and use openai:<model> with base_url=)" \
+            if getattr(kind, "local_groups", False) else ""
         raise ConfigError(f"the {kind.name} provider cannot call tools: use an openai:, anthropic: or gemini: "
-                          "model (or an OpenAI-compatible server whose model calls functions)")
+                          f"model, or an OpenAI-compatible server whose model calls functions{local}")
     if checked["mode"] == "batch":
         raise ConfigError("tools need a conversation per row (call, result, answer), which a native batch job "
                           "cannot hold: use mode='online' (submit(..., mode='online') runs it in the background)")
