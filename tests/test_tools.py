@@ -424,6 +424,10 @@ def test_llmframe_run_takes_tools_as_module_functions(sim, tmp_path):
     back = pd.read_parquet(tmp_path / "out.parquet")
     assert list(back["response"]) == ["tier: gold", "tier: basic", "tier: basic", "tier: basic"]
     assert json.loads(back["response_transcript"][0])[0]["arguments"] == {"name": "anna"}
+    from llmframe.apps import provenance
+
+    ((_, recorded, _),) = provenance.read(tmp_path / "out.parquet")
+    assert recorded["parameters"]["tools"] == ["crm:tier"] and recorded["parameters"]["tools_version"] == "v1"
     bad = subprocess.run([*command, "run", "in.parquet", "out2.parquet", "-t", "{customer}", "--model",
                           "openai:sim-model", "--base-url", sim.base_url, "--api-key", sim.api_key,
                           "--tool", "crm:nothing"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
