@@ -50,7 +50,7 @@ class Answers(Sequence):
         self._late: dict[int, str | None] = {}  # an answer replaced after its block was sealed (rare)
         self.errors: dict[int, str] = {}  # failures are few: kept sparse
         self.parsed: list[Any] | None = [None] * size if structured else None
-        self.transcripts: dict[int, str] = {}  # tools=, transcript=True: request -> its tool calls (JSON)
+        self.transcripts: dict[int, str] = {}  # tools=: request -> its tool calls and results (JSON)
 
     @classmethod
     def of(cls, responses: Sequence[Response | None]) -> Answers:
