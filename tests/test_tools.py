@@ -448,3 +448,23 @@ def test_an_invalid_structured_answer_after_tools_is_asked_again(sim, tools_gen)
     assert (out["who"][0], out["tier"][0]) == ("anna", "gold")
     assert out.llm.report["invalid_answers"] == 1 and sim.count == 3  # call, invalid answer, corrected answer
     assert "did not match the required format" in sim.requests[-1].body["messages"][-1]["content"]
+
+
+def test_async_tools_run_on_the_loop_and_sync_tools_in_the_tool_threads(sim, tools_gen):
+    where: dict[str, str] = {}
+
+    async def on_loop(name: str) -> str:
+        """Async."""
+        asyncio.get_running_loop()  # raises outside a running loop
+        where["async"] = threading.current_thread().name
+        return "a"
+
+    def in_thread(name: str) -> str:
+        """Sync."""
+        where["sync"] = threading.current_thread().name
+        return "s"
+
+    sim.tool_mode = ToolMode(["on_loop", "in_thread"])
+    out = tools_gen(FRAME.head(1), "{customer}", tools=[on_loop, in_thread])
+    assert out["response"][0] == "on_loop+in_thread: a | s"
+    assert where["sync"].startswith("llmframe-tool") and not where["async"].startswith("llmframe-tool")
