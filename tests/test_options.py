@@ -142,6 +142,7 @@ BAD = {
     "max_wait": float("nan"), "mode": "later", "poll_interval": 0, "retry_online": "yes",
     "prices": {"gpt": {}}, "max_cost": -1, "dtype_backend": "arrow",
     "max_image_side": 0, "fetch_urls": "yes",
+    "tools": "lookup", "max_turns": 0, "tool_timeout": 0, "transcript": "yes", "tools_version": 3,
 }
 
 

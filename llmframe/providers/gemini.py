@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import mimetypes
 import os
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ from ..plan.media_template import refs
 from ..plan.request import Request, Response
 from ..plan.structured import OutputSchema
 from ..plan.request import Embedded
-from . import embeddings, media, replies
+from . import embeddings, media, replies, tool_wire
 from .base import Provider, never_connected
 
 # Our parameter names -> GenerateContentConfig's; anything else is passed to the config as it is.
@@ -79,6 +80,9 @@ class GeminiProvider(Provider):
     embedding_input_tokens = constants.GEMINI_EMBEDDING_INPUT_TOKENS
     media_urls = frozenset({("image", "gs"), ("document", "gs")})  # Cloud Storage URIs, as file_data
     media_max_bytes = {"image": constants.GEMINI_FILE_MAX_BYTES, "document": constants.GEMINI_FILE_MAX_BYTES}
+    tool_calls = True
+    tool_params = staticmethod(tool_wire.gemini_params)
+    tool_messages = staticmethod(tool_wire.gemini_messages)
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
@@ -167,7 +171,10 @@ class GeminiProvider(Provider):
             reason = finish_reason(candidate.finish_reason)
             return replies.unicode(candidate_text(candidate)), None if reason is None else replies.unicode(reason)
 
-        return replies.reply(usage, answer, headers)
+        response = replies.reply(usage, answer, headers)
+        if "tools" in request.params:
+            response.tool_calls = tool_wire.gemini_turn(candidate)
+        return response
 
     async def _with_media(self, messages: list[dict]) -> list[dict]:
         """Media parts inline; a request whose media pass Gemini's inline limit sends them through the Files API."""
@@ -245,6 +252,9 @@ def to_contents(messages: list[dict]) -> tuple[str | None, list[types.Content]]:
     system: list[str] = []
     contents: list[types.Content] = []
     for message in messages:
+        if "parts" in message:  # already Gemini's (a tools run's function calls and responses), as JSON
+            contents.append(types.Content.model_validate_json(json.dumps(message)))
+            continue
         role = message.get("role")
         content = message.get("content")
         if role in ("system", "developer"):
