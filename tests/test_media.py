@@ -484,3 +484,24 @@ def test_llmframe_run_sends_an_image_column_of_a_parquet_file(sim, tmp_path):
             base64.b64decode(r.body["messages"][0]["content"][1]["image_url"]["url"].split(",")[1]) for r in sim.requests}
     assert all(Image.open(io.BytesIO(d)).size == (16, 12) for d in sent.values())  # 40 x 30, downscaled
     assert list(out["response"]) == [media_answer(f"Product {s}", sent[f"Product {s}"]) for s in ["A", "B"]]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_media_and_tools_in_one_run(sim, provider):
+    import json
+
+    from llmframe.testing import ToolMode
+
+    sim.tool_mode = ToolMode("lookup")
+
+    def lookup(name: str) -> dict:
+        """Look a customer up by name."""
+        return {"name": name}
+
+    frame = pd.DataFrame({"customer": ["anna", "bob"], "img": [png("red"), png("blue")]})
+    out = run(sim, provider, frame, ["{customer}", llmframe.image("img")], tools=[lookup])
+    assert out["response_error"].isna().all()
+    assert list(out["response"]) == ["lookup: " + json.dumps({"name": n}, separators=(",", ":"))
+                                     for n in frame["customer"]]
+    assert all(any(isinstance(p, dict) and p.get("type") == "media" for p in r.chat["messages"][0]["content"])
+               for r in sim.requests)  # every turn sends the row's image again

@@ -49,7 +49,7 @@ def media_settings(checked: dict, kind: Any, cache_dir: str | None = None) -> Me
 
 def has_media(messages: list[dict]) -> bool:
     """Whether any message's content is a list of parts."""
-    return any(isinstance(m["content"], (list, tuple)) for m in messages)
+    return any(isinstance(m.get("content"), (list, tuple)) for m in messages)
 
 
 class MediaPrompts(Prompts):
@@ -186,5 +186,5 @@ def _content_json(parts: list) -> str:
 
 def refs(messages: list[dict]) -> list[MediaRef]:
     """The MediaRefs of a request's messages, in order."""
-    return [p for m in messages if isinstance(m["content"], (list, tuple)) for p in m["content"]
+    return [p for m in messages if isinstance(m.get("content"), (list, tuple)) for p in m["content"]
             if isinstance(p, MediaRef)]

@@ -188,9 +188,8 @@ class GeminiProvider(Provider):
             file = await self._uploaded(ref.digest, data, mime)
             return types.Part.from_uri(file_uri=file.uri, mime_type=mime)
 
-        return [m if isinstance(m["content"], str) else
-                {**m, "content": [await part(p) if isinstance(p, MediaRef) else p for p in m["content"]]}
-                for m in messages]
+        return [{**m, "content": [await part(p) if isinstance(p, MediaRef) else p for p in m["content"]]}
+                if isinstance(m.get("content"), list) else m for m in messages]  # a tools run's own turns as they are
 
     async def _uploaded(self, digest: str, data: bytes, mime: str):
         """The File of these bytes, uploaded once per distinct file for the run (aclose deletes them)."""
