@@ -162,7 +162,7 @@ BATCH_FIND_SLACK_SECONDS = 3600.0  # a re-attaching run looks this far back for 
 BATCH_STATE_DIR = "batches"  # job state files, inside the cache directory
 
 # Usage and cost
-USAGE_SUFFIXES = ("input_tokens", "output_tokens", "cost", "cached", "latency_s", "finish_reason")  # usage=True
+USAGE_SUFFIXES = ("input_tokens", "output_tokens", "cached_input_tokens", "cost", "cached", "latency_s", "finish_reason")  # usage=True
 ESTIMATE_SAMPLES = 3  # rendered prompts shown by estimate()
 MIN_OUTPUT_TOKENS = 1  # the low end of an estimate's output range, per request
 ESTIMATE_API_KEY = "estimate-only"  # what a dry run (estimate, sweep(dry_run=True)) plans with: it sends nothing
@@ -194,3 +194,16 @@ VECTOR_BLOCK_ROWS = 8192  # rows of the left side scored at a time by search, si
 SEARCH_K = 10
 DEDUP_THRESHOLD = 0.95
 SCORE_COLUMN = "score"
+
+# Provider prompt caching (plan/prefix.py, "Paying less" in the README): never part of a cache key
+PROMPT_CACHE_KEY_PREFIX = "llmframe-"  # OpenAI's prompt_cache_key: this, then a digest of model and static prefix
+ANTHROPIC_CACHE_PARAM = "llmframe_cache_prefix"  # planned params entry the Anthropic provider turns into cache_control
+# Anthropic's documented minimum cacheable prefix, in tokens, by model name (first match; else the default).
+ANTHROPIC_CACHE_MINIMUMS = (("opus-4-6", 4096), ("opus-4-5", 4096), ("haiku-4-5", 4096), ("sonnet-4-6", 2048),
+                            ("haiku-3", 2048), ("3-haiku", 2048), ("3-5-haiku", 2048))
+ANTHROPIC_CACHE_MINIMUM = 1024  # Sonnet 4.5, Sonnet 4, Opus 4.1, Opus 4, Sonnet 3.7
+OPENAI_CACHE_MINIMUM = 1024  # OpenAI caches prompts from 1,024 tokens, in steps of 128
+OPENAI_CACHE_STEP = 128
+GEMINI_CACHE_MINIMUMS = (("pro", 4096),)  # Gemini 2.5's implicit caching: Pro from 4,096 tokens, Flash from 1,024
+GEMINI_CACHE_MINIMUM = 1024
+

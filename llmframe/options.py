@@ -260,6 +260,9 @@ OPTIONS: tuple[Option, ...] = (
            flag=Flag("--max-cost", SENDING, dict(type=number, metavar="USD"),
                      help="a cap in USD on what the whole run may spend: no request is sent that could take it "
                           "past the cap; the run then stops with status 1 and writes nothing (answers stay cached)")),
+    Option("prompt_cache", "bool", True, "let the provider's prompt cache serve the prompts' shared start: "
+           "OpenAI's `prompt_cache_key`, Anthropic's `cache_control`; never part of the cache key", check=_FLAG,
+           flag=Flag("--no-prompt-cache", SENDING, dict(action="store_const", const=False)), see="Paying less"),
 )
 
 BY_NAME = {o.name: o for o in OPTIONS}

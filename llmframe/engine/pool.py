@@ -73,7 +73,8 @@ class _Pool:
         failed = response.error is not None
         cost = self.meter.settle(j, response) if self.meter is not None else None
         self.progress.advance(self.work.weights[j], failed=failed, error=response.error,
-                              tokens=response.input_tokens + response.output_tokens, cost=cost)
+                              tokens=response.input_tokens + response.output_tokens, cost=cost,
+                              prompt_cached=response.cached_input_tokens)
         counters = self.counters
         if failed:
             if counts_to_breaker:

@@ -20,6 +20,7 @@ from ..cost.budget import check_max_cost
 from ..cost.prices import Pricer
 from ..errors import ConfigError
 from .output import Output
+from .prefix import StaticPrefix, static_prefix
 from .request import KEYWORD_PARAMS, Keys, Request, content_digests, distinct, key_prefix, positive_number
 from .rows import Rows
 from .structured import structured_mode, with_prompt
@@ -125,6 +126,7 @@ class Plan:
     batch: BatchOptions | None = None  # set when the run goes through the provider's batch API
     schema_prompt: str | None = None  # structured="json_object": the schema, added to each prompt
     embedding: Embedding | None = None  # set for df.llm.embed's runs (plan.embed): answers are vectors
+    prefix: StaticPrefix | None = None  # the prompts' static prefix, for the providers' prompt caches
 
     @property
     def lookup(self) -> bool:
@@ -177,6 +179,9 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     pricer = _pricer(checked, target, batch=batch is not None)
     if out.schema is not None:
         gen = {**gen, **kind.output_params(out.schema, strict=checked["strict"], structured=structured)}
+    prefix = static_prefix(prompts, len(first_row)) if checked["prompt_cache"] else None
+    if prefix is not None:  # after the keys: they route or mark a request and change no answer
+        gen = {**gen, **kind.prompt_cache_params(prefix, target.model)}
     policy = _policy(checked, defaults)
     return Plan(
         model=target.name,  # a Provider instance's too: the report's and the cache's name for it
@@ -198,6 +203,7 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
         max_cost=check_max_cost(checked["max_cost"], pricer),
         batch=batch,
         schema_prompt=out.schema.prompt() if structured == "json_object" else None,
+        prefix=prefix,
     )
 
 

@@ -19,6 +19,7 @@ from ..errors import ConfigError, ProviderError, SchemaError, quota_spent, redac
 from ..plan.request import Embedded, Request, Response
 
 if TYPE_CHECKING:
+    from ..plan.prefix import StaticPrefix
     from ..plan.structured import OutputSchema
 
 _deadline = getattr(asyncio, "timeout", None)  # Python 3.11+
@@ -188,6 +189,14 @@ class Provider(ABC):
         structured="json_object": JSON mode only, where the provider has one (the schema is in the prompt).
         """
         raise SchemaError(f"the {cls.name} provider does not support structured outputs yet")
+
+    @classmethod
+    def prompt_cache_params(cls, prefix: StaticPrefix | None, model: str) -> dict:
+        """Request parameters that let the provider's prompt cache serve the run's static prefix (none: {}).
+
+        Added after the cache key is made: they route or mark a request, and change no answer.
+        """
+        return {}
 
     @classmethod
     def token_counter(cls, model: str) -> tuple[Callable[[list[dict]], int], str] | None:

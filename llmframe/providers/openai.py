@@ -151,6 +151,14 @@ class OpenAIProvider(Provider):
         return embeddings.openai_reply(reply, len(texts), headers)
 
     @classmethod
+    def prompt_cache_params(cls, prefix, model: str) -> dict:
+        """prompt_cache_key, where the static prefix fills one of OpenAI's cache steps: rows sharing it land on the
+        same cache machines (OpenAI caches prefixes by itself; the key keeps them together)."""
+        if prefix is None or prefix.tokens < constants.OPENAI_CACHE_STEP:
+            return {}
+        return {"prompt_cache_key": prefix.digest(model)}
+
+    @classmethod
     def output_params(cls, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
         """response_format json_schema, strict schemas made as the SDK itself makes them; or json_object."""
         if structured == "json_object":

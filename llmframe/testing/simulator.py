@@ -26,6 +26,7 @@ from .answers import (completion_limit, default_answer, digest_answer, fit, last
 from .batches import BatchService
 from .faults import HTML_502, Faults, FaultState, refusal, retype
 from .openai_chat import MODEL, BadRequest, Dialect, bearer_key, error_response
+from .prompt_cache import PromptCache
 from .server import LoopbackServer, cut, drip
 
 __all__ = ["API_KEY", "LoggedRequest", "SimulatedError", "Simulator", "default_answer", "digest_answer"]
@@ -155,6 +156,7 @@ class Simulator(LoopbackServer):
         self._lock = threading.Lock()
         self._ids = itertools.count(1)  # never reset, so ids stay unique for the server's life
         self.batches = BatchService(self)  # the batch APIs: settings, and the batches created
+        self.prompt_cache = PromptCache()  # prefixes seen: cached tokens in each protocol's usage (enabled=False: off)
         # Embedding routes refuse a request with an input past this many tokens (None: no limit), as OpenAI's
         # 8,192-token models do; tests lower it to make one bad row.
         self.embedding_input_tokens: int | None = embeddings.INPUT_TOKENS
@@ -222,6 +224,7 @@ class Simulator(LoopbackServer):
         self.embedding_input_tokens = embeddings.INPUT_TOKENS
         self._fault_state = None
         self.batches.reset()
+        self.prompt_cache = PromptCache()
 
     # --- server -----------------------------------------------------------
 
@@ -313,6 +316,7 @@ class Simulator(LoopbackServer):
             state.charge(call.key, completion, call.now)
         usage = entry.billed = (prompt, completion)
         reply = dialect.reply(self.next_id(), raw, body, text, finish, usage, fault == "empty_choices")
+        reply = self.prompt_cache.apply(dialect, raw, body, reply)
         if fault == "retyped":
             reply = retype(reply, state.faults.retyped)
         return await _send(request, reply, call.limits(), fault, state.faults.drip_seconds), fault
