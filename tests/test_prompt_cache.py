@@ -154,3 +154,18 @@ def test_anthropic_batch_lines_carry_the_breakpoint():
         "k", [{"role": "user", "content": "fixed row"}])
     assert constants.ANTHROPIC_CACHE_PARAM not in line
     assert '"content":[{"type":"text","text":"fixe","cache_control":{"type":"ephemeral"}}' in line
+
+
+def test_the_first_request_writes_the_cache_before_the_others_go(sim):
+    """At 8 in flight, one cache write, not eight: the run's first request is answered alone."""
+    sim.latency = 0.05
+    out = run(sim, reviews(12), RULES + "{review}", ANTHROPIC, max_concurrency=8)
+    cached = out["response_cached_input_tokens"].tolist()
+    assert sorted(cached)[0] == 0 and sorted(cached)[1] > 0  # exactly one row paid the write
+    first = min(sim.requests, key=lambda e: e.time)
+    others = [e for e in sim.requests if e is not first]
+    # sent only once the first was answered, which the simulator holds for its latency at least
+    assert all(e.time >= first.time + sim.latency for e in others) and len(others) == 11
+    sim.reset()
+    out = run(sim, reviews(12), "Short {review}", ANTHROPIC, max_concurrency=8, cache=False)
+    assert out["response"].notna().all()  # no shared prefix worth caching: no waiting either

@@ -66,11 +66,17 @@ class _Pool:
             slots = self.pack[0]
         self.queue: asyncio.Queue[tuple[int, Request] | None] = asyncio.Queue(maxsize=slots * constants.QUEUE_SLACK)
         self.workers: list[asyncio.Task] = []
+        # A shared prefix worth a provider's prompt cache: the first request goes alone and writes it, so the
+        # others read it instead of each paying a write (Anthropic bills writes a quarter above input).
+        self.warming: tuple[int, asyncio.Event] | None = None
+        self.warm_first = work.warm_first and not self.batched and self.pack is None
 
     def finish(self, j: int, response: Response, *, counts_to_breaker: bool = True) -> None:
         """Request j is answered (or failed for good): record it, price it, count it, hand it to the writer."""
         self.results[j] = response
         failed = response.error is not None
+        if self.warming is not None and self.warming[0] == j:
+            self.warming[1].set()
         cost = self.meter.settle(j, response) if self.meter is not None else None
         self.progress.advance(self.work.weights[j], failed=failed, error=response.error,
                               tokens=response.input_tokens + response.output_tokens, cost=cost,
@@ -161,8 +167,17 @@ class _Pool:
                     counters.not_sent += 1  # later chunks are still looked up: cached answers cost nothing
                     continue
                 await queue.put((j, request))
+                if self.warm_first:
+                    await self._warm(j)
         for _ in self.workers:
             await queue.put(None)
+
+    async def _warm(self, j: int) -> None:
+        """Wait until request j, the run's first one sent, is answered: its reply has filled the prompt cache."""
+        self.warm_first = False
+        self.warming = (j, asyncio.Event())
+        await self.warming[1].wait()
+        self.warming = None
 
     async def tick(self) -> None:
         """Redraw the progress display now and then, however fast or slow rows finish."""

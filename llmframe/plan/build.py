@@ -45,6 +45,7 @@ class Work:
     requests: Callable[[Sequence[int]], list[Request]] | None = None  # many at once: rendered as a chunk
     pack: tuple[int, int] | None = None  # embeddings: the most (inputs, estimated tokens) one request carries
     settings: dict | None = None  # embeddings: what every request asks (dimensions, task type, truncation)
+    warm_first: bool = False  # a prompt-cacheable shared prefix: the first request is answered before the others go
 
     def build(self, positions: Sequence[int]) -> list[Request]:
         """The requests at these positions."""
@@ -146,7 +147,8 @@ class Plan:
         check = self.output.schema.checker(self.output.mode) if self.output.schema is not None else None
         embedding = self.embedding
         if embedding is None:
-            return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests)
+            warm = self.prefix is not None and self.prefix.tokens >= constants.PROMPT_CACHE_WARM_TOKENS
+            return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests, warm_first=warm)
         return Work(self.keys, lambda j: requests([j])[0], self.weights, None, requests,
                     (embedding.max_inputs, embedding.max_tokens), embedding.settings)
 
