@@ -208,3 +208,11 @@ GEMINI_CACHE_MINIMUMS = (("pro", 4096),)  # Gemini 2.5's implicit caching: Pro f
 GEMINI_CACHE_MINIMUM = 1024
 PROMPT_CACHE_WARM_TOKENS = 1024  # a static prefix this long: the run's first request is answered before the rest go
 
+
+# Several rows per request (rows_per_request=k, plan/packing.py)
+PACK_MAX_ROWS = 100  # rows one request may carry
+PACK_ITEM_TOKENS = 8  # an item's framing in the request (<item id="n">...</item>), for estimates
+PACK_ANSWER_TOKENS = 12  # an answer's framing in the reply ({"id": n, "answer": ...}): added to max_tokens per row
+PACK_SCHEMA_NAME = "llmframe_items"  # the packed answer's schema title: a list of {id, answer}
+PACK_PROMPT = ("\n\nThe {count} numbered items below are separate inputs. Do the task above for each item on its "
+               "own, as if it were the only one, and give exactly one answer per item, with the item's id.\n\n")

@@ -263,6 +263,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("prompt_cache", "bool", True, "let the provider's prompt cache serve the prompts' shared start: "
            "OpenAI's `prompt_cache_key`, Anthropic's `cache_control`; never part of the cache key", check=_FLAG,
            flag=Flag("--no-prompt-cache", SENDING, dict(action="store_const", const=False)), see="Paying less"),
+    Option("rows_per_request", "int", 1, "rows sent together in one request as numbered items, the template's "
+           "fixed text once; each row's answer is checked and cached on its own", check=_at_least(1),
+           flag=Flag("--rows-per-request", SENDING, _N), see="Paying less"),
 )
 
 BY_NAME = {o.name: o for o in OPTIONS}

@@ -22,6 +22,7 @@ from .answers import Answers
 from .attempts import billed_answer
 from .groups import answer_group, take
 from .outcome import Counters, Live
+from .packed import answer_rows
 from .packs import Packer, answer_pack
 from .progress import Progress
 from .ratelimit import Patience, limiter_for
@@ -69,7 +70,8 @@ class _Pool:
         # A shared prefix worth a provider's prompt cache: the first request goes alone and writes it, so the
         # others read it instead of each paying a write (Anthropic bills writes a quarter above input).
         self.warming: tuple[int, asyncio.Event] | None = None
-        self.warm_first = work.warm_first and not self.batched and self.pack is None
+        # (not for packed rows: a pack waits for its rows, so the first row alone would never be answered)
+        self.warm_first = work.warm_first and not self.batched and self.pack is None and work.packing is None
 
     def finish(self, j: int, response: Response, *, counts_to_breaker: bool = True) -> None:
         """Request j is answered (or failed for good): record it, price it, count it, hand it to the writer."""
@@ -138,6 +140,16 @@ class _Pool:
             if self.writer is not None:
                 await self.writer.written()
 
+    async def rows_worker(self) -> None:
+        """rows_per_request: packs of rows from the queue, one request each (engine/packed.py)."""
+        packing = self.work.packing
+        packer = Packer(self.queue, packing.size, 2**62, wait=not self.capped)
+        while pack := await packer.take():
+            await answer_rows(pack, packing, self.provider, self.limiter, self.policy, self.counters, self.work.check,
+                              self.patience, self.finish)
+            if self.writer is not None:
+                await self.writer.written()
+
     async def feed(self) -> None:
         """Look each chunk up in the cache, then queue its misses (within the budget, if there is one)."""
         work, results, store, progress, counters, meter = (self.work, self.results, self.store, self.progress,
@@ -192,6 +204,10 @@ class _Pool:
         elif self.pack is not None:
             packs = -(-len(self.work.keys) // self.pack[0])
             self.workers = [asyncio.create_task(self.pack_worker()) for _ in range(min(self.policy.concurrency, packs))]
+        elif self.work.packing is not None:
+            packs = -(-len(self.work.keys) // self.work.packing.size)
+            self.workers = [asyncio.create_task(self.rows_worker())
+                            for _ in range(min(self.policy.concurrency, packs))]
         else:
             self.workers = [asyncio.create_task(self.worker())
                             for _ in range(min(self.policy.concurrency, len(self.work.keys)))]

@@ -121,7 +121,7 @@ class Generate:
                  progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                  provider_options: dict | None = None, mode: str = constants.BATCH_MODES[0],
                  poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-                 max_cost: float | None = None, prompt_cache: bool = True, **unknown: Any) -> Any:
+                 max_cost: float | None = None, prompt_cache: bool = True, rows_per_request: int = 1, **unknown: Any) -> Any:
         """Answer the template for every row; returns a new frame with the answer (and error) columns.
 
         template: "{column}" string, list of {"role", "content"} messages, or function row-dict -> prompt.
@@ -173,7 +173,7 @@ class RowVerbs(Generate):
                         api_key: str | None = None, base_url: str | None = None, provider_options: dict | None = None,
                         mode: str = constants.BATCH_MODES[0], poll_interval: float | None = None,
                         retry_online: bool = False, prices: dict | None = None, max_cost: float | None = None,
-                        prompt_cache: bool = True, **unknown: Any) -> Any:
+                        prompt_cache: bool = True, rows_per_request: int = 1, **unknown: Any) -> Any:
         """The async twin of generate, for code that already runs an event loop."""
         call = self._call(template, locals())
         plan = self._plan(*call)
@@ -196,7 +196,7 @@ class RowVerbs(Generate):
                  progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                  provider_options: dict | None = None, mode: str = constants.BATCH_MODES[0],
                  poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-                 max_cost: float | None = None, prompt_cache: bool = True, **unknown: Any) -> Estimate:
+                 max_cost: float | None = None, prompt_cache: bool = True, rows_per_request: int = 1, **unknown: Any) -> Estimate:
         """A dry run of generate with the same arguments: rows, uncached rows, tokens, cost range, sample prompts.
 
         Sends nothing and needs no API key.
@@ -249,7 +249,7 @@ class FrameVerbs(RowVerbs):
                progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                provider_options: dict | None = None, mode: str = constants.BATCH_MODES[1],
                poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-               max_cost: float | None = None, prompt_cache: bool = True, **unknown: Any) -> BatchJob | OnlineJob:
+               max_cost: float | None = None, prompt_cache: bool = True, rows_per_request: int = 1, **unknown: Any) -> BatchJob | OnlineJob:
         """Start the run and return at once: generate's arguments; mode="batch" (the default) or "online".
 
         The handle: job.status(), job.wait() (blocks, with a progress bar; Ctrl-C stops only the waiting),

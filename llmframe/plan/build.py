@@ -20,6 +20,7 @@ from ..cost.budget import check_max_cost
 from ..cost.prices import Pricer
 from ..errors import ConfigError
 from .output import Output
+from .packing import Packing, pack_schema, packing_for
 from .prefix import StaticPrefix, static_prefix
 from .request import KEYWORD_PARAMS, Keys, Request, content_digests, distinct, key_prefix, positive_number
 from .rows import Rows
@@ -46,6 +47,7 @@ class Work:
     pack: tuple[int, int] | None = None  # embeddings: the most (inputs, estimated tokens) one request carries
     settings: dict | None = None  # embeddings: what every request asks (dimensions, task type, truncation)
     warm_first: bool = False  # a prompt-cacheable shared prefix: the first request is answered before the others go
+    packing: Packing | None = None  # rows_per_request > 1: rows go several to a request (engine/packed.py)
 
     def build(self, positions: Sequence[int]) -> list[Request]:
         """The requests at these positions."""
@@ -128,6 +130,7 @@ class Plan:
     schema_prompt: str | None = None  # structured="json_object": the schema, added to each prompt
     embedding: Embedding | None = None  # set for df.llm.embed's runs (plan.embed): answers are vectors
     prefix: StaticPrefix | None = None  # the prompts' static prefix, for the providers' prompt caches
+    packing: Packing | None = None  # rows_per_request > 1: how rows share a request
 
     @property
     def lookup(self) -> bool:
@@ -148,7 +151,8 @@ class Plan:
         embedding = self.embedding
         if embedding is None:
             warm = self.prefix is not None and self.prefix.tokens >= constants.PROMPT_CACHE_WARM_TOKENS
-            return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests, warm_first=warm)
+            return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests, warm_first=warm,
+                        packing=self.packing)
         return Work(self.keys, lambda j: requests([j])[0], self.weights, None, requests,
                     (embedding.max_inputs, embedding.max_tokens), embedding.settings)
 
@@ -174,16 +178,29 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     endpoint = target.endpoint(checked["base_url"])
     if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too
         kind.chat_model(target.model, endpoint=endpoint)
-    head = key_prefix(target.provider, target.model, gen, _schema_key(out, kind, checked["strict"], structured),
+    size = checked["rows_per_request"]
+    keyed = gen if size == 1 else {**gen, "rows_per_request": size}  # packed rows' answers are other answers
+    head = key_prefix(target.provider, target.model, keyed, _schema_key(out, kind, checked["strict"], structured),
                       endpoint)
     keys, row_to_key, first_row = _keys(head, prompts, checked["max_prompt_tokens"])
-    batch = _batch_options(checked, kind, len(first_row))
+    batch = None if size > 1 and checked["mode"] == "auto" else _batch_options(checked, kind, len(first_row))
     pricer = _pricer(checked, target, batch=batch is not None)
+    plain = gen
     if out.schema is not None:
         gen = {**gen, **kind.output_params(out.schema, strict=checked["strict"], structured=structured)}
-    prefix = static_prefix(prompts, len(first_row)) if checked["prompt_cache"] else None
-    if prefix is not None:  # after the keys: they route or mark a request and change no answer
-        gen = {**gen, **kind.prompt_cache_params(prefix, target.model)}
+    static = static_prefix(prompts, len(first_row))
+    prefix = static if checked["prompt_cache"] else None
+    cache_params = kind.prompt_cache_params(prefix, target.model) if prefix is not None else {}
+    gen = {**gen, **cache_params}  # after the keys: they route or mark a request and change no answer
+    packing = None
+    if size > 1:
+        chars = packing_for(size, static, len(prompts.roles or ()), structured=structured, batch=batch is not None,
+                            local=getattr(kind, "local_groups", False))
+        schema = pack_schema(out.schema.json_schema if out.schema is not None else None)
+        params = {**plain, **kind.output_params(schema, strict=checked["strict"], structured=structured), **cache_params}
+        if "max_tokens" in plain:  # the limit is per answer: a pack carries size answers and their framing
+            params["max_tokens"] = (plain["max_tokens"] + constants.PACK_ANSWER_TOKENS) * size
+        packing = Packing(size, chars, params, out.schema is not None)
     policy = _policy(checked, defaults)
     return Plan(
         model=target.name,  # a Provider instance's too: the report's and the cache's name for it
@@ -206,6 +223,7 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
         batch=batch,
         schema_prompt=out.schema.prompt() if structured == "json_object" else None,
         prefix=prefix,
+        packing=packing,
     )
 
 

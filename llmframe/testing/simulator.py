@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import anthropic_messages, embeddings, gemini_generate, openai_chat
+from . import anthropic_messages, embeddings, gemini_generate, openai_chat, packed
 from .answers import (completion_limit, default_answer, digest_answer, fit, last_user_text, prompt_tokens, spoil,
                       structured_format, tokens)
 from .batches import BatchService
@@ -335,7 +335,8 @@ class Simulator(LoopbackServer):
     def _answer(self, call: _Call, body: dict, fault: str | None) -> tuple[str, str | None] | web.Response:
         """The answer function's text, spoilt by an answer fault, and the fault that stands; or an error response."""
         try:
-            text = self.answer(body)
+            found = packed.item_schema(body)
+            text = self.answer(body) if found is None else packed.answer(body, self.answer, call.state, found)
             if not isinstance(text, str):
                 raise TypeError(f"answer returned {type(text).__name__}, not str")
         except SimulatedError as exc:
