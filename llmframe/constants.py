@@ -216,3 +216,9 @@ PACK_ANSWER_TOKENS = 12  # an answer's framing in the reply ({"id": n, "answer":
 PACK_SCHEMA_NAME = "llmframe_items"  # the packed answer's schema title: a list of {id, answer}
 PACK_PROMPT = ("\n\nThe {count} numbered items below are separate inputs. Do the task above for each item on its "
                "own, as if it were the only one, and give exactly one answer per item, with the item's id.\n\n")
+
+# Model cascades (cascade=, ops/cascade.py)
+CASCADE_CONFIDENCE_FIELD = "confidence"  # the output schema's field a row's confidence is read from (0 to 1)
+CASCADE_THRESHOLD = 0.8  # rows less confident than this go on to the next model, unless a threshold is given
+CASCADE_AGREEMENT = 0.95  # calibrate=n chooses thresholds for this agreement with the last model on the sample
+CASCADE_SEED = 0  # the calibration sample is drawn with this seed: the same rows on every run

@@ -141,6 +141,13 @@ def _prices(_name: str, value: Any) -> Any:
 
 
 _FLAG = _choice((True, False), "True or False")
+
+
+def _cascade(name: str, value: Any) -> Any:
+    """cascade=: None, or a list of models (the cascade checks each entry when it runs)."""
+    if value is not None and (not isinstance(value, (list, tuple)) or not value):
+        raise ConfigError(f'{name} must be a list of models, e.g. ["openai:gpt-4o"], got {value!r}')
+    return value
 _N, _SECONDS = dict(type=int, metavar="N"), dict(type=number, metavar="SECONDS")
 _ON = dict(action="store_const", const=True)
 _PROVIDERS = "the provider's"
@@ -266,6 +273,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("rows_per_request", "int", 1, "rows sent together in one request as numbered items, the template's "
            "fixed text once; each row's answer is checked and cached on its own", check=_at_least(1),
            flag=Flag("--rows-per-request", SENDING, _N), see="Paying less"),
+    Option("cascade", "list | None", None, "models to send a row on to when the one before is unsure of it: "
+           '`["openai:gpt-4o"]` or `[("openai:gpt-4o", 0.9)]` (the confidence below which rows go on); needs an '
+           "output= with a `confidence` field", check=_cascade, means="none", see="Paying less"),
+    Option("calibrate", "int", 0, "cascade: run this many sample rows on every model first and choose the "
+           "thresholds for 95% agreement with the last model", check=_at_least(0), see="Paying less"),
 )
 
 BY_NAME = {o.name: o for o in OPTIONS}
