@@ -93,7 +93,7 @@ def test_failed_rows_go_on(cascading, sim):
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    ({"cascade": [BIG], "output": "text"}, "confidence"),
+    ({"cascade": ["anthropic:claude-haiku-4-5", BIG], "output": "text"}, "confidence"),
     ({"cascade": ["gpt-4o"]}, "provider:model"),
     ({"cascade": [(BIG, 2)]}, "0 to 1"),
     ({"cascade": []}, "list of models"),
@@ -119,3 +119,42 @@ def test_a_polars_frame_cascades_too(sim):
                           base_url=sim.base_url, api_key=sim.api_key, progress=False)
     assert out["label"].to_list() == [truth(f"Label: review {i}") for i in range(30)]
     assert out.llm.report["cascade"]["rows_per_model"][BIG] > 0
+
+
+def test_text_answers_cascade_on_their_token_log_probabilities(gen, sim):
+    def sure(body, text):  # the small model is unsure of rows ending in 7 or 9
+        unsure = body["model"] == "small" and body["messages"][-1]["content"][-1] in "79"
+        return 0.4 if unsure else 0.97
+
+    sim.confidence = sure
+    out = gen(reviews(30), "Label: {review}", model=SMALL, cascade=[BIG], prices=PRICES)
+    small = [e for e in sim.requests if e.body["model"] == "small"]
+    big = [e for e in sim.requests if e.body["model"] == "big"]
+    assert all(e.body["logprobs"] is True for e in small) and all("logprobs" not in e.body for e in big)
+    assert sorted(e.body["messages"][-1]["content"][-1] for e in big) == ["7"] * 3 + ["9"] * 3
+    entry = out.llm.report["cascade"]
+    assert entry["rows_per_model"] == {SMALL: 24, BIG: 6}
+    sim.reset()
+    again = gen(reviews(30), "Label: {review}", model=SMALL, cascade=[BIG], prices=PRICES)
+    assert sim.count == 0  # the confidences came back from the cache with the answers
+    assert again["response"].tolist() == out["response"].tolist()
+
+
+def test_a_provider_without_log_probabilities_needs_a_confidence_field(sim):
+    with pytest.raises(ConfigError, match="no token log-probabilities"):
+        reviews(3).llm.generate("{review}", model="anthropic:claude-haiku-4-5", cascade=[BIG],
+                                base_url=sim.anthropic_base_url, api_key=sim.api_key, progress=False)
+    assert sim.count == 0
+
+
+def test_token_confidence_reads_openai_logprobs():
+    import math
+
+    from llmframe.providers.replies import openai
+
+    body = {"choices": [{"message": {"content": "yes"}, "finish_reason": "stop",
+                         "logprobs": {"content": [{"token": "y", "logprob": math.log(0.5)},
+                                                  {"token": "es", "logprob": math.log(0.5)}]}}]}
+    assert openai(body, None).confidence == pytest.approx(0.5)
+    body["choices"][0]["logprobs"] = None
+    assert openai(body, None).confidence is None

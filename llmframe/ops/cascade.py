@@ -1,7 +1,8 @@
 """Model cascades: every row answered by the first model, only the rows it is unsure of sent to the next.
 
 A row's confidence is its answer's confidence field (the output schema's `confidence`, a number from 0 to 1),
-and 0 where the answer failed or did not validate. cascade=[model_b, (model_c, 0.9)] sends the rows whose
+else the answer's token log-probabilities (exp of their mean: OpenAI and compatible servers, asked for with
+logprobs=true), and 0 where the answer failed or did not validate. cascade=[model_b, (model_c, 0.9)] sends the rows whose
 confidence under the model before is below the stage's threshold (CASCADE_THRESHOLD unless given) to it;
 calibrate=n first runs a sample of n rows on every model and chooses each threshold so that the cascade's
 answers agree with the last model's on CASCADE_AGREEMENT of the sample. Each stage is an ordinary planned
@@ -26,6 +27,7 @@ from ..engine.outcome import Outcome
 from ..errors import ConfigError
 from ..plan.build import Plan
 from ..plan.subset import Subset
+from ..providers import resolve
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,11 @@ def stages(model: Any, cascade: Any) -> list[Stage]:
 
 
 def confidences(plan: Plan, answers: Answers) -> np.ndarray:
-    """Each distinct request's confidence: its answer's confidence field, 0 where it failed or has none."""
-    out = np.zeros(len(answers))
+    """Each distinct request's confidence: its answer's confidence field, else its token log-probabilities'
+    (exp of their mean); 0 where it failed or has neither."""
+    out = np.nan_to_num(answers.confidence.astype(np.float64), nan=0.0)
     failed = answers.failed()
+    out[failed] = 0.0
     field = constants.CASCADE_CONFIDENCE_FIELD
     for j in np.flatnonzero(~failed).tolist():
         value = answers.parsed[j] if answers.parsed is not None else None
@@ -70,16 +74,29 @@ def confidences(plan: Plan, answers: Answers) -> np.ndarray:
     return out
 
 
-def check_output(output: Any) -> None:
-    """A cascade needs a confidence per answer: a structured output with a `confidence` field."""
+def has_confidence_field(output: Any) -> bool:
+    """True for a structured output with a `confidence` field, which the model fills in."""
     from pydantic import BaseModel
 
-    field = constants.CASCADE_CONFIDENCE_FIELD
     fields = (output.model_fields if isinstance(output, type) and issubclass(output, BaseModel)
               else (output.get("properties") or {}) if isinstance(output, dict) else {})
-    if field not in fields:
-        raise ConfigError(f"cascade needs each answer's confidence: pass output= a pydantic model (or JSON schema) "
-                          f"with a `{field}: float` field (0 to 1) the model fills in")
+    return constants.CASCADE_CONFIDENCE_FIELD in fields
+
+
+def logprob_params(chain: list[Stage], output: Any) -> list[dict]:
+    """What each stage adds to params= for its confidence: log-probabilities, where no confidence field gives it
+    (the last stage needs none); a ConfigError where a stage can give neither."""
+    if has_confidence_field(output):
+        return [{} for _ in chain]
+    out = []
+    for stage in chain[:-1]:
+        kind = resolve(stage.model).kind
+        if kind.logprob_params is None:
+            raise ConfigError(f"cascade needs each answer's confidence, and {stage.model} gives no token "
+                              f"log-probabilities: pass output= a pydantic model (or JSON schema) with a "
+                              f"`{constants.CASCADE_CONFIDENCE_FIELD}: float` field (0 to 1) the model fills in")
+        out.append(dict(kind.logprob_params))
+    return [*out, {}]
 
 
 def run(verbs: Any, template: Any, given: dict, call: tuple) -> Any:
@@ -90,25 +107,24 @@ def run(verbs: Any, template: Any, given: dict, call: tuple) -> Any:
     if given.get("usage"):
         raise ConfigError("cascade: usage columns per row are not available yet; the report gives each model's "
                           "rows, tokens and cost")
-    check_output(given.get("output"))
     chain = stages(given["model"], cascade)
+    asks = logprob_params(chain, given.get("output"))
     rows, extra = verbs._rows()
-    planned = [verbs._plan(template, {**given, "model": chain[0].model})]
-    first = planned[0]
-    calibration = _calibrate(verbs, template, given, chain, first, calibrate) if calibrate else None
+    first = verbs._plan(template, _with(given, chain[0].model, asks[0]))
+    calibration = _calibrate(verbs, template, given, chain, first, calibrate, asks) if calibrate else None
     thresholds = calibration["thresholds"] if calibration else [s.threshold for s in chain[1:]]
     outcome = run_sync(engine.start(first))
     merged = outcome.answers.snapshot()
     owner = np.zeros(len(merged), dtype=np.int64)  # which stage answered each of the first plan's requests
     spent = [_spent(first, outcome)]
     confidence = confidences(first, merged)
-    for n, (stage, threshold) in enumerate(zip(chain[1:], thresholds), 1):
+    for n, (stage, threshold, ask) in enumerate(zip(chain[1:], thresholds, asks[1:]), 1):
         up = np.flatnonzero((confidence < threshold) & (first.weights > 0))
         if not len(up):
             spent.append((0.0, 0, 0, None))
             continue
         plan = verbs._plan_rows(Subset(rows, first.first_row[up]), template,
-                                {**given, **extra, "model": stage.model})
+                                {**_with(given, stage.model, ask), **extra})
         result = run_sync(engine.start(plan))
         spent.append(_spent(plan, result))
         theirs = plan.row_to_key  # subset row k -> the stage's request
@@ -166,7 +182,15 @@ def _report(first: Plan, chain: list[Stage], thresholds: list, owner: np.ndarray
     return out
 
 
-def _calibrate(verbs: Any, template: Any, given: dict, chain: list[Stage], first: Plan, n: int) -> dict:
+def _with(given: dict, model: Any, ask: dict) -> dict:
+    """generate's options for one stage: its model, and params= asking for log-probabilities where it must."""
+    if not ask:
+        return {**given, "model": model}
+    return {**given, "model": model, "params": {**(given.get("params") or {}), **ask}}
+
+
+def _calibrate(verbs: Any, template: Any, given: dict, chain: list[Stage], first: Plan, n: int,
+               asks: list[dict]) -> dict:
     """Run a sample of n rows on every model and choose each threshold for CASCADE_AGREEMENT with the last model."""
     rows, extra = verbs._rows()
     valid = np.flatnonzero(first.weights > 0)
@@ -174,8 +198,8 @@ def _calibrate(verbs: Any, template: Any, given: dict, chain: list[Stage], first
     sample = np.sort(rng.choice(valid, size=min(n, len(valid)), replace=False))
     subset = Subset(rows, first.first_row[sample])
     answers, confidence, spent = [], [], []
-    for stage in chain:
-        plan = verbs._plan_rows(subset, template, {**given, **extra, "model": stage.model})
+    for stage, ask in zip(chain, asks):
+        plan = verbs._plan_rows(subset, template, {**_with(given, stage.model, ask), **extra})
         result = run_sync(engine.start(plan))
         spent.append(_spent(plan, result))
         keys = plan.row_to_key

@@ -56,13 +56,14 @@ class Response:
     latency: float | None = None  # seconds of the attempt that answered; cached with the answer, not in the key
     batch: bool = False  # answered by a provider's batch API (billed at batch prices)
     vector: Any = None  # an embedding request's answer: a float32 vector (the cache holds it as text, see Vectors)
+    confidence: float | None = None  # from the answer's token log-probabilities, where the provider gave them
 
     def to_cache(self, model: str, created: float) -> str:
         """A compact JSON text for the cache (only successes are ever stored).
 
         The model and the time are kept so the cache can be pruned by model or age. Latency and cached
         input tokens come next, so values written before they existed still read; a trailing 1 marks a
-        batch answer.
+        batch answer (0 where a confidence from log-probabilities follows it).
         """
         return Response.many_to_cache([self], model, created)[0]
 
@@ -75,7 +76,7 @@ class Response:
             f"[{'null' if r.text is None else string(r.text)},{int(r.input_tokens)},{int(r.output_tokens)},"
             f"{'null' if r.finish_reason is None else string(r.finish_reason)}{tail}"
             f"{'null' if r.latency is None else round(float(r.latency), 4)},{int(r.cached_input_tokens)}"
-            f"{',1]' if r.batch else ']'}"
+            f"{(',1]' if r.batch else ']') if r.confidence is None else f',{int(r.batch)},{float(r.confidence)!r}]'}"
             for r in responses
         ]
 
@@ -85,7 +86,7 @@ class Response:
         rows = loads("[" + ",".join(values) + "]")
         return [cls(row[0], row[1], row[2], row[3], None, True, None, None,
                     row[7] if len(row) > 7 else 0, row[6] if len(row) > 6 else None,
-                    len(row) > 8 and row[8] == 1) for row in rows]
+                    len(row) > 8 and row[8] == 1, None, row[9] if len(row) > 9 else None) for row in rows]
 
     @classmethod
     def failure(cls, error: str) -> Response:

@@ -64,6 +64,8 @@ class Provider(ABC):
     # The max_tokens sent when a call sets none (Anthropic's API requires one); None: none is sent. Estimates
     # and max_cost's reservations take it as a request's most output tokens.
     default_max_tokens: ClassVar[int | None] = None
+    # What asks for the answer's token log-probabilities (a cascade's confidence); None: the provider has none.
+    logprob_params: ClassVar[dict | None] = None
 
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
                  max_concurrency: int = constants.MAX_CONCURRENCY, timeout: float = constants.REQUEST_TIMEOUT_SECONDS,

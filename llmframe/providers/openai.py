@@ -57,6 +57,7 @@ class OpenAIProvider(Provider):
     batch_limits = constants.OPENAI_BATCH_LIMITS
     embedding_limits = constants.OPENAI_EMBEDDING_LIMITS
     embedding_input_tokens = constants.OPENAI_EMBEDDING_INPUT_TOKENS
+    logprob_params = {"logprobs": True}  # choices[0].logprobs.content: a cascade's confidence
 
     @classmethod
     def token_counter(cls, model: str):

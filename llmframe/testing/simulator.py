@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import anthropic_messages, embeddings, gemini_generate, openai_chat, packed
+from . import anthropic_messages, embeddings, gemini_generate, logprobs, openai_chat, packed
 from .answers import (completion_limit, default_answer, digest_answer, fit, last_user_text, prompt_tokens, spoil,
                       structured_format, tokens)
 from .batches import BatchService
@@ -157,6 +157,9 @@ class Simulator(LoopbackServer):
         self._ids = itertools.count(1)  # never reset, so ids stay unique for the server's life
         self.batches = BatchService(self)  # the batch APIs: settings, and the batches created
         self.prompt_cache = PromptCache()  # prefixes seen: cached tokens in each protocol's usage (enabled=False: off)
+        # (chat body, answer) -> the probability each answer token's logprob gives, where logprobs=true asks;
+        # None: testing.logprobs.default_confidence
+        self.confidence: Callable[[dict, str], float] | None = None
         # Embedding routes refuse a request with an input past this many tokens (None: no limit), as OpenAI's
         # 8,192-token models do; tests lower it to make one bad row.
         self.embedding_input_tokens: int | None = embeddings.INPUT_TOKENS
@@ -225,6 +228,7 @@ class Simulator(LoopbackServer):
         self._fault_state = None
         self.batches.reset()
         self.prompt_cache = PromptCache()
+        self.confidence = None
 
     # --- server -----------------------------------------------------------
 
@@ -317,6 +321,7 @@ class Simulator(LoopbackServer):
         usage = entry.billed = (prompt, completion)
         reply = dialect.reply(self.next_id(), raw, body, text, finish, usage, fault == "empty_choices")
         reply = self.prompt_cache.apply(dialect, raw, body, reply)
+        reply = logprobs.attach(reply, raw, body, text, self.confidence)
         if fault == "retyped":
             reply = retype(reply, state.faults.retyped)
         return await _send(request, reply, call.limits(), fault, state.faults.drip_seconds), fault
