@@ -162,7 +162,8 @@ BATCH_FIND_SLACK_SECONDS = 3600.0  # a re-attaching run looks this far back for 
 BATCH_STATE_DIR = "batches"  # job state files, inside the cache directory
 
 # Usage and cost
-USAGE_SUFFIXES = ("input_tokens", "output_tokens", "cached_input_tokens", "cost", "cached", "latency_s", "finish_reason")  # usage=True
+USAGE_SUFFIXES = ("input_tokens", "output_tokens", "cached_input_tokens", "cost", "cached", "latency_s",
+                  "finish_reason")  # usage=True
 ESTIMATE_SAMPLES = 3  # rendered prompts shown by estimate()
 MIN_OUTPUT_TOKENS = 1  # the low end of an estimate's output range, per request
 ESTIMATE_API_KEY = "estimate-only"  # what a dry run (estimate, sweep(dry_run=True)) plans with: it sends nothing

@@ -134,8 +134,8 @@ def test_message_params_marks_only_what_every_row_shares():
     named, rest = message_params(messages, {constants.ANTHROPIC_CACHE_PARAM: [1, 6], "temperature": 0.0})
     assert rest == {"temperature": 0.0}  # the marker is never sent as a parameter
     assert named["system"] == "S" * 10
-    assert named["messages"][0]["content"] == [{"type": "text", "text": "fixed ", "cache_control": {"type": "ephemeral"}},
-                                               {"type": "text", "text": "row"}]
+    marked = {"type": "text", "text": "fixed ", "cache_control": {"type": "ephemeral"}}
+    assert named["messages"][0]["content"] == [marked, {"type": "text", "text": "row"}]
     assert messages[1]["content"] == "fixed row"  # the request's own messages are left as they are
     named, _ = message_params(messages, {constants.ANTHROPIC_CACHE_PARAM: [1, 0]})
     assert named["system"][0]["cache_control"] == {"type": "ephemeral"}

@@ -46,7 +46,8 @@ _LABELS = {
     "budget": "budget (max_cost)",
     "run_id": "run id",
 }
-_DOLLARS = {"cost", "cost_saved_by_cache", "cost_without_cache", "cost_saved_by_prompt_cache"}  # shown as $0.0123, not 0.0123 or 1.2e-05
+# shown as $0.0123, not 0.0123 or 1.2e-05
+_DOLLARS = {"cost", "cost_saved_by_cache", "cost_without_cache", "cost_saved_by_prompt_cache"}
 
 
 class Report(dict):

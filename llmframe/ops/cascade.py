@@ -2,8 +2,8 @@
 
 A row's confidence is its answer's confidence field (the output schema's `confidence`, a number from 0 to 1),
 else the answer's token log-probabilities (exp of their mean: OpenAI and compatible servers, asked for with
-logprobs=true), and 0 where the answer failed or did not validate. cascade=[model_b, (model_c, 0.9)] sends the rows whose
-confidence under the model before is below the stage's threshold (CASCADE_THRESHOLD unless given) to it;
+logprobs=true), and 0 where the answer failed or did not validate. cascade=[model_b, (model_c, 0.9)] sends the
+rows whose confidence under the model before is below the stage's threshold (CASCADE_THRESHOLD unless given) to it;
 calibrate=n first runs a sample of n rows on every model and chooses each threshold so that the cascade's
 answers agree with the last model's on CASCADE_AGREEMENT of the sample. Each stage is an ordinary planned
 run (its own cache keys, retries, limits) over the rows that reach it; the answers are merged per row, and the
@@ -47,7 +47,8 @@ def stages(model: Any, cascade: Any) -> list[Stage]:
     for entry in cascade:
         name, threshold = (entry if isinstance(entry, tuple) and len(entry) == 2 else (entry, None))
         if not isinstance(name, str) or ":" not in name:
-            raise ConfigError(f'cascade entries are "provider:model" strings or (model, threshold) pairs, got {entry!r}')
+            raise ConfigError(f'cascade entries are "provider:model" strings or (model, threshold) pairs, '
+                              f'got {entry!r}')
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                       or not 0 <= threshold <= 1):
             raise ConfigError(f"a cascade threshold is a confidence from 0 to 1, got {threshold!r}")

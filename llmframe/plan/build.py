@@ -200,7 +200,8 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
         chars = packing_for(size, static, len(prompts.roles or ()), structured=structured, batch=batch is not None,
                             local=getattr(kind, "local_groups", False))
         schema = pack_schema(out.schema.json_schema if out.schema is not None else None)
-        params = {**plain, **kind.output_params(schema, strict=checked["strict"], structured=structured), **cache_params}
+        asked = kind.output_params(schema, strict=checked["strict"], structured=structured)
+        params = {**plain, **asked, **cache_params}
         if "max_tokens" in plain:  # the limit is per answer: a pack carries size answers and their framing
             params["max_tokens"] = (plain["max_tokens"] + constants.PACK_ANSWER_TOKENS) * size
         packing = Packing(size, chars, params, out.schema is not None)

@@ -99,7 +99,8 @@ def finish_reason(stop_reason: str | None) -> str | None:
 
 def cache_minimum(model: str) -> int:
     """The fewest tokens a prefix needs for Anthropic to cache it on this model (its documented minimum)."""
-    return next((n for part, n in constants.ANTHROPIC_CACHE_MINIMUMS if part in model), constants.ANTHROPIC_CACHE_MINIMUM)
+    found = (n for part, n in constants.ANTHROPIC_CACHE_MINIMUMS if part in model)
+    return next(found, constants.ANTHROPIC_CACHE_MINIMUM)
 
 
 def message_params(messages: list[dict], params: dict) -> tuple[dict, dict]:

@@ -28,6 +28,7 @@ def attach(reply: dict, raw: dict, body: dict, text: str,
         return reply
     p = min(1.0, max(1e-6, float((confidence or default_confidence)(body, text))))
     pieces = [text[i:i + 4] for i in range(0, len(text), 4)] or [""]
-    reply["choices"][0]["logprobs"] = {"content": [{"token": piece, "logprob": math.log(p), "bytes": list(piece.encode()),
-                                                    "top_logprobs": []} for piece in pieces], "refusal": None}
+    tokens = [{"token": piece, "logprob": math.log(p), "bytes": list(piece.encode()), "top_logprobs": []}
+              for piece in pieces]
+    reply["choices"][0]["logprobs"] = {"content": tokens, "refusal": None}
     return reply
