@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from pydantic import BaseModel
@@ -105,3 +107,24 @@ def test_estimate_shows_the_saving(sim):
     assert any("rows_per_request=10" in note for note in ten.notes) and "up to 10 rows a request" in repr(ten)
     assert any(note.startswith("prompt cache:") for note in one.notes)  # the other lever, priced
     assert sim.count == 0
+
+
+def test_an_invalid_item_fails_its_own_row_only(gen, sim):
+    from llmframe.testing import default_answer
+
+    def answer(body):  # row 3's answer never fits the schema, alone or packed
+        if body["messages"][-1]["content"].endswith("number 3, quite good"):
+            return json.dumps({"label": "x"})  # stars missing
+        return default_answer(body)
+
+    sim.answer = answer
+    out = gen(reviews(8), "Judge: {review}", output=Verdict, rows_per_request=4, invalid_retries=0)
+    assert out["label"].isna().tolist() == [False, False, False, True, False, False, False, False]
+    assert "stars" in out["verdict_error"][3] and out["verdict_error"].drop(index=3).isna().all()
+    assert out.llm.report["rows_per_request"]["rows_asked_alone"] == 1
+
+
+def test_packed_rows_under_a_budget(gen, sim):
+    out = gen(reviews(20), "Sentiment: {review}", rows_per_request=5, max_cost=100.0,
+              prices={"openai:sim-model": {"input_mtok": 1.0, "output_mtok": 1.0}})
+    assert out["response"].notna().all() and sim.count == 4
