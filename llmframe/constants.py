@@ -207,6 +207,7 @@ OPENAI_CACHE_MINIMUM = 1024  # OpenAI caches prompts from 1,024 tokens, in steps
 OPENAI_CACHE_STEP = 128
 GEMINI_CACHE_MINIMUMS = (("pro", 4096),)  # Gemini 2.5's implicit caching: Pro from 4,096 tokens, Flash from 1,024
 GEMINI_CACHE_MINIMUM = 1024
+PREFIX_GROUP_CHARS = 16_384  # function templates: each chunk's requests are sent sorted by this much of their prompt
 PROMPT_CACHE_WARM_TOKENS = 1024  # a static prefix this long: the run's first request is answered before the rest go
 
 

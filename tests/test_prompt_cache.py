@@ -169,3 +169,17 @@ def test_the_first_request_writes_the_cache_before_the_others_go(sim):
     sim.reset()
     out = run(sim, reviews(12), "Short {review}", ANTHROPIC, max_concurrency=8, cache=False)
     assert out["response"].notna().all()  # no shared prefix worth caching: no waiting either
+
+
+def test_function_templates_send_rows_that_share_a_prefix_together(sim):
+    guides = {"a": "Guide A: grade by tone. " * 500, "b": "Guide B: grade by facts. " * 500}
+    df = pd.DataFrame({"kind": ["a", "b"] * 6, "review": [f"review {i}" for i in range(12)]})
+
+    def prompt(row):
+        return [{"role": "system", "content": guides[row["kind"]]}, {"role": "user", "content": row["review"]}]
+
+    out = run(sim, df, prompt, "openai:gpt-4o-mini")
+    order = [e.body["messages"][0]["content"][:7] for e in sim.requests]
+    assert order == sorted(order)  # grouped, not interleaved as the rows are
+    assert (out["response_cached_input_tokens"] > 0).sum() == 10  # all but the first of each guide
+    assert out["response"].tolist() == run(sim, df, prompt, "openai:gpt-4o-mini")["response"].tolist()

@@ -172,7 +172,10 @@ class _Pool:
             if capped and meter.stopped:
                 counters.not_sent += len(misses)  # nothing more will be sent: no need to render them
                 continue
-            for j, request in zip(misses, work.build(misses)):
+            pending = zip(misses, work.build(misses))
+            if work.group_prefixes:  # requests that share a prefix go one after another: the provider's cache reuses it
+                pending = sorted(pending, key=_prompt_start)
+            for j, request in pending:
                 while writer is not None and writer.lagging():
                     await asyncio.sleep(constants.CACHE_BACKLOG_WAIT_SECONDS)
                 if capped and not await meter.reserve(j, request):
@@ -242,6 +245,12 @@ class _Pool:
             await self.provider.aclose()
             self.progress.close(state)
         return self.results, self.counters
+
+
+def _prompt_start(item: tuple[int, Request]) -> str:
+    """The start of a request's prompt, which sorting by groups requests that share one."""
+    text = "\0".join(str(m.get("content")) for m in item[1].messages)
+    return text[: constants.PREFIX_GROUP_CHARS]
 
 
 def _pack_size(limits: tuple[int, int], requests: int, concurrency: int) -> tuple[int, int]:

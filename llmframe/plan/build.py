@@ -48,6 +48,7 @@ class Work:
     settings: dict | None = None  # embeddings: what every request asks (dimensions, task type, truncation)
     warm_first: bool = False  # a prompt-cacheable shared prefix: the first request is answered before the others go
     packing: Packing | None = None  # rows_per_request > 1: rows go several to a request (engine/packed.py)
+    group_prefixes: bool = False  # a function template's prompts: each chunk's requests sent sorted by their text
 
     def build(self, positions: Sequence[int]) -> list[Request]:
         """The requests at these positions."""
@@ -131,6 +132,7 @@ class Plan:
     embedding: Embedding | None = None  # set for df.llm.embed's runs (plan.embed): answers are vectors
     prefix: StaticPrefix | None = None  # the prompts' static prefix, for the providers' prompt caches
     packing: Packing | None = None  # rows_per_request > 1: how rows share a request
+    prompt_cache: bool = True  # prompt_cache=: let the provider's prompt cache serve shared prefixes
 
     @property
     def lookup(self) -> bool:
@@ -151,8 +153,9 @@ class Plan:
         embedding = self.embedding
         if embedding is None:
             warm = self.prefix is not None and self.prefix.tokens >= constants.PROMPT_CACHE_WARM_TOKENS
+            group = self.prompt_cache and self.prompts.roles is None  # a function's prompts: no known prefix
             return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests, warm_first=warm,
-                        packing=self.packing)
+                        packing=self.packing, group_prefixes=group)
         return Work(self.keys, lambda j: requests([j])[0], self.weights, None, requests,
                     (embedding.max_inputs, embedding.max_tokens), embedding.settings)
 
@@ -228,6 +231,7 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
         schema_prompt=out.schema.prompt() if structured == "json_object" else None,
         prefix=prefix,
         packing=packing,
+        prompt_cache=checked["prompt_cache"],
     )
 
 
