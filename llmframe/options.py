@@ -143,6 +143,18 @@ def _prices(_name: str, value: Any) -> Any:
 _FLAG = _choice((True, False), "True or False")
 
 
+def _cascade_flags(entries: list[str]) -> list:
+    """--cascade's MODEL[=THRESHOLD] words as cascade= entries."""
+    out: list = []
+    for entry in entries:
+        model, sep, threshold = entry.partition("=")
+        try:
+            out.append((model, float(threshold)) if sep else model)
+        except ValueError:
+            raise ConfigError(f"--cascade takes MODEL or MODEL=THRESHOLD (a number), got {entry!r}") from None
+    return out
+
+
 def _cascade(name: str, value: Any) -> Any:
     """cascade=: None, or a list of models (the cascade checks each entry when it runs)."""
     if value is not None and (not isinstance(value, (list, tuple)) or not value):
@@ -275,9 +287,13 @@ OPTIONS: tuple[Option, ...] = (
            flag=Flag("--rows-per-request", SENDING, _N), see="Paying less"),
     Option("cascade", "list | None", None, "models to send a row on to when the one before is unsure of it: "
            '`["openai:gpt-4o"]` or `[("openai:gpt-4o", 0.9)]` (the confidence below which rows go on); needs an '
-           "output= with a `confidence` field", check=_cascade, means="none", see="Paying less"),
+           "output= with a `confidence` field", check=_cascade, means="none", see="Paying less",
+           flag=Flag("--cascade", SENDING, dict(action="append", metavar="MODEL[=THRESHOLD]"), _cascade_flags,
+                     help="a model to send the rows the one before is unsure of on to, optionally with the "
+                          "confidence below which they go (repeatable, in order)")),
     Option("calibrate", "int", 0, "cascade: run this many sample rows on every model first and choose the "
-           "thresholds for 95% agreement with the last model", check=_at_least(0), see="Paying less"),
+           "thresholds for 95% agreement with the last model", check=_at_least(0), see="Paying less",
+           flag=Flag("--calibrate", SENDING, _N)),
 )
 
 BY_NAME = {o.name: o for o in OPTIONS}

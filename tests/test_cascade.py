@@ -158,3 +158,11 @@ def test_token_confidence_reads_openai_logprobs():
     assert openai(body, None).confidence == pytest.approx(0.5)
     body["choices"][0]["logprobs"] = None
     assert openai(body, None).confidence is None
+
+
+def test_llmframe_run_takes_a_cascade(tmp_path, sim):
+    from llmframe.apps import cli
+
+    args = cli.build_parser().parse_args(["run", "i.parquet", "o.parquet", "-t", "{x}", "-m", SMALL,
+                                          "--cascade", BIG, "--cascade", "openai:huge=0.5", "--calibrate", "20"])
+    assert cli.generate_options(args) == {"cascade": [BIG, ("openai:huge", 0.5)], "calibrate": 20}

@@ -182,8 +182,8 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too
         kind.chat_model(target.model, endpoint=endpoint)
     if checked["cascade"] is not None:  # a face runs a cascade as several plans (ops/cascade.py), never one
-        raise ConfigError("cascade= works with generate on a frame or Series (not agenerate, submit, estimate, "
-                          "sweeps or lazy queries yet)")
+        raise ConfigError("cascade= works with generate on a frame or Series, and `llmframe run` without "
+                          "--max-cost (not agenerate, submit, estimate, sweeps or lazy queries yet)")
     size = checked["rows_per_request"]
     keyed = gen if size == 1 else {**gen, "rows_per_request": size}  # packed rows' answers are other answers
     head = key_prefix(target.provider, target.model, keyed, _schema_key(out, kind, checked["strict"], structured),
