@@ -26,6 +26,7 @@ from .request import KEYWORD_PARAMS, Keys, Request, content_digests, distinct, k
 from .rows import Rows
 from .structured import structured_mode, with_prompt
 from .target import GivenProvider, ProviderKind, Target
+from .tools import Tools, planned as planned_tools
 
 if TYPE_CHECKING:
     from .embed import Embedding
@@ -69,6 +70,7 @@ class Policy:
     tpm: float | None = None
     max_tokens: int | None = None  # for the TPM estimate of a request before it is sent
     invalid_retries: int = constants.INVALID_ANSWER_RETRIES  # re-asks for answers that do not validate
+    tools: Tools | None = None  # tools=: each row is a bounded loop of turns (engine.toolloop)
 
 
 @dataclass(frozen=True)
@@ -185,11 +187,21 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
         raise ConfigError("cascade= works with generate on a frame or Series, and `llmframe run` without "
                           "--max-cost (not agenerate, submit, estimate, sweeps or lazy queries yet)")
     size = checked["rows_per_request"]
-    keyed = gen if size == 1 else {**gen, "rows_per_request": size}  # packed rows' answers are other answers
+    tools = planned_tools(checked, kind, f"{out.base}_{constants.TRANSCRIPT_SUFFIX}",
+                          rows.columns if output_frame_columns is None else output_frame_columns)
+    if size > 1 and tools is not None:
+        raise ConfigError("rows_per_request cannot be used with tools=: each row's tool calls are its own "
+                          "conversation; pass rows_per_request=1")
+    keyed = gen if tools is None else {**gen, constants.TOOL_KEY: tools.key_material()}  # tomorrow's tools differ
+    if size > 1:
+        keyed = {**keyed, "rows_per_request": size}  # packed rows' answers are other answers
     head = key_prefix(target.provider, target.model, keyed, _schema_key(out, kind, checked["strict"], structured),
                       endpoint)
     keys, row_to_key, first_row = _keys(head, prompts, checked["max_prompt_tokens"])
-    batch = None if size > 1 and checked["mode"] == "auto" else _batch_options(checked, kind, len(first_row))
+    if size > 1 and checked["mode"] == "auto":
+        batch = None
+    else:
+        batch = _batch_options(checked if tools is None else {**checked, "mode": "online"}, kind, len(first_row))
     pricer = _pricer(checked, target, batch=batch is not None)
     plain = gen
     if out.schema is not None:
@@ -208,7 +220,9 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
         if "max_tokens" in plain:  # the limit is per answer: a pack carries size answers and their framing
             params["max_tokens"] = (plain["max_tokens"] + constants.PACK_ANSWER_TOKENS) * size
         packing = Packing(size, chars, params, out.schema is not None)
-    policy = _policy(checked, defaults)
+    if tools is not None:
+        gen = {**gen, **kind.tool_params(tools.specs)}
+    policy = _policy(checked, defaults, tools)
     return Plan(
         model=target.name,  # a Provider instance's too: the report's and the cache's name for it
         provider=ProviderSpec(target, endpoint, policy.concurrency, checked["timeout"], api_key=checked["api_key"],
@@ -250,14 +264,14 @@ def _generation(checked: dict) -> dict:
     return {**gen, **(checked["params"] or {})}
 
 
-def _policy(checked: dict, defaults: Settings) -> Policy:
+def _policy(checked: dict, defaults: Settings, tools: Tools | None = None) -> Policy:
     """How the run sends: the options given, else the process defaults of llmframe.configure()."""
     def either(name: str) -> Any:
         return getattr(defaults, name) if checked[name] is None else checked[name]
 
     return Policy(either("max_concurrency"), checked["max_attempts"], checked["max_wait"],
                   checked["max_failures_in_a_row"], either("rpm"), either("tpm"), checked["max_tokens"],
-                  checked["invalid_retries"])
+                  checked["invalid_retries"], tools)
 
 
 def _reads(cache: bool | str | CacheURL) -> bool:

@@ -66,6 +66,10 @@ class Provider(ABC):
     default_max_tokens: ClassVar[int | None] = None
     # What asks for the answer's token log-probabilities (a cascade's confidence); None: the provider has none.
     logprob_params: ClassVar[dict | None] = None
+    # Tools per row (generate(tools=...)): the provider declares tools (tool_params), puts a reply's calls on its
+    # Response (tool_calls, a plan.tools.ToolTurn) and sends their results back (tool_messages); engine/toolloop
+    # runs the loop.
+    tool_calls: ClassVar[bool] = False
 
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
                  max_concurrency: int = constants.MAX_CONCURRENCY, timeout: float = constants.REQUEST_TIMEOUT_SECONDS,
@@ -199,6 +203,16 @@ class Provider(ABC):
         Added after the cache key is made: they route or mark a request, and change no answer.
         """
         return {}
+
+    @classmethod
+    def tool_params(cls, specs: list[dict]) -> dict:
+        """Request parameters declaring the tools ({"name", "description", "parameters"} each)."""
+        raise ConfigError(f"the {cls.name} provider cannot call tools")
+
+    @classmethod
+    def tool_messages(cls, turn, results: list) -> list[dict]:
+        """The messages that follow a ToolTurn in the conversation: the model's turn, then its calls' results."""
+        raise ConfigError(f"the {cls.name} provider cannot call tools")
 
     @classmethod
     def token_counter(cls, model: str) -> tuple[Callable[[list[dict]], int], str] | None:
