@@ -166,3 +166,19 @@ def test_llmframe_run_takes_a_cascade(tmp_path, sim):
     args = cli.build_parser().parse_args(["run", "i.parquet", "o.parquet", "-t", "{x}", "-m", SMALL,
                                           "--cascade", BIG, "--cascade", "openai:huge=0.5", "--calibrate", "20"])
     assert cli.generate_options(args) == {"cascade": [BIG, ("openai:huge", 0.5)], "calibrate": 20}
+
+
+def test_a_confidence_is_cached_after_a_tools_transcript():
+    from llmframe.engine.answers import Answers
+    from llmframe.plan.request import Response
+
+    both = Response("yes", 3, 1, "stop", latency=0.1, transcript='[{"call": 1}]', confidence=0.25)
+    alone = Response("no", 3, 1, "stop", confidence=0.5, batch=True)
+    old = Response("maybe", 3, 1, "stop")
+    values = Response.many_to_cache([both, alone, old], "openai:x", 1.0)
+    back = Response.many_from_cache(values)
+    assert [r.confidence for r in back] == [0.25, 0.5, None] and back[1].batch
+    answers = Answers(3)
+    answers.fill_from_cache([0, 1, 2], values, None)
+    assert answers.transcripts == {0: '[{"call": 1}]'}
+    assert [answers[j].confidence for j in range(3)] == [0.25, 0.5, None]

@@ -128,3 +128,13 @@ def test_packed_rows_under_a_budget(gen, sim):
     out = gen(reviews(20), "Sentiment: {review}", rows_per_request=5, max_cost=100.0,
               prices={"openai:sim-model": {"input_mtok": 1.0, "output_mtok": 1.0}})
     assert out["response"].notna().all() and sim.count == 4
+
+
+def test_refused_with_tools(gen, sim):
+    def lookup(name: str) -> str:
+        """Look a name up."""
+        return name
+
+    with pytest.raises(ConfigError, match="tools="):
+        gen(reviews(3), "{review}", rows_per_request=2, tools=[lookup])
+    assert sim.count == 0
