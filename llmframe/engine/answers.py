@@ -40,6 +40,7 @@ class Answers(Sequence):
         self.output_tokens = np.zeros(size, dtype=np.int32)
         self.cached_input_tokens = np.zeros(size, dtype=np.int32)  # served from the provider's prompt cache
         self.latency = np.full(size, np.nan)  # seconds of the answering request; NaN where unknown
+        self.confidence = np.full(size, np.nan, dtype=np.float32)  # from log-probabilities; NaN where none
         self.finish = np.zeros(size, dtype=np.int16)  # code into finish_names
         self.finish_names: list[str | None] = [None]
         self._finish_codes: dict[str | None, int] = {None: _NO_FINISH}
@@ -70,7 +71,7 @@ class Answers(Sequence):
         """A copy that later answers leave as it is (a running job's partial result); sealed blocks are shared."""
         out = copy.copy(self)
         for name in ("done", "cached", "input_tokens", "output_tokens", "cached_input_tokens", "latency", "finish",
-                     "_remaining"):
+                     "_remaining", "confidence"):
             setattr(out, name, getattr(self, name).copy())
         out.finish_names, out._finish_codes = list(self.finish_names), dict(self._finish_codes)
         out._open = {b: list(texts) for b, texts in self._open.items()}
@@ -96,6 +97,7 @@ class Answers(Sequence):
             int(self.cached_input_tokens[j]),
             None if np.isnan(self.latency[j]) else float(self.latency[j]),
             vector=self.vectors.get(j) if self.vectors is not None else None,
+            confidence=None if np.isnan(self.confidence[j]) else float(self.confidence[j]),
         )
 
     def __setitem__(self, j: int, response: Response) -> None:
@@ -111,6 +113,7 @@ class Answers(Sequence):
         self.output_tokens[j] = response.output_tokens
         self.cached_input_tokens[j] = response.cached_input_tokens
         self.latency[j] = np.nan if response.latency is None else response.latency
+        self.confidence[j] = np.nan if response.confidence is None else response.confidence
         self.finish[j] = self._finish_code(response.finish_reason)
         if response.error is not None:
             self.errors[j] = response.error
@@ -270,6 +273,8 @@ class Answers(Sequence):
             self.cached_input_tokens[positions] = np.nan_to_num(np.array(columns[7], dtype=float)).astype(np.int64)
         if len(columns) > 9:  # a tools run's transcripts
             self.transcripts.update((j, t) for j, t in zip(positions.tolist(), columns[9]) if t is not None)
+        if len(columns) > 10:  # a confidence from log-probabilities (None in the rows written without one)
+            self.confidence[positions] = np.array(columns[10], dtype=float)
         code = self._finish_code
         self.finish[positions] = [code(reason) for reason in finishes] if len(set(finishes)) > 1 else code(finishes[0])
         self.cached[positions] = True

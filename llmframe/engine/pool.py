@@ -22,6 +22,7 @@ from .answers import Answers
 from .attempts import billed_answer
 from .groups import answer_group, take
 from .outcome import Counters, Live
+from .packed import answer_rows
 from .packs import Packer, answer_pack
 from .progress import Progress
 from .ratelimit import Patience, limiter_for
@@ -66,14 +67,22 @@ class _Pool:
             slots = self.pack[0]
         self.queue: asyncio.Queue[tuple[int, Request] | None] = asyncio.Queue(maxsize=slots * constants.QUEUE_SLACK)
         self.workers: list[asyncio.Task] = []
+        # A shared prefix worth a provider's prompt cache: the first request goes alone and writes it, so the
+        # others read it instead of each paying a write (Anthropic bills writes a quarter above input).
+        self.warming: tuple[int, asyncio.Event] | None = None
+        # (not for packed rows: a pack waits for its rows, so the first row alone would never be answered)
+        self.warm_first = work.warm_first and not self.batched and self.pack is None and work.packing is None
 
     def finish(self, j: int, response: Response, *, counts_to_breaker: bool = True) -> None:
         """Request j is answered (or failed for good): record it, price it, count it, hand it to the writer."""
         self.results[j] = response
         failed = response.error is not None
+        if self.warming is not None and self.warming[0] == j:
+            self.warming[1].set()
         cost = self.meter.settle(j, response) if self.meter is not None else None
         self.progress.advance(self.work.weights[j], failed=failed, error=response.error,
-                              tokens=response.input_tokens + response.output_tokens, cost=cost)
+                              tokens=response.input_tokens + response.output_tokens, cost=cost,
+                              prompt_cached=response.cached_input_tokens)
         counters = self.counters
         if failed:
             if counts_to_breaker:
@@ -131,6 +140,16 @@ class _Pool:
             if self.writer is not None:
                 await self.writer.written()
 
+    async def rows_worker(self) -> None:
+        """rows_per_request: packs of rows from the queue, one request each (engine/packed.py)."""
+        packing = self.work.packing
+        packer = Packer(self.queue, packing.size, 2**62, wait=not self.capped)
+        while pack := await packer.take():
+            await answer_rows(pack, packing, self.provider, self.limiter, self.policy, self.counters, self.work.check,
+                              self.patience, self.finish)
+            if self.writer is not None:
+                await self.writer.written()
+
     async def feed(self) -> None:
         """Look each chunk up in the cache, then queue its misses (within the budget, if there is one)."""
         work, results, store, progress, counters, meter = (self.work, self.results, self.store, self.progress,
@@ -153,15 +172,27 @@ class _Pool:
             if capped and meter.stopped:
                 counters.not_sent += len(misses)  # nothing more will be sent: no need to render them
                 continue
-            for j, request in zip(misses, work.build(misses)):
+            pending = zip(misses, work.build(misses))
+            if work.group_prefixes:  # requests that share a prefix go one after another: the provider's cache reuses it
+                pending = sorted(pending, key=_prompt_start)
+            for j, request in pending:
                 while writer is not None and writer.lagging():
                     await asyncio.sleep(constants.CACHE_BACKLOG_WAIT_SECONDS)
                 if capped and not await meter.reserve(j, request):
                     counters.not_sent += 1  # later chunks are still looked up: cached answers cost nothing
                     continue
                 await queue.put((j, request))
+                if self.warm_first:
+                    await self._warm(j)
         for _ in self.workers:
             await queue.put(None)
+
+    async def _warm(self, j: int) -> None:
+        """Wait until request j, the run's first one sent, is answered: its reply has filled the prompt cache."""
+        self.warm_first = False
+        self.warming = (j, asyncio.Event())
+        await self.warming[1].wait()
+        self.warming = None
 
     async def tick(self) -> None:
         """Redraw the progress display now and then, however fast or slow rows finish."""
@@ -176,6 +207,10 @@ class _Pool:
         elif self.pack is not None:
             packs = -(-len(self.work.keys) // self.pack[0])
             self.workers = [asyncio.create_task(self.pack_worker()) for _ in range(min(self.policy.concurrency, packs))]
+        elif self.work.packing is not None:
+            packs = -(-len(self.work.keys) // self.work.packing.size)
+            self.workers = [asyncio.create_task(self.rows_worker())
+                            for _ in range(min(self.policy.concurrency, packs))]
         else:
             self.workers = [asyncio.create_task(self.worker())
                             for _ in range(min(self.policy.concurrency, len(self.work.keys)))]
@@ -210,6 +245,12 @@ class _Pool:
             await self.provider.aclose()
             self.progress.close(state)
         return self.results, self.counters
+
+
+def _prompt_start(item: tuple[int, Request]) -> str:
+    """The start of a request's prompt, which sorting by groups requests that share one."""
+    text = "\0".join(str(m.get("content")) for m in item[1].messages)
+    return text[: constants.PREFIX_GROUP_CHARS]
 
 
 def _pack_size(limits: tuple[int, int], requests: int, concurrency: int) -> tuple[int, int]:

@@ -125,7 +125,8 @@ class Generate:
                  progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                  provider_options: dict | None = None, mode: str = constants.BATCH_MODES[0],
                  poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-                 max_cost: float | None = None, **unknown: Any) -> Any:
+                 max_cost: float | None = None, prompt_cache: bool = True, rows_per_request: int = 1,
+                 cascade: list | None = None, calibrate: int = 0, **unknown: Any) -> Any:
         """Answer the template for every row; returns a new frame with the answer (and error) columns.
 
         template: "{column}" string, list of {"role", "content"} messages, or function row-dict -> prompt.
@@ -180,7 +181,8 @@ class RowVerbs(Generate):
                         api_key: str | None = None, base_url: str | None = None, provider_options: dict | None = None,
                         mode: str = constants.BATCH_MODES[0], poll_interval: float | None = None,
                         retry_online: bool = False, prices: dict | None = None, max_cost: float | None = None,
-                        **unknown: Any) -> Any:
+                        prompt_cache: bool = True, rows_per_request: int = 1,
+                        cascade: list | None = None, calibrate: int = 0, **unknown: Any) -> Any:
         """The async twin of generate, for code that already runs an event loop."""
         call = self._call(template, locals())
         plan = self._plan(*call)
@@ -207,7 +209,8 @@ class RowVerbs(Generate):
                  progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                  provider_options: dict | None = None, mode: str = constants.BATCH_MODES[0],
                  poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-                 max_cost: float | None = None, **unknown: Any) -> Estimate:
+                 max_cost: float | None = None, prompt_cache: bool = True, rows_per_request: int = 1,
+                 cascade: list | None = None, calibrate: int = 0, **unknown: Any) -> Estimate:
         """A dry run of generate with the same arguments: rows, uncached rows, tokens, cost range, sample prompts.
 
         Sends nothing and needs no API key.
@@ -222,12 +225,26 @@ class RowVerbs(Generate):
 
     def _run(self, call: tuple) -> Any:
         """Plan, execute and collect one call now (a lazy face returns what runs it later instead)."""
+        if call[1].get("cascade") is not None:
+            from ..ops import cascade
+
+            return cascade.run(self, call[0], dict(call[1]), call)
         plan = self._plan(*call)
         return self._result(plan, run_sync(engine.start(plan)), call)
 
     def _plan(self, template, given: dict) -> Plan:
         rows, extra = self._rows()
         return plan_of(rows, template, {**given, **extra})
+
+    @staticmethod
+    def _report_of(result: Any) -> Report | None:
+        """The run report of a result this face returned (attrs where the library has them, else kept beside)."""
+        attrs = getattr(result, "attrs", None)
+        return attrs.get(constants.REPORT_ATTR) if isinstance(attrs, dict) else kept_report(result)
+
+    def _plan_rows(self, rows: Rows, template, given: dict) -> Plan:
+        """A plan over other rows than the face's own (a cascade's later stages: some of them)."""
+        return plan_of(rows, template, given)
 
     def _rows(self) -> tuple[Rows, dict]:
         """The rows the plan renders from, and plan()'s keywords that say how to read them."""
@@ -264,7 +281,8 @@ class FrameVerbs(RowVerbs):
                progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                provider_options: dict | None = None, mode: str = constants.BATCH_MODES[1],
                poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-               max_cost: float | None = None, **unknown: Any) -> BatchJob | OnlineJob:
+               max_cost: float | None = None, prompt_cache: bool = True, rows_per_request: int = 1,
+               cascade: list | None = None, calibrate: int = 0, **unknown: Any) -> BatchJob | OnlineJob:
         """Start the run and return at once: generate's arguments; mode="batch" (the default) or "online".
 
         The handle: job.status(), job.wait() (blocks, with a progress bar; Ctrl-C stops only the waiting),

@@ -19,6 +19,7 @@ from ..errors import ConfigError, ProviderError, SchemaError, quota_spent, redac
 from ..plan.request import Embedded, Request, Response
 
 if TYPE_CHECKING:
+    from ..plan.prefix import StaticPrefix
     from ..plan.structured import OutputSchema
 
 _deadline = getattr(asyncio, "timeout", None)  # Python 3.11+
@@ -63,6 +64,8 @@ class Provider(ABC):
     # The max_tokens sent when a call sets none (Anthropic's API requires one); None: none is sent. Estimates
     # and max_cost's reservations take it as a request's most output tokens.
     default_max_tokens: ClassVar[int | None] = None
+    # What asks for the answer's token log-probabilities (a cascade's confidence); None: the provider has none.
+    logprob_params: ClassVar[dict | None] = None
     # Tools per row (generate(tools=...)): the provider declares tools (tool_params), puts a reply's calls on its
     # Response (tool_calls, a plan.tools.ToolTurn) and sends their results back (tool_messages); engine/toolloop
     # runs the loop.
@@ -192,6 +195,14 @@ class Provider(ABC):
         structured="json_object": JSON mode only, where the provider has one (the schema is in the prompt).
         """
         raise SchemaError(f"the {cls.name} provider does not support structured outputs yet")
+
+    @classmethod
+    def prompt_cache_params(cls, prefix: StaticPrefix | None, model: str) -> dict:
+        """Request parameters that let the provider's prompt cache serve the run's static prefix (none: {}).
+
+        Added after the cache key is made: they route or mark a request, and change no answer.
+        """
+        return {}
 
     @classmethod
     def tool_params(cls, specs: list[dict]) -> dict:

@@ -57,6 +57,7 @@ class OpenAIProvider(Provider):
     batch_limits = constants.OPENAI_BATCH_LIMITS
     embedding_limits = constants.OPENAI_EMBEDDING_LIMITS
     embedding_input_tokens = constants.OPENAI_EMBEDDING_INPUT_TOKENS
+    logprob_params = {"logprobs": True}  # choices[0].logprobs.content: a cascade's confidence
     tool_calls = True
     tool_params = staticmethod(tool_wire.openai_params)
     tool_messages = staticmethod(tool_wire.openai_messages)
@@ -152,6 +153,14 @@ class OpenAIProvider(Provider):
                 raw = await self.client.embeddings.with_raw_response.create(**body)
                 headers, reply = raw.headers, loads(raw.content)
         return embeddings.openai_reply(reply, len(texts), headers)
+
+    @classmethod
+    def prompt_cache_params(cls, prefix, model: str) -> dict:
+        """prompt_cache_key, where the static prefix fills one of OpenAI's cache steps: rows sharing it land on the
+        same cache machines (OpenAI caches prefixes by itself; the key keeps them together)."""
+        if prefix is None or prefix.tokens < constants.OPENAI_CACHE_STEP:
+            return {}
+        return {"prompt_cache_key": prefix.digest(model)}
 
     @classmethod
     def output_params(cls, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
