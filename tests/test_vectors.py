@@ -94,10 +94,8 @@ def test_bad_arguments_of_the_vector_verbs():
         df.llm.search([1.0, 0.0, 0.0])
 
 
-def test_search_keeps_a_columns_row_lengths_only_while_the_column_lives():
-    import gc
-
-    from llmframe.faces import pandas_vectors
+def test_search_remembers_a_columns_row_lengths_for_the_same_numbers_only():
+    from llmframe.ops import vectors as ops
 
     rng = np.random.default_rng(2)
     m = rng.normal(size=(50, 8)).astype(np.float32)
@@ -105,11 +103,17 @@ def test_search_keeps_a_columns_row_lengths_only_while_the_column_lives():
     df = pd.DataFrame({"embedding": pd.Series(pa.FixedSizeListArray.from_arrays(pa.array(m.ravel()), 8),
                                               dtype=pd.ArrowDtype(kind))})
     first = df.llm.search(m[3], k=3)
-    key = id(df["embedding"].array._pa_array)
-    assert key in pandas_vectors._NORMS
+    matrix = llmframe.vectors(df["embedding"])
+    assert ops.remembered_norms(matrix) is ops.remembered_norms(llmframe.vectors(df["embedding"]))
     again = df.llm.search(m[3], k=3)  # from the remembered lengths: the same answer
     assert list(first.index) == list(again.index) and first.index[0] == 3
     np.testing.assert_allclose(again["score"], first["score"])
-    del df, first, again
-    gc.collect()
-    assert key not in pandas_vectors._NORMS
+    other = m.copy()
+    ops.remembered_norms(other)
+    other *= 3  # other numbers in the same memory (as a freed column's, reused, would hold): their own lengths
+    np.testing.assert_allclose(ops.remembered_norms(other), 1 / np.linalg.norm(other, axis=1), rtol=1e-5)
+    for n in range(20):  # bounded: only the last few columns are kept
+        ops.remembered_norms(rng.normal(size=(5, 8)).astype(np.float32))
+    assert len(ops._NORMS) <= ops._NORMS_KEPT
+
+

@@ -100,3 +100,4 @@ def _from_python(values: Any, name: str, labels: Any = None) -> np.ndarray:
         if v is not None:
             matrix[i] = v
     return matrix
+

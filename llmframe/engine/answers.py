@@ -10,9 +10,12 @@ answers[j] = response stores one.
 from __future__ import annotations
 
 import base64
+import binascii
 import copy
+import functools
 import itertools
 import operator
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -25,6 +28,9 @@ from ..plan.request import Response, loads
 
 _NO_FINISH = 0  # finish code of "no finish reason given"
 _first = operator.itemgetter(0)
+# A cached vector's text decoded strictly: a damaged one is a miss (asked again), never a different vector.
+_b64 = (functools.partial(binascii.a2b_base64, strict_mode=True) if sys.version_info >= (3, 11)
+        else functools.partial(base64.b64decode, validate=True))
 
 
 class Answers(Sequence):
@@ -119,22 +125,29 @@ class Answers(Sequence):
                 self.parsed = [None] * len(self)
             self.parsed[j] = response.parsed
 
-    def put_answered(self, positions: list[int], responses: list[Response]) -> None:
-        """Store many answered embedding requests at once (a pack's): their vectors, tokens and latency."""
+    def put_vectors(self, positions: list[int], vectors: np.ndarray, tokens: np.ndarray,
+                    latency: float | None) -> str | None:
+        """Store an answered embedding pack: its rows' vectors, tokens and latency, decoded into place.
+
+        Returns the problem (a vector of another length than the run's others), storing nothing, if there is one.
+        """
         at = np.asarray(positions, dtype=np.int64)
-        stack = np.stack([r.vector for r in responses]) if responses else None
-        if self.vectors is None or stack is None or self.vectors.put_many(at, stack) is not None \
-                or self.done[at].any() or any(j in self.errors for j in positions):
-            for j, response in zip(positions, responses):  # the general path: a vector of another length, a re-ask
-                self[j] = response
-            return
+        if self.done[at].any() or any(j in self.errors for j in positions):  # answered before (rare): one at a time
+            for k, j in enumerate(positions):
+                self[j] = Response(None, int(tokens[k]), 0, None, latency=latency, vector=vectors[k])
+            return None
+        assert self.vectors is not None
+        problem = self.vectors.put_many(at, vectors)
+        if problem is not None:
+            return problem
         self.cached[at] = False
-        self.input_tokens[at] = [r.input_tokens for r in responses]
+        self.input_tokens[at] = tokens
         self.output_tokens[at] = 0
         self.cached_input_tokens[at] = 0
-        self.latency[at] = [np.nan if r.latency is None else r.latency for r in responses]
+        self.latency[at] = np.nan if latency is None else latency
         self.finish[at] = _NO_FINISH
         self._set_texts(at, [None] * len(positions))
+        return None
 
     def __iter__(self) -> Iterator[Response | None]:
         return (self[j] for j in range(len(self)))
@@ -374,7 +387,7 @@ class Vectors:
         return problem
 
     def put_encoded(self, positions: np.ndarray, texts: list) -> np.ndarray:
-        """Store cached vectors (base64 float32 texts, see engine.packs.encode); a mask of those that do not fit."""
+        """Store cached vectors (base64 float32 texts, see engine.packs.encode_all); a mask of those that do not fit."""
         lengths = np.fromiter((len(t) if isinstance(t, str) else 0 for t in texts), dtype=np.int64, count=len(texts))
         bad = lengths == 0
         if bad.all():
@@ -384,7 +397,15 @@ class Vectors:
             return np.ones(len(texts), dtype=bool)
         bad |= lengths != common
         good = np.flatnonzero(~bad)
-        raw = b"".join(map(base64.b64decode, (texts[k] for k in good.tolist())))
+        try:
+            raw = b"".join(list(map(_b64, [texts[k] for k in good.tolist()])))
+        except (binascii.Error, ValueError):  # a damaged value (rare): found one by one, asked again
+            for k in good.tolist():
+                try:
+                    self.matrix[positions[k]] = np.frombuffer(_b64(texts[k]), dtype="<f4")
+                except (binascii.Error, ValueError):
+                    bad[k] = True
+            return bad
         self.matrix[positions[good]] = np.frombuffer(raw, dtype="<f4").reshape(len(good), -1)
         return bad
 

@@ -3,7 +3,6 @@ on a vector column (ops.vectors); validate, delegate, and turn the results into 
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import numpy as np
@@ -96,7 +95,7 @@ class VectorVerbs:
         frame = self._vector_frame(on)
         matrix = self._matrix(frame, on)
         vector = self._query_vector(query, matrix.shape[1], embed_options)
-        rows, scores = ops.search(matrix, vector, k=ops.check_k(k), inverse=_inverse_norms(frame[on], matrix))
+        rows, scores = ops.search(matrix, vector, k=ops.check_k(k), inverse=ops.remembered_norms(matrix))
         out = frame.iloc[rows].copy()
         out[_free(score, out.columns)] = scores
         return out
@@ -181,24 +180,6 @@ def _matrix_of(frame: pd.DataFrame, on: str, name: str) -> np.ndarray:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"column {on!r} is not a vector column: {exc}") from None
-
-
-# A vector column's row lengths, kept while its Arrow data lives: a query then reads the vectors once, not twice.
-_NORMS: dict[int, tuple[weakref.ref, np.ndarray]] = {}
-
-
-def _inverse_norms(column: pd.Series, matrix: np.ndarray) -> np.ndarray | None:
-    """ops.inverse_norms of a column, remembered for its Arrow data (None for a column not held in Arrow)."""
-    data = getattr(column.array, "_pa_array", None)
-    if data is None:
-        return None
-    key = id(data)
-    found = _NORMS.get(key)
-    if found is not None and found[0]() is data:
-        return found[1]
-    norms = ops.inverse_norms(matrix)
-    _NORMS[key] = (weakref.ref(data, lambda _, key=key: _NORMS.pop(key, None)), norms)
-    return norms
 
 
 def _free(name: str, columns) -> str:

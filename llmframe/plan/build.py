@@ -44,6 +44,7 @@ class Work:
     requests: Callable[[Sequence[int]], list[Request]] | None = None  # many at once: rendered as a chunk
     pack: tuple[int, int] | None = None  # embeddings: the most (inputs, estimated tokens) one request carries
     settings: dict | None = None  # embeddings: what every request asks (dimensions, task type, truncation)
+    texts: Callable[[Sequence[int]], list[str]] | None = None  # embeddings: the inputs at positions, rendered
 
     def build(self, positions: Sequence[int]) -> list[Request]:
         """The requests at these positions."""
@@ -145,8 +146,22 @@ class Plan:
         embedding = self.embedding
         if embedding is None:
             return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests)
+
+        def texts(positions) -> list[str]:
+            rows = self.prompts.rows_at(self.first_row[np.asarray(positions, dtype=np.int64)])
+            if rows and isinstance(rows[0], tuple) and len(rows[0]) == 1:  # one message: its text, no dict made
+                return [row[0] for row in rows]
+            return [input_text(self.prompts.messages_of(row)) for row in rows]
+
         return Work(self.keys, lambda j: requests([j])[0], self.weights, None, requests,
-                    (embedding.max_inputs, embedding.max_tokens), embedding.settings)
+                    (embedding.max_inputs, embedding.max_tokens), embedding.settings, texts)
+
+
+def input_text(messages: list[dict]) -> str:
+    """The text one embedding row asks to embed: its message contents, joined."""
+    if len(messages) == 1:
+        return messages[0]["content"]
+    return "\n\n".join(m.get("content") or "" for m in messages)
 
 
 def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_column: str | None = None,

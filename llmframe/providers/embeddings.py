@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -92,6 +94,11 @@ def openai_reply(body: Any, inputs: int, headers: Mapping | None) -> Embedded:
     """An OpenAI /embeddings reply: {"data": [{"index", "embedding"}], "usage": {"prompt_tokens"}}."""
     try:
         data = replies.items(replies.obj(body, "the reply").get("data"), "data")
+        usage = replies.obj(body.get("usage"), "usage")
+        tokens = replies.count(usage.get("prompt_tokens", usage.get("total_tokens")), "usage.prompt_tokens")
+        fast = _base64_in_order(data, inputs)
+        if fast is not None:
+            return Embedded(fast[0], tokens, headers, fast[1])
         found: dict[int, np.ndarray] = {}
         for n, item in enumerate(data):
             item = replies.obj(item, f"data[{n}]")
@@ -99,8 +106,6 @@ def openai_reply(body: Any, inputs: int, headers: Mapping | None) -> Embedded:
             if isinstance(index, bool) or not isinstance(index, int):
                 raise replies.Malformed(f"data[{n}].index", index)
             found[index] = _vector(item.get("embedding"), f"data[{n}].embedding")
-        usage = replies.obj(body.get("usage"), "usage")
-        tokens = replies.count(usage.get("prompt_tokens", usage.get("total_tokens")), "usage.prompt_tokens")
     except replies.Malformed as exc:
         raise ProviderError(f"malformed response: {exc}", retryable=True, headers=headers) from None
     order = sorted(found)
@@ -108,6 +113,33 @@ def openai_reply(body: Any, inputs: int, headers: Mapping | None) -> Embedded:
     texts = [data[i].get("embedding") for i in order] if order == list(range(len(data))) else None
     encoded = texts if texts and all(isinstance(t, str) for t in texts) else None  # already the cache's spelling
     return Embedded(matrix(vectors, inputs, headers), tokens, headers, encoded)
+
+
+# Strict: a reply's stray character is a malformed reply, not a silently different vector.
+_b64 = (functools.partial(binascii.a2b_base64, strict_mode=True) if sys.version_info >= (3, 11)
+        else functools.partial(base64.b64decode, validate=True))
+
+
+def _base64_in_order(data: list, inputs: int) -> tuple[np.ndarray, list[str]] | None:
+    """The usual reply (every input's vector, in order, base64 of one length) decoded at once into one matrix,
+    with its texts (the cache's spelling); None for any other reply, which the general path reads and checks."""
+    if len(data) != inputs or not inputs:
+        return None
+    try:
+        texts = [item["embedding"] for item in data]
+        if [item["index"] for item in data] != list(range(inputs)):
+            return None
+        if len({len(t) for t in texts}) != 1 or not all(type(t) is str for t in texts):
+            return None
+        raw = b"".join(list(map(_b64, texts)))
+    except (KeyError, TypeError, binascii.Error, ValueError):
+        return None
+    if len(raw) % (4 * inputs):
+        return None
+    out = np.frombuffer(raw, dtype="<f4").reshape(inputs, -1)
+    if not out.shape[1] or not np.isfinite(out).all():
+        return None
+    return out, texts
 
 
 def estimated_tokens(texts: list[str]) -> int:
