@@ -24,6 +24,16 @@ GEMINI_MODELS = {"gemini-embedding-001": (3072, True), "text-embedding-004": (76
                  "embedding-001": (768, False)}
 
 
+def known_dimensions(model: Any) -> int | None:
+    """How long the vectors of an official model are by default ("openai:text-embedding-3-small": 1536); None
+    for a model not in the tables."""
+    if not isinstance(model, str):
+        return None
+    prefix, _, name = model.partition(":")
+    known = {"openai": OPENAI_MODELS, "gemini": GEMINI_MODELS}.get(prefix, {})
+    return known[name][0] if name in known else None
+
+
 def is_embedding_name(model: str) -> bool:
     """True for a model whose name says it embeds (text-embedding-3-small, gemini-embedding-001, bge-embed...)."""
     return "embed" in model.lower()
