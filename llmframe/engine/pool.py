@@ -206,11 +206,12 @@ class _Pool:
 
     async def run(self) -> tuple[Answers, Counters]:
         """Feed and work until every request is answered; whatever ends the run, the writer and provider close."""
-        if self.batched:
-            self.workers = [asyncio.create_task(self.batch_worker())]  # one model, one generate call at a time
-        elif self.pack is not None:
+        if self.pack is not None:
             packs = -(-len(self.work.keys) // self.pack[0])
-            self.workers = [asyncio.create_task(self.pack_worker()) for _ in range(min(self.policy.concurrency, packs))]
+            workers = 1 if self.batched else min(self.policy.concurrency, packs)  # a local model: one pack at a time
+            self.workers = [asyncio.create_task(self.pack_worker()) for _ in range(workers)]
+        elif self.batched:
+            self.workers = [asyncio.create_task(self.batch_worker())]  # one model, one generate call at a time
         else:
             self.workers = [asyncio.create_task(self.worker())
                             for _ in range(min(self.policy.concurrency, len(self.work.keys)))]

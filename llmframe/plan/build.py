@@ -181,9 +181,9 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     compiled = Template(template, list(rows.columns), system=checked["system"], positional_column=positional_column)
     prompts = compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"])
     kind = target.kind  # the class alone (or the Provider passed as model=): the engine makes the provider
-    kind.check_params(gen)
     endpoint = target.endpoint(checked["base_url"])
-    if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too
+    if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too (no generation)
+        kind.check_params(gen)
         kind.chat_model(target.model, endpoint=endpoint)
     head = key_prefix(target.provider, target.model, gen, _schema_key(out, kind, checked["strict"], structured),
                       endpoint)
