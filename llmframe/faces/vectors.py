@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import constants
 from ..collect import vectors as vector_columns
+from ..cost import estimate as estimate_
 from ..cost.estimate import Estimate
 from ..engine import run as engine
 from ..engine.loop import run_async, run_sync
@@ -45,7 +46,9 @@ class Embed:
               max_attempts: int = constants.MAX_ATTEMPTS, max_failures_in_a_row: int = constants.BREAKER_FAILURES,
               timeout: float = constants.REQUEST_TIMEOUT_SECONDS, max_wait: float = constants.MAX_WAIT_SECONDS,
               progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
-              provider_options: dict | None = None, prices: dict | None = None, max_cost: float | None = None,
+              provider_options: dict | None = None, mode: str = constants.BATCH_MODES[0],
+              poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
+              max_cost: float | None = None,
               **unknown: Any) -> Any:
         """Embed the template's text for every row: a vector column (Arrow fixed_size_list<float32>) and its errors.
 
@@ -87,7 +90,9 @@ class VectorVerbs(Embed):
                      max_failures_in_a_row: int = constants.BREAKER_FAILURES,
                      timeout: float = constants.REQUEST_TIMEOUT_SECONDS, max_wait: float = constants.MAX_WAIT_SECONDS,
                      progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
-                     provider_options: dict | None = None, prices: dict | None = None, max_cost: float | None = None,
+                     provider_options: dict | None = None, mode: str = constants.BATCH_MODES[0],
+              poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
+              max_cost: float | None = None,
                      **unknown: Any) -> Any:
         """The async twin of embed, for code that already runs an event loop."""
         plan, call = self._embed_call(template, locals())
@@ -107,12 +112,17 @@ class VectorVerbs(Embed):
                        timeout: float = constants.REQUEST_TIMEOUT_SECONDS,
                        max_wait: float = constants.MAX_WAIT_SECONDS, progress: bool | None = None,
                        api_key: str | None = None, base_url: str | None = None, provider_options: dict | None = None,
+                       mode: str = constants.BATCH_MODES[0], poll_interval: float | None = None,
+                       retry_online: bool = False,
                        prices: dict | None = None, max_cost: float | None = None, **unknown: Any) -> Estimate:
         """A dry run of embed with the same arguments: rows, uncached rows, tokens, cost; sends nothing, needs no key."""
         given = embed_keywords(locals())
         check_backend(self, given.get("dtype_backend"))
-        given.update(api_key=api_key or "estimate-only", progress=False)
-        return engine.estimate(self._embed_plan(template, given))
+        if mode not in estimate_.MODES:
+            raise ConfigError(f"mode must be one of {estimate_.MODES}, got {mode!r}")
+        # mode= says which prices to use here: the plan is an online one (nothing is sent, no key is needed).
+        given.update(mode=constants.BATCH_MODES[0], api_key=api_key or constants.ESTIMATE_API_KEY, progress=False)
+        return engine.estimate(self._embed_plan(template, given), mode=mode)
 
     def search(self, query: Any, *, on: str = constants.DEFAULT_EMBEDDING_OUTPUT, k: int = constants.SEARCH_K,
                score: str = constants.SCORE_COLUMN, **embed_options: Any) -> Any:

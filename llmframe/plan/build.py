@@ -52,6 +52,16 @@ class Work:
             return self.requests(positions)
         return [self.request(j) for j in positions]
 
+    def subset(self, positions: Sequence[int]) -> Work:
+        """The work of the requests at these positions only (a batch's failed lines, sent again online)."""
+        at = list(positions)
+        keys = (Keys(self.keys.digests[np.asarray(at, dtype=np.int64)]) if isinstance(self.keys, Keys)
+                else [self.keys[j] for j in at])
+        texts = self.texts
+        return Work(keys, lambda i: self.request(at[i]), [self.weights[j] for j in at], self.check,
+                    lambda ps: self.build([at[i] for i in ps]), self.pack, self.settings,
+                    None if texts is None else (lambda ps: texts([at[i] for i in ps])))
+
 
 @dataclass(frozen=True, slots=True)
 class Policy:

@@ -54,6 +54,7 @@ class OpenAIProvider(Provider):
     official_endpoints = (constants.OPENAI_ENDPOINT,)
     price_id = "openai"
     batch_adapter = "llmframe.batch.openai:OpenAIBatches"
+    batch_embeddings = True
     batch_limits = constants.OPENAI_BATCH_LIMITS
     embedding_limits = constants.OPENAI_EMBEDDING_LIMITS
     embedding_input_tokens = constants.OPENAI_EMBEDDING_INPUT_TOKENS
