@@ -264,3 +264,19 @@ def test_a_damaged_cached_vector_is_a_miss_and_the_others_still_read():
     cached[1] = "!" + cached[1][1:]  # not base64 any more
     assert found.put_encoded(np.arange(3), cached).tolist() == [False, True, False]
     np.testing.assert_array_equal(found.matrix[[0, 2]], [[0] * 4, [2] * 4])
+
+
+def test_truncate_cuts_by_the_models_tiktoken_encoding_where_it_has_one(sim, embed, monkeypatch):
+    tiktoken = pytest.importorskip("tiktoken")
+    from llmframe.providers import openai as openai_module
+
+    # A real tiktoken Encoding built offline (one token per byte): the exact cut is checkable, and no
+    # encoding file needs downloading.
+    encoding = tiktoken.Encoding("bytes", pat_str=r".", mergeable_ranks={bytes([i]): i for i in range(256)},
+                                 special_tokens={})
+    monkeypatch.setattr(openai_module, "_encoding", lambda model: encoding)
+    sim.embedding_input_tokens = None
+    out = embed(pd.Series(["red apple", "word " * 8000]), dimensions=8, truncate=True)
+    assert out.notna().all()
+    sent = [t for r in embedding_requests(sim) for t in r.body["input"]]
+    assert sorted(map(len, sent)) == [len("red apple"), 8191]  # exactly the model's 8,191 tokens

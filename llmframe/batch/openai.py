@@ -47,10 +47,11 @@ class OpenAIBatches(Adapter):
         if "dimensions" in settings:
             middle += f'"dimensions":{int(settings["dimensions"])},'
         limit = self.provider.embedding_input_tokens if settings.get("truncate") else None
+        encoding = self.provider.tiktoken_encoding() if limit is not None else None
 
         def line(key: str, messages: list[dict]) -> str:
-            return '{"custom_id":"' + key + middle + '"input":' + dumps(embeddings.cut([input_text(messages)],
-                                                                                      limit)[0]) + "}}"
+            return '{"custom_id":"' + key + middle + '"input":' + dumps(embeddings.cut([input_text(messages)], limit,
+                                                                                      encoding)[0]) + "}}"
 
         return line
 

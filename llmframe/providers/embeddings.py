@@ -62,10 +62,20 @@ def refuse_embedding_model(provider: str, model: str) -> None:
                           f"df.llm.embed(..., model={provider + ':' + model!r}) for vectors, or a chat model here")
 
 
-def cut(texts: list[str], tokens: int | None) -> list[str]:
-    """Inputs cut to about tokens tokens (characters / 4: the estimate the plan refuses long inputs by)."""
+def cut(texts: list[str], tokens: int | None, encoding: Any = None) -> list[str]:
+    """Inputs cut to tokens tokens: exactly, by the model's tiktoken encoding where one is given; else to about
+    that many (characters / 4, the estimate the plan refuses long inputs by)."""
     if tokens is None:
         return texts
+    if encoding is not None:
+        long = [i for i, t in enumerate(texts) if len(t) > tokens]  # fewer characters than tokens: short enough
+        if not long:
+            return texts
+        out = list(texts)
+        for i, ids in zip(long, encoding.encode_ordinary_batch([texts[i] for i in long])):
+            if len(ids) > tokens:
+                out[i] = encoding.decode(ids[:tokens])
+        return out
     limit = tokens * constants.CHARS_PER_TOKEN
     return [t if len(t) <= limit else t[:limit] for t in texts]
 

@@ -72,6 +72,10 @@ class OpenAIProvider(Provider):
 
         return count, f"tiktoken:{encoding.name}"
 
+    def tiktoken_encoding(self):
+        """The model's tiktoken encoding (truncate=True cuts inputs by it), or None where it cannot be had."""
+        return _encoding(self.model)
+
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
         self.transport = self.options.pop("transport", "http")
@@ -139,7 +143,7 @@ class OpenAIProvider(Provider):
     async def embed(self, texts: list[str], params: dict) -> Embedded:
         """POST /embeddings with every text of the pack; vectors come as base64 (a sixth of JSON's bytes)."""
         if params.get("truncate"):
-            texts = embeddings.cut(texts, self.embedding_input_tokens)
+            texts = embeddings.cut(texts, self.embedding_input_tokens, self.tiktoken_encoding())
         body = {"model": self.model, "input": texts, "encoding_format": "base64"}
         if "dimensions" in params:
             body["dimensions"] = params["dimensions"]
