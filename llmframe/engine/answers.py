@@ -249,7 +249,6 @@ class Answers(Sequence):
             if bad.any():
                 stale = positions[bad].tolist()
                 positions, rows = positions[~bad], list(itertools.compress(rows, (~bad).tolist()))
-            rows = [[None, *row[1:]] for row in rows]
         elif check is None and "" in map(_first, rows):  # a scan in C: the cached path stays as fast
             empty = np.array([not row[0] and _incomplete(row[3]) is None for row in rows], dtype=bool)
             stale = positions[empty].tolist()
@@ -272,6 +271,8 @@ class Answers(Sequence):
         # Transposed in C, no per-row Python code; values written before a field existed give None there.
         columns = list(itertools.zip_longest(*rows))
         texts, inputs, outputs, finishes = columns[:4]
+        if self.vectors is not None:
+            texts = [None] * len(positions)  # the vectors are in the matrix: no text is kept
         self.input_tokens[positions] = inputs
         self.output_tokens[positions] = outputs
         if len(columns) > 7:  # latency and cached input tokens
