@@ -117,3 +117,23 @@ def test_search_remembers_a_columns_row_lengths_for_the_same_numbers_only():
     assert len(ops._NORMS) <= ops._NORMS_KEPT
 
 
+
+
+def test_many_queries_at_once_equal_one_at_a_time(sim, embed):
+    rng = np.random.default_rng(5)
+    m = rng.normal(size=(120, 8)).astype(np.float32)
+    m[7] = np.nan
+    queries = rng.normal(size=(4, 8)).astype(np.float32)
+    rows, scores = ops.search_many(m, queries, k=6)
+    for q in range(4):
+        one = ops.search(m, queries[q], k=6)
+        assert rows[q].tolist() == one[0].tolist() and 7 not in rows[q].tolist()
+        np.testing.assert_allclose(scores[q], one[1], rtol=1e-5)  # a product with 4 columns vs 1: rounding
+    products = pd.DataFrame({"name": ["red apple pie", "blue car engine", "green tea cup"]}, index=list("abc"))
+    df = embed(products, "{name}", dimensions=64)
+    hits = df.llm.search(["apple pie", "car engine"], k=1, model=MODEL, base_url=sim.base_url, api_key=sim.api_key,
+                         dimensions=64)
+    assert list(hits.index) == ["a", "b"] and hits["query"].tolist() == [0, 1]
+    mixed = df.llm.search([llmframe.vectors(df["embedding"])[2], "apple"], k=1, model=MODEL, base_url=sim.base_url,
+                          api_key=sim.api_key, dimensions=64)
+    assert list(mixed.index) == ["c", "a"]

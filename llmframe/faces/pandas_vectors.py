@@ -40,6 +40,6 @@ class PandasVectors(VectorVerbs):
     def _side_by_side(self, left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
         return pd.concat([left.reset_index(drop=True), right.reset_index(drop=True)], axis=1)
 
-    def _one_value(self, text: str) -> pd.Series:
-        return pd.Series([text])
+    def _many_values(self, texts: list[str]) -> pd.Series:
+        return pd.Series(texts)
 

@@ -48,8 +48,8 @@ class PolarsVectors(VectorVerbs):
     def _side_by_side(self, left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
         return left.hstack(right)
 
-    def _one_value(self, text: str) -> pl.Series:
-        return pl.Series([text])
+    def _many_values(self, texts: list[str]) -> pl.Series:
+        return pl.Series(texts, dtype=pl.String)
 
 
 class ExprEmbed(Embed):

@@ -129,12 +129,20 @@ class VectorVerbs(Embed):
         """The k rows nearest to query (a text, embedded with embed_options, cached; or a vector), best first.
 
         Scores are cosine similarities. embed_options: embed's (model=, dimensions=, ...), as the column was made.
+        Many queries at once (a list of texts, or a 2-D array of vectors): one read of the vectors serves all,
+        and the result has a "query" column (the query's position) before the score.
         """
         frame = self._vector_frame(on)
         matrix = self._matrix_of(frame, on, "the frame")
-        vector = self._query_vector(query, matrix.shape[1], embed_options)
-        rows, scores = ops.search(matrix, vector, k=ops.check_k(k), inverse=ops.remembered_norms(matrix))
-        return self._with_column(self._take(frame, rows), _free(score, self._columns(frame)), scores)
+        many = _many(query)
+        vectors = self._query_vectors(query if many else [query], matrix.shape[1], embed_options)
+        rows, scores = ops.search_many(matrix, vectors, k=ops.check_k(k), inverse=ops.remembered_norms(matrix))
+        taken = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        out = self._take(frame, taken)
+        if many:
+            numbers = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
+            out = self._with_column(out, _free("query", self._columns(out)), numbers)
+        return self._with_column(out, _free(score, self._columns(out)), np.concatenate(scores))
 
     def sim_join(self, other: Any, *, on: str | tuple[str, str] = constants.DEFAULT_EMBEDDING_OUTPUT,
                  k: int = 1, threshold: float | None = None, score: str = constants.SCORE_COLUMN,
@@ -186,16 +194,20 @@ class VectorVerbs(Embed):
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"column {on!r} is not a vector column: {exc}") from None
 
-    def _query_vector(self, query: Any, size: int, embed_options: dict) -> np.ndarray:
-        if isinstance(query, str):
-            found = self._one_value(query).llm.embed(progress=False, errors="raise", **embed_options)
-            vector = vector_columns.to_matrix(self._arrow_column(found, None))[0]
-        else:
-            vector = np.asarray(query, dtype=np.float32).reshape(-1)
-        if len(vector) != size:
-            raise ConfigError(f"the query's vector has {len(vector)} numbers, the column's {size}: embed the query "
-                              "with the model and dimensions the column was made with")
-        return vector
+    def _query_vectors(self, queries: list, size: int, embed_options: dict) -> np.ndarray:
+        """The queries as one (queries, size) matrix: texts embedded together (cached), vectors as they are."""
+        texts = [q for q in queries if isinstance(q, str)]
+        found = iter(())
+        if texts:
+            embedded = self._many_values(texts).llm.embed(progress=False, errors="raise", **embed_options)
+            found = iter(vector_columns.to_matrix(self._arrow_column(embedded, None)))
+        vectors = [next(found) if isinstance(q, str) else np.asarray(q, dtype=np.float32).reshape(-1)
+                   for q in queries]
+        for vector in vectors:
+            if len(vector) != size:
+                raise ConfigError(f"the query's vector has {len(vector)} numbers, the column's {size}: embed the "
+                                  "query with the model and dimensions the column was made with")
+        return np.stack(vectors) if vectors else np.zeros((0, size), np.float32)
 
     # The face's hooks: what a frame is. A Series' vector verbs see it as a one-column frame named on.
     _frame_name = "DataFrame"
@@ -233,9 +245,16 @@ class VectorVerbs(Embed):
         """Two frames of as many rows, their columns side by side, rows numbered afresh."""
         raise NotImplementedError
 
-    def _one_value(self, text: str) -> Any:
-        """A Series of the face's kind holding one text (a query to embed)."""
+    def _many_values(self, texts: list[str]) -> Any:
+        """A Series of the face's kind holding texts (queries to embed)."""
         raise NotImplementedError
+
+
+def _many(query: Any) -> bool:
+    """True for many queries (a list or tuple of texts or vectors, a 2-D array), False for one."""
+    if isinstance(query, np.ndarray):
+        return query.ndim == 2
+    return isinstance(query, (list, tuple)) and bool(query) and not isinstance(query[0], (int, float, np.number))
 
 
 def _free(name: str, columns) -> str:

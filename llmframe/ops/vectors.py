@@ -110,34 +110,49 @@ def search(matrix: np.ndarray, query: np.ndarray, *, k: int, inverse: np.ndarray
     """The positions of the k rows most like query, best first (ties: the earlier row), and their cosine similarities.
 
     inverse: inverse_norms(matrix), where the caller keeps it between queries (one pass over the matrix less).
-    One product per block of rows; only the rows that beat the k-th best so far are ranked, so the cost is the
-    product's (one read of the matrix), not a partition of a million scores.
     """
-    query = np.asarray(query, dtype=np.float32).reshape(-1)
-    qnorm = float(np.sqrt(query @ query))
-    query = query / qnorm if qnorm > 0 else query
+    (rows,), (scores,) = search_many(matrix, np.asarray(query, dtype=np.float32).reshape(1, -1), k=k,
+                                     inverse=inverse)
+    return rows, scores
+
+
+def search_many(matrix: np.ndarray, queries: np.ndarray, *, k: int, inverse: np.ndarray | None = None
+                ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """search() for each row of queries at once: one read of the matrix serves them all.
+
+    One product per block of rows; per query, only the rows that beat its k-th best so far are ranked, so the
+    cost is the product's, not a partition of a million scores per query.
+    """
+    queries = np.asarray(queries, dtype=np.float32).reshape(len(queries), -1)
+    norms = np.sqrt(np.einsum("ij,ij->i", queries, queries))
+    unit = np.ascontiguousarray((queries / np.where(norms > 0, norms, 1)[:, None]).T)  # (dimensions, queries)
     k = min(k, len(matrix))
-    rows, scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
-    floor = -np.inf  # the k-th best score so far, once there are k
-    step = constants.VECTOR_BLOCK_ROWS * _SEARCH_BLOCKS  # a block's scores are one number a row: blocks can be long
+    rows = [np.zeros(0, np.int64) for _ in range(len(queries))]
+    scores = [np.zeros(0, np.float32) for _ in range(len(queries))]
+    floors = np.full(len(queries), -np.inf)  # each query's k-th best score so far, once it has k
+    step = constants.VECTOR_BLOCK_ROWS * _SEARCH_BLOCKS  # a block's scores are a few numbers a row: blocks can be long
     for start in range(0, len(matrix), step):
         block = matrix[start : start + step]
-        s = block @ query
-        s *= _inverse_norms(block) if inverse is None else inverse[start : start + len(block)]
+        s = block @ unit
+        s *= (_inverse_norms(block) if inverse is None else inverse[start : start + len(block)])[:, None]
         s[np.isnan(s)] = -np.inf  # a row without a vector never matches
-        found = np.flatnonzero(s > floor) if len(scores) >= k else np.arange(len(s))
-        if not len(found):
-            continue
-        rows, scores = np.concatenate([rows, found + start]), np.concatenate([scores, s[found]])
-        if len(scores) > k:
-            keep = np.argpartition(-scores, k - 1)[:k]
-            rows, scores = rows[keep], scores[keep]
-        if len(scores) >= k:
-            floor = float(scores.min())
-    order = np.lexsort((rows, -scores))
-    rows, scores = rows[order], scores[order]
-    keep = np.isfinite(scores)
-    return rows[keep], scores[keep]
+        for q in range(len(queries)):
+            column = s[:, q]
+            found = np.flatnonzero(column > floors[q]) if len(scores[q]) >= k else np.arange(len(column))
+            if not len(found):
+                continue
+            r, v = np.concatenate([rows[q], found + start]), np.concatenate([scores[q], column[found]])
+            if len(v) > k:
+                keep = np.argpartition(-v, k - 1)[:k]
+                r, v = r[keep], v[keep]
+            rows[q], scores[q] = r, v
+            if len(v) >= k:
+                floors[q] = float(v.min())
+    for q in range(len(queries)):
+        order = np.lexsort((rows[q], -scores[q]))
+        keep = np.isfinite(scores[q][order])
+        rows[q], scores[q] = rows[q][order][keep], scores[q][order][keep]
+    return rows, scores
 
 
 def sim_join(left: np.ndarray, right: np.ndarray, *, k: int, threshold: float | None
