@@ -241,11 +241,15 @@ class Answers(Sequence):
         """
         if not values:
             return []
-        rows = loads("[" + ",".join(values) + "]")
+        split = _split_vectors(values) if self.vectors is not None else None
+        if split is not None:  # the vectors' texts cut out: JSON parses only the short rest of each value
+            encoded, rows = split
+        else:
+            rows = loads("[" + ",".join(values) + "]")
         positions = np.asarray(positions, dtype=np.int64)
         stale: list[int] = []
         if self.vectors is not None:  # the cached texts are vectors: decoded into place, no text kept
-            bad = self.vectors.put_encoded(positions, list(map(_first, rows)))
+            bad = self.vectors.put_encoded(positions, encoded if split is not None else list(map(_first, rows)))
             if bad.any():
                 stale = positions[bad].tolist()
                 positions, rows = positions[~bad], list(itertools.compress(rows, (~bad).tolist()))
@@ -412,6 +416,26 @@ class Vectors:
 
     def get(self, j: int) -> np.ndarray | None:
         return None if self.matrix is None else self.matrix[j]
+
+
+def _split_vectors(values: Sequence[str]) -> tuple[list[str], list] | None:
+    """Cached vectors' values ('["<base64>",tokens,...]', as Response.vectors_to_cache writes them) as their
+    base64 texts and the rest of each row parsed (a 0 in the text's place); None unless every value is of that
+    shape with texts of one length (the general parse reads and checks the rest)."""
+    first = values[0]
+    end = first.find('"', 2)
+    if not first.startswith('["') or end < 0:
+        return None
+    width = end + 1  # '["' + the text + '"'
+    if not all(v[end] == '"' and v[width] == "," and v[:2] == '["' for v in values if len(v) > width):
+        return None
+    if any(len(v) <= width for v in values):
+        return None
+    encoded = [v[2:end] for v in values]
+    if any('"' in t or "\\" in t for t in encoded[:1]):  # base64 never holds these: not one of ours
+        return None
+    rows = loads("[" + ",".join(["[0" + v[width:] for v in values]) + "]")
+    return encoded, rows
 
 
 def _padding(texts: list, lengths: np.ndarray, common: int) -> int:
