@@ -18,7 +18,7 @@ from .. import constants
 from ..errors import ConfigError
 
 _SCORES_PER_BLOCK = 2**25  # scores (float32) held at once by sim_join and dedup: 128 MB
-_SEARCH_BLOCKS = 16  # search scores VECTOR_BLOCK_ROWS times this many rows at a time
+_SEARCH_BLOCKS = 16  # inverse_norms reads VECTOR_BLOCK_ROWS times this many rows at a time
 
 
 def check_k(k) -> int:
@@ -107,7 +107,7 @@ def remembered_norms(matrix: np.ndarray) -> np.ndarray:
 
 def search(matrix: np.ndarray, query: np.ndarray, *, k: int, inverse: np.ndarray | None = None
            ) -> tuple[np.ndarray, np.ndarray]:
-    """The positions of the k rows most like query, best first (ties: the earlier row), and their cosine similarities.
+    """The positions of the k rows most like query, best first (equal scores in row order), and their cosine similarities.
 
     inverse: inverse_norms(matrix), where the caller keeps it between queries (one pass over the matrix less).
     """
@@ -130,28 +130,41 @@ def search_many(matrix: np.ndarray, queries: np.ndarray, *, k: int, inverse: np.
     rows = [np.zeros(0, np.int64) for _ in range(len(queries))]
     scores = [np.zeros(0, np.float32) for _ in range(len(queries))]
     floors = np.full(len(queries), -np.inf)  # each query's k-th best score so far, once it has k
-    step = constants.VECTOR_BLOCK_ROWS * _SEARCH_BLOCKS  # a block's scores are a few numbers a row: blocks can be long
+    # A block's scores are one number a row per query: blocks can be long, and one product over many rows is
+    # faster than many over few (BLAS starts its threads once); memory stays at _SCORES_PER_BLOCK scores.
+    step = max(constants.VECTOR_BLOCK_ROWS, _SCORES_PER_BLOCK // max(1, len(queries)))
+    single = len(queries) == 1
     for start in range(0, len(matrix), step):
         block = matrix[start : start + step]
-        s = block @ unit
+        s = (block @ unit[:, 0])[:, None] if single else block @ unit
         s *= (_inverse_norms(block) if inverse is None else inverse[start : start + len(block)])[:, None]
         s[np.isnan(s)] = -np.inf  # a row without a vector never matches
         for q in range(len(queries)):
-            column = s[:, q]
-            found = np.flatnonzero(column > floors[q]) if len(scores[q]) >= k else np.arange(len(column))
-            if not len(found):
-                continue
-            r, v = np.concatenate([rows[q], found + start]), np.concatenate([scores[q], column[found]])
-            if len(v) > k:
-                keep = np.argpartition(-v, k - 1)[:k]
-                r, v = r[keep], v[keep]
-            rows[q], scores[q] = r, v
-            if len(v) >= k:
-                floors[q] = float(v.min())
+            column, head = s[:, q], 0
+            if len(scores[q]) < k:  # the best of the block's head set the floor: the rest is one comparison
+                head = min(len(column), max(4 * k, constants.VECTOR_BLOCK_ROWS))
+                rows[q], scores[q] = _best(rows[q], scores[q], np.arange(head), column[:head], start, k)
+            if len(scores[q]) >= k:
+                floors[q] = float(scores[q].min())
+                found = head + np.flatnonzero(column[head:] > floors[q])
+            else:
+                found = np.arange(head, len(column))
+            if len(found):
+                rows[q], scores[q] = _best(rows[q], scores[q], found, column[found], start, k)
     for q in range(len(queries)):
         order = np.lexsort((rows[q], -scores[q]))
         keep = np.isfinite(scores[q][order])
         rows[q], scores[q] = rows[q][order][keep], scores[q][order][keep]
+    return rows, scores
+
+
+def _best(rows: np.ndarray, scores: np.ndarray, found: np.ndarray, values: np.ndarray, start: int, k: int
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The k best of (rows, scores) and the block's found rows (offset by start) with their values."""
+    rows, scores = np.concatenate([rows, found + start]), np.concatenate([scores, values])
+    if len(scores) > k:
+        keep = np.argpartition(-scores, k - 1)[:k]
+        rows, scores = rows[keep], scores[keep]
     return rows, scores
 
 
