@@ -107,7 +107,7 @@ def remembered_norms(matrix: np.ndarray) -> np.ndarray:
 
 def search(matrix: np.ndarray, query: np.ndarray, *, k: int, inverse: np.ndarray | None = None
            ) -> tuple[np.ndarray, np.ndarray]:
-    """The positions of the k rows most like query, best first (equal scores in row order), and their cosine similarities.
+    """The positions of the k rows most like query, best first (equal scores in row order), and their scores.
 
     inverse: inverse_norms(matrix), where the caller keeps it between queries (one pass over the matrix less).
     """
