@@ -257,7 +257,7 @@ def test_embed_takes_the_embed_options_in_the_tables_order():
 def test_a_damaged_cached_vector_is_a_miss_and_the_others_still_read():
     import base64
 
-    from llmframe.engine.answers import Vectors
+    from llmframe.engine.vectors import Vectors
 
     found = Vectors(3)
     cached = [base64.b64encode(np.full(4, k, "<f4").tobytes()).decode() for k in range(3)]

@@ -14,7 +14,7 @@ import pyarrow as pa
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from ..engine.answers import Vectors
+    from ..engine.vectors import Vectors
 
 
 def vector_type(dimensions: int) -> pa.DataType:
