@@ -85,3 +85,16 @@ def test_retry_failed_repeats_embed_sending_only_the_failed_rows(sim, embed, fra
     assert again.llm.report["failed"] == 0 and again.llm.report["cached"] == 120 - failed
     assert list(again.columns) == ["text", "embedding", "embedding_error"]
     assert sim.count - sent <= failed  # the failed rows only, in packs
+
+
+def test_polars_embed_takes_the_embed_options_in_the_tables_order():
+    import inspect
+
+    from llmframe import options
+    from llmframe.faces.polars import DataFrameNamespace, ExprNamespace, SeriesNamespace
+
+    for namespace in (DataFrameNamespace, SeriesNamespace, ExprNamespace):
+        params = [p for p in inspect.signature(namespace.embed).parameters.values() if p.kind is p.KEYWORD_ONLY]
+        assert [p.name for p in params] == [o.name for o in options.EMBED_OPTIONS]
+    with pytest.raises(ConfigError, match="dtype_backend"):
+        pl.Series(["a"]).llm.embed(dtype_backend="pyarrow")
