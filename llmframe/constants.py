@@ -112,6 +112,7 @@ ANTHROPIC_MAX_TOKENS = 1024  # Anthropic requires max_tokens; sent when the call
 TRANSFORMERS_BATCH_SIZE = 16  # rows per generate call; halved on out-of-memory
 LOCAL_SORT_BATCHES = 8  # the executor hands over this many batches at once, sorted by length to cut padding
 LOCAL_MAX_TOKENS = 512  # max_new_tokens when the call sets no max_tokens (transformers' own default is 20 in all)
+LOCAL_EMBEDDING_PACK = 256  # inputs per embedding call of a local model: progress and Ctrl-C act between calls
 VLLM_GROUP_SIZE = 1024  # requests handed to vLLM's scheduler at once; Ctrl-C and progress act between groups
 
 # Output

@@ -368,7 +368,8 @@ EMBED_OWN: tuple[Option, ...] = (
 )
 _EMBED_SHARED = ("model", "output", "errors", "dtype_backend", "usage", "missing", "allow_no_placeholder", "cache",
                  "cache_dir", "max_concurrency", "rpm", "tpm", "max_attempts", "max_failures_in_a_row", "timeout", "max_wait",
-                 "progress", "api_key", "base_url", "provider_options", "prices", "max_cost")
+                 "progress", "api_key", "base_url", "provider_options", "mode", "poll_interval", "retry_online", "prices",
+                 "max_cost")
 _EMBED_DEFAULTS = {"model": constants.DEFAULT_EMBEDDING_MODEL, "output": constants.DEFAULT_EMBEDDING_OUTPUT}
 # The face's own options: how a face builds its frame from the core's Arrow columns, never planned or keyed.
 FACE_ONLY = frozenset({"dtype_backend"})

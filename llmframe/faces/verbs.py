@@ -149,10 +149,15 @@ class Generate:
     def _call(self, template: TemplateLike, values: dict) -> tuple:
         """The call (template, keywords) of a verb's locals(): generate's keywords, the face's own checked here."""
         given = keywords(values)
-        backend = options.checked({"dtype_backend": given.get("dtype_backend")})["dtype_backend"]
-        if backend is not None and backend not in (self.dtype_backends or ()):
-            raise ConfigError(f"dtype_backend={backend!r}: {self.no_dtype_backend}")
+        check_backend(self, given.get("dtype_backend"))
         return template, given
+
+
+def check_backend(face: Any, backend: Any) -> None:
+    """ConfigError for a dtype_backend= the face does not build its frames with (Polars' faces: any)."""
+    backend = options.checked({"dtype_backend": backend})["dtype_backend"]
+    if backend is not None and backend not in (face.dtype_backends or ()):
+        raise ConfigError(f"dtype_backend={backend!r}: {face.no_dtype_backend}")
 
 
 class RowVerbs(Generate):
@@ -306,13 +311,17 @@ class FrameVerbs(RowVerbs):
         return self._report()
 
     def retry_failed(self) -> Any:
-        """Repeat the generate call that made this frame: failed rows are sent again, the rest come from cache."""
+        """Repeat the generate (or embed) call that made this frame: failed rows are sent again, the rest come from
+        cache."""
         call = _CALLS.get((self._report() or {}).get("run_id"))
         if call is None:
             raise ConfigError(
-                "this frame was not made by df.llm.generate in this Python process; repeat the original "
-                "call instead: answers are cached, so only the failed rows are sent again"
+                "this frame was not made by df.llm.generate or df.llm.embed in this Python process; repeat the "
+                "original call instead: answers are cached, so only the failed rows are sent again"
             )
+        if len(call) == 4:  # embed's: (template, keywords, "embed", the columns it made)
+            template, given, _, made = call
+            return self._without(list(made)).llm.embed(template, **given)
         template, given = call
         if given["cache"] == "refresh":
             given = {**given, "cache": True}  # the refreshed answers are in the cache now

@@ -50,12 +50,23 @@ class Work:
     warm_first: bool = False  # a prompt-cacheable shared prefix: the first request is answered before the others go
     packing: Packing | None = None  # rows_per_request > 1: rows go several to a request (engine/packed.py)
     group_prefixes: bool = False  # a function template's prompts: each chunk's requests sent sorted by their text
+    texts: Callable[[Sequence[int]], list[str]] | None = None  # embeddings: the inputs at positions, rendered
 
     def build(self, positions: Sequence[int]) -> list[Request]:
         """The requests at these positions."""
         if self.requests is not None:
             return self.requests(positions)
         return [self.request(j) for j in positions]
+
+    def subset(self, positions: Sequence[int]) -> Work:
+        """The work of the requests at these positions only (a batch's failed lines, sent again online)."""
+        at = list(positions)
+        keys = (Keys(self.keys.digests[np.asarray(at, dtype=np.int64)]) if isinstance(self.keys, Keys)
+                else [self.keys[j] for j in at])
+        texts = self.texts
+        return Work(keys, lambda i: self.request(at[i]), [self.weights[j] for j in at], self.check,
+                    lambda ps: self.build([at[i] for i in ps]), self.pack, self.settings,
+                    None if texts is None else (lambda ps: texts([at[i] for i in ps])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +169,22 @@ class Plan:
             group = self.prompt_cache and self.prompts.roles is None  # a function's prompts: no known prefix
             return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests, warm_first=warm,
                         packing=self.packing, group_prefixes=group)
+
+        def texts(positions) -> list[str]:
+            rows = self.prompts.rows_at(self.first_row[np.asarray(positions, dtype=np.int64)])
+            if rows and isinstance(rows[0], tuple) and len(rows[0]) == 1:  # one message: its text, no dict made
+                return [row[0] for row in rows]
+            return [input_text(self.prompts.messages_of(row)) for row in rows]
+
         return Work(self.keys, lambda j: requests([j])[0], self.weights, None, requests,
-                    (embedding.max_inputs, embedding.max_tokens), embedding.settings)
+                    (embedding.max_inputs, embedding.max_tokens), embedding.settings, texts=texts)
+
+
+def input_text(messages: list[dict]) -> str:
+    """The text one embedding row asks to embed: its message contents, joined."""
+    if len(messages) == 1:
+        return messages[0]["content"]
+    return "\n\n".join(m.get("content") or "" for m in messages)
 
 
 def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_column: str | None = None,
@@ -179,9 +204,9 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     compiled = Template(template, list(rows.columns), system=checked["system"], positional_column=positional_column)
     prompts = compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"])
     kind = target.kind  # the class alone (or the Provider passed as model=): the engine makes the provider
-    kind.check_params(gen)
     endpoint = target.endpoint(checked["base_url"])
-    if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too
+    if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too (no generation)
+        kind.check_params(gen)
         kind.chat_model(target.model, endpoint=endpoint)
     if checked["cascade"] is not None:  # a face runs a cascade as several plans (ops/cascade.py), never one
         raise ConfigError("cascade= works with generate on a frame or Series, and `llmframe run` without "

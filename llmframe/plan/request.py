@@ -83,6 +83,14 @@ class Response:
             for r in responses
         ]
 
+    @staticmethod
+    def vectors_to_cache(encoded: list[str], tokens: Sequence[int], latency: float | None, model: str,
+                         created: float) -> list[str]:
+        """to_cache of an embedding pack's answers: each vector's base64 text (which JSON never escapes) as text."""
+        tail = f",0,null,{_compact(model)},{_compact(round(created, 3))},"
+        tail += f"{'null' if latency is None else round(float(latency), 4)},0]"
+        return [f'["{text}",{count}{tail}' for text, count in zip(encoded, tokens)]
+
     @classmethod
     def many_from_cache(cls, values: list[str]) -> list[Response]:
         """The responses stored by to_cache, marked as cached; one JSON parse for the whole chunk."""

@@ -20,6 +20,7 @@ class ProviderKind(Protocol):
     name: str  # the prefix of model=, part of every cache key
     strict_outputs: bool
     batch_adapter: str | None
+    batch_embeddings: bool
     price_id: str | None
 
     def check_params(self, params: dict) -> None: ...

@@ -50,6 +50,7 @@ class Provider(ABC):
     # "{kind}" standing for "requests" or "tokens": the limiter learns the server's limits from them.
     ratelimit_headers: ClassVar[tuple[tuple[str, str, str], ...]] = (constants.OPENAI_RATELIMIT_HEADERS,)
     price_id: ClassVar[str | None] = None  # the provider's id in genai-prices; None: priced only by prices=
+    batch_embeddings: ClassVar[bool] = False  # its batch API takes embedding requests (OpenAI's /v1/embeddings)
     batch_adapter: ClassVar[str | None] = None  # "module:Class" of its native batch API's Adapter, if it has one
     batch_limits: ClassVar[tuple[int, int]] = constants.BATCH_DEFAULT_LIMITS  # one job's most (requests, bytes)
     # A model in this process: the engine hands whole groups of group_size requests to run_batches, in a

@@ -54,6 +54,7 @@ class OpenAIProvider(Provider):
     official_endpoints = (constants.OPENAI_ENDPOINT,)
     price_id = "openai"
     batch_adapter = "llmframe.batch.openai:OpenAIBatches"
+    batch_embeddings = True
     batch_limits = constants.OPENAI_BATCH_LIMITS
     embedding_limits = constants.OPENAI_EMBEDDING_LIMITS
     embedding_input_tokens = constants.OPENAI_EMBEDDING_INPUT_TOKENS
@@ -74,6 +75,10 @@ class OpenAIProvider(Provider):
             return sum(map(len, encoding.encode_ordinary_batch(texts))) + _PER_MESSAGE * len(texts) + _PER_REPLY
 
         return count, f"tiktoken:{encoding.name}"
+
+    def tiktoken_encoding(self):
+        """The model's tiktoken encoding (truncate=True cuts inputs by it), or None where it cannot be had."""
+        return _encoding(self.model)
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
@@ -142,7 +147,7 @@ class OpenAIProvider(Provider):
     async def embed(self, texts: list[str], params: dict) -> Embedded:
         """POST /embeddings with every text of the pack; vectors come as base64 (a sixth of JSON's bytes)."""
         if params.get("truncate"):
-            texts = embeddings.cut(texts, self.embedding_input_tokens)
+            texts = embeddings.cut(texts, self.embedding_input_tokens, self.tiktoken_encoding())
         body = {"model": self.model, "input": texts, "encoding_format": "base64"}
         if "dimensions" in params:
             body["dimensions"] = params["dimensions"]
