@@ -194,3 +194,9 @@ VECTOR_BLOCK_ROWS = 8192  # rows of the left side scored at a time by search, si
 SEARCH_K = 10
 DEDUP_THRESHOLD = 0.95
 SCORE_COLUMN = "score"
+
+# Semantic operators (llmframe.ops: df.llm.filter, classify, join, top_k, rank, agg)
+JOIN_CANDIDATES = 5  # right rows per left row whose pairs a join asks about, picked by embeddings
+JOIN_ALL_PAIRS_LIMIT = 10_000  # pairs a join with candidates=None asks without max_cost= or a dry run seen first
+SCORE_SCALE = (0, 100)  # the pointwise scores of top_k and rank: an integer in this range
+AGG_CONTEXT_TOKENS = 32_000  # the most input tokens one agg request carries (context_tokens=)

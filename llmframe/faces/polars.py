@@ -17,6 +17,7 @@ from ..engine.outcome import Outcome
 from ..plan import build as pipeline
 from ..plan.rows import Rows
 from . import polars_frames as frames
+from .polars_operators import PolarsOperators
 from .verbs import FrameVerbs, Generate, RowVerbs, empty_columns, keep_report, kept_report, remember
 
 _SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
@@ -31,7 +32,7 @@ class _ArrowColumns:
 
 
 @pl.api.register_dataframe_namespace("llm")
-class DataFrameNamespace(_ArrowColumns, FrameVerbs):
+class DataFrameNamespace(_ArrowColumns, FrameVerbs, PolarsOperators):
     """Run a model over every row of a Polars DataFrame."""
 
     def _rows(self) -> tuple[Rows, dict]:

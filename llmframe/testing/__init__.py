@@ -37,6 +37,7 @@ __all__ = [
     "LoggedRequest",
     "notebook_setup",
     "tutorial_answer",
+    "rule_answer",
     "BatchSettings",
 ]
 
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from .faults import Faults
     from .notebook import notebook_setup, tutorial_answer
     from .process import SimulatorProcess
+    from .rules import rule_answer
     from .simulator import LoggedRequest, SimulatedError, Simulator
 
 # Names are imported on first use, so that loading the pytest plugin (which imports this package)
@@ -55,6 +57,7 @@ _HOMES["SimulatorProcess"] = "process"
 _HOMES["Faults"] = "faults"
 _HOMES["notebook_setup"] = _HOMES["tutorial_answer"] = "notebook"
 _HOMES["BatchSettings"] = "batches"
+_HOMES["rule_answer"] = "rules"
 _HOMES["digest_answer"] = _HOMES["default_answer"] = "answers"
 
 
