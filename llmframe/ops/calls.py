@@ -132,6 +132,9 @@ class Caller:
             for k in ("rows", "cached", "requests_sent", "failed"):
                 into[k] += r[k]
         costs = [r.get("cost") for _, r in self.reports]
+        modes = {r.get("mode") for _, r in self.reports} - {None}
+        merged["mode"] = "batch" if "batch" in modes else "online"
+        merged["batch_jobs"] = [r["batch_job"] for _, r in self.reports if r.get("batch_job")]
         out = {"operator": self.operator, **merged, "calls": calls, "requests_sent": sent, "stages": stages, **extra}
         if any(c is not None for c in costs):
             out["cost"] = sum(c or 0.0 for c in costs)
