@@ -4,10 +4,11 @@ beaten only by rows already chosen), so top_k of k over n rows costs about n + k
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -22,11 +23,24 @@ RATE_SYSTEM = ("Rate how well the given input meets the criterion it states, as 
 COMPARE_SYSTEM = ('Two inputs follow, each stating the same criterion. Answer "A" if item A meets it better, '
                   '"B" if item B does.')
 COMPARE_TEMPLATE = "Item A:\n{a}\n\nItem B:\n{b}"
-SCORE_SCHEMA = {"title": "rating", "type": "object", "additionalProperties": False, "required": ["score"],
-                "properties": {"score": {"type": "integer", "description":
-                                         f"{constants.SCORE_SCALE[0]} to {constants.SCORE_SCALE[1]}"}}}
-COMPARE_SCHEMA = {"title": "comparison", "type": "object", "additionalProperties": False, "required": ["better"],
-                  "properties": {"better": {"type": "string", "enum": ["A", "B"]}}}
+
+
+@functools.lru_cache(maxsize=1)
+def score_schema() -> type:
+    """The pointwise score: an integer on constants.SCORE_SCALE (a pydantic model: fast to validate)."""
+    from pydantic import Field, create_model
+
+    low, high = constants.SCORE_SCALE
+    return create_model("rating", score=(int, Field(description=f"{low} to {high}")))
+
+
+@functools.lru_cache(maxsize=1)
+def compare_schema() -> type:
+    """A comparison's answer: "A" or "B"."""
+    from pydantic import create_model
+
+    return create_model("comparison", better=(Literal["A", "B"], ...))
+
 
 Compare = Callable[[list[tuple[int, int]]], list[int]]  # pairs -> the winner of each
 
@@ -42,7 +56,7 @@ def check_k(k: Any, rows: int) -> int:
 
 def scores(rows: Rows, template: Any, caller: Caller) -> tuple[np.ndarray, Any] | None:
     """Each row's pointwise score (NaN where it failed) and the plan that asked (its prompts); None on a dry run."""
-    plan = caller.plan(rows, template, SCORE_SCHEMA, system=RATE_SYSTEM)
+    plan = caller.plan(rows, template, score_schema(), system=RATE_SYSTEM)
     columns = caller.run("score", plan)
     if columns is None:
         return None
@@ -125,7 +139,7 @@ class _Comparer:
             need = sorted({i for pair in ask for i in pair} - set(self.texts))
             self.texts.update(zip(need, user_texts(self.plan, np.asarray(need, dtype=np.int64))))
             table = TextRows({"a": [self.texts[a] for a, _ in ask], "b": [self.texts[b] for _, b in ask]})
-            plan = self.caller.plan(table, COMPARE_TEMPLATE, COMPARE_SCHEMA, system=COMPARE_SYSTEM, online=True)
+            plan = self.caller.plan(table, COMPARE_TEMPLATE, compare_schema(), system=COMPARE_SYSTEM, online=True)
             better = self.caller.run("compare", plan)["better"].to_pylist()
             for (a, b), answer in zip(ask, better):
                 self.known[(a, b)] = b if answer == "B" else a  # a failed comparison keeps the earlier row

@@ -13,6 +13,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from .. import constants
 from ..errors import ConfigError, SchemaError
 
@@ -145,6 +147,10 @@ def from_output(output: Any) -> OutputSchema | None:
 
 
 def _load_json(text: str) -> tuple[Any, str | None]:
+    try:
+        return orjson.loads(text), None  # several times json's speed: a cached re-run parses every answer
+    except orjson.JSONDecodeError:
+        pass  # NaN, huge integers, surrogates: json's reading, as before
     try:
         return json.loads(text), None
     except ValueError as exc:
