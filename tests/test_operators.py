@@ -285,3 +285,44 @@ def test_filter_and_classify_run_through_the_batch_api(kw, sim):
 def test_unknown_options_are_refused(kw, sim):
     with pytest.raises(ConfigError, match="unknown option"):
         pd.DataFrame({"text": ["a"]}).llm.filter("{text}", output_mode="object", **kw)
+
+
+def test_classify_has_generates_cache_keys_too(kw, sim):
+    df = pd.DataFrame({"text": TICKETS})
+    labels = {"refund": "money back", "crash": None}
+    df.llm.classify("{text}", labels=labels, multi=True, **kw)
+    sent = sim.count
+    out = df.llm.generate("{text}", **semantic.call_of("classify", labels=labels, multi=True), **kw)
+    assert sim.count == sent and out.llm.report["cached"] == len(TICKETS)
+
+
+def test_top_k_scores_through_the_batch_api_and_compares_online(kw, sim):
+    sim.batches.settings = BatchSettings(seconds=0.05)
+    df = pd.DataFrame({"text": [f"open for {m} hours" for m in (5, 150, 120, 7, 300)]})
+    out = df.llm.top_k("{text}", k=2, mode="batch", poll_interval=0.02, **kw)
+    assert out["text"].tolist() == ["open for 300 hours", "open for 150 hours"]
+    assert out.llm.report["mode"] == "batch" and out.llm.report["stages"]["compare"]["rows"] >= 2
+    assert any(r.path.endswith("/chat/completions") for r in sim.requests)  # the comparisons, online
+
+
+@pytest.mark.parametrize("kind", FACES)
+def test_operators_on_an_empty_frame(kw, sim, kind):
+    empty = frame(kind, {"text": pd.Series([], dtype=str)} if kind == "pandas" else {"text": pl.Series([], dtype=pl.String)})
+    assert len(empty.llm.filter('"x" {text}', **kw)) == 0
+    assert len(empty.llm.classify("{text}", labels=["a"], **kw)) == 0
+    assert len(empty.llm.agg("{text}", **kw)) == 0
+    assert len(empty.llm.join(empty, "{left.text} {right.text}", **kw)) == 0  # embeds with the chat call's endpoint
+    assert sim.count == 0
+
+
+def test_the_simulators_rules():
+    assert verdict('Is "Refund" asked? please refund me') == (True, "Refund")
+    assert verdict('Is "refund" asked? no') == (False, None)
+    assert merit('rate "999" it: waited 12 days, 3 times') == 12
+    body = {"messages": [{"role": "user", "content": "a bug report"}], "response_format": {
+        "type": "json_schema", "json_schema": {"schema": {"properties": {"label": {"enum": ["bug", "other"]}}}}}}
+    assert json.loads(rule_answer(body)) == {"label": "bug"}
+    body["messages"][0]["content"] = "nothing"
+    assert json.loads(rule_answer(body)) == {"label": "other"}
+    listing = {"messages": [{"role": "user", "content": "Sum up\n\nRows:\n1. a\n2. b\n3. 4 rows"}]}
+    assert rule_answer(listing) == "6 rows"

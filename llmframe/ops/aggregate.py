@@ -167,6 +167,7 @@ def aggregate(rows: Rows, template: Any, caller: Caller, *, by: Any, output: Any
         return caller.estimate((first, most), first, ["the combining levels are not priced: at most the calls' "
                                                       "high end, each about context_tokens long"])
     level = 0
+    spec = caller.plan(TextRows({"prompt": []}), "{prompt}", output).output  # what a run gives, even of no group
     while any(g.pending for g in groups):
         columns, spec = _ask(caller, groups, output, "rows" if level == 0 else f"combine {level}")
         at = 0

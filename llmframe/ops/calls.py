@@ -110,10 +110,13 @@ class Caller:
     def vectors(self, stage: str, rows: Rows, template: str, model: str | Provider, options: dict) -> np.ndarray | None:
         """Each row's embedding (NaN rows where one failed), as embed makes and caches them; None on a dry run."""
         given = {k: self.options[k] for k in EMBED_PASSED if k in self.options}
+        target = resolve(model)
+        if target.provider == self.target.provider:  # the same provider: the same endpoint and key, unless told
+            given.update({k: self.options[k] for k in ("api_key", "base_url") if self.options.get(k) is not None})
         given.update(options)
         if self.dry_run:
             given.update(progress=False, api_key=given.get("api_key") or constants.ESTIMATE_API_KEY)
-        plan = embedding.embed_plan(rows, template, target=resolve(model), **given)
+        plan = embedding.embed_plan(rows, template, target=target, **given)
         self._embeddings.add(stage)
         columns = self.run(stage, plan)
         return None if columns is None else vector_columns.to_matrix(columns[plan.output.text])
