@@ -62,6 +62,11 @@ class OutputSchema:
         """(value, None) for an answer that validates, else (None, why not); near-JSON is repaired first."""
         if not text:
             return None, "invalid answer: empty"
+        if self.model is not None:
+            try:  # parse and validate in one pass in pydantic's core: what a cached re-run does for every row
+                return self.model.model_validate_json(text), None
+            except Exception:
+                pass  # near-JSON (a code fence, prose) or an invalid answer: repaired, or told why, below
         data, problem = _load_json(text)
         if problem:
             return None, f"invalid answer: {problem}"
