@@ -20,6 +20,7 @@ from ..cost.meter import CostMeter
 from ..cost.money import dollars
 from ..engine import run as engine
 from ..engine.loop import run_sync
+from ..engine.progress import for_run, should_show
 from ..errors import BudgetExceeded, ConfigError
 from ..options import PASSED_ON, check_names
 from ..plan import build
@@ -96,7 +97,9 @@ class Caller:
             mode = self.options.get("mode", constants.BATCH_MODES[0])
             self.estimates.append((stage, engine.estimate(plan, mode="batch" if mode == "batch" else "online")))
             return None
-        outcome = run_sync(engine.start(plan, meter=CostMeter.for_plan(plan, self.budget)))
+        bar = for_run(len(plan.prompts), show=should_show(plan.progress), description=f"{self.operator} {stage}: "
+                      f"{plan.model}")  # which of the operator's calls this bar counts
+        outcome = run_sync(engine.start(plan, meter=CostMeter.for_plan(plan, self.budget), progress=bar))
         columns, report = collector.collect(plan, outcome)
         self.reports.append((stage, report))
         budget = report.get("budget")
