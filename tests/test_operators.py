@@ -326,3 +326,9 @@ def test_the_simulators_rules():
     assert json.loads(rule_answer(body)) == {"label": "other"}
     listing = {"messages": [{"role": "user", "content": "Sum up\n\nRows:\n1. a\n2. b\n3. 4 rows"}]}
     assert rule_answer(listing) == "6 rows"
+
+
+def test_agg_puts_every_missing_key_in_one_group(kw, sim):
+    df = pd.DataFrame({"g": [1.0, np.nan, 1.0, np.nan, np.nan], "t": list("abcde")})
+    out = df.llm.agg("{t}", by="g", **kw)
+    assert out["response"].tolist() == ["2 rows", "3 rows"] and len(out) == 2

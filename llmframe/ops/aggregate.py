@@ -68,7 +68,7 @@ def groups_of(rows: Rows, template: str, keys: list, listed: list) -> list[Group
     cells = [rows.values(c) for c in listed]
     members: dict[tuple, list[int]] = {}
     for i, key in enumerate(key_values):
-        members.setdefault(tuple(key), []).append(i)
+        members.setdefault(tuple(_missing_as_none(v, rows.nulls) for v in key), []).append(i)
     out = []
     for key, positions in members.items():
         filled = dict(zip(map(str, keys), key))
@@ -76,6 +76,13 @@ def groups_of(rows: Rows, template: str, keys: list, listed: list) -> list[Group
         texts = [_row_text([(c, cells[j][i]) for j, c in enumerate(listed)]) for i in positions]
         out.append(Group(key, prompt, [t for t in texts if t is not None]))
     return out
+
+
+def _missing_as_none(value: Any, nulls: tuple) -> Any:
+    """A missing key (None, NaN, the library's own nulls) as None: all of a column's missing keys are one group."""
+    if value is None or any(value is n for n in nulls) or (isinstance(value, float) and value != value):
+        return None
+    return value
 
 
 class _Names(dict):
