@@ -332,3 +332,20 @@ def test_agg_puts_every_missing_key_in_one_group(kw, sim):
     df = pd.DataFrame({"g": [1.0, np.nan, 1.0, np.nan, np.nan], "t": list("abcde")})
     out = df.llm.agg("{t}", by="g", **kw)
     assert out["response"].tolist() == ["2 rows", "3 rows"] and len(out) == 2
+
+
+def test_join_on_the_frames_own_vector_columns_sends_no_embedding(kw, sim):
+    emb = {"model": "openai:text-embedding-3-small", "base_url": sim.base_url, "api_key": sim.api_key,
+           "progress": False}
+    left = pd.DataFrame({"name": PRODUCTS}).llm.embed("{name}", **emb)
+    right = pd.DataFrame({"title": LISTINGS}).llm.embed("{title}", **emb)
+    sent = sim.count
+    out = left.llm.join(right, 'Is this listing for a "scarf"? {right.title} / {left.name}', candidates=2,
+                        on="embedding", **kw)
+    assert sim.count == sent + 16 and not [r for r in sim.requests[sent:] if r.path.endswith("/embeddings")]
+    embedded_here = left[["name"]].llm.join(right[["title"]], 'Is this listing for a "scarf"? {right.title} / '
+                                            '{left.name}', candidates=2, **kw)  # the same vectors, made here
+    assert set(zip(out["name"], out["title"])) == set(zip(embedded_here["name"], embedded_here["title"]))
+    assert (PRODUCTS[0], LISTINGS[0]) in set(zip(out["name"], out["title"]))
+    with pytest.raises(ConfigError, match="other has no vector column 'vec'"):
+        left.llm.join(right, "{left.name} {right.title}", on=("embedding", "vec"), **kw)

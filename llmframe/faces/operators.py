@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import constants
+from ..collect import vectors as vector_columns
 from ..collect.report import Report, record
 from ..errors import ConfigError
 from ..ops import aggregate, ranking, semantic
@@ -64,21 +65,27 @@ class OperatorVerbs:
 
     def join(self, other: Any, template: Any, *, model: Any, candidates: int | None = constants.JOIN_CANDIDATES,
              embed_model: Any = constants.DEFAULT_EMBEDDING_MODEL, embed_options: dict | None = None,
-             similarity: str = "similarity", suffixes: tuple[str, str] = ("_left", "_right"), dry_run: bool = False,
-             **options: Any) -> Any:
+             on: str | tuple[str, str] | None = None, similarity: str = "similarity",
+             suffixes: tuple[str, str] = ("_left", "_right"), dry_run: bool = False, **options: Any) -> Any:
         """The pairs (a row of this frame, a row of other) for which the model answers true to the template, which
         names the sides: "Is {left.title} the same product as {right.name}?".
 
         candidates=k: each row's k most alike rows of other by embeddings (embed_model=, embed_options=), so
         n*k calls; candidates=None: every pair (refused above constants.JOIN_ALL_PAIRS_LIMIT pairs unless
-        max_cost= is set or its dry_run=True was seen). The result has both rows' columns (suffixes where they
-        share a name) and their cosine similarity.
+        max_cost= is set or its dry_run=True was seen). on=: the frames' own vector columns (embed's), the same
+        name or (this frame's, other's), instead of embedding here. The result has both rows' columns (suffixes
+        where they share a name) and their cosine similarity.
         """
         if type(other) is not type(self._obj):
             raise ConfigError(f"other must be a {type(self._obj).__name__} like this frame, got {type(other).__name__}")
         caller = Caller("join", model, options, dry_run=dry_run)
+        vectors = None
+        if on is not None:
+            left_on, right_on = (on, on) if isinstance(on, str) else on
+            vectors = self._op_matrix(self._obj, left_on, "this frame"), self._op_matrix(other, right_on, "other")
         got = semantic.join_rows(self._op_rows(self._obj), self._op_rows(other), template, caller,
-                                 candidates=candidates, embed_model=embed_model, embed_options=dict(embed_options or {}))
+                                 candidates=candidates, embed_model=embed_model, embed_options=dict(embed_options or {}),
+                                 vectors=vectors)
         if not isinstance(got, tuple):
             return got
         li, ri, scores = got
@@ -173,6 +180,17 @@ class OperatorVerbs:
         raise NotImplementedError
 
     def _op_pairs(self, left: Any, right: Any, suffixes: tuple[str, str]) -> Any:
+        raise NotImplementedError
+
+    def _op_matrix(self, frame: Any, column: str, name: str) -> np.ndarray:
+        """A vector column (embed's) as a 2-D float32 array; ConfigError naming the frame for a missing one."""
+        if column not in list(self._op_rows(frame).columns):
+            raise ConfigError(f"{name} has no vector column {column!r}: make one with embed(..., output={column!r}), "
+                              "or leave on= out to embed here")
+        return vector_columns.to_matrix(self._op_arrow(frame, column), name=f"column {column!r}")
+
+    def _op_arrow(self, frame: Any, column: str) -> Any:
+        """A column as Arrow (or what collect.vectors.to_matrix reads)."""
         raise NotImplementedError
 
     def _op_table(self, columns: dict, like: Any, keys: list) -> Any:

@@ -41,6 +41,9 @@ class PandasOperators(OperatorVerbs):
         right = right.rename(columns={c: f"{c}{suffixes[1]}" for c in both})
         return pd.concat([left, right], axis=1)
 
+    def _op_arrow(self, frame: pd.DataFrame, column: str) -> pd.Series:
+        return frame[column]
+
     def _op_table(self, columns: dict, like: pd.DataFrame, keys: list) -> pd.DataFrame:
         out = pd.DataFrame({name: _series(v, None) if name not in keys else pd.Series(v, dtype=like[name].dtype)
                             for name, v in columns.items()})

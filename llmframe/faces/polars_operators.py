@@ -38,6 +38,9 @@ class PolarsOperators(OperatorVerbs):
         right = right.rename({c: f"{c}{suffixes[1]}" for c in both})
         return left.hstack(right)
 
+    def _op_arrow(self, frame: pl.DataFrame, column: str) -> pa.Array:
+        return frame.get_column(column).to_arrow()
+
     def _op_table(self, columns: dict, like: pl.DataFrame, keys: list) -> pl.DataFrame:
         return pl.DataFrame([pl.Series(name, v, dtype=like.schema[name]) if name in keys else _series(name, v)
                              for name, v in columns.items()])

@@ -168,10 +168,12 @@ def check_candidates(candidates: Any) -> int | None:
 
 
 def join_rows(left: Rows, right: Rows, template: Any, caller: Caller, *, candidates: int | None,
-              embed_model: Any, embed_options: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | OperatorEstimate:
+              embed_model: Any, embed_options: dict, vectors: tuple[np.ndarray, np.ndarray] | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | OperatorEstimate:
     """The accepted pairs (left positions, right positions, cosine similarity or NaN), or the dry run's estimate.
 
-    candidates=k: each left row's k most alike right rows by embeddings (ops.vectors.sim_join), n*k calls;
+    candidates=k: each left row's k most alike right rows by embeddings (ops.vectors.sim_join), n*k calls; the
+    sides' vectors are embedded here, or given (vectors: the frames' own vector columns as matrices);
     None: every pair, refused above constants.JOIN_ALL_PAIRS_LIMIT unless max_cost= is set or its dry run was seen.
     """
     text, picks = pair_template(template, left.columns, right.columns)
@@ -189,8 +191,14 @@ def join_rows(left: Rows, right: Rows, template: Any, caller: Caller, *, candida
         scores = np.full(len(li), np.nan, dtype=np.float32)
     else:
         per = min(candidates, m)
-        a = caller.vectors("embed left", left, _side_text(picks, 0), embed_model, embed_options)
-        b = caller.vectors("embed right", right, _side_text(picks, 1), embed_model, embed_options)
+        if vectors is not None:
+            a, b = vectors
+            if a.shape[1] != b.shape[1]:
+                raise ConfigError(f"the vectors differ in length ({a.shape[1]} left, {b.shape[1]} right): embed "
+                                  "both sides with the same model and dimensions")
+        else:
+            a = caller.vectors("embed left", left, _side_text(picks, 0), embed_model, embed_options)
+            b = caller.vectors("embed right", right, _side_text(picks, 1), embed_model, embed_options)
         if caller.dry_run:  # the candidates are not known before the vectors: any per right rows stand in
             li, ri = np.repeat(np.arange(n), per), np.tile(np.arange(per), n)
             scores = np.zeros(len(li), dtype=np.float32)
