@@ -349,3 +349,7 @@ def test_join_on_the_frames_own_vector_columns_sends_no_embedding(kw, sim):
     assert (PRODUCTS[0], LISTINGS[0]) in set(zip(out["name"], out["title"]))
     with pytest.raises(ConfigError, match="other has no vector column 'vec'"):
         left.llm.join(right, "{left.name} {right.title}", on=("embedding", "vec"), **kw)
+    polars_out = pl.from_pandas(left.drop(columns="embedding_error")).llm.join(
+        pl.from_pandas(right.drop(columns="embedding_error")),
+        'Is this listing for a "scarf"? {right.title} / {left.name}', candidates=2, on="embedding", **kw)
+    assert set(polars_out.select("name", "title").iter_rows()) == set(zip(out["name"], out["title"]))
