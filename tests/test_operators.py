@@ -353,3 +353,16 @@ def test_join_on_the_frames_own_vector_columns_sends_no_embedding(kw, sim):
         pl.from_pandas(right.drop(columns="embedding_error")),
         'Is this listing for a "scarf"? {right.title} / {left.name}', candidates=2, on="embedding", **kw)
     assert set(polars_out.select("name", "title").iter_rows()) == set(zip(out["name"], out["title"]))
+
+
+def test_max_cost_covers_a_joins_embeddings_and_checks(kw, sim):
+    prices = {MODEL: {"input_mtok": 1.0, "output_mtok": 1.0},
+              "openai:text-embedding-3-small": {"input_mtok": 1.0, "output_mtok": 0.0}}
+    left, right = pd.DataFrame({"name": PRODUCTS}), pd.DataFrame({"title": LISTINGS})
+    out = left.llm.join(right, 'Is it a "scarf"? {right.title} {left.name}', candidates=2, max_cost=1.0,
+                        prices=prices, embed_options={"prices": prices}, **kw)
+    report = out.llm.report
+    stages = report["stages"]
+    assert stages["embed left"]["cost"] > 0 and stages["embed right"]["cost"] > 0 and stages["check pairs"]["cost"] > 0
+    assert report["cost"] == pytest.approx(sum(stage["cost"] for stage in stages.values()))
+    assert stages["embed left"]["requests_sent"] == 8 and stages["check pairs"]["rows"] == 16

@@ -117,6 +117,8 @@ class Caller:
         if target.provider == self.target.provider:  # the same provider: the same endpoint and key, unless told
             given.update({k: self.options[k] for k in ("api_key", "base_url") if self.options.get(k) is not None})
         given.update(options)
+        if self.budget is not None:  # the vectors are paid from the operator's one budget too
+            given.setdefault("max_cost", self.budget.max_cost)
         if self.dry_run:
             given.update(progress=False, api_key=given.get("api_key") or constants.ESTIMATE_API_KEY)
         plan = embedding.embed_plan(rows, template, target=target, **given)
@@ -137,6 +139,8 @@ class Caller:
             into["runs"] += 1
             for k in ("rows", "cached", "requests_sent", "failed"):
                 into[k] += r[k]
+            if r.get("cost") is not None:
+                into["cost"] = into.get("cost", 0.0) + r["cost"]
         costs = [r.get("cost") for _, r in self.reports]
         modes = {r.get("mode") for _, r in self.reports} - {None}
         merged["mode"] = "batch" if "batch" in modes else "online"
