@@ -56,13 +56,15 @@ class Response:
     latency: float | None = None  # seconds of the attempt that answered; cached with the answer, not in the key
     batch: bool = False  # answered by a provider's batch API (billed at batch prices)
     vector: Any = None  # an embedding request's answer: a float32 vector (the cache holds it as text, see Vectors)
+    tool_calls: Any = None  # tools=: the model asks for tool calls (a plan.tools.ToolTurn); never cached
+    transcript: str | None = None  # tools=: the row's tool calls and results as JSON, cached with the answer
 
     def to_cache(self, model: str, created: float) -> str:
         """A compact JSON text for the cache (only successes are ever stored).
 
         The model and the time are kept so the cache can be pruned by model or age. Latency and cached
         input tokens come next, so values written before they existed still read; a trailing 1 marks a
-        batch answer.
+        batch answer (0 an online one, where a tools run's transcript follows).
         """
         return Response.many_to_cache([self], model, created)[0]
 
@@ -75,7 +77,7 @@ class Response:
             f"[{'null' if r.text is None else string(r.text)},{int(r.input_tokens)},{int(r.output_tokens)},"
             f"{'null' if r.finish_reason is None else string(r.finish_reason)}{tail}"
             f"{'null' if r.latency is None else round(float(r.latency), 4)},{int(r.cached_input_tokens)}"
-            f"{',1]' if r.batch else ']'}"
+            f"{(',1]' if r.batch else ']') if r.transcript is None else f',{int(r.batch)},{string(r.transcript)}]'}"
             for r in responses
         ]
 

@@ -13,7 +13,7 @@ from ..errors import ConfigError, ProviderError, SchemaError
 from ..plan.request import Request, Response, loads
 from ..plan.structured import OutputSchema
 from ..plan.request import Embedded
-from . import embeddings, replies
+from . import embeddings, replies, tool_wire
 from .base import Provider
 from .http import JSONClient
 
@@ -57,6 +57,9 @@ class OpenAIProvider(Provider):
     batch_limits = constants.OPENAI_BATCH_LIMITS
     embedding_limits = constants.OPENAI_EMBEDDING_LIMITS
     embedding_input_tokens = constants.OPENAI_EMBEDDING_INPUT_TOKENS
+    tool_calls = True
+    tool_params = staticmethod(tool_wire.openai_params)
+    tool_messages = staticmethod(tool_wire.openai_messages)
 
     @classmethod
     def token_counter(cls, model: str):
@@ -107,7 +110,7 @@ class OpenAIProvider(Provider):
                                                               **request.params})
         except ProviderError as exc:
             raise _with_hint(exc, request) from None
-        return replies.openai(body, headers)
+        return _with_calls(replies.openai(body, headers), body, request)
 
     async def _complete_sdk(self, request: Request) -> Response:
         known = {k: v for k, v in request.params.items() if k in _SDK_PARAMS}
@@ -122,7 +125,7 @@ class OpenAIProvider(Provider):
                 body = loads(raw.content)
         except ProviderError as exc:
             raise _with_hint(exc, request) from None
-        return replies.openai(body, raw.headers)
+        return _with_calls(replies.openai(body, raw.headers), body, request)
 
     @classmethod
     def embedding_model(cls, model: str, *, dimensions: int | None, endpoint: str | None) -> None:
@@ -180,6 +183,13 @@ class OpenAIProvider(Provider):
         elif self._client is not None:
             await self._client.close()
             self._client = None  # a next run (the same instance passed as model= again) opens a new one
+
+
+def _with_calls(response: Response, body, request: Request) -> Response:
+    """The response, with the tool calls it asks for where the request declared tools."""
+    if "tools" in request.params:
+        response.tool_calls = tool_wire.openai_turn(body)
+    return response
 
 
 def _with_hint(exc: ProviderError, request: Request) -> ProviderError:

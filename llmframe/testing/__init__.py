@@ -39,6 +39,7 @@ __all__ = [
     "tutorial_answer",
     "rule_answer",
     "BatchSettings",
+    "ToolMode",
 ]
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from .process import SimulatorProcess
     from .rules import rule_answer
     from .simulator import LoggedRequest, SimulatedError, Simulator
+    from .tool_mode import ToolMode
 
 # Names are imported on first use, so that loading the pytest plugin (which imports this package)
 # does not need the optional aiohttp dependency until a fixture actually starts a server.
@@ -58,6 +60,7 @@ _HOMES["Faults"] = "faults"
 _HOMES["notebook_setup"] = _HOMES["tutorial_answer"] = "notebook"
 _HOMES["BatchSettings"] = "batches"
 _HOMES["rule_answer"] = "rules"
+_HOMES["ToolMode"] = "tool_mode"
 _HOMES["digest_answer"] = _HOMES["default_answer"] = "answers"
 
 
