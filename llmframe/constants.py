@@ -226,6 +226,12 @@ CASCADE_THRESHOLD = 0.8  # rows less confident than this go on to the next model
 CASCADE_AGREEMENT = 0.95  # calibrate=n chooses thresholds for this agreement with the last model on the sample
 CASCADE_SEED = 0  # the calibration sample is drawn with this seed: the same rows on every run
 
+# Semantic operators (llmframe.ops: df.llm.filter, classify, join, top_k, rank, agg)
+JOIN_CANDIDATES = 5  # right rows per left row whose pairs a join asks about, picked by embeddings
+JOIN_ALL_PAIRS_LIMIT = 10_000  # pairs a join with candidates=None asks without max_cost= or a dry run seen first
+SCORE_SCALE = (0, 100)  # the pointwise scores of top_k and rank: an integer in this range
+AGG_CONTEXT_TOKENS = 32_000  # the most input tokens one agg request carries (context_tokens=)
+
 # Tools per row (generate(tools=[fn, ...]): engine/toolloop.py)
 TOOL_MAX_TURNS = 5  # model turns per row at most: each one is a request, billed and rate-limited
 TOOL_TIMEOUT_SECONDS = 30.0  # one tool call's limit; a hung call becomes an error result for the model

@@ -10,6 +10,7 @@ from ..engine.outcome import Outcome
 from ..plan import build as pipeline
 from ..plan.rows import Rows
 from . import frames
+from .pandas_operators import PandasOperators
 from .pandas_vectors import PandasVectors
 from .verbs import FrameVerbs, RowVerbs, remember
 
@@ -22,7 +23,7 @@ def _backend(call: tuple) -> str | None:
 
 
 @pd.api.extensions.register_dataframe_accessor("llm")
-class DataFrameAccessor(FrameVerbs, PandasVectors):
+class DataFrameAccessor(FrameVerbs, PandasVectors, PandasOperators):
     """Run a model over every row of a DataFrame."""
 
     def _rows(self) -> tuple[Rows, dict]:

@@ -17,6 +17,7 @@ from ..engine.outcome import Outcome
 from ..plan import build as pipeline
 from ..plan.rows import Rows
 from . import polars_frames as frames
+from .polars_operators import PolarsOperators
 from .polars_vectors import ExprEmbed, PolarsVectors
 from .verbs import FrameVerbs, Generate, RowVerbs, empty_columns, keep_report, kept_report, remember
 
@@ -32,7 +33,7 @@ class _ArrowColumns:
 
 
 @pl.api.register_dataframe_namespace("llm")
-class DataFrameNamespace(_ArrowColumns, FrameVerbs, PolarsVectors):
+class DataFrameNamespace(_ArrowColumns, FrameVerbs, PolarsVectors, PolarsOperators):
     """Run a model over every row of a Polars DataFrame."""
 
     def _rows(self) -> tuple[Rows, dict]:
