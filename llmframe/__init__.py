@@ -29,9 +29,9 @@ __all__ = ["configure", "settings", "cache_stats", "clear_cache", "copy_cache", 
 
 
 def __getattr__(name: str):
-    """llmframe.vectors, imported when first asked for: it needs pandas, which import llmframe does not import."""
+    """llmframe.vectors, imported when first asked for (it needs pyarrow and numpy: import llmframe stays light)."""
     if name == "vectors":
-        from .faces.pandas_vectors import vectors
+        from .collect.vectors import vectors
 
         return vectors
     raise AttributeError(f"module 'llmframe' has no attribute {name!r}")

@@ -172,6 +172,25 @@ def _prices(_name: str, value: Any) -> Any:
 
 
 _FLAG = _choice((True, False), "True or False")
+
+
+def _cascade_flags(entries: list[str]) -> list:
+    """--cascade's MODEL[=THRESHOLD] words as cascade= entries."""
+    out: list = []
+    for entry in entries:
+        model, sep, threshold = entry.partition("=")
+        try:
+            out.append((model, float(threshold)) if sep else model)
+        except ValueError:
+            raise ConfigError(f"--cascade takes MODEL or MODEL=THRESHOLD (a number), got {entry!r}") from None
+    return out
+
+
+def _cascade(name: str, value: Any) -> Any:
+    """cascade=: None, or a list of models (the cascade checks each entry when it runs)."""
+    if value is not None and (not isinstance(value, (list, tuple)) or not value):
+        raise ConfigError(f'{name} must be a list of models, e.g. ["openai:gpt-4o"], got {value!r}')
+    return value
 _N, _SECONDS = dict(type=int, metavar="N"), dict(type=number, metavar="SECONDS")
 _ON = dict(action="store_const", const=True)
 _PROVIDERS = "the provider's"
@@ -323,6 +342,21 @@ OPTIONS: tuple[Option, ...] = (
            f"for providers that take none by URL (at most {constants.FETCH_URL_MAX_BYTES // 2**20} MB and "
            f"{constants.FETCH_URL_TIMEOUT_SECONDS:g} s each)", check=_FLAG, see=_MEDIA,
            flag=Flag("--fetch-urls", SENDING, _ON)),
+    Option("prompt_cache", "bool", True, "let the provider's prompt cache serve the prompts' shared start: "
+           "OpenAI's `prompt_cache_key`, Anthropic's `cache_control`; never part of the cache key", check=_FLAG,
+           flag=Flag("--no-prompt-cache", SENDING, dict(action="store_const", const=False)), see="Paying less"),
+    Option("rows_per_request", "int", 1, "rows sent together in one request as numbered items, the template's "
+           "fixed text once; each row's answer is checked and cached on its own", check=_at_least(1),
+           flag=Flag("--rows-per-request", SENDING, _N), see="Paying less"),
+    Option("cascade", "list | None", None, "models to send a row on to when the one before is unsure of it: "
+           '`["openai:gpt-4o"]` or `[("openai:gpt-4o", 0.9)]` (the confidence below which rows go on); needs an '
+           "output= with a `confidence` field", check=_cascade, means="none", see="Paying less",
+           flag=Flag("--cascade", SENDING, dict(action="append", metavar="MODEL[=THRESHOLD]"), _cascade_flags,
+                     help="a model to send the rows the one before is unsure of on to, optionally with the "
+                          "confidence below which they go (repeatable, in order)")),
+    Option("calibrate", "int", 0, "cascade: run this many sample rows on every model first and choose the "
+           "thresholds for 95% agreement with the last model", check=_at_least(0), see="Paying less",
+           flag=Flag("--calibrate", SENDING, _N)),
 )
 
 BY_NAME = {o.name: o for o in OPTIONS}
@@ -342,7 +376,8 @@ EMBED_OWN: tuple[Option, ...] = (
 )
 _EMBED_SHARED = ("model", "output", "errors", "dtype_backend", "usage", "missing", "allow_no_placeholder", "cache",
                  "cache_dir", "max_concurrency", "rpm", "tpm", "max_attempts", "max_failures_in_a_row", "timeout", "max_wait",
-                 "progress", "api_key", "base_url", "provider_options", "prices", "max_cost")
+                 "progress", "api_key", "base_url", "provider_options", "mode", "poll_interval", "retry_online", "prices",
+                 "max_cost")
 _EMBED_DEFAULTS = {"model": constants.DEFAULT_EMBEDDING_MODEL, "output": constants.DEFAULT_EMBEDDING_OUTPUT}
 # The face's own options: how a face builds its frame from the core's Arrow columns, never planned or keyed.
 FACE_ONLY = frozenset({"dtype_backend"})

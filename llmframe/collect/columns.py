@@ -123,7 +123,17 @@ def report(run: Plan, outcome: Outcome) -> dict:
         "mode": "batch" if run.batch is not None else "online",
         "batch_job": outcome.job_id,  # llmframe.batches() lists it
         **usage.totals(run, outcome),
+        **_packed(run, counters),
     }
+
+
+def _packed(run: Plan, counters) -> dict:
+    """rows_per_request's entries: requests sent (packs and single rows), and rows asked again alone."""
+    if run.packing is None:
+        return {}
+    return {"requests_sent": counters.packed_requests + counters.single_requests,
+            "rows_per_request": {"size": run.packing.size, "packed_requests": counters.packed_requests,
+                                 "rows_asked_alone": counters.asked_alone}}
 
 
 def collect(run: Plan, outcome: Outcome) -> tuple[dict[str, Column], Report]:

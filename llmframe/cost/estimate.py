@@ -16,6 +16,7 @@ import numpy as np
 
 from . import media
 from .. import constants
+from . import levers
 from .money import dollars
 from .prices import Pricer
 from ..plan.request import Request
@@ -48,6 +49,8 @@ class Estimate:
     price: dict | None  # the rates used, USD per million tokens
     samples: list = field(default_factory=list)  # the rendered messages of the first few rows to be sent
     notes: list = field(default_factory=list)
+    rows_per_request: int = 1  # rows_per_request=k: uncached_requests carry several distinct rows each
+    distinct_rows: int = 0  # distinct rows to send (uncached_requests, unless rows_per_request > 1)
 
     def to_dict(self) -> dict:
         """Plain JSON-serialisable values."""
@@ -73,9 +76,12 @@ class Estimate:
     def _not_sent(self) -> str:
         """Why the other rows need no request of their own: cached, or sharing an identical row's request."""
         cached = self.rows - self.skipped - self.uncached_rows
-        shared = self.uncached_rows - self.uncached_requests
+        distinct = self.uncached_requests if self.rows_per_request == 1 else self.distinct_rows
+        shared = self.uncached_rows - distinct
         why = [f"{n:,} {'row' if n == 1 else 'rows'} {words}" for n, words in
                ((cached, "cached"), (shared, "sharing an identical row's request")) if n]
+        if self.rows_per_request > 1:
+            why.append(f"up to {self.rows_per_request} rows a request")
         return f" ({'; '.join(why)})" if why else ""
 
 
@@ -161,7 +167,10 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
     embedding = run.embedding is not None  # vectors: no output tokens at all
     limit = 0 if embedding else output_limit(kind, run.params.get("max_tokens"))
     low = 0 if embedding else constants.MIN_OUTPUT_TOKENS
-    n = len(send_rows)
+    rows_to_send = len(send_rows)
+    n, tokens = levers.packed_tokens(run, tokens)
+    if run.packing is not None:
+        limit = int(run.packing.params.get("max_tokens") or limit)
     low_costs = pricer.costs(tokens, np.full(n, low))
     tools, high_tokens, high_output = run.policy.tools, tokens, np.full(n, limit)
     if tools is not None:  # the high end: every row takes every turn (the low end: one turn, no tool called)
@@ -184,6 +193,12 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
         notes.append("the output schema sent with each request adds input tokens not counted here")
     if getattr(run.prompts, "media", False):
         notes.append("images and documents are counted by the provider's documented rules (llmframe/cost/media.py)")
+    if run.packing is not None:
+        notes.append(f"rows_per_request={run.packing.size}: {n:,} requests for {rows_to_send:,} rows, the "
+                     "template's fixed text once per request")
+    cache_note, _ = levers.prompt_cache_note(run, pricer, tokens)
+    if cache_note is not None:
+        notes.append(cache_note)
     return Estimate(
         model=run.model,
         mode=mode,
@@ -199,4 +214,6 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
         price=pricer.describe(),
         samples=[run.prompts.messages(int(i)) for i in send_rows[: constants.ESTIMATE_SAMPLES]],
         notes=notes,
+        rows_per_request=1 if run.packing is None else run.packing.size,
+        distinct_rows=rows_to_send,
     )

@@ -80,6 +80,18 @@ class CostMeter:
                 self._settled += cost or 0.0
         return cost
 
+    def settle_pack(self, positions: list[int], tokens: list[int]) -> float | None:
+        """settle() for an embedding pack's answered rows (input tokens only): their cost, None if unpriced."""
+        if not self._known and not self._holding:
+            return None
+        costs = [self.settle(j, Response(input_tokens=t)) for j, t in zip(positions, tokens)]
+        known = [c for c in costs if c is not None]
+        return sum(known) if known else None
+
+    def fits(self, request: Request) -> bool:
+        """True when reserve(request) would not wait (nor refuse): the budget has room for it now."""
+        return self.budget is None or self.budget.fits(self._estimate(request))
+
     def release(self) -> None:
         """The run is over: reservations still held (it was cut short) count at their estimate."""
         for held in self._holding.values():

@@ -125,8 +125,9 @@ class Generate:
                  progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                  provider_options: dict | None = None, mode: str = constants.BATCH_MODES[0],
                  poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-                 max_cost: float | None = None,
-                 max_image_side: int | None = None, fetch_urls: bool = False, **unknown: Any) -> Any:
+                 max_cost: float | None = None, max_image_side: int | None = None, fetch_urls: bool = False,
+                 prompt_cache: bool = True, rows_per_request: int = 1,
+                 cascade: list | None = None, calibrate: int = 0, **unknown: Any) -> Any:
         """Answer the template for every row; returns a new frame with the answer (and error) columns.
 
         template: "{column}" string, list of {"role", "content"} messages, or function row-dict -> prompt.
@@ -149,10 +150,15 @@ class Generate:
     def _call(self, template: TemplateLike, values: dict) -> tuple:
         """The call (template, keywords) of a verb's locals(): generate's keywords, the face's own checked here."""
         given = keywords(values)
-        backend = options.checked({"dtype_backend": given.get("dtype_backend")})["dtype_backend"]
-        if backend is not None and backend not in (self.dtype_backends or ()):
-            raise ConfigError(f"dtype_backend={backend!r}: {self.no_dtype_backend}")
+        check_backend(self, given.get("dtype_backend"))
         return template, given
+
+
+def check_backend(face: Any, backend: Any) -> None:
+    """ConfigError for a dtype_backend= the face does not build its frames with (Polars' faces: any)."""
+    backend = options.checked({"dtype_backend": backend})["dtype_backend"]
+    if backend is not None and backend not in (face.dtype_backends or ()):
+        raise ConfigError(f"dtype_backend={backend!r}: {face.no_dtype_backend}")
 
 
 class RowVerbs(Generate):
@@ -181,7 +187,9 @@ class RowVerbs(Generate):
                         api_key: str | None = None, base_url: str | None = None, provider_options: dict | None = None,
                         mode: str = constants.BATCH_MODES[0], poll_interval: float | None = None,
                         retry_online: bool = False, prices: dict | None = None, max_cost: float | None = None,
-                        max_image_side: int | None = None, fetch_urls: bool = False, **unknown: Any) -> Any:
+                        max_image_side: int | None = None, fetch_urls: bool = False,
+                 prompt_cache: bool = True, rows_per_request: int = 1,
+                        cascade: list | None = None, calibrate: int = 0, **unknown: Any) -> Any:
         """The async twin of generate, for code that already runs an event loop."""
         call = self._call(template, locals())
         plan = self._plan(*call)
@@ -208,8 +216,9 @@ class RowVerbs(Generate):
                  progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                  provider_options: dict | None = None, mode: str = constants.BATCH_MODES[0],
                  poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-                 max_cost: float | None = None,
-                 max_image_side: int | None = None, fetch_urls: bool = False, **unknown: Any) -> Estimate:
+                 max_cost: float | None = None, max_image_side: int | None = None, fetch_urls: bool = False,
+                 prompt_cache: bool = True, rows_per_request: int = 1,
+                 cascade: list | None = None, calibrate: int = 0, **unknown: Any) -> Estimate:
         """A dry run of generate with the same arguments: rows, uncached rows, tokens, cost range, sample prompts.
 
         Sends nothing and needs no API key.
@@ -224,12 +233,26 @@ class RowVerbs(Generate):
 
     def _run(self, call: tuple) -> Any:
         """Plan, execute and collect one call now (a lazy face returns what runs it later instead)."""
+        if call[1].get("cascade") is not None:
+            from ..ops import cascade
+
+            return cascade.run(self, call[0], dict(call[1]), call)
         plan = self._plan(*call)
         return self._result(plan, run_sync(engine.start(plan)), call)
 
     def _plan(self, template, given: dict) -> Plan:
         rows, extra = self._rows()
         return plan_of(rows, template, {**given, **extra})
+
+    @staticmethod
+    def _report_of(result: Any) -> Report | None:
+        """The run report of a result this face returned (attrs where the library has them, else kept beside)."""
+        attrs = getattr(result, "attrs", None)
+        return attrs.get(constants.REPORT_ATTR) if isinstance(attrs, dict) else kept_report(result)
+
+    def _plan_rows(self, rows: Rows, template, given: dict) -> Plan:
+        """A plan over other rows than the face's own (a cascade's later stages: some of them)."""
+        return plan_of(rows, template, given)
 
     def _rows(self) -> tuple[Rows, dict]:
         """The rows the plan renders from, and plan()'s keywords that say how to read them."""
@@ -266,8 +289,9 @@ class FrameVerbs(RowVerbs):
                progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                provider_options: dict | None = None, mode: str = constants.BATCH_MODES[1],
                poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-               max_cost: float | None = None,
-                 max_image_side: int | None = None, fetch_urls: bool = False, **unknown: Any) -> BatchJob | OnlineJob:
+               max_cost: float | None = None, max_image_side: int | None = None, fetch_urls: bool = False,
+                 prompt_cache: bool = True, rows_per_request: int = 1,
+               cascade: list | None = None, calibrate: int = 0, **unknown: Any) -> BatchJob | OnlineJob:
         """Start the run and return at once: generate's arguments; mode="batch" (the default) or "online".
 
         The handle: job.status(), job.wait() (blocks, with a progress bar; Ctrl-C stops only the waiting),
@@ -291,13 +315,17 @@ class FrameVerbs(RowVerbs):
         return self._report()
 
     def retry_failed(self) -> Any:
-        """Repeat the generate call that made this frame: failed rows are sent again, the rest come from cache."""
+        """Repeat the generate (or embed) call that made this frame: failed rows are sent again, the rest come from
+        cache."""
         call = _CALLS.get((self._report() or {}).get("run_id"))
         if call is None:
             raise ConfigError(
-                "this frame was not made by df.llm.generate in this Python process; repeat the original "
-                "call instead: answers are cached, so only the failed rows are sent again"
+                "this frame was not made by df.llm.generate or df.llm.embed in this Python process; repeat the "
+                "original call instead: answers are cached, so only the failed rows are sent again"
             )
+        if len(call) == 4:  # embed's: (template, keywords, "embed", the columns it made)
+            template, given, _, made = call
+            return self._without(list(made)).llm.embed(template, **given)
         template, given = call
         if given["cache"] == "refresh":
             given = {**given, "cache": True}  # the refreshed answers are in the cache now

@@ -54,11 +54,13 @@ class OpenAIProvider(Provider):
     official_endpoints = (constants.OPENAI_ENDPOINT,)
     price_id = "openai"
     batch_adapter = "llmframe.batch.openai:OpenAIBatches"
+    batch_embeddings = True
     batch_limits = constants.OPENAI_BATCH_LIMITS
     embedding_limits = constants.OPENAI_EMBEDDING_LIMITS
     embedding_input_tokens = constants.OPENAI_EMBEDDING_INPUT_TOKENS
     media_urls = frozenset({("image", "http"), ("image", "https")})  # PDFs go as file data only
     media_max_bytes = constants.OPENAI_MEDIA_MAX_BYTES
+    logprob_params = {"logprobs": True}  # choices[0].logprobs.content: a cascade's confidence
     tool_calls = True
     tool_params = staticmethod(tool_wire.openai_params)
     tool_messages = staticmethod(tool_wire.openai_messages)
@@ -77,6 +79,10 @@ class OpenAIProvider(Provider):
             return sum(map(len, encoding.encode_ordinary_batch(texts))) + _PER_MESSAGE * len(texts) + _PER_REPLY
 
         return count, f"tiktoken:{encoding.name}"
+
+    def tiktoken_encoding(self):
+        """The model's tiktoken encoding (truncate=True cuts inputs by it), or None where it cannot be had."""
+        return _encoding(self.model)
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
@@ -148,7 +154,7 @@ class OpenAIProvider(Provider):
     async def embed(self, texts: list[str], params: dict) -> Embedded:
         """POST /embeddings with every text of the pack; vectors come as base64 (a sixth of JSON's bytes)."""
         if params.get("truncate"):
-            texts = embeddings.cut(texts, self.embedding_input_tokens)
+            texts = embeddings.cut(texts, self.embedding_input_tokens, self.tiktoken_encoding())
         body = {"model": self.model, "input": texts, "encoding_format": "base64"}
         if "dimensions" in params:
             body["dimensions"] = params["dimensions"]
@@ -159,6 +165,14 @@ class OpenAIProvider(Provider):
                 raw = await self.client.embeddings.with_raw_response.create(**body)
                 headers, reply = raw.headers, loads(raw.content)
         return embeddings.openai_reply(reply, len(texts), headers)
+
+    @classmethod
+    def prompt_cache_params(cls, prefix, model: str) -> dict:
+        """prompt_cache_key, where the static prefix fills one of OpenAI's cache steps: rows sharing it land on the
+        same cache machines (OpenAI caches prefixes by itself; the key keeps them together)."""
+        if prefix is None or prefix.tokens < constants.OPENAI_CACHE_STEP:
+            return {}
+        return {"prompt_cache_key": prefix.digest(model)}
 
     @classmethod
     def output_params(cls, schema: OutputSchema, *, strict: bool, structured: str) -> dict:

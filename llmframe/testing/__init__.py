@@ -37,6 +37,7 @@ __all__ = [
     "LoggedRequest",
     "notebook_setup",
     "tutorial_answer",
+    "rule_answer",
     "BatchSettings",
     "media_answer",
     "ToolMode",
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from .media import media_answer
     from .notebook import notebook_setup, tutorial_answer
     from .process import SimulatorProcess
+    from .rules import rule_answer
     from .simulator import LoggedRequest, SimulatedError, Simulator
     from .tool_mode import ToolMode
 
@@ -60,6 +62,7 @@ _HOMES["Faults"] = "faults"
 _HOMES["notebook_setup"] = _HOMES["tutorial_answer"] = "notebook"
 _HOMES["BatchSettings"] = "batches"
 _HOMES["media_answer"] = "media"
+_HOMES["rule_answer"] = "rules"
 _HOMES["ToolMode"] = "tool_mode"
 _HOMES["digest_answer"] = _HOMES["default_answer"] = "answers"
 
