@@ -61,7 +61,7 @@ class MediaPrompts(Prompts):
                  settings: MediaSettings, render_text: Callable):
         super().__init__(len(rows), skipped)
         self.frame = rows
-        self.parts = messages  # (role, [text template | Media, ...])
+        self.message_parts = messages  # (role, [text template | Media, ...]); not "parts": that is text templates' (plan/prefix.py)
         self.roles = tuple(role for role, _ in messages)
         self.settings = settings
         self._render_text = render_text  # (text template, its columns' values, count) -> the rendered texts
@@ -80,7 +80,7 @@ class MediaPrompts(Prompts):
         count = len(positions)
         contents: list[list[list]] = []  # per message, per row: the parts
         broken: dict[int, str] = {}
-        for _, parts in self.parts:
+        for _, parts in self.message_parts:
             per_row: list[list] = [[] for _ in range(count)]
             for part in parts:
                 if isinstance(part, Media):

@@ -115,6 +115,7 @@ def build_tiny_vlm(path: str | Path) -> Path:
     processor.save_pretrained(path)
     (path / "llmframe_tiny_model.json").write_text(json.dumps({"seed": SEED, "vocab_size": len(tokenizer),
                                                                 "vision": True}))
+    return path
 
 
 def build_tiny_encoder(path: str | Path, *, pooling: str | None = None) -> Path:
