@@ -22,7 +22,7 @@ from .answers import Answers
 from .attempts import billed_answer
 from .groups import answer_group, take
 from .outcome import Counters, Live
-from .packed import answer_rows
+from .packed import RowPacks, answer_rows
 from .packs import Pack, Packer, answer_pack, encode_all
 from .progress import Progress
 from .ratelimit import Patience, limiter_for
@@ -149,7 +149,7 @@ class _Pool:
     async def rows_worker(self) -> None:
         """rows_per_request: packs of rows from the queue, one request each (engine/packed.py)."""
         packing = self.work.packing
-        packer = Packer(self.queue, packing.size, 2**62, wait=not self.capped)
+        packer = RowPacks(self.queue, packing.size, wait=not self.capped)
         while pack := await packer.take():
             await answer_rows(pack, packing, self.provider, self.limiter, self.policy, self.counters, self.work.check,
                               self.patience, self.finish)

@@ -66,7 +66,7 @@ class Work:
         texts = self.texts
         return Work(keys, lambda i: self.request(at[i]), [self.weights[j] for j in at], self.check,
                     lambda ps: self.build([at[i] for i in ps]), self.pack, self.settings,
-                    None if texts is None else (lambda ps: texts([at[i] for i in ps])))
+                    texts=None if texts is None else (lambda ps: texts([at[i] for i in ps])))
 
 
 @dataclass(frozen=True, slots=True)
