@@ -162,7 +162,8 @@ BATCH_FIND_SLACK_SECONDS = 3600.0  # a re-attaching run looks this far back for 
 BATCH_STATE_DIR = "batches"  # job state files, inside the cache directory
 
 # Usage and cost
-USAGE_SUFFIXES = ("input_tokens", "output_tokens", "cost", "cached", "latency_s", "finish_reason")  # usage=True
+USAGE_SUFFIXES = ("input_tokens", "output_tokens", "reasoning_tokens", "cost", "cached", "latency_s",
+                  "finish_reason")  # usage=True
 ESTIMATE_SAMPLES = 3  # rendered prompts shown by estimate()
 MIN_OUTPUT_TOKENS = 1  # the low end of an estimate's output range, per request
 ESTIMATE_API_KEY = "estimate-only"  # what a dry run (estimate, sweep(dry_run=True)) plans with: it sends nothing
@@ -194,3 +195,12 @@ VECTOR_BLOCK_ROWS = 8192  # rows of the left side scored at a time by search, si
 SEARCH_K = 10
 DEDUP_THRESHOLD = 0.95
 SCORE_COLUMN = "score"
+
+# Issue 26: more APIs. OpenAI's reasoning efforts (the models that take each differ; the API judges), its two
+# text APIs, and what an estimate takes a reasoning model to think per request where max_tokens does not bound it.
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+OPENAI_APIS = ("chat", "responses")
+# Estimated reasoning tokens per request by effort: a guess from OpenAI's guidance (reasoning takes hundreds
+# to tens of thousands of tokens); max_tokens (max_output_tokens) caps reasoning and answer together.
+REASONING_TOKENS_ESTIMATE = {"none": 0, "minimal": 256, "low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
+CALLBACK_ERRORS = "callback_errors"  # the run report's list of what run callbacks raised

@@ -119,6 +119,7 @@ def report(run: Plan, outcome: Outcome) -> dict:
         "mode": "batch" if run.batch is not None else "online",
         "batch_job": outcome.job_id,  # llmframe.batches() lists it
         **usage.totals(run, outcome),
+        **({constants.CALLBACK_ERRORS: list(outcome.callback_errors)} if outcome.callback_errors else {}),
     }
 
 

@@ -39,6 +39,7 @@ class Answers(Sequence):
         self.input_tokens = np.zeros(size, dtype=np.int32)
         self.output_tokens = np.zeros(size, dtype=np.int32)
         self.cached_input_tokens = np.zeros(size, dtype=np.int32)  # served from the provider's prompt cache
+        self.reasoning_tokens = np.zeros(size, dtype=np.int32)  # of output_tokens, a reasoning model's thinking
         self.latency = np.full(size, np.nan)  # seconds of the answering request; NaN where unknown
         self.finish = np.zeros(size, dtype=np.int16)  # code into finish_names
         self.finish_names: list[str | None] = [None]
@@ -69,7 +70,7 @@ class Answers(Sequence):
         """A copy that later answers leave as it is (a running job's partial result); sealed blocks are shared."""
         out = copy.copy(self)
         for name in ("done", "cached", "input_tokens", "output_tokens", "cached_input_tokens", "latency", "finish",
-                     "_remaining"):
+                     "_remaining", "reasoning_tokens"):
             setattr(out, name, getattr(self, name).copy())
         out.finish_names, out._finish_codes = list(self.finish_names), dict(self._finish_codes)
         out._open = {b: list(texts) for b, texts in self._open.items()}
@@ -94,6 +95,7 @@ class Answers(Sequence):
             int(self.cached_input_tokens[j]),
             None if np.isnan(self.latency[j]) else float(self.latency[j]),
             vector=self.vectors.get(j) if self.vectors is not None else None,
+            reasoning_tokens=int(self.reasoning_tokens[j]),
         )
 
     def __setitem__(self, j: int, response: Response) -> None:
@@ -108,6 +110,7 @@ class Answers(Sequence):
         self.input_tokens[j] = response.input_tokens
         self.output_tokens[j] = response.output_tokens
         self.cached_input_tokens[j] = response.cached_input_tokens
+        self.reasoning_tokens[j] = response.reasoning_tokens
         self.latency[j] = np.nan if response.latency is None else response.latency
         self.finish[j] = self._finish_code(response.finish_reason)
         if response.error is not None:
@@ -264,6 +267,8 @@ class Answers(Sequence):
         if len(columns) > 7:  # latency and cached input tokens
             self.latency[positions] = np.array(columns[6], dtype=float)  # None (unknown) becomes NaN
             self.cached_input_tokens[positions] = np.nan_to_num(np.array(columns[7], dtype=float)).astype(np.int64)
+        if len(columns) > 9:  # reasoning tokens, after the batch flag (written only where there were some)
+            self.reasoning_tokens[positions] = np.nan_to_num(np.array(columns[9], dtype=float)).astype(np.int64)
         code = self._finish_code
         self.finish[positions] = [code(reason) for reason in finishes] if len(set(finishes)) > 1 else code(finishes[0])
         self.cached[positions] = True

@@ -102,6 +102,22 @@ class BatchOptions:
     retry_online: bool = False
 
 
+@dataclass(frozen=True)
+class Callbacks:
+    """on_row=, on_progress=, on_done= (engine/callbacks.py calls them), and how a row's index label is read."""
+
+    on_row: Callable | None = None
+    on_progress: Callable | None = None
+    on_done: Callable | None = None
+    label: Callable[[int], Any] | None = None  # row position -> its index label
+
+    @classmethod
+    def of(cls, checked: dict, rows: Rows) -> Callbacks | None:
+        """The run's callbacks; None when it has none."""
+        given = {name: checked[name] for name in ("on_row", "on_progress", "on_done")}
+        return cls(**given, label=rows.label) if any(v is not None for v in given.values()) else None
+
+
 @dataclass(frozen=True, eq=False)
 class Plan:
     """Everything a run needs, checked, rendered and keyed; building one sends and opens nothing."""
@@ -125,6 +141,7 @@ class Plan:
     batch: BatchOptions | None = None  # set when the run goes through the provider's batch API
     schema_prompt: str | None = None  # structured="json_object": the schema, added to each prompt
     embedding: Embedding | None = None  # set for df.llm.embed's runs (plan.embed): answers are vectors
+    callbacks: Callbacks | None = None  # on_row=, on_progress=, on_done=: never part of a key
 
     @property
     def lookup(self) -> bool:
@@ -167,11 +184,12 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     prompts = compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"])
     kind = target.kind  # the class alone (or the Provider passed as model=): the engine makes the provider
     kind.check_params(gen)
+    provider_options = _with_api(checked, kind, gen)
     endpoint = target.endpoint(checked["base_url"])
     if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too
         kind.chat_model(target.model, endpoint=endpoint)
     head = key_prefix(target.provider, target.model, gen, _schema_key(out, kind, checked["strict"], structured),
-                      endpoint)
+                      endpoint, api=checked["api"])
     keys, row_to_key, first_row = _keys(head, prompts, checked["max_prompt_tokens"])
     batch = _batch_options(checked, kind, len(first_row))
     pricer = _pricer(checked, target, batch=batch is not None)
@@ -181,7 +199,7 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     return Plan(
         model=target.name,  # a Provider instance's too: the report's and the cache's name for it
         provider=ProviderSpec(target, endpoint, policy.concurrency, checked["timeout"], api_key=checked["api_key"],
-                              base_url=checked["base_url"], options=checked["provider_options"]),
+                              base_url=checked["base_url"], options=provider_options),
         prompts=prompts,
         params=gen,
         keys=keys,
@@ -198,6 +216,7 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
         max_cost=check_max_cost(checked["max_cost"], pricer),
         batch=batch,
         schema_prompt=out.schema.prompt() if structured == "json_object" else None,
+        callbacks=Callbacks.of(checked, rows),
     )
 
 
@@ -214,6 +233,17 @@ def _generation(checked: dict) -> dict:
     """The generation parameters that were set, as the table checked them: the keyword ones, then params=."""
     gen = {name: checked[name] for name in KEYWORD_PARAMS if checked[name] is not None}
     return {**gen, **(checked["params"] or {})}
+
+
+def _with_api(checked: dict, kind: ProviderKind, gen: dict) -> dict | None:
+    """provider_options=, with api= in them where it is not chat's (the provider reads it from there); api= and
+    the generation parameters checked against the provider (a Responses-only parameter on chat, say)."""
+    api, given = checked["api"], checked["provider_options"]
+    kind.check_api(api, gen)
+    if given and "api" in given:
+        raise ConfigError("api is an option of its own (it is part of every cache key): pass api=, not "
+                          "provider_options={'api': ...}")
+    return {**(given or {}), "api": api} if api not in (None, "chat") else given
 
 
 def _policy(checked: dict, defaults: Settings) -> Policy:

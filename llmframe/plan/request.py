@@ -56,13 +56,14 @@ class Response:
     latency: float | None = None  # seconds of the attempt that answered; cached with the answer, not in the key
     batch: bool = False  # answered by a provider's batch API (billed at batch prices)
     vector: Any = None  # an embedding request's answer: a float32 vector (the cache holds it as text, see Vectors)
+    reasoning_tokens: int = 0  # of output_tokens, those a reasoning model thought (billed as output); not cached
 
     def to_cache(self, model: str, created: float) -> str:
         """A compact JSON text for the cache (only successes are ever stored).
 
         The model and the time are kept so the cache can be pruned by model or age. Latency and cached
         input tokens come next, so values written before they existed still read; a trailing 1 marks a
-        batch answer.
+        batch answer (0 where reasoning tokens follow it).
         """
         return Response.many_to_cache([self], model, created)[0]
 
@@ -75,7 +76,7 @@ class Response:
             f"[{'null' if r.text is None else string(r.text)},{int(r.input_tokens)},{int(r.output_tokens)},"
             f"{'null' if r.finish_reason is None else string(r.finish_reason)}{tail}"
             f"{'null' if r.latency is None else round(float(r.latency), 4)},{int(r.cached_input_tokens)}"
-            f"{',1]' if r.batch else ']'}"
+            f"{_tail(r)}"
             for r in responses
         ]
 
@@ -85,7 +86,7 @@ class Response:
         rows = loads("[" + ",".join(values) + "]")
         return [cls(row[0], row[1], row[2], row[3], None, True, None, None,
                     row[7] if len(row) > 7 else 0, row[6] if len(row) > 6 else None,
-                    len(row) > 8 and row[8] == 1) for row in rows]
+                    len(row) > 8 and row[8] == 1, reasoning_tokens=row[9] if len(row) > 9 else 0) for row in rows]
 
     @classmethod
     def failure(cls, error: str) -> Response:
@@ -95,7 +96,8 @@ class Response:
     def rejected(self, error: str) -> Response:
         """A failure made of this answer: no text, but its tokens, which were spent all the same."""
         return Response(error=error, input_tokens=self.input_tokens, output_tokens=self.output_tokens,
-                        cached_input_tokens=self.cached_input_tokens, latency=self.latency, batch=self.batch)
+                        cached_input_tokens=self.cached_input_tokens, latency=self.latency, batch=self.batch,
+                        reasoning_tokens=self.reasoning_tokens)
 
 
 @dataclass(slots=True)
@@ -108,16 +110,25 @@ class Embedded:
     encoded: list[str] | None = None  # the vectors as the cache spells them (base64 float32), where the reply did
 
 
+def _tail(r: Response) -> str:
+    """A cached answer's end: the batch flag, then its reasoning tokens where it has some (0,N or 1,N)."""
+    if r.reasoning_tokens:
+        return f",{int(r.batch)},{int(r.reasoning_tokens)}]"
+    return ",1]" if r.batch else "]"
+
+
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no spaces, so equal content always gives equal text."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def key_prefix(provider: str, model: str, params: dict, schema: Any = None, endpoint: str | None = None) -> bytes:
+def key_prefix(provider: str, model: str, params: dict, schema: Any = None, endpoint: str | None = None, *,
+               api: str | None = None) -> bytes:
     """The part of every key that is the same for all rows of a run.
 
     endpoint: the server's, when it is not the provider's official one (None); absent from the key
-    otherwise, so keys made before endpoints were part of it stay the same.
+    otherwise, so keys made before endpoints were part of it stay the same. api: OpenAI's Responses API,
+    in the key only when it is not chat completions (whose keys stay as they were).
     """
     head = {
         "v": constants.CACHE_KEY_VERSION,
@@ -128,6 +139,8 @@ def key_prefix(provider: str, model: str, params: dict, schema: Any = None, endp
     }
     if endpoint is not None:
         head["endpoint"] = endpoint
+    if api not in (None, "chat"):
+        head["api"] = api
     return canonical_json(head).encode()
 
 
@@ -218,7 +231,7 @@ def _first_seen_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 # The generation parameters with keyword arguments of their own, in the order the request has them.
-KEYWORD_PARAMS = ("temperature", "top_p", "max_tokens", "seed", "stop")
+KEYWORD_PARAMS = ("temperature", "top_p", "max_tokens", "seed", "stop", "reasoning_effort")
 # Set through their own keyword arguments (or by llmframe itself), never through params=.
 _OWN_PARAMS = frozenset({*KEYWORD_PARAMS, "model", "messages"})
 
@@ -264,6 +277,7 @@ def generation_params(
     max_tokens: int | None = None,
     seed: int | None = None,
     stop: str | list[str] | None = None,
+    reasoning_effort: str | None = None,
     params: dict | None = None,
 ) -> dict:
     """Validate the generation parameters; the result has only the ones that were set."""
@@ -282,6 +296,10 @@ def generation_params(
         if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) and s for s in stops):
             raise ConfigError(f"stop must be a non-empty string or a list of them, got {stop!r}")
         out["stop"] = list(stops)
+    if reasoning_effort is not None:
+        if reasoning_effort not in constants.REASONING_EFFORTS:
+            raise ConfigError(f"reasoning_effort must be one of {constants.REASONING_EFFORTS}, got {reasoning_effort!r}")
+        out["reasoning_effort"] = reasoning_effort
     if params:
         if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
             raise ConfigError("params must be a dict of provider parameter names to values")

@@ -13,7 +13,7 @@ from ..errors import ConfigError, ProviderError, SchemaError
 from ..plan.request import Request, Response, loads
 from ..plan.structured import OutputSchema
 from ..plan.request import Embedded
-from . import embeddings, replies
+from . import embeddings, replies, responses
 from .base import Provider
 from .http import JSONClient
 
@@ -73,6 +73,9 @@ class OpenAIProvider(Provider):
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
+        self.api = self.options.pop("api", None) or "chat"  # the plan's api= (see responses.py)
+        if self.api == "responses":
+            self.batch_adapter = "llmframe.batch.openai:ResponsesBatches"
         self.transport = self.options.pop("transport", "http")
         if self.transport not in TRANSPORTS:
             raise ConfigError(f"transport must be one of {TRANSPORTS}, got {self.transport!r}")
@@ -83,6 +86,7 @@ class OpenAIProvider(Provider):
             headers["Authorization"] = f"Bearer {self._api_key}"
             self._url = str(client.base_url).rstrip("/") + "/chat/completions"
             self._embeddings_url = str(client.base_url).rstrip("/") + "/embeddings"
+            self._responses_url = str(client.base_url).rstrip("/") + "/responses"
             self._http = JSONClient(headers, max_connections=self.max_concurrency, timeout=self.timeout,
                                     secrets=self.secrets)
 
@@ -100,18 +104,21 @@ class OpenAIProvider(Provider):
         return str(self.client.base_url)  # base_url=, else OPENAI_BASE_URL, else the official endpoint
 
     async def complete(self, request: Request) -> Response:
+        if self.api == "responses":
+            return await self._respond(request)
         if self._http is None:
             return await self._complete_sdk(request)
         try:
             headers, body = await self._http.post(self._url, {"model": self.model, "messages": request.messages,
-                                                              **request.params})
+                                                              **responses.chat_params(request.params)})
         except ProviderError as exc:
             raise _with_hint(exc, request) from None
         return replies.openai(body, headers)
 
     async def _complete_sdk(self, request: Request) -> Response:
-        known = {k: v for k, v in request.params.items() if k in _SDK_PARAMS}
-        extra = {k: v for k, v in request.params.items() if k not in _SDK_PARAMS}
+        params = responses.chat_params(request.params)
+        known = {k: v for k, v in params.items() if k in _SDK_PARAMS}
+        extra = {k: v for k, v in params.items() if k not in _SDK_PARAMS}
         try:
             with self.stainless_errors(openai):
                 # The raw variant: the rate-limit headers of every reply feed the limiter. Its body is read
@@ -123,6 +130,23 @@ class OpenAIProvider(Provider):
         except ProviderError as exc:
             raise _with_hint(exc, request) from None
         return replies.openai(body, raw.headers)
+
+    async def _respond(self, request: Request) -> Response:
+        """The request through the Responses API (api="responses"): the lean client, or the SDK's raw response."""
+        sent = responses.body(self.model, request.messages, request.params)
+        if self._http is not None:
+            headers, body = await self._http.post(self._responses_url, sent)
+            return responses.read(body, headers)
+        with self.stainless_errors(openai):
+            rest = {k: v for k, v in sent.items() if k not in ("model", "input")}
+            raw = await self.client.responses.with_raw_response.create(model=sent["model"], input=sent["input"],
+                                                                       extra_body=rest or None)
+            return responses.read(loads(raw.content), raw.headers)
+
+    @classmethod
+    def check_api(cls, api: str | None, params: dict) -> None:
+        """Chat completions' parameters refused on the Responses API, and the reverse (responses.check)."""
+        responses.check(api or "chat", params)
 
     @classmethod
     def embedding_model(cls, model: str, *, dimensions: int | None, endpoint: str | None) -> None:

@@ -153,7 +153,19 @@ def openai(body: Any, headers: Mapping[str, str] | None) -> Response:
         return (text(message.get("content"), "choices[0].message.content"),
                 label(choice.get("finish_reason"), "choices[0].finish_reason"))
 
-    return reply(usage, answer, headers)
+    response = reply(usage, answer, headers)
+    response.reasoning_tokens = reasoning(body, "completion_tokens_details")
+    return response
+
+
+def reasoning(body: Mapping, details: str) -> int:
+    """The reasoning tokens an OpenAI usage reports in usage.<details>.reasoning_tokens (part of the output
+    tokens, already billed); 0 where it reports none, or something that is no count (it only informs)."""
+    try:
+        found = obj(obj(body.get("usage"), "usage").get(details), details).get("reasoning_tokens")
+        return count(found, "reasoning_tokens")
+    except Malformed:
+        return 0
 
 
 def anthropic(body: Any, headers: Mapping[str, str] | None, finish: Callable[[str | None], str | None]) -> Response:

@@ -9,6 +9,10 @@ from aiohttp import web
 
 from .batches import Batch, Handler, VendorBatches, unauthorized
 from .openai_chat import OPENAI, BadRequest
+from .openai_responses import RESPONSES
+
+# The endpoints a batch may target, and the dialect its lines are read and answered in.
+ENDPOINTS = {"/v1/chat/completions": OPENAI, "/v1/responses": RESPONSES}
 
 
 class OpenAIBatches(VendorBatches):
@@ -78,7 +82,7 @@ class OpenAIBatches(VendorBatches):
                     lines.append({"id": line_id, "custom_id": custom_id, "response": None,
                                   "error": {"code": code, "message": message}})
                 continue
-            body = self.service.reply(OPENAI, batch, i)
+            body = self.service.reply(ENDPOINTS.get(batch.extra.get("endpoint"), OPENAI), batch, i)
             if (body is None) != errors:
                 continue
             if body is None:
@@ -110,17 +114,18 @@ class OpenAIBatches(VendorBatches):
         found = self.service.file(body.get("input_file_id"))
         if found is None:
             return OPENAI.error(400, f"input_file_id {body.get('input_file_id')!r} not found")
-        if body.get("endpoint") != "/v1/chat/completions" or body.get("completion_window") != "24h":
-            return OPENAI.error(400, "endpoint must be /v1/chat/completions and completion_window 24h")
+        endpoint = body.get("endpoint")
+        if endpoint not in ENDPOINTS or body.get("completion_window") != "24h":
+            return OPENAI.error(400, f"endpoint must be one of {sorted(ENDPOINTS)} and completion_window 24h")
         items, model = [], None
         for number, text in enumerate(found[0].decode().splitlines(), 1):
             if not text.strip():
                 continue
             line = json.loads(text)
-            if line.get("method") != "POST" or line.get("url") != "/v1/chat/completions":
-                return OPENAI.error(400, f"line {number}: method must be POST and url /v1/chat/completions")
+            if line.get("method") != "POST" or line.get("url") != endpoint:
+                return OPENAI.error(400, f"line {number}: method must be POST and url {endpoint}, the batch's endpoint")
             try:
-                chat = OPENAI.parse(request, line.get("body"))
+                chat = ENDPOINTS[endpoint].parse(request, line.get("body"))
             except BadRequest as exc:
                 return OPENAI.error(400, f"line {number}: {exc}")
             items.append((line["custom_id"], line["body"], chat))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import anthropic_messages, embeddings, gemini_generate, openai_chat
+from . import anthropic_messages, embeddings, gemini_generate, openai_chat, openai_responses
 from .answers import (completion_limit, default_answer, digest_answer, fit, last_user_text, prompt_tokens, spoil,
                       structured_format, tokens)
 from .batches import BatchService
@@ -229,7 +229,7 @@ class Simulator(LoopbackServer):
         """Build the aiohttp application with the simulator's routes."""
         app = web.Application()
         for path, dialect in (*openai_chat.ROUTES, *anthropic_messages.ROUTES, *gemini_generate.ROUTES,
-                              *embeddings.ROUTES):
+                              *embeddings.ROUTES, *openai_responses.ROUTES):
             app.router.add_post(path, self._route(dialect))
         self.batches.add_routes(app)
         app.router.add_get("/v1/models", self._models)
