@@ -204,3 +204,4 @@ OPENAI_APIS = ("chat", "responses")
 # to tens of thousands of tokens); max_tokens (max_output_tokens) caps reasoning and answer together.
 REASONING_TOKENS_ESTIMATE = {"none": 0, "minimal": 256, "low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
 CALLBACK_ERRORS = "callback_errors"  # the run report's list of what run callbacks raised
+AZURE_API_VERSION_EXAMPLE = "2025-04-01-preview"  # named in the error of an Azure call without an API version

@@ -16,6 +16,8 @@ from llmframe.testing import SimulatedError, digest_answer
 PROVIDERS = {
     "openai": ("base_url", ("OPENAI_API_KEY",)),
     "openai-responses": ("base_url", ("OPENAI_API_KEY",)),  # api="responses": OpenAI's Responses API
+    "azure": ("azure_endpoint", ("AZURE_OPENAI_API_KEY",)),  # Azure OpenAI's paths and api-key header
+    "azure-responses": ("azure_endpoint", ("AZURE_OPENAI_API_KEY",)),
     "anthropic": ("anthropic_base_url", ("ANTHROPIC_API_KEY",)),
     "gemini": ("gemini_base_url", ("GEMINI_API_KEY", "GOOGLE_API_KEY")),
 }
@@ -33,6 +35,7 @@ def vendor(request, sim, monkeypatch):
     url_attribute, key_env = PROVIDERS[prefix]
     for name in key_env:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENAI_API_VERSION", "2025-04-01-preview")  # Azure's, which the others ignore
 
     provider, _, api = prefix.partition("-")
 
@@ -111,6 +114,8 @@ def test_429_retry_after_is_honoured(vendor, sim):
 MISTYPED = {
     "openai": ({"choices.0.message.content": 7}, {"usage.completion_tokens": "many"}),
     "openai-responses": ({"output.0.content.0.text": 7}, {"usage.output_tokens": "many"}),
+    "azure": ({"choices.0.message.content": 7}, {"usage.completion_tokens": "many"}),
+    "azure-responses": ({"output.0.content.0.text": 7}, {"usage.output_tokens": "many"}),
     "anthropic": ({"content.0.text": 7}, {"usage.output_tokens": "many"}),
     "gemini": ({"candidates.0.content.parts.0.text": 7}, {"usageMetadata.candidatesTokenCount": "many"}),
 }
@@ -189,7 +194,7 @@ def test_a_missing_sdk_names_the_extra_to_install(vendor, sim, monkeypatch):
     from llmframe.providers import BUILTINS
 
     module = BUILTINS[vendor.provider].split(":")[0]
-    sdk = {"openai": "openai", "anthropic": "anthropic", "gemini": "google.genai"}[vendor.provider]
+    sdk = {"openai": "openai", "azure": "openai", "anthropic": "anthropic", "gemini": "google.genai"}[vendor.provider]
     monkeypatch.delitem(sys.modules, module, raising=False)
     monkeypatch.setitem(sys.modules, sdk, None)  # what an environment without the SDK looks like to import
     with pytest.raises(ConfigError, match=rf"pip install 'llmframe\[{vendor.provider}\]'"):

@@ -165,3 +165,15 @@ def _parse_lines(data: bytes | str, read=replies.openai, answered=lambda body: b
             problem = line.get("error") or body or "no answer"
             found[line["custom_id"]] = Response.failure(error_text(problem, response.get("status_code")))
     return found
+
+
+class AzureBatches(OpenAIBatches):
+    """Azure OpenAI's Batch API: OpenAI's, through the AzureOpenAI client, each line naming the deployment."""
+
+    endpoint = "/chat/completions"
+
+
+class AzureResponsesBatches(ResponsesBatches):
+    """Azure's Batch API with Responses API lines (api="responses")."""
+
+    endpoint = "/responses"

@@ -20,6 +20,7 @@ from .base import Provider
 # The built-in providers, as a plugin's entry point would name them. A plugin cannot take their prefixes.
 BUILTINS: dict[str, str] = {
     "openai": "llmframe.providers.openai:OpenAIProvider",
+    "azure": "llmframe.providers.azure:AzureOpenAIProvider",
     "anthropic": "llmframe.providers.anthropic:AnthropicProvider",
     "gemini": "llmframe.providers.gemini:GeminiProvider",
     "transformers": "llmframe.providers.transformers:TransformersProvider",
@@ -30,6 +31,7 @@ BUILTINS: dict[str, str] = {
 # (tests/test_first_hour.py checks them against pyproject.toml). Looked up, never imported, by available().
 NEEDS: dict[str, dict[str, str]] = {
     "openai": {"openai": "openai"},
+    "azure": {"openai": "openai"},
     "anthropic": {"anthropic": "anthropic"},
     "gemini": {"google.genai": "google-genai"},
     "transformers": {"torch": "torch", "transformers": "transformers", "tokenizers": "tokenizers",

@@ -83,12 +83,18 @@ class OpenAIProvider(Provider):
         self._http: JSONClient | None = None
         if self.transport == "http":
             headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
-            headers["Authorization"] = f"Bearer {self._api_key}"
-            self._url = str(client.base_url).rstrip("/") + "/chat/completions"
-            self._embeddings_url = str(client.base_url).rstrip("/") + "/embeddings"
-            self._responses_url = str(client.base_url).rstrip("/") + "/responses"
+            headers.update(self.lean_auth())
+            self._url, self._embeddings_url, self._responses_url = self.lean_urls(str(client.base_url).rstrip("/"))
             self._http = JSONClient(headers, max_connections=self.max_concurrency, timeout=self.timeout,
                                     secrets=self.secrets)
+
+    def lean_auth(self) -> dict[str, str]:
+        """The lean client's authentication header."""
+        return {"Authorization": f"Bearer {self._api_key}"}
+
+    def lean_urls(self, base: str) -> tuple[str, str, str]:
+        """The lean client's chat completions, embeddings and responses URLs under the SDK's base URL."""
+        return base + "/chat/completions", base + "/embeddings", base + "/responses"
 
     def open_client(self) -> openai.AsyncOpenAI:
         sdk = self.transport == "sdk"
@@ -96,7 +102,7 @@ class OpenAIProvider(Provider):
             api_key=self._api_key,
             base_url=self.base_url,
             max_retries=constants.SDK_MAX_RETRIES,
-            http_client=self.sdk_http_client(openai.DefaultAsyncHttpxClient) if sdk else _idle_client(),
+            http_client=self.sdk_http_client(openai.DefaultAsyncHttpxClient) if sdk else idle_client(),
             **self.options,
         )
 
@@ -217,7 +223,7 @@ def _with_hint(exc: ProviderError, request: Request) -> ProviderError:
 
 
 @functools.cache
-def _idle_client():
+def idle_client():
     """One HTTP client for every SDK client that only resolves configuration: making one costs tens of
     milliseconds (TLS set-up), more than a cached re-run of ten thousand rows."""
     return openai.DefaultAsyncHttpxClient()
