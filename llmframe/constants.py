@@ -205,3 +205,9 @@ OPENAI_APIS = ("chat", "responses")
 REASONING_TOKENS_ESTIMATE = {"none": 0, "minimal": 256, "low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
 CALLBACK_ERRORS = "callback_errors"  # the run report's list of what run callbacks raised
 AZURE_API_VERSION_EXAMPLE = "2025-04-01-preview"  # named in the error of an Azure call without an API version
+MISTRAL_ENDPOINT = "https://api.mistral.ai"
+MISTRAL_BASE_URL_ENV = "MISTRAL_BASE_URL"  # read by llmframe (the SDK has no such variable): another server
+MISTRAL_RATELIMIT_HEADERS_REQUESTS = ("x-ratelimit-limit-{kind:.3}-minute", "x-ratelimit-remaining-{kind:.3}-minute",
+                                      "x-ratelimit-reset-{kind:.3}-minute")
+MISTRAL_RATELIMIT_HEADERS_TOKENS = ("x-ratelimit-limit-{kind}-minute", "x-ratelimit-remaining-{kind}-minute",
+                                    "x-ratelimit-reset-{kind}-minute")

@@ -18,6 +18,7 @@ PROVIDERS = {
     "openai-responses": ("base_url", ("OPENAI_API_KEY",)),  # api="responses": OpenAI's Responses API
     "azure": ("azure_endpoint", ("AZURE_OPENAI_API_KEY",)),  # Azure OpenAI's paths and api-key header
     "azure-responses": ("azure_endpoint", ("AZURE_OPENAI_API_KEY",)),
+    "mistral": ("mistral_base_url", ("MISTRAL_API_KEY",)),  # Mistral's chat API, on the mistralai SDK
     "anthropic": ("anthropic_base_url", ("ANTHROPIC_API_KEY",)),
     "gemini": ("gemini_base_url", ("GEMINI_API_KEY", "GOOGLE_API_KEY")),
 }
@@ -116,6 +117,7 @@ MISTYPED = {
     "openai-responses": ({"output.0.content.0.text": 7}, {"usage.output_tokens": "many"}),
     "azure": ({"choices.0.message.content": 7}, {"usage.completion_tokens": "many"}),
     "azure-responses": ({"output.0.content.0.text": 7}, {"usage.output_tokens": "many"}),
+    "mistral": ({"choices.0.message.content": 7}, {"usage.completion_tokens": "many"}),
     "anthropic": ({"content.0.text": 7}, {"usage.output_tokens": "many"}),
     "gemini": ({"candidates.0.content.parts.0.text": 7}, {"usageMetadata.candidatesTokenCount": "many"}),
 }
@@ -194,7 +196,8 @@ def test_a_missing_sdk_names_the_extra_to_install(vendor, sim, monkeypatch):
     from llmframe.providers import BUILTINS
 
     module = BUILTINS[vendor.provider].split(":")[0]
-    sdk = {"openai": "openai", "azure": "openai", "anthropic": "anthropic", "gemini": "google.genai"}[vendor.provider]
+    sdk = {"openai": "openai", "azure": "openai", "anthropic": "anthropic", "gemini": "google.genai",
+           "mistral": "mistralai.client"}[vendor.provider]
     monkeypatch.delitem(sys.modules, module, raising=False)
     monkeypatch.setitem(sys.modules, sdk, None)  # what an environment without the SDK looks like to import
     with pytest.raises(ConfigError, match=rf"pip install 'llmframe\[{vendor.provider}\]'"):

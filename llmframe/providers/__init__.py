@@ -23,6 +23,7 @@ BUILTINS: dict[str, str] = {
     "azure": "llmframe.providers.azure:AzureOpenAIProvider",
     "anthropic": "llmframe.providers.anthropic:AnthropicProvider",
     "gemini": "llmframe.providers.gemini:GeminiProvider",
+    "mistral": "llmframe.providers.mistral:MistralProvider",
     "transformers": "llmframe.providers.transformers:TransformersProvider",
     "vllm": "llmframe.providers.vllm:VLLMProvider",
 }
@@ -34,6 +35,7 @@ NEEDS: dict[str, dict[str, str]] = {
     "azure": {"openai": "openai"},
     "anthropic": {"anthropic": "anthropic"},
     "gemini": {"google.genai": "google-genai"},
+    "mistral": {"mistralai": "mistralai"},
     "transformers": {"torch": "torch", "transformers": "transformers", "tokenizers": "tokenizers",
                      "xgrammar": "xgrammar"},
     "vllm": {"vllm": "vllm"},
