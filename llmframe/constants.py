@@ -211,3 +211,4 @@ MISTRAL_RATELIMIT_HEADERS_REQUESTS = ("x-ratelimit-limit-{kind:.3}-minute", "x-r
                                       "x-ratelimit-reset-{kind:.3}-minute")
 MISTRAL_RATELIMIT_HEADERS_TOKENS = ("x-ratelimit-limit-{kind}-minute", "x-ratelimit-remaining-{kind}-minute",
                                     "x-ratelimit-reset-{kind}-minute")
+MISTRAL_BATCH_TIMEOUT_HOURS = 24  # a Mistral batch job's timeout_hours (as the other providers' 24-hour windows)

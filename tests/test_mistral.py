@@ -66,3 +66,23 @@ def test_reasoning_effort_and_api_are_refused_for_mistral(mistral, sim):
     with pytest.raises(ConfigError, match="api='responses' is for the openai and azure providers"):
         mistral(frame(), "{q}", api="responses")
     assert sim.count == 0
+
+
+def test_batch_mode_goes_through_mistrals_batch_api(mistral, sim):
+    from pydantic import BaseModel
+
+    class Verdict(BaseModel):
+        label: str
+        score: int
+
+    online = mistral(frame(3), "Judge {q}", output=Verdict, cache=False)
+    out = mistral(frame(3), "Judge {q}", output=Verdict, mode="batch", poll_interval=0.05, usage=True, seed=3)
+    assert out["verdict_error"].isna().all() and out.attrs["llmframe"]["mode"] == "batch"
+    assert out[["label", "score"]].equals(online[["label", "score"]])
+    (created,) = sim.batches.created
+    assert created.vendor == "mistral" and created.requests == 3
+    lines = sim.batches.requests(created.id)
+    assert all(line["model"] == "mistral-small-latest" and line["random_seed"] == 3 for line in lines)
+    assert (out["verdict_cost"] > 0).all()  # at Mistral's batch price
+    again = mistral(frame(3), "Judge {q}", output=Verdict, mode="batch", poll_interval=0.05, seed=3)
+    assert again.attrs["llmframe"]["cached"] == 3 and len(sim.batches.created) == 1

@@ -36,6 +36,7 @@ class MistralProvider(Provider):
     # "{kind:.3}" spells "requests" as "req" (and "tokens" as "tok", never sent); the second dialect has tokens.
     ratelimit_headers = (constants.MISTRAL_RATELIMIT_HEADERS_REQUESTS, constants.MISTRAL_RATELIMIT_HEADERS_TOKENS)
     price_id = "mistral"
+    batch_adapter = "llmframe.batch.mistral:MistralBatches"
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
@@ -60,14 +61,28 @@ class MistralProvider(Provider):
         return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema.json_schema,
                                                                             "strict": strict}}}
 
+    @staticmethod
+    def request_params(params: dict) -> dict:
+        """llmframe's generation parameters as Mistral names them (seed is its random_seed)."""
+        if "seed" not in params:
+            return params
+        params = dict(params)
+        params["random_seed"] = params.pop("seed")
+        return params
+
     async def complete(self, request: Request) -> Response:
-        params = dict(request.params)
-        if "seed" in params:
-            params["random_seed"] = params.pop("seed")  # Mistral's name for it
-        headers, body = await self._http.post(self._url, {"model": self.model, "messages": request.messages, **params})
-        response = replies.openai(body, headers)
-        response.finish_reason = _FINISH.get(response.finish_reason, response.finish_reason)
-        return response
+        body = {"model": self.model, "messages": request.messages, **self.request_params(request.params)}
+        headers, reply = await self._http.post(self._url, body)
+        return finish_reason(replies.openai(reply, headers))
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self._client is not None:
+            await self._client.__aexit__(None, None, None)
+            self._client = None  # a next use (the batch adapter, another run) opens a new one
+
+
+def finish_reason(response: Response) -> Response:
+    """The response with Mistral's finish reason in llmframe's vocabulary."""
+    response.finish_reason = _FINISH.get(response.finish_reason, response.finish_reason)
+    return response

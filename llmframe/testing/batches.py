@@ -174,6 +174,7 @@ class BatchService:
         from .anthropic_batches import AnthropicBatches  # imported here: they build on this module
         from .gemini_batches import GeminiBatches
         from .azure import AzureBatches
+        from .mistral_batches import MistralBatches
         from .openai_batches import OpenAIBatches
 
         gemini, openai = GeminiBatches(self), OpenAIBatches(self)
@@ -181,7 +182,7 @@ class BatchService:
         # patterns (":download", ":cancel") must win over OpenAI's /v1/files/{id} and /v1/batches/{id}.
         add = {"GET": app.router.add_get, "POST": app.router.add_post}
         for method, path, handler in (*gemini.routes(), *openai.routes(), *AnthropicBatches(self).routes(),
-                                      *AzureBatches(self).routes()):
+                                      *AzureBatches(self).routes(), *MistralBatches(self).routes()):
             add[method](path, self.gate(handler))
         # GET /v1/batches[/{id}] is OpenAI's and (on API version v1) Gemini's: the key header tells them apart.
         app.router.add_get("/v1/batches", self.gate(_by_key(gemini.list_batches, openai.list_batches)))
