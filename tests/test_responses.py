@@ -1,4 +1,4 @@
-"""OpenAI's Responses API (api="responses") and reasoning models (reasoning_effort=), beyond tests/test_conformance.py."""
+"""OpenAI's Responses API (api="responses") and reasoning models (reasoning_effort=), beyond the conformance suite."""
 
 from __future__ import annotations
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 
 from .. import constants
@@ -12,7 +11,7 @@ from ..errors import ProviderError, quota_spent, redact
 from ..plan.request import Response
 from ..providers import replies
 from ..providers.mistral import finish_reason
-from .base import Adapter, LineBuilder, Status, error_text, json_lines, read_line
+from .base import Adapter, LineBuilder, Status, error_text, json_lines, object_lines, read_line
 
 ENDPOINT = "/v1/chat/completions"
 _ENDED = frozenset({"SUCCESS", "FAILED", "TIMEOUT_EXCEEDED", "CANCELLED"})
@@ -24,13 +23,8 @@ class MistralBatches(Adapter):
     name = "mistral"
 
     def line_builder(self, params: dict) -> LineBuilder:
-        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         body = self.provider.request_params(params)  # the model is the job's, not each line's
-
-        def line(key: str, messages: list[dict]) -> str:
-            return dumps({"custom_id": key, "body": {"messages": messages, **body}})
-
-        return line
+        return object_lines(lambda key, messages: {"custom_id": key, "body": {"messages": messages, **body}})
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:

@@ -9,7 +9,7 @@ import openai
 from .. import constants
 from ..plan.request import Response
 from ..providers import replies, responses
-from .base import Adapter, LineBuilder, Status, error_text, json_lines, read_line
+from .base import Adapter, LineBuilder, Status, error_text, json_lines, object_lines, read_line
 
 ENDPOINT = "/v1/chat/completions"
 _ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -24,7 +24,8 @@ class OpenAIBatches(Adapter):
     def line_builder(self, params: dict) -> LineBuilder:
         # Everything but the custom id and the messages is the same on every line: format it once.
         head = '{"custom_id":"'
-        middle = f'","method":"POST","url":"{self.endpoint}","body":{{"model":{json.dumps(self.provider.model)},"messages":'
+        model = json.dumps(self.provider.model)
+        middle = f'","method":"POST","url":"{self.endpoint}","body":{{"model":{model},"messages":'
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         # In the caller's key order, not sorted: a model writes a schema's fields in the order it is given them.
         params = responses.chat_params(params)
@@ -92,14 +93,9 @@ class ResponsesBatches(OpenAIBatches):
     endpoint = "/v1/responses"
 
     def line_builder(self, params: dict) -> LineBuilder:
-        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-        model = self.provider.model
-
-        def line(key: str, messages: list[dict]) -> str:
-            body = responses.body(model, messages, params)
-            return dumps({"custom_id": key, "method": "POST", "url": self.endpoint, "body": body})
-
-        return line
+        model, url = self.provider.model, self.endpoint
+        return object_lines(lambda key, messages: {"custom_id": key, "method": "POST", "url": url,
+                                                   "body": responses.body(model, messages, params)})
 
     def parse(self, data: bytes) -> dict[str, Response]:
         return _parse_lines(data, responses.read, lambda body: body.get("output") is not None)

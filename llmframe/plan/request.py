@@ -298,7 +298,8 @@ def generation_params(
         out["stop"] = list(stops)
     if reasoning_effort is not None:
         if reasoning_effort not in constants.REASONING_EFFORTS:
-            raise ConfigError(f"reasoning_effort must be one of {constants.REASONING_EFFORTS}, got {reasoning_effort!r}")
+            raise ConfigError(f"reasoning_effort must be one of {constants.REASONING_EFFORTS}, "
+                              f"got {reasoning_effort!r}")
         out["reasoning_effort"] = reasoning_effort
     if params:
         if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):

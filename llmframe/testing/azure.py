@@ -57,5 +57,5 @@ class AzureBatches(OpenAIBatches):
                  "/v1/responses": AZURE_RESPONSES}
 
     def routes(self):
-        return [(method, "/openai" + path.removeprefix("/v1"), handler) for method, path, handler in super().routes()] + [
-            ("GET", "/openai/batches", self.list_batches), ("GET", "/openai/batches/{id}", self.get_batch)]
+        routes = [(method, "/openai" + path.removeprefix("/v1"), handler) for method, path, handler in super().routes()]
+        return routes + [("GET", "/openai/batches", self.list_batches), ("GET", "/openai/batches/{id}", self.get_batch)]

@@ -65,7 +65,8 @@ class OpenAIBatches(VendorBatches):
         if found is not None:
             return found
         for prefix, errors in (("file-out-", False), ("file-err-", True)):
-            if file_id.startswith(prefix) and (batch := self.service.find(self.vendor, file_id[len(prefix):])) is not None:
+            batch = self.service.find(self.vendor, file_id[len(prefix):]) if file_id.startswith(prefix) else None
+            if batch is not None:
                 data = "".join(json.dumps(line) + "\n" for line in self._lines(batch, errors)).encode()
                 return data, {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
                               "filename": f"{file_id}.jsonl", "purpose": "batch_output", "status": "processed"}
@@ -118,14 +119,16 @@ class OpenAIBatches(VendorBatches):
             return self.dialect.error(400, f"input_file_id {body.get('input_file_id')!r} not found")
         endpoint = body.get("endpoint")
         if endpoint not in self.endpoints or body.get("completion_window") != "24h":
-            return self.dialect.error(400, f"endpoint must be one of {sorted(self.endpoints)} and completion_window 24h")
+            return self.dialect.error(400, f"endpoint must be one of {sorted(self.endpoints)} and "
+                                           "completion_window 24h")
         items, model = [], None
         for number, text in enumerate(found[0].decode().splitlines(), 1):
             if not text.strip():
                 continue
             line = json.loads(text)
             if line.get("method") != "POST" or line.get("url") != endpoint:
-                return self.dialect.error(400, f"line {number}: method must be POST and url {endpoint}, the batch's endpoint")
+                return self.dialect.error(400, f"line {number}: method must be POST and url {endpoint}, "
+                                               "the batch's endpoint")
             try:
                 chat = self.endpoints[endpoint].parse(request, line.get("body"))
             except BadRequest as exc:
