@@ -133,3 +133,12 @@ def test_estimate_counts_reasoning_as_output_and_says_its_assumption(sim):
     assert any("reasoning tokens are billed as output" in n and f"{extra:,}" in n for n in thinking.notes)
     bounded = df.llm.estimate("{q}", model="openai:gpt-4o-mini", reasoning_effort="high", max_tokens=100)
     assert bounded.output_tokens[1] == 400 and any("bounds reasoning and answer" in n for n in bounded.notes)
+
+
+def test_api_with_a_provider_instance_names_the_fix(gen, sim):
+    from llmframe.providers.openai import OpenAIProvider
+
+    instance = OpenAIProvider("sim-model", api_key=sim.api_key, base_url=sim.base_url)
+    with pytest.raises(ConfigError, match="pass model='openai:sim-model' \\(a string\\) with api="):
+        gen(frame(), "{q}", model=instance, api="responses")
+    assert sim.count == 0

@@ -184,7 +184,7 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     prompts = compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"])
     kind = target.kind  # the class alone (or the Provider passed as model=): the engine makes the provider
     kind.check_params(gen)
-    provider_options = _with_api(checked, kind, gen)
+    provider_options = _with_api(checked, target, gen)
     endpoint = target.endpoint(checked["base_url"])
     if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too
         kind.chat_model(target.model, endpoint=endpoint)
@@ -235,11 +235,14 @@ def _generation(checked: dict) -> dict:
     return {**gen, **(checked["params"] or {})}
 
 
-def _with_api(checked: dict, kind: ProviderKind, gen: dict) -> dict | None:
+def _with_api(checked: dict, target: Target, gen: dict) -> dict | None:
     """provider_options=, with api= in them where it is not chat's (the provider reads it from there); api= and
     the generation parameters checked against the provider (a Responses-only parameter on chat, say)."""
     api, given = checked["api"], checked["provider_options"]
-    kind.check_api(api, gen)
+    target.kind.check_api(api, gen)
+    if target.instance is not None and api not in (None, "chat"):
+        raise ConfigError(f"api={api!r} with a Provider instance as model=: pass model='{target.name}' (a string) "
+                          "with api=, so the choice of API is part of the cache key")
     if given and "api" in given:
         raise ConfigError("api is an option of its own (it is part of every cache key): pass api=, not "
                           "provider_options={'api': ...}")
