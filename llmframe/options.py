@@ -284,6 +284,7 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 BY_NAME = {o.name: o for o in OPTIONS}
+CALLBACKS = frozenset({"on_row", "on_progress", "on_done"})  # functions: no command-line flag can give one
 
 # embed's own options, then generate's that embed shares (with its own defaults for model= and output=).
 _EMBEDDING = "Embeddings: a vector column, search, similarity join and de-duplication"
