@@ -196,6 +196,16 @@ SEARCH_K = 10
 DEDUP_THRESHOLD = 0.95
 SCORE_COLUMN = "score"
 
+# Tools per row (generate(tools=[fn, ...]): engine/toolloop.py)
+TOOL_MAX_TURNS = 5  # model turns per row at most: each one is a request, billed and rate-limited
+TOOL_TIMEOUT_SECONDS = 30.0  # one tool call's limit; a hung call becomes an error result for the model
+TOOL_THREADS = 16  # worker threads shared by the sync tools of every run (async tools run on the loop)
+TOOL_OUTPUT_CHARS = 16_000  # a tool result sent back to the model is cut to this many characters
+TOOL_TURNS_ASSUMED = 2  # estimate()'s typical row: one turn calling tools, one answering (the high end: max_turns)
+TOOL_KEY = "llmframe_tools"  # the key params' entry holding the tools' names, schemas and tools_version
+TRANSCRIPT_SUFFIX = "transcript"  # transcript=True: the column <output>_transcript holds the row's tool calls
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # what every provider accepts as a function name
+
 # Issue 26: more APIs. OpenAI's reasoning efforts (the models that take each differ; the API judges), its two
 # text APIs, and what an estimate takes a reasoning model to think per request where max_tokens does not bound it.
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")

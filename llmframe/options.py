@@ -60,6 +60,37 @@ def json_argument(flag: str) -> Callable[[str], Any]:
     return convert
 
 
+def loaded(spec: str, flag: str, wanted: str) -> Any:
+    """The object a flag names as module:name or path/to/file.py:name (modules beside the data are found)."""
+    import importlib
+    import importlib.util
+    import os
+    import sys
+
+    module_name, sep, name = spec.rpartition(":")
+    if not sep or not module_name or not name:
+        raise ConfigError(f"{flag} {spec!r}: give {wanted}")
+    try:
+        if module_name.endswith(".py"):
+            loader = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
+            if loader is None or not Path(module_name).is_file():
+                raise ImportError(f"no file {module_name}")
+            module = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(module)
+        else:
+            if os.getcwd() not in sys.path:  # as `python -m` would: modules beside the data are found
+                sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(module_name)
+        return getattr(module, name)
+    except (ImportError, AttributeError, SyntaxError) as exc:
+        raise ConfigError(f"{flag} {spec!r}: cannot load it ({type(exc).__name__}: {exc})") from None
+
+
+def _tool_functions(specs: list[str]) -> list:
+    """--tool's module:function (or path/to/file.py:function) texts, as the functions."""
+    return [loaded(spec, "--tool", "module:function or path/to/file.py:function") for spec in specs]
+
+
 @dataclass(frozen=True)
 class Flag:
     """An option on `llmframe run`: its flag, help group and argparse settings."""
@@ -152,6 +183,14 @@ _N, _SECONDS = dict(type=int, metavar="N"), dict(type=number, metavar="SECONDS")
 _ON = dict(action="store_const", const=True)
 _PROVIDERS = "the provider's"
 _BATCH = "Batch mode: the providers' half-price batch APIs"
+_TOOLS = "Tools per row: the model calls your Python functions"
+
+
+def _tools(name: str, value: Any) -> Any:
+    """tools=: None or a list of functions (plan.tools makes their schemas, with the loop's other options)."""
+    if value is not None and (callable(value) or not isinstance(value, (list, tuple))):
+        raise ConfigError(f"{name} must be a list of functions, got {type(value).__name__}")
+    return value
 
 OPTIONS: tuple[Option, ...] = (
     Option("model", "str | Provider", REQUIRED, '`"provider:model"`, e.g. `"openai:gpt-4o-mini"`, or a `Provider` '
@@ -214,6 +253,22 @@ OPTIONS: tuple[Option, ...] = (
            flag=Flag("--allow-no-placeholder", GENERATION, _ON)),
     Option("max_prompt_tokens", "int | None", None, "rows whose prompt is estimated above this many tokens are "
            "skipped, not sent", check=_at_least(1, optional=True), flag=Flag("--max-prompt-tokens", GENERATION, _N)),
+    Option("tools", "list | None", None, "Python functions (sync or async) the model may call while it answers "
+           "each row; their schemas come from signatures, type hints and docstrings", check=_tools, means="none",
+           see=_TOOLS, flag=Flag("--tool", GENERATION, dict(action="append", metavar="MODULE:FUNCTION"),
+                                 _tool_functions, help="a Python function the model may call while it answers "
+                                 "each row, as module:function or path/to/file.py:function (repeatable)")),
+    Option("max_turns", "int", constants.TOOL_MAX_TURNS, "tools: model turns per row at most (each is a request); "
+           "a row still calling tools after them fails", check=_at_least(1),
+           flag=Flag("--max-turns", GENERATION, _N)),
+    Option("tool_timeout", "float", constants.TOOL_TIMEOUT_SECONDS, "tools: seconds one tool call may take; past "
+           "it the model gets an error result", check=lambda n, v: positive_number(n, v),
+           flag=Flag("--tool-timeout", GENERATION, _SECONDS)),
+    Option("transcript", "bool", False, "tools: add a column `<output>_transcript` with the row's tool calls and "
+           "results (JSON)", check=_FLAG, flag=Flag("--transcript", GENERATION, _ON)),
+    Option("tools_version", "str | None", None, "tools: part of the cache key; change it when the tools' data "
+           "or behaviour changes", check=lambda n, v: None if v is None else _string(n, v),
+           flag=Flag("--tools-version", GENERATION, dict(metavar="TEXT"))),
     Option("cache", "bool | str", True, '`True`: read and write; `"refresh"`: ignore hits, write new answers; '
            '`False`: neither; `"postgresql://..."`: read and write that shared store', check=_cache,
            flag=Flag("--cache", CACHE, dict(metavar="on|refresh|off|URL"), convert=_cache_url,

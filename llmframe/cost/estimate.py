@@ -21,6 +21,7 @@ from ..plan.request import Request
 
 if TYPE_CHECKING:
     from ..plan.build import Plan, ProviderSpec
+    from ..plan.tools import Tools
     from ..providers.base import Provider
     from ..stores.base import BaseStore as Store
 
@@ -105,12 +106,14 @@ def output_limit(kind: type[Provider], max_tokens: int | None, effort: str | Non
     return int(max_tokens or kind.default_max_tokens or constants.OUTPUT_TOKENS_GUESS) + thinking
 
 
-def request_cost(pricer: Pricer, limit: int) -> Callable[[Request], float]:
-    """An upper-leaning USD estimate of one request before it is sent (input chars / 4, output at its limit)."""
+def request_cost(pricer: Pricer, limit: int, tools: Tools | None = None) -> Callable[[Request], float]:
+    """An upper-leaning USD estimate of one request before it is sent (input chars / 4, output at its limit);
+    with tools, of all max_turns turns of its row (Tools.turn_tokens)."""
 
     def cost(request: Request) -> float:
         chars = sum(len(m.get("content") or "") for m in request.messages)
-        return pricer.cost(-(-chars // constants.CHARS_PER_TOKEN), limit) or 0.0
+        prompt = -(-chars // constants.CHARS_PER_TOKEN)
+        return (pricer.cost(prompt, limit) if tools is None else pricer.cost(*tools.turn_tokens(prompt, limit))) or 0.0
 
     return cost
 
@@ -151,8 +154,18 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
     low = 0 if embedding else constants.MIN_OUTPUT_TOKENS
     n = len(send_rows)
     low_costs = pricer.costs(tokens, np.full(n, low))
-    high_costs = pricer.costs(tokens, np.full(n, limit))
+    tools, high_tokens, high_output = run.policy.tools, tokens, np.full(n, limit)
+    if tools is not None:  # the high end: every row takes every turn (the low end: one turn, no tool called)
+        high_tokens, high_output = tools.turn_tokens(tokens, limit)
+        high_output = np.full(n, high_output)
+    high_costs = pricer.costs(high_tokens, high_output)
     notes = []
+    if tools is not None:
+        notes.append(f"tools: the low end assumes 1 turn per row (no tool called), the high end max_turns="
+                     f"{tools.max_turns} turns per row, each re-sending the tool declarations and the conversation "
+                     f"so far (earlier answers at their output limit, tool results at their {constants.TOOL_OUTPUT_CHARS:,}"
+                     f"-character cap); a typical row takes {constants.TOOL_TURNS_ASSUMED} (one calling tools, one "
+                     "answering). max_cost reserves the high end per row")
     if run.params.get("max_tokens") is None and kind.default_max_tokens is None and not embedding:
         notes.append(f"max_tokens is not set: the high end assumes {limit} output tokens per request; "
                      "set max_tokens for a firm bound")
@@ -175,7 +188,7 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
         uncached_requests=n,
         input_tokens=int(tokens.sum()),
         tokenizer=tokenizer,
-        output_tokens=(low * n, limit * n),
+        output_tokens=(low * n, int(np.asarray(high_output).sum()) if tools is not None else limit * n),
         cost=None if low_costs is None else (float(low_costs.sum()), float(high_costs.sum())),
         price=pricer.describe(),
         samples=[run.prompts.messages(int(i)) for i in send_rows[: constants.ESTIMATE_SAMPLES]],

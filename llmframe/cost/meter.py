@@ -23,11 +23,11 @@ class CostMeter:
 
     __slots__ = ("pricer", "budget", "_known", "_estimate", "_holding", "_settled")
 
-    def __init__(self, pricer: Pricer | None, budget: Budget | None = None, *, most_output: int = 0):
+    def __init__(self, pricer: Pricer | None, budget: Budget | None = None, *, most_output: int = 0, tools=None):
         self.pricer = pricer
         self.budget = budget
         self._known = pricer is not None and pricer.known
-        self._estimate = request_cost(pricer, most_output) if budget is not None else None
+        self._estimate = request_cost(pricer, most_output, tools) if budget is not None else None
         self._holding: dict[int, float] = {}  # request -> its reservation, released however the run ends
         self._settled = 0.0  # USD settled into the budget by this meter (a batch run's online retries)
 
@@ -39,7 +39,7 @@ class CostMeter:
         outputs = budget is not None and plan.embedding is None  # an embedding has no output tokens
         limit = output_limit(provider_kind(plan.provider), plan.params.get("max_tokens"),
                              plan.params.get("reasoning_effort")) if outputs else 0
-        return cls(plan.pricer, budget, most_output=limit)
+        return cls(plan.pricer, budget, most_output=limit, tools=plan.policy.tools)
 
     @property
     def capped(self) -> bool:

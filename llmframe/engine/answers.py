@@ -51,6 +51,7 @@ class Answers(Sequence):
         self._late: dict[int, str | None] = {}  # an answer replaced after its block was sealed (rare)
         self.errors: dict[int, str] = {}  # failures are few: kept sparse
         self.parsed: list[Any] | None = [None] * size if structured else None
+        self.transcripts: dict[int, str] = {}  # tools=: request -> its tool calls and results (JSON)
 
     @classmethod
     def of(cls, responses: Sequence[Response | None]) -> Answers:
@@ -75,6 +76,7 @@ class Answers(Sequence):
         out.finish_names, out._finish_codes = list(self.finish_names), dict(self._finish_codes)
         out._open = {b: list(texts) for b, texts in self._open.items()}
         out._sealed, out._late, out.errors = dict(self._sealed), dict(self._late), dict(self.errors)
+        out.transcripts = dict(self.transcripts)
         out.parsed = None if self.parsed is None else list(self.parsed)
         return out
 
@@ -117,6 +119,8 @@ class Answers(Sequence):
             self.errors[j] = response.error
         else:
             self.errors.pop(j, None)
+        if response.transcript is not None:
+            self.transcripts[j] = response.transcript
         if response.parsed is not None:
             if self.parsed is None:
                 self.parsed = [None] * len(self)
@@ -267,8 +271,10 @@ class Answers(Sequence):
         if len(columns) > 7:  # latency and cached input tokens
             self.latency[positions] = np.array(columns[6], dtype=float)  # None (unknown) becomes NaN
             self.cached_input_tokens[positions] = np.nan_to_num(np.array(columns[7], dtype=float)).astype(np.int64)
-        if len(columns) > 9:  # reasoning tokens, after the batch flag (written only where there were some)
-            self.reasoning_tokens[positions] = np.nan_to_num(np.array(columns[9], dtype=float)).astype(np.int64)
+        if len(columns) > 9:  # a tools run's transcripts
+            self.transcripts.update((j, t) for j, t in zip(positions.tolist(), columns[9]) if t is not None)
+        if len(columns) > 10:  # reasoning tokens, after the transcript (written only where there were some)
+            self.reasoning_tokens[positions] = np.nan_to_num(np.array(columns[10], dtype=float)).astype(np.int64)
         code = self._finish_code
         self.finish[positions] = [code(reason) for reason in finishes] if len(set(finishes)) > 1 else code(finishes[0])
         self.cached[positions] = True

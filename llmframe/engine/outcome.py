@@ -23,6 +23,8 @@ class Counters:
     failed_in_a_row: int = 0
     not_sent: int = 0  # requests left unsent because the budget was reached
     failed_to_connect: int = 0  # failed requests none of whose attempts reached a server (refused, say)
+    tool_calls: int = 0  # tools=: calls the models asked for and llmframe ran
+    tool_errors: int = 0  # of which gave the model an error result (raised, timed out, unknown, bad arguments)
 
     def add(self, other: Counters) -> None:
         """Count other's work here too (a batch run's online retries)."""

@@ -24,6 +24,7 @@ from .request import KEYWORD_PARAMS, Keys, Request, content_digests, distinct, k
 from .rows import Rows
 from .structured import structured_mode, with_prompt
 from .target import GivenProvider, ProviderKind, Target
+from .tools import Tools, planned as planned_tools
 
 if TYPE_CHECKING:
     from .embed import Embedding
@@ -64,6 +65,7 @@ class Policy:
     tpm: float | None = None
     max_tokens: int | None = None  # for the TPM estimate of a request before it is sent
     invalid_retries: int = constants.INVALID_ANSWER_RETRIES  # re-asks for answers that do not validate
+    tools: Tools | None = None  # tools=: each row is a bounded loop of turns (engine.toolloop)
 
 
 @dataclass(frozen=True)
@@ -188,14 +190,19 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     endpoint = target.endpoint(checked["base_url"])
     if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too
         kind.chat_model(target.model, endpoint=endpoint)
-    head = key_prefix(target.provider, target.model, gen, _schema_key(out, kind, checked["strict"], structured),
+    tools = planned_tools(checked, kind, f"{out.base}_{constants.TRANSCRIPT_SUFFIX}",
+                          rows.columns if output_frame_columns is None else output_frame_columns)
+    keyed = gen if tools is None else {**gen, constants.TOOL_KEY: tools.key_material()}  # tomorrow's tools differ
+    head = key_prefix(target.provider, target.model, keyed, _schema_key(out, kind, checked["strict"], structured),
                       endpoint, api=checked["api"])
     keys, row_to_key, first_row = _keys(head, prompts, checked["max_prompt_tokens"])
-    batch = _batch_options(checked, kind, len(first_row))
+    batch = _batch_options(checked if tools is None else {**checked, "mode": "online"}, kind, len(first_row))
     pricer = _pricer(checked, target, batch=batch is not None)
     if out.schema is not None:
         gen = {**gen, **kind.output_params(out.schema, strict=checked["strict"], structured=structured)}
-    policy = _policy(checked, defaults)
+    if tools is not None:
+        gen = {**gen, **kind.tool_params(tools.specs)}
+    policy = _policy(checked, defaults, tools)
     return Plan(
         model=target.name,  # a Provider instance's too: the report's and the cache's name for it
         provider=ProviderSpec(target, endpoint, policy.concurrency, checked["timeout"], api_key=checked["api_key"],
@@ -249,14 +256,14 @@ def _with_api(checked: dict, target: Target, gen: dict) -> dict | None:
     return {**(given or {}), "api": api} if api not in (None, "chat") else given
 
 
-def _policy(checked: dict, defaults: Settings) -> Policy:
+def _policy(checked: dict, defaults: Settings, tools: Tools | None = None) -> Policy:
     """How the run sends: the options given, else the process defaults of llmframe.configure()."""
     def either(name: str) -> Any:
         return getattr(defaults, name) if checked[name] is None else checked[name]
 
     return Policy(either("max_concurrency"), checked["max_attempts"], checked["max_wait"],
                   checked["max_failures_in_a_row"], either("rpm"), either("tpm"), checked["max_tokens"],
-                  checked["invalid_retries"])
+                  checked["invalid_retries"], tools)
 
 
 def _reads(cache: bool | str | CacheURL) -> bool:

@@ -56,14 +56,16 @@ class Response:
     latency: float | None = None  # seconds of the attempt that answered; cached with the answer, not in the key
     batch: bool = False  # answered by a provider's batch API (billed at batch prices)
     vector: Any = None  # an embedding request's answer: a float32 vector (the cache holds it as text, see Vectors)
-    reasoning_tokens: int = 0  # of output_tokens, those a reasoning model thought (billed as output); not cached
+    tool_calls: Any = None  # tools=: the model asks for tool calls (a plan.tools.ToolTurn); never cached
+    transcript: str | None = None  # tools=: the row's tool calls and results as JSON, cached with the answer
+    reasoning_tokens: int = 0  # of output_tokens, a reasoning model's thinking (billed as output); cached
 
     def to_cache(self, model: str, created: float) -> str:
         """A compact JSON text for the cache (only successes are ever stored).
 
         The model and the time are kept so the cache can be pruned by model or age. Latency and cached
         input tokens come next, so values written before they existed still read; a trailing 1 marks a
-        batch answer (0 where reasoning tokens follow it).
+        batch answer (0 an online one, where a tools run's transcript, then reasoning tokens, follow).
         """
         return Response.many_to_cache([self], model, created)[0]
 
@@ -86,7 +88,7 @@ class Response:
         rows = loads("[" + ",".join(values) + "]")
         return [cls(row[0], row[1], row[2], row[3], None, True, None, None,
                     row[7] if len(row) > 7 else 0, row[6] if len(row) > 6 else None,
-                    len(row) > 8 and row[8] == 1, reasoning_tokens=row[9] if len(row) > 9 else 0) for row in rows]
+                    len(row) > 8 and row[8] == 1, reasoning_tokens=row[10] if len(row) > 10 else 0) for row in rows]
 
     @classmethod
     def failure(cls, error: str) -> Response:
@@ -111,10 +113,12 @@ class Embedded:
 
 
 def _tail(r: Response) -> str:
-    """A cached answer's end: the batch flag, then its reasoning tokens where it has some (0,N or 1,N)."""
+    """A cached answer's end: the batch flag, then a tools run's transcript (or null), then its reasoning tokens
+    where there are some: older values, and those without either, read as they did."""
     if r.reasoning_tokens:
-        return f",{int(r.batch)},{int(r.reasoning_tokens)}]"
-    return ",1]" if r.batch else "]"
+        transcript = "null" if r.transcript is None else _string(r.transcript)
+        return f",{int(r.batch)},{transcript},{int(r.reasoning_tokens)}]"
+    return (",1]" if r.batch else "]") if r.transcript is None else f",{int(r.batch)},{_string(r.transcript)}]"
 
 
 def canonical_json(value: Any) -> str:

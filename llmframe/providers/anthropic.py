@@ -7,7 +7,7 @@ import anthropic
 from .. import constants
 from ..plan.request import Request, Response, loads
 from ..plan.structured import OutputSchema
-from . import replies
+from . import replies, tool_wire
 from .base import Provider
 
 # Anthropic's stop reasons in llmframe's vocabulary (OpenAI's), so reports and notes read the same.
@@ -35,6 +35,9 @@ class AnthropicProvider(Provider):
                               "(openai:<model> with base_url=), openai:text-embedding-3-small, "
                               "gemini:gemini-embedding-001, or a local model (transformers:<path>)")
     default_max_tokens = constants.ANTHROPIC_MAX_TOKENS
+    tool_calls = True
+    tool_params = staticmethod(tool_wire.anthropic_params)
+    tool_messages = staticmethod(tool_wire.anthropic_messages)
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
@@ -76,7 +79,10 @@ class AnthropicProvider(Provider):
             )
             # The body is read with every field's type checked: the SDK's models check none.
             body = loads(await raw.read())
-        return replies.anthropic(body, raw.headers, finish_reason)
+        response = replies.anthropic(body, raw.headers, finish_reason)
+        if "tools" in request.params:
+            response.tool_calls = tool_wire.anthropic_turn(body)
+        return response
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -63,6 +63,10 @@ class Provider(ABC):
     # The max_tokens sent when a call sets none (Anthropic's API requires one); None: none is sent. Estimates
     # and max_cost's reservations take it as a request's most output tokens.
     default_max_tokens: ClassVar[int | None] = None
+    # Tools per row (generate(tools=...)): the provider declares tools (tool_params), puts a reply's calls on its
+    # Response (tool_calls, a plan.tools.ToolTurn) and sends their results back (tool_messages); engine/toolloop
+    # runs the loop.
+    tool_calls: ClassVar[bool] = False
 
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
                  max_concurrency: int = constants.MAX_CONCURRENCY, timeout: float = constants.REQUEST_TIMEOUT_SECONDS,
@@ -188,6 +192,16 @@ class Provider(ABC):
         structured="json_object": JSON mode only, where the provider has one (the schema is in the prompt).
         """
         raise SchemaError(f"the {cls.name} provider does not support structured outputs yet")
+
+    @classmethod
+    def tool_params(cls, specs: list[dict]) -> dict:
+        """Request parameters declaring the tools ({"name", "description", "parameters"} each)."""
+        raise ConfigError(f"the {cls.name} provider cannot call tools")
+
+    @classmethod
+    def tool_messages(cls, turn, results: list) -> list[dict]:
+        """The messages that follow a ToolTurn in the conversation: the model's turn, then its calls' results."""
+        raise ConfigError(f"the {cls.name} provider cannot call tools")
 
     @classmethod
     def token_counter(cls, model: str) -> tuple[Callable[[list[dict]], int], str] | None:

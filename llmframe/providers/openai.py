@@ -13,7 +13,7 @@ from ..errors import ConfigError, ProviderError, SchemaError
 from ..plan.request import Request, Response, loads
 from ..plan.structured import OutputSchema
 from ..plan.request import Embedded
-from . import embeddings, replies, responses
+from . import embeddings, replies, responses, tool_wire
 from .base import Provider
 from .http import JSONClient
 
@@ -57,6 +57,9 @@ class OpenAIProvider(Provider):
     batch_limits = constants.OPENAI_BATCH_LIMITS
     embedding_limits = constants.OPENAI_EMBEDDING_LIMITS
     embedding_input_tokens = constants.OPENAI_EMBEDDING_INPUT_TOKENS
+    tool_calls = True
+    tool_params = staticmethod(tool_wire.openai_params)
+    tool_messages = staticmethod(tool_wire.openai_messages)
 
     @classmethod
     def token_counter(cls, model: str):
@@ -119,7 +122,7 @@ class OpenAIProvider(Provider):
                                                               **responses.chat_params(request.params)})
         except ProviderError as exc:
             raise _with_hint(exc, request) from None
-        return replies.openai(body, headers)
+        return _with_calls(replies.openai(body, headers), body, request)
 
     async def _complete_sdk(self, request: Request) -> Response:
         params = responses.chat_params(request.params)
@@ -135,7 +138,7 @@ class OpenAIProvider(Provider):
                 body = loads(raw.content)
         except ProviderError as exc:
             raise _with_hint(exc, request) from None
-        return replies.openai(body, raw.headers)
+        return _with_calls(replies.openai(body, raw.headers), body, request)
 
     async def _respond(self, request: Request) -> Response:
         """The request through the Responses API (api="responses"): the lean client, or the SDK's raw response."""
@@ -210,6 +213,13 @@ class OpenAIProvider(Provider):
         elif self._client is not None:
             await self._client.close()
             self._client = None  # a next run (the same instance passed as model= again) opens a new one
+
+
+def _with_calls(response: Response, body, request: Request) -> Response:
+    """The response, with the tool calls it asks for where the request declared tools."""
+    if "tools" in request.params:
+        response.tool_calls = tool_wire.openai_turn(body)
+    return response
 
 
 def _with_hint(exc: ProviderError, request: Request) -> ProviderError:

@@ -38,6 +38,7 @@ __all__ = [
     "notebook_setup",
     "tutorial_answer",
     "BatchSettings",
+    "ToolMode",
 ]
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from .notebook import notebook_setup, tutorial_answer
     from .process import SimulatorProcess
     from .simulator import LoggedRequest, SimulatedError, Simulator
+    from .tool_mode import ToolMode
 
 # Names are imported on first use, so that loading the pytest plugin (which imports this package)
 # does not need the optional aiohttp dependency until a fixture actually starts a server.
@@ -55,6 +57,7 @@ _HOMES["SimulatorProcess"] = "process"
 _HOMES["Faults"] = "faults"
 _HOMES["notebook_setup"] = _HOMES["tutorial_answer"] = "notebook"
 _HOMES["BatchSettings"] = "batches"
+_HOMES["ToolMode"] = "tool_mode"
 _HOMES["digest_answer"] = _HOMES["default_answer"] = "answers"
 
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import anthropic_messages, azure, embeddings, gemini_generate, mistral, openai_chat, openai_responses
+from . import (anthropic_messages, azure, embeddings, gemini_generate, mistral, openai_chat, openai_responses,
+               tool_mode)
 from .answers import (completion_limit, default_answer, digest_answer, fit, last_user_text, prompt_tokens, spoil,
                       structured_format, tokens)
 from .batches import BatchService
@@ -139,13 +140,15 @@ class Simulator(LoopbackServer):
         port: int = 0,
         log: bool = True,
         faults: Faults | None = None,
+        tools: tool_mode.ToolMode | None = None,
     ):
         super().__init__(host, port)
         self.latency = latency
         # Called on the server's event loop, after the latency: it must not block.
         self.answer = answer or default_answer
         self.faults = faults or Faults()  # read per request, so it can be replaced while serving
-        self._defaults = (self.latency, self.answer, self.faults)
+        self.tool_mode = tools  # a model that calls these tools first (testing.tool_mode), on every protocol
+        self._defaults = (self.latency, self.answer, self.faults, self.tool_mode)
         self._keep_log = log  # off for long benchmarks, where the log would grow without bound
         self._log: list[LoggedRequest] = []
         self._count = 0
@@ -230,7 +233,7 @@ class Simulator(LoopbackServer):
             self._count = 0
             self._statuses.clear()
             self._fault_counts.clear()
-        self.latency, self.answer, self.faults = self._defaults
+        self.latency, self.answer, self.faults, self.tool_mode = self._defaults
         self.embedding_input_tokens = embeddings.INPUT_TOKENS
         self._fault_state = None
         self.batches.reset()
@@ -315,7 +318,11 @@ class Simulator(LoopbackServer):
             return web.Response(status=502, text=HTML_502, content_type="text/html", headers=call.limits()), fault
         if dialect.embeds:
             return await self._embed(request, call, raw, body, entry, fault)
-        answered = self._answer(call, body, fault)
+        calls, final = tool_mode.respond(self.tool_mode, dialect, raw, body) if self.tool_mode else ([], None)
+        if calls:
+            reply, entry.billed = tool_mode.call_reply(dialect, self.next_id(), raw, body, calls, prompt)
+            return await _send(request, reply, call.limits(), None, 0), None
+        answered = self._answer(call, body, fault) if final is None else (final, fault)
         if isinstance(answered, web.Response):
             return answered, None
         text, fault = answered
