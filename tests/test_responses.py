@@ -142,3 +142,18 @@ def test_api_with_a_provider_instance_names_the_fix(gen, sim):
     with pytest.raises(ConfigError, match="pass model='openai:sim-model' \\(a string\\) with api="):
         gen(frame(), "{q}", model=instance, api="responses")
     assert sim.count == 0
+
+
+def test_reasoning_tokens_round_trip_through_the_cache_value_beside_a_transcript():
+    from llmframe.engine.answers import Answers
+    from llmframe.plan.request import Response
+
+    made = [Response("a", 3, 9, "stop", reasoning_tokens=5), Response("b", 3, 9, "stop", reasoning_tokens=5,
+                                                                        transcript='[{"tool": "f"}]', batch=True),
+            Response("c", 3, 4, "stop", transcript='[]'), Response("d", 3, 4, "stop")]
+    values = Response.many_to_cache(made, "openai:m", 0.0)
+    assert [r.reasoning_tokens for r in Response.many_from_cache(values)] == [5, 5, 0, 0]
+    answers = Answers(4)
+    answers.fill_from_cache([0, 1, 2, 3], values)
+    assert answers.reasoning_tokens.tolist() == [5, 5, 0, 0]
+    assert answers.transcripts == {1: '[{"tool": "f"}]', 2: "[]"}
