@@ -144,6 +144,7 @@ BAD = {
     "prices": {"gpt": {}}, "max_cost": -1, "dtype_backend": "arrow",
     "max_image_side": 0, "fetch_urls": "yes",
     "tools": "lookup", "max_turns": 0, "tool_timeout": 0, "transcript": "yes", "tools_version": 3,
+    "reasoning_effort": "extreme", "api": "assistants", "on_row": "print", "on_progress": 1, "on_done": [],
 }
 
 

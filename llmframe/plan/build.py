@@ -67,7 +67,7 @@ class Work:
         texts = self.texts
         return Work(keys, lambda i: self.request(at[i]), [self.weights[j] for j in at], self.check,
                     lambda ps: self.build([at[i] for i in ps]), self.pack, self.settings,
-                    None if texts is None else (lambda ps: texts([at[i] for i in ps])))
+                    texts=None if texts is None else (lambda ps: texts([at[i] for i in ps])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +121,22 @@ class BatchOptions:
     retry_online: bool = False
 
 
+@dataclass(frozen=True)
+class Callbacks:
+    """on_row=, on_progress=, on_done= (engine/callbacks.py calls them), and how a row's index label is read."""
+
+    on_row: Callable | None = None
+    on_progress: Callable | None = None
+    on_done: Callable | None = None
+    label: Callable[[int], Any] | None = None  # row position -> its index label
+
+    @classmethod
+    def of(cls, checked: dict, rows: Rows) -> Callbacks | None:
+        """The run's callbacks; None when it has none."""
+        given = {name: checked[name] for name in ("on_row", "on_progress", "on_done")}
+        return cls(**given, label=rows.label) if any(v is not None for v in given.values()) else None
+
+
 @dataclass(frozen=True, eq=False)
 class Plan:
     """Everything a run needs, checked, rendered and keyed; building one sends and opens nothing."""
@@ -147,6 +163,7 @@ class Plan:
     prefix: StaticPrefix | None = None  # the prompts' static prefix, for the providers' prompt caches
     packing: Packing | None = None  # rows_per_request > 1: how rows share a request
     prompt_cache: bool = True  # prompt_cache=: let the provider's prompt cache serve shared prefixes
+    callbacks: Callbacks | None = None  # on_row=, on_progress=, on_done=: never part of a key
 
     @property
     def lookup(self) -> bool:
@@ -206,6 +223,7 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     kind = target.kind  # the class alone (or the Provider passed as model=): the engine makes the provider
     prompts = compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"],
                               media=media_settings(checked, kind, checked["cache_dir"] or defaults.cache_dir))
+    provider_options = _with_api(checked, target, gen)
     endpoint = target.endpoint(checked["base_url"])
     if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too (no generation)
         kind.check_params(gen)
@@ -223,7 +241,7 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     if size > 1:
         keyed = {**keyed, "rows_per_request": size}  # packed rows' answers are other answers
     head = key_prefix(target.provider, target.model, keyed, _schema_key(out, kind, checked["strict"], structured),
-                      endpoint)
+                      endpoint, api=checked["api"])
     keys, row_to_key, first_row = _keys(head, prompts, checked["max_prompt_tokens"])
     prompts.settled()  # media templates: raise if no row's media could be used
     if size > 1 and checked["mode"] == "auto":
@@ -254,7 +272,7 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     return Plan(
         model=target.name,  # a Provider instance's too: the report's and the cache's name for it
         provider=ProviderSpec(target, endpoint, policy.concurrency, checked["timeout"], api_key=checked["api_key"],
-                              base_url=checked["base_url"], options=checked["provider_options"]),
+                              base_url=checked["base_url"], options=provider_options),
         prompts=prompts,
         params=gen,
         keys=keys,
@@ -274,6 +292,7 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
         prefix=prefix,
         packing=packing,
         prompt_cache=checked["prompt_cache"],
+        callbacks=Callbacks.of(checked, rows),
     )
 
 
@@ -290,6 +309,20 @@ def _generation(checked: dict) -> dict:
     """The generation parameters that were set, as the table checked them: the keyword ones, then params=."""
     gen = {name: checked[name] for name in KEYWORD_PARAMS if checked[name] is not None}
     return {**gen, **(checked["params"] or {})}
+
+
+def _with_api(checked: dict, target: Target, gen: dict) -> dict | None:
+    """provider_options=, with api= in them where it is not chat's (the provider reads it from there); api= and
+    the generation parameters checked against the provider (a Responses-only parameter on chat, say)."""
+    api, given = checked["api"], checked["provider_options"]
+    target.kind.check_api(api, gen)
+    if target.instance is not None and api not in (None, "chat"):
+        raise ConfigError(f"api={api!r} with a Provider instance as model=: pass model='{target.name}' (a string) "
+                          "with api=, so the choice of API is part of the cache key")
+    if given and "api" in given:
+        raise ConfigError("api is an option of its own (it is part of every cache key): pass api=, not "
+                          "provider_options={'api': ...}")
+    return {**(given or {}), "api": api} if api not in (None, "chat") else given
 
 
 def _policy(checked: dict, defaults: Settings, tools: Tools | None = None) -> Policy:

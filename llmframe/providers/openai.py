@@ -13,7 +13,7 @@ from ..errors import ConfigError, ProviderError, SchemaError
 from ..plan.request import Request, Response, loads
 from ..plan.structured import OutputSchema
 from ..plan.request import Embedded
-from . import embeddings, media, replies, tool_wire
+from . import embeddings, media, replies, responses, tool_wire
 from .base import Provider
 from .http import JSONClient
 
@@ -86,6 +86,9 @@ class OpenAIProvider(Provider):
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
+        self.api = self.options.pop("api", None) or "chat"  # the plan's api= (see responses.py)
+        if self.api == "responses":
+            self.batch_adapter = "llmframe.batch.openai:ResponsesBatches"
         self.transport = self.options.pop("transport", "http")
         if self.transport not in TRANSPORTS:
             raise ConfigError(f"transport must be one of {TRANSPORTS}, got {self.transport!r}")
@@ -93,11 +96,18 @@ class OpenAIProvider(Provider):
         self._http: JSONClient | None = None
         if self.transport == "http":
             headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
-            headers["Authorization"] = f"Bearer {self._api_key}"
-            self._url = str(client.base_url).rstrip("/") + "/chat/completions"
-            self._embeddings_url = str(client.base_url).rstrip("/") + "/embeddings"
+            headers.update(self.lean_auth())
+            self._url, self._embeddings_url, self._responses_url = self.lean_urls(str(client.base_url).rstrip("/"))
             self._http = JSONClient(headers, max_connections=self.max_concurrency, timeout=self.timeout,
                                     secrets=self.secrets)
+
+    def lean_auth(self) -> dict[str, str]:
+        """The lean client's authentication header."""
+        return {"Authorization": f"Bearer {self._api_key}"}
+
+    def lean_urls(self, base: str) -> tuple[str, str, str]:
+        """The lean client's chat completions, embeddings and responses URLs under the SDK's base URL."""
+        return base + "/chat/completions", base + "/embeddings", base + "/responses"
 
     def open_client(self) -> openai.AsyncOpenAI:
         sdk = self.transport == "sdk"
@@ -105,7 +115,7 @@ class OpenAIProvider(Provider):
             api_key=self._api_key,
             base_url=self.base_url,
             max_retries=constants.SDK_MAX_RETRIES,
-            http_client=self.sdk_http_client(openai.DefaultAsyncHttpxClient) if sdk else _idle_client(),
+            http_client=self.sdk_http_client(openai.DefaultAsyncHttpxClient) if sdk else idle_client(),
             **self.options,
         )
 
@@ -116,18 +126,21 @@ class OpenAIProvider(Provider):
         if media.has_media(request.messages):  # images and PDFs read and encoded now, as the request is sent
             request = Request(request.key, await media.messages_with(request.messages, media.openai_part),
                               request.params)
+        if self.api == "responses":
+            return await self._respond(request)
         if self._http is None:
             return await self._complete_sdk(request)
         try:
             headers, body = await self._http.post(self._url, {"model": self.model, "messages": request.messages,
-                                                              **request.params})
+                                                              **responses.chat_params(request.params)})
         except ProviderError as exc:
             raise _with_hint(exc, request) from None
         return _with_calls(replies.openai(body, headers), body, request)
 
     async def _complete_sdk(self, request: Request) -> Response:
-        known = {k: v for k, v in request.params.items() if k in _SDK_PARAMS}
-        extra = {k: v for k, v in request.params.items() if k not in _SDK_PARAMS}
+        params = responses.chat_params(request.params)
+        known = {k: v for k, v in params.items() if k in _SDK_PARAMS}
+        extra = {k: v for k, v in params.items() if k not in _SDK_PARAMS}
         try:
             with self.stainless_errors(openai):
                 # The raw variant: the rate-limit headers of every reply feed the limiter. Its body is read
@@ -139,6 +152,23 @@ class OpenAIProvider(Provider):
         except ProviderError as exc:
             raise _with_hint(exc, request) from None
         return _with_calls(replies.openai(body, raw.headers), body, request)
+
+    async def _respond(self, request: Request) -> Response:
+        """The request through the Responses API (api="responses"): the lean client, or the SDK's raw response."""
+        sent = responses.body(self.model, request.messages, request.params)
+        if self._http is not None:
+            headers, body = await self._http.post(self._responses_url, sent)
+            return responses.read(body, headers)
+        with self.stainless_errors(openai):
+            rest = {k: v for k, v in sent.items() if k not in ("model", "input")}
+            raw = await self.client.responses.with_raw_response.create(model=sent["model"], input=sent["input"],
+                                                                       extra_body=rest or None)
+            return responses.read(loads(raw.content), raw.headers)
+
+    @classmethod
+    def check_api(cls, api: str | None, params: dict) -> None:
+        """Chat completions' parameters refused on the Responses API, and the reverse (responses.check)."""
+        responses.check(api or "chat", params)
 
     @classmethod
     def embedding_model(cls, model: str, *, dimensions: int | None, endpoint: str | None) -> None:
@@ -224,7 +254,7 @@ def _with_hint(exc: ProviderError, request: Request) -> ProviderError:
 
 
 @functools.cache
-def _idle_client():
+def idle_client():
     """One HTTP client for every SDK client that only resolves configuration: making one costs tens of
     milliseconds (TLS set-up), more than a cached re-run of ten thousand rows."""
     return openai.DefaultAsyncHttpxClient()
