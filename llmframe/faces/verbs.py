@@ -127,7 +127,8 @@ class Generate:
                  progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                  provider_options: dict | None = None, api: str | None = None, mode: str = constants.BATCH_MODES[0],
                  poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-                 max_cost: float | None = None, prompt_cache: bool = True, rows_per_request: int = 1,
+                 max_cost: float | None = None, max_image_side: int | None = None, fetch_urls: bool = False,
+                 prompt_cache: bool = True, rows_per_request: int = 1,
                  cascade: list | None = None, calibrate: int = 0,
                  on_row: Callable | None = None, on_progress: Callable | None = None, on_done: Callable | None = None,
                  **unknown: Any) -> Any:
@@ -192,7 +193,8 @@ class RowVerbs(Generate):
                         api: str | None = None,
                         mode: str = constants.BATCH_MODES[0], poll_interval: float | None = None,
                         retry_online: bool = False, prices: dict | None = None, max_cost: float | None = None,
-                        prompt_cache: bool = True, rows_per_request: int = 1,
+                        max_image_side: int | None = None, fetch_urls: bool = False,
+                 prompt_cache: bool = True, rows_per_request: int = 1,
                         cascade: list | None = None, calibrate: int = 0,
                         on_row: Callable | None = None, on_progress: Callable | None = None, on_done: Callable | None = None,
                         **unknown: Any) -> Any:
@@ -223,7 +225,8 @@ class RowVerbs(Generate):
                  progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                  provider_options: dict | None = None, api: str | None = None, mode: str = constants.BATCH_MODES[0],
                  poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-                 max_cost: float | None = None, prompt_cache: bool = True, rows_per_request: int = 1,
+                 max_cost: float | None = None, max_image_side: int | None = None, fetch_urls: bool = False,
+                 prompt_cache: bool = True, rows_per_request: int = 1,
                  cascade: list | None = None, calibrate: int = 0,
                  on_row: Callable | None = None, on_progress: Callable | None = None, on_done: Callable | None = None,
                  **unknown: Any) -> Estimate:
@@ -298,7 +301,8 @@ class FrameVerbs(RowVerbs):
                progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                provider_options: dict | None = None, api: str | None = None, mode: str = constants.BATCH_MODES[1],
                poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-               max_cost: float | None = None, prompt_cache: bool = True, rows_per_request: int = 1,
+               max_cost: float | None = None, max_image_side: int | None = None, fetch_urls: bool = False,
+                 prompt_cache: bool = True, rows_per_request: int = 1,
                cascade: list | None = None, calibrate: int = 0,
                on_row: Callable | None = None, on_progress: Callable | None = None, on_done: Callable | None = None,
                **unknown: Any) -> BatchJob | OnlineJob:
