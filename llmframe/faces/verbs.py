@@ -130,7 +130,8 @@ class Generate:
                  max_cost: float | None = None, max_image_side: int | None = None, fetch_urls: bool = False,
                  prompt_cache: bool = True, rows_per_request: int = 1,
                  cascade: list | None = None, calibrate: int = 0,
-                 on_row: Callable | None = None, on_progress: Callable | None = None, on_done: Callable | None = None,
+                 on_row: Callable | None = None, on_progress: Callable | None = None,
+                 on_done: Callable | None = None,
                  **unknown: Any) -> Any:
         """Answer the template for every row; returns a new frame with the answer (and error) columns.
 
@@ -196,7 +197,8 @@ class RowVerbs(Generate):
                         max_image_side: int | None = None, fetch_urls: bool = False,
                  prompt_cache: bool = True, rows_per_request: int = 1,
                         cascade: list | None = None, calibrate: int = 0,
-                        on_row: Callable | None = None, on_progress: Callable | None = None, on_done: Callable | None = None,
+                        on_row: Callable | None = None, on_progress: Callable | None = None,
+                        on_done: Callable | None = None,
                         **unknown: Any) -> Any:
         """The async twin of generate, for code that already runs an event loop."""
         call = self._call(template, locals())
@@ -228,7 +230,8 @@ class RowVerbs(Generate):
                  max_cost: float | None = None, max_image_side: int | None = None, fetch_urls: bool = False,
                  prompt_cache: bool = True, rows_per_request: int = 1,
                  cascade: list | None = None, calibrate: int = 0,
-                 on_row: Callable | None = None, on_progress: Callable | None = None, on_done: Callable | None = None,
+                 on_row: Callable | None = None, on_progress: Callable | None = None,
+                 on_done: Callable | None = None,
                  **unknown: Any) -> Estimate:
         """A dry run of generate with the same arguments: rows, uncached rows, tokens, cost range, sample prompts.
 
@@ -304,7 +307,8 @@ class FrameVerbs(RowVerbs):
                max_cost: float | None = None, max_image_side: int | None = None, fetch_urls: bool = False,
                  prompt_cache: bool = True, rows_per_request: int = 1,
                cascade: list | None = None, calibrate: int = 0,
-               on_row: Callable | None = None, on_progress: Callable | None = None, on_done: Callable | None = None,
+               on_row: Callable | None = None, on_progress: Callable | None = None,
+               on_done: Callable | None = None,
                **unknown: Any) -> BatchJob | OnlineJob:
         """Start the run and return at once: generate's arguments; mode="batch" (the default) or "online".
 
