@@ -10,16 +10,17 @@ neither pandas nor Polars itself (faces/lazy.py).
 from __future__ import annotations
 
 from . import errors
-from .batch import batches, cancel_batches
-from .engine.background import jobs
-from .stores.manage import cache_stats, clear_cache, copy_cache
 from .config import configure, settings
-from .providers.local import unload
-from .collect.report import last_report
 from .faces.lazy import when_imported as _when_imported
 
-_when_imported("pandas", "llmframe.faces.pandas")
-_when_imported("polars", "llmframe.faces.polars")
+# Placeholders now, the faces (and the engine behind them) on first use: faces/accessors.py.
+_when_imported("pandas", "llmframe.faces.accessors:pandas")
+_when_imported("polars", "llmframe.faces.accessors:polars")
+
+# The rest of the surface is imported when first asked for, so `import llmframe` costs little (README "Cold start").
+_LAZY = {"batches": "batch", "cancel_batches": "batch", "jobs": "engine.background", "cache_stats": "stores.manage",
+         "clear_cache": "stores.manage", "copy_cache": "stores.manage", "unload": "providers.local",
+         "last_report": "collect.report", "vectors": "faces.pandas_vectors"}
 
 __version__ = "0.1.0"
 
@@ -28,9 +29,16 @@ __all__ = ["configure", "settings", "cache_stats", "clear_cache", "copy_cache", 
 
 
 def __getattr__(name: str):
-    """llmframe.vectors, imported when first asked for: it needs pandas, which import llmframe does not import."""
-    if name == "vectors":
-        from .faces.pandas_vectors import vectors
+    """The names of _LAZY, imported when first asked for (llmframe.vectors needs pandas, which import llmframe
+    does not import)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'llmframe' has no attribute {name!r}")
+    import importlib
 
-        return vectors
-    raise AttributeError(f"module 'llmframe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -194,3 +194,9 @@ VECTOR_BLOCK_ROWS = 8192  # rows of the left side scored at a time by search, si
 SEARCH_K = 10
 DEDUP_THRESHOLD = 0.95
 SCORE_COLUMN = "score"
+
+# Cold start (faces/accessors.py): the lean transport's HTTP library (aiohttp, 0.13-0.2 s to import) and the face
+# (the engine behind df.llm, ~0.07 s) are imported on a background thread once pandas or Polars and llmframe are
+# both imported, so a first call made a moment later does not pay for them; LLMFRAME_PRELOAD=0 turns it off.
+PRELOAD_ENV_VAR = "LLMFRAME_PRELOAD"
+PRELOAD_MODULES = ("aiohttp",)
