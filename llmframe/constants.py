@@ -200,3 +200,11 @@ SCORE_COLUMN = "score"
 # both imported, so a first call made a moment later does not pay for them; LLMFRAME_PRELOAD=0 turns it off.
 PRELOAD_ENV_VAR = "LLMFRAME_PRELOAD"
 PRELOAD_MODULES = ("aiohttp",)
+
+# The run memo (llmframe/memo/): a call's last result per cache directory, answered a chunk of rows at a time.
+MEMO_DIRECTORY = "memo"  # inside the diskcache directory, so deleting the cache deletes its memo
+MEMO_VERSION = 1  # a memo written by another version of its format is not read
+MEMO_CHUNK_ROWS = 4_096  # rows per fingerprint: a changed row sends its chunk through the per-row path
+MEMO_MAX_CALLS = 64  # memo files kept per cache directory, least recently used evicted first
+MEMO_MAX_BYTES = 1 << 30  # and their total size
+MEMO_BATCH_ROWS = 131_072  # rows per record batch of a memo file: few batches, each copied alone when written

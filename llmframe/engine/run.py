@@ -16,6 +16,7 @@ from ..providers.base import Provider
 from ..stores.base import BaseStore as Store
 from ..stores.manage import open_cache as open_store
 from .answers import Answers
+from .loop import Ready
 from .outcome import Counters, Live, Outcome
 from .pool import answer_all
 from .progress import Progress, for_run, should_show
@@ -60,6 +61,8 @@ def start(plan: Plan, *, meter: CostMeter | None = None, progress: Progress | No
     sends a widget to the cell of the thread that displays it, and the engine's thread belongs to whichever
     cell first started it. A sweep passes one display shared by all its runs, and meters over one budget.
     """
+    if plan.memo is not None and not len(plan.prompts):  # the run memo answered every row: nothing to open
+        return Ready(Outcome(Answers(0, structured=plan.output.schema is not None), Counters()))
     provider, store, meter = prepare(plan, meter)
     if progress is None:
         progress = for_run(len(plan.prompts), show=should_show(plan.progress), description=plan.model)

@@ -125,6 +125,7 @@ class Plan:
     batch: BatchOptions | None = None  # set when the run goes through the provider's batch API
     schema_prompt: str | None = None  # structured="json_object": the schema, added to each prompt
     embedding: Embedding | None = None  # set for df.llm.embed's runs (plan.embed): answers are vectors
+    memo: Any = None  # what the run memo answered of the call (llmframe.memo.Part); its rows are not in this plan
 
     @property
     def lookup(self) -> bool:
@@ -149,38 +150,65 @@ class Plan:
                     (embedding.max_inputs, embedding.max_tokens), embedding.settings)
 
 
+@dataclass(frozen=True)
+class Head:
+    """What plan() settles before it renders a row: the checked options, the compiled template, the output, the
+    generation parameters and the head of every key (the run memo fingerprints a call from this and the rows)."""
+
+    checked: dict
+    out: Output
+    structured: str
+    gen: dict
+    compiled: Template
+    target: Target
+    endpoint: str | None
+    head: bytes
+
+
+def head(rows: Rows, template: TemplateLike, *, target: Target, positional_column: str | None = None,
+         output_frame_columns: Sequence | None = None, **given: Any) -> Head:
+    """plan()'s checks of every argument, and the keys' head, without rendering or keying a row."""
+    checked = options.planned(given)  # every option through its check in the table, before anything else
+    out = _output(checked, rows, output_frame_columns)
+    structured = structured_mode(checked["structured"], out.schema)
+    gen = _generation(checked)
+    compiled = Template(template, list(rows.columns), system=checked["system"], positional_column=positional_column)
+    kind = target.kind  # the class alone (or the Provider passed as model=): the engine makes the provider
+    kind.check_params(gen)
+    endpoint = target.endpoint(checked["base_url"])
+    if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too
+        kind.chat_model(target.model, endpoint=endpoint)
+    key_head = key_prefix(target.provider, target.model, gen, _schema_key(out, kind, checked["strict"], structured),
+                          endpoint)
+    return Head(checked, out, structured, gen, compiled, target, endpoint, key_head)
+
+
 def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_column: str | None = None,
-         output_frame_columns: Sequence | None = None, **given: Any) -> Plan:
+         output_frame_columns: Sequence | None = None, settled: Head | None = None, memo: Any = None,
+         **given: Any) -> Plan:
     """Validate every argument and render every row; raise before any request is sent.
 
     target: model= resolved by the face (llmframe.faces.planning.plan resolves and plans in one call).
     given: generate's options (llmframe.options.OPTIONS) but model=, each checked once, by its row of the
     table; those left out take the table's defaults. positional_column and output_frame_columns say how a
     face's rows are read: what "{}" refers to, and which columns the new ones sit beside (none for a Series).
+    settled: head() of the same call, already made (the run memo plans the rows it could not answer with it);
+    memo: what the run memo answered of the call (llmframe.memo), carried to the collector.
     """
     defaults = settings()
-    checked = options.planned(given)  # every option through its check in the table, before anything else
-    out = _output(checked, rows, output_frame_columns)
-    structured = structured_mode(checked["structured"], out.schema)
-    gen = _generation(checked)
-    compiled = Template(template, list(rows.columns), system=checked["system"], positional_column=positional_column)
-    prompts = compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"])
-    kind = target.kind  # the class alone (or the Provider passed as model=): the engine makes the provider
-    kind.check_params(gen)
-    endpoint = target.endpoint(checked["base_url"])
-    if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too
-        kind.chat_model(target.model, endpoint=endpoint)
-    head = key_prefix(target.provider, target.model, gen, _schema_key(out, kind, checked["strict"], structured),
-                      endpoint)
-    keys, row_to_key, first_row = _keys(head, prompts, checked["max_prompt_tokens"])
+    h = settled or head(rows, template, target=target, positional_column=positional_column,
+                        output_frame_columns=output_frame_columns, **given)
+    checked, out, gen, kind = h.checked, h.out, h.gen, target.kind
+    prompts = h.compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"])
+    keys, row_to_key, first_row = _keys(h.head, prompts, checked["max_prompt_tokens"])
     batch = _batch_options(checked, kind, len(first_row))
     pricer = _pricer(checked, target, batch=batch is not None)
     if out.schema is not None:
-        gen = {**gen, **kind.output_params(out.schema, strict=checked["strict"], structured=structured)}
+        gen = {**gen, **kind.output_params(out.schema, strict=checked["strict"], structured=h.structured)}
     policy = _policy(checked, defaults)
     return Plan(
         model=target.name,  # a Provider instance's too: the report's and the cache's name for it
-        provider=ProviderSpec(target, endpoint, policy.concurrency, checked["timeout"], api_key=checked["api_key"],
+        provider=ProviderSpec(target, h.endpoint, policy.concurrency, checked["timeout"], api_key=checked["api_key"],
                               base_url=checked["base_url"], options=checked["provider_options"]),
         prompts=prompts,
         params=gen,
@@ -197,7 +225,8 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
         pricer=pricer,
         max_cost=check_max_cost(checked["max_cost"], pricer),
         batch=batch,
-        schema_prompt=out.schema.prompt() if structured == "json_object" else None,
+        schema_prompt=out.schema.prompt() if h.structured == "json_object" else None,
+        memo=memo,
     )
 
 
