@@ -23,6 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+SUITE_TITLE = "First call in a fresh process; import and command-line times"
+SUITE_QUICK = ["--quick"]
+
 PAUSE = 0.5  # seconds between the imports and the first call in the second variant
 
 CHILD = r"""

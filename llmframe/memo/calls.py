@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ def _call(rows: Rows, settled: build.Head, options: dict) -> tuple | None:
     answer; None for one it cannot: see README "Run memo" for which."""
     checked = settled.checked
     cache = checked["cache"]
-    if cache is not True and cache != "refresh":
+    if (cache is not True and cache != "refresh") or os.environ.get(constants.MEMO_ENV_VAR) == "0":
         return None
     if checked["mode"] != "online" or checked["usage"] or checked["prices"] is not None \
             or checked["max_cost"] is not None or constants.EMBEDDING_KEY in settled.gen:
