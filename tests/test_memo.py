@@ -216,3 +216,18 @@ def test_usage_and_batch_calls_go_through_the_per_row_path(gen, sim):
     gen(df, TEMPLATE, usage=True)
     out = gen(df, TEMPLATE, usage=True)
     assert "memo_rows" not in report(out) and report(out)["cached"] == 10 and sim.count == 10
+
+
+def test_fingerprints_do_not_depend_on_how_a_column_is_split_into_arrow_chunks():
+    import pyarrow as pa
+
+    from llmframe.memo import fingerprint
+
+    text = pa.array([f"row {i}" * (i % 3) for i in range(20)] + [None], pa.large_string())
+    whole = fingerprint.chunks([fingerprint.chunked(text)], 21, 8, b"call")
+    split = pa.chunked_array([text.slice(0, 5), text.slice(5, 11), text.slice(16)])
+    assert fingerprint.chunks([split], 21, 8, b"call") == whole
+    edited = pa.array(text.to_pylist()[:19] + ["other", None], pa.large_string())
+    assert fingerprint.chunks([fingerprint.chunked(edited)], 21, 8, b"call")[:2] == whole[:2]
+    assert fingerprint.chunks([fingerprint.chunked(edited)], 21, 8, b"call")[2] != whole[2]
+    assert fingerprint.chunks([fingerprint.chunked(text)], 21, 8, b"other call") != whole

@@ -75,7 +75,7 @@ def _call(rows: Rows, settled: build.Head, options: dict) -> tuple | None:
         found = rows.arrow(column)
         if found is None:
             return None
-        arrays.append(fingerprint.whole(found))
+        arrays.append(fingerprint.chunked(found))
     out = settled.out
     description = {
         "template": canonical_json([[role, text.source] for role, text in settled.compiled.parts]),

@@ -41,49 +41,56 @@ def call_digest(*parts: bytes | str) -> bytes:
     return h.digest()
 
 
-def whole(column: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """One contiguous array (a copy only where the column is in several chunks)."""
-    if isinstance(column, pa.ChunkedArray):
-        return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    return column
+def chunked(column: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    """The column as a chunked array, as it is (never combined: that would copy a whole input column)."""
+    return column if isinstance(column, pa.ChunkedArray) else pa.chunked_array([column])
 
 
-def chunks(columns: Sequence[pa.Array], rows: int, size: int, salt: bytes) -> list[bytes]:
-    """The digest of every `size`-row chunk of these columns (the last may be shorter), salted with the call's."""
+def chunks(columns: Sequence[pa.ChunkedArray], rows: int, size: int, salt: bytes) -> list[bytes]:
+    """The digest of every `size`-row chunk of these columns (the last may be shorter), salted with the call's.
+
+    What is hashed does not depend on how a column is split into Arrow chunks: validity, then lengths (not
+    offsets), then the values' bytes, each stream piece after piece.
+    """
     out = []
     for start in range(0, rows, size):
         stop = min(start + size, rows)
         h = _hasher(salt)
         h.update((stop - start).to_bytes(8, "little"))
-        for array in columns:
-            _update(h, array, start, stop)
+        for column in columns:
+            h.update(str(column.type).encode())
+            pieces = [_decoded(p) for p in column.slice(start, stop - start).chunks if len(p)]
+            if any(p.null_count for p in pieces):
+                for p in pieces:
+                    h.update(pc.is_valid(p).to_numpy(zero_copy_only=False).tobytes())
+            streams = [_streams(p) for p in pieces]
+            for k in range(2):
+                for found in streams:
+                    if found[k] is not None:
+                        h.update(found[k])
         out.append(h.digest())
     return out
 
 
-def _update(h, array: pa.Array, start: int, stop: int) -> None:
-    """Hash rows [start, stop) of one column: its type, validity, then its values' bytes."""
-    kind = array.type
-    if pa.types.is_dictionary(kind):  # categories: the values, whatever their codes (IPC would leave out the dictionary)
-        _update(h, array.slice(start, stop - start).dictionary_decode(), 0, stop - start)
-        return
-    h.update(str(kind).encode())
-    if array.null_count:
-        valid = pc.is_valid(array.slice(start, stop - start)).to_numpy(zero_copy_only=False)
-        h.update(valid.tobytes())
-    offset = array.offset
+def _decoded(array: pa.Array) -> pa.Array:
+    """Categories as their values, whatever their codes (IPC would leave out the dictionary)."""
+    return array.dictionary_decode() if pa.types.is_dictionary(array.type) else array
+
+
+def _streams(array: pa.Array) -> tuple:
+    """(lengths or None, the values' bytes) of one piece of a column."""
+    kind, rows, offset = array.type, len(array), array.offset
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) \
             or pa.types.is_large_binary(kind):
         wide = pa.types.is_large_string(kind) or pa.types.is_large_binary(kind)
         buffers = array.buffers()
-        offsets = np.frombuffer(buffers[1], dtype=np.int64 if wide else np.int32)[offset + start: offset + stop + 1]
-        h.update((offsets - offsets[0]).tobytes())
-        if buffers[2] is not None:
-            h.update(memoryview(buffers[2])[int(offsets[0]): int(offsets[-1])])
-    elif (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_temporal(kind)) \
+        offsets = np.frombuffer(buffers[1], dtype=np.int64 if wide else np.int32)[offset: offset + rows + 1]
+        data = memoryview(buffers[2])[int(offsets[0]): int(offsets[-1])] if buffers[2] is not None else b""
+        return np.diff(offsets).tobytes(), data
+    if (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_temporal(kind)) \
             and kind.bit_width % 8 == 0:
         width = kind.bit_width // 8
-        h.update(memoryview(array.buffers()[1])[(offset + start) * width: (offset + stop) * width])
-    else:  # booleans, dictionaries, nested types: their IPC form, which writes only the slice's bytes
-        batch = pa.RecordBatch.from_arrays([array.slice(start, stop - start)], ["c"])
-        h.update(memoryview(batch.serialize()))
+        return None, memoryview(array.buffers()[1])[offset * width: (offset + rows) * width]
+    # Booleans, nested types: their IPC form, which writes only this piece's bytes (but depends on the pieces:
+    # a frame split otherwise misses the memo, and the per-row path answers it).
+    return None, memoryview(pa.RecordBatch.from_arrays([array], ["c"]).serialize())
