@@ -231,3 +231,16 @@ def test_fingerprints_do_not_depend_on_how_a_column_is_split_into_arrow_chunks()
     assert fingerprint.chunks([fingerprint.chunked(edited)], 21, 8, b"call")[:2] == whole[:2]
     assert fingerprint.chunks([fingerprint.chunked(edited)], 21, 8, b"call")[2] != whole[2]
     assert fingerprint.chunks([fingerprint.chunked(text)], 21, 8, b"other call") != whole
+
+
+def test_a_memo_file_left_behind_by_an_invalidation_is_never_read(tmp_path):
+    import pyarrow as pa
+
+    memo_dir = tmp_path / "memo"
+    assert files.save(memo_dir, "call", pa.table({"x": [1]}), {"chunks": ["f"]}, None)
+    kept = (memo_dir / "call.arrow").read_bytes()
+    files.invalidate(tmp_path)
+    memo_dir.mkdir()
+    (memo_dir / "call.arrow").write_bytes(kept)  # as if it could not be deleted
+    assert files.save(memo_dir, "other", pa.table({"x": [2]}), {"chunks": ["g"]}, None)  # a new life
+    assert files.load(memo_dir, "call") is None and files.load(memo_dir, "other") is not None

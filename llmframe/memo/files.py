@@ -5,7 +5,8 @@ fingerprints and what the report needs of each chunk: written to a temporary nam
 whole old file or a whole new one; read memory-mapped, so a hit copies nothing. Only local (diskcache) stores
 have one: a shared PostgreSQL store is cleared and pruned from other machines, which local files would not hear of.
 The directory goes whenever the per-row cache loses answers (clear, prune, eviction, reset: `invalidate`), and
-its `.epoch` file with it, so a run that read an older memo never writes its answers back (`Stored.epoch`).
+its `.epoch` token first, so a run that read an older memo never writes its answers back, and a file that
+could not be deleted is never read again (each file records the token it was written under).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +33,7 @@ class Stored:
 
     path: Path
     meta: dict
-    epoch: int | None
+    epoch: str | None
     reader: pa.ipc.RecordBatchFileReader
     _table: pa.Table | None = None
 
@@ -52,10 +54,10 @@ def directory(where: Path) -> Path:
     return where / constants.MEMO_DIRECTORY
 
 
-def epoch(memo_dir: Path) -> int | None:
-    """The identity of the directory's current life (its .epoch file's inode); None where it has none yet."""
+def epoch(memo_dir: Path) -> str | None:
+    """The identity of the directory's current life (a random token in its .epoch file); None where it has none."""
     try:
-        return os.stat(memo_dir / _EPOCH).st_ino
+        return (memo_dir / _EPOCH).read_text() or None
     except OSError:
         return None
 
@@ -71,20 +73,25 @@ def load(memo_dir: Path, call: str) -> Stored | None:
         meta = json.loads(reader.schema.metadata[_META])
     except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):
         return None
-    if meta.get("version") != constants.MEMO_VERSION:
-        return None
+    if meta.get("version") != constants.MEMO_VERSION or meta.get("epoch") != now:
+        return None  # another format, or a file an invalidation could not delete (it belongs to an older life)
     return Stored(path, meta, now, reader)
 
 
-def save(memo_dir: Path, call: str, table: pa.Table, meta: dict, read_epoch: int | None) -> bool:
+def save(memo_dir: Path, call: str, table: pa.Table, meta: dict, read_epoch: str | None) -> bool:
     """Write the call's memo unless the directory was invalidated since the run read it; then keep the bound."""
     memo_dir.mkdir(parents=True, exist_ok=True)
     marker = memo_dir / _EPOCH
     if read_epoch is not None and epoch(memo_dir) != read_epoch:
         return False  # cleared meanwhile: what this run took from the old memo may be gone from the cache
     if not marker.exists():
-        marker.touch()
-    schema = table.schema.with_metadata({_META: json.dumps({**meta, "version": constants.MEMO_VERSION})})
+        try:
+            with open(marker, "x") as out:  # exclusive: a concurrent first writer's token is kept
+                out.write(uuid.uuid4().hex)
+        except FileExistsError:
+            pass
+    stamp = {"version": constants.MEMO_VERSION, "epoch": epoch(memo_dir)}
+    schema = table.schema.with_metadata({_META: json.dumps({**meta, **stamp})})
     fd, tmp = tempfile.mkstemp(dir=memo_dir, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
@@ -126,8 +133,14 @@ def bound(memo_dir: Path) -> None:
 
 
 def invalidate(cache_directory: str | os.PathLike) -> None:
-    """Forget every memo of a cache directory: the per-row cache lost answers, and is the truth."""
-    shutil.rmtree(directory(Path(cache_directory)), ignore_errors=True)
+    """Forget every memo of a cache directory: the per-row cache lost answers, and is the truth.
+
+    The epoch goes first: a memo file that cannot be deleted (open elsewhere) is never read again.
+    """
+    memo_dir = directory(Path(cache_directory))
+    with _quiet():
+        (memo_dir / _EPOCH).unlink()
+    shutil.rmtree(memo_dir, ignore_errors=True)
 
 
 class _quiet:

@@ -48,7 +48,7 @@ class Part:
     """The memo's share of a call: which chunks it answers (chunk -> chunk of the stored table), and what to write."""
 
     def __init__(self, memo_dir: Path, call: str, stored: files.Stored | None, fps: list[str], hits: dict[int, int],
-                 rows: int, description: dict, epoch: int | None, started: float):
+                 rows: int, description: dict, epoch: str | None, started: float):
         self.memo_dir, self.call, self.stored, self.fps, self.hits = memo_dir, call, stored, fps, hits
         self.rows, self.description, self.epoch, self.started = rows, description, epoch, started
         self.size = constants.MEMO_CHUNK_ROWS
