@@ -59,8 +59,8 @@ print(json.dumps({"import_s": imported, "first_s": first, "warm_s": warm}))
 def fresh(sim, rows: int, profile: bool = False, pause: float = 0.0) -> dict:
     """One fresh interpreter's figures (its own empty cache folder); pause: seconds between imports and call."""
     with tempfile.TemporaryDirectory() as cache:
-        out = subprocess.run([sys.executable, "-c", CHILD, sim.base_url, sim.api_key, cache, str(rows), str(int(profile)),
-                              str(pause)],
+        out = subprocess.run([sys.executable, "-c", CHILD, sim.base_url, sim.api_key, cache, str(rows),
+                              str(int(profile)), str(pause)],
                              capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])

@@ -86,7 +86,8 @@ def table(results: dict) -> str:
         cur = [c["rows_per_s"] for c in r["curator"] if "rows_per_s" in c]
         curator_text = "; ".join(f"{c:,.0f}" for c in cur) if cur else f"not measured: {r['curator'][0]['error']}"
         ratio = f"{memo / max(cur):.1f}x" if cur else "–"
-        lines.append(f"| {rows:,} | {bench_core.spread(r['memo'])} | {bench_core.spread(r['per_row'])} | {curator_text} "
+        lines.append(f"| {rows:,} | {bench_core.spread(r['memo'])} | {bench_core.spread(r['per_row'])} "
+                     f"| {curator_text} "
                      f"| {ratio} | {r['change_s'] * 1000:.0f} ms, {r['change_sent']}, {r['change_memo_rows']:,} "
                      f"| >= 10x, 1 request |")
     return "\n".join(lines) + ("\n\nmemo / Curator is against the faster of Curator's two cached runs. Machine load "

@@ -87,7 +87,8 @@ def _call(rows: Rows, settled: build.Head, options: dict) -> tuple | None:
                                                          "strict", "structured", "output_mode", "prefix", "errors")}),
         "columns": canonical_json([str(c) for c in settled.compiled.columns]),
     }
-    salt = fingerprint.call_digest(__version__, fingerprint.HASH, settled.head, *(v or "" for v in description.values()),
+    salt = fingerprint.call_digest(__version__, fingerprint.HASH, settled.head,
+                                   *(v or "" for v in description.values()),
                                    canonical_json(list(out.names)))
     identity = fingerprint.call_digest(type(rows).__name__, canonical_json(list(out.names)),
                                        canonical_json([str(c) for c in rows.columns])).hex()

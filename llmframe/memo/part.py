@@ -150,7 +150,8 @@ class Part:
             return
         table = pa.table(full)
         files.save(self.memo_dir, self.call, table, {"chunks": chunks, "skipped": skips, "finish": finish,
-                                                    "description": self.description, "rows": self.rows, "chunk_rows": self.size,
+                                                    "description": self.description, "rows": self.rows,
+                                                    "chunk_rows": self.size,
                                                     "saved": time.time()}, self.epoch)
 
 
