@@ -203,6 +203,7 @@ PRELOAD_MODULES = ("aiohttp",)
 
 # The run memo (llmframe/memo/): a call's last result per cache directory, answered a chunk of rows at a time.
 MEMO_ENV_VAR = "LLMFRAME_MEMO"  # "0": no run memo (every call takes the per-row path; benchmarks compare the two)
+MEMO_NO_EARLIER_RUN = "no earlier run of this call in this cache"  # the report's not_cached_because on a first run
 MEMO_DIRECTORY = "memo"  # inside the diskcache directory, so deleting the cache deletes its memo
 MEMO_VERSION = 1  # a memo written by another version of its format is not read
 MEMO_CHUNK_ROWS = 4_096  # rows per fingerprint: a changed row sends its chunk through the per-row path

@@ -244,3 +244,8 @@ def test_a_memo_file_left_behind_by_an_invalidation_is_never_read(tmp_path):
     (memo_dir / "call.arrow").write_bytes(kept)  # as if it could not be deleted
     assert files.save(memo_dir, "other", pa.table({"x": [2]}), {"chunks": ["g"]}, None)  # a new life
     assert files.load(memo_dir, "call") is None and files.load(memo_dir, "other") is not None
+
+
+def test_a_first_estimate_has_nothing_to_compare_with(sim):
+    est = frame().llm.estimate(TEMPLATE, model=MODEL, base_url=sim.base_url)
+    assert est.uncached_rows == 10 and est.not_cached_because is None and "not cached" not in repr(est)

@@ -217,8 +217,9 @@ class RowVerbs(Generate):
         rows, extra = self._rows()
         why = planning.why_not_cached(rows, template, **{k: v for k, v in {**given, **extra}.items()
                                                            if k not in FACE_ONLY})
-        return None if why is None else [f"rows: {uncached:,} new or changed rows" if w.startswith("rows:") else w
-                                         for w in why]
+        if why is None or why == [constants.MEMO_NO_EARLIER_RUN]:  # nothing to compare with: nothing to say
+            return None
+        return [f"rows: {uncached:,} new or changed rows" if w.startswith("rows:") else w for w in why]
 
     def _run(self, call: tuple) -> Any:
         """Plan, execute and collect one call now (a lazy face returns what runs it later instead)."""

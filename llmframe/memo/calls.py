@@ -47,7 +47,7 @@ def why_not_cached(rows: Rows, template: TemplateLike, *, target: Target, **opti
     memo_dir, identity, salt, description, arrays = call
     stored = files.load(memo_dir, identity)
     if stored is None:
-        return ["no earlier run of this call in this cache"]
+        return [constants.MEMO_NO_EARLIER_RUN]
     fps = [fp.hex() for fp in fingerprint.chunks(arrays, len(rows), constants.MEMO_CHUNK_ROWS, salt)]
     return differences(stored, description, fps, len(rows))
 

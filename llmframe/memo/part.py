@@ -53,7 +53,7 @@ class Part:
         self.rows, self.description, self.epoch, self.started = rows, description, epoch, started
         self.size = constants.MEMO_CHUNK_ROWS
         self.why = differences(stored, description, fps, rows) if stored is not None else \
-            ["no earlier run of this call in this cache"]
+            [constants.MEMO_NO_EARLIER_RUN]
 
     def __repr__(self) -> str:
         return f"memo.Part({len(self.hits)} of {len(self.fps)} chunks from the memo)"
