@@ -200,6 +200,7 @@ SCORE_COLUMN = "score"
 # both imported, so a first call made a moment later does not pay for them; LLMFRAME_PRELOAD=0 turns it off.
 PRELOAD_ENV_VAR = "LLMFRAME_PRELOAD"
 PRELOAD_MODULES = ("aiohttp",)
+PRELOAD_DELAY_SECONDS = 0.05  # the thread starts importing after this: the rest of the user's imports go first
 
 # The run memo (llmframe/memo/): a call's last result per cache directory, answered a chunk of rows at a time.
 MEMO_ENV_VAR = "LLMFRAME_MEMO"  # "0": no run memo (every call takes the per-row path; benchmarks compare the two)

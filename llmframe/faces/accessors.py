@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import threading
+import time
 
 from .. import constants
 
@@ -68,6 +69,7 @@ def preload(face: str) -> None:
         return
 
     def run() -> None:
+        time.sleep(constants.PRELOAD_DELAY_SECONDS)  # not holding the GIL while the importing code goes on
         for module in (*constants.PRELOAD_MODULES, face):
             try:
                 importlib.import_module(module)
