@@ -23,7 +23,7 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, **options: Any) 
     settled = build.head(rows, template, target=target, **options)
     call = _call(rows, settled, options)
     if call is None:
-        return build.plan(rows, template, target=target, settled=settled, **options)
+        return build.planned(rows, settled)
     memo_dir, identity, salt, description, arrays = call
     stored = files.load(memo_dir, identity)
     fps = [fp.hex() for fp in fingerprint.chunks(arrays, len(rows), constants.MEMO_CHUNK_ROWS, salt)]
@@ -35,7 +35,7 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, **options: Any) 
     part = Part(memo_dir, identity, stored, fps, hits, len(rows), description,
                 files.epoch(memo_dir) if stored is None else stored.epoch, started)
     sub = rows if not hits else SubRows(rows, part.missed_positions())
-    return build.plan(sub, template, target=target, settled=settled, memo=part, **options)
+    return build.planned(sub, settled, part)
 
 
 def why_not_cached(rows: Rows, template: TemplateLike, *, target: Target, **options: Any) -> list[str] | None:

@@ -184,20 +184,23 @@ def head(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
 
 
 def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_column: str | None = None,
-         output_frame_columns: Sequence | None = None, settled: Head | None = None, memo: Any = None,
-         **given: Any) -> Plan:
+         output_frame_columns: Sequence | None = None, **given: Any) -> Plan:
     """Validate every argument and render every row; raise before any request is sent.
 
     target: model= resolved by the face (llmframe.faces.planning.plan resolves and plans in one call).
     given: generate's options (llmframe.options.OPTIONS) but model=, each checked once, by its row of the
     table; those left out take the table's defaults. positional_column and output_frame_columns say how a
     face's rows are read: what "{}" refers to, and which columns the new ones sit beside (none for a Series).
-    settled: head() of the same call, already made (the run memo plans the rows it could not answer with it);
-    memo: what the run memo answered of the call (llmframe.memo), carried to the collector.
     """
+    return planned(rows, head(rows, template, target=target, positional_column=positional_column,
+                              output_frame_columns=output_frame_columns, **given))
+
+
+def planned(rows: Rows, h: Head, memo: Any = None) -> Plan:
+    """plan() of a call whose head() is made: render and key these rows (the run memo passes the rows it could
+    not answer, and what it answered of the call, which the plan carries to the collector)."""
     defaults = settings()
-    h = settled or head(rows, template, target=target, positional_column=positional_column,
-                        output_frame_columns=output_frame_columns, **given)
+    target = h.target
     checked, out, gen, kind = h.checked, h.out, h.gen, target.kind
     prompts = h.compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"])
     keys, row_to_key, first_row = _keys(h.head, prompts, checked["max_prompt_tokens"])
