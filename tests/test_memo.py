@@ -249,3 +249,15 @@ def test_a_memo_file_left_behind_by_an_invalidation_is_never_read(tmp_path):
 def test_a_first_estimate_has_nothing_to_compare_with(sim):
     est = frame().llm.estimate(TEMPLATE, model=MODEL, base_url=sim.base_url)
     assert est.uncached_rows == 10 and est.not_cached_because is None and "not cached" not in repr(est)
+
+
+def test_answers_replaced_in_the_per_row_cache_invalidate_the_memo(gen, sim, cache_dir):
+    from llmframe.stores.diskcache import open_store
+
+    df = frame()
+    gen(df, TEMPLATE)
+    store = open_store(str(cache_dir))
+    key, value = next(iter(store._entries()))
+    store.set_many([(key, value)], overwrite=True)
+    assert not memo_files(cache_dir)
+    assert report(gen(df, TEMPLATE))["memo_rows"] == 0 and sim.count == 10

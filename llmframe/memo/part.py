@@ -152,7 +152,8 @@ class Part:
         files.save(self.memo_dir, self.call, table, {"chunks": chunks, "skipped": skips, "finish": finish,
                                                     "description": self.description, "rows": self.rows,
                                                     "chunk_rows": self.size,
-                                                    "saved": time.time()}, self.epoch)
+                                                    "saved": time.time()},
+                   self.epoch if self.hits else None)  # without hits, every chunk is this run's own answers
 
 
 def _joined(pieces: list) -> pa.ChunkedArray | np.ndarray:

@@ -197,6 +197,7 @@ class Store(BaseStore):
         if not items:
             return 0
         if overwrite:
+            memo_files.invalidate(self.directory)  # answers replaced: a memo may hold the old ones
             with self._cache.transact():
                 for key, value in items:
                     self._cache.set(key, value)
