@@ -79,12 +79,16 @@ def embed(series: pd.Series, sim, cache_dir: str, dimensions: int) -> pd.Series:
 
 
 def memory(rows: int, dimensions: int, latency: float) -> dict:
-    """In this (fresh) process: peak RSS of one uncached embed of rows texts, beyond the baseline with the input."""
+    """In this (fresh) process: peak RSS of one uncached embed of rows texts, beyond the baseline with the input
+    and the provider's SDK imported (the interpreter as a run finds it; the SDK's import is reported apart)."""
     def rss() -> float:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
     series = pd.Series(texts(rows), dtype="string[pyarrow]")
+    before_sdk = rss()
+    import llmframe.providers.openai  # noqa: F401
+
     peak, stop = [rss()], threading.Event()
     base = peak[0]
 
@@ -97,7 +101,7 @@ def memory(rows: int, dimensions: int, latency: float) -> dict:
         out = embed(series, sim, cache, dimensions)
         stop.set()
     column = rows * dimensions * 4 / 2**20
-    return {"rows": rows, "base_mb": round(base, 1), "peak_mb": round(peak[0], 1), "column_mb": round(column, 1),
+    return {"rows": rows, "sdk_mb": round(base - before_sdk, 1), "base_mb": round(base, 1), "peak_mb": round(peak[0], 1), "column_mb": round(column, 1),
             "ratio": round((peak[0] - base) / column, 2), "ok": bool(out.notna().all())}
 
 
@@ -106,11 +110,19 @@ def vector_ops(search_rows: int, left: int, right: int, dimensions: int) -> dict
     rng = np.random.default_rng(0)
     matrix = rng.standard_normal((search_rows, dimensions), dtype=np.float32)
     queries = rng.standard_normal((11, dimensions), dtype=np.float32)
-    times = []
-    for q in queries:
+    times, floor = [], []
+    for q in queries:  # as df.llm.search: the column's row lengths remembered after the first query
         start = time.perf_counter()
-        ops.search(matrix, q, k=10)
+        ops.search(matrix, q, k=10, inverse=ops.remembered_norms(matrix))
         times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        matrix @ q  # the floor: one read of the matrix, nothing ranked
+        floor.append(time.perf_counter() - start)
+    many = []
+    for _ in range(3):  # 32 queries at once (df.llm.search with a list): one read of the matrix for all
+        start = time.perf_counter()
+        ops.search_many(matrix, queries[:1].repeat(32, axis=0), k=10, inverse=ops.remembered_norms(matrix))
+        many.append((time.perf_counter() - start) / 32)
     del matrix
     a = rng.standard_normal((left, dimensions), dtype=np.float32)
     b = rng.standard_normal((right, dimensions), dtype=np.float32)
@@ -120,7 +132,9 @@ def vector_ops(search_rows: int, left: int, right: int, dimensions: int) -> dict
     seconds = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
-    return {"search_ms": round(statistics.median(times[1:]) * 1000, 1), "join_s": round(seconds, 2),
+    return {"search_ms": round(statistics.median(times[1:]) * 1000, 1),
+            "floor_ms": round(statistics.median(floor[1:]) * 1000, 1),
+            "many_ms": round(statistics.median(many) * 1000, 1), "join_s": round(seconds, 2),
             "join_peak_mb": round(peak, 1), "pairs": len(li),
             "inputs_mb": round((a.nbytes + b.nbytes) / 2**20, 1)}
 
@@ -135,6 +149,7 @@ def main() -> None:
     p.add_argument("--search-rows", type=int, default=1_000_000)
     p.add_argument("--join-left", type=int, default=10_000)
     p.add_argument("--join-right", type=int, default=100_000)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--memory", action="store_true", help="only the peak-memory measurement, as JSON")
     args = p.parse_args()
     if args.memory:
@@ -142,18 +157,25 @@ def main() -> None:
         return
     inputs = texts(args.rows)
     series = pd.Series(inputs, dtype="string[pyarrow]")
-    with SimulatorProcess(latency=args.latency) as sim, tempfile.TemporaryDirectory() as cache:
-        pack = pack_size(args.rows, args.concurrency)
-        start = time.perf_counter()
-        asyncio.run(raw_client(sim.base_url, sim.api_key, inputs, pack, args.concurrency, args.dimensions))
-        raw = args.rows / (time.perf_counter() - start)
-        start = time.perf_counter()
-        first = embed(series, sim, cache, args.dimensions)
-        ours = args.rows / (time.perf_counter() - start)
-        start = time.perf_counter()
-        embed(series, sim, cache, args.dimensions)
-        cached = args.rows / (time.perf_counter() - start)
-        assert first.notna().all()
+    import llmframe.providers.openai  # noqa: F401  (the SDK's import, once per process, is not a row's cost)
+
+    raws, ours, cacheds = [], [], []
+    pack = pack_size(args.rows, args.concurrency)
+    with SimulatorProcess(latency=args.latency) as sim:
+        for _ in range(args.repeats):  # interleaved: a burst of load elsewhere hits both clients alike
+            with tempfile.TemporaryDirectory() as cache:
+                start = time.perf_counter()
+                asyncio.run(raw_client(sim.base_url, sim.api_key, inputs, pack, args.concurrency, args.dimensions))
+                raws.append(args.rows / (time.perf_counter() - start))
+                start = time.perf_counter()
+                first = embed(series, sim, cache, args.dimensions)
+                ours.append(args.rows / (time.perf_counter() - start))
+                start = time.perf_counter()
+                embed(series, sim, cache, args.dimensions)
+                cacheds.append(args.rows / (time.perf_counter() - start))
+                assert first.notna().all()
+    raw, ours_, cached = (statistics.median(x) for x in (raws, ours, cacheds))
+    ratios = sorted(o / r for o, r in zip(ours, raws))
     mem = json.loads(subprocess.run([sys.executable, __file__, "--memory", "--memory-rows", str(args.memory_rows),
                                      "--dimensions", str(args.dimensions), "--latency", str(args.latency)],
                                     check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
@@ -161,13 +183,16 @@ def main() -> None:
     print(f"| measure ({args.rows:,} short texts, {args.dimensions} dimensions, {args.latency * 1000:g} ms latency, "
           f"{pack} inputs per request) | figure | target |")
     print("|---|---|---|")
-    print(f"| raw aiohttp, same packs | {raw:,.0f} rows/s | – |")
-    print(f"| llmframe embed | {ours:,.0f} rows/s ({ours / raw:.2f}x raw) | >= 0.8x |")
-    print(f"| llmframe cached re-run | {cached:,.0f} rows/s | >= 100,000 rows/s |")
+    print(f"| raw aiohttp, same packs (median of {args.repeats}) | {raw:,.0f} rows/s | – |")
+    print(f"| llmframe embed (median of {args.repeats}) | {ours_:,.0f} rows/s ({ours_ / raw:.2f}x raw; per-repeat "
+          f"ratios {', '.join(f'{r:.2f}' for r in ratios)}) | >= 0.8x |")
+    print(f"| llmframe cached re-run (median of {args.repeats}) | {cached:,.0f} rows/s | >= 100,000 rows/s |")
     print(f"| peak memory, {mem['rows']:,} rows uncached | {mem['peak_mb'] - mem['base_mb']:.0f} MB beyond the "
-          f"baseline, column {mem['column_mb']:.0f} MB ({mem['ratio']}x) | <= 1.5x |")
-    print(f"| search over {args.search_rows:,} x {args.dimensions} | {ops_['search_ms']} ms per query (median of 10) "
-          f"| < 100 ms |")
+          f"baseline (SDK imported: {mem['sdk_mb']:.0f} MB), column {mem['column_mb']:.0f} MB ({mem['ratio']}x) "
+          "| <= 1.5x |")
+    print(f"| search over {args.search_rows:,} x {args.dimensions} | {ops_['search_ms']} ms per query (median of 10); "
+          f"a bare `m @ q` in the same run: {ops_['floor_ms']} ms; 32 queries at once: {ops_['many_ms']} ms per "
+          "query | < 100 ms |")
     print(f"| sim_join {args.join_left:,} x {args.join_right:,}, k=5 | {ops_['join_s']} s, peak "
           f"{ops_['join_peak_mb']} MB traced (inputs {ops_['inputs_mb']} MB) | report |")
 

@@ -20,7 +20,7 @@ _when_imported("polars", "llmframe.faces.accessors:polars")
 # The rest of the surface is imported when first asked for, so `import llmframe` costs little (README "Cold start").
 _LAZY = {"batches": "batch", "cancel_batches": "batch", "jobs": "engine.background", "cache_stats": "stores.manage",
          "clear_cache": "stores.manage", "copy_cache": "stores.manage", "unload": "providers.local",
-         "last_report": "collect.report", "vectors": "faces.pandas_vectors"}
+         "last_report": "collect.report", "vectors": "collect.vectors"}
 
 __version__ = "0.1.0"
 
@@ -29,8 +29,8 @@ __all__ = ["configure", "settings", "cache_stats", "clear_cache", "copy_cache", 
 
 
 def __getattr__(name: str):
-    """The names of _LAZY, imported when first asked for (llmframe.vectors needs pandas, which import llmframe
-    does not import)."""
+    """The names of _LAZY, imported when first asked for (llmframe.vectors needs pyarrow and numpy: import
+    llmframe stays light)."""
     if name not in _LAZY:
         raise AttributeError(f"module 'llmframe' has no attribute {name!r}")
     import importlib

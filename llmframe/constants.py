@@ -112,6 +112,7 @@ ANTHROPIC_MAX_TOKENS = 1024  # Anthropic requires max_tokens; sent when the call
 TRANSFORMERS_BATCH_SIZE = 16  # rows per generate call; halved on out-of-memory
 LOCAL_SORT_BATCHES = 8  # the executor hands over this many batches at once, sorted by length to cut padding
 LOCAL_MAX_TOKENS = 512  # max_new_tokens when the call sets no max_tokens (transformers' own default is 20 in all)
+LOCAL_EMBEDDING_PACK = 256  # inputs per embedding call of a local model: progress and Ctrl-C act between calls
 VLLM_GROUP_SIZE = 1024  # requests handed to vLLM's scheduler at once; Ctrl-C and progress act between groups
 
 # Output
@@ -162,7 +163,8 @@ BATCH_FIND_SLACK_SECONDS = 3600.0  # a re-attaching run looks this far back for 
 BATCH_STATE_DIR = "batches"  # job state files, inside the cache directory
 
 # Usage and cost
-USAGE_SUFFIXES = ("input_tokens", "output_tokens", "cost", "cached", "latency_s", "finish_reason")  # usage=True
+USAGE_SUFFIXES = ("input_tokens", "output_tokens", "cached_input_tokens", "cost", "cached", "latency_s",
+                  "finish_reason")  # usage=True
 ESTIMATE_SAMPLES = 3  # rendered prompts shown by estimate()
 MIN_OUTPUT_TOKENS = 1  # the low end of an estimate's output range, per request
 ESTIMATE_API_KEY = "estimate-only"  # what a dry run (estimate, sweep(dry_run=True)) plans with: it sends nothing
@@ -211,3 +213,47 @@ MEMO_CHUNK_ROWS = 4_096  # rows per fingerprint: a changed row sends its chunk t
 MEMO_MAX_CALLS = 64  # memo files kept per cache directory, least recently used evicted first
 MEMO_MAX_BYTES = 1 << 30  # and their total size
 MEMO_BATCH_ROWS = 131_072  # rows per record batch of a memo file: few batches, each copied alone when written
+# Provider prompt caching (plan/prefix.py, "Paying less" in the README): never part of a cache key
+PROMPT_CACHE_KEY_PREFIX = "llmframe-"  # OpenAI's prompt_cache_key: this, then a digest of model and static prefix
+ANTHROPIC_CACHE_PARAM = "llmframe_cache_prefix"  # planned params entry the Anthropic provider turns into cache_control
+# Anthropic's documented minimum cacheable prefix, in tokens, by model name (first match; else the default).
+ANTHROPIC_CACHE_MINIMUMS = (("opus-4-6", 4096), ("opus-4-5", 4096), ("haiku-4-5", 4096), ("sonnet-4-6", 2048),
+                            ("haiku-3", 2048), ("3-haiku", 2048), ("3-5-haiku", 2048))
+ANTHROPIC_CACHE_MINIMUM = 1024  # Sonnet 4.5, Sonnet 4, Opus 4.1, Opus 4, Sonnet 3.7
+OPENAI_CACHE_MINIMUM = 1024  # OpenAI caches prompts from 1,024 tokens, in steps of 128
+OPENAI_CACHE_STEP = 128
+GEMINI_CACHE_MINIMUMS = (("pro", 4096),)  # Gemini 2.5's implicit caching: Pro from 4,096 tokens, Flash from 1,024
+GEMINI_CACHE_MINIMUM = 1024
+PREFIX_GROUP_CHARS = 16_384  # function templates: each chunk's requests are sent sorted by this much of their prompt
+PROMPT_CACHE_WARM_TOKENS = 1024  # a static prefix this long: the run's first request is answered before the rest go
+
+
+# Several rows per request (rows_per_request=k, plan/packing.py)
+PACK_MAX_ROWS = 100  # rows one request may carry
+PACK_ITEM_TOKENS = 8  # an item's framing in the request (<item id="n">...</item>), for estimates
+PACK_ANSWER_TOKENS = 12  # an answer's framing in the reply ({"id": n, "answer": ...}): added to max_tokens per row
+PACK_SCHEMA_NAME = "llmframe_items"  # the packed answer's schema title: a list of {id, answer}
+PACK_PROMPT = ("\n\nThe {count} numbered items below are separate inputs. Do the task above for each item on its "
+               "own, as if it were the only one, and give exactly one answer per item, with the item's id.\n\n")
+
+# Model cascades (cascade=, ops/cascade.py)
+CASCADE_CONFIDENCE_FIELD = "confidence"  # the output schema's field a row's confidence is read from (0 to 1)
+CASCADE_THRESHOLD = 0.8  # rows less confident than this go on to the next model, unless a threshold is given
+CASCADE_AGREEMENT = 0.95  # calibrate=n chooses thresholds for this agreement with the last model on the sample
+CASCADE_SEED = 0  # the calibration sample is drawn with this seed: the same rows on every run
+
+# Semantic operators (llmframe.ops: df.llm.filter, classify, join, top_k, rank, agg)
+JOIN_CANDIDATES = 5  # right rows per left row whose pairs a join asks about, picked by embeddings
+JOIN_ALL_PAIRS_LIMIT = 10_000  # pairs a join with candidates=None asks without max_cost= or a dry run seen first
+SCORE_SCALE = (0, 100)  # the pointwise scores of top_k and rank: an integer in this range
+AGG_CONTEXT_TOKENS = 32_000  # the most input tokens one agg request carries (context_tokens=)
+
+# Tools per row (generate(tools=[fn, ...]): engine/toolloop.py)
+TOOL_MAX_TURNS = 5  # model turns per row at most: each one is a request, billed and rate-limited
+TOOL_TIMEOUT_SECONDS = 30.0  # one tool call's limit; a hung call becomes an error result for the model
+TOOL_THREADS = 16  # worker threads shared by the sync tools of every run (async tools run on the loop)
+TOOL_OUTPUT_CHARS = 16_000  # a tool result sent back to the model is cut to this many characters
+TOOL_TURNS_ASSUMED = 2  # estimate()'s typical row: one turn calling tools, one answering (the high end: max_turns)
+TOOL_KEY = "llmframe_tools"  # the key params' entry holding the tools' names, schemas and tools_version
+TRANSCRIPT_SUFFIX = "transcript"  # transcript=True: the column <output>_transcript holds the row's tool calls
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # what every provider accepts as a function name

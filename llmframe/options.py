@@ -60,6 +60,37 @@ def json_argument(flag: str) -> Callable[[str], Any]:
     return convert
 
 
+def loaded(spec: str, flag: str, wanted: str) -> Any:
+    """The object a flag names as module:name or path/to/file.py:name (modules beside the data are found)."""
+    import importlib
+    import importlib.util
+    import os
+    import sys
+
+    module_name, sep, name = spec.rpartition(":")
+    if not sep or not module_name or not name:
+        raise ConfigError(f"{flag} {spec!r}: give {wanted}")
+    try:
+        if module_name.endswith(".py"):
+            loader = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
+            if loader is None or not Path(module_name).is_file():
+                raise ImportError(f"no file {module_name}")
+            module = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(module)
+        else:
+            if os.getcwd() not in sys.path:  # as `python -m` would: modules beside the data are found
+                sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(module_name)
+        return getattr(module, name)
+    except (ImportError, AttributeError, SyntaxError) as exc:
+        raise ConfigError(f"{flag} {spec!r}: cannot load it ({type(exc).__name__}: {exc})") from None
+
+
+def _tool_functions(specs: list[str]) -> list:
+    """--tool's module:function (or path/to/file.py:function) texts, as the functions."""
+    return [loaded(spec, "--tool", "module:function or path/to/file.py:function") for spec in specs]
+
+
 @dataclass(frozen=True)
 class Flag:
     """An option on `llmframe run`: its flag, help group and argparse settings."""
@@ -141,10 +172,37 @@ def _prices(_name: str, value: Any) -> Any:
 
 
 _FLAG = _choice((True, False), "True or False")
+
+
+def _cascade_flags(entries: list[str]) -> list:
+    """--cascade's MODEL[=THRESHOLD] words as cascade= entries."""
+    out: list = []
+    for entry in entries:
+        model, sep, threshold = entry.partition("=")
+        try:
+            out.append((model, float(threshold)) if sep else model)
+        except ValueError:
+            raise ConfigError(f"--cascade takes MODEL or MODEL=THRESHOLD (a number), got {entry!r}") from None
+    return out
+
+
+def _cascade(name: str, value: Any) -> Any:
+    """cascade=: None, or a list of models (the cascade checks each entry when it runs)."""
+    if value is not None and (not isinstance(value, (list, tuple)) or not value):
+        raise ConfigError(f'{name} must be a list of models, e.g. ["openai:gpt-4o"], got {value!r}')
+    return value
 _N, _SECONDS = dict(type=int, metavar="N"), dict(type=number, metavar="SECONDS")
 _ON = dict(action="store_const", const=True)
 _PROVIDERS = "the provider's"
 _BATCH = "Batch mode: the providers' half-price batch APIs"
+_TOOLS = "Tools per row: the model calls your Python functions"
+
+
+def _tools(name: str, value: Any) -> Any:
+    """tools=: None or a list of functions (plan.tools makes their schemas, with the loop's other options)."""
+    if value is not None and (callable(value) or not isinstance(value, (list, tuple))):
+        raise ConfigError(f"{name} must be a list of functions, got {type(value).__name__}")
+    return value
 
 OPTIONS: tuple[Option, ...] = (
     Option("model", "str | Provider", REQUIRED, '`"provider:model"`, e.g. `"openai:gpt-4o-mini"`, or a `Provider` '
@@ -202,6 +260,22 @@ OPTIONS: tuple[Option, ...] = (
            flag=Flag("--allow-no-placeholder", GENERATION, _ON)),
     Option("max_prompt_tokens", "int | None", None, "rows whose prompt is estimated above this many tokens are "
            "skipped, not sent", check=_at_least(1, optional=True), flag=Flag("--max-prompt-tokens", GENERATION, _N)),
+    Option("tools", "list | None", None, "Python functions (sync or async) the model may call while it answers "
+           "each row; their schemas come from signatures, type hints and docstrings", check=_tools, means="none",
+           see=_TOOLS, flag=Flag("--tool", GENERATION, dict(action="append", metavar="MODULE:FUNCTION"),
+                                 _tool_functions, help="a Python function the model may call while it answers "
+                                 "each row, as module:function or path/to/file.py:function (repeatable)")),
+    Option("max_turns", "int", constants.TOOL_MAX_TURNS, "tools: model turns per row at most (each is a request); "
+           "a row still calling tools after them fails", check=_at_least(1),
+           flag=Flag("--max-turns", GENERATION, _N)),
+    Option("tool_timeout", "float", constants.TOOL_TIMEOUT_SECONDS, "tools: seconds one tool call may take; past "
+           "it the model gets an error result", check=lambda n, v: positive_number(n, v),
+           flag=Flag("--tool-timeout", GENERATION, _SECONDS)),
+    Option("transcript", "bool", False, "tools: add a column `<output>_transcript` with the row's tool calls and "
+           "results (JSON)", check=_FLAG, flag=Flag("--transcript", GENERATION, _ON)),
+    Option("tools_version", "str | None", None, "tools: part of the cache key; change it when the tools' data "
+           "or behaviour changes", check=lambda n, v: None if v is None else _string(n, v),
+           flag=Flag("--tools-version", GENERATION, dict(metavar="TEXT"))),
     Option("cache", "bool | str", True, '`True`: read and write; `"refresh"`: ignore hits, write new answers; '
            '`False`: neither; `"postgresql://..."`: read and write that shared store', check=_cache,
            flag=Flag("--cache", CACHE, dict(metavar="on|refresh|off|URL"), convert=_cache_url,
@@ -260,6 +334,21 @@ OPTIONS: tuple[Option, ...] = (
            flag=Flag("--max-cost", SENDING, dict(type=number, metavar="USD"),
                      help="a cap in USD on what the whole run may spend: no request is sent that could take it "
                           "past the cap; the run then stops with status 1 and writes nothing (answers stay cached)")),
+    Option("prompt_cache", "bool", True, "let the provider's prompt cache serve the prompts' shared start: "
+           "OpenAI's `prompt_cache_key`, Anthropic's `cache_control`; never part of the cache key", check=_FLAG,
+           flag=Flag("--no-prompt-cache", SENDING, dict(action="store_const", const=False)), see="Paying less"),
+    Option("rows_per_request", "int", 1, "rows sent together in one request as numbered items, the template's "
+           "fixed text once; each row's answer is checked and cached on its own", check=_at_least(1),
+           flag=Flag("--rows-per-request", SENDING, _N), see="Paying less"),
+    Option("cascade", "list | None", None, "models to send a row on to when the one before is unsure of it: "
+           '`["openai:gpt-4o"]` or `[("openai:gpt-4o", 0.9)]` (the confidence below which rows go on); needs an '
+           "output= with a `confidence` field", check=_cascade, means="none", see="Paying less",
+           flag=Flag("--cascade", SENDING, dict(action="append", metavar="MODEL[=THRESHOLD]"), _cascade_flags,
+                     help="a model to send the rows the one before is unsure of on to, optionally with the "
+                          "confidence below which they go (repeatable, in order)")),
+    Option("calibrate", "int", 0, "cascade: run this many sample rows on every model first and choose the "
+           "thresholds for 95% agreement with the last model", check=_at_least(0), see="Paying less",
+           flag=Flag("--calibrate", SENDING, _N)),
 )
 
 BY_NAME = {o.name: o for o in OPTIONS}
@@ -279,7 +368,8 @@ EMBED_OWN: tuple[Option, ...] = (
 )
 _EMBED_SHARED = ("model", "output", "errors", "dtype_backend", "usage", "missing", "allow_no_placeholder", "cache",
                  "cache_dir", "max_concurrency", "rpm", "tpm", "max_attempts", "max_failures_in_a_row", "timeout", "max_wait",
-                 "progress", "api_key", "base_url", "provider_options", "prices", "max_cost")
+                 "progress", "api_key", "base_url", "provider_options", "mode", "poll_interval", "retry_online", "prices",
+                 "max_cost")
 _EMBED_DEFAULTS = {"model": constants.DEFAULT_EMBEDDING_MODEL, "output": constants.DEFAULT_EMBEDDING_OUTPUT}
 # The face's own options: how a face builds its frame from the core's Arrow columns, never planned or keyed.
 FACE_ONLY = frozenset({"dtype_backend"})

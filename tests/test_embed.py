@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 
 import numpy as np
@@ -15,7 +14,6 @@ from llmframe import options
 from llmframe.engine.packs import Packer
 from llmframe.errors import BudgetExceeded, ConfigError
 from llmframe.faces.pandas import DataFrameAccessor, SeriesAccessor
-from llmframe.plan.request import Request
 from llmframe.testing import Faults
 
 from .conftest import ctrl_c_when
@@ -94,18 +92,17 @@ def test_many_rows_go_in_one_request_up_to_batch_size(sim, embed):
 
 
 def test_packs_are_cut_by_estimated_tokens_and_carry_the_row_that_does_not_fit():
-    async def packs():
-        queue: asyncio.Queue = asyncio.Queue()
-        for j, text in enumerate(["a" * 40, "b" * 40, "c" * 40, "d" * 4]):  # 10, 10, 10 and 1 tokens
-            queue.put_nowait((j, Request(str(j), [{"role": "user", "content": text}], {})))
-        queue.put_nowait(None)
-        packer = Packer(queue, max_inputs=10, max_tokens=25)
-        found = []
-        while pack := await packer.take():
-            found.append([j for j, _ in pack])
-        return found
+    packer = Packer(max_inputs=10, max_tokens=25)
+    texts_ = ["a" * 40, "b" * 40, "c" * 40, "d" * 4]  # 10, 10, 10 and 1 tokens
+    assert packer.add([0, 1, 2, 3], texts_) == [([0, 1], texts_[:2])]
+    assert packer.rest() == ([2, 3], texts_[2:]) and packer.rest() is None
 
-    assert asyncio.run(packs()) == [[0, 1], [2, 3]]
+
+def test_packs_fill_across_chunks_and_stop_at_their_count():
+    packer = Packer(max_inputs=3, max_tokens=1000)
+    assert packer.add([0, 1], ["x", "y"]) == []  # a pack not full waits for the next chunk's rows
+    assert packer.add([2, 3, 4, 5, 6], list("zabcd")) == [([0, 1, 2], ["x", "y", "z"]), ([3, 4, 5], ["a", "b", "c"])]
+    assert packer.rest() == ([6], ["d"])
 
 
 def test_a_cached_rerun_sends_nothing_and_gives_the_same_vectors(sim, embed):
@@ -176,6 +173,17 @@ def test_usage_cost_estimate_and_max_cost(sim, embed):
     assert caught.value.report["budget"]["rows_not_sent"] > 0
 
 
+def test_max_cost_mid_pack_sends_what_the_budget_affords_and_ends(sim, embed):
+    s = pd.Series(texts(400, seed=2))
+    whole = s.llm.estimate_embed(model=MODEL, base_url=sim.base_url, dimensions=8).cost[1]
+    with pytest.raises(BudgetExceeded) as caught:  # packs of 64 rows: the budget runs out inside one
+        embed(s, dimensions=8, max_cost=whole / 2, usage=True)
+    report = caught.value.report
+    assert 0 < report["budget"]["rows_not_sent"] < 400 and report["cost"] <= whole / 2
+    sizes = [len(r.body["input"]) for r in embedding_requests(sim)]
+    assert sum(sizes) == 400 - report["budget"]["rows_not_sent"] and max(sizes) <= 64
+
+
 def test_gemini_embeds_through_the_sdk_with_task_type_and_dimensions(sim):
     s = pd.Series(texts(250))
     out = s.llm.embed(model="gemini:gemini-embedding-001", base_url=sim.gemini_base_url, api_key=sim.api_key,
@@ -244,3 +252,31 @@ def test_embed_takes_the_embed_options_in_the_tables_order():
                       if p.kind is p.KEYWORD_ONLY]
             assert [p.name for p in params] == [o.name for o in options.EMBED_OPTIONS]
             assert [p.default for p in params] == [o.default for o in options.EMBED_OPTIONS]
+
+
+def test_a_damaged_cached_vector_is_a_miss_and_the_others_still_read():
+    import base64
+
+    from llmframe.engine.vectors import Vectors
+
+    found = Vectors(3)
+    cached = [base64.b64encode(np.full(4, k, "<f4").tobytes()).decode() for k in range(3)]
+    cached[1] = "!" + cached[1][1:]  # not base64 any more
+    assert found.put_encoded(np.arange(3), cached).tolist() == [False, True, False]
+    np.testing.assert_array_equal(found.matrix[[0, 2]], [[0] * 4, [2] * 4])
+
+
+def test_truncate_cuts_by_the_models_tiktoken_encoding_where_it_has_one(sim, embed, monkeypatch):
+    tiktoken = pytest.importorskip("tiktoken")
+    from llmframe.providers import openai as openai_module
+
+    # A real tiktoken Encoding built offline (one token per byte): the exact cut is checkable, and no
+    # encoding file needs downloading.
+    encoding = tiktoken.Encoding("bytes", pat_str=r".", mergeable_ranks={bytes([i]): i for i in range(256)},
+                                 special_tokens={})
+    monkeypatch.setattr(openai_module, "_encoding", lambda model: encoding)
+    sim.embedding_input_tokens = None
+    out = embed(pd.Series(["red apple", "word " * 8000]), dimensions=8, truncate=True)
+    assert out.notna().all()
+    sent = [t for r in embedding_requests(sim) for t in r.body["input"]]
+    assert sorted(map(len, sent)) == [len("red apple"), 8191]  # exactly the model's 8,191 tokens

@@ -94,10 +94,8 @@ def test_bad_arguments_of_the_vector_verbs():
         df.llm.search([1.0, 0.0, 0.0])
 
 
-def test_search_keeps_a_columns_row_lengths_only_while_the_column_lives():
-    import gc
-
-    from llmframe.faces import pandas_vectors
+def test_search_remembers_a_columns_row_lengths_for_the_same_numbers_only():
+    from llmframe.ops import vectors as ops
 
     rng = np.random.default_rng(2)
     m = rng.normal(size=(50, 8)).astype(np.float32)
@@ -105,11 +103,37 @@ def test_search_keeps_a_columns_row_lengths_only_while_the_column_lives():
     df = pd.DataFrame({"embedding": pd.Series(pa.FixedSizeListArray.from_arrays(pa.array(m.ravel()), 8),
                                               dtype=pd.ArrowDtype(kind))})
     first = df.llm.search(m[3], k=3)
-    key = id(df["embedding"].array._pa_array)
-    assert key in pandas_vectors._NORMS
+    matrix = llmframe.vectors(df["embedding"])
+    assert ops.remembered_norms(matrix) is ops.remembered_norms(llmframe.vectors(df["embedding"]))
     again = df.llm.search(m[3], k=3)  # from the remembered lengths: the same answer
     assert list(first.index) == list(again.index) and first.index[0] == 3
     np.testing.assert_allclose(again["score"], first["score"])
-    del df, first, again
-    gc.collect()
-    assert key not in pandas_vectors._NORMS
+    other = m.copy()
+    ops.remembered_norms(other)
+    other *= 3  # other numbers in the same memory (as a freed column's, reused, would hold): their own lengths
+    np.testing.assert_allclose(ops.remembered_norms(other), 1 / np.linalg.norm(other, axis=1), rtol=1e-5)
+    for n in range(20):  # bounded: only the last few columns are kept
+        ops.remembered_norms(rng.normal(size=(5, 8)).astype(np.float32))
+    assert len(ops._NORMS) <= ops._NORMS_KEPT
+
+
+
+
+def test_many_queries_at_once_equal_one_at_a_time(sim, embed):
+    rng = np.random.default_rng(5)
+    m = rng.normal(size=(120, 8)).astype(np.float32)
+    m[7] = np.nan
+    queries = rng.normal(size=(4, 8)).astype(np.float32)
+    rows, scores = ops.search_many(m, queries, k=6)
+    for q in range(4):
+        one = ops.search(m, queries[q], k=6)
+        assert rows[q].tolist() == one[0].tolist() and 7 not in rows[q].tolist()
+        np.testing.assert_allclose(scores[q], one[1], rtol=1e-5)  # a product with 4 columns vs 1: rounding
+    products = pd.DataFrame({"name": ["red apple pie", "blue car engine", "green tea cup"]}, index=list("abc"))
+    df = embed(products, "{name}", dimensions=64)
+    hits = df.llm.search(["apple pie", "car engine"], k=1, model=MODEL, base_url=sim.base_url, api_key=sim.api_key,
+                         dimensions=64)
+    assert list(hits.index) == ["a", "b"] and hits["query"].tolist() == [0, 1]
+    mixed = df.llm.search([llmframe.vectors(df["embedding"])[2], "apple"], k=1, model=MODEL, base_url=sim.base_url,
+                          api_key=sim.api_key, dimensions=64)
+    assert list(mixed.index) == ["c", "a"]

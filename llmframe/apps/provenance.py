@@ -27,6 +27,9 @@ def record(*, source: str, template: Any, model: str, output: Any, output_source
     parameters = {k: v for k, v in options.items() if k not in _SECRET_OPTIONS}
     if isinstance(parameters.get("provider_options"), dict):  # SDK settings may carry credentials (headers)
         parameters["provider_options"] = {k: "***" for k in parameters["provider_options"]}
+    if parameters.get("tools"):  # functions, by the name --tool takes (a repr would carry a memory address)
+        parameters["tools"] = [f"{getattr(f, '__module__', '?')}:{getattr(f, '__qualname__', repr(f))}"
+                               for f in parameters["tools"]]
     data = {
         "llmframe_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

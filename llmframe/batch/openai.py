@@ -1,17 +1,21 @@
-"""OpenAI's Batch API: a JSONL file of /v1/chat/completions requests, uploaded through the Files API."""
+"""OpenAI's Batch API: a JSONL file of /v1/chat/completions (or, for df.llm.embed, /v1/embeddings) requests,
+uploaded through the Files API."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import openai
 
 from .. import constants
+from ..plan.build import input_text
 from ..plan.request import Response
-from ..providers import replies
+from ..providers import embeddings, replies
 from .base import Adapter, LineBuilder, Status, error_text, json_lines, read_line
 
 ENDPOINT = "/v1/chat/completions"
+EMBEDDINGS = "/v1/embeddings"
 _ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
 
 
@@ -21,6 +25,8 @@ class OpenAIBatches(Adapter):
     name = "openai"
 
     def line_builder(self, params: dict) -> LineBuilder:
+        if constants.EMBEDDING_KEY in params:
+            return self._embedding_lines(params[constants.EMBEDDING_KEY])
         # Everything but the custom id and the messages is the same on every line: format it once.
         head = '{"custom_id":"'
         middle = f'","method":"POST","url":"{ENDPOINT}","body":{{"model":{json.dumps(self.provider.model)},"messages":'
@@ -33,13 +39,29 @@ class OpenAIBatches(Adapter):
 
         return line
 
+    def _embedding_lines(self, settings: dict) -> LineBuilder:
+        """One /v1/embeddings line per row: its input, as base64 (the cache's spelling of a vector)."""
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        middle = (f'","method":"POST","url":"{EMBEDDINGS}","body":{{"model":{dumps(self.provider.model)},'
+                  '"encoding_format":"base64",')
+        if "dimensions" in settings:
+            middle += f'"dimensions":{int(settings["dimensions"])},'
+        limit = self.provider.embedding_input_tokens if settings.get("truncate") else None
+        encoding = self.provider.tiktoken_encoding() if limit is not None else None
+
+        def line(key: str, messages: list[dict]) -> str:
+            return '{"custom_id":"' + key + middle + '"input":' + dumps(embeddings.cut([input_text(messages)], limit,
+                                                                                      encoding)[0]) + "}}"
+
+        return line
+
     async def create(self, uid: str, lines: list[str]) -> str:
         data = ("\n".join(lines) + "\n").encode()
         with self.creating(), self.provider.stainless_errors(openai):
             file = await self.client.files.create(file=(f"{uid}.jsonl", data, "application/jsonl"), purpose="batch")
             batch = await self.client.batches.create(
                 input_file_id=file.id,
-                endpoint=ENDPOINT,
+                endpoint=EMBEDDINGS if lines and f'"url":"{EMBEDDINGS}"' in lines[0] else ENDPOINT,
                 completion_window=constants.BATCH_COMPLETION_WINDOW,
                 metadata={"llmframe_chunk": uid},
             )
@@ -134,7 +156,16 @@ def _parse_lines(data: bytes | str) -> dict[str, Response]:
         body = response.get("body") or {}
         if response.get("status_code") == 200 and isinstance(body, dict) and body.get("choices"):
             found[line["custom_id"]] = read_line(lambda: replies.openai(body, None))
+        elif response.get("status_code") == 200 and isinstance(body, dict) and "data" in body:
+            found[line["custom_id"]] = read_line(lambda: _embedded(body))
         else:
             problem = line.get("error") or body or "no answer"
             found[line["custom_id"]] = Response.failure(error_text(problem, response.get("status_code")))
     return found
+
+
+def _embedded(body: dict) -> Response:
+    """One embedding line's answer: its vector, and its base64 text as the cache keeps it."""
+    got = embeddings.openai_reply(body, 1, None)
+    text = got.encoded[0] if got.encoded else base64.b64encode(got.vectors[0].astype("<f4").tobytes()).decode()
+    return Response(text, got.input_tokens, 0, None, batch=True, vector=got.vectors[0])

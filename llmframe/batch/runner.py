@@ -117,7 +117,7 @@ class Batches:
         self.states = StateStore(store.state_dir)  # local even where the answers are shared
         keys = work.keys[:]  # hex strings, once: the custom ids
         self.job = Job(job_id(model, provider.base_url, keys), model, provider.base_url, len(keys))
-        self.results = Answers(len(keys), structured=work.check is not None)
+        self.results = Answers(len(keys), structured=work.check is not None, vectors=work.pack is not None)
         self._index = {key: j for j, key in enumerate(keys)}
         self._counted: dict[str, int] = {}  # rows already shown as done, per chunk
         self._stale: set[str] = set()  # cached answers the output schema now rejects: overwritten when collected
@@ -318,9 +318,7 @@ class Batches:
         results = self.results
         failed = np.flatnonzero(results.failed()).tolist()
         if failed and self.online is not None:
-            retry = Work(self.work.keys.take(failed) if hasattr(self.work.keys, "take") else
-                         [self.work.keys[j] for j in failed], lambda i: self.work.request(failed[i]),
-                         [self.work.weights[j] for j in failed], self.work.check)
+            retry = self.work.subset(failed)
             for j, response in zip(failed, await self.online(retry)):
                 if response is not None:
                     results[j] = response

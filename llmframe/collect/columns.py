@@ -81,6 +81,9 @@ def new_columns(run: Plan, answers: Answers, pending_note: str | None = None) ->
         columns = arrays.fields(output.schema, _per_row(run, values), output.prefix, output.mode)
     if output.usage:
         columns.update(usage.row_columns(run, answers, output.usage_columns))
+    if run.policy.tools is not None and run.policy.tools.transcript:
+        texts_ = [answers.transcripts.get(j) for j in range(len(answers))]
+        columns[f"{output.base}_{constants.TRANSCRIPT_SUFFIX}"] = pa.array(_per_row(run, texts_), pa.large_string())
     if output.error_column:
         columns[output.error_column] = _error_column(run, answers, texts, pending_note)
     return columns
@@ -113,13 +116,24 @@ def report(run: Plan, outcome: Outcome) -> dict:
         "retries": counters.retries,
         "rate_limited": counters.rate_limited,
         "invalid_answers": counters.invalid,
+        **({"tool_calls": counters.tool_calls, "tool_errors": counters.tool_errors} if run.policy.tools else {}),
         "concurrent_duplicates": counters.duplicates,
         "finish_reasons": answers.finish_counts(weights),
         "errors": samples,
         "mode": "batch" if run.batch is not None else "online",
         "batch_job": outcome.job_id,  # llmframe.batches() lists it
         **usage.totals(run, outcome),
+        **_packed(run, counters),
     }
+
+
+def _packed(run: Plan, counters) -> dict:
+    """rows_per_request's entries: requests sent (packs and single rows), and rows asked again alone."""
+    if run.packing is None:
+        return {}
+    return {"requests_sent": counters.packed_requests + counters.single_requests,
+            "rows_per_request": {"size": run.packing.size, "packed_requests": counters.packed_requests,
+                                 "rows_asked_alone": counters.asked_alone}}
 
 
 def collect(run: Plan, outcome: Outcome) -> tuple[dict[str, Column], Report]:

@@ -41,11 +41,13 @@ _LABELS = {
     "cost": "cost paid (USD)",
     "cost_saved_by_cache": "saved by the cache (USD)",
     "cost_without_cache": "cost without the cache (USD)",
+    "cost_saved_by_prompt_cache": "saved by the provider's prompt cache (USD)",
     "price": "price (USD per million tokens)",
     "budget": "budget (max_cost)",
     "run_id": "run id",
 }
-_DOLLARS = {"cost", "cost_saved_by_cache", "cost_without_cache"}  # shown as $0.0123, not 0.0123 or 1.2e-05
+# shown as $0.0123, not 0.0123 or 1.2e-05
+_DOLLARS = {"cost", "cost_saved_by_cache", "cost_without_cache", "cost_saved_by_prompt_cache"}
 
 
 class Report(dict):

@@ -14,7 +14,7 @@ import pyarrow as pa
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from ..engine.answers import Vectors
+    from ..engine.vectors import Vectors
 
 
 def vector_type(dimensions: int) -> pa.DataType:
@@ -50,6 +50,8 @@ def as_arrow(values: Any) -> pa.Array:
     arrow = getattr(array, "_pa_array", None)  # pandas' ArrowExtensionArray holds a ChunkedArray
     if arrow is not None:
         return as_arrow(arrow)
+    if type(values).__module__.startswith("polars"):  # a Polars Series: its Arrow view, no copy
+        return as_arrow(values.to_arrow())
     return None
 
 
@@ -100,3 +102,10 @@ def _from_python(values: Any, name: str, labels: Any = None) -> np.ndarray:
         if v is not None:
             matrix[i] = v
     return matrix
+
+
+
+def vectors(column: Any) -> np.ndarray:
+    """A vector column (a pandas or Polars Series made by embed, or Arrow) as a 2-D float32 numpy array, without
+    copying where Arrow allows it (one chunk, no missing rows; missing rows become rows of NaN)."""
+    return to_matrix(column)

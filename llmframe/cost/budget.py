@@ -26,6 +26,10 @@ class Budget:
     def _fits(self, estimate: float) -> bool:
         return self.spent + self.reserved + estimate <= self.max_cost
 
+    def fits(self, estimate: float) -> bool:
+        """True when a request of this estimate would be dispatched now, without waiting."""
+        return not self.stopped and self._fits(estimate)
+
     async def acquire(self, estimate: float) -> bool:
         """Dispatch a request estimated at `estimate` USD if the cap allows it; False (and stop) if it never can.
 

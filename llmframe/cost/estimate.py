@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import constants
+from . import levers
 from .money import dollars
 from .prices import Pricer
 from ..plan.request import Request
 
 if TYPE_CHECKING:
     from ..plan.build import Plan, ProviderSpec
+    from ..plan.tools import Tools
     from ..providers.base import Provider
     from ..stores.base import BaseStore as Store
 
@@ -47,6 +49,8 @@ class Estimate:
     samples: list = field(default_factory=list)  # the rendered messages of the first few rows to be sent
     notes: list = field(default_factory=list)
     not_cached_because: list | None = None  # what differs from the last run of this call (the run memo's record)
+    rows_per_request: int = 1  # rows_per_request=k: uncached_requests carry several distinct rows each
+    distinct_rows: int = 0  # distinct rows to send (uncached_requests, unless rows_per_request > 1)
 
     def to_dict(self) -> dict:
         """Plain JSON-serialisable values."""
@@ -73,9 +77,12 @@ class Estimate:
     def _not_sent(self) -> str:
         """Why the other rows need no request of their own: cached, or sharing an identical row's request."""
         cached = self.rows - self.skipped - self.uncached_rows
-        shared = self.uncached_rows - self.uncached_requests
+        distinct = self.uncached_requests if self.rows_per_request == 1 else self.distinct_rows
+        shared = self.uncached_rows - distinct
         why = [f"{n:,} {'row' if n == 1 else 'rows'} {words}" for n, words in
                ((cached, "cached"), (shared, "sharing an identical row's request")) if n]
+        if self.rows_per_request > 1:
+            why.append(f"up to {self.rows_per_request} rows a request")
         return f" ({'; '.join(why)})" if why else ""
 
 
@@ -105,12 +112,14 @@ def output_limit(kind: type[Provider], max_tokens: int | None) -> int:
     return int(max_tokens or kind.default_max_tokens or constants.OUTPUT_TOKENS_GUESS)
 
 
-def request_cost(pricer: Pricer, limit: int) -> Callable[[Request], float]:
-    """An upper-leaning USD estimate of one request before it is sent (input chars / 4, output at its limit)."""
+def request_cost(pricer: Pricer, limit: int, tools: Tools | None = None) -> Callable[[Request], float]:
+    """An upper-leaning USD estimate of one request before it is sent (input chars / 4, output at its limit);
+    with tools, of all max_turns turns of its row (Tools.turn_tokens)."""
 
     def cost(request: Request) -> float:
         chars = sum(len(m.get("content") or "") for m in request.messages)
-        return pricer.cost(-(-chars // constants.CHARS_PER_TOKEN), limit) or 0.0
+        prompt = -(-chars // constants.CHARS_PER_TOKEN)
+        return (pricer.cost(prompt, limit) if tools is None else pricer.cost(*tools.turn_tokens(prompt, limit))) or 0.0
 
     return cost
 
@@ -148,10 +157,23 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
     embedding = run.embedding is not None  # vectors: no output tokens at all
     limit = 0 if embedding else output_limit(kind, run.params.get("max_tokens"))
     low = 0 if embedding else constants.MIN_OUTPUT_TOKENS
-    n = len(send_rows)
+    rows_to_send = len(send_rows)
+    n, tokens = levers.packed_tokens(run, tokens)
+    if run.packing is not None:
+        limit = int(run.packing.params.get("max_tokens") or limit)
     low_costs = pricer.costs(tokens, np.full(n, low))
-    high_costs = pricer.costs(tokens, np.full(n, limit))
+    tools, high_tokens, high_output = run.policy.tools, tokens, np.full(n, limit)
+    if tools is not None:  # the high end: every row takes every turn (the low end: one turn, no tool called)
+        high_tokens, high_output = tools.turn_tokens(tokens, limit)
+        high_output = np.full(n, high_output)
+    high_costs = pricer.costs(high_tokens, high_output)
     notes = []
+    if tools is not None:
+        notes.append(f"tools: the low end assumes 1 turn per row (no tool called), the high end max_turns="
+                     f"{tools.max_turns} turns per row, each re-sending the tool declarations and the conversation "
+                     f"so far (earlier answers at their output limit, tool results at their {constants.TOOL_OUTPUT_CHARS:,}"
+                     f"-character cap); a typical row takes {constants.TOOL_TURNS_ASSUMED} (one calling tools, one "
+                     "answering). max_cost reserves the high end per row")
     if run.params.get("max_tokens") is None and kind.default_max_tokens is None and not embedding:
         notes.append(f"max_tokens is not set: the high end assumes {limit} output tokens per request; "
                      "set max_tokens for a firm bound")
@@ -159,6 +181,12 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
         notes.append(f"input tokens are {APPROXIMATION} (no tokenizer for this model here)")
     if run.output.schema is not None:
         notes.append("the output schema sent with each request adds input tokens not counted here")
+    if run.packing is not None:
+        notes.append(f"rows_per_request={run.packing.size}: {n:,} requests for {rows_to_send:,} rows, the "
+                     "template's fixed text once per request")
+    cache_note, _ = levers.prompt_cache_note(run, pricer, tokens)
+    if cache_note is not None:
+        notes.append(cache_note)
     return Estimate(
         model=run.model,
         mode=mode,
@@ -169,9 +197,11 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
         uncached_requests=n,
         input_tokens=int(tokens.sum()),
         tokenizer=tokenizer,
-        output_tokens=(low * n, limit * n),
+        output_tokens=(low * n, int(np.asarray(high_output).sum()) if tools is not None else limit * n),
         cost=None if low_costs is None else (float(low_costs.sum()), float(high_costs.sum())),
         price=pricer.describe(),
         samples=[run.prompts.messages(int(i)) for i in send_rows[: constants.ESTIMATE_SAMPLES]],
         notes=notes,
+        rows_per_request=1 if run.packing is None else run.packing.size,
+        distinct_rows=rows_to_send,
     )

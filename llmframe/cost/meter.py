@@ -23,11 +23,11 @@ class CostMeter:
 
     __slots__ = ("pricer", "budget", "_known", "_estimate", "_holding", "_settled")
 
-    def __init__(self, pricer: Pricer | None, budget: Budget | None = None, *, most_output: int = 0):
+    def __init__(self, pricer: Pricer | None, budget: Budget | None = None, *, most_output: int = 0, tools=None):
         self.pricer = pricer
         self.budget = budget
         self._known = pricer is not None and pricer.known
-        self._estimate = request_cost(pricer, most_output) if budget is not None else None
+        self._estimate = request_cost(pricer, most_output, tools) if budget is not None else None
         self._holding: dict[int, float] = {}  # request -> its reservation, released however the run ends
         self._settled = 0.0  # USD settled into the budget by this meter (a batch run's online retries)
 
@@ -38,7 +38,7 @@ class CostMeter:
             budget = Budget(plan.max_cost)
         outputs = budget is not None and plan.embedding is None  # an embedding has no output tokens
         limit = output_limit(provider_kind(plan.provider), plan.params.get("max_tokens")) if outputs else 0
-        return cls(plan.pricer, budget, most_output=limit)
+        return cls(plan.pricer, budget, most_output=limit, tools=plan.policy.tools)
 
     @property
     def capped(self) -> bool:
@@ -79,6 +79,18 @@ class CostMeter:
                 self.budget.settle(held, 0.0 if failed and cost is None else cost)
                 self._settled += cost or 0.0
         return cost
+
+    def settle_pack(self, positions: list[int], tokens: list[int]) -> float | None:
+        """settle() for an embedding pack's answered rows (input tokens only): their cost, None if unpriced."""
+        if not self._known and not self._holding:
+            return None
+        costs = [self.settle(j, Response(input_tokens=t)) for j, t in zip(positions, tokens)]
+        known = [c for c in costs if c is not None]
+        return sum(known) if known else None
+
+    def fits(self, request: Request) -> bool:
+        """True when reserve(request) would not wait (nor refuse): the budget has room for it now."""
+        return self.budget is None or self.budget.fits(self._estimate(request))
 
     def release(self) -> None:
         """The run is over: reservations still held (it was cut short) count at their estimate."""

@@ -38,7 +38,8 @@ def _fan(run: Plan, per_key: np.ndarray, fill) -> np.ndarray:
 
 
 def row_columns(run: Plan, answers: Answers, names: list[str]) -> dict[str, pa.Array]:
-    """The usage=True columns: input and output tokens, cost (USD), cached, latency (s), finish reason.
+    """The usage=True columns: input, output and prompt-cached input tokens, cost (USD), cached, latency (s), finish
+    reason.
 
     A row is "cached" when no request was sent for it in this run: its answer came from the cache or
     from an identical row. Its cost is what the answer would cost if paid now; its latency is the one
@@ -58,6 +59,7 @@ def row_columns(run: Plan, answers: Answers, names: list[str]) -> dict[str, pa.A
     values = {
         "input_tokens": masked(_fan(run, usage["input"], 0).astype(np.int64), billed),
         "output_tokens": masked(_fan(run, usage["output"], 0).astype(np.int64), billed),
+        "cached_input_tokens": masked(_fan(run, usage["cached_input"], 0).astype(np.int64), billed),
         "cost": masked(_fan(run, costs, np.nan) if costs is not None else np.full(rows, np.nan), billed),
         "cached": masked(cached, billed),
         "latency_s": masked(_fan(run, usage["latency"], np.nan), ok),
@@ -81,11 +83,20 @@ def totals(run: Plan, outcome: Outcome) -> dict:
         paid = float(costs[sent].sum())
         full = float((costs * run.weights).sum())
         out.update(cost=round(paid, 8), cost_saved_by_cache=round(full - paid, 8), cost_without_cache=round(full, 8))
+        out["cost_saved_by_prompt_cache"] = _prompt_cache_saving(run, usage, costs, sent)
     out["price"] = run.pricer.describe()
     budget = outcome.budget
     if budget is not None:
         out["budget"] = {**budget.summary(), "rows_not_sent": int(run.weights[not_sent(outcome)].sum())}
     return out
+
+
+def _prompt_cache_saving(run: Plan, usage: dict[str, np.ndarray], costs: np.ndarray, sent: np.ndarray) -> float:
+    """USD the provider's prompt cache took off this run's requests: their input priced in full, less what was paid."""
+    if not usage["cached_input"][sent].any():
+        return 0.0
+    uncached = run.pricer.costs(usage["input"][sent], usage["output"][sent])
+    return round(float(uncached.sum() - costs[sent].sum()), 8)
 
 
 def not_sent(outcome: Outcome) -> np.ndarray:

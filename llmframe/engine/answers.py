@@ -9,7 +9,6 @@ answers[j] = response stores one.
 
 from __future__ import annotations
 
-import base64
 import copy
 import itertools
 import operator
@@ -22,6 +21,7 @@ import pyarrow.compute as pc
 
 from .. import constants
 from ..plan.request import Response, loads
+from .vectors import Vectors, split_vectors
 
 _NO_FINISH = 0  # finish code of "no finish reason given"
 _first = operator.itemgetter(0)
@@ -40,6 +40,7 @@ class Answers(Sequence):
         self.output_tokens = np.zeros(size, dtype=np.int32)
         self.cached_input_tokens = np.zeros(size, dtype=np.int32)  # served from the provider's prompt cache
         self.latency = np.full(size, np.nan)  # seconds of the answering request; NaN where unknown
+        self.confidence = np.full(size, np.nan, dtype=np.float32)  # from log-probabilities; NaN where none
         self.finish = np.zeros(size, dtype=np.int16)  # code into finish_names
         self.finish_names: list[str | None] = [None]
         self._finish_codes: dict[str | None, int] = {None: _NO_FINISH}
@@ -50,6 +51,7 @@ class Answers(Sequence):
         self._late: dict[int, str | None] = {}  # an answer replaced after its block was sealed (rare)
         self.errors: dict[int, str] = {}  # failures are few: kept sparse
         self.parsed: list[Any] | None = [None] * size if structured else None
+        self.transcripts: dict[int, str] = {}  # tools=: request -> its tool calls and results (JSON)
 
     @classmethod
     def of(cls, responses: Sequence[Response | None]) -> Answers:
@@ -69,11 +71,12 @@ class Answers(Sequence):
         """A copy that later answers leave as it is (a running job's partial result); sealed blocks are shared."""
         out = copy.copy(self)
         for name in ("done", "cached", "input_tokens", "output_tokens", "cached_input_tokens", "latency", "finish",
-                     "_remaining"):
+                     "_remaining", "confidence"):
             setattr(out, name, getattr(self, name).copy())
         out.finish_names, out._finish_codes = list(self.finish_names), dict(self._finish_codes)
         out._open = {b: list(texts) for b, texts in self._open.items()}
         out._sealed, out._late, out.errors = dict(self._sealed), dict(self._late), dict(self.errors)
+        out.transcripts = dict(self.transcripts)
         out.parsed = None if self.parsed is None else list(self.parsed)
         return out
 
@@ -94,6 +97,7 @@ class Answers(Sequence):
             int(self.cached_input_tokens[j]),
             None if np.isnan(self.latency[j]) else float(self.latency[j]),
             vector=self.vectors.get(j) if self.vectors is not None else None,
+            confidence=None if np.isnan(self.confidence[j]) else float(self.confidence[j]),
         )
 
     def __setitem__(self, j: int, response: Response) -> None:
@@ -109,32 +113,42 @@ class Answers(Sequence):
         self.output_tokens[j] = response.output_tokens
         self.cached_input_tokens[j] = response.cached_input_tokens
         self.latency[j] = np.nan if response.latency is None else response.latency
+        self.confidence[j] = np.nan if response.confidence is None else response.confidence
         self.finish[j] = self._finish_code(response.finish_reason)
         if response.error is not None:
             self.errors[j] = response.error
         else:
             self.errors.pop(j, None)
+        if response.transcript is not None:
+            self.transcripts[j] = response.transcript
         if response.parsed is not None:
             if self.parsed is None:
                 self.parsed = [None] * len(self)
             self.parsed[j] = response.parsed
 
-    def put_answered(self, positions: list[int], responses: list[Response]) -> None:
-        """Store many answered embedding requests at once (a pack's): their vectors, tokens and latency."""
+    def put_vectors(self, positions: list[int], vectors: np.ndarray, tokens: np.ndarray,
+                    latency: float | None) -> str | None:
+        """Store an answered embedding pack: its rows' vectors, tokens and latency, decoded into place.
+
+        Returns the problem (a vector of another length than the run's others), storing nothing, if there is one.
+        """
         at = np.asarray(positions, dtype=np.int64)
-        stack = np.stack([r.vector for r in responses]) if responses else None
-        if self.vectors is None or stack is None or self.vectors.put_many(at, stack) is not None \
-                or self.done[at].any() or any(j in self.errors for j in positions):
-            for j, response in zip(positions, responses):  # the general path: a vector of another length, a re-ask
-                self[j] = response
-            return
+        if self.done[at].any() or any(j in self.errors for j in positions):  # answered before (rare): one at a time
+            for k, j in enumerate(positions):
+                self[j] = Response(None, int(tokens[k]), 0, None, latency=latency, vector=vectors[k])
+            return None
+        assert self.vectors is not None
+        problem = self.vectors.put_many(at, vectors)
+        if problem is not None:
+            return problem
         self.cached[at] = False
-        self.input_tokens[at] = [r.input_tokens for r in responses]
+        self.input_tokens[at] = tokens
         self.output_tokens[at] = 0
         self.cached_input_tokens[at] = 0
-        self.latency[at] = [np.nan if r.latency is None else r.latency for r in responses]
+        self.latency[at] = np.nan if latency is None else latency
         self.finish[at] = _NO_FINISH
         self._set_texts(at, [None] * len(positions))
+        return None
 
     def __iter__(self) -> Iterator[Response | None]:
         return (self[j] for j in range(len(self)))
@@ -228,15 +242,18 @@ class Answers(Sequence):
         """
         if not values:
             return []
-        rows = loads("[" + ",".join(values) + "]")
+        split = split_vectors(values) if self.vectors is not None else None
+        if split is not None:  # the vectors' texts cut out: JSON parses only the short rest of each value
+            encoded, rows = split
+        else:
+            rows = loads("[" + ",".join(values) + "]")
         positions = np.asarray(positions, dtype=np.int64)
         stale: list[int] = []
         if self.vectors is not None:  # the cached texts are vectors: decoded into place, no text kept
-            bad = self.vectors.put_encoded(positions, list(map(_first, rows)))
+            bad = self.vectors.put_encoded(positions, encoded if split is not None else list(map(_first, rows)))
             if bad.any():
                 stale = positions[bad].tolist()
                 positions, rows = positions[~bad], list(itertools.compress(rows, (~bad).tolist()))
-            rows = [[None, *row[1:]] for row in rows]
         elif check is None and "" in map(_first, rows):  # a scan in C: the cached path stays as fast
             empty = np.array([not row[0] and _incomplete(row[3]) is None for row in rows], dtype=bool)
             stale = positions[empty].tolist()
@@ -259,11 +276,17 @@ class Answers(Sequence):
         # Transposed in C, no per-row Python code; values written before a field existed give None there.
         columns = list(itertools.zip_longest(*rows))
         texts, inputs, outputs, finishes = columns[:4]
+        if self.vectors is not None:
+            texts = [None] * len(positions)  # the vectors are in the matrix: no text is kept
         self.input_tokens[positions] = inputs
         self.output_tokens[positions] = outputs
         if len(columns) > 7:  # latency and cached input tokens
             self.latency[positions] = np.array(columns[6], dtype=float)  # None (unknown) becomes NaN
             self.cached_input_tokens[positions] = np.nan_to_num(np.array(columns[7], dtype=float)).astype(np.int64)
+        if len(columns) > 9:  # a tools run's transcripts
+            self.transcripts.update((j, t) for j, t in zip(positions.tolist(), columns[9]) if t is not None)
+        if len(columns) > 10:  # a confidence from log-probabilities (None in the rows written without one)
+            self.confidence[positions] = np.array(columns[10], dtype=float)
         code = self._finish_code
         self.finish[positions] = [code(reason) for reason in finishes] if len(set(finishes)) > 1 else code(finishes[0])
         self.cached[positions] = True
@@ -332,67 +355,3 @@ def incomplete(response: Response) -> str | None:
     if note is None and not response.text:
         return EMPTY_ANSWER
     return note
-
-
-class Vectors:
-    """An embedding run's answers: one float32 row per distinct request, in one matrix made on the first answer.
-
-    The matrix is the vector column's own memory: the collector wraps it in Arrow without a copy.
-    """
-
-    def __init__(self, size: int):
-        self.size = size
-        self.matrix: np.ndarray | None = None
-
-    @property
-    def dimensions(self) -> int | None:
-        return None if self.matrix is None else self.matrix.shape[1]
-
-    def _fits(self, length: int) -> str | None:
-        if self.matrix is None:
-            self.matrix = np.zeros((self.size, length), dtype=np.float32)
-            return None
-        if length != self.matrix.shape[1]:
-            return f"malformed response: a vector of {length} numbers, where the others have {self.matrix.shape[1]}"
-        return None
-
-    def put(self, j: int, vector) -> str | None:
-        """Store request j's vector; the problem, if it cannot be stored (no vector, another length)."""
-        if vector is None:
-            return "malformed response: no vector"
-        vector = np.asarray(vector, dtype=np.float32)
-        problem = self._fits(vector.shape[-1])
-        if problem is None:
-            self.matrix[j] = vector
-        return problem
-
-    def put_many(self, positions: np.ndarray, vectors: np.ndarray) -> str | None:
-        """Store the rows of vectors at positions; the problem, if they cannot be stored (another length)."""
-        problem = self._fits(vectors.shape[1])
-        if problem is None:
-            self.matrix[positions] = vectors
-        return problem
-
-    def put_encoded(self, positions: np.ndarray, texts: list) -> np.ndarray:
-        """Store cached vectors (base64 float32 texts, see engine.packs.encode); a mask of those that do not fit."""
-        lengths = np.fromiter((len(t) if isinstance(t, str) else 0 for t in texts), dtype=np.int64, count=len(texts))
-        bad = lengths == 0
-        if bad.all():
-            return bad
-        common = np.bincount(lengths[~bad]).argmax()  # one length, the usual case: decoded in one call
-        if self._fits((int(common) // 4 * 3 - _padding(texts, lengths, common)) // 4) is not None:
-            return np.ones(len(texts), dtype=bool)
-        bad |= lengths != common
-        good = np.flatnonzero(~bad)
-        raw = b"".join(map(base64.b64decode, (texts[k] for k in good.tolist())))
-        self.matrix[positions[good]] = np.frombuffer(raw, dtype="<f4").reshape(len(good), -1)
-        return bad
-
-    def get(self, j: int) -> np.ndarray | None:
-        return None if self.matrix is None else self.matrix[j]
-
-
-def _padding(texts: list, lengths: np.ndarray, common: int) -> int:
-    """Bytes of base64 padding at the end of the texts of this length ("=" stands for a byte short of three)."""
-    sample = texts[int(np.flatnonzero(lengths == common)[0])]
-    return len(sample) - len(sample.rstrip("="))

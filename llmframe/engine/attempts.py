@@ -78,6 +78,13 @@ async def billed_answer(request: Request, provider: Provider, limiter: Limiter, 
     A structured run's empty answer is an invalid one instead, re-asked by _answer.
     """
     billed: Provider = _Billing(provider)  # type: ignore[assignment]
+    if policy.tools is not None:  # tools=: a loop of turns, each one asked (and billed) as below
+        from .toolloop import converse
+
+        async def ask(turn: Request) -> Response:
+            return await _answer(turn, billed, limiter, policy, counters, None, secrets, patience)
+
+        return billed.bill(await converse(request, billed, ask, policy, counters, check, secrets))  # type: ignore[attr-defined]
     response = await _answer(request, billed, limiter, policy, counters, check, secrets, patience)
     tries = 1
     while check is None and is_empty(response):

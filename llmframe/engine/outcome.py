@@ -23,6 +23,11 @@ class Counters:
     failed_in_a_row: int = 0
     not_sent: int = 0  # requests left unsent because the budget was reached
     failed_to_connect: int = 0  # failed requests none of whose attempts reached a server (refused, say)
+    packed_requests: int = 0  # rows_per_request: requests that carried several rows
+    asked_alone: int = 0  # rows_per_request: rows asked again alone (their item missing, repeated or invalid)
+    single_requests: int = 0  # rows_per_request: requests that carried one row (alone, or a pack of one)
+    tool_calls: int = 0  # tools=: calls the models asked for and llmframe ran
+    tool_errors: int = 0  # of which gave the model an error result (raised, timed out, unknown, bad arguments)
 
     def add(self, other: Counters) -> None:
         """Count other's work here too (a batch run's online retries)."""

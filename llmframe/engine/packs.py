@@ -4,7 +4,6 @@ until the row the server refuses is alone, so one bad input fails only its own r
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import math
 from collections.abc import Callable
@@ -20,56 +19,43 @@ from .attempts import billed_answer
 from .outcome import Counters
 from .ratelimit import Limiter, Patience
 
-Item = tuple[int, Request]  # (position among the distinct requests, its request)
+Pack = tuple[list[int], list[str]]  # (positions among the distinct requests, their input texts)
 _NOT_SPLIT = frozenset({401, 403, 404})  # the key or the model is wrong: every half would fail the same way
 
 
-def input_text(request: Request) -> str:
-    """The text one row asks to embed: its message contents, joined."""
-    messages = request.messages
-    if len(messages) == 1:
-        return messages[0]["content"]
-    return "\n\n".join(m.get("content") or "" for m in messages)
-
-
-def estimated_tokens(text: str) -> int:
-    """An input's tokens before sending, as the rate limiter counts them (characters / 4)."""
-    return -(-len(text) // constants.CHARS_PER_TOKEN)
-
-
 class Packer:
-    """One worker's way of taking packs from the queue: up to max_inputs rows and about max_tokens tokens.
+    """The feeder's packs: rows' texts, chunk after chunk, in packs of up to max_inputs rows and about max_tokens
+    tokens. A row that would take a pack past its token cap starts the next pack (never dropped); a pack not
+    full yet waits for the next chunk's rows, and rest() gives it at the end."""
 
-    A row that would take a pack past its token cap waits for the next pack (carried, never dropped).
-    wait=False takes only what is queued once a pack has a row: under max_cost the feeder waits for the
-    reservations of rows already queued to settle, so a pack waiting to fill would never be sent.
-    """
+    def __init__(self, max_inputs: int, max_tokens: int):
+        self.max_inputs, self.max_tokens = max_inputs, max_tokens
+        self._positions: list[int] = []
+        self._texts: list[str] = []
+        self._tokens = 0
 
-    def __init__(self, queue: asyncio.Queue, max_inputs: int, max_tokens: int, *, wait: bool = True):
-        self.queue, self.max_inputs, self.max_tokens, self.wait = queue, max_inputs, max_tokens, wait
-        self.carry: Item | None = None
-        self.ended = False
+    def add(self, positions: list[int], texts: list[str]) -> list[Pack]:
+        """Take rows; the packs they completed."""
+        done: list[Pack] = []
+        step = constants.CHARS_PER_TOKEN
+        for j, text in zip(positions, texts):
+            cost = -(-len(text) // step)
+            if self._positions and (self._tokens + cost > self.max_tokens or len(self._positions) >= self.max_inputs):
+                done.append(self._take())
+            self._positions.append(j)
+            self._texts.append(text)
+            self._tokens += cost
+        if len(self._positions) >= self.max_inputs:
+            done.append(self._take())
+        return done
 
-    async def take(self) -> list[Item]:
-        """The next pack; empty once the feeder has finished and nothing is carried."""
-        pack: list[Item] = []
-        tokens = 0
-        while len(pack) < self.max_inputs:
-            if self.carry is not None:
-                item, self.carry = self.carry, None
-            elif self.ended or (pack and not self.wait and self.queue.empty()):
-                break
-            else:
-                item = await self.queue.get()
-                if item is None:  # the feeder's end marker: one for each worker
-                    self.ended = True
-                    break
-            cost = estimated_tokens(input_text(item[1]))
-            if pack and tokens + cost > self.max_tokens:
-                self.carry = item
-                break
-            pack.append(item)
-            tokens += cost
+    def rest(self) -> Pack | None:
+        """The last pack, not full (None when there is none)."""
+        return self._take() if self._positions else None
+
+    def _take(self) -> Pack:
+        pack = (self._positions, self._texts)
+        self._positions, self._texts, self._tokens = [], [], 0
         return pack
 
 
@@ -79,6 +65,7 @@ class _Embedder:
     def __init__(self, provider: Provider, texts: list[str], settings: dict):
         self._provider, self._texts, self._settings = provider, texts, settings
         self.error: ProviderError | None = None  # the last refusal: whether a split can isolate a bad row
+        self.encoded: list[str] | None = None  # the answer's vectors as the cache spells them, where the reply did
 
     def __getattr__(self, name: str):
         return getattr(self._provider, name)
@@ -93,9 +80,8 @@ class _Embedder:
         if vectors.ndim != 2 or vectors.shape[0] != len(self._texts):
             raise ProviderError(f"malformed response: {vectors.shape[0] if vectors.ndim else 0} vectors for "
                                 f"{len(self._texts)} inputs", retryable=True, headers=embedded.headers)
-        encoded = embedded.encoded
-        return Response(input_tokens=embedded.input_tokens, headers=embedded.headers, vector=vectors,
-                        text=None if encoded is None else "\n".join(encoded))
+        self.encoded = embedded.encoded
+        return Response(input_tokens=embedded.input_tokens, headers=embedded.headers, vector=vectors)
 
 
 def _splittable(error: ProviderError | None) -> bool:
@@ -111,34 +97,43 @@ def shares(total: int, texts: list[str]) -> np.ndarray:
     return share
 
 
-def encode(vector: np.ndarray) -> str:
-    """A vector as the cache's text: its little-endian float32 bytes in base64 (exact, and a third of JSON's size)."""
-    return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode("ascii")
+class _Estimate:
+    """A pack as the attempts see a request: only its messages' lengths are read (the limiter's estimate)."""
+
+    __slots__ = ("messages", "key", "params")
+
+    def __init__(self, texts: list[str]):
+        self.messages, self.key, self.params = [{"content": "x" * sum(map(len, texts))}], "", {}
 
 
-async def answer_pack(pack: list[Item], provider: Provider, limiter: Limiter, policy: Policy, counters: Counters,
+async def answer_pack(pack: Pack, provider: Provider, limiter: Limiter, policy: Policy, counters: Counters,
                       patience: Patience, settings: dict, finish: Callable[..., None],
-                      finish_pack: Callable[[list[int], list[Response]], None]) -> None:
-    """Embed a pack and finish each of its rows; a refused pack of many rows is split to find the bad one."""
-    texts = [input_text(request) for _, request in pack]
+                      finish_pack: Callable[..., None]) -> None:
+    """Embed a pack and finish its rows together; a refused pack of many rows is split to find the bad one.
+
+    finish_pack(positions, vectors, tokens, latency, encoded): the answered pack's rows at once.
+    """
+    positions, texts = pack
     embedder = _Embedder(provider, texts, settings)
-    packed = Request("", [{"content": text} for text in texts], {})  # its length is the limiter's estimate
-    response = await billed_answer(packed, embedder, limiter, policy, counters, None, provider.secrets,  # type: ignore[arg-type]
-                                   patience)
+    response = await billed_answer(_Estimate(texts), embedder, limiter, policy, counters, None,  # type: ignore[arg-type]
+                                   provider.secrets, patience)
     if response.error is None:
-        tokens = shares(response.input_tokens, texts).tolist()
-        latency, vectors = response.latency, response.vector
-        # The reply's own base64 texts, where it sent them, are already the cache's spelling of the vectors.
-        encoded = response.text.split("\n") if response.text else [encode(v) for v in vectors]
-        finish_pack([j for j, _ in pack], [Response(encoded[k], tokens[k], 0, None, latency=latency,
-                                                    vector=vectors[k]) for k in range(len(pack))])
+        finish_pack(positions, response.vector, shares(response.input_tokens, texts), response.latency,
+                    embedder.encoded)
         return
-    if len(pack) > 1 and _splittable(embedder.error):
-        half = math.ceil(len(pack) / 2)
+    if len(positions) > 1 and _splittable(embedder.error):
+        half = math.ceil(len(positions) / 2)
         counters.retries += 1
-        for part in (pack[:half], pack[half:]):
+        for part in ((positions[:half], texts[:half]), (positions[half:], texts[half:])):
             await answer_pack(part, provider, limiter, policy, counters, patience, settings, finish, finish_pack)
         return
-    for k, (j, _) in enumerate(pack):  # the breaker counts requests, not rows: one failed pack is one failure
+    for k, j in enumerate(positions):  # the breaker counts requests, not rows: one failed pack is one failure
         failed = Response(error=response.error, input_tokens=response.input_tokens if k == 0 else 0)
         finish(j, failed, counts_to_breaker=k == 0)
+
+
+def encode_all(vectors: np.ndarray) -> list[str]:
+    """Each row of a matrix as the cache's text: its little-endian float32 bytes in base64 (exact, a third of
+    JSON's size); for a reply that sent lists of numbers, or a local model's."""
+    raw = np.ascontiguousarray(vectors, dtype="<f4")
+    return [base64.b64encode(row.tobytes()).decode("ascii") for row in raw]

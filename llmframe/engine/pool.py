@@ -22,7 +22,8 @@ from .answers import Answers
 from .attempts import billed_answer
 from .groups import answer_group, take
 from .outcome import Counters, Live
-from .packs import Packer, answer_pack
+from .packed import answer_rows
+from .packs import Pack, Packer, answer_pack, encode_all
 from .progress import Progress
 from .ratelimit import Patience, limiter_for
 from .writer import CacheWriter
@@ -62,18 +63,26 @@ class _Pool:
         self.batched = provider.local_groups  # a local model: whole groups, in a worker thread
         slots = 2 * provider.group_size if self.batched else policy.concurrency
         self.pack = None if work.pack is None else _pack_size(work.pack, len(work.keys), policy.concurrency)
-        if self.pack is not None:  # embeddings: workers take whole packs of rows
-            slots = self.pack[0]
+        if self.pack is not None:  # embeddings: the queue holds whole packs, a few per worker are plenty
+            slots = max(1, policy.concurrency // (4 * constants.QUEUE_SLACK))
         self.queue: asyncio.Queue[tuple[int, Request] | None] = asyncio.Queue(maxsize=slots * constants.QUEUE_SLACK)
         self.workers: list[asyncio.Task] = []
+        # A shared prefix worth a provider's prompt cache: the first request goes alone and writes it, so the
+        # others read it instead of each paying a write (Anthropic bills writes a quarter above input).
+        self.warming: tuple[int, asyncio.Event] | None = None
+        # (not for packed rows: a pack waits for its rows, so the first row alone would never be answered)
+        self.warm_first = work.warm_first and not self.batched and self.pack is None and work.packing is None
 
     def finish(self, j: int, response: Response, *, counts_to_breaker: bool = True) -> None:
         """Request j is answered (or failed for good): record it, price it, count it, hand it to the writer."""
         self.results[j] = response
         failed = response.error is not None
+        if self.warming is not None and self.warming[0] == j:
+            self.warming[1].set()
         cost = self.meter.settle(j, response) if self.meter is not None else None
         self.progress.advance(self.work.weights[j], failed=failed, error=response.error,
-                              tokens=response.input_tokens + response.output_tokens, cost=cost)
+                              tokens=response.input_tokens + response.output_tokens, cost=cost,
+                              prompt_cached=response.cached_input_tokens)
         counters = self.counters
         if failed:
             if counts_to_breaker:
@@ -88,18 +97,25 @@ class _Pool:
             if self.writer is not None:
                 self.writer.add(self.work.keys[j], response, overwrite=j in self.stale)
 
-    def finish_pack(self, positions: list[int], responses: list[Response]) -> None:
-        """finish() for a pack's answered rows at once: stored, priced, counted and handed to the writer together."""
-        self.results.put_answered(positions, responses)
-        meter = self.meter
-        costs = [meter.settle(j, r) for j, r in zip(positions, responses)] if meter is not None else [None]
-        known = [c for c in costs if c is not None]
-        self.progress.advance(int(np.asarray(self.work.weights)[positions].sum()),
-                              tokens=sum(r.input_tokens for r in responses), cost=sum(known) if known else None)
+    def finish_pack(self, positions: list[int], vectors: np.ndarray, tokens: np.ndarray, latency: float | None,
+                    encoded: list[str] | None) -> None:
+        """finish() for a pack's answered rows at once: stored, priced, counted and handed to the writer together.
+
+        encoded: the vectors as the cache spells them, where the reply already did (base64 float32).
+        """
+        problem = self.results.put_vectors(positions, vectors, tokens, latency)
+        if problem is not None:  # vectors of another length than the run's first: the pack's rows fail
+            for k, j in enumerate(positions):
+                self.finish(j, Response(error=problem, input_tokens=int(tokens[k])), counts_to_breaker=k == 0)
+            return
+        counts = tokens.tolist()
+        cost = self.meter.settle_pack(positions, counts) if self.meter is not None else None
+        self.progress.advance(int(np.asarray(self.work.weights)[positions].sum()), tokens=sum(counts), cost=cost)
         self.counters.failed_in_a_row = 0
         if self.writer is not None:
-            keys = self.work.keys.take(positions)
-            self.writer.add_many(keys, responses, [j in self.stale for j in positions])
+            stale = self.stale
+            self.writer.add_vectors(self.work.keys.take(positions), encoded or encode_all(vectors), counts, latency,
+                                    [j in stale for j in positions] if stale else [False] * len(positions))
 
     async def worker(self) -> None:
         """Send requests from the queue one at a time, until the feeder's end marker."""
@@ -123,11 +139,20 @@ class _Pool:
 
     async def pack_worker(self) -> None:
         """Embeddings: packs of rows from the queue, one request each, until the feeder's end marker."""
-        packer = Packer(self.queue, *self.pack, wait=not self.capped)
         settings = self.work.settings
-        while pack := await packer.take():
+        while (pack := await self.queue.get()) is not None:
             await answer_pack(pack, self.provider, self.limiter, self.policy, self.counters, self.patience, settings,
                               self.finish, self.finish_pack)
+            if self.writer is not None:
+                await self.writer.written()
+
+    async def rows_worker(self) -> None:
+        """rows_per_request: packs of rows from the queue, one request each (engine/packed.py)."""
+        packing = self.work.packing
+        packer = Packer(self.queue, packing.size, 2**62, wait=not self.capped)
+        while pack := await packer.take():
+            await answer_rows(pack, packing, self.provider, self.limiter, self.policy, self.counters, self.work.check,
+                              self.patience, self.finish)
             if self.writer is not None:
                 await self.writer.written()
 
@@ -137,6 +162,7 @@ class _Pool:
                                                            self.counters, self.meter)
         writer, queue, capped = self.writer, self.queue, self.capped
         weights = np.asarray(work.weights, dtype=np.int64)
+        packer = None if self.pack is None else Packer(*self.pack)
         for start in range(0, len(work.keys), constants.CHUNK_SIZE):
             chunk = work.keys[start : start + constants.CHUNK_SIZE]
             if self.lookup and store is not None:
@@ -153,15 +179,55 @@ class _Pool:
             if capped and meter.stopped:
                 counters.not_sent += len(misses)  # nothing more will be sent: no need to render them
                 continue
-            for j, request in zip(misses, work.build(misses)):
+            if packer is not None:  # embeddings: rows rendered as texts, a chunk at a time, queued a pack at a time
+                for pack in packer.add(misses, work.texts(misses)) if misses else ():
+                    await self.put_pack(pack)
+                continue
+            pending = zip(misses, work.build(misses))
+            if work.group_prefixes:  # requests that share a prefix go one after another: the provider's cache reuses it
+                pending = sorted(pending, key=_prompt_start)
+            for j, request in pending:
                 while writer is not None and writer.lagging():
                     await asyncio.sleep(constants.CACHE_BACKLOG_WAIT_SECONDS)
                 if capped and not await meter.reserve(j, request):
                     counters.not_sent += 1  # later chunks are still looked up: cached answers cost nothing
                     continue
                 await queue.put((j, request))
+                if self.warm_first:
+                    await self._warm(j)
+        if packer is not None and (rest := packer.rest()) is not None:
+            await self.put_pack(rest)
         for _ in self.workers:
             await queue.put(None)
+
+    async def put_pack(self, pack: Pack) -> None:
+        """Queue a pack; under max_cost each row is reserved first, and the rows reserved are queued before the
+        feeder waits for room in the budget (the room comes from packs in flight, never from its own)."""
+        while self.writer is not None and self.writer.lagging():
+            await asyncio.sleep(constants.CACHE_BACKLOG_WAIT_SECONDS)
+        if not self.capped:
+            await self.queue.put(pack)
+            return
+        meter, kept = self.meter, ([], [])
+        for j, text in zip(*pack):
+            request = Request(self.work.keys[j], [{"role": "user", "content": text}], {})
+            if kept[0] and not meter.fits(request):
+                await self.queue.put(kept)
+                kept = ([], [])
+            if await meter.reserve(j, request):
+                kept[0].append(j)
+                kept[1].append(text)
+            else:
+                self.counters.not_sent += 1
+        if kept[0]:
+            await self.queue.put(kept)
+
+    async def _warm(self, j: int) -> None:
+        """Wait until request j, the run's first one sent, is answered: its reply has filled the prompt cache."""
+        self.warm_first = False
+        self.warming = (j, asyncio.Event())
+        await self.warming[1].wait()
+        self.warming = None
 
     async def tick(self) -> None:
         """Redraw the progress display now and then, however fast or slow rows finish."""
@@ -171,11 +237,16 @@ class _Pool:
 
     async def run(self) -> tuple[Answers, Counters]:
         """Feed and work until every request is answered; whatever ends the run, the writer and provider close."""
-        if self.batched:
-            self.workers = [asyncio.create_task(self.batch_worker())]  # one model, one generate call at a time
-        elif self.pack is not None:
+        if self.pack is not None:
             packs = -(-len(self.work.keys) // self.pack[0])
-            self.workers = [asyncio.create_task(self.pack_worker()) for _ in range(min(self.policy.concurrency, packs))]
+            workers = 1 if self.batched else min(self.policy.concurrency, packs)  # a local model: one pack at a time
+            self.workers = [asyncio.create_task(self.pack_worker()) for _ in range(workers)]
+        elif self.work.packing is not None:
+            packs = -(-len(self.work.keys) // self.work.packing.size)
+            self.workers = [asyncio.create_task(self.rows_worker())
+                            for _ in range(min(self.policy.concurrency, packs))]
+        elif self.batched:
+            self.workers = [asyncio.create_task(self.batch_worker())]  # one model, one generate call at a time
         else:
             self.workers = [asyncio.create_task(self.worker())
                             for _ in range(min(self.policy.concurrency, len(self.work.keys)))]
@@ -210,6 +281,12 @@ class _Pool:
             await self.provider.aclose()
             self.progress.close(state)
         return self.results, self.counters
+
+
+def _prompt_start(item: tuple[int, Request]) -> str:
+    """The start of a request's prompt, which sorting by groups requests that share one."""
+    text = "\0".join(str(m.get("content")) for m in item[1].messages)
+    return text[: constants.PREFIX_GROUP_CHARS]
 
 
 def _pack_size(limits: tuple[int, int], requests: int, concurrency: int) -> tuple[int, int]:

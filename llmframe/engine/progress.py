@@ -53,6 +53,7 @@ class Progress:
         self.skipped = 0
         self.first_error: str | None = None  # what the final state quotes when every row failed
         self.tokens = 0
+        self.prompt_cached = 0  # input tokens the provider's prompt cache served
         self.cost: float | None = None  # dollars; stays None (and off the bar) until a run reports a price
         self._drawn = 0
         self.note = ""  # a short live status shown after the counters (batch jobs: requests done per job)
@@ -78,9 +79,11 @@ class Progress:
         self._bar.set_postfix_str(self.summary(), refresh=False)
 
     def advance(self, rows: int, *, cached: bool = False, failed: bool = False, tokens: int = 0,
-                cost: float | None = None, skipped: bool = False, error: str | None = None) -> None:
+                cost: float | None = None, skipped: bool = False, error: str | None = None,
+                prompt_cached: int = 0) -> None:
         """Count rows finished (and their cost in dollars, where priced); drawing waits for the next refresh."""
         self.done += rows
+        self.prompt_cached += prompt_cached
         if cached:
             self.cached += rows
         if failed:
@@ -95,6 +98,8 @@ class Progress:
     def summary(self) -> str:
         """The counters as the bar shows them after rows done / total."""
         parts = [f"cached={self.cached:,}", f"failed={self.failed:,}", f"tokens={self.tokens:,}"]
+        if self.prompt_cached:
+            parts.append(f"prompt-cached={self.prompt_cached:,}")
         if self.cost is not None:
             parts.append(f"cost=${self.cost:,.4f}")
         if self.note:
@@ -199,9 +204,12 @@ class _Part(Progress):
         self._outer = outer
 
     def advance(self, rows: int, *, cached: bool = False, failed: bool = False, tokens: int = 0,
-                cost: float | None = None, skipped: bool = False, error: str | None = None) -> None:
-        super().advance(rows, cached=cached, failed=failed, tokens=tokens, cost=cost, skipped=skipped, error=error)
+                cost: float | None = None, skipped: bool = False, error: str | None = None,
+                prompt_cached: int = 0) -> None:
+        super().advance(rows, cached=cached, failed=failed, tokens=tokens, cost=cost, skipped=skipped, error=error,
+                        prompt_cached=prompt_cached)
         self._outer.advance(rows, cached=cached, failed=failed, tokens=tokens, cost=cost, skipped=skipped,
+                            prompt_cached=prompt_cached,
                             error=error)
 
     def show_pause(self, seconds: float, why: str) -> None:

@@ -81,9 +81,10 @@ class CacheWriter:
             self._ready.notify()  # the thread takes what arrived from other threads meanwhile
         self._wake(self._written)
 
-    def add_many(self, keys: list[str], responses: list[Response], overwrite: list[bool]) -> None:
-        """add() for many answers at once (an embedding pack's): formatted together, handed over in one go."""
-        values = Response.many_to_cache(responses, self._model, time.time())
+    def add_vectors(self, keys: list[str], encoded: list[str], tokens: list[int], latency: float | None,
+                    overwrite: list[bool]) -> None:
+        """add() for an embedding pack's answers (base64 vectors): formatted together, handed over in one go."""
+        values = Response.vectors_to_cache(encoded, tokens, latency, self._model, time.time())
         with self._ready:
             self._handed.extend((k, v, o or self._overwrite) for k, v, o in zip(keys, values, overwrite))
             self.backlog += len(keys)

@@ -10,30 +10,29 @@ from ..engine.outcome import Outcome
 from ..plan import build as pipeline
 from ..plan.rows import Rows
 from . import accessors, frames
-from .pandas_vectors import VectorVerbs
+from .pandas_operators import PandasOperators
+from .pandas_vectors import PandasVectors
 from .verbs import FrameVerbs, RowVerbs, remember
 
 accessors.clear(pd.DataFrame, pd.Series)  # the placeholders registered at import give way to the classes below
 _SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
 
 
-def _backend(call: tuple | None, embedding: str | None) -> str | None:
-    """The dtype_backend= of the call (checked by the verb before planning), or of an embedding (which has no call)."""
-    return embedding if call is None else call[1].get("dtype_backend")
+def _backend(call: tuple) -> str | None:
+    """The dtype_backend= of the call (checked by the verb before planning)."""
+    return call[1].get("dtype_backend")
 
 
 @pd.api.extensions.register_dataframe_accessor("llm")
-class DataFrameAccessor(FrameVerbs, VectorVerbs):
+class DataFrameAccessor(FrameVerbs, PandasVectors, PandasOperators):
     """Run a model over every row of a DataFrame."""
 
     def _rows(self) -> tuple[Rows, dict]:
         return frames.rows_of(self._obj), {}
 
-    def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple | None, *,
-                dtype_backend: str | None = None) -> pd.DataFrame:
-        out = frames.to_frame(self._obj, plan, outcome, _backend(call, dtype_backend))
-        if call is not None:  # None: an embedding, which retry_failed does not repeat
-            remember(out.attrs[constants.REPORT_ATTR], call)
+    def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple) -> pd.DataFrame:
+        out = frames.to_frame(self._obj, plan, outcome, _backend(call))
+        remember(out.attrs[constants.REPORT_ATTR], call)
         return out
 
     def _report(self) -> Report | None:
@@ -52,7 +51,7 @@ class DataFrameAccessor(FrameVerbs, VectorVerbs):
 
 
 @pd.api.extensions.register_series_accessor("llm")
-class SeriesAccessor(RowVerbs, VectorVerbs):
+class SeriesAccessor(RowVerbs, PandasVectors):
     """Run a model over every value of a Series; "{}" in the template is the value."""
 
     def _rows(self) -> tuple[Rows, dict]:
@@ -62,6 +61,5 @@ class SeriesAccessor(RowVerbs, VectorVerbs):
         return frames.rows_of(self._obj.to_frame(name=column)), {"positional_column": column,
                                                                   "output_frame_columns": ()}
 
-    def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple | None, *,
-                dtype_backend: str | None = None) -> pd.Series | pd.DataFrame:
-        return frames.to_series(self._obj.index, plan, outcome, _backend(call, dtype_backend))
+    def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple) -> pd.Series | pd.DataFrame:
+        return frames.to_series(self._obj.index, plan, outcome, _backend(call))

@@ -18,6 +18,8 @@ from ..plan import build as pipeline
 from ..plan.rows import Rows
 from . import accessors
 from . import polars_frames as frames
+from .polars_operators import PolarsOperators
+from .polars_vectors import ExprEmbed, PolarsVectors
 from .verbs import FrameVerbs, Generate, RowVerbs, empty_columns, keep_report, kept_report, remember
 
 _SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
@@ -35,7 +37,7 @@ class _ArrowColumns:
 
 
 @pl.api.register_dataframe_namespace("llm")
-class DataFrameNamespace(_ArrowColumns, FrameVerbs):
+class DataFrameNamespace(_ArrowColumns, FrameVerbs, PolarsVectors, PolarsOperators):
     """Run a model over every row of a Polars DataFrame."""
 
     def _rows(self) -> tuple[Rows, dict]:
@@ -67,7 +69,7 @@ def _series_rows(values: pl.Series) -> tuple[Rows, dict]:
 
 
 @pl.api.register_series_namespace("llm")
-class SeriesNamespace(_ArrowColumns, RowVerbs):
+class SeriesNamespace(_ArrowColumns, RowVerbs, PolarsVectors):
     """Run a model over every value of a Series ("{}" is the value), or over a struct Series' fields."""
 
     def _rows(self) -> tuple[Rows, dict]:
@@ -80,9 +82,9 @@ class SeriesNamespace(_ArrowColumns, RowVerbs):
 
 
 @pl.api.register_expr_namespace("llm")
-class ExprNamespace(_ArrowColumns, Generate):
+class ExprNamespace(_ArrowColumns, Generate, ExprEmbed):
     """pl.col("review").llm.generate(...) and pl.struct("title", "body").llm.generate(...): one answer column
-    (a struct of fields for a structured output), computed when the query runs."""
+    (a struct of fields for a structured output), computed when the query runs; .llm.embed(...) likewise."""
 
     def _run(self, call: tuple) -> pl.Expr:
         template, given = call

@@ -113,7 +113,11 @@ class Generate:
                  system: str | None = None, temperature: float | None = None, top_p: float | None = None,
                  max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
                  params: dict | None = None, missing: str = constants.MISSING_MODES[0],
-                 allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None, cache: bool | str = True,
+                 allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None,
+                 tools: list | None = None, max_turns: int = constants.TOOL_MAX_TURNS,
+                 tool_timeout: float = constants.TOOL_TIMEOUT_SECONDS, transcript: bool = False,
+                 tools_version: str | None = None,
+                 cache: bool | str = True,
                  cache_dir: str | None = None, max_concurrency: int | None = None, rpm: float | None = None,
                  tpm: float | None = None, max_attempts: int = constants.MAX_ATTEMPTS,
                  max_failures_in_a_row: int = constants.BREAKER_FAILURES,
@@ -121,7 +125,8 @@ class Generate:
                  progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                  provider_options: dict | None = None, mode: str = constants.BATCH_MODES[0],
                  poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-                 max_cost: float | None = None, **unknown: Any) -> Any:
+                 max_cost: float | None = None, prompt_cache: bool = True, rows_per_request: int = 1,
+                 cascade: list | None = None, calibrate: int = 0, **unknown: Any) -> Any:
         """Answer the template for every row; returns a new frame with the answer (and error) columns.
 
         template: "{column}" string, list of {"role", "content"} messages, or function row-dict -> prompt.
@@ -144,10 +149,15 @@ class Generate:
     def _call(self, template: TemplateLike, values: dict) -> tuple:
         """The call (template, keywords) of a verb's locals(): generate's keywords, the face's own checked here."""
         given = keywords(values)
-        backend = options.checked({"dtype_backend": given.get("dtype_backend")})["dtype_backend"]
-        if backend is not None and backend not in (self.dtype_backends or ()):
-            raise ConfigError(f"dtype_backend={backend!r}: {self.no_dtype_backend}")
+        check_backend(self, given.get("dtype_backend"))
         return template, given
+
+
+def check_backend(face: Any, backend: Any) -> None:
+    """ConfigError for a dtype_backend= the face does not build its frames with (Polars' faces: any)."""
+    backend = options.checked({"dtype_backend": backend})["dtype_backend"]
+    if backend is not None and backend not in (face.dtype_backends or ()):
+        raise ConfigError(f"dtype_backend={backend!r}: {face.no_dtype_backend}")
 
 
 class RowVerbs(Generate):
@@ -165,6 +175,9 @@ class RowVerbs(Generate):
                         max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
                         params: dict | None = None, missing: str = constants.MISSING_MODES[0],
                         allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None,
+                        tools: list | None = None, max_turns: int = constants.TOOL_MAX_TURNS,
+                        tool_timeout: float = constants.TOOL_TIMEOUT_SECONDS, transcript: bool = False,
+                        tools_version: str | None = None,
                         cache: bool | str = True, cache_dir: str | None = None, max_concurrency: int | None = None,
                         rpm: float | None = None, tpm: float | None = None, max_attempts: int = constants.MAX_ATTEMPTS,
                         max_failures_in_a_row: int = constants.BREAKER_FAILURES,
@@ -173,7 +186,8 @@ class RowVerbs(Generate):
                         api_key: str | None = None, base_url: str | None = None, provider_options: dict | None = None,
                         mode: str = constants.BATCH_MODES[0], poll_interval: float | None = None,
                         retry_online: bool = False, prices: dict | None = None, max_cost: float | None = None,
-                        **unknown: Any) -> Any:
+                        prompt_cache: bool = True, rows_per_request: int = 1,
+                        cascade: list | None = None, calibrate: int = 0, **unknown: Any) -> Any:
         """The async twin of generate, for code that already runs an event loop."""
         call = self._call(template, locals())
         plan = self._plan(*call)
@@ -188,7 +202,11 @@ class RowVerbs(Generate):
                  system: str | None = None, temperature: float | None = None, top_p: float | None = None,
                  max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
                  params: dict | None = None, missing: str = constants.MISSING_MODES[0],
-                 allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None, cache: bool | str = True,
+                 allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None,
+                 tools: list | None = None, max_turns: int = constants.TOOL_MAX_TURNS,
+                 tool_timeout: float = constants.TOOL_TIMEOUT_SECONDS, transcript: bool = False,
+                 tools_version: str | None = None,
+                 cache: bool | str = True,
                  cache_dir: str | None = None, max_concurrency: int | None = None, rpm: float | None = None,
                  tpm: float | None = None, max_attempts: int = constants.MAX_ATTEMPTS,
                  max_failures_in_a_row: int = constants.BREAKER_FAILURES,
@@ -196,7 +214,8 @@ class RowVerbs(Generate):
                  progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                  provider_options: dict | None = None, mode: str = constants.BATCH_MODES[0],
                  poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-                 max_cost: float | None = None, **unknown: Any) -> Estimate:
+                 max_cost: float | None = None, prompt_cache: bool = True, rows_per_request: int = 1,
+                 cascade: list | None = None, calibrate: int = 0, **unknown: Any) -> Estimate:
         """A dry run of generate with the same arguments: rows, uncached rows, tokens, cost range, sample prompts.
 
         Sends nothing and needs no API key.
@@ -223,12 +242,26 @@ class RowVerbs(Generate):
 
     def _run(self, call: tuple) -> Any:
         """Plan, execute and collect one call now (a lazy face returns what runs it later instead)."""
+        if call[1].get("cascade") is not None:
+            from ..ops import cascade
+
+            return cascade.run(self, call[0], dict(call[1]), call)
         plan = self._plan(*call, memo=True)
         return self._result(plan, run_sync(engine.start(plan)), call)
 
     def _plan(self, template, given: dict, memo: bool = False) -> Plan:
         rows, extra = self._rows()
         return plan_of(rows, template, {**given, **extra}, memo)
+
+    @staticmethod
+    def _report_of(result: Any) -> Report | None:
+        """The run report of a result this face returned (attrs where the library has them, else kept beside)."""
+        attrs = getattr(result, "attrs", None)
+        return attrs.get(constants.REPORT_ATTR) if isinstance(attrs, dict) else kept_report(result)
+
+    def _plan_rows(self, rows: Rows, template, given: dict) -> Plan:
+        """A plan over other rows than the face's own (a cascade's later stages: some of them)."""
+        return plan_of(rows, template, given)
 
     def _rows(self) -> tuple[Rows, dict]:
         """The rows the plan renders from, and plan()'s keywords that say how to read them."""
@@ -253,7 +286,11 @@ class FrameVerbs(RowVerbs):
                system: str | None = None, temperature: float | None = None, top_p: float | None = None,
                max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
                params: dict | None = None, missing: str = constants.MISSING_MODES[0],
-               allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None, cache: bool | str = True,
+               allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None,
+               tools: list | None = None, max_turns: int = constants.TOOL_MAX_TURNS,
+               tool_timeout: float = constants.TOOL_TIMEOUT_SECONDS, transcript: bool = False,
+               tools_version: str | None = None,
+               cache: bool | str = True,
                cache_dir: str | None = None, max_concurrency: int | None = None, rpm: float | None = None,
                tpm: float | None = None, max_attempts: int = constants.MAX_ATTEMPTS,
                max_failures_in_a_row: int = constants.BREAKER_FAILURES,
@@ -261,7 +298,8 @@ class FrameVerbs(RowVerbs):
                progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                provider_options: dict | None = None, mode: str = constants.BATCH_MODES[1],
                poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-               max_cost: float | None = None, **unknown: Any) -> BatchJob | OnlineJob:
+               max_cost: float | None = None, prompt_cache: bool = True, rows_per_request: int = 1,
+               cascade: list | None = None, calibrate: int = 0, **unknown: Any) -> BatchJob | OnlineJob:
         """Start the run and return at once: generate's arguments; mode="batch" (the default) or "online".
 
         The handle: job.status(), job.wait() (blocks, with a progress bar; Ctrl-C stops only the waiting),
@@ -285,13 +323,17 @@ class FrameVerbs(RowVerbs):
         return self._report()
 
     def retry_failed(self) -> Any:
-        """Repeat the generate call that made this frame: failed rows are sent again, the rest come from cache."""
+        """Repeat the generate (or embed) call that made this frame: failed rows are sent again, the rest come from
+        cache."""
         call = _CALLS.get((self._report() or {}).get("run_id"))
         if call is None:
             raise ConfigError(
-                "this frame was not made by df.llm.generate in this Python process; repeat the original "
-                "call instead: answers are cached, so only the failed rows are sent again"
+                "this frame was not made by df.llm.generate or df.llm.embed in this Python process; repeat the "
+                "original call instead: answers are cached, so only the failed rows are sent again"
             )
+        if len(call) == 4:  # embed's: (template, keywords, "embed", the columns it made)
+            template, given, _, made = call
+            return self._without(list(made)).llm.embed(template, **given)
         template, given = call
         if given["cache"] == "refresh":
             given = {**given, "cache": True}  # the refreshed answers are in the cache now

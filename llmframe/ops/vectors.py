@@ -8,6 +8,8 @@ from failed embeddings) never match. Exact search; an index library did not pay 
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import numbers
 
 import numpy as np
@@ -16,7 +18,7 @@ from .. import constants
 from ..errors import ConfigError
 
 _SCORES_PER_BLOCK = 2**25  # scores (float32) held at once by sim_join and dedup: 128 MB
-_SEARCH_BLOCKS = 16  # search scores VECTOR_BLOCK_ROWS times this many rows at a time
+_SEARCH_BLOCKS = 16  # inverse_norms reads VECTOR_BLOCK_ROWS times this many rows at a time
 
 
 def check_k(k) -> int:
@@ -77,34 +79,93 @@ def inverse_norms(matrix: np.ndarray) -> np.ndarray:
     return out
 
 
+# Row lengths of the vector columns searched lately: a query then reads the vectors once, not twice. Keyed by
+# where the column's numbers live and checked against a sample of them, so it serves pandas and Polars (whose
+# Arrow objects are made anew on each access) alike, and a freed column's memory reused by another never matches.
+_NORMS: collections.OrderedDict[tuple, tuple[bytes, np.ndarray]] = collections.OrderedDict()
+_NORMS_KEPT = 8  # columns; a million rows' norms are 4 MB
+_SAMPLE_ROWS = 64
+
+
+def remembered_norms(matrix: np.ndarray) -> np.ndarray:
+    """inverse_norms of a vector column's matrix, remembered while the same numbers are searched again."""
+    if not matrix.size:
+        return inverse_norms(matrix)
+    key = (matrix.__array_interface__["data"][0], matrix.shape, matrix.strides)
+    picks = np.linspace(0, len(matrix) - 1, num=min(_SAMPLE_ROWS, len(matrix)), dtype=np.int64)
+    sample = hashlib.blake2b(np.ascontiguousarray(matrix[picks]).tobytes(), digest_size=16).digest()
+    found = _NORMS.get(key)
+    if found is not None and found[0] == sample:
+        _NORMS.move_to_end(key)
+        return found[1]
+    norms = inverse_norms(matrix)
+    _NORMS[key] = (sample, norms)
+    while len(_NORMS) > _NORMS_KEPT:
+        _NORMS.popitem(last=False)
+    return norms
+
+
 def search(matrix: np.ndarray, query: np.ndarray, *, k: int, inverse: np.ndarray | None = None
            ) -> tuple[np.ndarray, np.ndarray]:
-    """The positions of the k rows most like query, best first, and their cosine similarities.
+    """The positions of the k rows most like query, best first (equal scores in row order), and their scores.
 
     inverse: inverse_norms(matrix), where the caller keeps it between queries (one pass over the matrix less).
     """
-    query = np.asarray(query, dtype=np.float32).reshape(-1)
-    qnorm = float(np.sqrt(query @ query))
-    query = query / qnorm if qnorm > 0 else query
+    (rows,), (scores,) = search_many(matrix, np.asarray(query, dtype=np.float32).reshape(1, -1), k=k,
+                                     inverse=inverse)
+    return rows, scores
+
+
+def search_many(matrix: np.ndarray, queries: np.ndarray, *, k: int, inverse: np.ndarray | None = None
+                ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """search() for each row of queries at once: one read of the matrix serves them all.
+
+    One product per block of rows; per query, only the rows that beat its k-th best so far are ranked, so the
+    cost is the product's, not a partition of a million scores per query.
+    """
+    queries = np.asarray(queries, dtype=np.float32).reshape(len(queries), -1)
+    norms = np.sqrt(np.einsum("ij,ij->i", queries, queries))
+    unit = np.ascontiguousarray((queries / np.where(norms > 0, norms, 1)[:, None]).T)  # (dimensions, queries)
     k = min(k, len(matrix))
-    rows: list[np.ndarray] = []
-    scores: list[np.ndarray] = []
-    step = constants.VECTOR_BLOCK_ROWS * _SEARCH_BLOCKS  # a block's scores are one number a row: blocks can be long
+    rows = [np.zeros(0, np.int64) for _ in range(len(queries))]
+    scores = [np.zeros(0, np.float32) for _ in range(len(queries))]
+    floors = np.full(len(queries), -np.inf)  # each query's k-th best score so far, once it has k
+    # A block's scores are one number a row per query: blocks can be long, and one product over many rows is
+    # faster than many over few (BLAS starts its threads once); memory stays at _SCORES_PER_BLOCK scores.
+    step = max(constants.VECTOR_BLOCK_ROWS, _SCORES_PER_BLOCK // max(1, len(queries)))
+    single = len(queries) == 1
     for start in range(0, len(matrix), step):
         block = matrix[start : start + step]
-        s = block @ query
-        s *= _inverse_norms(block) if inverse is None else inverse[start : start + len(block)]
-        s = np.fmax(s, -np.inf)  # NaN (a row without a vector) becomes -inf: it never matches
-        take = min(k, len(s))
-        best = np.argpartition(-s, take - 1)[:take] if take < len(s) else np.arange(len(s))
-        rows.append(best + start)
-        scores.append(s[best])
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    allrows, allscores = np.concatenate(rows), np.concatenate(scores)
-    order = np.argsort(-allscores, kind="stable")[:k]
-    keep = np.isfinite(allscores[order])
-    return allrows[order][keep], allscores[order][keep]
+        s = (block @ unit[:, 0])[:, None] if single else block @ unit
+        s *= (_inverse_norms(block) if inverse is None else inverse[start : start + len(block)])[:, None]
+        s[np.isnan(s)] = -np.inf  # a row without a vector never matches
+        for q in range(len(queries)):
+            column, head = s[:, q], 0
+            if len(scores[q]) < k:  # the best of the block's head set the floor: the rest is one comparison
+                head = min(len(column), max(4 * k, constants.VECTOR_BLOCK_ROWS))
+                rows[q], scores[q] = _best(rows[q], scores[q], np.arange(head), column[:head], start, k)
+            if len(scores[q]) >= k:
+                floors[q] = float(scores[q].min())
+                found = head + np.flatnonzero(column[head:] > floors[q])
+            else:
+                found = np.arange(head, len(column))
+            if len(found):
+                rows[q], scores[q] = _best(rows[q], scores[q], found, column[found], start, k)
+    for q in range(len(queries)):
+        order = np.lexsort((rows[q], -scores[q]))
+        keep = np.isfinite(scores[q][order])
+        rows[q], scores[q] = rows[q][order][keep], scores[q][order][keep]
+    return rows, scores
+
+
+def _best(rows: np.ndarray, scores: np.ndarray, found: np.ndarray, values: np.ndarray, start: int, k: int
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The k best of (rows, scores) and the block's found rows (offset by start) with their values."""
+    rows, scores = np.concatenate([rows, found + start]), np.concatenate([scores, values])
+    if len(scores) > k:
+        keep = np.argpartition(-scores, k - 1)[:k]
+        rows, scores = rows[keep], scores[keep]
+    return rows, scores
 
 
 def sim_join(left: np.ndarray, right: np.ndarray, *, k: int, threshold: float | None
@@ -114,14 +175,18 @@ def sim_join(left: np.ndarray, right: np.ndarray, *, k: int, threshold: float | 
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     b = normalised(right).T.copy()  # (dimensions, right rows): one contiguous operand for every block
     valid_right = _valid(right, 0, len(right))
+    all_right = bool(valid_right.all())
     k = min(k, len(right))
     step = max(1, min(constants.VECTOR_BLOCK_ROWS, _SCORES_PER_BLOCK // len(right)))
     out_l, out_r, out_s = [], [], []
     for start in range(0, len(left), step):
         block = left[start : start + step]
         scores = (block * _inverse_norms(block)[:, None]) @ b
-        scores[:, ~valid_right] = -np.inf
-        scores[~_valid(left, start, start + len(block))] = -np.inf
+        if not all_right:
+            scores[:, ~valid_right] = -np.inf
+        valid_left = _valid(left, start, start + len(block))
+        if not valid_left.all():
+            scores[~valid_left] = -np.inf
         rows, best = _top(scores, k)
         keep = np.isfinite(best) if threshold is None else best >= threshold
         out_l.append(np.broadcast_to(np.arange(start, start + len(block))[:, None], rows.shape)[keep])

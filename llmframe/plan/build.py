@@ -20,10 +20,13 @@ from ..cost.budget import check_max_cost
 from ..cost.prices import Pricer
 from ..errors import ConfigError
 from .output import Output
+from .packing import Packing, pack_schema, packing_for
+from .prefix import StaticPrefix, static_prefix
 from .request import KEYWORD_PARAMS, Keys, Request, content_digests, distinct, key_prefix, positive_number
 from .rows import Rows
 from .structured import structured_mode, with_prompt
 from .target import GivenProvider, ProviderKind, Target
+from .tools import Tools, planned as planned_tools
 
 if TYPE_CHECKING:
     from .embed import Embedding
@@ -44,12 +47,26 @@ class Work:
     requests: Callable[[Sequence[int]], list[Request]] | None = None  # many at once: rendered as a chunk
     pack: tuple[int, int] | None = None  # embeddings: the most (inputs, estimated tokens) one request carries
     settings: dict | None = None  # embeddings: what every request asks (dimensions, task type, truncation)
+    warm_first: bool = False  # a prompt-cacheable shared prefix: the first request is answered before the others go
+    packing: Packing | None = None  # rows_per_request > 1: rows go several to a request (engine/packed.py)
+    group_prefixes: bool = False  # a function template's prompts: each chunk's requests sent sorted by their text
+    texts: Callable[[Sequence[int]], list[str]] | None = None  # embeddings: the inputs at positions, rendered
 
     def build(self, positions: Sequence[int]) -> list[Request]:
         """The requests at these positions."""
         if self.requests is not None:
             return self.requests(positions)
         return [self.request(j) for j in positions]
+
+    def subset(self, positions: Sequence[int]) -> Work:
+        """The work of the requests at these positions only (a batch's failed lines, sent again online)."""
+        at = list(positions)
+        keys = (Keys(self.keys.digests[np.asarray(at, dtype=np.int64)]) if isinstance(self.keys, Keys)
+                else [self.keys[j] for j in at])
+        texts = self.texts
+        return Work(keys, lambda i: self.request(at[i]), [self.weights[j] for j in at], self.check,
+                    lambda ps: self.build([at[i] for i in ps]), self.pack, self.settings,
+                    None if texts is None else (lambda ps: texts([at[i] for i in ps])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +81,7 @@ class Policy:
     tpm: float | None = None
     max_tokens: int | None = None  # for the TPM estimate of a request before it is sent
     invalid_retries: int = constants.INVALID_ANSWER_RETRIES  # re-asks for answers that do not validate
+    tools: Tools | None = None  # tools=: each row is a bounded loop of turns (engine.toolloop)
 
 
 @dataclass(frozen=True)
@@ -125,6 +143,9 @@ class Plan:
     batch: BatchOptions | None = None  # set when the run goes through the provider's batch API
     schema_prompt: str | None = None  # structured="json_object": the schema, added to each prompt
     embedding: Embedding | None = None  # set for df.llm.embed's runs (plan.embed): answers are vectors
+    prefix: StaticPrefix | None = None  # the prompts' static prefix, for the providers' prompt caches
+    packing: Packing | None = None  # rows_per_request > 1: how rows share a request
+    prompt_cache: bool = True  # prompt_cache=: let the provider's prompt cache serve shared prefixes
     memo: Any = None  # what the run memo answered of the call (llmframe.memo.Part); its rows are not in this plan
 
     @property
@@ -145,9 +166,26 @@ class Plan:
         check = self.output.schema.checker(self.output.mode) if self.output.schema is not None else None
         embedding = self.embedding
         if embedding is None:
-            return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests)
+            warm = self.prefix is not None and self.prefix.tokens >= constants.PROMPT_CACHE_WARM_TOKENS
+            group = self.prompt_cache and self.prompts.roles is None  # a function's prompts: no known prefix
+            return Work(self.keys, lambda j: requests([j])[0], self.weights, check, requests, warm_first=warm,
+                        packing=self.packing, group_prefixes=group)
+
+        def texts(positions) -> list[str]:
+            rows = self.prompts.rows_at(self.first_row[np.asarray(positions, dtype=np.int64)])
+            if rows and isinstance(rows[0], tuple) and len(rows[0]) == 1:  # one message: its text, no dict made
+                return [row[0] for row in rows]
+            return [input_text(self.prompts.messages_of(row)) for row in rows]
+
         return Work(self.keys, lambda j: requests([j])[0], self.weights, None, requests,
-                    (embedding.max_inputs, embedding.max_tokens), embedding.settings)
+                    (embedding.max_inputs, embedding.max_tokens), embedding.settings, texts=texts)
+
+
+def input_text(messages: list[dict]) -> str:
+    """The text one embedding row asks to embed: its message contents, joined."""
+    if len(messages) == 1:
+        return messages[0]["content"]
+    return "\n\n".join(m.get("content") or "" for m in messages)
 
 
 @dataclass(frozen=True)
@@ -163,6 +201,7 @@ class Head:
     target: Target
     endpoint: str | None
     head: bytes
+    tools: Any
 
 
 def head(rows: Rows, template: TemplateLike, *, target: Target, positional_column: str | None = None,
@@ -174,13 +213,25 @@ def head(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     gen = _generation(checked)
     compiled = Template(template, list(rows.columns), system=checked["system"], positional_column=positional_column)
     kind = target.kind  # the class alone (or the Provider passed as model=): the engine makes the provider
-    kind.check_params(gen)
     endpoint = target.endpoint(checked["base_url"])
-    if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too
+    if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too (no generation)
+        kind.check_params(gen)
         kind.chat_model(target.model, endpoint=endpoint)
-    key_head = key_prefix(target.provider, target.model, gen, _schema_key(out, kind, checked["strict"], structured),
+    if checked["cascade"] is not None:  # a face runs a cascade as several plans (ops/cascade.py), never one
+        raise ConfigError("cascade= works with generate on a frame or Series, and `llmframe run` without "
+                          "--max-cost (not agenerate, submit, estimate, sweeps or lazy queries yet)")
+    size = checked["rows_per_request"]
+    tools = planned_tools(checked, kind, f"{out.base}_{constants.TRANSCRIPT_SUFFIX}",
+                          rows.columns if output_frame_columns is None else output_frame_columns)
+    if size > 1 and tools is not None:
+        raise ConfigError("rows_per_request cannot be used with tools=: each row's tool calls are its own "
+                          "conversation; pass rows_per_request=1")
+    keyed = gen if tools is None else {**gen, constants.TOOL_KEY: tools.key_material()}  # tomorrow's tools differ
+    if size > 1:
+        keyed = {**keyed, "rows_per_request": size}  # packed rows' answers are other answers
+    key_head = key_prefix(target.provider, target.model, keyed, _schema_key(out, kind, checked["strict"], structured),
                           endpoint)
-    return Head(checked, out, structured, gen, compiled, target, endpoint, key_head)
+    return Head(checked, out, structured, gen, compiled, target, endpoint, key_head, tools)
 
 
 def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_column: str | None = None,
@@ -200,18 +251,39 @@ def planned(rows: Rows, h: Head, memo: Any = None) -> Plan:
     """plan() of a call whose head() is made: render and key these rows (the run memo passes the rows it could
     not answer, and what it answered of the call, which the plan carries to the collector)."""
     defaults = settings()
-    target = h.target
-    checked, out, gen, kind = h.checked, h.out, h.gen, target.kind
+    checked, out, structured, gen, target, endpoint, tools = (h.checked, h.out, h.structured, h.gen, h.target,
+                                                              h.endpoint, h.tools)
+    kind, size = target.kind, checked["rows_per_request"]
     prompts = h.compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"])
     keys, row_to_key, first_row = _keys(h.head, prompts, checked["max_prompt_tokens"])
-    batch = _batch_options(checked, kind, len(first_row))
+    if size > 1 and checked["mode"] == "auto":
+        batch = None
+    else:
+        batch = _batch_options(checked if tools is None else {**checked, "mode": "online"}, kind, len(first_row))
     pricer = _pricer(checked, target, batch=batch is not None)
+    plain = gen
     if out.schema is not None:
-        gen = {**gen, **kind.output_params(out.schema, strict=checked["strict"], structured=h.structured)}
-    policy = _policy(checked, defaults)
+        gen = {**gen, **kind.output_params(out.schema, strict=checked["strict"], structured=structured)}
+    static = static_prefix(prompts, len(first_row))
+    prefix = static if checked["prompt_cache"] else None
+    cache_params = kind.prompt_cache_params(prefix, target.model) if prefix is not None else {}
+    gen = {**gen, **cache_params}  # after the keys: they route or mark a request and change no answer
+    packing = None
+    if size > 1:
+        chars = packing_for(size, static, len(prompts.roles or ()), structured=structured, batch=batch is not None,
+                            local=getattr(kind, "local_groups", False))
+        schema = pack_schema(out.schema.json_schema if out.schema is not None else None)
+        asked = kind.output_params(schema, strict=checked["strict"], structured=structured)
+        params = {**plain, **asked, **cache_params}
+        if "max_tokens" in plain:  # the limit is per answer: a pack carries size answers and their framing
+            params["max_tokens"] = (plain["max_tokens"] + constants.PACK_ANSWER_TOKENS) * size
+        packing = Packing(size, chars, params, out.schema is not None)
+    if tools is not None:
+        gen = {**gen, **kind.tool_params(tools.specs)}
+    policy = _policy(checked, defaults, tools)
     return Plan(
         model=target.name,  # a Provider instance's too: the report's and the cache's name for it
-        provider=ProviderSpec(target, h.endpoint, policy.concurrency, checked["timeout"], api_key=checked["api_key"],
+        provider=ProviderSpec(target, endpoint, policy.concurrency, checked["timeout"], api_key=checked["api_key"],
                               base_url=checked["base_url"], options=checked["provider_options"]),
         prompts=prompts,
         params=gen,
@@ -228,7 +300,10 @@ def planned(rows: Rows, h: Head, memo: Any = None) -> Plan:
         pricer=pricer,
         max_cost=check_max_cost(checked["max_cost"], pricer),
         batch=batch,
-        schema_prompt=out.schema.prompt() if h.structured == "json_object" else None,
+        schema_prompt=out.schema.prompt() if structured == "json_object" else None,
+        prefix=prefix,
+        packing=packing,
+        prompt_cache=checked["prompt_cache"],
         memo=memo,
     )
 
@@ -248,14 +323,14 @@ def _generation(checked: dict) -> dict:
     return {**gen, **(checked["params"] or {})}
 
 
-def _policy(checked: dict, defaults: Settings) -> Policy:
+def _policy(checked: dict, defaults: Settings, tools: Tools | None = None) -> Policy:
     """How the run sends: the options given, else the process defaults of llmframe.configure()."""
     def either(name: str) -> Any:
         return getattr(defaults, name) if checked[name] is None else checked[name]
 
     return Policy(either("max_concurrency"), checked["max_attempts"], checked["max_wait"],
                   checked["max_failures_in_a_row"], either("rpm"), either("tpm"), checked["max_tokens"],
-                  checked["invalid_retries"])
+                  checked["invalid_retries"], tools)
 
 
 def _reads(cache: bool | str | CacheURL) -> bool:

@@ -67,6 +67,11 @@ def embed_plan(frame: Rows, template: TemplateLike, *, target: Target,
     limits = kind.embedding_limits
     assert limits is not None  # embedding_model refuses a provider without them
     inputs = limits[0] if batch_size is None else min(integer_at_least("batch_size", batch_size, 1), limits[0])
+    mode = common.get("mode", constants.BATCH_MODES[0])
+    if mode != constants.BATCH_MODES[0] and not kind.batch_embeddings:  # "auto" falls back to online
+        if mode == "batch":
+            raise ConfigError(f"the {kind.name} provider has no batch API for embeddings: use mode='online'")
+        common = {**common, "mode": constants.BATCH_MODES[0]}
     # An input over the model's limit is that row's error, before sending; truncate=True lets it through, cut.
     longest = None if truncate else kind.embedding_input_tokens
     planned = build.plan(frame, template, target=target, output=output, params={constants.EMBEDDING_KEY: settings},

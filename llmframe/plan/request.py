@@ -56,13 +56,17 @@ class Response:
     latency: float | None = None  # seconds of the attempt that answered; cached with the answer, not in the key
     batch: bool = False  # answered by a provider's batch API (billed at batch prices)
     vector: Any = None  # an embedding request's answer: a float32 vector (the cache holds it as text, see Vectors)
+    tool_calls: Any = None  # tools=: the model asks for tool calls (a plan.tools.ToolTurn); never cached
+    transcript: str | None = None  # tools=: the row's tool calls and results as JSON, cached with the answer
+    confidence: float | None = None  # from the answer's token log-probabilities, where the provider gave them
 
     def to_cache(self, model: str, created: float) -> str:
         """A compact JSON text for the cache (only successes are ever stored).
 
         The model and the time are kept so the cache can be pruned by model or age. Latency and cached
         input tokens come next, so values written before they existed still read; a trailing 1 marks a
-        batch answer.
+        batch answer (0 an online one, where a tools run's transcript follows, then a confidence from
+        log-probabilities, if any).
         """
         return Response.many_to_cache([self], model, created)[0]
 
@@ -75,9 +79,17 @@ class Response:
             f"[{'null' if r.text is None else string(r.text)},{int(r.input_tokens)},{int(r.output_tokens)},"
             f"{'null' if r.finish_reason is None else string(r.finish_reason)}{tail}"
             f"{'null' if r.latency is None else round(float(r.latency), 4)},{int(r.cached_input_tokens)}"
-            f"{',1]' if r.batch else ']'}"
+            f"{_tail(r)}"
             for r in responses
         ]
+
+    @staticmethod
+    def vectors_to_cache(encoded: list[str], tokens: Sequence[int], latency: float | None, model: str,
+                         created: float) -> list[str]:
+        """to_cache of an embedding pack's answers: each vector's base64 text (which JSON never escapes) as text."""
+        tail = f",0,null,{_compact(model)},{_compact(round(created, 3))},"
+        tail += f"{'null' if latency is None else round(float(latency), 4)},0]"
+        return [f'["{text}",{count}{tail}' for text, count in zip(encoded, tokens)]
 
     @classmethod
     def many_from_cache(cls, values: list[str]) -> list[Response]:
@@ -85,7 +97,7 @@ class Response:
         rows = loads("[" + ",".join(values) + "]")
         return [cls(row[0], row[1], row[2], row[3], None, True, None, None,
                     row[7] if len(row) > 7 else 0, row[6] if len(row) > 6 else None,
-                    len(row) > 8 and row[8] == 1) for row in rows]
+                    len(row) > 8 and row[8] == 1, confidence=row[10] if len(row) > 10 else None) for row in rows]
 
     @classmethod
     def failure(cls, error: str) -> Response:
@@ -96,6 +108,16 @@ class Response:
         """A failure made of this answer: no text, but its tokens, which were spent all the same."""
         return Response(error=error, input_tokens=self.input_tokens, output_tokens=self.output_tokens,
                         cached_input_tokens=self.cached_input_tokens, latency=self.latency, batch=self.batch)
+
+
+def _tail(r: Response) -> str:
+    """The end of a cache value: the batch mark, then a tools run's transcript and a confidence where there are."""
+    if r.confidence is not None:
+        transcript = "null" if r.transcript is None else _string(r.transcript)
+        return f",{int(r.batch)},{transcript},{float(r.confidence)!r}]"
+    if r.transcript is not None:
+        return f",{int(r.batch)},{_string(r.transcript)}]"
+    return ",1]" if r.batch else "]"
 
 
 @dataclass(slots=True)

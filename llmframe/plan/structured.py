@@ -13,6 +13,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from .. import constants
 from ..errors import ConfigError, SchemaError
 
@@ -60,6 +62,11 @@ class OutputSchema:
         """(value, None) for an answer that validates, else (None, why not); near-JSON is repaired first."""
         if not text:
             return None, "invalid answer: empty"
+        if self.model is not None:
+            try:  # parse and validate in one pass in pydantic's core: what a cached re-run does for every row
+                return self.model.model_validate_json(text), None
+            except Exception:
+                pass  # near-JSON (a code fence, prose) or an invalid answer: repaired, or told why, below
         data, problem = _load_json(text)
         if problem:
             return None, f"invalid answer: {problem}"
@@ -145,6 +152,10 @@ def from_output(output: Any) -> OutputSchema | None:
 
 
 def _load_json(text: str) -> tuple[Any, str | None]:
+    try:
+        return orjson.loads(text), None  # several times json's speed: a cached re-run parses every answer
+    except orjson.JSONDecodeError:
+        pass  # NaN, huge integers, surrogates: json's reading, as before
     try:
         return json.loads(text), None
     except ValueError as exc:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from .prefix import StaticPrefix
     from .structured import OutputSchema
 
 
@@ -19,6 +20,7 @@ class ProviderKind(Protocol):
     name: str  # the prefix of model=, part of every cache key
     strict_outputs: bool
     batch_adapter: str | None
+    batch_embeddings: bool
     price_id: str | None
 
     def check_params(self, params: dict) -> None: ...
@@ -26,6 +28,8 @@ class ProviderKind(Protocol):
     def output_params(self, schema: OutputSchema, *, strict: bool, structured: str) -> dict: ...
 
     def endpoint_for(self, base_url: str | None) -> str | None: ...
+
+    def prompt_cache_params(self, prefix: StaticPrefix, model: str) -> dict: ...
 
     # Embeddings (df.llm.embed, plan.embed): see providers.base.Provider.
     embedding_limits: tuple[int, int] | None

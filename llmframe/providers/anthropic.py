@@ -7,7 +7,7 @@ import anthropic
 from .. import constants
 from ..plan.request import Request, Response, loads
 from ..plan.structured import OutputSchema
-from . import replies
+from . import replies, tool_wire
 from .base import Provider
 
 # Anthropic's stop reasons in llmframe's vocabulary (OpenAI's), so reports and notes read the same.
@@ -35,6 +35,9 @@ class AnthropicProvider(Provider):
                               "(openai:<model> with base_url=), openai:text-embedding-3-small, "
                               "gemini:gemini-embedding-001, or a local model (transformers:<path>)")
     default_max_tokens = constants.ANTHROPIC_MAX_TOKENS
+    tool_calls = True
+    tool_params = staticmethod(tool_wire.anthropic_params)
+    tool_messages = staticmethod(tool_wire.anthropic_messages)
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
@@ -62,6 +65,14 @@ class AnthropicProvider(Provider):
             return {}
         return {"output_config": {"format": {"type": "json_schema", "schema": schema.json_schema}}}
 
+    @classmethod
+    def prompt_cache_params(cls, prefix, model: str) -> dict:
+        """A cache_control breakpoint at the end of the static prefix, where it is long enough for Anthropic to cache
+        on this model and at least two requests share it (a cache write costs a quarter more than input)."""
+        if prefix is None or prefix.rows < 2 or prefix.tokens < cache_minimum(model):
+            return {}
+        return {constants.ANTHROPIC_CACHE_PARAM: [prefix.messages, prefix.chars]}
+
     async def complete(self, request: Request) -> Response:
         named, extra = message_params(request.messages, request.params)
         with self.stainless_errors(anthropic):
@@ -76,7 +87,10 @@ class AnthropicProvider(Provider):
             )
             # The body is read with every field's type checked: the SDK's models check none.
             body = loads(await raw.read())
-        return replies.anthropic(body, raw.headers, finish_reason)
+        response = replies.anthropic(body, raw.headers, finish_reason)
+        if "tools" in request.params:
+            response.tool_calls = tool_wire.anthropic_turn(body)
+        return response
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -89,9 +103,16 @@ def finish_reason(stop_reason: str | None) -> str | None:
     return _FINISH.get(stop_reason, stop_reason)
 
 
+def cache_minimum(model: str) -> int:
+    """The fewest tokens a prefix needs for Anthropic to cache it on this model (its documented minimum)."""
+    found = (n for part, n in constants.ANTHROPIC_CACHE_MINIMUMS if part in model)
+    return next(found, constants.ANTHROPIC_CACHE_MINIMUM)
+
+
 def message_params(messages: list[dict], params: dict) -> tuple[dict, dict]:
     """(the Messages API's own fields, the rest as sent) for OpenAI-style messages and llmframe params."""
     rest = dict(params)
+    breakpoint_at = rest.pop(constants.ANTHROPIC_CACHE_PARAM, None)
     named: dict = {"max_tokens": rest.pop("max_tokens", AnthropicProvider.default_max_tokens)}
     system = "\n\n".join(m["content"] for m in messages if m["role"] in ("system", "developer"))
     named["messages"] = [m for m in messages if m["role"] not in ("system", "developer")]
@@ -103,4 +124,8 @@ def message_params(messages: list[dict], params: dict) -> tuple[dict, dict]:
     output_config = rest.pop("output_config", None)
     if output_config:
         named["output_config"] = output_config
+    if breakpoint_at is not None:
+        from .prompt_cache import anthropic_breakpoint
+
+        anthropic_breakpoint(named, messages, *breakpoint_at)
     return named, rest

@@ -19,6 +19,7 @@ from ..errors import ConfigError, ProviderError, SchemaError, quota_spent, redac
 from ..plan.request import Embedded, Request, Response
 
 if TYPE_CHECKING:
+    from ..plan.prefix import StaticPrefix
     from ..plan.structured import OutputSchema
 
 _deadline = getattr(asyncio, "timeout", None)  # Python 3.11+
@@ -49,6 +50,7 @@ class Provider(ABC):
     # "{kind}" standing for "requests" or "tokens": the limiter learns the server's limits from them.
     ratelimit_headers: ClassVar[tuple[tuple[str, str, str], ...]] = (constants.OPENAI_RATELIMIT_HEADERS,)
     price_id: ClassVar[str | None] = None  # the provider's id in genai-prices; None: priced only by prices=
+    batch_embeddings: ClassVar[bool] = False  # its batch API takes embedding requests (OpenAI's /v1/embeddings)
     batch_adapter: ClassVar[str | None] = None  # "module:Class" of its native batch API's Adapter, if it has one
     batch_limits: ClassVar[tuple[int, int]] = constants.BATCH_DEFAULT_LIMITS  # one job's most (requests, bytes)
     # A model in this process: the engine hands whole groups of group_size requests to run_batches, in a
@@ -63,6 +65,12 @@ class Provider(ABC):
     # The max_tokens sent when a call sets none (Anthropic's API requires one); None: none is sent. Estimates
     # and max_cost's reservations take it as a request's most output tokens.
     default_max_tokens: ClassVar[int | None] = None
+    # What asks for the answer's token log-probabilities (a cascade's confidence); None: the provider has none.
+    logprob_params: ClassVar[dict | None] = None
+    # Tools per row (generate(tools=...)): the provider declares tools (tool_params), puts a reply's calls on its
+    # Response (tool_calls, a plan.tools.ToolTurn) and sends their results back (tool_messages); engine/toolloop
+    # runs the loop.
+    tool_calls: ClassVar[bool] = False
 
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
                  max_concurrency: int = constants.MAX_CONCURRENCY, timeout: float = constants.REQUEST_TIMEOUT_SECONDS,
@@ -188,6 +196,24 @@ class Provider(ABC):
         structured="json_object": JSON mode only, where the provider has one (the schema is in the prompt).
         """
         raise SchemaError(f"the {cls.name} provider does not support structured outputs yet")
+
+    @classmethod
+    def prompt_cache_params(cls, prefix: StaticPrefix | None, model: str) -> dict:
+        """Request parameters that let the provider's prompt cache serve the run's static prefix (none: {}).
+
+        Added after the cache key is made: they route or mark a request, and change no answer.
+        """
+        return {}
+
+    @classmethod
+    def tool_params(cls, specs: list[dict]) -> dict:
+        """Request parameters declaring the tools ({"name", "description", "parameters"} each)."""
+        raise ConfigError(f"the {cls.name} provider cannot call tools")
+
+    @classmethod
+    def tool_messages(cls, turn, results: list) -> list[dict]:
+        """The messages that follow a ToolTurn in the conversation: the model's turn, then its calls' results."""
+        raise ConfigError(f"the {cls.name} provider cannot call tools")
 
     @classmethod
     def token_counter(cls, model: str) -> tuple[Callable[[list[dict]], int], str] | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +22,16 @@ OPENAI_MODELS = {"text-embedding-3-small": (1536, True), "text-embedding-3-large
                  "text-embedding-ada-002": (1536, False)}
 GEMINI_MODELS = {"gemini-embedding-001": (3072, True), "text-embedding-004": (768, True),
                  "embedding-001": (768, False)}
+
+
+def known_dimensions(model: Any) -> int | None:
+    """How long the vectors of an official model are by default ("openai:text-embedding-3-small": 1536); None
+    for a model not in the tables."""
+    if not isinstance(model, str):
+        return None
+    prefix, _, name = model.partition(":")
+    known = {"openai": OPENAI_MODELS, "gemini": GEMINI_MODELS}.get(prefix, {})
+    return known[name][0] if name in known else None
 
 
 def is_embedding_name(model: str) -> bool:
@@ -50,10 +62,20 @@ def refuse_embedding_model(provider: str, model: str) -> None:
                           f"df.llm.embed(..., model={provider + ':' + model!r}) for vectors, or a chat model here")
 
 
-def cut(texts: list[str], tokens: int | None) -> list[str]:
-    """Inputs cut to about tokens tokens (characters / 4: the estimate the plan refuses long inputs by)."""
+def cut(texts: list[str], tokens: int | None, encoding: Any = None) -> list[str]:
+    """Inputs cut to tokens tokens: exactly, by the model's tiktoken encoding where one is given; else to about
+    that many (characters / 4, the estimate the plan refuses long inputs by)."""
     if tokens is None:
         return texts
+    if encoding is not None:
+        long = [i for i, t in enumerate(texts) if len(t) > tokens]  # fewer characters than tokens: short enough
+        if not long:
+            return texts
+        out = list(texts)
+        for i, ids in zip(long, encoding.encode_ordinary_batch([texts[i] for i in long])):
+            if len(ids) > tokens:
+                out[i] = encoding.decode(ids[:tokens])
+        return out
     limit = tokens * constants.CHARS_PER_TOKEN
     return [t if len(t) <= limit else t[:limit] for t in texts]
 
@@ -92,6 +114,11 @@ def openai_reply(body: Any, inputs: int, headers: Mapping | None) -> Embedded:
     """An OpenAI /embeddings reply: {"data": [{"index", "embedding"}], "usage": {"prompt_tokens"}}."""
     try:
         data = replies.items(replies.obj(body, "the reply").get("data"), "data")
+        usage = replies.obj(body.get("usage"), "usage")
+        tokens = replies.count(usage.get("prompt_tokens", usage.get("total_tokens")), "usage.prompt_tokens")
+        fast = _base64_in_order(data, inputs)
+        if fast is not None:
+            return Embedded(fast[0], tokens, headers, fast[1])
         found: dict[int, np.ndarray] = {}
         for n, item in enumerate(data):
             item = replies.obj(item, f"data[{n}]")
@@ -99,8 +126,6 @@ def openai_reply(body: Any, inputs: int, headers: Mapping | None) -> Embedded:
             if isinstance(index, bool) or not isinstance(index, int):
                 raise replies.Malformed(f"data[{n}].index", index)
             found[index] = _vector(item.get("embedding"), f"data[{n}].embedding")
-        usage = replies.obj(body.get("usage"), "usage")
-        tokens = replies.count(usage.get("prompt_tokens", usage.get("total_tokens")), "usage.prompt_tokens")
     except replies.Malformed as exc:
         raise ProviderError(f"malformed response: {exc}", retryable=True, headers=headers) from None
     order = sorted(found)
@@ -108,6 +133,33 @@ def openai_reply(body: Any, inputs: int, headers: Mapping | None) -> Embedded:
     texts = [data[i].get("embedding") for i in order] if order == list(range(len(data))) else None
     encoded = texts if texts and all(isinstance(t, str) for t in texts) else None  # already the cache's spelling
     return Embedded(matrix(vectors, inputs, headers), tokens, headers, encoded)
+
+
+# Strict: a reply's stray character is a malformed reply, not a silently different vector.
+_b64 = (functools.partial(binascii.a2b_base64, strict_mode=True) if sys.version_info >= (3, 11)
+        else functools.partial(base64.b64decode, validate=True))
+
+
+def _base64_in_order(data: list, inputs: int) -> tuple[np.ndarray, list[str]] | None:
+    """The usual reply (every input's vector, in order, base64 of one length) decoded at once into one matrix,
+    with its texts (the cache's spelling); None for any other reply, which the general path reads and checks."""
+    if len(data) != inputs or not inputs:
+        return None
+    try:
+        texts = [item["embedding"] for item in data]
+        if [item["index"] for item in data] != list(range(inputs)):
+            return None
+        if len({len(t) for t in texts}) != 1 or not all(type(t) is str for t in texts):
+            return None
+        raw = b"".join(list(map(_b64, texts)))
+    except (KeyError, TypeError, binascii.Error, ValueError):
+        return None
+    if len(raw) % (4 * inputs):
+        return None
+    out = np.frombuffer(raw, dtype="<f4").reshape(inputs, -1)
+    if not out.shape[1] or not np.isfinite(out).all():
+        return None
+    return out, texts
 
 
 def estimated_tokens(texts: list[str]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Mapping
 
@@ -17,7 +18,7 @@ from ..errors import ProviderError, redact
 from ..plan.request import Request, Response
 from ..plan.structured import OutputSchema
 from ..plan.request import Embedded
-from . import embeddings, replies
+from . import embeddings, replies, tool_wire
 from .base import Provider, never_connected
 
 # Our parameter names -> GenerateContentConfig's; anything else is passed to the config as it is.
@@ -72,6 +73,9 @@ class GeminiProvider(Provider):
     batch_limits = constants.GEMINI_BATCH_LIMITS
     embedding_limits = constants.GEMINI_EMBEDDING_LIMITS
     embedding_input_tokens = constants.GEMINI_EMBEDDING_INPUT_TOKENS
+    tool_calls = True
+    tool_params = staticmethod(tool_wire.gemini_params)
+    tool_messages = staticmethod(tool_wire.gemini_messages)
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
@@ -157,7 +161,10 @@ class GeminiProvider(Provider):
             reason = finish_reason(candidate.finish_reason)
             return replies.unicode(candidate_text(candidate)), None if reason is None else replies.unicode(reason)
 
-        return replies.reply(usage, answer, headers)
+        response = replies.reply(usage, answer, headers)
+        if "tools" in request.params:
+            response.tool_calls = tool_wire.gemini_turn(candidate)
+        return response
 
     def _config(self, params: dict, system: str | None) -> types.GenerateContentConfig:
         fields = {_RENAMED.get(k, k): v for k, v in params.items()}
@@ -201,6 +208,9 @@ def to_contents(messages: list[dict]) -> tuple[str | None, list[types.Content]]:
     system: list[str] = []
     contents: list[types.Content] = []
     for message in messages:
+        if "parts" in message:  # already Gemini's (a tools run's function calls and responses), as JSON
+            contents.append(types.Content.model_validate_json(json.dumps(message)))
+            continue
         role = message.get("role")
         text = _message_text(message.get("content"))
         if role in ("system", "developer"):

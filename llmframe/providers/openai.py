@@ -14,7 +14,7 @@ from ..errors import ConfigError, ProviderError, SchemaError
 from ..plan.request import Request, Response, loads
 from ..plan.structured import OutputSchema
 from ..plan.request import Embedded
-from . import embeddings, replies
+from . import embeddings, replies, tool_wire
 from .base import Provider
 from .http import JSONClient
 
@@ -64,9 +64,14 @@ class OpenAIProvider(Provider):
     official_endpoints = (constants.OPENAI_ENDPOINT,)
     price_id = "openai"
     batch_adapter = "llmframe.batch.openai:OpenAIBatches"
+    batch_embeddings = True
     batch_limits = constants.OPENAI_BATCH_LIMITS
     embedding_limits = constants.OPENAI_EMBEDDING_LIMITS
     embedding_input_tokens = constants.OPENAI_EMBEDDING_INPUT_TOKENS
+    logprob_params = {"logprobs": True}  # choices[0].logprobs.content: a cascade's confidence
+    tool_calls = True
+    tool_params = staticmethod(tool_wire.openai_params)
+    tool_messages = staticmethod(tool_wire.openai_messages)
 
     @classmethod
     def token_counter(cls, model: str):
@@ -80,6 +85,10 @@ class OpenAIProvider(Provider):
             return sum(map(len, encoding.encode_ordinary_batch(texts))) + _PER_MESSAGE * len(texts) + _PER_REPLY
 
         return count, f"tiktoken:{encoding.name}"
+
+    def tiktoken_encoding(self):
+        """The model's tiktoken encoding (truncate=True cuts inputs by it), or None where it cannot be had."""
+        return _encoding(self.model)
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
@@ -126,7 +135,7 @@ class OpenAIProvider(Provider):
                                                               **request.params})
         except ProviderError as exc:
             raise _with_hint(exc, request) from None
-        return replies.openai(body, headers)
+        return _with_calls(replies.openai(body, headers), body, request)
 
     async def _complete_sdk(self, request: Request) -> Response:
         import openai
@@ -143,7 +152,7 @@ class OpenAIProvider(Provider):
                 body = loads(raw.content)
         except ProviderError as exc:
             raise _with_hint(exc, request) from None
-        return replies.openai(body, raw.headers)
+        return _with_calls(replies.openai(body, raw.headers), body, request)
 
     @classmethod
     def embedding_model(cls, model: str, *, dimensions: int | None, endpoint: str | None) -> None:
@@ -159,7 +168,7 @@ class OpenAIProvider(Provider):
     async def embed(self, texts: list[str], params: dict) -> Embedded:
         """POST /embeddings with every text of the pack; vectors come as base64 (a sixth of JSON's bytes)."""
         if params.get("truncate"):
-            texts = embeddings.cut(texts, self.embedding_input_tokens)
+            texts = embeddings.cut(texts, self.embedding_input_tokens, self.tiktoken_encoding())
         body = {"model": self.model, "input": texts, "encoding_format": "base64"}
         if "dimensions" in params:
             body["dimensions"] = params["dimensions"]
@@ -172,6 +181,14 @@ class OpenAIProvider(Provider):
                 raw = await self.client.embeddings.with_raw_response.create(**body)
                 headers, reply = raw.headers, loads(raw.content)
         return embeddings.openai_reply(reply, len(texts), headers)
+
+    @classmethod
+    def prompt_cache_params(cls, prefix, model: str) -> dict:
+        """prompt_cache_key, where the static prefix fills one of OpenAI's cache steps: rows sharing it land on the
+        same cache machines (OpenAI caches prefixes by itself; the key keeps them together)."""
+        if prefix is None or prefix.tokens < constants.OPENAI_CACHE_STEP:
+            return {}
+        return {"prompt_cache_key": prefix.digest(model)}
 
     @classmethod
     def output_params(cls, schema: OutputSchema, *, strict: bool, structured: str) -> dict:
@@ -203,6 +220,13 @@ class OpenAIProvider(Provider):
         elif self._client is not None:
             await self._client.close()
             self._client = None  # a next run (the same instance passed as model= again) opens a new one
+
+
+def _with_calls(response: Response, body, request: Request) -> Response:
+    """The response, with the tool calls it asks for where the request declared tools."""
+    if "tools" in request.params:
+        response.tool_calls = tool_wire.openai_turn(body)
+    return response
 
 
 def _with_hint(exc: ProviderError, request: Request) -> ProviderError:

@@ -9,6 +9,7 @@ answer store and the cache hold UTF-8.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -144,16 +145,32 @@ def openai(body: Any, headers: Mapping[str, str] | None) -> Response:
                 count(counts.get("completion_tokens"), "usage.completion_tokens"),
                 count(details.get("cached_tokens"), "usage.prompt_tokens_details.cached_tokens"))
 
+    confidence: list[float | None] = [None]
+
     def answer() -> tuple[str, str | None]:
         choices = items(body.get("choices"), "choices")
         if not choices:
             raise ProviderError("the server returned no choices", retryable=True, headers=headers)
         choice = obj(choices[0], "choices[0]")
         message = obj(choice.get("message"), "choices[0].message")
+        confidence[0] = token_confidence(choice.get("logprobs"))
         return (text(message.get("content"), "choices[0].message.content"),
                 label(choice.get("finish_reason"), "choices[0].finish_reason"))
 
-    return reply(usage, answer, headers)
+    response = reply(usage, answer, headers)
+    response.confidence = confidence[0]
+    return response
+
+
+def token_confidence(logprobs: Any) -> float | None:
+    """The answer's confidence from its tokens' log-probabilities: exp of their mean (None where there are none)."""
+    if not isinstance(logprobs, Mapping) or not isinstance(logprobs.get("content"), list):
+        return None
+    values = [t.get("logprob") for t in logprobs["content"] if isinstance(t, Mapping)]
+    values = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0]
+    if not values:
+        return None
+    return math.exp(sum(values) / len(values))
 
 
 def anthropic(body: Any, headers: Mapping[str, str] | None, finish: Callable[[str | None], str | None]) -> Response:

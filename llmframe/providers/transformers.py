@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import warnings
@@ -15,7 +16,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria
 
 from .. import constants
 from ..errors import ConfigError
-from ..plan.request import Request, Response
+from ..plan.request import Embedded, Request, Response
+from . import local_embed
 from .local import MAPPED_PARAMS, Batch, LocalProvider, check_model, loaded, option, raw_prompt
 
 
@@ -61,6 +63,9 @@ class TransformersProvider(LocalProvider):
     extra = "transformers"
     load_options = ("device_map", "torch_dtype", "dtype", "model_kwargs", "tokenizer", "trust_remote_code")
     run_options = ("batch_size", "chat_template")
+    # Embeddings (df.llm.embed): the token states pooled (providers/local_embed.py); an input's limit is the
+    # model's own, counted by its tokenizer when the pack is embedded.
+    embedding_limits = (constants.LOCAL_EMBEDDING_PACK, 2**62)
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
@@ -83,6 +88,18 @@ class TransformersProvider(LocalProvider):
         if unknown:
             raise ConfigError(f"params {unknown} are not generation parameters of transformers' generate(); "
                               "see transformers.GenerationConfig for the ones it takes")
+
+    @classmethod
+    def embedding_model(cls, model: str, *, dimensions: int | None, endpoint: str | None) -> None:
+        local_embed.check_dimensions(model, dimensions, {})
+
+    async def embed(self, texts: list[str], params: dict) -> Embedded:
+        """The pack's vectors from the model's token states, in a worker thread (the loop goes on)."""
+        encoder = await asyncio.to_thread(loaded, (*self.loaded_key, "encoder"),
+                                          lambda: local_embed.load(self.model, self.options))
+        vectors, tokens = await asyncio.to_thread(local_embed.embed, encoder, texts,
+                                                  truncate=bool(params.get("truncate")), batch_size=self.batch_size)
+        return Embedded(vectors, tokens)
 
     @property
     def group_size(self) -> int:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import vllm
 from vllm.sampling_params import SamplingParams, StructuredOutputsParams
 
 from .. import constants
-from ..errors import ConfigError
-from ..plan.request import Request, Response
+from ..errors import ConfigError, ProviderError
+from ..plan.request import Embedded, Request, Response
 from .local import MAPPED_PARAMS, Batch, LocalProvider, check_model, loaded, option, raw_prompt
 
 # vLLM 0.32's xgrammar backend ignores the per-request disable_any_whitespace; set engine-wide, it works.
@@ -47,9 +49,38 @@ class VLLMProvider(LocalProvider):
         self.llm_kwargs = option(self.options, "llm_kwargs", dict, {})
         check_model(self.name, model, trust_remote_code=bool(self.llm_kwargs.get("trust_remote_code")))
 
+    # Embeddings (df.llm.embed): LLM.embed on an engine of its own, started with runner="pooling"; an input's
+    # limit is the engine's max_model_len, which vLLM checks.
+    embedding_limits = (constants.LOCAL_EMBEDDING_PACK, 2**62)
+
+    @classmethod
+    def embedding_model(cls, model: str, *, dimensions: int | None, endpoint: str | None) -> None:
+        """Any model vLLM can pool embeds; dimensions= is vLLM's own (Matryoshka models), which it checks."""
+
     @property
     def group_size(self) -> int:
         return constants.VLLM_GROUP_SIZE
+
+    async def embed(self, texts: list[str], params: dict) -> Embedded:
+        """LLM.embed of the pack, in a worker thread (the loop goes on)."""
+        return await asyncio.to_thread(self._embed, texts, params)
+
+    def _embed(self, texts: list[str], params: dict) -> Embedded:
+        engine = loaded((*self.loaded_key, "pooling"), lambda: _Engine(vllm.LLM(
+            model=self.model, runner="pooling", **self.llm_kwargs)))
+        kwargs: dict[str, Any] = {}
+        if "dimensions" in params:
+            kwargs["pooling_params"] = vllm.PoolingParams(dimensions=params["dimensions"])
+        if params.get("truncate"):
+            longest = engine.llm.llm_engine.model_config.max_model_len
+            kwargs["tokenization_kwargs"] = {"truncation": True, "max_length": longest}
+        with engine.lock:
+            try:
+                outputs = engine.llm.embed(texts, use_tqdm=False, **kwargs)
+            except _refused() as exc:  # one input too long refuses the whole call: the pack is split to find it
+                raise ProviderError(f"{exc}; pass truncate=True to cut long inputs", 400, retryable=False) from None
+        vectors = np.asarray([o.outputs.embedding for o in outputs], dtype=np.float32)
+        return Embedded(vectors, sum(len(o.prompt_token_ids or ()) for o in outputs))
 
     @classmethod
     def check_params(cls, params: dict) -> None:
@@ -86,6 +117,13 @@ class VLLMProvider(LocalProvider):
                 return engine.llm.chat([r.messages for r in requests], sampling, use_tqdm=False,
                                        add_generation_prompt=True)
             return engine.llm.generate([raw_prompt(r.messages) for r in requests], sampling, use_tqdm=False)
+
+
+def _refused() -> tuple[type[BaseException], ...]:
+    """What vLLM raises for a call it refuses (an input over max_model_len): ValueError, or its own error class."""
+    from vllm import exceptions
+
+    return (ValueError, *(getattr(exceptions, n) for n in ("VLLMValidationError",) if hasattr(exceptions, n)))
 
 
 def sampling_params(params: dict) -> SamplingParams:

@@ -37,7 +37,9 @@ __all__ = [
     "LoggedRequest",
     "notebook_setup",
     "tutorial_answer",
+    "rule_answer",
     "BatchSettings",
+    "ToolMode",
 ]
 
 if TYPE_CHECKING:
@@ -46,7 +48,9 @@ if TYPE_CHECKING:
     from .faults import Faults
     from .notebook import notebook_setup, tutorial_answer
     from .process import SimulatorProcess
+    from .rules import rule_answer
     from .simulator import LoggedRequest, SimulatedError, Simulator
+    from .tool_mode import ToolMode
 
 # Names are imported on first use, so that loading the pytest plugin (which imports this package)
 # does not need the optional aiohttp dependency until a fixture actually starts a server.
@@ -55,6 +59,8 @@ _HOMES["SimulatorProcess"] = "process"
 _HOMES["Faults"] = "faults"
 _HOMES["notebook_setup"] = _HOMES["tutorial_answer"] = "notebook"
 _HOMES["BatchSettings"] = "batches"
+_HOMES["rule_answer"] = "rules"
+_HOMES["ToolMode"] = "tool_mode"
 _HOMES["digest_answer"] = _HOMES["default_answer"] = "answers"
 
 

@@ -95,6 +95,8 @@ class AnthropicDialect(Dialect):
             raise BadRequest("max_tokens: Field required")
         if not isinstance(raw.get("messages"), list):
             raise BadRequest("messages: Field required")
+        if json.dumps(raw).count('"cache_control"') > 4:  # as Anthropic refuses more breakpoints
+            raise BadRequest("A maximum of 4 blocks with cache_control may be provided.")
         messages = []
         if raw.get("system"):
             messages.append({"role": "system", "content": _blocks_text(raw["system"])})

@@ -134,7 +134,8 @@ class GeminiEmbeddings(GeminiDialect):
 
 OPENAI = OpenAIEmbeddings()
 GEMINI = GeminiEmbeddings()
-ROUTES = [("/v1/embeddings", OPENAI)] + [
+ENDPOINT = "/v1/embeddings"
+ROUTES = [(ENDPOINT, OPENAI)] + [
     (f"/{version}/models/{{model:[^/:]+}}:{method}", GEMINI)
     for version in ("v1beta", "v1") for method in ("batchEmbedContents", "embedContent")
 ]

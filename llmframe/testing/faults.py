@@ -68,6 +68,9 @@ class Faults:
     quota_rate: float = 0.0
     drip_rate: float = 0.0  # 200 whose body trickles in one byte every drip_seconds: no single read is slow
     drip_seconds: float = 0.05
+    # rows_per_request's packed answers (testing.packed): per item, its answer left out, or given twice
+    pack_drop_rate: float = 0.0
+    pack_duplicate_rate: float = 0.0
     seed: int | None = None  # seeds the fault draws (latency callables own their randomness)
 
     def __post_init__(self) -> None:
@@ -169,6 +172,10 @@ class FaultState:
         self._rng = random.Random(faults.seed)
         self._limits = {kind: n for kind, n in (("requests", faults.rpm), ("tokens", faults.tpm)) if n is not None}
         self._buckets: dict[bytes, dict[str, _Bucket]] = {}
+
+    def chance(self, probability: float) -> bool:
+        """True with this probability, from the faults' seeded draws."""
+        return probability > 0 and self._rng.random() < probability
 
     def _levels(self, key: str, now: float) -> dict[str, tuple[int, float, _Bucket]]:
         """(limit per minute, capacity, bucket refilled to now) of the key per configured limit, by header suffix."""

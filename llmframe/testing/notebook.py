@@ -20,7 +20,8 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .answers import default_answer, last_user_text
+from .answers import last_user_text
+from .rules import rule_answer
 from .simulator import Simulator
 
 # The environment variables the official SDKs read, per provider: (endpoint, keys).
@@ -36,10 +37,11 @@ _NEGATIVE = ("broke", "never", "nothing like", "useless", "refund", "worst")
 
 
 def tutorial_answer(body: dict) -> str:
-    """The simulated model of the demo and notebooks: a keyword rule for sentiment prompts, else the default answer."""
+    """The simulated model of the demo and notebooks: a keyword rule for sentiment prompts, the semantic
+    operators' rules (llmframe.testing.rules), else the default answer."""
     text = last_user_text(body).lower()
     if body.get("response_format") or "sentiment" not in text:
-        return default_answer(body)
+        return rule_answer(body)
     if any(word in text for word in _NEGATIVE):
         return "mixed" if "decent" in text else "negative"
     return "positive"

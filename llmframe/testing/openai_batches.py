@@ -7,8 +7,12 @@ import time
 
 from aiohttp import web
 
+from . import embeddings
+from .answers import tokens
 from .batches import Batch, Handler, VendorBatches, unauthorized
 from .openai_chat import OPENAI, BadRequest
+
+_PARSERS = {"/v1/chat/completions": OPENAI, embeddings.ENDPOINT: embeddings.OPENAI}  # what a batch may hold
 
 
 class OpenAIBatches(VendorBatches):
@@ -78,7 +82,8 @@ class OpenAIBatches(VendorBatches):
                     lines.append({"id": line_id, "custom_id": custom_id, "response": None,
                                   "error": {"code": code, "message": message}})
                 continue
-            body = self.service.reply(OPENAI, batch, i)
+            body = (self._embedding(batch, i) if batch.extra.get("endpoint") == embeddings.ENDPOINT
+                    else self.service.reply(OPENAI, batch, i))
             if (body is None) != errors:
                 continue
             if body is None:
@@ -86,6 +91,16 @@ class OpenAIBatches(VendorBatches):
             lines.append({"id": line_id, "custom_id": custom_id, "error": None,
                           "response": {"status_code": 500 if errors else 200, "request_id": f"req_{i}", "body": body}})
         return lines
+
+    def _embedding(self, batch: Batch, i: int) -> dict | None:
+        """The /v1/embeddings reply of item i (the online route's vectors and usage), or None if its line fails."""
+        custom_id, raw, chat = batch.items[i]
+        if batch.failed(custom_id):
+            return None
+        vectors, problem = embeddings.embedded(chat, self.service.sim.embedding_input_tokens)
+        if problem is not None:
+            return None
+        return embeddings.OPENAI.embedding_reply(raw, chat, vectors, sum(map(tokens, chat["inputs"])))
 
     def _object(self, batch: Batch) -> dict:
         """The Batch object."""
@@ -110,17 +125,18 @@ class OpenAIBatches(VendorBatches):
         found = self.service.file(body.get("input_file_id"))
         if found is None:
             return OPENAI.error(400, f"input_file_id {body.get('input_file_id')!r} not found")
-        if body.get("endpoint") != "/v1/chat/completions" or body.get("completion_window") != "24h":
-            return OPENAI.error(400, "endpoint must be /v1/chat/completions and completion_window 24h")
+        endpoint = body.get("endpoint")
+        if endpoint not in _PARSERS or body.get("completion_window") != "24h":
+            return OPENAI.error(400, f"endpoint must be one of {sorted(_PARSERS)} and completion_window 24h")
         items, model = [], None
         for number, text in enumerate(found[0].decode().splitlines(), 1):
             if not text.strip():
                 continue
             line = json.loads(text)
-            if line.get("method") != "POST" or line.get("url") != "/v1/chat/completions":
-                return OPENAI.error(400, f"line {number}: method must be POST and url /v1/chat/completions")
+            if line.get("method") != "POST" or line.get("url") != endpoint:
+                return OPENAI.error(400, f"line {number}: method must be POST and url {endpoint}, the batch's")
             try:
-                chat = OPENAI.parse(request, line.get("body"))
+                chat = _PARSERS[endpoint].parse(request, line.get("body"))
             except BadRequest as exc:
                 return OPENAI.error(400, f"line {number}: {exc}")
             items.append((line["custom_id"], line["body"], chat))

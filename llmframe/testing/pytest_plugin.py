@@ -1,4 +1,5 @@
-"""Pytest fixtures: the simulator (`llm_simulator` per test, `llm_simulator_server` per session), `llm_tiny_model`."""
+"""Pytest fixtures: the simulator (`llm_simulator` per test, `llm_simulator_server` per session), `llm_tiny_model`,
+`llm_tiny_encoder`."""
 
 from __future__ import annotations
 
@@ -43,3 +44,19 @@ def llm_tiny_model(tmp_path_factory: pytest.TempPathFactory):
 
     os.environ["HF_HUB_OFFLINE"] = "1"  # a test run never reaches a model hub; loading is by path
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def llm_tiny_encoder(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny random BERT encoder built offline once per test run (no pooling config: mean pooling); its path.
+
+    Use it as model=f"transformers:{path}" in df.llm.embed. Needs the transformers extra.
+    """
+    import os
+
+    pytest.importorskip("transformers", reason="the tiny encoder needs the transformers extra: "
+                                               "pip install 'llmframe[transformers]'")
+    from .tiny_model import build_tiny_encoder
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))

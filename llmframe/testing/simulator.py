@@ -20,12 +20,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import anthropic_messages, embeddings, gemini_generate, openai_chat
+from . import anthropic_messages, embeddings, gemini_generate, logprobs, openai_chat, packed, tool_mode
 from .answers import (completion_limit, default_answer, digest_answer, fit, last_user_text, prompt_tokens, spoil,
                       structured_format, tokens)
 from .batches import BatchService
 from .faults import HTML_502, Faults, FaultState, refusal, retype
 from .openai_chat import MODEL, BadRequest, Dialect, bearer_key, error_response
+from .prompt_cache import PromptCache
 from .server import LoopbackServer, cut, drip
 
 __all__ = ["API_KEY", "LoggedRequest", "SimulatedError", "Simulator", "default_answer", "digest_answer"]
@@ -139,13 +140,15 @@ class Simulator(LoopbackServer):
         port: int = 0,
         log: bool = True,
         faults: Faults | None = None,
+        tools: tool_mode.ToolMode | None = None,
     ):
         super().__init__(host, port)
         self.latency = latency
         # Called on the server's event loop, after the latency: it must not block.
         self.answer = answer or default_answer
         self.faults = faults or Faults()  # read per request, so it can be replaced while serving
-        self._defaults = (self.latency, self.answer, self.faults)
+        self.tool_mode = tools  # a model that calls these tools first (testing.tool_mode), on every protocol
+        self._defaults = (self.latency, self.answer, self.faults, self.tool_mode)
         self._keep_log = log  # off for long benchmarks, where the log would grow without bound
         self._log: list[LoggedRequest] = []
         self._count = 0
@@ -155,6 +158,10 @@ class Simulator(LoopbackServer):
         self._lock = threading.Lock()
         self._ids = itertools.count(1)  # never reset, so ids stay unique for the server's life
         self.batches = BatchService(self)  # the batch APIs: settings, and the batches created
+        self.prompt_cache = PromptCache()  # prefixes seen: cached tokens in each protocol's usage (enabled=False: off)
+        # (chat body, answer) -> the probability each answer token's logprob gives, where logprobs=true asks;
+        # None: testing.logprobs.default_confidence
+        self.confidence: Callable[[dict, str], float] | None = None
         # Embedding routes refuse a request with an input past this many tokens (None: no limit), as OpenAI's
         # 8,192-token models do; tests lower it to make one bad row.
         self.embedding_input_tokens: int | None = embeddings.INPUT_TOKENS
@@ -218,10 +225,12 @@ class Simulator(LoopbackServer):
             self._count = 0
             self._statuses.clear()
             self._fault_counts.clear()
-        self.latency, self.answer, self.faults = self._defaults
+        self.latency, self.answer, self.faults, self.tool_mode = self._defaults
         self.embedding_input_tokens = embeddings.INPUT_TOKENS
         self._fault_state = None
         self.batches.reset()
+        self.prompt_cache = PromptCache()
+        self.confidence = None
 
     # --- server -----------------------------------------------------------
 
@@ -302,7 +311,11 @@ class Simulator(LoopbackServer):
             return web.Response(status=502, text=HTML_502, content_type="text/html", headers=call.limits()), fault
         if dialect.embeds:
             return await self._embed(request, call, raw, body, entry, fault)
-        answered = self._answer(call, body, fault)
+        calls, final = tool_mode.respond(self.tool_mode, dialect, raw, body) if self.tool_mode else ([], None)
+        if calls:
+            reply, entry.billed = tool_mode.call_reply(dialect, self.next_id(), raw, body, calls, prompt)
+            return await _send(request, reply, call.limits(), None, 0), None
+        answered = self._answer(call, body, fault) if final is None else (final, fault)
         if isinstance(answered, web.Response):
             return answered, None
         text, fault = answered
@@ -313,6 +326,8 @@ class Simulator(LoopbackServer):
             state.charge(call.key, completion, call.now)
         usage = entry.billed = (prompt, completion)
         reply = dialect.reply(self.next_id(), raw, body, text, finish, usage, fault == "empty_choices")
+        reply = self.prompt_cache.apply(dialect, raw, body, reply)
+        reply = logprobs.attach(reply, raw, body, text, self.confidence)
         if fault == "retyped":
             reply = retype(reply, state.faults.retyped)
         return await _send(request, reply, call.limits(), fault, state.faults.drip_seconds), fault
@@ -331,7 +346,8 @@ class Simulator(LoopbackServer):
     def _answer(self, call: _Call, body: dict, fault: str | None) -> tuple[str, str | None] | web.Response:
         """The answer function's text, spoilt by an answer fault, and the fault that stands; or an error response."""
         try:
-            text = self.answer(body)
+            found = packed.item_schema(body)
+            text = self.answer(body) if found is None else packed.answer(body, self.answer, call.state, found)
             if not isinstance(text, str):
                 raise TypeError(f"answer returned {type(text).__name__}, not str")
         except SimulatedError as exc:

@@ -69,3 +69,34 @@ def build_tiny_model(path: str | Path, *, chat_template: bool = True) -> Path:
     tokenizer.save_pretrained(path)
     (path / "llmframe_tiny_model.json").write_text(json.dumps({"seed": SEED, "vocab_size": len(tokenizer)}))
     return path
+
+
+def build_tiny_encoder(path: str | Path, *, pooling: str | None = None) -> Path:
+    """A tiny random BERT encoder (hidden size 32) with the tiny model's tokenizer, for embeddings; its path.
+
+    pooling: None (a bare model: llmframe mean-pools it), or "cls" / "mean" / "max" / "lasttoken" to ship a
+    sentence-transformers config (modules.json, 1_Pooling/config.json, 2_Normalize) that asks for it.
+    """
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    path = Path(path)
+    build_tiny_model(path / "tokenizer-source", chat_template=False)
+    tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer-source")
+    tokenizer.padding_side = "right"
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(SEED)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    if pooling is not None:
+        (path / "1_Pooling").mkdir()
+        modes = {f"pooling_mode_{m}": m.split("_")[0] == pooling for m in ("cls_token", "mean_tokens",
+                                                                            "max_tokens", "lasttoken")}
+        (path / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, **modes}))
+        (path / "modules.json").write_text(json.dumps([
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ]))
+    return path

@@ -130,10 +130,6 @@ def _template(args: argparse.Namespace):
 
 def _schema(spec: str):
     """A JSON Schema file, or a pydantic model named module:Class or path/to/file.py:Class."""
-    import importlib
-    import importlib.util
-    import os
-
     from ...errors import ConfigError
 
     if spec.lower().endswith(".json") or (Path(spec).is_file() and ":" not in spec):
@@ -141,23 +137,7 @@ def _schema(spec: str):
             return json.loads(Path(spec).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read the JSON Schema file {spec}: {exc}") from None
-    module_name, sep, name = spec.rpartition(":")
-    if not sep or not module_name or not name:
-        raise ConfigError(f"--schema {spec!r}: give module:Class (a pydantic model) or a JSON Schema file")
-    try:
-        if module_name.endswith(".py"):
-            loader = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
-            if loader is None or not Path(module_name).is_file():
-                raise ImportError(f"no file {module_name}")
-            module = importlib.util.module_from_spec(loader)
-            loader.loader.exec_module(module)
-        else:
-            if os.getcwd() not in sys.path:  # as `python -m` would: modules beside the data are found
-                sys.path.insert(0, os.getcwd())
-            module = importlib.import_module(module_name)
-        return getattr(module, name)
-    except (ImportError, AttributeError, SyntaxError) as exc:
-        raise ConfigError(f"--schema {spec!r}: cannot load it ({type(exc).__name__}: {exc})") from None
+    return options.loaded(spec, "--schema", "module:Class (a pydantic model) or a JSON Schema file")
 
 
 def _run(args: argparse.Namespace) -> int:

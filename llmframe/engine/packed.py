@@ -1,0 +1,88 @@
+"""rows_per_request=k through the pool: k rows' items in one request, each answer mapped back to its row by id.
+
+A row whose item is missing, repeated or invalid is asked again alone (its own request, with the usual
+retries and re-asks), never given another row's answer. The packed request's billed tokens are split over
+its rows (input by the length of their items, output by the length of their answers), summing exactly to
+what the provider billed; a row asked again alone adds that request's tokens to its share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..plan.build import Check, Policy
+from ..plan.packing import Packing
+from ..plan.request import Request, Response
+from ..providers.base import Provider
+from .attempts import billed_answer
+from .outcome import Counters
+from .ratelimit import Limiter, Patience
+
+Item = tuple[int, Request]
+
+
+async def answer_rows(pack: list[Item], packing: Packing, provider: Provider, limiter: Limiter, policy: Policy,
+                      counters: Counters, check: Check | None, patience: Patience,
+                      finish: Callable[..., None]) -> None:
+    """Answer a pack of rows in one request and finish each row; the rows it could not answer are asked alone."""
+    secrets = provider.secrets
+    if len(pack) == 1:
+        j, request = pack[0]
+        counters.single_requests += 1
+        finish(j, await billed_answer(request, provider, limiter, policy, counters, check, secrets, patience))
+        return
+    requests = [request for _, request in pack]
+    packed = packing.request(requests)
+    response = await billed_answer(packed, provider, limiter, policy, counters, packing.check, secrets, patience)
+    counters.packed_requests += 1
+    answers: dict[int, str] = {}
+    if response.error is None:
+        answers = packing.split(response.parsed, len(pack))
+    parsed: dict[int, object] = {}
+    if check is not None:
+        for n, text in list(answers.items()):
+            value, problem = check(text)
+            if problem is None:
+                parsed[n] = value
+            else:
+                del answers[n]
+    items = [len(r.messages[-1]["content"]) - packing.chars + 1 for r in requests]
+    tokens = split_usage(response, items, [len(answers.get(n, "")) + 1 for n in range(1, len(pack) + 1)])
+    for n, (j, request) in enumerate(pack, 1):
+        share = tokens[n - 1]
+        if n in answers:
+            finish(j, Response(answers[n], *share[:2], response.finish_reason, cached_input_tokens=share[2],
+                               latency=response.latency, parsed=parsed.get(n)))
+            continue
+        counters.asked_alone += 1
+        counters.single_requests += 1
+        alone = await billed_answer(request, provider, limiter, policy, counters, check, secrets, patience)
+        alone.input_tokens += share[0]
+        alone.output_tokens += share[1]
+        alone.cached_input_tokens += share[2]
+        finish(j, alone)
+
+
+def split_usage(response: Response, inputs: list[int], outputs: list[int]) -> list[tuple[int, int, int]]:
+    """A packed request's (input, output, cached input) tokens over its rows: by these weights, summing exactly."""
+    inp = _spread(response.input_tokens, inputs)
+    out = _spread(response.output_tokens, outputs)
+    cached = np.minimum(_spread(response.cached_input_tokens, inputs), inp)
+    short = response.cached_input_tokens - int(cached.sum())
+    for k in np.argsort(cached - inp):  # rounding left some over: give it to the rows with room for it
+        if short <= 0:
+            break
+        room = int(inp[k] - cached[k])
+        cached[k] += min(room, short)
+        short -= min(room, short)
+    return list(zip(inp.tolist(), out.tolist(), cached.tolist()))
+
+
+def _spread(total: int, weights: list[int]) -> np.ndarray:
+    """total over len(weights) parts in proportion to the weights, as whole numbers summing to total."""
+    w = np.asarray(weights, dtype=np.float64)
+    part = np.floor(total * w / w.sum()).astype(np.int64)
+    part[-1] += int(total) - int(part.sum())
+    return part

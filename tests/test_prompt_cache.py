@@ -1,0 +1,185 @@
+"""Provider prompt caching: OpenAI's prompt_cache_key, Anthropic's cache_control, Gemini's implicit cache, the
+simulator's per-protocol cached-token usage, and the report's cost_saved_by_prompt_cache."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from llmframe import constants
+from llmframe.plan.prefix import static_prefix
+from llmframe.faces.frames import rows_of
+from llmframe.plan.template import Template
+from llmframe.providers.anthropic import cache_minimum, message_params
+
+RULES = "Rule: label the review by its sentiment, one word. " * 200  # 10,400 characters: 2,600 tokens
+ANTHROPIC = "anthropic:claude-sonnet-4-5"  # caches prefixes from 1,024 tokens (Haiku 4.5: 4,096)
+
+
+def reviews(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"review": [f"review {i}: fine product, arrived late" for i in range(n)]})
+
+
+def run(sim, df, template, model, **kwargs):
+    base = {"anthropic": sim.anthropic_base_url, "gemini": sim.gemini_base_url}.get(model.split(":")[0], sim.base_url)
+    kwargs.setdefault("max_concurrency", 1)  # the first request writes the cache before the others read it
+    return df.llm.generate(template, model=model, base_url=base, api_key=sim.api_key, progress=False, usage=True,
+                           **kwargs)
+
+
+def test_static_prefix_of_templates():
+    rows = rows_of(reviews(2))
+    prompts = Template("Fixed {{braces}} text\n{review} tail", ["review"], system="Be brief.").render(rows)
+    prefix = static_prefix(prompts, 2)
+    assert (prefix.messages, prefix.chars) == (1, len("Fixed {braces} text\n"))
+    assert prefix.text == "Be brief.\nFixed {braces} text\n"
+    assert prefix.digest("gpt-4o-mini") != prefix.digest("gpt-4o")  # the key is per model
+    assert static_prefix(Template(lambda row: "hi", ["review"]).render(rows), 2) is None  # a function: unknown
+
+
+def test_openai_gets_a_prompt_cache_key_and_reports_cached_tokens(sim):
+    out = run(sim, reviews(6), RULES + "\nReview: {review}", "openai:gpt-4o-mini")
+    keys = {entry.body.get("prompt_cache_key") for entry in sim.requests}
+    assert len(keys) == 1 and next(iter(keys)).startswith(constants.PROMPT_CACHE_KEY_PREFIX)
+    cached = out["response_cached_input_tokens"].tolist()
+    assert cached[0] == 0 and all(c > 0 and c % 128 == 0 for c in cached[1:])  # OpenAI's steps of 128
+    report = out.llm.report
+    assert report["cached_input_tokens"] == sum(cached)
+    assert report["cost_saved_by_prompt_cache"] > 0
+    # gpt-4o-mini bills cached input at half price: what was saved is half the cached tokens' full price
+    assert report["cost_saved_by_prompt_cache"] == pytest.approx(sum(cached) * 0.075 / 1e6, rel=1e-6)
+
+
+def test_the_cache_key_does_not_change_with_prompt_caching(sim):
+    """prompt_cache_key and cache_control change no answer: the answer cache's keys stay as they were."""
+    first = run(sim, reviews(3), RULES + "{review}", "openai:gpt-4o-mini", prompt_cache=False)
+    assert all("prompt_cache_key" not in e.body for e in sim.requests)
+    sim.reset()
+    again = run(sim, reviews(3), RULES + "{review}", "openai:gpt-4o-mini")
+    assert sim.count == 0 and again["response"].tolist() == first["response"].tolist()
+
+
+def test_short_prompts_get_no_prompt_cache_key(sim):
+    run(sim, reviews(3), "Sentiment: {review}", "openai:gpt-4o-mini")
+    assert all("prompt_cache_key" not in e.body for e in sim.requests)
+
+
+def test_anthropic_breakpoint_on_the_static_text_reads_at_a_tenth(sim):
+    out = run(sim, reviews(5), RULES + "\nReview: {review}", ANTHROPIC)
+    body = sim.requests[0].body
+    blocks = body["messages"][0]["content"]
+    assert blocks[0]["cache_control"] == {"type": "ephemeral"} and "cache_control" not in blocks[1]
+    assert blocks[0]["text"] + blocks[1]["text"] == RULES + "\nReview: " + reviews(5).review[0]  # same text
+    usage = [e.body for e in sim.requests]
+    assert len(usage) == 5
+    cached = out["response_cached_input_tokens"].tolist()
+    static = len(RULES + "\nReview: ") // 4
+    assert cached == [0] + [static] * 4
+    # every billed token is counted: cache reads and writes are input tokens too
+    assert out["response_input_tokens"].tolist() == [len(RULES + "\nReview: " + r) // 4 for r in reviews(5).review]
+    assert out.llm.report["cost_saved_by_prompt_cache"] == pytest.approx(4 * static * (3.0 - 0.3) / 1e6, rel=1e-6)
+
+
+def test_anthropic_system_prompt_is_the_breakpoint(sim):
+    out = run(sim, reviews(3), "{review}", ANTHROPIC, system=RULES)
+    system = sim.requests[0].body["system"]
+    assert isinstance(system, list) and system[0]["cache_control"] == {"type": "ephemeral"}
+    assert isinstance(sim.requests[0].body["messages"][0]["content"], str)  # the row's message is as it was
+    assert out["response_cached_input_tokens"].tolist()[1:] == [len(RULES) // 4] * 2
+    sim.reset()
+    run(sim, reviews(3), "Review: {review}", ANTHROPIC, system=RULES)  # the fixed text after it is shared too
+    body = sim.requests[0].body
+    assert isinstance(body["system"], str) and body["messages"][0]["content"][0]["text"] == "Review: "
+
+
+def test_anthropic_no_breakpoint_below_the_models_minimum(sim):
+    assert cache_minimum("claude-haiku-4-5") == 4096 and cache_minimum("claude-sonnet-4-5") == 1024
+    out = run(sim, reviews(3), RULES + "{review}", "anthropic:claude-haiku-4-5")  # 2,600 < 4,096 tokens
+    assert "cache_control" not in str(sim.requests[0].body)
+    assert out["response_cached_input_tokens"].tolist() == [0, 0, 0]
+
+
+def test_simulator_follows_anthropics_minimum_even_when_marked(sim):
+    """A breakpoint on a prefix below the minimum caches nothing, as Anthropic does (no error either)."""
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=sim.anthropic_base_url, api_key=sim.api_key)
+    short = [{"type": "text", "text": "short rules " * 10, "cache_control": {"type": "ephemeral"}}]
+    for _ in range(2):
+        reply = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, system=short,
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert reply.usage.cache_read_input_tokens == 0 and reply.usage.cache_creation_input_tokens == 0
+    long = [{"type": "text", "text": RULES, "cache_control": {"type": "ephemeral"}}]
+    first = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, system=long,
+                                   messages=[{"role": "user", "content": "hi"}])
+    second = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, system=long,
+                                    messages=[{"role": "user", "content": "again"}])
+    assert first.usage.cache_creation_input_tokens == len(RULES) // 4 and first.usage.cache_read_input_tokens == 0
+    assert second.usage.cache_read_input_tokens == len(RULES) // 4 and second.usage.cache_creation_input_tokens == 0
+    assert second.usage.input_tokens == len(RULES + "again") // 4 - len(RULES) // 4
+    with pytest.raises(anthropic.BadRequestError, match="maximum of 4"):
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=10, system=long * 5,
+                               messages=[{"role": "user", "content": "hi"}])
+
+
+def test_gemini_implicit_cache_is_reported(sim):
+    out = run(sim, reviews(4), RULES + "{review}", "gemini:gemini-2.5-flash")
+    cached = out["response_cached_input_tokens"].tolist()
+    assert cached[0] == 0 and all(c > 0 for c in cached[1:])
+    assert out.llm.report["cost_saved_by_prompt_cache"] > 0
+
+
+def test_message_params_marks_only_what_every_row_shares():
+    messages = [{"role": "system", "content": "S" * 10}, {"role": "user", "content": "fixed row"}]
+    named, rest = message_params(messages, {constants.ANTHROPIC_CACHE_PARAM: [1, 6], "temperature": 0.0})
+    assert rest == {"temperature": 0.0}  # the marker is never sent as a parameter
+    assert named["system"] == "S" * 10
+    marked = {"type": "text", "text": "fixed ", "cache_control": {"type": "ephemeral"}}
+    assert named["messages"][0]["content"] == [marked, {"type": "text", "text": "row"}]
+    assert messages[1]["content"] == "fixed row"  # the request's own messages are left as they are
+    named, _ = message_params(messages, {constants.ANTHROPIC_CACHE_PARAM: [1, 0]})
+    assert named["system"][0]["cache_control"] == {"type": "ephemeral"}
+    # a system prompt with a row value in it, after a user turn: the API's layout would not keep a shared front
+    odd = [{"role": "user", "content": "fixed"}, {"role": "system", "content": "{x}"}]
+    named, _ = message_params(odd, {constants.ANTHROPIC_CACHE_PARAM: [1, 0]})
+    assert named["system"] == "{x}" and named["messages"][0]["content"] == "fixed"
+
+
+def test_anthropic_batch_lines_carry_the_breakpoint():
+    from llmframe.batch.anthropic import AnthropicBatches
+
+    adapter = AnthropicBatches.__new__(AnthropicBatches)  # line_builder reads only the provider's model
+    adapter.provider = type("P", (), {"model": "claude-sonnet-4-5"})()
+    line = adapter.line_builder({constants.ANTHROPIC_CACHE_PARAM: [0, 4], "max_tokens": 5})(
+        "k", [{"role": "user", "content": "fixed row"}])
+    assert constants.ANTHROPIC_CACHE_PARAM not in line
+    assert '"content":[{"type":"text","text":"fixe","cache_control":{"type":"ephemeral"}}' in line
+
+
+def test_the_first_request_writes_the_cache_before_the_others_go(sim):
+    """At 8 in flight, one cache write, not eight: the run's first request is answered alone."""
+    sim.latency = 0.05
+    out = run(sim, reviews(12), RULES + "{review}", ANTHROPIC, max_concurrency=8)
+    cached = out["response_cached_input_tokens"].tolist()
+    assert sorted(cached)[0] == 0 and sorted(cached)[1] > 0  # exactly one row paid the write
+    first = min(sim.requests, key=lambda e: e.time)
+    others = [e for e in sim.requests if e is not first]
+    # sent only once the first was answered, which the simulator holds for its latency at least
+    assert all(e.time >= first.time + sim.latency for e in others) and len(others) == 11
+    sim.reset()
+    out = run(sim, reviews(12), "Short {review}", ANTHROPIC, max_concurrency=8, cache=False)
+    assert out["response"].notna().all()  # no shared prefix worth caching: no waiting either
+
+
+def test_function_templates_send_rows_that_share_a_prefix_together(sim):
+    guides = {"a": "Guide A: grade by tone. " * 500, "b": "Guide B: grade by facts. " * 500}
+    df = pd.DataFrame({"kind": ["a", "b"] * 6, "review": [f"review {i}" for i in range(12)]})
+
+    def prompt(row):
+        return [{"role": "system", "content": guides[row["kind"]]}, {"role": "user", "content": row["review"]}]
+
+    out = run(sim, df, prompt, "openai:gpt-4o-mini")
+    order = [e.body["messages"][0]["content"][:7] for e in sim.requests]
+    assert order == sorted(order)  # grouped, not interleaved as the rows are
+    assert (out["response_cached_input_tokens"] > 0).sum() == 10  # all but the first of each guide
+    assert out["response"].tolist() == run(sim, df, prompt, "openai:gpt-4o-mini")["response"].tolist()
