@@ -58,6 +58,11 @@ class Part:
     def __repr__(self) -> str:
         return f"memo.Part({len(self.hits)} of {len(self.fps)} chunks from the memo)"
 
+    @property
+    def answered(self) -> int:
+        """Rows the memo answers."""
+        return sum(self.span(i)[1] - self.span(i)[0] for i in self.hits)
+
     def span(self, chunk: int) -> tuple[int, int]:
         start = chunk * self.size
         return start, min(start + self.size, self.rows)
@@ -70,7 +75,7 @@ class Part:
     def stitch(self, run: Any, outcome: Any, columns: dict, report: dict) -> tuple[dict, dict]:
         """The call's columns and report: the memo's chunks and the run's rows, in row order; then the new memo."""
         new = report["rows"] - report["cached"] - report["skipped"]  # rows the per-row cache did not hold either
-        memo_rows = sum(self.span(i)[1] - self.span(i)[0] for i in self.hits)
+        memo_rows = self.answered
         full = columns
         if self.hits:
             full = self._columns(columns)
