@@ -163,7 +163,8 @@ BATCH_FIND_SLACK_SECONDS = 3600.0  # a re-attaching run looks this far back for 
 BATCH_STATE_DIR = "batches"  # job state files, inside the cache directory
 
 # Usage and cost
-USAGE_SUFFIXES = ("input_tokens", "output_tokens", "cached_input_tokens", "cost", "cached", "latency_s",
+USAGE_SUFFIXES = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost", "cached",
+                  "latency_s",
                   "finish_reason")  # usage=True
 ESTIMATE_SAMPLES = 3  # rendered prompts shown by estimate()
 MIN_OUTPUT_TOKENS = 1  # the low end of an estimate's output range, per request
@@ -257,3 +258,20 @@ TOOL_TURNS_ASSUMED = 2  # estimate()'s typical row: one turn calling tools, one 
 TOOL_KEY = "llmframe_tools"  # the key params' entry holding the tools' names, schemas and tools_version
 TRANSCRIPT_SUFFIX = "transcript"  # transcript=True: the column <output>_transcript holds the row's tool calls
 TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # what every provider accepts as a function name
+
+# Issue 26: more APIs. OpenAI's reasoning efforts (the models that take each differ; the API judges), its two
+# text APIs, and what an estimate takes a reasoning model to think per request where max_tokens does not bound it.
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+OPENAI_APIS = ("chat", "responses")
+# Estimated reasoning tokens per request by effort: a guess from OpenAI's guidance (reasoning takes hundreds
+# to tens of thousands of tokens); max_tokens (max_output_tokens) caps reasoning and answer together.
+REASONING_TOKENS_ESTIMATE = {"none": 0, "minimal": 256, "low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
+CALLBACK_ERRORS = "callback_errors"  # the run report's list of what run callbacks raised
+AZURE_API_VERSION_EXAMPLE = "2025-04-01-preview"  # named in the error of an Azure call without an API version
+MISTRAL_ENDPOINT = "https://api.mistral.ai"
+MISTRAL_BASE_URL_ENV = "MISTRAL_BASE_URL"  # read by llmframe (the SDK has no such variable): another server
+MISTRAL_RATELIMIT_HEADERS_REQUESTS = ("x-ratelimit-limit-{kind:.3}-minute", "x-ratelimit-remaining-{kind:.3}-minute",
+                                      "x-ratelimit-reset-{kind:.3}-minute")
+MISTRAL_RATELIMIT_HEADERS_TOKENS = ("x-ratelimit-limit-{kind}-minute", "x-ratelimit-remaining-{kind}-minute",
+                                    "x-ratelimit-reset-{kind}-minute")
+MISTRAL_BATCH_TIMEOUT_HOURS = 24  # a Mistral batch job's timeout_hours (as the other providers' 24-hour windows)

@@ -167,6 +167,13 @@ def _string(name: str, value: Any) -> str:
     return value
 
 
+def _callback(name: str, value: Any) -> Callable | None:
+    """on_row=, on_progress=, on_done=: a function or None."""
+    if value is not None and not callable(value):
+        raise ConfigError(f"{name} must be a function (or None), got {value!r}")
+    return value
+
+
 def _prices(_name: str, value: Any) -> Any:
     return None if value is None else check_prices(value)
 
@@ -247,6 +254,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("stop", "str | list[str] | None", None, "a stop sequence, or a list of them", check=_generation,
            flag=Flag("--stop", GENERATION, dict(action="append", metavar="TEXT"),
                      help="a stop sequence; repeat for several"), means=_PROVIDERS),
+    Option("reasoning_effort", "str | None", None, 'reasoning models (OpenAI, Azure): `"minimal"`, `"low"`, '
+           '`"medium"`, `"high"` (or `"none"`, `"xhigh"` where the model has them); its reasoning tokens are billed '
+           'as output', check=_generation, flag=Flag("--reasoning-effort", GENERATION,
+                                                     dict(choices=constants.REASONING_EFFORTS)),
+           means=_PROVIDERS, see="Reasoning models and the Responses API"),
     Option("params", "dict | None", None, 'any other parameter the provider accepts, e.g. '
            '`{"presence_penalty": 0.5}`', check=_generation,
            flag=Flag("--param", GENERATION, dict(action="append", metavar="KEY=VALUE"), pairs,
@@ -314,6 +326,10 @@ OPTIONS: tuple[Option, ...] = (
            "local models take their own", see="Local models: transformers and vLLM",
            flag=Flag("--provider-option", SENDING, dict(action="append", metavar="KEY=VALUE"), pairs,
                      help="a setting of the provider's SDK client, KEY=VALUE (repeatable)")),
+    Option("api", "str | None", None, 'OpenAI and Azure: `"chat"` (chat completions) or `"responses"` (the '
+           "Responses API, online and in batch mode)", check=_choice((None, *constants.OPENAI_APIS)),
+           flag=Flag("--api", SENDING, dict(choices=constants.OPENAI_APIS)), means='`"chat"`',
+           see="Reasoning models and the Responses API"),
     Option("mode", "str", constants.BATCH_MODES[0], '`"online"`: one request per row now; `"batch"`: the '
            'provider\'s batch API (half price, slower); `"auto"`: batch from '
            f"{constants.BATCH_AUTO_MIN_REQUESTS:,} distinct requests", check=_choice(constants.BATCH_MODES),
@@ -349,9 +365,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("calibrate", "int", 0, "cascade: run this many sample rows on every model first and choose the "
            "thresholds for 95% agreement with the last model", check=_at_least(0), see="Paying less",
            flag=Flag("--calibrate", SENDING, _N)),
+    Option("on_row", "Callable | None", None, "called with each finished row (`RowEvent`: row, index, answer, "
+           "error, usage, cached), on a thread of its own", check=_callback, see="Run callbacks"),
+    Option("on_progress", "Callable | None", None, "called with the run's counts (a dict) as it goes, at most "
+           f"every {constants.PROGRESS_REFRESH_SECONDS:g} s, and at the end", check=_callback),
+    Option("on_done", "Callable | None", None, "called with the run report when the run ends", check=_callback),
 )
 
 BY_NAME = {o.name: o for o in OPTIONS}
+CALLBACKS = frozenset({"on_row", "on_progress", "on_done"})  # functions: no command-line flag can give one
 
 # embed's own options, then generate's that embed shares (with its own defaults for model= and output=).
 _EMBEDDING = "Embeddings: a vector column, search, similarity join and de-duplication"

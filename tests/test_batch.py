@@ -22,7 +22,7 @@ from llmframe.providers import provider_class
 from llmframe.testing import digest_answer
 from llmframe.testing.batches import BatchSettings
 
-PROVIDERS = ("openai", "anthropic", "gemini")
+PROVIDERS = ("openai", "anthropic", "gemini", "mistral")
 
 
 def wait_until(condition, deadline_s: float = 30.0) -> None:
@@ -44,7 +44,8 @@ def expected(n: int, tag: str = "row") -> list[str]:
 def batch(sim):
     """Call obj.llm.generate (or submit) on a provider of the simulator, polling fast."""
     sim.batches.settings = BatchSettings(seconds=0.1)
-    urls = {"openai": sim.base_url, "anthropic": sim.anthropic_base_url, "gemini": sim.gemini_base_url}
+    urls = {"openai": sim.base_url, "anthropic": sim.anthropic_base_url, "gemini": sim.gemini_base_url,
+            "mistral": sim.mistral_base_url}
 
     def call(obj, provider="openai", *, method="generate", template="{x}", **kwargs):
         kwargs.setdefault("model", f"{provider}:sim-model")

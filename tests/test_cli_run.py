@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from llmframe.apps import cli
-from llmframe import constants
+from llmframe import constants, options
 from llmframe.options import PASSED_ON as _OPTIONS
 
 from .conftest import MODEL, answers_read
@@ -370,7 +370,9 @@ def test_sigterm_stops_cleanly_with_nothing_written(sim, tmp_path):
 
 def test_every_generate_option_has_a_flag_and_reaches_generate():
     flags = {f.name for f in cli.GENERATE_FLAGS}
-    assert _OPTIONS - {"progress"} <= flags  # progress is --progress / --quiet, for the whole run
+    # progress is --progress / --quiet, for the whole run; the run callbacks are functions, which no flag can give
+    assert _OPTIONS - {"progress"} - options.CALLBACKS <= flags
+    assert not options.CALLBACKS & flags
     args = cli.build_parser().parse_args([
         "run", "in.parquet", "out.parquet", "-t", "{x}", "-m", MODEL, "--mode", "batch", "--poll-interval", "30",
         "--cache", "off", "--stop", "a", "--stop", "b", "--param", "n=2", "--param", "user=me", "--no-strict",

@@ -12,9 +12,13 @@ from pydantic import BaseModel
 from llmframe.errors import ConfigError, RunAborted
 from llmframe.testing import SimulatedError, digest_answer
 
-# provider prefix -> (the simulator's base URL attribute, the environment variables of its key)
+# provider (a prefix, or prefix-api) -> (the simulator's base URL attribute, the environment variables of its key)
 PROVIDERS = {
     "openai": ("base_url", ("OPENAI_API_KEY",)),
+    "openai-responses": ("base_url", ("OPENAI_API_KEY",)),  # api="responses": OpenAI's Responses API
+    "azure": ("azure_endpoint", ("AZURE_OPENAI_API_KEY",)),  # Azure OpenAI's paths and api-key header
+    "azure-responses": ("azure_endpoint", ("AZURE_OPENAI_API_KEY",)),
+    "mistral": ("mistral_base_url", ("MISTRAL_API_KEY",)),  # Mistral's chat API, on the mistralai SDK
     "anthropic": ("anthropic_base_url", ("ANTHROPIC_API_KEY",)),
     "gemini": ("gemini_base_url", ("GEMINI_API_KEY", "GOOGLE_API_KEY")),
 }
@@ -32,15 +36,20 @@ def vendor(request, sim, monkeypatch):
     url_attribute, key_env = PROVIDERS[prefix]
     for name in key_env:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENAI_API_VERSION", "2025-04-01-preview")  # Azure's, which the others ignore
+
+    provider, _, api = prefix.partition("-")
 
     def gen(obj, template, **kwargs):
-        kwargs.setdefault("model", f"{prefix}:sim-model")
+        kwargs.setdefault("model", f"{provider}:sim-model")
+        if api:
+            kwargs.setdefault("api", api)
         kwargs.setdefault("base_url", getattr(sim, url_attribute))
         kwargs.setdefault("api_key", sim.api_key)
         kwargs.setdefault("progress", False)
         return obj.llm.generate(template, **kwargs)
 
-    gen.prefix = prefix
+    gen.prefix, gen.provider = prefix, provider
     return gen
 
 
@@ -105,6 +114,10 @@ def test_429_retry_after_is_honoured(vendor, sim):
 # Per provider, in its own reply shape: the answer text as a number, a token count that is not a number.
 MISTYPED = {
     "openai": ({"choices.0.message.content": 7}, {"usage.completion_tokens": "many"}),
+    "openai-responses": ({"output.0.content.0.text": 7}, {"usage.output_tokens": "many"}),
+    "azure": ({"choices.0.message.content": 7}, {"usage.completion_tokens": "many"}),
+    "azure-responses": ({"output.0.content.0.text": 7}, {"usage.output_tokens": "many"}),
+    "mistral": ({"choices.0.message.content": 7}, {"usage.completion_tokens": "many"}),
     "anthropic": ({"content.0.text": 7}, {"usage.output_tokens": "many"}),
     "gemini": ({"candidates.0.content.parts.0.text": 7}, {"usageMetadata.candidatesTokenCount": "many"}),
 }
@@ -182,11 +195,12 @@ def test_a_missing_sdk_names_the_extra_to_install(vendor, sim, monkeypatch):
 
     from llmframe.providers import BUILTINS
 
-    module = BUILTINS[vendor.prefix].split(":")[0]
-    sdk = {"openai": "openai", "anthropic": "anthropic", "gemini": "google.genai"}[vendor.prefix]
+    module = BUILTINS[vendor.provider].split(":")[0]
+    sdk = {"openai": "openai", "azure": "openai", "anthropic": "anthropic", "gemini": "google.genai",
+           "mistral": "mistralai.client"}[vendor.provider]
     monkeypatch.delitem(sys.modules, module, raising=False)
     monkeypatch.setitem(sys.modules, sdk, None)  # what an environment without the SDK looks like to import
-    with pytest.raises(ConfigError, match=rf"pip install 'llmframe\[{vendor.prefix}\]'"):
+    with pytest.raises(ConfigError, match=rf"pip install 'llmframe\[{vendor.provider}\]'"):
         vendor(frame(), "{q}")
     assert sim.count == 0
 

@@ -143,6 +143,7 @@ BAD = {
     "prompt_cache": "yes", "rows_per_request": 0, "cascade": "openai:gpt-4o", "calibrate": -1,
     "prices": {"gpt": {}}, "max_cost": -1, "dtype_backend": "arrow",
     "tools": "lookup", "max_turns": 0, "tool_timeout": 0, "transcript": "yes", "tools_version": 3,
+    "reasoning_effort": "extreme", "api": "assistants", "on_row": "print", "on_progress": 1, "on_done": [],
 }
 
 

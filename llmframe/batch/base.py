@@ -121,6 +121,12 @@ async def patiently(call: Callable[[], Awaitable[T]], *,
     raise AssertionError("unreachable")  # the last try returns or raises
 
 
+def object_lines(render: Callable[[str, list[dict]], dict]) -> LineBuilder:
+    """A LineBuilder of render(custom id, messages) -> the line's object, as compact UTF-8 JSON."""
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    return lambda key, messages: dumps(render(key, messages))
+
+
 def read_line(parse: Callable[[], Response]) -> Response:
     """One result line's answer; a field of the wrong type is that row's failure, never the run's (a batch
     cannot ask again), with the tokens its usage bills where that could be read."""

@@ -11,8 +11,8 @@ import openai
 from .. import constants
 from ..plan.build import input_text
 from ..plan.request import Response
-from ..providers import embeddings, replies
-from .base import Adapter, LineBuilder, Status, error_text, json_lines, read_line
+from ..providers import embeddings, replies, responses
+from .base import Adapter, LineBuilder, Status, error_text, json_lines, object_lines, read_line
 
 ENDPOINT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
@@ -23,15 +23,18 @@ class OpenAIBatches(Adapter):
     """client.files.create(purpose="batch") + client.batches.create/retrieve/cancel + client.files.content."""
 
     name = "openai"
+    endpoint = ENDPOINT
 
     def line_builder(self, params: dict) -> LineBuilder:
         if constants.EMBEDDING_KEY in params:
             return self._embedding_lines(params[constants.EMBEDDING_KEY])
         # Everything but the custom id and the messages is the same on every line: format it once.
         head = '{"custom_id":"'
-        middle = f'","method":"POST","url":"{ENDPOINT}","body":{{"model":{json.dumps(self.provider.model)},"messages":'
+        model = json.dumps(self.provider.model)
+        middle = f'","method":"POST","url":"{self.endpoint}","body":{{"model":{model},"messages":'
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         # In the caller's key order, not sorted: a model writes a schema's fields in the order it is given them.
+        params = responses.chat_params(params)
         tail = ("," + dumps(params)[1:] if params else "}") + "}"
 
         def line(key: str, messages: list[dict]) -> str:
@@ -61,7 +64,7 @@ class OpenAIBatches(Adapter):
             file = await self.client.files.create(file=(f"{uid}.jsonl", data, "application/jsonl"), purpose="batch")
             batch = await self.client.batches.create(
                 input_file_id=file.id,
-                endpoint=EMBEDDINGS if lines and f'"url":"{EMBEDDINGS}"' in lines[0] else ENDPOINT,
+                endpoint=EMBEDDINGS if lines and f'"url":"{EMBEDDINGS}"' in lines[0] else self.endpoint,
                 completion_window=constants.BATCH_COMPLETION_WINDOW,
                 metadata={"llmframe_chunk": uid},
             )
@@ -94,12 +97,30 @@ class OpenAIBatches(Adapter):
             texts = [(await self.client.files.content(f)).content for f in files]
         found: dict[str, Response] = {}
         for text in texts:
-            found.update(parse_results(text))
+            found.update(self.parse(text))
         return found
+
+    def parse(self, data: bytes) -> dict[str, Response]:
+        """An output or error file's answers, by custom id."""
+        return parse_results(data)
 
     async def cancel(self, batch_id: str) -> None:
         with self.provider.stainless_errors(openai):
             await self.client.batches.cancel(batch_id)
+
+
+class ResponsesBatches(OpenAIBatches):
+    """The same Batch API with /v1/responses lines (api="responses"): each body as the online request's."""
+
+    endpoint = "/v1/responses"
+
+    def line_builder(self, params: dict) -> LineBuilder:
+        model, url = self.provider.model, self.endpoint
+        return object_lines(lambda key, messages: {"custom_id": key, "method": "POST", "url": url,
+                                                   "body": responses.body(model, messages, params)})
+
+    def parse(self, data: bytes) -> dict[str, Response]:
+        return _parse_lines(data, responses.read, lambda body: body.get("output") is not None)
 
 
 def parse_results(data: bytes | str) -> dict[str, Response]:
@@ -147,15 +168,17 @@ def _parse_answers_arrow(data: bytes | str) -> dict[str, Response] | None:
             for key, text, p, c, f in zip(ids, texts, prompt, completion, finish)}
 
 
-def _parse_lines(data: bytes | str) -> dict[str, Response]:
+def _parse_lines(data: bytes | str, read=replies.openai, answered=lambda body: bool(body.get("choices"))
+                 ) -> dict[str, Response]:
+    """Each line's answer (read: the reply reader of the batch's endpoint) or its error, by custom id."""
     found: dict[str, Response] = {}
     for line in json_lines(data):
         if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
             continue  # not one of our requests: its row stays unanswered, and says so
         response = line.get("response") if isinstance(line.get("response"), dict) else {}
         body = response.get("body") or {}
-        if response.get("status_code") == 200 and isinstance(body, dict) and body.get("choices"):
-            found[line["custom_id"]] = read_line(lambda: replies.openai(body, None))
+        if response.get("status_code") == 200 and isinstance(body, dict) and answered(body):
+            found[line["custom_id"]] = read_line(lambda: read(body, None))
         elif response.get("status_code") == 200 and isinstance(body, dict) and "data" in body:
             found[line["custom_id"]] = read_line(lambda: _embedded(body))
         else:
@@ -169,3 +192,15 @@ def _embedded(body: dict) -> Response:
     got = embeddings.openai_reply(body, 1, None)
     text = got.encoded[0] if got.encoded else base64.b64encode(got.vectors[0].astype("<f4").tobytes()).decode()
     return Response(text, got.input_tokens, 0, None, batch=True, vector=got.vectors[0])
+
+
+class AzureBatches(OpenAIBatches):
+    """Azure OpenAI's Batch API: OpenAI's, through the AzureOpenAI client, each line naming the deployment."""
+
+    endpoint = "/chat/completions"
+
+
+class AzureResponsesBatches(ResponsesBatches):
+    """Azure's Batch API with Responses API lines (api="responses")."""
+
+    endpoint = "/responses"

@@ -35,6 +35,8 @@ _UNANSWERED = {
     "JOB_STATE_EXPIRED": "the batch expired before this request ran",
     "cancelled": "the batch was cancelled before this request ran",
     "JOB_STATE_CANCELLED": "the batch was cancelled before this request ran",
+    "TIMEOUT_EXCEEDED": "the batch expired before this request ran",  # Mistral's
+    "CANCELLED": "the batch was cancelled before this request ran",
 }
 
 

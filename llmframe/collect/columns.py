@@ -124,6 +124,7 @@ def report(run: Plan, outcome: Outcome) -> dict:
         "batch_job": outcome.job_id,  # llmframe.batches() lists it
         **usage.totals(run, outcome),
         **_packed(run, counters),
+        **({constants.CALLBACK_ERRORS: list(outcome.callback_errors)} if outcome.callback_errors else {}),
     }
 
 

@@ -107,9 +107,11 @@ def provider_kind(spec: ProviderSpec) -> type[Provider]:
     return spec.target.kind  # type: ignore[return-value]  (a Provider: the Target's Protocol lists planning's needs)
 
 
-def output_limit(kind: type[Provider], max_tokens: int | None) -> int:
-    """The most output tokens one request can take: max_tokens, what the provider sends without one, or a guess."""
-    return int(max_tokens or kind.default_max_tokens or constants.OUTPUT_TOKENS_GUESS)
+def output_limit(kind: type[Provider], max_tokens: int | None, effort: str | None = None) -> int:
+    """The most output tokens one request can take: max_tokens, what the provider sends without one, or a guess
+    (plus, for a reasoning model without max_tokens, the thinking REASONING_TOKENS_ESTIMATE guesses for effort)."""
+    thinking = constants.REASONING_TOKENS_ESTIMATE.get(effort, 0) if effort and not max_tokens else 0
+    return int(max_tokens or kind.default_max_tokens or constants.OUTPUT_TOKENS_GUESS) + thinking
 
 
 def request_cost(pricer: Pricer, limit: int, tools: Tools | None = None) -> Callable[[Request], float]:
@@ -155,7 +157,8 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
     tokens, tokenizer = input_tokens(run, send_rows)
     kind = provider_kind(run.provider)
     embedding = run.embedding is not None  # vectors: no output tokens at all
-    limit = 0 if embedding else output_limit(kind, run.params.get("max_tokens"))
+    effort = run.params.get("reasoning_effort")
+    limit = 0 if embedding else output_limit(kind, run.params.get("max_tokens"), effort)
     low = 0 if embedding else constants.MIN_OUTPUT_TOKENS
     rows_to_send = len(send_rows)
     n, tokens = levers.packed_tokens(run, tokens)
@@ -177,6 +180,11 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
     if run.params.get("max_tokens") is None and kind.default_max_tokens is None and not embedding:
         notes.append(f"max_tokens is not set: the high end assumes {limit} output tokens per request; "
                      "set max_tokens for a firm bound")
+    if effort is not None:
+        notes.append(f"reasoning_effort={effort!r}: reasoning tokens are billed as output; " + (
+            "max_tokens bounds reasoning and answer together" if run.params.get("max_tokens") else
+            f"the high end assumes {constants.REASONING_TOKENS_ESTIMATE[effort]:,} of them per request (a guess: "
+            "set max_tokens for a firm bound)"))
     if tokenizer == APPROXIMATION:
         notes.append(f"input tokens are {APPROXIMATION} (no tokenizer for this model here)")
     if run.output.schema is not None:

@@ -37,7 +37,8 @@ class CostMeter:
         if budget is None and plan.max_cost is not None:
             budget = Budget(plan.max_cost)
         outputs = budget is not None and plan.embedding is None  # an embedding has no output tokens
-        limit = output_limit(provider_kind(plan.provider), plan.params.get("max_tokens")) if outputs else 0
+        limit = output_limit(provider_kind(plan.provider), plan.params.get("max_tokens"),
+                             plan.params.get("reasoning_effort")) if outputs else 0
         return cls(plan.pricer, budget, most_output=limit, tools=plan.policy.tools)
 
     @property

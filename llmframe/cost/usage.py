@@ -21,6 +21,7 @@ def per_key(answers: Answers) -> dict[str, np.ndarray]:
     """The usage of each distinct request as arrays (views of the answers' own columns)."""
     return {"input": answers.input_tokens, "output": answers.output_tokens,
             "cached_input": answers.cached_input_tokens, "latency": answers.latency,
+            "reasoning": answers.reasoning_tokens,
             "from_cache": answers.cached, "ok": ~answers.failed()}
 
 
@@ -60,6 +61,7 @@ def row_columns(run: Plan, answers: Answers, names: list[str]) -> dict[str, pa.A
         "input_tokens": masked(_fan(run, usage["input"], 0).astype(np.int64), billed),
         "output_tokens": masked(_fan(run, usage["output"], 0).astype(np.int64), billed),
         "cached_input_tokens": masked(_fan(run, usage["cached_input"], 0).astype(np.int64), billed),
+        "reasoning_tokens": masked(_fan(run, usage["reasoning"], 0).astype(np.int64), billed),
         "cost": masked(_fan(run, costs, np.nan) if costs is not None else np.full(rows, np.nan), billed),
         "cached": masked(cached, billed),
         "latency_s": masked(_fan(run, usage["latency"], np.nan), ok),
@@ -75,6 +77,8 @@ def totals(run: Plan, outcome: Outcome) -> dict:
     costs = _key_costs(run, usage)
     sent = ~usage["from_cache"]  # failed requests too: what their rejected answers were billed
     out: dict = {"cached_input_tokens": int(usage["cached_input"][sent].sum())}
+    if usage["reasoning"].any():  # a reasoning model's run (its thinking is in output_tokens, billed as output)
+        out["reasoning_tokens"] = int(usage["reasoning"][sent].sum())
     if run.pricer is None:  # no cost was asked for (usage=, prices=, max_cost=): the report has none
         return out
     if costs is None:

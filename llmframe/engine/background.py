@@ -125,8 +125,7 @@ class OnlineJob:
             self._error, self._state = exc, FAILED
         finally:
             self._seconds = time.monotonic() - self._started
-            self._ended.set()
-            # The seam for the callbacks issue's on_done: called here, on the engine's loop, once per job.
+            self._ended.set()  # on_done= has run by now: engine.run.execute calls the run callbacks
 
     @property
     def running(self) -> bool:

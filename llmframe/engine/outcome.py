@@ -47,6 +47,7 @@ class Outcome:
     # Set on a look at a run that has not ended (a background job's partial result): requests without an
     # answer are pending, not failed, and their error column says this.
     pending_note: str | None = None
+    callback_errors: tuple[str, ...] = ()  # what run callbacks (on_row=, ...) raised; every answer is kept
 
 
 @dataclass

@@ -8,6 +8,7 @@ what the provider billed; a row asked again alone adds that request's tokens to 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import numpy as np
@@ -21,6 +22,31 @@ from .outcome import Counters
 from .ratelimit import Limiter, Patience
 
 Item = tuple[int, Request]
+
+
+class RowPacks:
+    """One worker's way of taking packs of up to `size` rows from the queue.
+
+    wait=False takes only what is queued once a pack has a row: under max_cost the feeder waits for the
+    reservations of rows already queued to settle, so a pack waiting to fill would never be sent.
+    """
+
+    def __init__(self, queue: asyncio.Queue, size: int, *, wait: bool = True):
+        self.queue, self.size, self.wait = queue, size, wait
+        self.ended = False
+
+    async def take(self) -> list[Item]:
+        """The next pack; empty once the feeder has finished."""
+        pack: list[Item] = []
+        while len(pack) < self.size and not self.ended:
+            if pack and not self.wait and self.queue.empty():
+                break
+            item = await self.queue.get()
+            if item is None:  # the feeder's end marker: one for each worker
+                self.ended = True
+                break
+            pack.append(item)
+        return pack
 
 
 async def answer_rows(pack: list[Item], packing: Packing, provider: Provider, limiter: Limiter, policy: Policy,

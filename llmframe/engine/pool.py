@@ -20,9 +20,10 @@ from ..providers.base import Provider
 from ..stores.base import BaseStore as Store
 from .answers import Answers
 from .attempts import billed_answer
+from .callbacks import Dispatcher
 from .groups import answer_group, take
 from .outcome import Counters, Live
-from .packed import answer_rows
+from .packed import RowPacks, answer_rows
 from .packs import Pack, Packer, answer_pack, encode_all
 from .progress import Progress
 from .ratelimit import Patience, limiter_for
@@ -31,12 +32,14 @@ from .writer import CacheWriter
 
 async def answer_all(work: Work, provider: Provider, *, store: Store | None, lookup: bool, policy: Policy,
                      meter: CostMeter | None, progress: Progress, model: str,
-                     live: Live | None = None) -> tuple[Answers, Counters]:
+                     live: Live | None = None, events: Dispatcher | None = None) -> tuple[Answers, Counters]:
     """Answer every request: cache hits first, chunk by chunk, misses through a bounded worker pool.
 
     live: filled with the answers and counters as they are made, for a caller that looks while it runs.
+    events: the run callbacks' dispatcher, told of each finished request and of the progress.
     """
     pool = _Pool(work, provider, store, lookup, policy, meter, progress, model)
+    pool.events = events
     if live is not None:
         live.answers, live.counters = pool.results, pool.counters
     return await pool.run()
@@ -72,6 +75,7 @@ class _Pool:
         self.warming: tuple[int, asyncio.Event] | None = None
         # (not for packed rows: a pack waits for its rows, so the first row alone would never be answered)
         self.warm_first = work.warm_first and not self.batched and self.pack is None and work.packing is None
+        self.events: Dispatcher | None = None
 
     def finish(self, j: int, response: Response, *, counts_to_breaker: bool = True) -> None:
         """Request j is answered (or failed for good): record it, price it, count it, hand it to the writer."""
@@ -96,6 +100,8 @@ class _Pool:
             counters.failed_in_a_row = 0
             if self.writer is not None:
                 self.writer.add(self.work.keys[j], response, overwrite=j in self.stale)
+        if self.events is not None:  # after the writer has it: a raising callback cannot lose the answer
+            self.events.row(j, response, cost)
 
     def finish_pack(self, positions: list[int], vectors: np.ndarray, tokens: np.ndarray, latency: float | None,
                     encoded: list[str] | None) -> None:
@@ -149,7 +155,7 @@ class _Pool:
     async def rows_worker(self) -> None:
         """rows_per_request: packs of rows from the queue, one request each (engine/packed.py)."""
         packing = self.work.packing
-        packer = Packer(self.queue, packing.size, 2**62, wait=not self.capped)
+        packer = RowPacks(self.queue, packing.size, wait=not self.capped)
         while pack := await packer.take():
             await answer_rows(pack, packing, self.provider, self.limiter, self.policy, self.counters, self.work.check,
                               self.patience, self.finish)
@@ -175,6 +181,9 @@ class _Pool:
                 self.stale.update(results.fill_from_cache(hits, [found[j - start] for j in hits], work.check))
                 hit = results.cached[start : start + len(chunk)]
                 progress.advance(int(weights[start : start + len(chunk)][hit].sum()), cached=True)
+                if self.events is not None:
+                    for j in (start + np.flatnonzero(hit)).tolist():
+                        self.events.row(j, results[j])
             misses = (start + np.flatnonzero(~results.done[start : start + len(chunk)])).tolist()
             if capped and meter.stopped:
                 counters.not_sent += len(misses)  # nothing more will be sent: no need to render them
@@ -234,6 +243,8 @@ class _Pool:
         while True:
             await asyncio.sleep(constants.PROGRESS_REFRESH_SECONDS)
             self.progress.refresh()
+            if self.events is not None:
+                self.events.progress(self.progress)
 
     async def run(self) -> tuple[Answers, Counters]:
         """Feed and work until every request is answered; whatever ends the run, the writer and provider close."""

@@ -17,6 +17,7 @@ from ..stores.base import BaseStore as Store
 from ..stores.manage import open_cache as open_store
 from .answers import Answers
 from .loop import Ready
+from .callbacks import Dispatcher, with_callbacks
 from .outcome import Counters, Live, Outcome
 from .pool import answer_all
 from .progress import Progress, for_run, should_show
@@ -82,11 +83,23 @@ async def execute(plan: Plan, provider: Provider, *, store: Store | None, meter:
 
     live: an online run's answers so far, for a background job's status and partial result.
     """
+    if plan.callbacks is not None:
+        return await with_callbacks(plan, progress,
+                                    lambda events: _execute(plan, provider, store, meter, progress, live, events))
+    return await _execute(plan, provider, store, meter, progress, live, None)
+
+
+async def _execute(plan: Plan, provider: Provider, store: Store | None, meter: CostMeter | None, progress: Progress,
+                   live: Live | None, events: Dispatcher | None) -> Outcome:
+    """execute(), its finished requests told to the run callbacks' dispatcher (events) where there is one."""
     if plan.batch is not None:
-        return await _execute_batch(plan, provider, store=store, meter=meter, progress=progress)
+        outcome = await _execute_batch(plan, provider, store=store, meter=meter, progress=progress)
+        if events is not None:
+            events.all_rows(outcome.answers)
+        return outcome
     started = time.perf_counter()
     answers, counters = await answer_all(plan.work(), provider, store=store, lookup=plan.lookup, policy=plan.policy,
-                                         meter=meter, progress=progress, model=plan.model, live=live)
+                                         meter=meter, progress=progress, model=plan.model, live=live, events=events)
     return Outcome(answers, counters, time.perf_counter() - started, budget=_budget(meter))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import planning
@@ -112,6 +113,7 @@ class Generate:
                  dtype_backend: str | None = None, usage: bool = False,
                  system: str | None = None, temperature: float | None = None, top_p: float | None = None,
                  max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
+                 reasoning_effort: str | None = None,
                  params: dict | None = None, missing: str = constants.MISSING_MODES[0],
                  allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None,
                  tools: list | None = None, max_turns: int = constants.TOOL_MAX_TURNS,
@@ -123,10 +125,12 @@ class Generate:
                  max_failures_in_a_row: int = constants.BREAKER_FAILURES,
                  timeout: float = constants.REQUEST_TIMEOUT_SECONDS, max_wait: float = constants.MAX_WAIT_SECONDS,
                  progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
-                 provider_options: dict | None = None, mode: str = constants.BATCH_MODES[0],
+                 provider_options: dict | None = None, api: str | None = None, mode: str = constants.BATCH_MODES[0],
                  poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
                  max_cost: float | None = None, prompt_cache: bool = True, rows_per_request: int = 1,
-                 cascade: list | None = None, calibrate: int = 0, **unknown: Any) -> Any:
+                 cascade: list | None = None, calibrate: int = 0,
+                 on_row: Callable | None = None, on_progress: Callable | None = None, on_done: Callable | None = None,
+                 **unknown: Any) -> Any:
         """Answer the template for every row; returns a new frame with the answer (and error) columns.
 
         template: "{column}" string, list of {"role", "content"} messages, or function row-dict -> prompt.
@@ -173,6 +177,7 @@ class RowVerbs(Generate):
                         dtype_backend: str | None = None, usage: bool = False,
                         system: str | None = None, temperature: float | None = None, top_p: float | None = None,
                         max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
+                        reasoning_effort: str | None = None,
                         params: dict | None = None, missing: str = constants.MISSING_MODES[0],
                         allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None,
                         tools: list | None = None, max_turns: int = constants.TOOL_MAX_TURNS,
@@ -184,10 +189,13 @@ class RowVerbs(Generate):
                         timeout: float = constants.REQUEST_TIMEOUT_SECONDS,
                         max_wait: float = constants.MAX_WAIT_SECONDS, progress: bool | None = None,
                         api_key: str | None = None, base_url: str | None = None, provider_options: dict | None = None,
+                        api: str | None = None,
                         mode: str = constants.BATCH_MODES[0], poll_interval: float | None = None,
                         retry_online: bool = False, prices: dict | None = None, max_cost: float | None = None,
                         prompt_cache: bool = True, rows_per_request: int = 1,
-                        cascade: list | None = None, calibrate: int = 0, **unknown: Any) -> Any:
+                        cascade: list | None = None, calibrate: int = 0,
+                        on_row: Callable | None = None, on_progress: Callable | None = None, on_done: Callable | None = None,
+                        **unknown: Any) -> Any:
         """The async twin of generate, for code that already runs an event loop."""
         call = self._call(template, locals())
         plan = self._plan(*call)
@@ -201,6 +209,7 @@ class RowVerbs(Generate):
                  invalid_retries: int = constants.INVALID_ANSWER_RETRIES, usage: bool = False,
                  system: str | None = None, temperature: float | None = None, top_p: float | None = None,
                  max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
+                 reasoning_effort: str | None = None,
                  params: dict | None = None, missing: str = constants.MISSING_MODES[0],
                  allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None,
                  tools: list | None = None, max_turns: int = constants.TOOL_MAX_TURNS,
@@ -212,10 +221,12 @@ class RowVerbs(Generate):
                  max_failures_in_a_row: int = constants.BREAKER_FAILURES,
                  timeout: float = constants.REQUEST_TIMEOUT_SECONDS, max_wait: float = constants.MAX_WAIT_SECONDS,
                  progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
-                 provider_options: dict | None = None, mode: str = constants.BATCH_MODES[0],
+                 provider_options: dict | None = None, api: str | None = None, mode: str = constants.BATCH_MODES[0],
                  poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
                  max_cost: float | None = None, prompt_cache: bool = True, rows_per_request: int = 1,
-                 cascade: list | None = None, calibrate: int = 0, **unknown: Any) -> Estimate:
+                 cascade: list | None = None, calibrate: int = 0,
+                 on_row: Callable | None = None, on_progress: Callable | None = None, on_done: Callable | None = None,
+                 **unknown: Any) -> Estimate:
         """A dry run of generate with the same arguments: rows, uncached rows, tokens, cost range, sample prompts.
 
         Sends nothing and needs no API key.
@@ -285,6 +296,7 @@ class FrameVerbs(RowVerbs):
                dtype_backend: str | None = None, usage: bool = False,
                system: str | None = None, temperature: float | None = None, top_p: float | None = None,
                max_tokens: int | None = None, seed: int | None = None, stop: str | list[str] | None = None,
+               reasoning_effort: str | None = None,
                params: dict | None = None, missing: str = constants.MISSING_MODES[0],
                allow_no_placeholder: bool = False, max_prompt_tokens: int | None = None,
                tools: list | None = None, max_turns: int = constants.TOOL_MAX_TURNS,
@@ -296,10 +308,12 @@ class FrameVerbs(RowVerbs):
                max_failures_in_a_row: int = constants.BREAKER_FAILURES,
                timeout: float = constants.REQUEST_TIMEOUT_SECONDS, max_wait: float = constants.MAX_WAIT_SECONDS,
                progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
-               provider_options: dict | None = None, mode: str = constants.BATCH_MODES[1],
+               provider_options: dict | None = None, api: str | None = None, mode: str = constants.BATCH_MODES[1],
                poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
                max_cost: float | None = None, prompt_cache: bool = True, rows_per_request: int = 1,
-               cascade: list | None = None, calibrate: int = 0, **unknown: Any) -> BatchJob | OnlineJob:
+               cascade: list | None = None, calibrate: int = 0,
+               on_row: Callable | None = None, on_progress: Callable | None = None, on_done: Callable | None = None,
+               **unknown: Any) -> BatchJob | OnlineJob:
         """Start the run and return at once: generate's arguments; mode="batch" (the default) or "online".
 
         The handle: job.status(), job.wait() (blocks, with a progress bar; Ctrl-C stops only the waiting),

@@ -62,6 +62,8 @@ def _call(rows: Rows, settled: build.Head, options: dict) -> tuple | None:
     if checked["mode"] != "online" or checked["usage"] or checked["prices"] is not None \
             or checked["max_cost"] is not None or constants.EMBEDDING_KEY in settled.gen:
         return None  # batch jobs keep their own state; costs are priced per run
+    if any(checked.get(name) is not None for name in ("on_row", "on_progress", "on_done")):
+        return None  # callbacks see every row as the run answers it
     if settled.tools is not None or checked["rows_per_request"] > 1:
         return None  # tool transcripts and packed requests: the per-row path (not measured with the memo yet)
     if settled.compiled.function is not None or not hasattr(rows, "arrow"):

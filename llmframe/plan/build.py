@@ -66,7 +66,7 @@ class Work:
         texts = self.texts
         return Work(keys, lambda i: self.request(at[i]), [self.weights[j] for j in at], self.check,
                     lambda ps: self.build([at[i] for i in ps]), self.pack, self.settings,
-                    None if texts is None else (lambda ps: texts([at[i] for i in ps])))
+                    texts=None if texts is None else (lambda ps: texts([at[i] for i in ps])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +120,22 @@ class BatchOptions:
     retry_online: bool = False
 
 
+@dataclass(frozen=True)
+class Callbacks:
+    """on_row=, on_progress=, on_done= (engine/callbacks.py calls them), and how a row's index label is read."""
+
+    on_row: Callable | None = None
+    on_progress: Callable | None = None
+    on_done: Callable | None = None
+    label: Callable[[int], Any] | None = None  # row position -> its index label
+
+    @classmethod
+    def of(cls, checked: dict, rows: Rows) -> Callbacks | None:
+        """The run's callbacks; None when it has none."""
+        given = {name: checked[name] for name in ("on_row", "on_progress", "on_done")}
+        return cls(**given, label=rows.label) if any(v is not None for v in given.values()) else None
+
+
 @dataclass(frozen=True, eq=False)
 class Plan:
     """Everything a run needs, checked, rendered and keyed; building one sends and opens nothing."""
@@ -147,6 +163,7 @@ class Plan:
     packing: Packing | None = None  # rows_per_request > 1: how rows share a request
     prompt_cache: bool = True  # prompt_cache=: let the provider's prompt cache serve shared prefixes
     memo: Any = None  # what the run memo answered of the call (llmframe.memo.Part); its rows are not in this plan
+    callbacks: Callbacks | None = None  # on_row=, on_progress=, on_done=: never part of a key
 
     @property
     def lookup(self) -> bool:
@@ -213,6 +230,7 @@ def head(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     gen = _generation(checked)
     compiled = Template(template, list(rows.columns), system=checked["system"], positional_column=positional_column)
     kind = target.kind  # the class alone (or the Provider passed as model=): the engine makes the provider
+    provider_options = _with_api(checked, target, gen)
     endpoint = target.endpoint(checked["base_url"])
     if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too (no generation)
         kind.check_params(gen)
@@ -256,6 +274,9 @@ def planned(rows: Rows, h: Head, memo: Any = None) -> Plan:
     kind, size = target.kind, checked["rows_per_request"]
     prompts = h.compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"])
     keys, row_to_key, first_row = _keys(h.head, prompts, checked["max_prompt_tokens"])
+    head = key_prefix(target.provider, target.model, keyed, _schema_key(out, kind, checked["strict"], structured),
+                      endpoint, api=checked["api"])
+    keys, row_to_key, first_row = _keys(head, prompts, checked["max_prompt_tokens"])
     if size > 1 and checked["mode"] == "auto":
         batch = None
     else:
@@ -284,7 +305,7 @@ def planned(rows: Rows, h: Head, memo: Any = None) -> Plan:
     return Plan(
         model=target.name,  # a Provider instance's too: the report's and the cache's name for it
         provider=ProviderSpec(target, endpoint, policy.concurrency, checked["timeout"], api_key=checked["api_key"],
-                              base_url=checked["base_url"], options=checked["provider_options"]),
+                              base_url=checked["base_url"], options=provider_options),
         prompts=prompts,
         params=gen,
         keys=keys,
@@ -305,6 +326,7 @@ def planned(rows: Rows, h: Head, memo: Any = None) -> Plan:
         packing=packing,
         prompt_cache=checked["prompt_cache"],
         memo=memo,
+        callbacks=Callbacks.of(checked, rows),
     )
 
 
@@ -321,6 +343,20 @@ def _generation(checked: dict) -> dict:
     """The generation parameters that were set, as the table checked them: the keyword ones, then params=."""
     gen = {name: checked[name] for name in KEYWORD_PARAMS if checked[name] is not None}
     return {**gen, **(checked["params"] or {})}
+
+
+def _with_api(checked: dict, target: Target, gen: dict) -> dict | None:
+    """provider_options=, with api= in them where it is not chat's (the provider reads it from there); api= and
+    the generation parameters checked against the provider (a Responses-only parameter on chat, say)."""
+    api, given = checked["api"], checked["provider_options"]
+    target.kind.check_api(api, gen)
+    if target.instance is not None and api not in (None, "chat"):
+        raise ConfigError(f"api={api!r} with a Provider instance as model=: pass model='{target.name}' (a string) "
+                          "with api=, so the choice of API is part of the cache key")
+    if given and "api" in given:
+        raise ConfigError("api is an option of its own (it is part of every cache key): pass api=, not "
+                          "provider_options={'api': ...}")
+    return {**(given or {}), "api": api} if api not in (None, "chat") else given
 
 
 def _policy(checked: dict, defaults: Settings, tools: Tools | None = None) -> Policy:

@@ -58,6 +58,7 @@ class Response:
     vector: Any = None  # an embedding request's answer: a float32 vector (the cache holds it as text, see Vectors)
     tool_calls: Any = None  # tools=: the model asks for tool calls (a plan.tools.ToolTurn); never cached
     transcript: str | None = None  # tools=: the row's tool calls and results as JSON, cached with the answer
+    reasoning_tokens: int = 0  # of output_tokens, a reasoning model's thinking (billed as output); cached
     confidence: float | None = None  # from the answer's token log-probabilities, where the provider gave them
 
     def to_cache(self, model: str, created: float) -> str:
@@ -65,8 +66,8 @@ class Response:
 
         The model and the time are kept so the cache can be pruned by model or age. Latency and cached
         input tokens come next, so values written before they existed still read; a trailing 1 marks a
-        batch answer (0 an online one, where a tools run's transcript follows, then a confidence from
-        log-probabilities, if any).
+        batch answer (0 an online one, where a tools run's transcript, then reasoning tokens, then a
+        confidence from log-probabilities follow, as far as there are any).
         """
         return Response.many_to_cache([self], model, created)[0]
 
@@ -97,7 +98,8 @@ class Response:
         rows = loads("[" + ",".join(values) + "]")
         return [cls(row[0], row[1], row[2], row[3], None, True, None, None,
                     row[7] if len(row) > 7 else 0, row[6] if len(row) > 6 else None,
-                    len(row) > 8 and row[8] == 1, confidence=row[10] if len(row) > 10 else None) for row in rows]
+                    len(row) > 8 and row[8] == 1, reasoning_tokens=(row[10] or 0) if len(row) > 10 else 0,
+                    confidence=row[11] if len(row) > 11 else None) for row in rows]
 
     @classmethod
     def failure(cls, error: str) -> Response:
@@ -107,17 +109,8 @@ class Response:
     def rejected(self, error: str) -> Response:
         """A failure made of this answer: no text, but its tokens, which were spent all the same."""
         return Response(error=error, input_tokens=self.input_tokens, output_tokens=self.output_tokens,
-                        cached_input_tokens=self.cached_input_tokens, latency=self.latency, batch=self.batch)
-
-
-def _tail(r: Response) -> str:
-    """The end of a cache value: the batch mark, then a tools run's transcript and a confidence where there are."""
-    if r.confidence is not None:
-        transcript = "null" if r.transcript is None else _string(r.transcript)
-        return f",{int(r.batch)},{transcript},{float(r.confidence)!r}]"
-    if r.transcript is not None:
-        return f",{int(r.batch)},{_string(r.transcript)}]"
-    return ",1]" if r.batch else "]"
+                        cached_input_tokens=self.cached_input_tokens, latency=self.latency, batch=self.batch,
+                        reasoning_tokens=self.reasoning_tokens)
 
 
 @dataclass(slots=True)
@@ -130,16 +123,30 @@ class Embedded:
     encoded: list[str] | None = None  # the vectors as the cache spells them (base64 float32), where the reply did
 
 
+def _tail(r: Response) -> str:
+    """A cached answer's end: the batch flag, then a tools run's transcript (or null), its reasoning tokens and a
+    confidence, each written only where it or a later one is there: older values read as they did."""
+    if r.confidence is not None:
+        transcript = "null" if r.transcript is None else _string(r.transcript)
+        return f",{int(r.batch)},{transcript},{int(r.reasoning_tokens)},{float(r.confidence)!r}]"
+    if r.reasoning_tokens:
+        transcript = "null" if r.transcript is None else _string(r.transcript)
+        return f",{int(r.batch)},{transcript},{int(r.reasoning_tokens)}]"
+    return (",1]" if r.batch else "]") if r.transcript is None else f",{int(r.batch)},{_string(r.transcript)}]"
+
+
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no spaces, so equal content always gives equal text."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def key_prefix(provider: str, model: str, params: dict, schema: Any = None, endpoint: str | None = None) -> bytes:
+def key_prefix(provider: str, model: str, params: dict, schema: Any = None, endpoint: str | None = None, *,
+               api: str | None = None) -> bytes:
     """The part of every key that is the same for all rows of a run.
 
     endpoint: the server's, when it is not the provider's official one (None); absent from the key
-    otherwise, so keys made before endpoints were part of it stay the same.
+    otherwise, so keys made before endpoints were part of it stay the same. api: OpenAI's Responses API,
+    in the key only when it is not chat completions (whose keys stay as they were).
     """
     head = {
         "v": constants.CACHE_KEY_VERSION,
@@ -150,6 +157,8 @@ def key_prefix(provider: str, model: str, params: dict, schema: Any = None, endp
     }
     if endpoint is not None:
         head["endpoint"] = endpoint
+    if api not in (None, "chat"):
+        head["api"] = api
     return canonical_json(head).encode()
 
 
@@ -240,7 +249,7 @@ def _first_seen_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 # The generation parameters with keyword arguments of their own, in the order the request has them.
-KEYWORD_PARAMS = ("temperature", "top_p", "max_tokens", "seed", "stop")
+KEYWORD_PARAMS = ("temperature", "top_p", "max_tokens", "seed", "stop", "reasoning_effort")
 # Set through their own keyword arguments (or by llmframe itself), never through params=.
 _OWN_PARAMS = frozenset({*KEYWORD_PARAMS, "model", "messages"})
 
@@ -286,6 +295,7 @@ def generation_params(
     max_tokens: int | None = None,
     seed: int | None = None,
     stop: str | list[str] | None = None,
+    reasoning_effort: str | None = None,
     params: dict | None = None,
 ) -> dict:
     """Validate the generation parameters; the result has only the ones that were set."""
@@ -304,6 +314,11 @@ def generation_params(
         if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) and s for s in stops):
             raise ConfigError(f"stop must be a non-empty string or a list of them, got {stop!r}")
         out["stop"] = list(stops)
+    if reasoning_effort is not None:
+        if reasoning_effort not in constants.REASONING_EFFORTS:
+            raise ConfigError(f"reasoning_effort must be one of {constants.REASONING_EFFORTS}, "
+                              f"got {reasoning_effort!r}")
+        out["reasoning_effort"] = reasoning_effort
     if params:
         if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
             raise ConfigError("params must be a dict of provider parameter names to values")

@@ -20,8 +20,10 @@ from .base import Provider
 # The built-in providers, as a plugin's entry point would name them. A plugin cannot take their prefixes.
 BUILTINS: dict[str, str] = {
     "openai": "llmframe.providers.openai:OpenAIProvider",
+    "azure": "llmframe.providers.azure:AzureOpenAIProvider",
     "anthropic": "llmframe.providers.anthropic:AnthropicProvider",
     "gemini": "llmframe.providers.gemini:GeminiProvider",
+    "mistral": "llmframe.providers.mistral:MistralProvider",
     "transformers": "llmframe.providers.transformers:TransformersProvider",
     "vllm": "llmframe.providers.vllm:VLLMProvider",
 }
@@ -30,8 +32,10 @@ BUILTINS: dict[str, str] = {
 # (tests/test_first_hour.py checks them against pyproject.toml). Looked up, never imported, by available().
 NEEDS: dict[str, dict[str, str]] = {
     "openai": {"openai": "openai"},
+    "azure": {"openai": "openai"},
     "anthropic": {"anthropic": "anthropic"},
     "gemini": {"google.genai": "google-genai"},
+    "mistral": {"mistralai": "mistralai"},
     "transformers": {"torch": "torch", "transformers": "transformers", "tokenizers": "tokenizers",
                      "xgrammar": "xgrammar"},
     "vllm": {"vllm": "vllm"},

@@ -226,6 +226,16 @@ class Provider(ABC):
         """Raise ConfigError for generation parameters this provider cannot take (the APIs judge their own)."""
 
     @classmethod
+    def check_api(cls, api: str | None, params: dict) -> None:
+        """ConfigError for api= (OpenAI's and Azure's choice of API) or reasoning_effort= on a provider without them."""
+        if api not in (None, "chat"):
+            raise ConfigError(f"api={api!r} is for the openai and azure providers; the {cls.name} provider has one "
+                              "API: leave api= out")
+        if "reasoning_effort" in params:
+            raise ConfigError(f"reasoning_effort= is for OpenAI's reasoning models (openai:, azure:); the {cls.name} "
+                              "provider takes its own reasoning settings through params=")
+
+    @classmethod
     def embedding_model(cls, model: str, *, dimensions: int | None, endpoint: str | None) -> None:
         """ConfigError when model cannot embed (a chat model), or not at these dimensions; before anything is sent.
 

@@ -14,7 +14,7 @@ from ..errors import ConfigError, ProviderError, SchemaError
 from ..plan.request import Request, Response, loads
 from ..plan.structured import OutputSchema
 from ..plan.request import Embedded
-from . import embeddings, replies, tool_wire
+from . import embeddings, replies, responses, tool_wire
 from .base import Provider
 from .http import JSONClient
 
@@ -92,23 +92,33 @@ class OpenAIProvider(Provider):
 
     def __init__(self, model: str, **kwargs):
         super().__init__(model, **kwargs)
+        self.api = self.options.pop("api", None) or "chat"  # the plan's api= (see responses.py)
+        if self.api == "responses":
+            self.batch_adapter = "llmframe.batch.openai:ResponsesBatches"
         self.transport = self.options.pop("transport", "http")
         if self.transport not in TRANSPORTS:
             raise ConfigError(f"transport must be one of {TRANSPORTS}, got {self.transport!r}")
         self._http: JSONClient | None = None
         if self.transport == "http":
-            if set(self.options) <= _LEAN_OPTIONS:
+            if set(self.options) <= _LEAN_OPTIONS and self.name == "openai":
                 headers, base = _lean_config(self.base_url, self.options)
             else:
                 client = self.client
                 headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
                 base = str(client.base_url)
-            headers["Authorization"] = f"Bearer {self._api_key}"
+            headers.update(self.lean_auth())
             self._base = base
-            self._url = base.rstrip("/") + "/chat/completions"
-            self._embeddings_url = base.rstrip("/") + "/embeddings"
+            self._url, self._embeddings_url, self._responses_url = self.lean_urls(base.rstrip("/"))
             self._http = JSONClient(headers, max_connections=self.max_concurrency, timeout=self.timeout,
                                     secrets=self.secrets)
+
+    def lean_auth(self) -> dict[str, str]:
+        """The lean client's authentication header."""
+        return {"Authorization": f"Bearer {self._api_key}"}
+
+    def lean_urls(self, base: str) -> tuple[str, str, str]:
+        """The lean client's chat completions, embeddings and responses URLs under the SDK's base URL."""
+        return base + "/chat/completions", base + "/embeddings", base + "/responses"
 
     def open_client(self) -> openai.AsyncOpenAI:
         import openai
@@ -118,7 +128,7 @@ class OpenAIProvider(Provider):
             api_key=self._api_key,
             base_url=self.base_url,
             max_retries=constants.SDK_MAX_RETRIES,
-            http_client=self.sdk_http_client(openai.DefaultAsyncHttpxClient) if sdk else _idle_client(),
+            http_client=self.sdk_http_client(openai.DefaultAsyncHttpxClient) if sdk else idle_client(),
             **self.options,
         )
 
@@ -128,11 +138,13 @@ class OpenAIProvider(Provider):
         return str(self.client.base_url)  # base_url=, else OPENAI_BASE_URL, else the official endpoint
 
     async def complete(self, request: Request) -> Response:
+        if self.api == "responses":
+            return await self._respond(request)
         if self._http is None:
             return await self._complete_sdk(request)
         try:
             headers, body = await self._http.post(self._url, {"model": self.model, "messages": request.messages,
-                                                              **request.params})
+                                                              **responses.chat_params(request.params)})
         except ProviderError as exc:
             raise _with_hint(exc, request) from None
         return _with_calls(replies.openai(body, headers), body, request)
@@ -140,8 +152,9 @@ class OpenAIProvider(Provider):
     async def _complete_sdk(self, request: Request) -> Response:
         import openai
 
-        known = {k: v for k, v in request.params.items() if k in _SDK_PARAMS}
-        extra = {k: v for k, v in request.params.items() if k not in _SDK_PARAMS}
+        params = responses.chat_params(request.params)
+        known = {k: v for k, v in params.items() if k in _SDK_PARAMS}
+        extra = {k: v for k, v in params.items() if k not in _SDK_PARAMS}
         try:
             with self.stainless_errors(openai):
                 # The raw variant: the rate-limit headers of every reply feed the limiter. Its body is read
@@ -153,6 +166,23 @@ class OpenAIProvider(Provider):
         except ProviderError as exc:
             raise _with_hint(exc, request) from None
         return _with_calls(replies.openai(body, raw.headers), body, request)
+
+    async def _respond(self, request: Request) -> Response:
+        """The request through the Responses API (api="responses"): the lean client, or the SDK's raw response."""
+        sent = responses.body(self.model, request.messages, request.params)
+        if self._http is not None:
+            headers, body = await self._http.post(self._responses_url, sent)
+            return responses.read(body, headers)
+        with self.stainless_errors(openai):
+            rest = {k: v for k, v in sent.items() if k not in ("model", "input")}
+            raw = await self.client.responses.with_raw_response.create(model=sent["model"], input=sent["input"],
+                                                                       extra_body=rest or None)
+            return responses.read(loads(raw.content), raw.headers)
+
+    @classmethod
+    def check_api(cls, api: str | None, params: dict) -> None:
+        """Chat completions' parameters refused on the Responses API, and the reverse (responses.check)."""
+        responses.check(api or "chat", params)
 
     @classmethod
     def embedding_model(cls, model: str, *, dimensions: int | None, endpoint: str | None) -> None:
@@ -240,7 +270,7 @@ def _with_hint(exc: ProviderError, request: Request) -> ProviderError:
 
 
 @functools.cache
-def _idle_client():
+def idle_client():
     """One HTTP client for every SDK client that only resolves configuration: making one costs tens of
     milliseconds (TLS set-up), more than a cached re-run of ten thousand rows."""
     import openai

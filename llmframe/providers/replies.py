@@ -159,6 +159,7 @@ def openai(body: Any, headers: Mapping[str, str] | None) -> Response:
 
     response = reply(usage, answer, headers)
     response.confidence = confidence[0]
+    response.reasoning_tokens = reasoning(body, "completion_tokens_details")
     return response
 
 
@@ -171,6 +172,16 @@ def token_confidence(logprobs: Any) -> float | None:
     if not values:
         return None
     return math.exp(sum(values) / len(values))
+
+
+def reasoning(body: Mapping, details: str) -> int:
+    """The reasoning tokens an OpenAI usage reports in usage.<details>.reasoning_tokens (part of the output
+    tokens, already billed); 0 where it reports none, or something that is no count (it only informs)."""
+    try:
+        found = obj(obj(body.get("usage"), "usage").get(details), details).get("reasoning_tokens")
+        return count(found, "reasoning_tokens")
+    except Malformed:
+        return 0
 
 
 def anthropic(body: Any, headers: Mapping[str, str] | None, finish: Callable[[str | None], str | None]) -> Response:

@@ -173,13 +173,16 @@ class BatchService:
         """Add every vendor's batch and file routes to the simulator's application."""
         from .anthropic_batches import AnthropicBatches  # imported here: they build on this module
         from .gemini_batches import GeminiBatches
+        from .azure import AzureBatches
+        from .mistral_batches import MistralBatches
         from .openai_batches import OpenAIBatches
 
         gemini, openai = GeminiBatches(self), OpenAIBatches(self)
         # Gemini first: with a custom base_url google-genai speaks /v1/..., where its more specific
         # patterns (":download", ":cancel") must win over OpenAI's /v1/files/{id} and /v1/batches/{id}.
         add = {"GET": app.router.add_get, "POST": app.router.add_post}
-        for method, path, handler in (*gemini.routes(), *openai.routes(), *AnthropicBatches(self).routes()):
+        for method, path, handler in (*gemini.routes(), *openai.routes(), *AnthropicBatches(self).routes(),
+                                      *AzureBatches(self).routes(), *MistralBatches(self).routes()):
             add[method](path, self.gate(handler))
         # GET /v1/batches[/{id}] is OpenAI's and (on API version v1) Gemini's: the key header tells them apart.
         app.router.add_get("/v1/batches", self.gate(_by_key(gemini.list_batches, openai.list_batches)))
@@ -213,7 +216,7 @@ class BatchService:
         """Record a new batch and its creation."""
         with self._lock:
             self._batches[batch.id] = batch
-            file = batch.vendor == "openai" or bool(batch.extra.get("file"))
+            file = batch.vendor in ("openai", "azure") or bool(batch.extra.get("file"))
             self._created.append(Created(batch.vendor, batch.id, len(batch.items), batch.tag, file))
         return batch
 

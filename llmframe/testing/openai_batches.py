@@ -11,12 +11,16 @@ from . import embeddings
 from .answers import tokens
 from .batches import Batch, Handler, VendorBatches, unauthorized
 from .openai_chat import OPENAI, BadRequest
+from .openai_responses import RESPONSES
 
-_PARSERS = {"/v1/chat/completions": OPENAI, embeddings.ENDPOINT: embeddings.OPENAI}  # what a batch may hold
+# The endpoints a batch may target, and the dialect its lines are read and answered in.
+ENDPOINTS = {"/v1/chat/completions": OPENAI, "/v1/responses": RESPONSES, embeddings.ENDPOINT: embeddings.OPENAI}
 
 
 class OpenAIBatches(VendorBatches):
     """The OpenAI batch and file routes of a BatchService."""
+
+    vendor, dialect, endpoints = "openai", OPENAI, ENDPOINTS
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         """(method, path, handler) of each route; GET /v1/batches[/{id}], shared with Gemini, come from add_routes."""
@@ -30,12 +34,12 @@ class OpenAIBatches(VendorBatches):
 
     async def upload(self, request: web.Request) -> web.Response:
         """POST /v1/files: a multipart upload of a batch's requests."""
-        if (refused := unauthorized(OPENAI, request)) is not None:
+        if (refused := unauthorized(self.dialect, request)) is not None:
             return refused
         form = await request.post()
         upload, purpose = form.get("file"), form.get("purpose")
         if not hasattr(upload, "file") or purpose != "batch":
-            return OPENAI.error(400, "expected a multipart upload with a 'file' and purpose 'batch'")
+            return self.dialect.error(400, "expected a multipart upload with a 'file' and purpose 'batch'")
         data = upload.file.read()
         file_id = self.service.new_id("file-sim")
         obj = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
@@ -46,15 +50,15 @@ class OpenAIBatches(VendorBatches):
     async def file(self, request: web.Request) -> web.Response:
         """GET /v1/files/{id}: a file object."""
         found = self._output(request.match_info["id"])
-        return web.json_response(found[1]) if found else OPENAI.error(404, "No such File object")
+        return web.json_response(found[1]) if found else self.dialect.error(404, "No such File object")
 
     async def content(self, request: web.Request) -> web.Response:
         """GET /v1/files/{id}/content: a file's bytes."""
-        if (refused := unauthorized(OPENAI, request)) is not None:
+        if (refused := unauthorized(self.dialect, request)) is not None:
             return refused
         found = self._output(request.match_info["id"])
         if found is None:
-            return OPENAI.error(404, "No such File object")
+            return self.dialect.error(404, "No such File object")
         return web.Response(body=found[0], content_type="application/octet-stream")
 
     def _output(self, file_id: str) -> tuple[bytes, dict] | None:
@@ -63,7 +67,8 @@ class OpenAIBatches(VendorBatches):
         if found is not None:
             return found
         for prefix, errors in (("file-out-", False), ("file-err-", True)):
-            if file_id.startswith(prefix) and (batch := self.service.find("openai", file_id[len(prefix):])) is not None:
+            batch = self.service.find(self.vendor, file_id[len(prefix):]) if file_id.startswith(prefix) else None
+            if batch is not None:
                 data = "".join(json.dumps(line) + "\n" for line in self._lines(batch, errors)).encode()
                 return data, {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
                               "filename": f"{file_id}.jsonl", "purpose": "batch_output", "status": "processed"}
@@ -82,8 +87,9 @@ class OpenAIBatches(VendorBatches):
                     lines.append({"id": line_id, "custom_id": custom_id, "response": None,
                                   "error": {"code": code, "message": message}})
                 continue
-            body = (self._embedding(batch, i) if batch.extra.get("endpoint") == embeddings.ENDPOINT
-                    else self.service.reply(OPENAI, batch, i))
+            endpoint = batch.extra.get("endpoint")
+            body = (self._embedding(batch, i) if endpoint == embeddings.ENDPOINT
+                    else self.service.reply(self.endpoints.get(endpoint, OPENAI), batch, i))
             if (body is None) != errors:
                 continue
             if body is None:
@@ -119,33 +125,35 @@ class OpenAIBatches(VendorBatches):
 
     async def create(self, request: web.Request) -> web.Response:
         """POST /v1/batches: a batch of an uploaded file's requests."""
-        if (refused := unauthorized(OPENAI, request)) is not None:
+        if (refused := unauthorized(self.dialect, request)) is not None:
             return refused
         body = await request.json()
         found = self.service.file(body.get("input_file_id"))
         if found is None:
-            return OPENAI.error(400, f"input_file_id {body.get('input_file_id')!r} not found")
+            return self.dialect.error(400, f"input_file_id {body.get('input_file_id')!r} not found")
         endpoint = body.get("endpoint")
-        if endpoint not in _PARSERS or body.get("completion_window") != "24h":
-            return OPENAI.error(400, f"endpoint must be one of {sorted(_PARSERS)} and completion_window 24h")
+        if endpoint not in self.endpoints or body.get("completion_window") != "24h":
+            return self.dialect.error(400, f"endpoint must be one of {sorted(self.endpoints)} and "
+                                           "completion_window 24h")
         items, model = [], None
         for number, text in enumerate(found[0].decode().splitlines(), 1):
             if not text.strip():
                 continue
             line = json.loads(text)
             if line.get("method") != "POST" or line.get("url") != endpoint:
-                return OPENAI.error(400, f"line {number}: method must be POST and url {endpoint}, the batch's")
+                return self.dialect.error(400, f"line {number}: method must be POST and url {endpoint}, "
+                                               "the batch's endpoint")
             try:
-                chat = _PARSERS[endpoint].parse(request, line.get("body"))
+                chat = self.endpoints[endpoint].parse(request, line.get("body"))
             except BadRequest as exc:
-                return OPENAI.error(400, f"line {number}: {exc}")
+                return self.dialect.error(400, f"line {number}: {exc}")
             items.append((line["custom_id"], line["body"], chat))
             model = model or chat.get("model")
         if len({cid for cid, _r, _c in items}) != len(items):
-            return OPENAI.error(400, "custom_id values must be unique within a batch")
+            return self.dialect.error(400, "custom_id values must be unique within a batch")
         metadata = body.get("metadata") or {}
         service = self.service
-        batch = service.add(Batch("openai", service.new_id("batch_sim"), items, service.settings, model or "",
+        batch = service.add(Batch(self.vendor, service.new_id("batch_sim"), items, service.settings, model or "",
                                   tag=metadata.get("llmframe_chunk"),
                                   extra={"endpoint": body["endpoint"], "input_file_id": body["input_file_id"],
                                          "completion_window": "24h", "metadata": metadata}))
@@ -153,12 +161,12 @@ class OpenAIBatches(VendorBatches):
 
     async def get_batch(self, request: web.Request) -> web.Response:
         """GET /v1/batches/{id}."""
-        batch = self.service.lookup(OPENAI, "openai", request, "No such batch")
+        batch = self.service.lookup(self.dialect, self.vendor, request, "No such batch")
         return web.json_response(self._object(batch)) if isinstance(batch, Batch) else batch
 
     async def cancel(self, request: web.Request) -> web.Response:
         """POST /v1/batches/{id}/cancel: a running batch is cancelling, with no output files yet."""
-        batch = self.service.lookup(OPENAI, "openai", request, "No such batch")
+        batch = self.service.lookup(self.dialect, self.vendor, request, "No such batch")
         if not isinstance(batch, Batch):
             return batch
         if batch.cancel():
@@ -168,7 +176,7 @@ class OpenAIBatches(VendorBatches):
 
     async def list_batches(self, request: web.Request) -> web.Response:
         """GET /v1/batches: newest first."""
-        data = [self._object(b) for b in reversed(self.service.listed("openai"))]
+        data = [self._object(b) for b in reversed(self.service.listed(self.vendor))]
         return web.json_response({"object": "list", "data": data, "has_more": False,
                                   "first_id": data[0]["id"] if data else None,
                                   "last_id": data[-1]["id"] if data else None})

@@ -24,6 +24,19 @@ _ERROR_KINDS = {
 }
 
 
+# The reasoning tokens the simulator bills per request, by effort: small, so tests stay fast, but not zero.
+REASONING_TOKENS = {"none": 0, "minimal": 4, "low": 8, "medium": 16, "high": 32, "xhigh": 64}
+
+
+def reasoning_tokens(raw: Any) -> int:
+    """The reasoning tokens billed for a request's effort (Responses' reasoning.effort, or chat's reasoning_effort)."""
+    if not isinstance(raw, dict):
+        return 0
+    effort = raw["reasoning"].get("effort") if isinstance(raw.get("reasoning"), dict) else None
+    effort = effort or raw.get("reasoning_effort")
+    return REASONING_TOKENS.get(effort, 0) if isinstance(effort, str) else 0
+
+
 class BadRequest(Exception):
     """Raised by a Dialect's parse for a body the API would refuse with a 400."""
 
@@ -124,6 +137,8 @@ class Dialect:
             "logprobs": None,
         }
         prompt_tokens, completion_tokens = usage
+        thought = reasoning_tokens(raw)
+        completion_tokens += thought
         return {
             "id": f"chatcmpl-sim-{number}",
             "object": "chat.completion",
@@ -134,6 +149,7 @@ class Dialect:
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
+                **({"completion_tokens_details": {"reasoning_tokens": thought}} if thought else {}),
             },
         }
 

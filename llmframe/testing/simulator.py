@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import anthropic_messages, embeddings, gemini_generate, logprobs, openai_chat, packed, tool_mode
+from . import (anthropic_messages, azure, embeddings, gemini_generate, logprobs, mistral, openai_chat,
+               openai_responses, packed, tool_mode)
 from .answers import (completion_limit, default_answer, digest_answer, fit, last_user_text, prompt_tokens, spoil,
                       structured_format, tokens)
 from .batches import BatchService
@@ -180,6 +181,18 @@ class Simulator(LoopbackServer):
         return self.base_url.removesuffix("/v1")
 
     @property
+    def azure_endpoint(self) -> str:
+        """The endpoint to give Azure OpenAI (AZURE_OPENAI_ENDPOINT, base_url= of model="azure:..."): the SDK
+        appends /openai/deployments/{deployment}/... and ?api-version=."""
+        return self.base_url.removesuffix("/v1")
+
+    @property
+    def mistral_base_url(self) -> str:
+        """The server URL to give Mistral (base_url= of model="mistral:...", the SDK's server_url): it appends
+        /v1/chat/completions, /v1/files, /v1/batch/jobs."""
+        return self.base_url.removesuffix("/v1") + mistral.PREFIX
+
+    @property
     def gemini_base_url(self) -> str:
         """Base URL to give google-genai's HttpOptions(base_url=...): it appends /{api_version}/models/..."""
         return self.base_url.removesuffix("/v1")
@@ -238,7 +251,8 @@ class Simulator(LoopbackServer):
         """Build the aiohttp application with the simulator's routes."""
         app = web.Application()
         for path, dialect in (*openai_chat.ROUTES, *anthropic_messages.ROUTES, *gemini_generate.ROUTES,
-                              *embeddings.ROUTES):
+                              *embeddings.ROUTES, *openai_responses.ROUTES, *azure.ROUTES,
+                              *mistral.ROUTES):
             app.router.add_post(path, self._route(dialect))
         self.batches.add_routes(app)
         app.router.add_get("/v1/models", self._models)
