@@ -219,6 +219,7 @@ class Head:
     endpoint: str | None
     head: bytes
     tools: Any
+    provider_options: dict | None
 
 
 def head(rows: Rows, template: TemplateLike, *, target: Target, positional_column: str | None = None,
@@ -248,8 +249,8 @@ def head(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     if size > 1:
         keyed = {**keyed, "rows_per_request": size}  # packed rows' answers are other answers
     key_head = key_prefix(target.provider, target.model, keyed, _schema_key(out, kind, checked["strict"], structured),
-                          endpoint)
-    return Head(checked, out, structured, gen, compiled, target, endpoint, key_head, tools)
+                          endpoint, api=checked["api"])
+    return Head(checked, out, structured, gen, compiled, target, endpoint, key_head, tools, provider_options)
 
 
 def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_column: str | None = None,
@@ -271,12 +272,10 @@ def planned(rows: Rows, h: Head, memo: Any = None) -> Plan:
     defaults = settings()
     checked, out, structured, gen, target, endpoint, tools = (h.checked, h.out, h.structured, h.gen, h.target,
                                                               h.endpoint, h.tools)
+    provider_options = h.provider_options
     kind, size = target.kind, checked["rows_per_request"]
     prompts = h.compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"])
     keys, row_to_key, first_row = _keys(h.head, prompts, checked["max_prompt_tokens"])
-    head = key_prefix(target.provider, target.model, keyed, _schema_key(out, kind, checked["strict"], structured),
-                      endpoint, api=checked["api"])
-    keys, row_to_key, first_row = _keys(head, prompts, checked["max_prompt_tokens"])
     if size > 1 and checked["mode"] == "auto":
         batch = None
     else:
