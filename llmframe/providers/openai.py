@@ -173,6 +173,8 @@ class OpenAIProvider(Provider):
         if self._http is not None:
             headers, body = await self._http.post(self._responses_url, sent)
             return responses.read(body, headers)
+        import openai
+
         with self.stainless_errors(openai):
             rest = {k: v for k, v in sent.items() if k not in ("model", "input")}
             raw = await self.client.responses.with_raw_response.create(model=sent["model"], input=sent["input"],
