@@ -190,6 +190,7 @@ def cached(args: argparse.Namespace, sim: SimulatorProcess, tmp: Path) -> list[f
     print(f"  cache filled with {m:,} answers in {fill_wall:.1f} s", file=sys.stderr)
     before = sim.count
     rates = []
+    os.environ["LLMFRAME_MEMO"] = "0"  # the per-row path: the run memo has its own scenario (bench_memo.py)
     for r in range(args.repeats):
         out, wall, _ = timed(run_llmframe, frame, sim, args.concurrency, cache_dir)
         report = out.attrs["llmframe"]
@@ -197,6 +198,7 @@ def cached(args: argparse.Namespace, sim: SimulatorProcess, tmp: Path) -> list[f
         assert out["response"].reset_index(drop=True).equals(expected)
         rates.append(m / wall)
         print(f"  cached repeat {r + 1}: {rates[-1]:,.0f} rows/s ({wall:.2f} s)", file=sys.stderr)
+    os.environ.pop("LLMFRAME_MEMO", None)
     assert sim.count == before, f"the simulator saw {sim.count - before} requests during cached runs"
     return rates
 

@@ -10,17 +10,18 @@ neither pandas nor Polars itself (faces/lazy.py).
 from __future__ import annotations
 
 from . import errors
-from .batch import batches, cancel_batches
-from .engine.background import jobs
-from .stores.manage import cache_stats, clear_cache, copy_cache
 from .config import configure, settings
-from .providers.local import unload
-from .collect.report import last_report
-from .plan.media import document, image
 from .faces.lazy import when_imported as _when_imported
 
-_when_imported("pandas", "llmframe.faces.pandas")
-_when_imported("polars", "llmframe.faces.polars")
+# Placeholders now, the faces (and the engine behind them) on first use: faces/accessors.py.
+_when_imported("pandas", "llmframe.faces.accessors:pandas")
+_when_imported("polars", "llmframe.faces.accessors:polars")
+
+# The rest of the surface is imported when first asked for, so `import llmframe` costs little (README "Cold start").
+_LAZY = {"batches": "batch", "cancel_batches": "batch", "jobs": "engine.background", "cache_stats": "stores.manage",
+         "clear_cache": "stores.manage", "copy_cache": "stores.manage", "unload": "providers.local",
+         "last_report": "collect.report", "vectors": "collect.vectors", "image": "plan.media",
+         "document": "plan.media"}
 
 __version__ = "0.1.0"
 
@@ -29,9 +30,16 @@ __all__ = ["configure", "settings", "cache_stats", "clear_cache", "copy_cache", 
 
 
 def __getattr__(name: str):
-    """llmframe.vectors, imported when first asked for (it needs pyarrow and numpy: import llmframe stays light)."""
-    if name == "vectors":
-        from .collect.vectors import vectors
+    """The names of _LAZY, imported when first asked for (llmframe.vectors needs pyarrow and numpy: import
+    llmframe stays light)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'llmframe' has no attribute {name!r}")
+    import importlib
 
-        return vectors
-    raise AttributeError(f"module 'llmframe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -212,6 +212,23 @@ OPENAI_MEDIA_MAX_BYTES = {"image": 20 * 2**20, "document": 32 * 2**20}
 ANTHROPIC_MEDIA_MAX_BYTES = {"image": 5 * 2**20, "document": 32 * 2**20}
 GEMINI_INLINE_MAX_BYTES = 20 * 2**20
 GEMINI_FILE_MAX_BYTES = 2 * 2**30  # the Files API's most per file
+
+# Cold start (faces/accessors.py): the lean transport's HTTP library (aiohttp, 0.13-0.2 s to import) and the face
+# (the engine behind df.llm, ~0.07 s) are imported on a background thread once pandas or Polars and llmframe are
+# both imported, so a first call made a moment later does not pay for them; LLMFRAME_PRELOAD=0 turns it off.
+PRELOAD_ENV_VAR = "LLMFRAME_PRELOAD"
+PRELOAD_MODULES = ("aiohttp",)
+PRELOAD_DELAY_SECONDS = 0.05  # the thread starts importing after this: the rest of the user's imports go first
+
+# The run memo (llmframe/memo/): a call's last result per cache directory, answered a chunk of rows at a time.
+MEMO_ENV_VAR = "LLMFRAME_MEMO"  # "0": no run memo (every call takes the per-row path; benchmarks compare the two)
+MEMO_NO_EARLIER_RUN = "no earlier run of this call in this cache"  # the report's not_cached_because on a first run
+MEMO_DIRECTORY = "memo"  # inside the diskcache directory, so deleting the cache deletes its memo
+MEMO_VERSION = 1  # a memo written by another version of its format is not read
+MEMO_CHUNK_ROWS = 4_096  # rows per fingerprint: a changed row sends its chunk through the per-row path
+MEMO_MAX_CALLS = 64  # memo files kept per cache directory, least recently used evicted first
+MEMO_MAX_BYTES = 1 << 30  # and their total size
+MEMO_BATCH_ROWS = 131_072  # rows per record batch of a memo file: few batches, each copied alone when written
 # Provider prompt caching (plan/prefix.py, "Paying less" in the README): never part of a cache key
 PROMPT_CACHE_KEY_PREFIX = "llmframe-"  # OpenAI's prompt_cache_key: this, then a digest of model and static prefix
 ANTHROPIC_CACHE_PARAM = "llmframe_cache_prefix"  # planned params entry the Anthropic provider turns into cache_control

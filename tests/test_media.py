@@ -135,6 +135,17 @@ def test_the_key_is_the_content_not_the_path(sim, tmp_path):
     assert sim.count == 4
 
 
+def test_the_same_call_after_a_file_changed_in_place_asks_again(sim, tmp_path):
+    """The run memo answers repeated calls by their cells; a path's cell stays the same when its file changes."""
+    a = tmp_path / "a.png"
+    a.write_bytes(png("red"))
+    frame, template = pd.DataFrame({"path": [str(a)]}), ["What is this?", llmframe.image("path")]
+    assert run(sim, "openai", frame, template)["response"].iloc[0] == media_answer("What is this?", png("red"))
+    a.write_bytes(png("blue"))
+    out = run(sim, "openai", frame, template)
+    assert sim.count == 2 and out["response"].iloc[0] == media_answer("What is this?", png("blue"))
+
+
 def test_a_cached_rerun_stats_files_instead_of_hashing_them(sim, tmp_path, monkeypatch):
     paths = []
     for i in range(5):

@@ -140,7 +140,10 @@ def _packed(run: Plan, counters) -> dict:
 def collect(run: Plan, outcome: Outcome) -> tuple[dict[str, Column], Report]:
     """The new columns (error column last, in row order) and the run report; a face turns them into its frame."""
     made = Report(report(run, outcome))
-    return new_columns(run, outcome.answers, outcome.pending_note), made if outcome.pending_note else record(made)
+    columns = new_columns(run, outcome.answers, outcome.pending_note)
+    if run.memo is not None:  # the rows the run memo answered, put back in their places (llmframe/memo)
+        columns, made = run.memo.stitch(run, outcome, columns, made)
+    return columns, made if outcome.pending_note else record(made)
 
 
 def raise_if_asked(run: Plan, report_: dict, result: Any) -> None:

@@ -49,6 +49,7 @@ class Estimate:
     price: dict | None  # the rates used, USD per million tokens
     samples: list = field(default_factory=list)  # the rendered messages of the first few rows to be sent
     notes: list = field(default_factory=list)
+    not_cached_because: list | None = None  # what differs from the last run of this call (the run memo's record)
     rows_per_request: int = 1  # rows_per_request=k: uncached_requests carry several distinct rows each
     distinct_rows: int = 0  # distinct rows to send (uncached_requests, unless rows_per_request > 1)
 
@@ -66,6 +67,7 @@ class Estimate:
             f"  output tokens {self.output_tokens[0]:,} to {self.output_tokens[1]:,}",
             f"  cost {cost}",
             *(f"  note: {n}" for n in self.notes),
+            *([f"  not cached: {'; '.join(self.not_cached_because)}"] if self.not_cached_because else []),
         ]
         for i, messages in enumerate(self.samples):
             lines.append(f"  sample {i + 1}:")

@@ -16,6 +16,7 @@ from ..providers.base import Provider
 from ..stores.base import BaseStore as Store
 from ..stores.manage import open_cache as open_store
 from .answers import Answers
+from .loop import Ready
 from .callbacks import Dispatcher, with_callbacks
 from .outcome import Counters, Live, Outcome
 from .pool import answer_all
@@ -61,9 +62,17 @@ def start(plan: Plan, *, meter: CostMeter | None = None, progress: Progress | No
     sends a widget to the cell of the thread that displays it, and the engine's thread belongs to whichever
     cell first started it. A sweep passes one display shared by all its runs, and meters over one budget.
     """
+    memo_rows = plan.memo.answered if plan.memo is not None else 0  # rows the run memo answered: cached ones
+    if plan.memo is not None and not len(plan.prompts):  # the run memo answered every row: nothing to open
+        if progress is None and should_show(plan.progress):
+            shown = for_run(memo_rows, show=True, description=plan.model)
+            shown.advance(memo_rows, cached=True)
+            shown.close("done")
+        return Ready(Outcome(Answers(0, structured=plan.output.schema is not None), Counters()))
     provider, store, meter = prepare(plan, meter)
     if progress is None:
-        progress = for_run(len(plan.prompts), show=should_show(plan.progress), description=plan.model)
+        progress = for_run(len(plan.prompts) + memo_rows, show=should_show(plan.progress), description=plan.model)
+        progress.advance(memo_rows, cached=True)
     progress.advance(len(plan.prompts.skipped), skipped=True)
     return lambda: execute(plan, provider, store=store, meter=meter, progress=progress, live=live)
 

@@ -50,6 +50,17 @@ class PandasRows:
     def label(self, position: int) -> Any:
         return self.frame.index[position]
 
+    def arrow(self, column: Any) -> pa.Array | pa.ChunkedArray | None:
+        """The column in Arrow, for the run memo's fingerprints (no copy for Arrow-backed or numeric columns);
+        None for Python objects, whose Arrow form would not say how they render."""
+        series = self.frame[column]
+        if series.dtype == object:
+            return None
+        try:
+            return pa.array(series)
+        except (pa.ArrowException, TypeError, ValueError):
+            return None
+
     def unusable(self, column: Any) -> str | None:
         found = first_bytes(self, column)
         if found is None:

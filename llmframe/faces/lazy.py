@@ -55,11 +55,15 @@ def _register(library: str) -> None:
         if not _faces and _finder in sys.meta_path:
             sys.meta_path.remove(_finder)
     if face is not None:
-        importlib.import_module(face)
+        module, _, function = face.partition(":")
+        found = importlib.import_module(module)
+        if function:
+            getattr(found, function)()
 
 
 def when_imported(library: str, face: str) -> None:
-    """Import the module `face` (which registers the accessors) now if `library` is imported, else right after."""
+    """Import the module `face` (which registers the accessors; "module:function" also calls that function)
+    now if `library` is imported, else right after."""
     with _lock:
         _faces[library] = face
         if sys.modules.get(library) is None and _finder not in sys.meta_path:

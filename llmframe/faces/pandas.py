@@ -9,11 +9,12 @@ from ..collect.report import Report
 from ..engine.outcome import Outcome
 from ..plan import build as pipeline
 from ..plan.rows import Rows
-from . import frames
+from . import accessors, frames
 from .pandas_operators import PandasOperators
 from .pandas_vectors import PandasVectors
 from .verbs import FrameVerbs, RowVerbs, remember
 
+accessors.clear(pd.DataFrame, pd.Series)  # the placeholders registered at import give way to the classes below
 _SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
 
 

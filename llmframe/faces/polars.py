@@ -16,12 +16,16 @@ from ..collect.report import Report
 from ..engine.outcome import Outcome
 from ..plan import build as pipeline
 from ..plan.rows import Rows
+from . import accessors
 from . import polars_frames as frames
 from .polars_operators import PolarsOperators
 from .polars_vectors import ExprEmbed, PolarsVectors
 from .verbs import FrameVerbs, Generate, RowVerbs, empty_columns, keep_report, kept_report, remember
 
 _SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
+
+
+accessors.clear(pl.DataFrame, pl.Series, pl.Expr, pl.LazyFrame)  # the placeholders give way to the classes below
 
 
 class _ArrowColumns:

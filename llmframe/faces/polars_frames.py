@@ -55,6 +55,12 @@ class PolarsRows:
     def label(self, position: int) -> int:
         return position  # the row number: Polars frames have no index
 
+    def arrow(self, column: str) -> pa.Array | pa.ChunkedArray | None:
+        """The column in Arrow, for the run memo's fingerprints; None for Python objects."""
+        if isinstance(self.frame.schema[column], _OBJECTS):
+            return None
+        return self.frame.get_column(column).to_arrow()
+
     def unusable(self, column: str) -> str | None:
         if self.frame.schema[column] == pl.Binary:  # a model would get b'...'
             return (f"column {column!r} is pl.Binary; decode it to text first, e.g. "

@@ -45,10 +45,10 @@ _CALLS: OrderedDict[str, tuple] = OrderedDict()
 _REPORTS: OrderedDict[int, tuple[weakref.ref, Report]] = OrderedDict()
 
 
-def plan_of(rows: Rows, template: TemplateLike, given: dict) -> Plan:
+def plan_of(rows: Rows, template: TemplateLike, given: dict, memo: bool = False) -> Plan:
     """The one call through which every face plans a run (model= resolved by faces/planning.py); the face's own
     options (dtype_backend=) stay with the face: they are neither planned nor part of the cache key."""
-    return planning.plan(rows, template, **{k: v for k, v in given.items() if k not in FACE_ONLY})
+    return planning.plan(rows, template, memo=memo, **{k: v for k, v in given.items() if k not in FACE_ONLY})
 
 
 def _placeholder_key(model: Any) -> str | None:
@@ -243,7 +243,19 @@ class RowVerbs(Generate):
         # Nothing is sent, so no key is needed; a placeholder lets the plan check everything else (a Provider
         # instance carries its own). mode= says which prices to use here: the plan is an online one, as it always was.
         given.update(mode=constants.BATCH_MODES[0], api_key=api_key or _placeholder_key(model), progress=False)
-        return engine.estimate(self._plan(template, given), mode=mode)
+        made = engine.estimate(self._plan(template, given), mode=mode)
+        if made.uncached_rows:
+            made.not_cached_because = self._why(template, given, made.uncached_rows)
+        return made
+
+    def _why(self, template, given: dict, uncached: int) -> list[str] | None:
+        """What differs from the last run of this call (the run memo's record), rows counted as the estimate did."""
+        rows, extra = self._rows()
+        why = planning.why_not_cached(rows, template, **{k: v for k, v in {**given, **extra}.items()
+                                                           if k not in FACE_ONLY})
+        if why is None or why == [constants.MEMO_NO_EARLIER_RUN]:  # nothing to compare with: nothing to say
+            return None
+        return [f"rows: {uncached:,} new or changed rows" if w.startswith("rows:") else w for w in why]
 
     def _run(self, call: tuple) -> Any:
         """Plan, execute and collect one call now (a lazy face returns what runs it later instead)."""
@@ -251,12 +263,12 @@ class RowVerbs(Generate):
             from ..ops import cascade
 
             return cascade.run(self, call[0], dict(call[1]), call)
-        plan = self._plan(*call)
+        plan = self._plan(*call, memo=True)
         return self._result(plan, run_sync(engine.start(plan)), call)
 
-    def _plan(self, template, given: dict) -> Plan:
+    def _plan(self, template, given: dict, memo: bool = False) -> Plan:
         rows, extra = self._rows()
-        return plan_of(rows, template, {**given, **extra})
+        return plan_of(rows, template, {**given, **extra}, memo)
 
     @staticmethod
     def _report_of(result: Any) -> Report | None:

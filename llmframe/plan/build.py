@@ -163,6 +163,7 @@ class Plan:
     prefix: StaticPrefix | None = None  # the prompts' static prefix, for the providers' prompt caches
     packing: Packing | None = None  # rows_per_request > 1: how rows share a request
     prompt_cache: bool = True  # prompt_cache=: let the provider's prompt cache serve shared prefixes
+    memo: Any = None  # what the run memo answered of the call (llmframe.memo.Part); its rows are not in this plan
     callbacks: Callbacks | None = None  # on_row=, on_progress=, on_done=: never part of a key
 
     @property
@@ -205,24 +206,32 @@ def input_text(messages: list[dict]) -> str:
     return "\n\n".join(m.get("content") or "" for m in messages)
 
 
-def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_column: str | None = None,
-         output_frame_columns: Sequence | None = None, **given: Any) -> Plan:
-    """Validate every argument and render every row; raise before any request is sent.
+@dataclass(frozen=True)
+class Head:
+    """What plan() settles before it renders a row: the checked options, the compiled template, the output, the
+    generation parameters and the head of every key (the run memo fingerprints a call from this and the rows)."""
 
-    target: model= resolved by the face (llmframe.faces.planning.plan resolves and plans in one call).
-    given: generate's options (llmframe.options.OPTIONS) but model=, each checked once, by its row of the
-    table; those left out take the table's defaults. positional_column and output_frame_columns say how a
-    face's rows are read: what "{}" refers to, and which columns the new ones sit beside (none for a Series).
-    """
-    defaults = settings()
+    checked: dict
+    out: Output
+    structured: str
+    gen: dict
+    compiled: Template
+    target: Target
+    endpoint: str | None
+    head: bytes
+    tools: Any
+    provider_options: dict | None
+
+
+def head(rows: Rows, template: TemplateLike, *, target: Target, positional_column: str | None = None,
+         output_frame_columns: Sequence | None = None, **given: Any) -> Head:
+    """plan()'s checks of every argument, and the keys' head, without rendering or keying a row."""
     checked = options.planned(given)  # every option through its check in the table, before anything else
     out = _output(checked, rows, output_frame_columns)
     structured = structured_mode(checked["structured"], out.schema)
     gen = _generation(checked)
     compiled = Template(template, list(rows.columns), system=checked["system"], positional_column=positional_column)
     kind = target.kind  # the class alone (or the Provider passed as model=): the engine makes the provider
-    prompts = compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"],
-                              media=media_settings(checked, kind, checked["cache_dir"] or defaults.cache_dir))
     provider_options = _with_api(checked, target, gen)
     endpoint = target.endpoint(checked["base_url"])
     if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too (no generation)
@@ -240,9 +249,35 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     keyed = gen if tools is None else {**gen, constants.TOOL_KEY: tools.key_material()}  # tomorrow's tools differ
     if size > 1:
         keyed = {**keyed, "rows_per_request": size}  # packed rows' answers are other answers
-    head = key_prefix(target.provider, target.model, keyed, _schema_key(out, kind, checked["strict"], structured),
-                      endpoint, api=checked["api"])
-    keys, row_to_key, first_row = _keys(head, prompts, checked["max_prompt_tokens"])
+    key_head = key_prefix(target.provider, target.model, keyed, _schema_key(out, kind, checked["strict"], structured),
+                          endpoint, api=checked["api"])
+    return Head(checked, out, structured, gen, compiled, target, endpoint, key_head, tools, provider_options)
+
+
+def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_column: str | None = None,
+         output_frame_columns: Sequence | None = None, **given: Any) -> Plan:
+    """Validate every argument and render every row; raise before any request is sent.
+
+    target: model= resolved by the face (llmframe.faces.planning.plan resolves and plans in one call).
+    given: generate's options (llmframe.options.OPTIONS) but model=, each checked once, by its row of the
+    table; those left out take the table's defaults. positional_column and output_frame_columns say how a
+    face's rows are read: what "{}" refers to, and which columns the new ones sit beside (none for a Series).
+    """
+    return planned(rows, head(rows, template, target=target, positional_column=positional_column,
+                              output_frame_columns=output_frame_columns, **given))
+
+
+def planned(rows: Rows, h: Head, memo: Any = None) -> Plan:
+    """plan() of a call whose head() is made: render and key these rows (the run memo passes the rows it could
+    not answer, and what it answered of the call, which the plan carries to the collector)."""
+    defaults = settings()
+    checked, out, structured, gen, target, endpoint, tools = (h.checked, h.out, h.structured, h.gen, h.target,
+                                                              h.endpoint, h.tools)
+    provider_options = h.provider_options
+    kind, size = target.kind, checked["rows_per_request"]
+    prompts = h.compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"],
+                                media=media_settings(checked, kind, checked["cache_dir"] or defaults.cache_dir))
+    keys, row_to_key, first_row = _keys(h.head, prompts, checked["max_prompt_tokens"])
     prompts.settled()  # media templates: raise if no row's media could be used
     if size > 1 and checked["mode"] == "auto":
         batch = None
@@ -292,6 +327,7 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
         prefix=prefix,
         packing=packing,
         prompt_cache=checked["prompt_cache"],
+        memo=memo,
         callbacks=Callbacks.of(checked, rows),
     )
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
+import os
 import re
-
-import openai
+from typing import TYPE_CHECKING
 
 from .. import constants
 from ..errors import ConfigError, ProviderError, SchemaError
@@ -17,11 +18,20 @@ from . import embeddings, media, replies, responses, tool_wire
 from .base import Provider
 from .http import JSONClient
 
+if TYPE_CHECKING:
+    import openai
+
+if importlib.util.find_spec("openai") is None:  # found, not imported: the lean path may never need it
+    raise ImportError("No module named 'openai'", name="openai")
+
 # Our parameters that the SDK takes as keyword arguments; anything else goes in extra_body.
 _SDK_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "seed", "stop"})
 
 
 TRANSPORTS = ("http", "sdk")
+# provider_options the lean path resolves itself, as the SDK would: with no others, the SDK (0.4-0.8 s to
+# import, most of a fresh process's first call) is not imported at all on the lean path.
+_LEAN_OPTIONS = frozenset({"organization", "project", "default_headers"})
 _PER_MESSAGE, _PER_REPLY = 3, 3  # chat framing: tokens around each message, and priming the reply
 
 
@@ -92,12 +102,17 @@ class OpenAIProvider(Provider):
         self.transport = self.options.pop("transport", "http")
         if self.transport not in TRANSPORTS:
             raise ConfigError(f"transport must be one of {TRANSPORTS}, got {self.transport!r}")
-        client = self.client
         self._http: JSONClient | None = None
         if self.transport == "http":
-            headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
+            if set(self.options) <= _LEAN_OPTIONS and self.name == "openai":
+                headers, base = _lean_config(self.base_url, self.options)
+            else:
+                client = self.client
+                headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
+                base = str(client.base_url)
             headers.update(self.lean_auth())
-            self._url, self._embeddings_url, self._responses_url = self.lean_urls(str(client.base_url).rstrip("/"))
+            self._base = base
+            self._url, self._embeddings_url, self._responses_url = self.lean_urls(base.rstrip("/"))
             self._http = JSONClient(headers, max_connections=self.max_concurrency, timeout=self.timeout,
                                     secrets=self.secrets)
 
@@ -110,6 +125,8 @@ class OpenAIProvider(Provider):
         return base + "/chat/completions", base + "/embeddings", base + "/responses"
 
     def open_client(self) -> openai.AsyncOpenAI:
+        import openai
+
         sdk = self.transport == "sdk"
         return openai.AsyncOpenAI(
             api_key=self._api_key,
@@ -120,6 +137,8 @@ class OpenAIProvider(Provider):
         )
 
     def resolved_url(self) -> str | None:
+        if self._http is not None:
+            return self._base
         return str(self.client.base_url)  # base_url=, else OPENAI_BASE_URL, else the official endpoint
 
     async def complete(self, request: Request) -> Response:
@@ -138,6 +157,8 @@ class OpenAIProvider(Provider):
         return _with_calls(replies.openai(body, headers), body, request)
 
     async def _complete_sdk(self, request: Request) -> Response:
+        import openai
+
         params = responses.chat_params(request.params)
         known = {k: v for k, v in params.items() if k in _SDK_PARAMS}
         extra = {k: v for k, v in params.items() if k not in _SDK_PARAMS}
@@ -159,6 +180,8 @@ class OpenAIProvider(Provider):
         if self._http is not None:
             headers, body = await self._http.post(self._responses_url, sent)
             return responses.read(body, headers)
+        import openai
+
         with self.stainless_errors(openai):
             rest = {k: v for k, v in sent.items() if k not in ("model", "input")}
             raw = await self.client.responses.with_raw_response.create(model=sent["model"], input=sent["input"],
@@ -191,6 +214,8 @@ class OpenAIProvider(Provider):
         if self._http is not None:
             headers, reply = await self._http.post(self._embeddings_url, body)
         else:
+            import openai
+
             with self.stainless_errors(openai):
                 raw = await self.client.embeddings.with_raw_response.create(**body)
                 headers, reply = raw.headers, loads(raw.content)
@@ -257,7 +282,32 @@ def _with_hint(exc: ProviderError, request: Request) -> ProviderError:
 def idle_client():
     """One HTTP client for every SDK client that only resolves configuration: making one costs tens of
     milliseconds (TLS set-up), more than a cached re-run of ten thousand rows."""
+    import openai
+
     return openai.DefaultAsyncHttpxClient()
+
+
+def _lean_config(base_url: str | None, options: dict) -> tuple[dict[str, str], str]:
+    """(headers, base URL) as openai.AsyncOpenAI resolves them from these arguments and the environment."""
+    org = options.get("organization") or os.environ.get("OPENAI_ORG_ID")
+    project = options.get("project") or os.environ.get("OPENAI_PROJECT_ID")
+    base = base_url or os.environ.get("OPENAI_BASE_URL") or constants.OPENAI_ENDPOINT
+    headers = {"Accept": "application/json", "Content-Type": "application/json",
+               "User-Agent": f"AsyncOpenAI/Python {_sdk_version()}"}
+    headers.update({k: v for k, v in (("OpenAI-Organization", org), ("OpenAI-Project", project)) if v})
+    headers.update({k: v for k, v in (options.get("default_headers") or {}).items() if isinstance(v, str)})
+    return headers, base.rstrip("/") + "/"  # the SDK's base_url ends in one slash
+
+
+@functools.cache
+def _sdk_version() -> str:
+    """The installed openai's version, read from its metadata (importing it costs ~0.5 s)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("openai")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _free_form_objects(schema: dict, path: str = "") -> list[str]:

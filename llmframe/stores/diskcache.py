@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..memo import files as memo_files
 from .. import constants
 from ..config import default_directory  # there: planning needs it too (media digests), and may not import stores
 from ..durations import parse_duration
@@ -151,7 +152,10 @@ class Store(BaseStore):
     @_guarded
     def trim(self) -> int:
         """Evict the least recently stored answers while the cache is over its size limit; how many went."""
-        return int(self._cache.cull())
+        evicted = int(self._cache.cull())
+        if evicted:
+            memo_files.invalidate(self.directory)  # the run memo is a copy of answers: never the only one
+        return evicted
 
     @_guarded
     def get_many(self, keys: Sequence[str]) -> list[str | None]:
@@ -186,6 +190,7 @@ class Store(BaseStore):
         if not items:
             return 0
         if overwrite:
+            memo_files.invalidate(self.directory)  # answers replaced: a memo may hold the old ones
             with self._cache.transact():
                 for key, value in items:
                     self._cache.set(key, value)
@@ -265,6 +270,7 @@ class Store(BaseStore):
         clear removes them. Deletion runs in short transactions of a few hundred keys; each key is
         checked again inside its transaction, so an answer another process has just rewritten is kept.
         """
+        memo_files.invalidate(self.directory)  # the run memo is a copy of answers: never the only one
         if older_than is None and model is None:
             return int(self._cache.clear())
         check_model(model)
@@ -329,6 +335,7 @@ def reset_cache(cache_dir: str | os.PathLike | None = None) -> None:
     if store is not None:
         with contextlib.suppress(Exception):  # a damaged file may fail to close: it is deleted next anyway
             store.close()
+    memo_files.invalidate(path)
     for name in (_DB_FILE, f"{_DB_FILE}-wal", f"{_DB_FILE}-shm"):
         (path / name).unlink(missing_ok=True)
     for value in path.glob(_VALUE_FILES):
