@@ -218,13 +218,23 @@ def test_anthropic_cost_is_every_billed_token_at_its_own_rate(sim):
 
 
 def test_anthropic_batch_results_carry_cache_writes():
-    from llmframe.batch.anthropic import AnthropicBatches  # noqa: F401  (the module that reads result lines)
-    from llmframe.providers import replies
+    """A batch result line's cache writes are read, kept through the answer cache, and priced at the batch
+    cache-write rate (half the online one)."""
+    import json
 
-    body = {"content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
-            "usage": {"input_tokens": 10, "output_tokens": 2, "cache_read_input_tokens": 0,
-                      "cache_creation_input_tokens": 2000}}
-    response = replies.anthropic(body, None, lambda reason: reason)
-    assert (response.input_tokens, response.cached_input_tokens, response.cache_write_tokens) == (2010, 0, 2000)
-    cached = type(response).many_from_cache([response.to_cache("m", 0.0)])[0]
-    assert cached.cache_write_tokens == 2000 and cached.input_tokens == 2010
+    from llmframe.batch.anthropic import parse_results
+    from llmframe.cost.prices import Pricer
+    from llmframe.plan.request import Response
+
+    message = {"content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+               "usage": {"input_tokens": 10, "output_tokens": 2, "cache_read_input_tokens": 0,
+                         "cache_creation_input_tokens": 2000}}
+    found = parse_results(json.dumps({"custom_id": "a", "result": {"type": "succeeded", "message": message}}))
+    response = found["a"]
+    assert response.batch and (response.input_tokens, response.cached_input_tokens,
+                               response.cache_write_tokens) == (2010, 0, 2000)
+    again = Response.many_from_cache([response.to_cache(ANTHROPIC, 0.0)])[0]
+    assert (again.cache_write_tokens, again.input_tokens, again.batch) == (2000, 2010, True)
+    pricer = Pricer(ANTHROPIC, batch=True, price_id="anthropic")
+    assert pricer.describe()["cache_write_mtok"] == pytest.approx(3.75 / 2)
+    assert pricer.cost(2010, 2, 0, 2000) == pytest.approx((10 * 1.5 + 2000 * 1.875 + 2 * 7.5) / 1e6)
