@@ -238,3 +238,19 @@ def test_anthropic_batch_results_carry_cache_writes():
     pricer = Pricer(ANTHROPIC, batch=True, price_id="anthropic")
     assert pricer.describe()["cache_write_mtok"] == pytest.approx(3.75 / 2)
     assert pricer.cost(2010, 2, 0, 2000) == pytest.approx((10 * 1.5 + 2000 * 1.875 + 2 * 7.5) / 1e6)
+
+
+def test_cache_write_tokens_column_and_max_cost_reserve_at_the_write_rate(sim):
+    out = run(sim, reviews(3), RULES + "\nReview: {review}", ANTHROPIC)
+    static = len(RULES + "\nReview: ") // 4
+    assert out["response_cache_write_tokens"].tolist() == [static, 0, 0]
+    from llmframe.cost.estimate import request_cost
+    from llmframe.cost.prices import Pricer
+    from llmframe.plan.request import Request
+
+    pricer = Pricer(ANTHROPIC, price_id="anthropic")
+    request = Request("k", [{"role": "user", "content": "x" * 4000}], {})
+    assert request_cost(pricer, 0, writes=True)(request) == pytest.approx(1000 * 3.75 / 1e6)
+    assert request_cost(pricer, 0)(request) == pytest.approx(1000 * 3.0 / 1e6)
+    openai = Pricer("openai:gpt-4o-mini", price_id="openai")  # no write price: writes cost plain input
+    assert request_cost(openai, 0, writes=True)(request) == request_cost(openai, 0)(request)

@@ -40,8 +40,8 @@ def _fan(run: Plan, per_key: np.ndarray, fill) -> np.ndarray:
 
 
 def row_columns(run: Plan, answers: Answers, names: list[str]) -> dict[str, pa.Array]:
-    """The usage=True columns: input, output and prompt-cached input tokens, cost (USD), cached, latency (s), finish
-    reason.
+    """The usage=True columns: input, output, prompt-cached and cache-write input tokens, reasoning tokens, cost (USD),
+    cached, latency (s), finish reason.
 
     A row is "cached" when no request was sent for it in this run: its answer came from the cache or
     from an identical row. Its cost is what the answer would cost if paid now; its latency is the one
@@ -62,6 +62,7 @@ def row_columns(run: Plan, answers: Answers, names: list[str]) -> dict[str, pa.A
         "input_tokens": masked(_fan(run, usage["input"], 0).astype(np.int64), billed),
         "output_tokens": masked(_fan(run, usage["output"], 0).astype(np.int64), billed),
         "cached_input_tokens": masked(_fan(run, usage["cached_input"], 0).astype(np.int64), billed),
+        "cache_write_tokens": masked(_fan(run, usage["cache_write"], 0).astype(np.int64), billed),
         "reasoning_tokens": masked(_fan(run, usage["reasoning"], 0).astype(np.int64), billed),
         "cost": masked(_fan(run, costs, np.nan) if costs is not None else np.full(rows, np.nan), billed),
         "cached": masked(cached, billed),
