@@ -87,7 +87,8 @@ class Pricer:
         else:
             found = _database_price(model, price_id, batch)
             if found is not None:
-                self._input, self._output, self._cached, self._write = (_rate(getattr(found, k, None)) for k in PRICE_KEYS)
+                rates = (_rate(getattr(found, k, None)) for k in PRICE_KEYS)
+                self._input, self._output, self._cached, self._write = rates
                 if self._input is not None and self._output is None:
                     self._output = _Rate(0.0)  # priced on input alone: an embedding model, which outputs no tokens
                 self.source = "genai-prices"
@@ -122,7 +123,8 @@ class Pricer:
             stacklevel=3,
         )
 
-    def costs(self, input_tokens, output_tokens, cached_input_tokens=None, cache_write_tokens=None) -> np.ndarray | None:
+    def costs(self, input_tokens, output_tokens, cached_input_tokens=None,
+              cache_write_tokens=None) -> np.ndarray | None:
         """USD per request for arrays of token counts (None when the price is unknown).
 
         Input tokens are the whole prompt: of them, cached ones are billed at the cache-read rate and
