@@ -16,6 +16,7 @@ from .stores.manage import cache_stats, clear_cache, copy_cache
 from .config import configure, settings
 from .providers.local import unload
 from .collect.report import last_report
+from .plan.media import document, image
 from .faces.lazy import when_imported as _when_imported
 
 _when_imported("pandas", "llmframe.faces.pandas")
@@ -24,7 +25,7 @@ _when_imported("polars", "llmframe.faces.polars")
 __version__ = "0.1.0"
 
 __all__ = ["configure", "settings", "cache_stats", "clear_cache", "copy_cache", "batches", "cancel_batches", "jobs",
-           "unload", "vectors", "errors", "last_report", "__version__"]
+           "unload", "vectors", "errors", "last_report", "image", "document", "__version__"]
 
 
 def __getattr__(name: str):

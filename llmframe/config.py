@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from . import constants
 from .plan.request import integer_at_least, positive_number
@@ -48,3 +49,13 @@ def configure(*, cache_dir: str | os.PathLike | None = None, cache_size_limit: i
         changes["progress"] = bool(progress)
     _current = replace(_current, **changes)
     return _current
+
+
+def default_directory() -> Path:
+    """LLMFRAME_CACHE_DIR if set, else the user's cache directory (e.g. ~/.cache/llmframe)."""
+    configured = os.environ.get(constants.CACHE_ENV_VAR)
+    if configured:
+        return Path(configured).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(constants.CACHE_APP_NAME, appauthor=False))

@@ -199,6 +199,20 @@ SEARCH_K = 10
 DEDUP_THRESHOLD = 0.95
 SCORE_COLUMN = "score"
 
+# Media: images and documents in templates (llmframe.image, llmframe.document)
+MEDIA_READ_BLOCK_BYTES = 1 << 20  # a file is hashed and read a block at a time, never whole in memory twice
+MEDIA_RENDER_CHUNK_ROWS = 512  # rows of a media template keyed at a time (Arrow binary cells are copies)
+MEDIA_DIGEST_CACHE_ENTRIES = 1_000_000  # files whose digest is kept by (device, inode, size, times) in the process
+MEDIA_DIGEST_FILE = "media-digests.sqlite"  # in the cache directory: the same, for a re-run in a new process
+MEDIA_DIGEST_FILE_TIMEOUT_SECONDS = 5.0
+FETCH_URL_TIMEOUT_SECONDS = 30.0  # fetch_urls=True: one download's most seconds
+FETCH_URL_MAX_BYTES = 20 * 2**20  # fetch_urls=True: a download past this many bytes fails its row
+# The most bytes of one image or document each API takes inline (OpenAI: 20 MB an image, 32 MB a PDF;
+# Anthropic: 5 MB an image, 32 MB a PDF; Gemini: 20 MB inline, larger ones go through its Files API).
+OPENAI_MEDIA_MAX_BYTES = {"image": 20 * 2**20, "document": 32 * 2**20}
+ANTHROPIC_MEDIA_MAX_BYTES = {"image": 5 * 2**20, "document": 32 * 2**20}
+GEMINI_INLINE_MAX_BYTES = 20 * 2**20
+GEMINI_FILE_MAX_BYTES = 2 * 2**30  # the Files API's most per file
 # Provider prompt caching (plan/prefix.py, "Paying less" in the README): never part of a cache key
 PROMPT_CACHE_KEY_PREFIX = "llmframe-"  # OpenAI's prompt_cache_key: this, then a digest of model and static prefix
 ANTHROPIC_CACHE_PARAM = "llmframe_cache_prefix"  # planned params entry the Anthropic provider turns into cache_control

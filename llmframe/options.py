@@ -202,6 +202,7 @@ _N, _SECONDS = dict(type=int, metavar="N"), dict(type=number, metavar="SECONDS")
 _ON = dict(action="store_const", const=True)
 _PROVIDERS = "the provider's"
 _BATCH = "Batch mode: the providers' half-price batch APIs"
+_MEDIA = "Images and documents: llmframe.image and llmframe.document"
 _TOOLS = "Tools per row: the model calls your Python functions"
 
 
@@ -350,6 +351,13 @@ OPTIONS: tuple[Option, ...] = (
            flag=Flag("--max-cost", SENDING, dict(type=number, metavar="USD"),
                      help="a cap in USD on what the whole run may spend: no request is sent that could take it "
                           "past the cap; the run then stops with status 1 and writes nothing (answers stay cached)")),
+    Option("max_image_side", "int | None", None, "media: downscale images (with Pillow) so their longer side is at "
+           "most this many pixels before sending", check=_at_least(1, optional=True), means="none",
+           see=_MEDIA, flag=Flag("--max-image-side", SENDING, dict(type=int, metavar="PIXELS"))),
+    Option("fetch_urls", "bool", False, "media: download http(s) URLs in media columns and send their bytes, "
+           f"for providers that take none by URL (at most {constants.FETCH_URL_MAX_BYTES // 2**20} MB and "
+           f"{constants.FETCH_URL_TIMEOUT_SECONDS:g} s each)", check=_FLAG, see=_MEDIA,
+           flag=Flag("--fetch-urls", SENDING, _ON)),
     Option("prompt_cache", "bool", True, "let the provider's prompt cache serve the prompts' shared start: "
            "OpenAI's `prompt_cache_key`, Anthropic's `cache_control`; never part of the cache key", check=_FLAG,
            flag=Flag("--no-prompt-cache", SENDING, dict(action="store_const", const=False)), see="Paying less"),

@@ -142,6 +142,7 @@ BAD = {
     "max_wait": float("nan"), "mode": "later", "poll_interval": 0, "retry_online": "yes",
     "prompt_cache": "yes", "rows_per_request": 0, "cascade": "openai:gpt-4o", "calibrate": -1,
     "prices": {"gpt": {}}, "max_cost": -1, "dtype_backend": "arrow",
+    "max_image_side": 0, "fetch_urls": "yes",
     "tools": "lookup", "max_turns": 0, "tool_timeout": 0, "transcript": "yes", "tools_version": 3,
     "reasoning_effort": "extreme", "api": "assistants", "on_row": "print", "on_progress": 1, "on_done": [],
 }

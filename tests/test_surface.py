@@ -16,7 +16,7 @@ def test_import_loads_no_provider_sdk_or_server():
     code = (
         "import sys, llmframe; "
         "print(sorted(m for m in ('openai', 'httpx', 'httpx2', 'aiohttp', 'diskcache', 'tqdm', 'torch', "
-        "'google.genai', 'anthropic', 'transformers', 'vllm', 'ray') if m in sys.modules))"
+        "'google.genai', 'anthropic', 'transformers', 'vllm', 'ray', 'PIL') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -31,7 +31,7 @@ def test_the_ray_adapter_imports_ray_only_when_called():
 def test_public_surface_is_small():
     assert set(llmframe.__all__) == {"configure", "settings", "errors", "cache_stats", "clear_cache", "copy_cache",
                                      "batches", "cancel_batches", "jobs", "unload", "vectors", "last_report",
-                                     "__version__"}
+                                     "image", "document", "__version__"}
     assert hasattr(pd.DataFrame, "llm") and hasattr(pd.Series, "llm")
 
 

@@ -8,7 +8,7 @@ import anthropic
 
 from ..providers.anthropic import finish_reason, message_params
 from ..plan.request import Response
-from ..providers import replies
+from ..providers import media, replies
 from .base import Adapter, LineBuilder, Status, error_text, json_lines, read_line
 
 
@@ -22,6 +22,8 @@ class AnthropicBatches(Adapter):
         model = self.provider.model
 
         def line(key: str, messages: list[dict]) -> str:
+            if media.has_media(messages):  # images and PDFs: base64 blocks in the request
+                messages = media.messages_now(messages, media.anthropic_part)
             named, extra = message_params(messages, params)
             return dumps({"custom_id": key, "params": {"model": model, **named, **extra}})
 

@@ -9,8 +9,8 @@ import re
 from google.genai import errors as genai_errors
 
 from .. import constants
-from ..providers import replies
-from ..providers.gemini import candidate_text, finish_reason, to_contents
+from ..providers import media, replies
+from ..providers.gemini import candidate_text, finish_reason, media_part, to_contents
 from ..plan.request import Response
 from .base import Adapter, LineBuilder, Status, error_text, json_lines, read_line
 
@@ -40,8 +40,12 @@ class GeminiBatches(Adapter):
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
         def line(key: str, messages: list[dict]) -> str:
-            system, contents = to_contents(messages)
-            request: dict = {"contents": [c.model_dump(exclude_none=True) for c in contents]}
+            if media.has_media(messages):  # images and PDFs inline, base64 in the JSON line
+                system, contents = to_contents(media.messages_now(messages, media_part))
+                request: dict = {"contents": [c.model_dump(exclude_none=True, mode="json") for c in contents]}
+            else:
+                system, contents = to_contents(messages)
+                request = {"contents": [c.model_dump(exclude_none=True) for c in contents]}
             if system is not None:
                 request["systemInstruction"] = {"parts": [{"text": system}]}
             if config:

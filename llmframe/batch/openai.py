@@ -11,7 +11,7 @@ import openai
 from .. import constants
 from ..plan.build import input_text
 from ..plan.request import Response
-from ..providers import embeddings, replies, responses
+from ..providers import embeddings, media, replies, responses
 from .base import Adapter, LineBuilder, Status, error_text, json_lines, object_lines, read_line
 
 ENDPOINT = "/v1/chat/completions"
@@ -38,6 +38,8 @@ class OpenAIBatches(Adapter):
         tail = ("," + dumps(params)[1:] if params else "}") + "}"
 
         def line(key: str, messages: list[dict]) -> str:
+            if media.has_media(messages):  # images and PDFs: data URLs in the request
+                messages = media.messages_now(messages, media.openai_part)
             return head + key + middle + dumps(messages) + tail
 
         return line

@@ -202,7 +202,14 @@ class Batches:
             if line is None:
                 line = self.adapter.line_builder(requests[0].params)
             for request in requests:
-                yield request.key, line(request.key, request.messages)
+                try:
+                    text = line(request.key, request.messages)
+                except ProviderError as exc:  # its media could not be read (a file gone since planning): its row's
+                    j = self._index[request.key]
+                    self.results[j] = Response.failure(str(exc))
+                    self.progress.advance(int(self.work.weights[j]), failed=True, error=str(exc))
+                    continue
+                yield request.key, text
 
     async def _create(self, chunks: list[Chunk]) -> None:
         """Create chunks recorded by a run that died before creating them (or before saving their ids)."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import media
 from .. import constants
 from . import levers
 from .money import dollars
@@ -118,7 +119,12 @@ def request_cost(pricer: Pricer, limit: int, tools: Tools | None = None, *,
     with tools, of all max_turns turns of its row (Tools.turn_tokens). writes: the prompt may be written to the
     provider's prompt cache, so its input is priced at the cache-write rate where that is the dearer one."""
 
+    provider = pricer.model.partition(":")[0]
+
     def cost(request: Request) -> float:
+        if media.has_media(request.messages):  # images and documents: by the provider's rules
+            tokens = -(-media.text_chars(request.messages) // constants.CHARS_PER_TOKEN)
+            return pricer.cost(tokens + media.message_tokens(provider, request.messages), limit) or 0.0
         chars = sum(len(m.get("content") or "") for m in request.messages)
         prompt = -(-chars // constants.CHARS_PER_TOKEN)
         inp, out = (prompt, limit) if tools is None else tools.turn_tokens(prompt, limit)
@@ -131,10 +137,16 @@ def input_tokens(run: Plan, first_row: np.ndarray) -> tuple[np.ndarray, str]:
     """Input tokens of each distinct request, and how they were counted."""
     counter = provider_kind(run.provider).token_counter(run.provider.model)
     if counter is None:
-        return _approximate(_chars(run, first_row)), APPROXIMATION
-    count, name = counter
-    messages = (run.prompts.messages_of(row) for row in _rendered(run, first_row))
-    return np.fromiter(map(count, messages), dtype=np.int64, count=len(first_row)), name
+        tokens, name = _approximate(_chars(run, first_row)), APPROXIMATION
+    else:
+        count, name = counter
+        messages = (run.prompts.messages_of(row) for row in _rendered(run, first_row))
+        tokens = np.fromiter(map(count, messages), dtype=np.int64, count=len(first_row))
+    if getattr(run.prompts, "media", False):  # images and documents, by the provider's documented rules
+        provider = run.provider.name
+        tokens = tokens + np.fromiter((media.message_tokens(provider, run.prompts.messages_of(row))
+                                       for row in _rendered(run, first_row)), dtype=np.int64, count=len(first_row))
+    return tokens, name
 
 
 def _uncached(run: Plan, store: Store | None) -> np.ndarray:
@@ -190,6 +202,8 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
         notes.append(f"input tokens are {APPROXIMATION} (no tokenizer for this model here)")
     if run.output.schema is not None:
         notes.append("the output schema sent with each request adds input tokens not counted here")
+    if getattr(run.prompts, "media", False):
+        notes.append("images and documents are counted by the provider's documented rules (llmframe/cost/media.py)")
     if run.packing is not None:
         notes.append(f"rows_per_request={run.packing.size}: {n:,} requests for {rows_to_send:,} rows, the "
                      "template's fixed text once per request")

@@ -127,9 +127,11 @@ class Generate:
                  progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                  provider_options: dict | None = None, api: str | None = None, mode: str = constants.BATCH_MODES[0],
                  poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-                 max_cost: float | None = None, prompt_cache: bool = True, rows_per_request: int = 1,
+                 max_cost: float | None = None, max_image_side: int | None = None, fetch_urls: bool = False,
+                 prompt_cache: bool = True, rows_per_request: int = 1,
                  cascade: list | None = None, calibrate: int = 0,
-                 on_row: Callable | None = None, on_progress: Callable | None = None, on_done: Callable | None = None,
+                 on_row: Callable | None = None, on_progress: Callable | None = None,
+                 on_done: Callable | None = None,
                  **unknown: Any) -> Any:
         """Answer the template for every row; returns a new frame with the answer (and error) columns.
 
@@ -192,9 +194,11 @@ class RowVerbs(Generate):
                         api: str | None = None,
                         mode: str = constants.BATCH_MODES[0], poll_interval: float | None = None,
                         retry_online: bool = False, prices: dict | None = None, max_cost: float | None = None,
-                        prompt_cache: bool = True, rows_per_request: int = 1,
+                        max_image_side: int | None = None, fetch_urls: bool = False,
+                 prompt_cache: bool = True, rows_per_request: int = 1,
                         cascade: list | None = None, calibrate: int = 0,
-                        on_row: Callable | None = None, on_progress: Callable | None = None, on_done: Callable | None = None,
+                        on_row: Callable | None = None, on_progress: Callable | None = None,
+                        on_done: Callable | None = None,
                         **unknown: Any) -> Any:
         """The async twin of generate, for code that already runs an event loop."""
         call = self._call(template, locals())
@@ -223,9 +227,11 @@ class RowVerbs(Generate):
                  progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                  provider_options: dict | None = None, api: str | None = None, mode: str = constants.BATCH_MODES[0],
                  poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-                 max_cost: float | None = None, prompt_cache: bool = True, rows_per_request: int = 1,
+                 max_cost: float | None = None, max_image_side: int | None = None, fetch_urls: bool = False,
+                 prompt_cache: bool = True, rows_per_request: int = 1,
                  cascade: list | None = None, calibrate: int = 0,
-                 on_row: Callable | None = None, on_progress: Callable | None = None, on_done: Callable | None = None,
+                 on_row: Callable | None = None, on_progress: Callable | None = None,
+                 on_done: Callable | None = None,
                  **unknown: Any) -> Estimate:
         """A dry run of generate with the same arguments: rows, uncached rows, tokens, cost range, sample prompts.
 
@@ -298,9 +304,11 @@ class FrameVerbs(RowVerbs):
                progress: bool | None = None, api_key: str | None = None, base_url: str | None = None,
                provider_options: dict | None = None, api: str | None = None, mode: str = constants.BATCH_MODES[1],
                poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
-               max_cost: float | None = None, prompt_cache: bool = True, rows_per_request: int = 1,
+               max_cost: float | None = None, max_image_side: int | None = None, fetch_urls: bool = False,
+                 prompt_cache: bool = True, rows_per_request: int = 1,
                cascade: list | None = None, calibrate: int = 0,
-               on_row: Callable | None = None, on_progress: Callable | None = None, on_done: Callable | None = None,
+               on_row: Callable | None = None, on_progress: Callable | None = None,
+               on_done: Callable | None = None,
                **unknown: Any) -> BatchJob | OnlineJob:
         """Start the run and return at once: generate's arguments; mode="batch" (the default) or "online".
 

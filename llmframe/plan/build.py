@@ -23,6 +23,7 @@ from .output import Output
 from .packing import Packing, pack_schema, packing_for
 from .prefix import StaticPrefix, static_prefix
 from .request import KEYWORD_PARAMS, Keys, Request, content_digests, distinct, key_prefix, positive_number
+from .media_template import media_settings
 from .rows import Rows
 from .structured import structured_mode, with_prompt
 from .target import GivenProvider, ProviderKind, Target
@@ -219,8 +220,9 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     structured = structured_mode(checked["structured"], out.schema)
     gen = _generation(checked)
     compiled = Template(template, list(rows.columns), system=checked["system"], positional_column=positional_column)
-    prompts = compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"])
     kind = target.kind  # the class alone (or the Provider passed as model=): the engine makes the provider
+    prompts = compiled.render(rows, missing=checked["missing"], allow_no_placeholder=checked["allow_no_placeholder"],
+                              media=media_settings(checked, kind, checked["cache_dir"] or defaults.cache_dir))
     provider_options = _with_api(checked, target, gen)
     endpoint = target.endpoint(checked["base_url"])
     if constants.EMBEDDING_KEY not in gen:  # plan.embed plans embedding runs through here too (no generation)
@@ -241,6 +243,7 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     head = key_prefix(target.provider, target.model, keyed, _schema_key(out, kind, checked["strict"], structured),
                       endpoint, api=checked["api"])
     keys, row_to_key, first_row = _keys(head, prompts, checked["max_prompt_tokens"])
+    prompts.settled()  # media templates: raise if no row's media could be used
     if size > 1 and checked["mode"] == "auto":
         batch = None
     else:

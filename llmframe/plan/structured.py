@@ -132,7 +132,10 @@ def with_prompt(messages: list[dict], text: str) -> list[dict]:
     last = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
     if last is None:
         return [*messages, {"role": "user", "content": text.lstrip()}]
-    return [*messages[:last], {**messages[last], "content": messages[last]["content"] + text}, *messages[last + 1:]]
+    content = messages[last]["content"]
+    # Text and media parts: the schema is one more text part.
+    content = content + text if isinstance(content, str) else [*content, {"type": "text", "text": text.lstrip()}]
+    return [*messages[:last], {**messages[last], "content": content}, *messages[last + 1:]]
 
 
 def structured_mode(structured: str, schema: OutputSchema | None) -> str:

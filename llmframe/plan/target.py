@@ -22,6 +22,9 @@ class ProviderKind(Protocol):
     batch_adapter: str | None
     batch_embeddings: bool
     price_id: str | None
+    media_urls: frozenset  # (kind, scheme) of media it takes by URL: ("image", "https")
+    media_max_bytes: dict  # kind -> the most bytes it takes of one image or document
+    media_kinds: frozenset  # "image", "document": what it takes at all
 
     def check_params(self, params: dict) -> None: ...
 

@@ -8,14 +8,18 @@ import string
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
 from .. import constants
 from ..errors import TemplateError
+from .media import Media
 from .request import canonical_json
 from .rows import Rows, containers_as_json, missing_reasons
+
+if TYPE_CHECKING:
+    from .media_template import MediaSettings
 
 # The encoder json.dumps(str, ensure_ascii=False) itself uses, so both spellings give identical text.
 _json_string = json.encoder.encode_basestring
@@ -140,6 +144,9 @@ class Prompts:
         """Leave row i unsent, with the reason its error column will show."""
         self.skipped[i] = reason
 
+    def settled(self) -> None:
+        """Every row is keyed (media templates raise here when no row's media could be used)."""
+
     def chunks(self, size: int = constants.RENDER_CHUNK_ROWS) -> Iterator[np.ndarray]:
         """Positions of the rows to send, in order, a chunk at a time."""
         skipped = np.fromiter(self.skipped, dtype=np.int64, count=len(self.skipped))
@@ -250,6 +257,7 @@ class Template:
         self.function: Callable | None = None
         self.system = system
         self.parts: list[tuple[str, _Text]] = []
+        self.media: list[tuple[str, list]] | None = None  # (role, [_Text | Media]) where a content is a list of parts
         if system is not None and not isinstance(system, str):
             raise TemplateError(f"system must be a string, got {type(system).__name__}")
         if callable(template) and not isinstance(template, str):
@@ -257,6 +265,8 @@ class Template:
             return
         if isinstance(template, str):
             messages = [{"role": "user", "content": template}]
+        elif _is_parts(template):  # strings and media parts: one user message
+            messages = [{"role": "user", "content": list(template)}]
         elif isinstance(template, Sequence) and template and all(isinstance(m, dict) for m in template):
             messages = list(template)
         else:
@@ -271,17 +281,25 @@ class Template:
         for m in messages:
             if set(m) != {"role", "content"} or m["role"] not in _ROLES:
                 raise TemplateError(f"each message needs exactly a role in {_ROLES} and a content, got {m!r}")
+        if any(isinstance(m["content"], (list, tuple)) for m in messages):  # text and media parts
+            self.media = [(m["role"], _parts(m, columns, positional_column)) for m in messages]
+            return
+        for m in messages:
             self.parts.append((m["role"], _parse(m["content"], columns, positional_column)))
 
     @property
     def columns(self) -> list:
         """The frame columns the template reads, in first-use order (all of them for a function)."""
+        if self.media is not None:
+            return list(dict.fromkeys(c for _, parts in self.media for p in parts
+                                      for c in ((p.column,) if isinstance(p, Media) else p.columns)))
         return list(dict.fromkeys(c for _, text in self.parts for c in text.columns))
 
-    def render(self, frame: Rows, *, missing: str = "skip", allow_no_placeholder: bool = False) -> Prompts:
+    def render(self, frame: Rows, *, missing: str = "skip", allow_no_placeholder: bool = False,
+               media: MediaSettings | None = None) -> Prompts:
         """Render every row; raise TemplateError before anything is sent if the frame does not fit.
 
-        missing: one of constants.MISSING_MODES (the options table checks it).
+        missing: one of constants.MISSING_MODES (the options table checks it); media: how media parts are sent.
         """
         dup = sorted(str(c) for c, n in Counter(frame.columns).items() if n > 1)
         if dup:
@@ -304,10 +322,15 @@ class Template:
                         f"({reasons[first]}); fill them, or pass missing='skip' to leave those rows unanswered"
                     )
                 skipped = reasons
+        media_columns = {p.column for _, parts in self.media or () for p in parts if isinstance(p, Media)}
         for column in self.columns:
-            problem = frame.unusable(column)
+            problem = None if column in media_columns else frame.unusable(column)  # bytes are media there
             if problem is not None:
                 raise TemplateError(problem)
+        if self.media is not None:
+            from .media_template import MediaPrompts, MediaSettings  # it builds on Prompts, above
+
+            return MediaPrompts(frame, self.media, skipped, media or MediaSettings(), _render_part)
         return _FramePrompts(frame, self.parts, skipped)
 
     def _render_function(self, frame: Rows) -> Prompts:
@@ -345,6 +368,35 @@ class Template:
         if self.system is not None and not any(m["role"] == "system" for m in messages):
             messages = [{"role": "system", "content": self.system}, *messages]
         return messages
+
+
+def _is_parts(template: Any) -> bool:
+    """A list of strings and media parts (one user message), as opposed to a list of chat messages."""
+    return isinstance(template, (list, tuple)) and bool(template) and \
+        all(isinstance(p, (str, Media)) for p in template) and any(isinstance(p, Media) for p in template)
+
+
+def _parts(message: dict, columns: Sequence, positional_column: str | None) -> list:
+    """A message's content as parts: each string a template, each Media as it is; media in user messages only."""
+    content = message["content"]
+    content = [content] if isinstance(content, str) else content
+    parts: list = []
+    for part in content:
+        if not isinstance(part, (str, Media)):
+            raise TemplateError(f"a message's content list holds strings and llmframe.image() / llmframe.document() "
+                                f"parts, got {type(part).__name__}")
+        if isinstance(part, Media) and part.column is None:
+            if positional_column is None:
+                raise TemplateError(f"llmframe.{part.kind}() without a column is a Series' values: on a DataFrame, "
+                                    f"name the column, e.g. llmframe.{part.kind}({next(iter(columns), 'column')!r})")
+            part = Media(part.kind, positional_column, part.detail)
+        if isinstance(part, Media) and part.column not in columns:
+            raise TemplateError(f"llmframe.{part.kind}({part.column!r}) names a column the frame does not have; "
+                                f"columns are {sorted(map(str, columns))}")
+        if isinstance(part, Media) and message["role"] != "user":
+            raise TemplateError(f"media go in user messages, not in a {message['role']} message")
+        parts.append(part if isinstance(part, Media) else _parse(part, columns, positional_column))
+    return parts
 
 
 def _render_part(text: _Text, cols: list[list], count: int) -> list[str]:

@@ -7,7 +7,7 @@ import anthropic
 from .. import constants
 from ..plan.request import Request, Response, loads
 from ..plan.structured import OutputSchema
-from . import replies, tool_wire
+from . import media, replies, tool_wire
 from .base import Provider
 
 # Anthropic's stop reasons in llmframe's vocabulary (OpenAI's), so reports and notes read the same.
@@ -35,6 +35,8 @@ class AnthropicProvider(Provider):
                               "(openai:<model> with base_url=), openai:text-embedding-3-small, "
                               "gemini:gemini-embedding-001, or a local model (transformers:<path>)")
     default_max_tokens = constants.ANTHROPIC_MAX_TOKENS
+    media_urls = frozenset({(kind, scheme) for kind in ("image", "document") for scheme in ("http", "https")})
+    media_max_bytes = constants.ANTHROPIC_MEDIA_MAX_BYTES
     tool_calls = True
     tool_params = staticmethod(tool_wire.anthropic_params)
     tool_messages = staticmethod(tool_wire.anthropic_messages)
@@ -74,7 +76,10 @@ class AnthropicProvider(Provider):
         return {constants.ANTHROPIC_CACHE_PARAM: [prefix.messages, prefix.chars]}
 
     async def complete(self, request: Request) -> Response:
-        named, extra = message_params(request.messages, request.params)
+        messages = request.messages
+        if media.has_media(messages):  # images and PDFs read and encoded now, as the request is sent
+            messages = await media.messages_with(messages, media.anthropic_part)
+        named, extra = message_params(messages, request.params)
         with self.stainless_errors(anthropic):
             raw = await self.client.messages.with_raw_response.create(
                 model=self.model,

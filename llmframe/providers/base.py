@@ -65,6 +65,11 @@ class Provider(ABC):
     # The max_tokens sent when a call sets none (Anthropic's API requires one); None: none is sent. Estimates
     # and max_cost's reservations take it as a request's most output tokens.
     default_max_tokens: ClassVar[int | None] = None
+    # Media (llmframe.image, llmframe.document): the (kind, URL scheme) pairs the API takes by reference, and
+    # the most bytes of one image or document it takes; planning refuses the rest before anything is sent.
+    media_urls: ClassVar[frozenset[tuple[str, str]]] = frozenset()
+    media_max_bytes: ClassVar[dict[str, int]] = {}
+    media_kinds: ClassVar[frozenset[str]] = frozenset({"image", "document"})  # what the provider takes at all
     # What asks for the answer's token log-probabilities (a cascade's confidence); None: the provider has none.
     logprob_params: ClassVar[dict | None] = None
     # Tools per row (generate(tools=...)): the provider declares tools (tool_params), puts a reply's calls on its

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
+import mimetypes
 import os
 from collections.abc import Mapping
 
@@ -15,10 +18,12 @@ from google.genai import types
 
 from .. import constants
 from ..errors import ProviderError, redact
+from ..plan.media import MediaRef
+from ..plan.media_template import refs
 from ..plan.request import Request, Response
 from ..plan.structured import OutputSchema
 from ..plan.request import Embedded
-from . import embeddings, replies, tool_wire
+from . import embeddings, media, replies, tool_wire
 from .base import Provider, never_connected
 
 # Our parameter names -> GenerateContentConfig's; anything else is passed to the config as it is.
@@ -73,6 +78,8 @@ class GeminiProvider(Provider):
     batch_limits = constants.GEMINI_BATCH_LIMITS
     embedding_limits = constants.GEMINI_EMBEDDING_LIMITS
     embedding_input_tokens = constants.GEMINI_EMBEDDING_INPUT_TOKENS
+    media_urls = frozenset({("image", "gs"), ("document", "gs")})  # Cloud Storage URIs, as file_data
+    media_max_bytes = {"image": constants.GEMINI_FILE_MAX_BYTES, "document": constants.GEMINI_FILE_MAX_BYTES}
     tool_calls = True
     tool_params = staticmethod(tool_wire.gemini_params)
     tool_messages = staticmethod(tool_wire.gemini_messages)
@@ -135,7 +142,10 @@ class GeminiProvider(Provider):
         return Embedded(embeddings.matrix(vectors, len(texts), headers), embeddings.estimated_tokens(texts), headers)
 
     async def complete(self, request: Request) -> Response:
-        system, contents = to_contents(request.messages)
+        messages = request.messages
+        if media.has_media(messages):  # images and PDFs read now, as the request is sent
+            messages = await self._with_media(messages)
+        system, contents = to_contents(messages)
         config = self._config(request.params, system)
         response = await self._sent(self.client.aio.models.generate_content(model=self.model, contents=contents,
                                                                             config=config))
@@ -165,6 +175,38 @@ class GeminiProvider(Provider):
         if "tools" in request.params:
             response.tool_calls = tool_wire.gemini_turn(candidate)
         return response
+
+    async def _with_media(self, messages: list[dict]) -> list[dict]:
+        """Media parts inline; a request whose media pass Gemini's inline limit sends them through the Files API."""
+        if sum(ref.size for ref in refs(messages)) <= constants.GEMINI_INLINE_MAX_BYTES:
+            return await media.messages_with(messages, media_part)
+
+        async def part(ref: MediaRef) -> types.Part:
+            if ref.url is not None:
+                return media_part(ref, None)
+            data, mime = await media.load(ref)
+            file = await self._uploaded(ref.digest, data, mime)
+            return types.Part.from_uri(file_uri=file.uri, mime_type=mime)
+
+        return [{**m, "content": [await part(p) if isinstance(p, MediaRef) else p for p in m["content"]]}
+                if isinstance(m.get("content"), list) else m for m in messages]  # a tools run's own turns as they are
+
+    async def _uploaded(self, digest: str, data: bytes, mime: str):
+        """The File of these bytes, uploaded once per distinct file for the run (aclose deletes them)."""
+        uploads = self.__dict__.setdefault("_uploads", {})
+        task = uploads.get(digest)
+        if task is None or (task.done() and task.exception() is not None):  # a failed upload is tried again
+            upload = self.client.aio.files.upload(file=io.BytesIO(data), config=types.UploadFileConfig(
+                mime_type=mime, display_name=f"llmframe-{digest}"))
+            task = uploads[digest] = asyncio.ensure_future(self._sent(upload))
+        return await asyncio.shield(task)
+
+    async def _delete_uploads(self) -> None:
+        """Delete the files this run uploaded (they would stay 48 hours, counted against the project's storage)."""
+        for task in self.__dict__.pop("_uploads", {}).values():
+            if task.done() and task.exception() is None:
+                with contextlib.suppress(Exception):
+                    await self.client.aio.files.delete(name=task.result().name)
 
     def _config(self, params: dict, system: str | None) -> types.GenerateContentConfig:
         fields = {_RENAMED.get(k, k): v for k, v in params.items()}
@@ -197,6 +239,7 @@ class GeminiProvider(Provider):
     async def aclose(self) -> None:
         if self._client is None:
             return
+        await self._delete_uploads()
         close = getattr(self._client.aio, "aclose", None)
         if close is not None:
             await close()
@@ -212,13 +255,23 @@ def to_contents(messages: list[dict]) -> tuple[str | None, list[types.Content]]:
             contents.append(types.Content.model_validate_json(json.dumps(message)))
             continue
         role = message.get("role")
-        text = _message_text(message.get("content"))
+        content = message.get("content")
         if role in ("system", "developer"):
-            system.append(text)
+            system.append(_message_text(content))
         else:
             gemini_role = "model" if role == "assistant" else "user"
-            contents.append(types.Content(role=gemini_role, parts=[types.Part(text=text)]))
+            parts = [p if isinstance(p, types.Part) else types.Part(text=p.get("text", "")) for p in content] \
+                if isinstance(content, list) else [types.Part(text=_message_text(content))]  # media: media_part
+            contents.append(types.Content(role=gemini_role, parts=parts))
     return ("\n\n".join(system) if system else None), contents
+
+
+def media_part(ref: MediaRef, loaded: tuple[bytes, str] | None) -> types.Part:
+    """An image or PDF as a Part: its bytes inline, or a gs:// URI as file_data."""
+    if loaded is None:
+        return types.Part.from_uri(file_uri=ref.url, mime_type=mimetypes.guess_type(ref.url)[0])
+    data, mime = loaded
+    return types.Part.from_bytes(data=data, mime_type=mime)
 
 
 def _message_text(content) -> str:

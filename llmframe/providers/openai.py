@@ -13,7 +13,7 @@ from ..errors import ConfigError, ProviderError, SchemaError
 from ..plan.request import Request, Response, loads
 from ..plan.structured import OutputSchema
 from ..plan.request import Embedded
-from . import embeddings, replies, responses, tool_wire
+from . import embeddings, media, replies, responses, tool_wire
 from .base import Provider
 from .http import JSONClient
 
@@ -58,6 +58,8 @@ class OpenAIProvider(Provider):
     batch_limits = constants.OPENAI_BATCH_LIMITS
     embedding_limits = constants.OPENAI_EMBEDDING_LIMITS
     embedding_input_tokens = constants.OPENAI_EMBEDDING_INPUT_TOKENS
+    media_urls = frozenset({("image", "http"), ("image", "https")})  # PDFs go as file data only
+    media_max_bytes = constants.OPENAI_MEDIA_MAX_BYTES
     logprob_params = {"logprobs": True}  # choices[0].logprobs.content: a cascade's confidence
     tool_calls = True
     tool_params = staticmethod(tool_wire.openai_params)
@@ -72,6 +74,8 @@ class OpenAIProvider(Provider):
 
         def count(messages: list[dict]) -> int:
             texts = [m.get("content") or "" for m in messages]
+            texts = [t if isinstance(t, str) else "".join(p.get("text", "") for p in t if isinstance(p, dict))
+                     for t in texts]  # text and media parts: the text here, the media by cost/media.py
             return sum(map(len, encoding.encode_ordinary_batch(texts))) + _PER_MESSAGE * len(texts) + _PER_REPLY
 
         return count, f"tiktoken:{encoding.name}"
@@ -119,6 +123,9 @@ class OpenAIProvider(Provider):
         return str(self.client.base_url)  # base_url=, else OPENAI_BASE_URL, else the official endpoint
 
     async def complete(self, request: Request) -> Response:
+        if media.has_media(request.messages):  # images and PDFs read and encoded now, as the request is sent
+            request = Request(request.key, await media.messages_with(request.messages, media.openai_part),
+                              request.params)
         if self.api == "responses":
             return await self._respond(request)
         if self._http is None:

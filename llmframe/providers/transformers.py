@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import threading
 import warnings
@@ -16,8 +17,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria
 
 from .. import constants
 from ..errors import ConfigError
+from ..plan.media import MediaRef
 from ..plan.request import Embedded, Request, Response
-from . import local_embed
+from . import local_embed, media
 from .local import MAPPED_PARAMS, Batch, LocalProvider, check_model, loaded, option, raw_prompt
 
 
@@ -63,6 +65,7 @@ class TransformersProvider(LocalProvider):
     extra = "transformers"
     load_options = ("device_map", "torch_dtype", "dtype", "model_kwargs", "tokenizer", "trust_remote_code")
     run_options = ("batch_size", "chat_template")
+    media_kinds = frozenset({"image"})  # image-text-to-text models (a processor with a chat template)
     # Embeddings (df.llm.embed): the token states pooled (providers/local_embed.py); an input's limit is the
     # model's own, counted by its tokenizer when the pack is embedded.
     embedding_limits = (constants.LOCAL_EMBEDDING_PACK, 2**62)
@@ -125,7 +128,59 @@ class TransformersProvider(LocalProvider):
         model.eval()
         return _Loaded(model, tokenizer)
 
+    def _load_vision(self) -> _Loaded:
+        """An image-text-to-text model with its processor (in the tokenizer's place: it tokenizes and reads images)."""
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        opts = self.options
+        trust = bool(opts.get("trust_remote_code"))
+        processor = AutoProcessor.from_pretrained(opts.get("tokenizer") or self.model, trust_remote_code=trust)
+        processor.tokenizer.padding_side = "left"
+        model = AutoModelForImageTextToText.from_pretrained(
+            self.model, dtype=opts.get("dtype", opts.get("torch_dtype", "auto")), device_map=opts.get("device_map"),
+            trust_remote_code=trust, **opts.get("model_kwargs", {}))
+        if opts.get("device_map") is None:
+            model.to("cuda" if torch.cuda.is_available() else "cpu")
+        model.eval()
+        return _Loaded(model, processor)
+
+    def _run_vision(self, requests: list[Request], stop: threading.Event) -> Iterator[Batch]:
+        """Requests with images: the processor's chat template and its image processor, a batch at a time."""
+        entry = loaded((*self.loaded_key, "image-text-to-text"), self._load_vision)
+        processor, model = entry.tokenizer, entry.model
+        params = requests[0].params
+        for start in range(0, len(requests), self.batch_size):
+            if stop.is_set():
+                return
+            chunk = list(range(start, min(start + self.batch_size, len(requests))))
+            try:
+                prompts = [_vision_prompt(requests[i].messages) for i in chunk]
+                texts = [processor.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
+                         for m, _ in prompts]
+                images = [pictures for _, pictures in prompts]
+                batch = processor(text=texts, images=images if any(images) else None, padding=True,
+                                  return_tensors="pt").to(model.device)
+                kwargs = _generation_kwargs(params, processor.tokenizer)
+                with entry.lock, torch.inference_mode():
+                    if "seed" in params:
+                        torch.manual_seed(params["seed"])
+                    out = model.generate(**batch, **kwargs, stopping_criteria=[_Interrupted(stop)],
+                                         pad_token_id=processor.tokenizer.pad_token_id)
+                new = out[:, batch["input_ids"].shape[1]:].tolist()
+                ends = set(_eos_ids(model, processor.tokenizer))
+                counts = batch["attention_mask"].sum(dim=1).tolist()  # image tokens included
+                answers = [_answer(t, ends, processor.tokenizer, params.get("stop"), kwargs["max_new_tokens"], int(n))
+                           for t, n in zip(new, counts)]
+            except Exception as exc:  # this batch's rows fail; the others go on
+                answers = [Response.failure(f"{type(exc).__name__}: {exc}")] * len(chunk)
+            if stop.is_set():
+                return
+            yield list(zip(chunk, answers))
+
     def run_batches(self, requests: list[Request], stop: threading.Event) -> Iterator[Batch]:
+        if any(media.has_media(r.messages) for r in requests):  # images: the model's processor reads them
+            yield from self._run_vision(requests, stop)
+            return
         entry = loaded(self.loaded_key, self._load)
         tokenizer = entry.tokenizer
         chat = self.chat if self.chat is not None else bool(tokenizer.chat_template)
@@ -176,6 +231,28 @@ class TransformersProvider(LocalProvider):
         prompt_tokens = batch["attention_mask"].sum(dim=1).tolist()
         return [_answer(tokens, ends, tokenizer, params.get("stop"), budget, int(n))
                 for tokens, n in zip(new, prompt_tokens)]
+
+
+def _vision_prompt(messages: list[dict]) -> tuple[list[dict], list]:
+    """Messages in the processor's chat-template form ({"type": "image"} parts), and their images as PIL images."""
+    from PIL import Image
+
+    pictures, out = [], []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, str):
+            out.append({"role": message["role"], "content": [{"type": "text", "text": content}]})
+            continue
+        parts = []
+        for part in content:
+            if isinstance(part, MediaRef):
+                data, _ = media.load_now(part)  # read (or fetched) and downscaled here, in the worker thread
+                pictures.append(Image.open(io.BytesIO(data)).convert("RGB"))
+                parts.append({"type": "image"})
+            else:
+                parts.append(part)
+        out.append({"role": message["role"], "content": parts})
+    return out, pictures
 
 
 def _generation_kwargs(params: dict, tokenizer) -> dict:

@@ -39,6 +39,7 @@ class VLLMProvider(LocalProvider):
     """LLM.chat for chat models, LLM.generate for raw prompts; SamplingParams from our parameters and params=."""
 
     name = "vllm"
+    media_kinds = frozenset()  # multimodal inputs are not wired up yet: refused before anything is sent
     extra = "vllm"
     load_options = ("llm_kwargs",)
     run_options = ("chat_template",)

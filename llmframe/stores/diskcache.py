@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import constants
+from ..config import default_directory  # there: planning needs it too (media digests), and may not import stores
 from ..durations import parse_duration
 from ..errors import CacheDamaged, CacheError
 from .base import UNKNOWN, BaseStore, check_model, decode
@@ -48,14 +49,6 @@ _VALUE_DIRS = "[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]"  # where diskcache keeps value
 _VALUE_FILES = f"{_VALUE_DIRS}/*.val"
 
 
-def default_directory() -> Path:
-    """LLMFRAME_CACHE_DIR if set, else the user's cache directory (e.g. ~/.cache/llmframe)."""
-    configured = os.environ.get(constants.CACHE_ENV_VAR)
-    if configured:
-        return Path(configured).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir(constants.CACHE_APP_NAME, appauthor=False))
 
 
 def _check_directory(path: str | os.PathLike) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "tutorial_answer",
     "rule_answer",
     "BatchSettings",
+    "media_answer",
     "ToolMode",
 ]
 
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from .answers import default_answer, digest_answer
     from .batches import BatchSettings
     from .faults import Faults
+    from .media import media_answer
     from .notebook import notebook_setup, tutorial_answer
     from .process import SimulatorProcess
     from .rules import rule_answer
@@ -59,6 +61,7 @@ _HOMES["SimulatorProcess"] = "process"
 _HOMES["Faults"] = "faults"
 _HOMES["notebook_setup"] = _HOMES["tutorial_answer"] = "notebook"
 _HOMES["BatchSettings"] = "batches"
+_HOMES["media_answer"] = "media"
 _HOMES["rule_answer"] = "rules"
 _HOMES["ToolMode"] = "tool_mode"
 _HOMES["digest_answer"] = _HOMES["default_answer"] = "answers"

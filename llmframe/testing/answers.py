@@ -33,6 +33,21 @@ def last_user_text(body: dict) -> str:
     return text_of(users[-1].get("content")) if users else ""
 
 
+def media_suffix(ids: list[str]) -> str:
+    """What a message's media (their ids: the bytes' sha256 head, or "url:" and the URL) add to its text in answers."""
+    return f"\n[media:{','.join(ids)}]" if ids else ""
+
+
+def last_user_media(body: dict) -> str:
+    """media_suffix of the last user message's media parts (testing/media.py normalises every route's)."""
+    users = [m for m in body.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"]
+    content = users[-1].get("content") if users else None
+    if not isinstance(content, list):
+        return ""
+    return media_suffix([f"url:{p['url']}" if "url" in p else p["sha256"][:16] for p in content
+                         if isinstance(p, dict) and p.get("type") == "media"])
+
+
 def conversation_text(body: dict) -> str:
     """Every message's text, in order: what seeds a structured answer."""
     return "\n".join(text_of(m.get("content")) for m in body.get("messages", []) if isinstance(m, dict))
@@ -60,7 +75,7 @@ def default_answer(body: dict) -> str:
     conversation chooses (see llmframe.testing.schema_answers.instance), so a follow-up turn that
     asks for a correction gets a new answer; with json_object, it is {"answer": digest_answer(text)}.
     """
-    prompt = last_user_text(body)
+    prompt = last_user_text(body) + last_user_media(body)  # media: the answer follows their bytes
     structured = structured_format(body)
     if structured is None:
         return digest_answer(prompt)
@@ -98,7 +113,10 @@ def tokens(text: str) -> int:
 
 def prompt_tokens(chat: dict) -> int:
     """The tokens of every message of a chat body."""
-    return tokens("".join(text_of(m.get("content")) for m in chat["messages"] if isinstance(m, dict)))
+    text = tokens("".join(text_of(m.get("content")) for m in chat["messages"] if isinstance(m, dict)))
+    return text + sum(p.get("tokens", 0) for m in chat["messages"] if isinstance(m, dict)  # images, documents
+                      and isinstance(m.get("content"), list) for p in m["content"]
+                      if isinstance(p, dict) and p.get("type") == "media")
 
 
 def completion_limit(chat: dict) -> int | None:

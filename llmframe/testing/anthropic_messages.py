@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from .faults import FaultState
+from .media import anthropic_content, with_media
 from .openai_chat import MODEL, BadRequest, Dialect, bearer_key, json_schema_format, with_optional
 
 
@@ -103,7 +104,9 @@ class AnthropicDialect(Dialect):
         for message in raw["messages"]:
             if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
                 raise BadRequest("messages: each message needs a role of 'user' or 'assistant'")
-            messages.append({"role": message["role"], "content": _blocks_text(message.get("content"))})
+            content = message.get("content")
+            messages.append({"role": message["role"], "content": with_media(_blocks_text(content),
+                                                                            anthropic_content(content))})
         chat = {"model": raw.get("model", MODEL), "messages": messages, "max_tokens": raw["max_tokens"]}
         stop = raw.get("stop_sequences")
         with_optional(chat, temperature=raw.get("temperature"), top_p=raw.get("top_p"), stop=stop)

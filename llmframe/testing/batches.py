@@ -180,7 +180,7 @@ class BatchService:
         gemini, openai = GeminiBatches(self), OpenAIBatches(self)
         # Gemini first: with a custom base_url google-genai speaks /v1/..., where its more specific
         # patterns (":download", ":cancel") must win over OpenAI's /v1/files/{id} and /v1/batches/{id}.
-        add = {"GET": app.router.add_get, "POST": app.router.add_post}
+        add = {"GET": app.router.add_get, "POST": app.router.add_post, "DELETE": app.router.add_delete}
         for method, path, handler in (*gemini.routes(), *openai.routes(), *AnthropicBatches(self).routes(),
                                       *AzureBatches(self).routes(), *MistralBatches(self).routes()):
             add[method](path, self.gate(handler))
@@ -247,6 +247,16 @@ class BatchService:
         """Keep an uploaded file."""
         with self._lock:
             self._files[file_id] = (data, obj)
+
+    def delete_file(self, file_id: str) -> bool:
+        """Forget an uploaded file; False if there was none."""
+        with self._lock:
+            return self._files.pop(file_id, None) is not None
+
+    def files(self) -> list[str]:
+        """The ids of the files uploaded and not deleted."""
+        with self._lock:
+            return list(self._files)
 
     def upload(self, upload_id: str, meta: dict | None = None) -> dict | None:
         """An upload in progress ({"data": bytearray, "meta": ...}), started anew when `meta` is given."""

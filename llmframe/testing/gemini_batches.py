@@ -32,6 +32,7 @@ class GeminiBatches(VendorBatches):
                 ("POST", f"/{version}/batches/{{id:[^/:]+}}:cancel", self.cancel),
                 ("POST", f"/upload/{version}/files", self.upload),
                 ("GET", f"/{version}/files/{{id:[^/:]+}}:download", self.download),
+                ("DELETE", f"/{version}/files/{{id:[^/:]+}}", self.delete),
             ]
         return [*routes, ("GET", "/v1beta/batches/{id:[^/:]+}", self.get_batch),
                 ("GET", "/v1beta/batches", self.list_batches)]
@@ -150,9 +151,18 @@ class GeminiBatches(VendorBatches):
         file_id = self.service.new_id("simfile")
         obj = {"name": f"files/{file_id}", "displayName": upload["meta"].get("displayName", ""),
                "mimeType": upload["meta"].get("mimeType", "jsonl"), "sizeBytes": str(len(upload["data"])),
-               "createTime": iso_time(time.time()), "state": "ACTIVE", "source": "UPLOADED"}
+               "createTime": iso_time(time.time()), "state": "ACTIVE", "source": "UPLOADED",
+               "uri": f"{request.scheme}://{request.host}/v1beta/files/{file_id}"}  # what a fileData part names
         self.service.store_file(file_id, bytes(upload["data"]), obj)
         return web.json_response({"file": obj}, headers={"X-Goog-Upload-Status": "final"})
+
+    async def delete(self, request: web.Request) -> web.Response:
+        """DELETE files/{id}: the file is gone (a fileData part naming it is refused from then on)."""
+        if (refused := unauthorized(GEMINI, request)) is not None:
+            return refused
+        if not self.service.delete_file(request.match_info["id"]):
+            return GEMINI.error(404, f"File files/{request.match_info['id']} not found")
+        return web.json_response({})
 
     async def download(self, request: web.Request) -> web.Response:
         """GET files/{id}:download: a file batch's responses (files/out-<batch id>), one JSON line each."""

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from .faults import QUOTA_MESSAGE, FaultState
+from .media import gemini_content, with_media
 from .openai_chat import MODEL, BadRequest, Dialect, json_schema_format, with_optional
 
 
@@ -98,6 +99,7 @@ class GeminiDialect(Dialect):
         if not isinstance(contents, list) or not contents:
             raise BadRequest("* GenerateContentRequest.contents: contents is not specified")
         messages = []
+        inline: list[int] = []  # the inline media's bytes: the request's limit is on their sum
         system = raw.get("systemInstruction") or raw.get("system_instruction")
         if system:
             messages.append({"role": "system", "content": _parts_text(system)})
@@ -107,7 +109,10 @@ class GeminiDialect(Dialect):
             role = content.get("role") or "user"
             if role not in ("user", "model"):
                 raise BadRequest(f"Please use a valid role: user, model (not {role!r}).")
-            messages.append({"role": "user" if role == "user" else "assistant", "content": _parts_text(content)})
+            app = getattr(request, "app", None)
+            media = gemini_content(content.get("parts"), inline, app.get("llmframe_files") if app is not None else None)
+            messages.append({"role": "user" if role == "user" else "assistant",
+                             "content": with_media(_parts_text(content), media)})
         config = raw.get("generationConfig") or {}
         if not isinstance(config, dict):
             raise BadRequest("generationConfig must be an object")

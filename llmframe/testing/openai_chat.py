@@ -109,6 +109,11 @@ class Dialect:
         problem = format_problem(raw)
         if problem is not None:
             raise BadRequest(problem)
+        if any(isinstance(m, dict) and isinstance(m.get("content"), list) for m in raw["messages"]):
+            from .media import openai_content  # images and PDFs: checked, and normalised for the answer
+
+            return {**raw, "messages": [{**m, "content": openai_content(m.get("content"))} if isinstance(m, dict)
+                                        else m for m in raw["messages"]]}
         return raw
 
     def rate_headers(self, state: FaultState, key: str, now: float) -> dict[str, str]:

@@ -257,6 +257,7 @@ class Simulator(LoopbackServer):
                               *mistral.ROUTES):
             app.router.add_post(path, self._route(dialect))
         self.batches.add_routes(app)
+        app["llmframe_files"] = self.batches.file  # Gemini fileData parts: the uploaded files' bytes
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/_sim/stats", self._stats)
         return app

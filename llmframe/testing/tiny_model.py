@@ -71,6 +71,53 @@ def build_tiny_model(path: str | Path, *, chat_template: bool = True) -> Path:
     return path
 
 
+VLM_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for p in m['content'] %}"
+    "{% if p['type'] == 'image' %}<image>{% elif p['type'] == 'text' %}{{ p['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "{{ eos_token }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+IMAGE_TOKEN = "<image>"
+
+
+def build_tiny_vlm(path: str | Path) -> Path:
+    """A tiny random vision-language model: Llava (a 1-layer CLIP vision tower on 32-pixel images, 16 patches, and
+    the tiny Llama above), with its processor and a chat template for text and image parts; saved under path."""
+    import torch
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration,
+                              LlavaProcessor, PreTrainedTokenizerFast)
+
+    path = Path(path)
+    build_tiny_model(path / "text")
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(path / "text")
+    tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
+    tokenizer.padding_side = "left"
+    text = json.loads((path / "text" / "config.json").read_text())
+    from transformers import LlamaConfig
+
+    text_config = LlamaConfig(**{k: v for k, v in text.items() if k not in ("architectures", "transformers_version")})
+    text_config.vocab_size = len(tokenizer)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=32)
+    config = LlavaConfig(vision_config=vision, text_config=text_config,
+                         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+                         vision_feature_select_strategy="default", vision_feature_layer=-1)
+    torch.manual_seed(SEED)
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.do_sample = False
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    processor = LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=8,
+                               vision_feature_select_strategy="default", chat_template=VLM_CHAT_TEMPLATE,
+                               image_token=IMAGE_TOKEN, num_additional_image_tokens=1)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    (path / "llmframe_tiny_model.json").write_text(json.dumps({"seed": SEED, "vocab_size": len(tokenizer),
+                                                                "vision": True}))
+    return path
+
+
 def build_tiny_encoder(path: str | Path, *, pooling: str | None = None) -> Path:
     """A tiny random BERT encoder (hidden size 32) with the tiny model's tokenizer, for embeddings; its path.
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ... import constants, options
 from ...options import Option
+from ...plan.media import document, image
 
 # generate's options with a flag of their own. Not here: --model, --output (or --schema) and --errors, which are
 # the run's own arguments, and progress, which is --progress / --quiet for the whole run.
@@ -87,6 +88,10 @@ def add_command(sub) -> None:
     prompt.add_argument("--template", "-t", metavar="TEXT", help='the prompt, with {column} placeholders: "Summarise: {text}"')
     prompt.add_argument("--template-file", metavar="FILE", type=Path,
                         help="the prompt in a text file; a .json file holds a list of {role, content} messages")
+    for kind in ("image", "document"):
+        groups["prompt and model"].add_argument(
+            f"--{kind}", dest=f"{kind}_columns", action="append", default=[], metavar="COLUMN",
+            help=f"a column of {kind}s (bytes, paths or URLs) sent after the template's text (repeatable)")
     groups["prompt and model"].add_argument("--model", "-m", required=True, metavar="PROVIDER:MODEL",
                                             help="e.g. openai:gpt-4o-mini, anthropic:claude-haiku-4-5")
     out = groups[options.OUTPUT]
@@ -111,6 +116,20 @@ def add_command(sub) -> None:
 
 
 def _template(args: argparse.Namespace):
+    """The template of --template or --template-file, with the --image and --document columns after its text."""
+    template = _text_template(args)
+    media = [part(c) for part, columns in ((image, args.image_columns), (document, args.document_columns))
+             for c in columns]
+    if not media:
+        return template
+    if not isinstance(template, str):
+        from ...errors import ConfigError
+
+        raise ConfigError("--image and --document go with a text template, not a .json list of messages")
+    return [template, *media]
+
+
+def _text_template(args: argparse.Namespace):
     from ...errors import ConfigError
 
     if args.template is not None:
