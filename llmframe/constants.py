@@ -163,7 +163,8 @@ BATCH_FIND_SLACK_SECONDS = 3600.0  # a re-attaching run looks this far back for 
 BATCH_STATE_DIR = "batches"  # job state files, inside the cache directory
 
 # Usage and cost
-USAGE_SUFFIXES = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost", "cached",
+USAGE_SUFFIXES = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
+                  "cost", "cached",
                   "latency_s",
                   "finish_reason")  # usage=True
 ESTIMATE_SAMPLES = 3  # rendered prompts shown by estimate()

@@ -72,14 +72,14 @@ class ProviderError(LLMFrameError):
     connected is False when no connection was made (refused, unresolvable, connect timed out): the
     request never reached a server, so the report does not count it as sent. body: the error reply's
     text, read only to tell a 5xx that blames the request (never retried) from one that blames the
-    server. billed: (input, output, cached input) tokens of a reply that came back but could not be
+    server. billed: (input, output, cached input, cache-write) tokens of a reply that came back but could not be
     used (a malformed one): the provider bills them all the same. quota: the account's quota or
     credit is spent (billing, not rate): no retry or wait helps.
     """
 
     def __init__(self, message: str, status: int | None = None, *, retryable: bool | None = None,
                  headers: Mapping[str, str] | None = None, connected: bool = True, body: str = "",
-                 billed: tuple[int, int, int] = (0, 0, 0), quota: bool = False):
+                 billed: tuple[int, ...] = (0, 0, 0, 0), quota: bool = False):
         super().__init__(message)
         self.status = status
         self.headers = headers or {}

@@ -21,7 +21,8 @@ from llmframe.testing.simulator import SimulatedError, default_answer
 
 BACKENDS = [None, "numpy_nullable", "pyarrow"]
 USAGE = {"response_input_tokens": pa.int64(), "response_output_tokens": pa.int64(),
-         "response_reasoning_tokens": pa.int64(), "response_cost": pa.float64(),
+         "response_cache_write_tokens": pa.int64(), "response_reasoning_tokens": pa.int64(),
+         "response_cost": pa.float64(),
          "response_cached": pa.bool_(), "response_latency_s": pa.float64(), "response_finish_reason": pa.large_string()}
 
 

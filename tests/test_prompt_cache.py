@@ -77,7 +77,9 @@ def test_anthropic_breakpoint_on_the_static_text_reads_at_a_tenth(sim):
     assert cached == [0] + [static] * 4
     # every billed token is counted: cache reads and writes are input tokens too
     assert out["response_input_tokens"].tolist() == [len(RULES + "\nReview: " + r) // 4 for r in reviews(5).review]
-    assert out.llm.report["cost_saved_by_prompt_cache"] == pytest.approx(4 * static * (3.0 - 0.3) / 1e6, rel=1e-6)
+    # four reads at a tenth, less the one write's premium (1.25x the input rate)
+    saved = (4 * static * (3.0 - 0.3) - static * (3.75 - 3.0)) / 1e6
+    assert out.llm.report["cost_saved_by_prompt_cache"] == pytest.approx(saved, rel=1e-6)
 
 
 def test_anthropic_system_prompt_is_the_breakpoint(sim):
@@ -183,3 +185,72 @@ def test_function_templates_send_rows_that_share_a_prefix_together(sim):
     assert order == sorted(order)  # grouped, not interleaved as the rows are
     assert (out["response_cached_input_tokens"] > 0).sum() == 10  # all but the first of each guide
     assert out["response"].tolist() == run(sim, df, prompt, "openai:gpt-4o-mini")["response"].tolist()
+
+
+def test_anthropic_cost_is_every_billed_token_at_its_own_rate(sim):
+    """Cache writes are billed at 1.25x the input rate, reads at a tenth: the run's cost is the simulator's
+    billed usage (input, cache read, cache write, output) at genai-prices' rates, summed by hand."""
+    from llmframe.cost.prices import _database_price
+
+    price = _database_price(ANTHROPIC, "anthropic", False)  # Sonnet 4.5: tiered above 200k tokens, far off here
+    rate = {k: float(getattr(price, k).base) / 1e6 for k in ("input_mtok", "cache_read_mtok", "cache_write_mtok",
+                                                             "output_mtok")}
+    assert rate["cache_write_mtok"] == pytest.approx(1.25 * rate["input_mtok"])
+    out = run(sim, reviews(5), RULES + "\nReview: {review}", ANTHROPIC, max_concurrency=2)
+    billed = [e for e in sim.requests if e.status == 200]
+    assert len(billed) == 5  # every row paid once
+    writes = sum(e.prompt_cache[1] for e in billed)
+    assert writes == len(RULES + "\nReview: ") // 4  # the first request wrote the static prefix, once
+    assert out["response_input_tokens"].sum() == sum(e.billed[0] for e in billed)  # writes and reads included
+    by_hand = sum((e.billed[0] - sum(e.prompt_cache)) * rate["input_mtok"] + e.prompt_cache[0] * rate["cache_read_mtok"]
+                  + e.prompt_cache[1] * rate["cache_write_mtok"] + e.billed[1] * rate["output_mtok"] for e in billed)
+    report = out.llm.report
+    assert report["cost"] == pytest.approx(by_hand, rel=1e-9, abs=1e-12)
+    assert out["response_cost"].sum() == pytest.approx(by_hand, rel=1e-9)
+    assert report["cache_write_tokens"] == writes and report["price"]["cache_write_mtok"] == 3.75
+    # the prompt cache's saving counts the write's premium against the reads' discount
+    reads = sum(e.prompt_cache[0] for e in billed)
+    expected = (reads * (3.0 - 0.3) - writes * (3.75 - 3.0)) / 1e6
+    assert report["cost_saved_by_prompt_cache"] == pytest.approx(expected, rel=1e-6)
+    # answers read back from the cache keep their write tokens: the same cost at today's price
+    again = run(sim, reviews(5), RULES + "\nReview: {review}", ANTHROPIC)
+    assert again["response_cost"].sum() == pytest.approx(by_hand, rel=1e-9) and again.llm.report["cost"] == 0
+
+
+def test_anthropic_batch_results_carry_cache_writes():
+    """A batch result line's cache writes are read, kept through the answer cache, and priced at the batch
+    cache-write rate (half the online one)."""
+    import json
+
+    from llmframe.batch.anthropic import parse_results
+    from llmframe.cost.prices import Pricer
+    from llmframe.plan.request import Response
+
+    message = {"content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+               "usage": {"input_tokens": 10, "output_tokens": 2, "cache_read_input_tokens": 0,
+                         "cache_creation_input_tokens": 2000}}
+    found = parse_results(json.dumps({"custom_id": "a", "result": {"type": "succeeded", "message": message}}))
+    response = found["a"]
+    assert response.batch and (response.input_tokens, response.cached_input_tokens,
+                               response.cache_write_tokens) == (2010, 0, 2000)
+    again = Response.many_from_cache([response.to_cache(ANTHROPIC, 0.0)])[0]
+    assert (again.cache_write_tokens, again.input_tokens, again.batch) == (2000, 2010, True)
+    pricer = Pricer(ANTHROPIC, batch=True, price_id="anthropic")
+    assert pricer.describe()["cache_write_mtok"] == pytest.approx(3.75 / 2)
+    assert pricer.cost(2010, 2, 0, 2000) == pytest.approx((10 * 1.5 + 2000 * 1.875 + 2 * 7.5) / 1e6)
+
+
+def test_cache_write_tokens_column_and_max_cost_reserve_at_the_write_rate(sim):
+    out = run(sim, reviews(3), RULES + "\nReview: {review}", ANTHROPIC)
+    static = len(RULES + "\nReview: ") // 4
+    assert out["response_cache_write_tokens"].tolist() == [static, 0, 0]
+    from llmframe.cost.estimate import request_cost
+    from llmframe.cost.prices import Pricer
+    from llmframe.plan.request import Request
+
+    pricer = Pricer(ANTHROPIC, price_id="anthropic")
+    request = Request("k", [{"role": "user", "content": "x" * 4000}], {})
+    assert request_cost(pricer, 0, writes=True)(request) == pytest.approx(1000 * 3.75 / 1e6)
+    assert request_cost(pricer, 0)(request) == pytest.approx(1000 * 3.0 / 1e6)
+    openai = Pricer("openai:gpt-4o-mini", price_id="openai")  # no write price: writes cost plain input
+    assert request_cost(openai, 0, writes=True)(request) == request_cost(openai, 0)(request)

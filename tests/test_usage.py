@@ -40,7 +40,8 @@ def test_usage_columns_and_report_by_hand(gen, answering):
     df = pd.concat([frame(3), frame(1)], ignore_index=True)  # row 3 repeats row 0
     out = gen(df, "{q}", model=PRICED, prices=PRICES, usage=True, output="a")
     assert list(out.columns) == ["q", "a", "a_input_tokens", "a_output_tokens", "a_cached_input_tokens",
-                                 "a_reasoning_tokens", "a_cost", "a_cached", "a_latency_s", "a_finish_reason",
+                                 "a_cache_write_tokens", "a_reasoning_tokens", "a_cost", "a_cached", "a_latency_s",
+                                 "a_finish_reason",
                                  "a_error"]
     assert out["a_reasoning_tokens"].tolist() == [0, 0, 0, 0]  # no reasoning model
     assert out["a_input_tokens"].tolist() == [2, 2, 2, 2]
@@ -203,7 +204,8 @@ def test_retry_failed_keeps_usage_columns(gen, sim):
 def test_series_usage_gives_a_frame(gen, answering):
     out = gen(pd.Series(["qqqq0001", "qqqq0002"], name="q"), "{}", model=PRICED, prices=PRICES, usage=True)
     assert list(out.columns) == ["response", "response_input_tokens", "response_output_tokens",
-                                 "response_cached_input_tokens", "response_reasoning_tokens", "response_cost",
+                                 "response_cached_input_tokens", "response_cache_write_tokens",
+                                 "response_reasoning_tokens", "response_cost",
                                  "response_cached", "response_latency_s", "response_finish_reason"]
     assert out["response_cost"].tolist() == [8.0, 8.0]
 

@@ -134,7 +134,7 @@ def read_line(parse: Callable[[], Response]) -> Response:
         response = parse()
     except ProviderError as exc:
         response = Response(error=str(exc), input_tokens=exc.billed[0], output_tokens=exc.billed[1],
-                            cached_input_tokens=exc.billed[2])
+                            cached_input_tokens=exc.billed[2], cache_write_tokens=exc.billed[3])
     except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
         response = Response.failure(f"malformed response: {type(exc).__name__}: {exc}")
     response.batch = True

@@ -38,6 +38,7 @@ _LABELS = {
     "finish_reasons": "finish reasons",
     "errors": "errors",
     "cached_input_tokens": "input tokens from the provider's prompt cache",
+    "cache_write_tokens": "input tokens written to the provider's prompt cache (billed at its cache-write rate)",
     "cost": "cost paid (USD)",
     "cost_saved_by_cache": "saved by the cache (USD)",
     "cost_without_cache": "cost without the cache (USD)",

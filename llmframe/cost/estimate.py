@@ -115,9 +115,11 @@ def output_limit(kind: type[Provider], max_tokens: int | None, effort: str | Non
     return int(max_tokens or kind.default_max_tokens or constants.OUTPUT_TOKENS_GUESS) + thinking
 
 
-def request_cost(pricer: Pricer, limit: int, tools: Tools | None = None) -> Callable[[Request], float]:
+def request_cost(pricer: Pricer, limit: int, tools: Tools | None = None, *,
+                 writes: bool = False) -> Callable[[Request], float]:
     """An upper-leaning USD estimate of one request before it is sent (input chars / 4, output at its limit);
-    with tools, of all max_turns turns of its row (Tools.turn_tokens)."""
+    with tools, of all max_turns turns of its row (Tools.turn_tokens). writes: the prompt may be written to the
+    provider's prompt cache, so its input is priced at the cache-write rate where that is the dearer one."""
 
     provider = pricer.model.partition(":")[0]
 
@@ -127,7 +129,8 @@ def request_cost(pricer: Pricer, limit: int, tools: Tools | None = None) -> Call
             return pricer.cost(tokens + media.message_tokens(provider, request.messages), limit) or 0.0
         chars = sum(len(m.get("content") or "") for m in request.messages)
         prompt = -(-chars // constants.CHARS_PER_TOKEN)
-        return (pricer.cost(prompt, limit) if tools is None else pricer.cost(*tools.turn_tokens(prompt, limit))) or 0.0
+        inp, out = (prompt, limit) if tools is None else tools.turn_tokens(prompt, limit)
+        return max(pricer.cost(inp, out) or 0.0, (pricer.cost(inp, out, 0, inp) or 0.0) if writes else 0.0)
 
     return cost
 

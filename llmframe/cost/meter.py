@@ -23,11 +23,13 @@ class CostMeter:
 
     __slots__ = ("pricer", "budget", "_known", "_estimate", "_holding", "_settled")
 
-    def __init__(self, pricer: Pricer | None, budget: Budget | None = None, *, most_output: int = 0, tools=None):
+    def __init__(self, pricer: Pricer | None, budget: Budget | None = None, *, most_output: int = 0, tools=None,
+                 writes: bool = False):
+        """writes: the run may write the provider's prompt cache (reservations price its input as a write)."""
         self.pricer = pricer
         self.budget = budget
         self._known = pricer is not None and pricer.known
-        self._estimate = request_cost(pricer, most_output, tools) if budget is not None else None
+        self._estimate = request_cost(pricer, most_output, tools, writes=writes) if budget is not None else None
         self._holding: dict[int, float] = {}  # request -> its reservation, released however the run ends
         self._settled = 0.0  # USD settled into the budget by this meter (a batch run's online retries)
 
@@ -39,7 +41,7 @@ class CostMeter:
         outputs = budget is not None and plan.embedding is None  # an embedding has no output tokens
         limit = output_limit(provider_kind(plan.provider), plan.params.get("max_tokens"),
                              plan.params.get("reasoning_effort")) if outputs else 0
-        return cls(plan.pricer, budget, most_output=limit, tools=plan.policy.tools)
+        return cls(plan.pricer, budget, most_output=limit, tools=plan.policy.tools, writes=plan.prompt_cache)
 
     @property
     def capped(self) -> bool:
@@ -59,7 +61,8 @@ class CostMeter:
         """USD of one answer (every billed attempt's tokens) at today's price; None where the price is unknown."""
         if not self._known:
             return None
-        return self.pricer.cost(response.input_tokens, response.output_tokens, response.cached_input_tokens)
+        return self.pricer.cost(response.input_tokens, response.output_tokens, response.cached_input_tokens,
+                                response.cache_write_tokens)
 
     async def reserve(self, j: int, request: Request) -> bool:
         """Hold request j's estimate against the budget before it is sent; False when it must not be sent."""
@@ -120,5 +123,6 @@ class CostMeter:
         """A batch run's answers are in: what they were billed counts as spent (its online retries already do)."""
         if self.budget is None or not self._known:
             return
-        costs = self.pricer.costs(answers.input_tokens, answers.output_tokens, answers.cached_input_tokens)
+        costs = self.pricer.costs(answers.input_tokens, answers.output_tokens, answers.cached_input_tokens,
+                                  answers.cache_write_tokens)
         self.budget.spend(max(0.0, float(costs[~answers.cached].sum()) - self._settled))

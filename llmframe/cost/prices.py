@@ -19,7 +19,7 @@ from ..errors import ConfigError
 _WARNED: set[str] = set()  # models already warned about, so a sweep of 40 runs warns once
 
 # What a prices= entry may set, in USD per million tokens (genai-prices' own names).
-PRICE_KEYS = ("input_mtok", "output_mtok", "cache_read_mtok")
+PRICE_KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
 _BATCH_KEYS = tuple(f"batch_{k}" for k in PRICE_KEYS)
 
 
@@ -78,21 +78,24 @@ class Pricer:
         self.overrides = prices
         self.batch = batch  # native batch jobs are billed at the batch price (about half)
         self.source: str | None = None  # "prices=" or "genai-prices"; None when unknown
-        self._input = self._output = self._cached = None
+        self._input = self._output = self._cached = self._write = None
         entry = (prices or {}).get(model)
         if entry is not None:
             pick = (lambda k: entry.get(f"batch_{k}", entry.get(k))) if batch else entry.get
-            self._input, self._output, self._cached = (_rate(pick(k)) for k in PRICE_KEYS)
+            self._input, self._output, self._cached, self._write = (_rate(pick(k)) for k in PRICE_KEYS)
             self.source = "prices="
         else:
             found = _database_price(model, price_id, batch)
             if found is not None:
-                self._input, self._output, self._cached = (_rate(getattr(found, k, None)) for k in PRICE_KEYS)
+                rates = (_rate(getattr(found, k, None)) for k in PRICE_KEYS)
+                self._input, self._output, self._cached, self._write = rates
                 if self._input is not None and self._output is None:
                     self._output = _Rate(0.0)  # priced on input alone: an embedding model, which outputs no tokens
                 self.source = "genai-prices"
         if self._cached is None:
             self._cached = self._input  # no cache discount listed: cached input is billed in full
+        if self._write is None:
+            self._write = self._input  # no cache-write price listed: writing the cache costs plain input
 
     @classmethod
     def for_run(cls, model: str, prices: Mapping | None, *, warn: bool, batch: bool = False,
@@ -120,33 +123,43 @@ class Pricer:
             stacklevel=3,
         )
 
-    def costs(self, input_tokens, output_tokens, cached_input_tokens=None) -> np.ndarray | None:
-        """USD per request for arrays of token counts (None when the price is unknown)."""
+    def costs(self, input_tokens, output_tokens, cached_input_tokens=None,
+              cache_write_tokens=None) -> np.ndarray | None:
+        """USD per request for arrays of token counts (None when the price is unknown).
+
+        Input tokens are the whole prompt: of them, cached ones are billed at the cache-read rate and
+        cache writes (Anthropic's cache_creation_input_tokens) at the cache-write rate.
+        """
         if not self.known:
             return None
         inp = np.asarray(input_tokens, dtype=np.float64)
         out = np.asarray(output_tokens, dtype=np.float64)
         cached = np.zeros_like(inp) if cached_input_tokens is None else np.asarray(cached_input_tokens, np.float64)
         cached = np.minimum(cached, inp)
-        return ((inp - cached) * self._input.per_token(inp) + cached * self._cached.per_token(inp)
-                + out * self._output.per_token(inp))
+        written = np.zeros_like(inp) if cache_write_tokens is None else np.asarray(cache_write_tokens, np.float64)
+        written = np.minimum(written, inp - cached)
+        return ((inp - cached - written) * self._input.per_token(inp) + cached * self._cached.per_token(inp)
+                + written * self._write.per_token(inp) + out * self._output.per_token(inp))
 
-    def cost(self, input_tokens: float, output_tokens: float, cached_input_tokens: float = 0) -> float | None:
+    def cost(self, input_tokens: float, output_tokens: float, cached_input_tokens: float = 0,
+             cache_write_tokens: float = 0) -> float | None:
         """USD for one request (None when the price is unknown); plain arithmetic on the hot path when untiered."""
         if not self.known:
             return None
-        if self._input.tiers or self._output.tiers or self._cached.tiers:
-            return float(self.costs([input_tokens], [output_tokens], [cached_input_tokens])[0])
+        if self._input.tiers or self._output.tiers or self._cached.tiers or self._write.tiers:
+            return float(self.costs([input_tokens], [output_tokens], [cached_input_tokens], [cache_write_tokens])[0])
         cached = min(cached_input_tokens, input_tokens)
-        return ((input_tokens - cached) * self._input.base + cached * self._cached.base
-                + output_tokens * self._output.base) / 1e6
+        written = min(cache_write_tokens, input_tokens - cached)
+        return ((input_tokens - cached - written) * self._input.base + cached * self._cached.base
+                + written * self._write.base + output_tokens * self._output.base) / 1e6
 
     def describe(self) -> dict | None:
         """The base rates in USD per million tokens, for reports; None when unknown."""
         if not self.known:
             return None
         return {"input_mtok": self._input.base, "output_mtok": self._output.base,
-                "cache_read_mtok": self._cached.base, "batch": self.batch, "source": self.source}
+                "cache_read_mtok": self._cached.base,
+                "cache_write_mtok": self._write.base, "batch": self.batch, "source": self.source}
 
 
 def _database_price(model: str, provider_id: str | None, batch: bool):

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 def per_key(answers: Answers) -> dict[str, np.ndarray]:
     """The usage of each distinct request as arrays (views of the answers' own columns)."""
     return {"input": answers.input_tokens, "output": answers.output_tokens,
-            "cached_input": answers.cached_input_tokens, "latency": answers.latency,
+            "cached_input": answers.cached_input_tokens, "cache_write": answers.cache_write_tokens,
+            "latency": answers.latency,
             "reasoning": answers.reasoning_tokens,
             "from_cache": answers.cached, "ok": ~answers.failed()}
 
@@ -29,7 +30,7 @@ def _key_costs(run: Plan, usage: dict[str, np.ndarray]) -> np.ndarray | None:
     """USD per distinct request at today's price (cached answers too: what they would cost now)."""
     if run.pricer is None:
         return None
-    return run.pricer.costs(usage["input"], usage["output"], usage["cached_input"])
+    return run.pricer.costs(usage["input"], usage["output"], usage["cached_input"], usage["cache_write"])
 
 
 def _fan(run: Plan, per_key: np.ndarray, fill) -> np.ndarray:
@@ -39,8 +40,8 @@ def _fan(run: Plan, per_key: np.ndarray, fill) -> np.ndarray:
 
 
 def row_columns(run: Plan, answers: Answers, names: list[str]) -> dict[str, pa.Array]:
-    """The usage=True columns: input, output and prompt-cached input tokens, cost (USD), cached, latency (s), finish
-    reason.
+    """The usage=True columns: input, output, prompt-cached and cache-write input tokens, reasoning tokens, cost (USD),
+    cached, latency (s), finish reason.
 
     A row is "cached" when no request was sent for it in this run: its answer came from the cache or
     from an identical row. Its cost is what the answer would cost if paid now; its latency is the one
@@ -61,6 +62,7 @@ def row_columns(run: Plan, answers: Answers, names: list[str]) -> dict[str, pa.A
         "input_tokens": masked(_fan(run, usage["input"], 0).astype(np.int64), billed),
         "output_tokens": masked(_fan(run, usage["output"], 0).astype(np.int64), billed),
         "cached_input_tokens": masked(_fan(run, usage["cached_input"], 0).astype(np.int64), billed),
+        "cache_write_tokens": masked(_fan(run, usage["cache_write"], 0).astype(np.int64), billed),
         "reasoning_tokens": masked(_fan(run, usage["reasoning"], 0).astype(np.int64), billed),
         "cost": masked(_fan(run, costs, np.nan) if costs is not None else np.full(rows, np.nan), billed),
         "cached": masked(cached, billed),
@@ -77,6 +79,8 @@ def totals(run: Plan, outcome: Outcome) -> dict:
     costs = _key_costs(run, usage)
     sent = ~usage["from_cache"]  # failed requests too: what their rejected answers were billed
     out: dict = {"cached_input_tokens": int(usage["cached_input"][sent].sum())}
+    if usage["cache_write"][sent].any():  # Anthropic's prompt-cache writes (of the input, billed at their own rate)
+        out["cache_write_tokens"] = int(usage["cache_write"][sent].sum())
     if usage["reasoning"].any():  # a reasoning model's run (its thinking is in output_tokens, billed as output)
         out["reasoning_tokens"] = int(usage["reasoning"][sent].sum())
     if run.pricer is None:  # no cost was asked for (usage=, prices=, max_cost=): the report has none
@@ -96,8 +100,9 @@ def totals(run: Plan, outcome: Outcome) -> dict:
 
 
 def _prompt_cache_saving(run: Plan, usage: dict[str, np.ndarray], costs: np.ndarray, sent: np.ndarray) -> float:
-    """USD the provider's prompt cache took off this run's requests: their input priced in full, less what was paid."""
-    if not usage["cached_input"][sent].any():
+    """USD the provider's prompt cache took off this run's requests: their input priced in full, less what was paid
+    (negative where writing the cache cost more than reading it saved)."""
+    if not usage["cached_input"][sent].any() and not usage["cache_write"][sent].any():
         return 0.0
     uncached = run.pricer.costs(usage["input"][sent], usage["output"][sent])
     return round(float(uncached.sum() - costs[sent].sum()), 8)

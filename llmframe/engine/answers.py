@@ -40,6 +40,7 @@ class Answers(Sequence):
         self.output_tokens = np.zeros(size, dtype=np.int32)
         self.cached_input_tokens = np.zeros(size, dtype=np.int32)  # served from the provider's prompt cache
         self.reasoning_tokens = np.zeros(size, dtype=np.int32)  # of output_tokens, a reasoning model's thinking
+        self.cache_write_tokens = np.zeros(size, dtype=np.int32)  # of input_tokens, written to the prompt cache
         self.latency = np.full(size, np.nan)  # seconds of the answering request; NaN where unknown
         self.confidence = np.full(size, np.nan, dtype=np.float32)  # from log-probabilities; NaN where none
         self.finish = np.zeros(size, dtype=np.int16)  # code into finish_names
@@ -72,7 +73,7 @@ class Answers(Sequence):
         """A copy that later answers leave as it is (a running job's partial result); sealed blocks are shared."""
         out = copy.copy(self)
         for name in ("done", "cached", "input_tokens", "output_tokens", "cached_input_tokens", "latency", "finish",
-                     "_remaining", "confidence", "reasoning_tokens"):
+                     "_remaining", "confidence", "reasoning_tokens", "cache_write_tokens"):
             setattr(out, name, getattr(self, name).copy())
         out.finish_names, out._finish_codes = list(self.finish_names), dict(self._finish_codes)
         out._open = {b: list(texts) for b, texts in self._open.items()}
@@ -100,6 +101,7 @@ class Answers(Sequence):
             vector=self.vectors.get(j) if self.vectors is not None else None,
             confidence=None if np.isnan(self.confidence[j]) else float(self.confidence[j]),
             reasoning_tokens=int(self.reasoning_tokens[j]),
+            cache_write_tokens=int(self.cache_write_tokens[j]),
         )
 
     def __setitem__(self, j: int, response: Response) -> None:
@@ -115,6 +117,7 @@ class Answers(Sequence):
         self.output_tokens[j] = response.output_tokens
         self.cached_input_tokens[j] = response.cached_input_tokens
         self.reasoning_tokens[j] = response.reasoning_tokens
+        self.cache_write_tokens[j] = response.cache_write_tokens
         self.latency[j] = np.nan if response.latency is None else response.latency
         self.confidence[j] = np.nan if response.confidence is None else response.confidence
         self.finish[j] = self._finish_code(response.finish_reason)
@@ -148,6 +151,7 @@ class Answers(Sequence):
         self.input_tokens[at] = tokens
         self.output_tokens[at] = 0
         self.cached_input_tokens[at] = 0
+        self.cache_write_tokens[at] = 0
         self.latency[at] = np.nan if latency is None else latency
         self.finish[at] = _NO_FINISH
         self._set_texts(at, [None] * len(positions))
@@ -292,6 +296,8 @@ class Answers(Sequence):
             self.reasoning_tokens[positions] = np.nan_to_num(np.array(columns[10], dtype=float)).astype(np.int64)
         if len(columns) > 11:  # a confidence from log-probabilities (None in the rows written without one)
             self.confidence[positions] = np.array(columns[11], dtype=float)
+        if len(columns) > 12:  # prompt-cache write tokens (written only where there were some)
+            self.cache_write_tokens[positions] = np.nan_to_num(np.array(columns[12], dtype=float)).astype(np.int64)
         code = self._finish_code
         self.finish[positions] = [code(reason) for reason in finishes] if len(set(finishes)) > 1 else code(finishes[0])
         self.cached[positions] = True

@@ -24,7 +24,7 @@ class _Billing:
 
     def __init__(self, provider: Provider):
         self._provider = provider
-        self.tokens = (0, 0, 0)  # input, output, cached input
+        self.tokens = (0, 0, 0, 0)  # input, output, cached input, cache-write
 
     def __getattr__(self, name: str):
         return getattr(self._provider, name)  # everything but answer is the provider's own
@@ -36,16 +36,18 @@ class _Billing:
         except ProviderError as exc:
             self._add(*exc.billed)
             raise
-        self._add(response.input_tokens, response.output_tokens, response.cached_input_tokens)
+        self._add(response.input_tokens, response.output_tokens, response.cached_input_tokens,
+                  response.cache_write_tokens)
         return response
 
-    def _add(self, input_tokens: int, output_tokens: int, cached: int) -> None:
+    def _add(self, input_tokens: int, output_tokens: int, cached: int, written: int = 0) -> None:
         total = self.tokens
-        self.tokens = (total[0] + input_tokens, total[1] + output_tokens, total[2] + cached)
+        self.tokens = (total[0] + input_tokens, total[1] + output_tokens, total[2] + cached, total[3] + written)
 
     def bill(self, response: Response) -> Response:
         """The final response (an answer or a failure) with every attempt's tokens."""
-        response.input_tokens, response.output_tokens, response.cached_input_tokens = self.tokens
+        (response.input_tokens, response.output_tokens, response.cached_input_tokens,
+         response.cache_write_tokens) = self.tokens
         return response
 
 

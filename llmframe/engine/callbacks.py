@@ -37,7 +37,8 @@ class RowEvent:
     index: Any  # the row's index label
     answer: Any  # the answer text, or the validated object of a structured output; None when it failed
     error: str | None
-    usage: dict  # input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost, latency, finish_reason
+    usage: dict  # input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, cost,
+    # latency, finish_reason
     cached: bool  # served from llmframe's cache, not sent
 
 
@@ -133,6 +134,7 @@ class Dispatcher:
             response.parsed if response.parsed is not None else response.text)
         usage = {"input_tokens": response.input_tokens, "output_tokens": response.output_tokens,
                  "cached_input_tokens": response.cached_input_tokens,
+                 "cache_write_tokens": response.cache_write_tokens,
                  "reasoning_tokens": getattr(response, "reasoning_tokens", 0), "cost": cost,
                  "latency": response.latency, "finish_reason": response.finish_reason}
         label = self.callbacks.label

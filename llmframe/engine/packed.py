@@ -80,7 +80,7 @@ async def answer_rows(pack: list[Item], packing: Packing, provider: Provider, li
         share = tokens[n - 1]
         if n in answers:
             finish(j, Response(answers[n], *share[:2], response.finish_reason, cached_input_tokens=share[2],
-                               latency=response.latency, parsed=parsed.get(n)))
+                               latency=response.latency, parsed=parsed.get(n), cache_write_tokens=share[3]))
             continue
         counters.asked_alone += 1
         counters.single_requests += 1
@@ -88,22 +88,31 @@ async def answer_rows(pack: list[Item], packing: Packing, provider: Provider, li
         alone.input_tokens += share[0]
         alone.output_tokens += share[1]
         alone.cached_input_tokens += share[2]
+        alone.cache_write_tokens += share[3]
         finish(j, alone)
 
 
-def split_usage(response: Response, inputs: list[int], outputs: list[int]) -> list[tuple[int, int, int]]:
-    """A packed request's (input, output, cached input) tokens over its rows: by these weights, summing exactly."""
+def split_usage(response: Response, inputs: list[int], outputs: list[int]) -> list[tuple[int, int, int, int]]:
+    """A packed request's (input, output, cached input, cache-write) tokens over its rows: by these weights,
+    summing exactly; a row's cached and cache-write tokens never exceed its input tokens."""
     inp = _spread(response.input_tokens, inputs)
     out = _spread(response.output_tokens, outputs)
-    cached = np.minimum(_spread(response.cached_input_tokens, inputs), inp)
-    short = response.cached_input_tokens - int(cached.sum())
-    for k in np.argsort(cached - inp):  # rounding left some over: give it to the rows with room for it
+    cached = _within(response.cached_input_tokens, inputs, inp)
+    written = _within(response.cache_write_tokens, inputs, inp - cached)
+    return list(zip(inp.tolist(), out.tolist(), cached.tolist(), written.tolist()))
+
+
+def _within(total: int, weights: list[int], room: np.ndarray) -> np.ndarray:
+    """total over the rows by the weights, none above its room; rounding's rest goes to the rows with room left."""
+    part = np.minimum(_spread(total, weights), room)
+    short = total - int(part.sum())
+    for k in np.argsort(part - room):
         if short <= 0:
             break
-        room = int(inp[k] - cached[k])
-        cached[k] += min(room, short)
-        short -= min(room, short)
-    return list(zip(inp.tolist(), out.tolist(), cached.tolist()))
+        more = min(int(room[k] - part[k]), short)
+        part[k] += more
+        short -= more
+    return part
 
 
 def _spread(total: int, weights: list[int]) -> np.ndarray:

@@ -152,7 +152,8 @@ def _spent(plan: Plan, outcome: Outcome) -> tuple[float | None, int, int, float 
     sent = answers.done & ~answers.cached
     pricer = Pricer.for_run(plan.model, plan.pricer.overrides if plan.pricer else None, warn=False,
                             price_id=plan.provider.target.price_id)
-    costs = pricer.costs(answers.input_tokens, answers.output_tokens, answers.cached_input_tokens)
+    costs = pricer.costs(answers.input_tokens, answers.output_tokens, answers.cached_input_tokens,
+                         answers.cache_write_tokens)
     paid = None if costs is None else float(costs[sent].sum())
     answered = int(plan.weights[answers.done].sum())
     per_row = None if costs is None or not answered else float((costs * plan.weights)[answers.done].sum()) / answered

@@ -60,6 +60,7 @@ class Response:
     transcript: str | None = None  # tools=: the row's tool calls and results as JSON, cached with the answer
     reasoning_tokens: int = 0  # of output_tokens, a reasoning model's thinking (billed as output); cached
     confidence: float | None = None  # from the answer's token log-probabilities, where the provider gave them
+    cache_write_tokens: int = 0  # of input_tokens, those written to the provider's prompt cache (Anthropic bills more)
 
     def to_cache(self, model: str, created: float) -> str:
         """A compact JSON text for the cache (only successes are ever stored).
@@ -67,7 +68,7 @@ class Response:
         The model and the time are kept so the cache can be pruned by model or age. Latency and cached
         input tokens come next, so values written before they existed still read; a trailing 1 marks a
         batch answer (0 an online one, where a tools run's transcript, then reasoning tokens, then a
-        confidence from log-probabilities follow, as far as there are any).
+        confidence from log-probabilities, then prompt-cache write tokens follow, as far as there are any).
         """
         return Response.many_to_cache([self], model, created)[0]
 
@@ -99,7 +100,8 @@ class Response:
         return [cls(row[0], row[1], row[2], row[3], None, True, None, None,
                     row[7] if len(row) > 7 else 0, row[6] if len(row) > 6 else None,
                     len(row) > 8 and row[8] == 1, reasoning_tokens=(row[10] or 0) if len(row) > 10 else 0,
-                    confidence=row[11] if len(row) > 11 else None) for row in rows]
+                    confidence=row[11] if len(row) > 11 else None,
+                    cache_write_tokens=(row[12] or 0) if len(row) > 12 else 0) for row in rows]
 
     @classmethod
     def failure(cls, error: str) -> Response:
@@ -110,7 +112,7 @@ class Response:
         """A failure made of this answer: no text, but its tokens, which were spent all the same."""
         return Response(error=error, input_tokens=self.input_tokens, output_tokens=self.output_tokens,
                         cached_input_tokens=self.cached_input_tokens, latency=self.latency, batch=self.batch,
-                        reasoning_tokens=self.reasoning_tokens)
+                        reasoning_tokens=self.reasoning_tokens, cache_write_tokens=self.cache_write_tokens)
 
 
 @dataclass(slots=True)
@@ -125,7 +127,12 @@ class Embedded:
 
 def _tail(r: Response) -> str:
     """A cached answer's end: the batch flag, then a tools run's transcript (or null), its reasoning tokens and a
-    confidence, each written only where it or a later one is there: older values read as they did."""
+    confidence, then prompt-cache write tokens, each written only where it or a later one is there: older values
+    read as they did."""
+    if r.cache_write_tokens:
+        transcript = "null" if r.transcript is None else _string(r.transcript)
+        confidence = "null" if r.confidence is None else repr(float(r.confidence))
+        return f",{int(r.batch)},{transcript},{int(r.reasoning_tokens)},{confidence},{int(r.cache_write_tokens)}]"
     if r.confidence is not None:
         transcript = "null" if r.transcript is None else _string(r.transcript)
         return f",{int(r.batch)},{transcript},{int(r.reasoning_tokens)},{float(r.confidence)!r}]"

@@ -162,10 +162,10 @@ class GeminiProvider(Provider):
         def usage() -> replies.Usage:  # the SDK checked the types; the counts' range and the texts' Unicode remain
             meta = response.usage_metadata
             if meta is None:
-                return 0, 0, 0
+                return 0, 0, 0, 0
             return (replies.count(meta.prompt_token_count, "usageMetadata.promptTokenCount"),
                     replies.count(meta.candidates_token_count, "usageMetadata.candidatesTokenCount"),
-                    replies.count(meta.cached_content_token_count, "usageMetadata.cachedContentTokenCount"))
+                    replies.count(meta.cached_content_token_count, "usageMetadata.cachedContentTokenCount"), 0)
 
         def answer() -> tuple[str, str | None]:
             reason = finish_reason(candidate.finish_reason)

@@ -22,7 +22,7 @@ _TEXT_PARTS = frozenset({"text", "output_text"})
 # well inside the answer store's int32.
 _MAX_TOKENS = 2**26
 
-Usage = tuple[int, int, int]  # input, output and cached input tokens
+Usage = tuple[int, int, int, int]  # input, output, cached input and cache-write tokens (of the input)
 
 
 class Malformed(ValueError):
@@ -120,7 +120,7 @@ def reply(usage: Callable[[], Usage], answer: Callable[[], tuple[str, str | None
 
     Usage is read first, so a reply whose answer is broken still reports the tokens it bills.
     """
-    billed: Usage = (0, 0, 0)
+    billed: Usage = (0, 0, 0, 0)
     try:
         billed = usage()
         answer_text, finish = answer()
@@ -130,7 +130,7 @@ def reply(usage: Callable[[], Usage], answer: Callable[[], tuple[str, str | None
         exc.billed = billed
         raise
     return Response(text=answer_text, input_tokens=billed[0], output_tokens=billed[1], finish_reason=finish,
-                    headers=headers, cached_input_tokens=billed[2])
+                    headers=headers, cached_input_tokens=billed[2], cache_write_tokens=billed[3])
 
 
 def openai(body: Any, headers: Mapping[str, str] | None) -> Response:
@@ -143,7 +143,7 @@ def openai(body: Any, headers: Mapping[str, str] | None) -> Response:
         details = obj(counts.get("prompt_tokens_details"), "usage.prompt_tokens_details")
         return (count(counts.get("prompt_tokens"), "usage.prompt_tokens"),
                 count(counts.get("completion_tokens"), "usage.completion_tokens"),
-                count(details.get("cached_tokens"), "usage.prompt_tokens_details.cached_tokens"))
+                count(details.get("cached_tokens"), "usage.prompt_tokens_details.cached_tokens"), 0)
 
     confidence: list[float | None] = [None]
 
@@ -192,11 +192,11 @@ def anthropic(body: Any, headers: Mapping[str, str] | None, finish: Callable[[st
     def usage() -> Usage:
         counts = obj(body.get("usage"), "usage")
         # Anthropic counts prompt-cache reads and writes apart from input_tokens; llmframe's input is the
-        # whole prompt (cache writes are then priced at the input rate, a little under Anthropic's).
+        # whole prompt, of which reads and writes are priced at their own rates (a write at 1.25x the input).
         read = count(counts.get("cache_read_input_tokens"), "usage.cache_read_input_tokens")
         written = count(counts.get("cache_creation_input_tokens"), "usage.cache_creation_input_tokens")
         return count(counts.get("input_tokens"), "usage.input_tokens") + read + written, \
-            count(counts.get("output_tokens"), "usage.output_tokens"), read
+            count(counts.get("output_tokens"), "usage.output_tokens"), read, written
 
     def answer() -> tuple[str, str | None]:
         blocks = items(body.get("content"), "content")

@@ -88,7 +88,7 @@ def read(reply_body: Any, headers: Mapping[str, str] | None) -> Response:
         details = obj(counts.get("input_tokens_details"), "usage.input_tokens_details")
         return (count(counts.get("input_tokens"), "usage.input_tokens"),
                 count(counts.get("output_tokens"), "usage.output_tokens"),
-                count(details.get("cached_tokens"), "usage.input_tokens_details.cached_tokens"))
+                count(details.get("cached_tokens"), "usage.input_tokens_details.cached_tokens"), 0)
 
     def answer() -> tuple[str, str | None]:
         status = label(reply_body.get("status"), "status")

@@ -116,6 +116,15 @@ class PromptCache:
             self._seen.clear()
 
 
+def split(reply: dict) -> tuple[int, int]:
+    """(read, written) prompt-cache tokens a reply's usage bills, in any protocol's fields (0 where none)."""
+    usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
+    meta = reply.get("usageMetadata") if isinstance(reply.get("usageMetadata"), dict) else {}
+    details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
+    read = usage.get("cache_read_input_tokens") or details.get("cached_tokens") or meta.get("cachedContentTokenCount")
+    return int(read or 0), int(usage.get("cache_creation_input_tokens") or 0)
+
+
 def _chat_text(chat: dict) -> str:
     """The prompt's text, as the simulator counts its tokens (testing.answers.prompt_tokens)."""
     return "".join(text_of(m.get("content")) for m in chat.get("messages", []) if isinstance(m, dict))

@@ -27,7 +27,7 @@ from .answers import (completion_limit, default_answer, digest_answer, fit, last
 from .batches import BatchService
 from .faults import HTML_502, Faults, FaultState, refusal, retype
 from .openai_chat import MODEL, BadRequest, Dialect, bearer_key, error_response
-from .prompt_cache import PromptCache
+from .prompt_cache import PromptCache, split
 from .server import LoopbackServer, cut, drip
 
 __all__ = ["API_KEY", "LoggedRequest", "SimulatedError", "Simulator", "default_answer", "digest_answer"]
@@ -65,6 +65,8 @@ class LoggedRequest:
     # (prompt, completion) tokens the server billed: those of every answer it made, whether or not the
     # client could read it (a reset, a truncated body); (0, 0) for an error reply.
     billed: tuple[int, int] = (0, 0)
+    # (read, written) tokens of billed[0] that its prompt cache served or stored (prompt_cache.split)
+    prompt_cache: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -342,6 +344,7 @@ class Simulator(LoopbackServer):
         usage = entry.billed = (prompt, completion)
         reply = dialect.reply(self.next_id(), raw, body, text, finish, usage, fault == "empty_choices")
         reply = self.prompt_cache.apply(dialect, raw, body, reply)
+        entry.prompt_cache = split(reply)
         reply = logprobs.attach(reply, raw, body, text, self.confidence)
         if fault == "retyped":
             reply = retype(reply, state.faults.retyped)
