@@ -139,11 +139,7 @@ def openai(body: Any, headers: Mapping[str, str] | None) -> Response:
         raise ProviderError(f"malformed response: {Malformed('the body', body)}", retryable=True, headers=headers)
 
     def usage() -> Usage:
-        counts = obj(body.get("usage"), "usage")
-        details = obj(counts.get("prompt_tokens_details"), "usage.prompt_tokens_details")
-        return (count(counts.get("prompt_tokens"), "usage.prompt_tokens"),
-                count(counts.get("completion_tokens"), "usage.completion_tokens"),
-                count(details.get("cached_tokens"), "usage.prompt_tokens_details.cached_tokens"), 0)
+        return openai_usage(body, "prompt_tokens", "completion_tokens", "prompt_tokens_details")
 
     confidence: list[float | None] = [None]
 
@@ -161,6 +157,14 @@ def openai(body: Any, headers: Mapping[str, str] | None) -> Response:
     response.confidence = confidence[0]
     response.reasoning_tokens = reasoning(body, "completion_tokens_details")
     return response
+
+
+def openai_usage(body: Mapping, inputs: str, outputs: str, details: str) -> Usage:
+    """An OpenAI-style usage object's counts, under the field names of its API (chat completions or Responses)."""
+    counts = obj(body.get("usage"), "usage")
+    found = obj(counts.get(details), f"usage.{details}")
+    return (count(counts.get(inputs), f"usage.{inputs}"), count(counts.get(outputs), f"usage.{outputs}"),
+            count(found.get("cached_tokens"), f"usage.{details}.cached_tokens"), 0)
 
 
 def token_confidence(logprobs: Any) -> float | None:

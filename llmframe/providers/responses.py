@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import ConfigError, ProviderError
 from ..plan.request import Response
-from .replies import Malformed, Usage, count, items, label, obj, reasoning, reply, text
+from .replies import Malformed, Usage, items, label, obj, openai_usage, reasoning, reply, text
 
 # Parameters only one of the two APIs takes: each is refused on the other, naming the way to say it there.
 RESPONSES_ONLY = {
@@ -84,11 +84,7 @@ def read(reply_body: Any, headers: Mapping[str, str] | None) -> Response:
                             headers=headers)
 
     def usage() -> Usage:
-        counts = obj(reply_body.get("usage"), "usage")
-        details = obj(counts.get("input_tokens_details"), "usage.input_tokens_details")
-        return (count(counts.get("input_tokens"), "usage.input_tokens"),
-                count(counts.get("output_tokens"), "usage.output_tokens"),
-                count(details.get("cached_tokens"), "usage.input_tokens_details.cached_tokens"), 0)
+        return openai_usage(reply_body, "input_tokens", "output_tokens", "input_tokens_details")
 
     def answer() -> tuple[str, str | None]:
         status = label(reply_body.get("status"), "status")
