@@ -29,6 +29,8 @@ class SubRows:
         return self.base.values(column, self.positions if positions is None else self.positions[positions])
 
     def missing(self, column: Any) -> np.ndarray:
+        if not len(self.positions):  # the memo answered every row: nothing to look at
+            return np.zeros(0, dtype=bool)
         return self.base.missing(column)[self.positions]
 
     def holds_objects(self, column: Any) -> bool:
