@@ -35,6 +35,8 @@ EMPTY_ANSWER_RETRIES = 1  # an empty answer that claims to be complete is asked 
 
 # Structured outputs
 INVALID_ANSWER_RETRIES = 2  # an answer that does not validate is asked again this many times
+SEEN_ANSWERS = 1_024  # structured answers of a run checked once per distinct text (columns mode): so many kept
+SEEN_ANSWER_CHARS = 256  # of at most this length (an operator's verdict or label, not a free-form answer)
 CORRECTION_PROMPT = (
     "Your answer did not match the required format: {problem}. "
     "Reply again with only the JSON object, matching the schema exactly."

@@ -75,8 +75,11 @@ class Caller:
         self.estimates: list[tuple[str, Estimate]] = []
 
     def plan(self, rows: Rows, template: TemplateLike, output: Any, *, system: str | None = None,
-             online: bool = False, max_tokens: int | None = None) -> build.Plan:
-        """The stage's plan, as generate(template, output=output, system=...) over these rows would make it."""
+             online: bool = False, max_tokens: int | None = None, memo: bool = False) -> build.Plan:
+        """The stage's plan, as generate(template, output=output, system=...) over these rows would make it.
+
+        memo: answer what the run memo holds of the call from it, as generate does (llmframe.memo): the plan then
+        holds only the other rows, so a stage that reads the plan's prompts afterwards (top_k's) leaves it off."""
         given = dict(self.options)
         if system is not None:
             own = given.get("system")
@@ -89,6 +92,10 @@ class Caller:
             given["progress"] = False
             if not isinstance(self.model, Provider):
                 given["api_key"] = given.get("api_key") or constants.ESTIMATE_API_KEY
+        if memo and not self.dry_run:
+            from ..memo import calls as run_memo
+
+            return run_memo.plan(rows, template, target=self.target, output=output, output_frame_columns=(), **given)
         return build.plan(rows, template, target=self.target, output=output, output_frame_columns=(), **given)
 
     def run(self, stage: str, plan: build.Plan) -> dict[str, Column] | None:

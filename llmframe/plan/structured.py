@@ -82,11 +82,17 @@ class OutputSchema:
         """parse, and with one column per field, also refuse a value its column cannot hold (an int beyond int64)."""
         if mode == "object":  # instances hold any value
             return self.parse
+        seen: dict[str, tuple[Any, str | None]] = {}  # one check of each short text (filter's two, classify's few)
 
         def check(text: str | None) -> tuple[Any, str | None]:
+            known = seen.get(text)  # type: ignore[arg-type]
+            if known is not None:  # a value that became columns (never handed out itself): one is shared safely
+                return known
             value, problem = self.parse(text)
             if problem is None and (unfit := self._unfit(value)):
-                return None, f"invalid answer: {unfit}"
+                value, problem = None, f"invalid answer: {unfit}"
+            if text is not None and len(text) <= constants.SEEN_ANSWER_CHARS and len(seen) < constants.SEEN_ANSWERS:
+                seen[text] = (value, problem)
             return value, problem
 
         return check
