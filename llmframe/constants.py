@@ -265,6 +265,7 @@ CASCADE_SEED = 0  # the calibration sample is drawn with this seed: the same row
 JOIN_CANDIDATES = 5  # right rows per left row whose pairs a join asks about, picked by embeddings
 JOIN_ALL_PAIRS_LIMIT = 10_000  # pairs a join with candidates=None asks without max_cost= or a dry run seen first
 SCORE_SCALE = (0, 100)  # the pointwise scores of top_k and rank: an integer in this range
+TOP_K_MARGIN = 5  # top_k compares pairwise the rows scored within this many points of the k-th best score
 AGG_CONTEXT_TOKENS = 32_000  # the most input tokens one agg request carries (context_tokens=)
 
 # Tools per row (generate(tools=[fn, ...]): engine/toolloop.py)

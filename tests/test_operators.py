@@ -18,7 +18,7 @@ from llmframe.ops.calls import OperatorEstimate
 from llmframe.ops.ranking import best_of
 from llmframe.testing import BatchSettings, rule_answer
 from llmframe.testing.embeddings import vector
-from llmframe.testing.rules import merit, verdict
+from llmframe.testing.rules import apparent, merit, verdict
 
 MODEL = "openai:sim-model"
 TICKETS = ["I want a refund for order 7", "The app crashes every 3 minutes", "How do I export to CSV?",
@@ -200,6 +200,41 @@ def test_top_k_returns_the_rules_top_k_with_ties_refined_pairwise(kw, sim, kind)
     report = out.llm.report
     assert report["calls"] < 2 * len(merits) and report["stages"]["score"]["rows"] == 200
     assert report["stages"]["compare"]["rows"] > 0
+
+
+@pytest.mark.parametrize("kind", FACES)
+def test_top_k_refines_the_boundary_where_pointwise_scores_mislead(kw, sim, kind):
+    texts = ["waited 90 hours", "waited 80 hours", "waited 61 hours (looks ~58)", "waited 57 hours (looks ~60)",
+             "waited 59 hours", "waited 20 hours"]
+    assert [apparent(t) for t in texts] == [90, 80, 58, 60, 59, 20]  # the pointwise pass puts 57 third
+    df = frame(kind, {"text": texts})
+    out = df.llm.top_k("How urgent? {text}", k=3, **kw)  # margin=5: 60, 59 and 58 are compared
+    assert [merit(t) for t in column(out, "text")] == [90, 80, 61]
+    refined = out.llm.report["refined"]
+    assert refined == {"cut_score": 60.0, "margin": 5.0, "boundary_rows": 3, "in_by_score": 2, "pairwise_calls": 2}
+    assert out.llm.report["calls"] == 6 + 2 and out.llm.report["stages"]["compare"]["rows"] == 2
+    scores_only = df.llm.top_k("How urgent? {text}", k=3, margin=0, **kw)  # only ties at the cut: none here
+    assert [merit(t) for t in column(scores_only, "text")] == [90, 80, 57]
+    assert scores_only.llm.report["refined"]["pairwise_calls"] == 0
+
+
+def test_top_k_is_exact_when_the_score_errors_are_within_half_the_margin(kw, sim):
+    rng = np.random.default_rng(11)
+    merits = rng.permutation(95)[:75].tolist()  # distinct merits under 95
+    noise = rng.integers(-2, 3, size=len(merits)).tolist()  # each pointwise score off by at most 2
+    df = pd.DataFrame({"text": [f"open {m} days (~{max(m + e, 0)})" for m, e in zip(merits, noise)]})
+    out = df.llm.top_k("{text}", k=10, **kw)  # margin 5 >= 2 x 2
+    assert [merit(t) for t in out["text"]] == sorted(merits, reverse=True)[:10]
+    assert out.llm.report["calls"] < 2 * len(merits)
+    rough = df.llm.top_k("{text}", k=10, margin=0, **kw)
+    assert [merit(t) for t in rough["text"]] != sorted(merits, reverse=True)[:10]
+
+
+def test_top_k_margin_is_checked(kw, sim):
+    for bad in (-1, "5", True, float("nan")):
+        with pytest.raises(ConfigError, match="margin must be a number"):
+            pd.DataFrame({"text": ["a", "b"]}).llm.top_k("{text}", k=1, margin=bad, **kw)
+    assert sim.count == 0
 
 
 @pytest.mark.parametrize("kind", FACES)

@@ -94,17 +94,20 @@ class OperatorVerbs:
         out = self._op_assign(pairs, {self._op_unused(similarity, pairs): scores})
         return self._op_done(out, caller.report(pairs=len(li), naive_calls=naive))
 
-    def top_k(self, template: Any, *, model: Any, k: int = 10, score: str = "score", dry_run: bool = False,
-              **options: Any) -> Any:
+    def top_k(self, template: Any, *, model: Any, k: int = 10, margin: float = constants.TOP_K_MARGIN,
+              score: str = "score", dry_run: bool = False, **options: Any) -> Any:
         """The k rows that best meet the template's criterion, best first, with their pointwise score: every row is
-        scored, then only the rows tied at the top are compared pairwise (about n + k log n calls in all)."""
+        scored (0-100), then the boundary is refined pairwise: the rows scored within margin= points of the k-th
+        best score are compared two at a time, and the best of them fill the places the rows scored clearly above
+        it leave (about n + b + k log b calls for b such rows). The report's "refined" says what it compared."""
         self._op_free(score, "score=")
         caller = Caller("top_k", model, options, dry_run=dry_run)
-        got = ranking.top_k(self._op_rows(self._obj), template, caller, k)
+        got = ranking.top_k(self._op_rows(self._obj), template, caller, k, margin)
         if not isinstance(got, tuple):
             return got
         n = len(self._op_rows(self._obj))
-        return self._ranked(got, score, caller.report(naive_calls=n * (n - 1) // 2))
+        *ranked, refined = got
+        return self._ranked(tuple(ranked), score, caller.report(naive_calls=n * (n - 1) // 2, refined=refined))
 
     def rank(self, template: Any, *, model: Any, score: str = "score", dry_run: bool = False, **options: Any) -> Any:
         """Every row, ordered by the model's pointwise score for the template's criterion (best first, ties in row
