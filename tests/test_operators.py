@@ -268,6 +268,34 @@ def test_agg_folds_groups_that_do_not_fit_and_caches_the_fold(kw, sim, kind):
     assert column(whole, "response") == ["33 rows"] and whole.llm.report["levels"] == 1
 
 
+def test_agg_estimate_prices_the_whole_fold_and_predicts_its_calls(kw, sim):
+    products = ["laptop"] * 60 + ["phone"] * 3
+    df = pd.DataFrame({"product": products, "complaint": [f"complaint number {i} about the thing" for i in range(63)]})
+    how = dict(by="product", context_tokens=150, max_tokens=20, prices=PRICES)
+    estimate = df.llm.agg("Summarise the {complaint}s about {product}", dry_run=True, **how, **kw)
+    assert sim.count == 0
+    assert [name for name, _ in estimate.stages][:2] == ["rows", "combine 1"] and len(estimate.stages) >= 3
+    low, high = estimate.calls
+    assert low < high and estimate.cost[0] < estimate.cost[1]
+    assert estimate.cost[1] == pytest.approx(sum(e.cost[1] for _, e in estimate.stages))
+    batch = df.llm.agg("Summarise the {complaint}s about {product}", dry_run=True, mode="batch", **how, **kw)
+    assert [e.mode for _, e in batch.stages] == ["batch"] + ["online"] * (len(batch.stages) - 1)  # as they run
+    short = df.llm.agg("Summarise the {complaint}s about {product}", **how, **kw)  # "60 rows": one combining call
+    assert short.llm.report["calls"] == low and short.llm.report["levels"] == 2
+    limit = how["max_tokens"] * 4  # the simulator's characters per token: each answer exactly max_tokens long
+
+    def long(body):
+        answer = rule_answer(body)
+        return (answer + " " + "x" * limit)[:limit] if answer.endswith(" rows") else answer
+
+    at_length = "Summarise the {complaint}s about {product} at length"
+    predicted = df.llm.agg(at_length, dry_run=True, **how, **kw)
+    sim.answer = long
+    full = df.llm.agg(at_length, **how, **kw)
+    assert full.llm.report["calls"] == predicted.calls[1] and full.llm.report["levels"] == len(predicted.stages)
+    assert full.llm.report["stages"]["combine 1"]["rows"] == predicted.stages[1][1].uncached_requests
+
+
 def test_agg_with_a_row_longer_than_the_context_fails_its_group_only(kw, sim):
     df = pd.DataFrame({"g": ["a", "b"], "t": ["short", "long " * 500]})
     out = df.llm.agg("Summarise {t}", by="g", context_tokens=300, **kw)

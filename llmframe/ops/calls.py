@@ -73,6 +73,7 @@ class Caller:
         self.reports: list[tuple[str, dict]] = []
         self._embeddings: set[str] = set()  # stages that made vectors: no model calls
         self.estimates: list[tuple[str, Estimate]] = []
+        self._online: set[int] = set()  # the plans (ids) of stages that run online whatever mode= says
 
     def plan(self, rows: Rows, template: TemplateLike, output: Any, *, system: str | None = None,
              online: bool = False, max_tokens: int | None = None, memo: bool = False) -> build.Plan:
@@ -86,6 +87,7 @@ class Caller:
             given["system"] = system if not own else f"{system}\n\n{own}"
         if max_tokens is not None and given.get("max_tokens") is None:
             given["max_tokens"] = max_tokens
+        priced_online = online and given.get("mode") == "batch"  # its dry run prices it at the online rate
         if online or self.dry_run:
             given["mode"] = constants.BATCH_MODES[0]  # a stage that waits on the one before runs online
         if self.dry_run:
@@ -96,13 +98,16 @@ class Caller:
             from ..memo import calls as run_memo
 
             return run_memo.plan(rows, template, target=self.target, output=output, output_frame_columns=(), **given)
-        return build.plan(rows, template, target=self.target, output=output, output_frame_columns=(), **given)
+        made = build.plan(rows, template, target=self.target, output=output, output_frame_columns=(), **given)
+        if priced_online:
+            self._online.add(id(made))
+        return made
 
     def run(self, stage: str, plan: build.Plan) -> dict[str, Column] | None:
         """Run the plan now (None on a dry run, which estimates it instead); BudgetExceeded when max_cost ran out."""
         if self.dry_run:
-            mode = self.options.get("mode", constants.BATCH_MODES[0])
-            self.estimates.append((stage, engine.estimate(plan, mode="batch" if mode == "batch" else "online")))
+            batch = self.options.get("mode") == "batch" and id(plan) not in self._online
+            self.estimates.append((stage, engine.estimate(plan, mode="batch" if batch else "online")))
             return None
         bar = for_run(len(plan.prompts), show=should_show(plan.progress), description=f"{self.operator} {stage}: "
                       f"{plan.model}")  # which of the operator's calls this bar counts
