@@ -61,12 +61,14 @@ class OperatorEstimate:
 class Caller:
     """model= and generate's options for every call of one operator, one budget over them, and their reports."""
 
-    def __init__(self, operator: str, model: str | Provider, options: dict, *, dry_run: bool = False):
+    def __init__(self, operator: str, model: str | Provider, options: dict, *, dry_run: bool = False,
+                 reading: dict | None = None):
         check_names(options, OPERATOR_OPTIONS)
         for name in ("mode", "errors"):
             if name in options and not isinstance(options[name], str):
                 raise ConfigError(f"{name}= must be a string, got {options[name]!r}")
         self.operator, self.model, self.options, self.dry_run = operator, model, dict(options), dry_run
+        self.reading = dict(reading or {})  # how the face's own rows are read (a Series': positional_column=)
         self.target = resolve(model)
         max_cost = options.get("max_cost")
         self.budget = Budget(float(max_cost)) if max_cost is not None and not dry_run else None
@@ -76,12 +78,14 @@ class Caller:
         self._online: set[int] = set()  # the plans (ids) of stages that run online whatever mode= says
 
     def plan(self, rows: Rows, template: TemplateLike, output: Any, *, system: str | None = None,
-             online: bool = False, max_tokens: int | None = None, memo: bool = False) -> build.Plan:
+             online: bool = False, max_tokens: int | None = None, memo: bool = False, own: bool = False
+             ) -> build.Plan:
         """The stage's plan, as generate(template, output=output, system=...) over these rows would make it.
 
         memo: answer what the run memo holds of the call from it, as generate does (llmframe.memo): the plan then
-        holds only the other rows, so a stage that reads the plan's prompts afterwards (top_k's) leaves it off."""
-        given = dict(self.options)
+        holds only the other rows, so a stage that reads the plan's prompts afterwards (top_k's) leaves it off.
+        own: the rows are the face's own (read as the face says: reading=), not rows the operator made."""
+        given = {**self.options, **(self.reading if own else {})}
         if system is not None:
             own = given.get("system")
             given["system"] = system if not own else f"{system}\n\n{own}"
@@ -157,6 +161,7 @@ class Caller:
         modes = {r.get("mode") for _, r in self.reports} - {None}
         merged["mode"] = "batch" if "batch" in modes else "online"
         merged["batch_jobs"] = [r["batch_job"] for _, r in self.reports if r.get("batch_job")]
+        merged["memo_rows"] = sum(r.get("memo_rows", 0) for _, r in self.reports)  # answered by the run memo
         out = {"operator": self.operator, **merged, "calls": calls, "requests_sent": sent, "stages": stages, **extra}
         if any(c is not None for c in costs):
             out["cost"] = sum(c or 0.0 for c in costs)

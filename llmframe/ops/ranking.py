@@ -60,7 +60,7 @@ def check_k(k: Any, rows: int) -> int:
 
 def scores(rows: Rows, template: Any, caller: Caller) -> tuple[np.ndarray, Any] | None:
     """Each row's pointwise score (NaN where it failed) and the plan that asked (its prompts); None on a dry run."""
-    plan = caller.plan(rows, template, score_schema(), system=RATE_SYSTEM)
+    plan = caller.plan(rows, template, score_schema(), system=RATE_SYSTEM, own=True)
     columns = caller.run("score", plan)
     if columns is None:
         return None
