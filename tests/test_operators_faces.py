@@ -163,3 +163,22 @@ def test_a_repeated_structured_answer_is_checked_once_but_each_rows_list_is_its_
     again = pd.DataFrame({"text": [f"row {i}" for i in range(4)]}).llm.generate("{text}", output=Tags, cache=True,
                                                                                    **kw)
     assert again.llm.report["cached"] == 4 and again["tags"].tolist() == [["a", "b"]] * 4
+
+
+def test_rank_reruns_from_the_memo_and_top_k_from_the_per_row_cache(kw, sim):
+    df = pd.DataFrame({"text": [f"waited {i % 100} hours" + " !" * (i // 100) for i in range(300)]})
+    df.llm.rank("{text}", **kw)
+    sent = sim.count
+    again = df.llm.rank("{text}", **kw)
+    assert again.llm.report["memo_rows"] == 300 and sim.count == sent
+    assert [merit(t) for t in again["text"]] == sorted((i % 100 for i in range(300)), reverse=True)
+    top = df.llm.top_k("{text}", k=3, **kw)  # its comparisons read the scores' prompts: no memo for them
+    assert top.llm.report["memo_rows"] == 0 and top.llm.report["stages"]["score"]["cached"] == 300
+    assert [merit(t) for t in top["text"]] == [99, 99, 99]
+
+
+def test_lazyframe_operators_in_batch_mode(kw, sim):
+    lf = pl.LazyFrame({"text": TICKETS})
+    out = lf.llm.filter('Is it a "refund"? {text}', mode="batch", poll_interval=0.02, **kw).collect()
+    assert out["text"].to_list() == [TICKETS[0], TICKETS[3]]
+    assert llmframe.last_report()["mode"] == "batch"

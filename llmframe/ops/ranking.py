@@ -58,9 +58,10 @@ def check_k(k: Any, rows: int) -> int:
     return int(k)
 
 
-def scores(rows: Rows, template: Any, caller: Caller) -> tuple[np.ndarray, Any] | None:
-    """Each row's pointwise score (NaN where it failed) and the plan that asked (its prompts); None on a dry run."""
-    plan = caller.plan(rows, template, score_schema(), system=RATE_SYSTEM, own=True)
+def scores(rows: Rows, template: Any, caller: Caller, memo: bool = False) -> tuple[np.ndarray, Any] | None:
+    """Each row's pointwise score (NaN where it failed) and the plan that asked (its prompts: all of them unless
+    memo, the run memo's, answered some); None on a dry run."""
+    plan = caller.plan(rows, template, score_schema(), system=RATE_SYSTEM, own=True, memo=memo)
     columns = caller.run("score", plan)
     if columns is None:
         return None
@@ -112,7 +113,7 @@ def top_k(rows: Rows, template: Any, caller: Caller, k: int, margin: float = con
     margin = check_margin(margin)
     got = scores(rows, template, caller)
     if got is None:
-        most = n + (n - 1) + k * (math.ceil(math.log2(max(n, 2))) + k)
+        most = n + (n - 1) + k * (math.ceil(math.log2(max(n, 2))) + k) + k * math.ceil(math.log2(k + 1))
         return caller.estimate((n, most), n * (n - 1) // 2,
                                ["the pairwise calls depend on how close the scores are at the cut: at most the high "
                                 "end"])
@@ -144,7 +145,7 @@ def in_order(chosen: list[int], filled: np.ndarray, margin: float, compare: Comp
 
 def rank(rows: Rows, template: Any, caller: Caller) -> tuple[np.ndarray, np.ndarray] | OperatorEstimate:
     """Every row's position, best score first (ties in row order, failed rows last), and the scores."""
-    got = scores(rows, template, caller)
+    got = scores(rows, template, caller, memo=True)  # the order needs no prompt afterwards
     if got is None:
         return caller.estimate((len(rows), len(rows)), len(rows))
     values = got[0]
