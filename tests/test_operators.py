@@ -296,6 +296,15 @@ def test_agg_estimate_prices_the_whole_fold_and_predicts_its_calls(kw, sim):
     assert full.llm.report["stages"]["combine 1"]["rows"] == predicted.stages[1][1].uncached_requests
 
 
+def test_agg_estimate_says_which_groups_long_answers_could_not_combine(kw, sim):
+    df = pd.DataFrame({"g": ["a"] * 12 + ["b"], "t": [f"complaint number {i} about it" for i in range(13)]})
+    estimate = df.llm.agg("Sum up {t}", by="g", context_tokens=80, max_tokens=8, dry_run=True, **kw)
+    assert any("1 group(s): partial answers as long as max_tokens" in n for n in estimate.notes)
+    out = df.llm.agg("Sum up {t}", by="g", context_tokens=80, max_tokens=8, **kw)  # short answers: combined
+    assert out["response"].tolist() == ["12 rows", "1 rows"]
+    assert estimate.calls[0] <= out.llm.report["calls"] <= estimate.calls[1]
+
+
 def test_agg_with_a_row_longer_than_the_context_fails_its_group_only(kw, sim):
     df = pd.DataFrame({"g": ["a", "b"], "t": ["short", "long " * 500]})
     out = df.llm.agg("Summarise {t}", by="g", context_tokens=300, **kw)

@@ -194,7 +194,8 @@ def aggregate(rows: Rows, template: Any, caller: Caller, *, by: Any, output: Any
                 plan_level(g, count, context_tokens, limit, REDUCE_HEADER)
         level += 1
     if caller.dry_run:
-        return _estimate(caller, first, least, calls, level)
+        unsure = sum(bool(g.error) for g in groups) - len(failed)  # the fold of stand-ins failed there
+        return _estimate(caller, first, least, calls, level, unsure)
     return groups, spec
 
 
@@ -204,12 +205,16 @@ def _stand_in(count: Counter, tokens: int) -> str:
     return text[: max(1, len(text) * tokens // max(count(text), 1))]
 
 
-def _estimate(caller: Caller, first: int, least: int, most: int, levels: int) -> OperatorEstimate:
+def _estimate(caller: Caller, first: int, least: int, most: int, levels: int, unsure: int) -> OperatorEstimate:
     """The whole fold's estimate: every level priced, from the first level's prompts (the rows) and the combining
     levels' stand-ins; the low end assumes short partial answers (one combining call per group that needs one)."""
-    made = caller.estimate((min(least, most), most), first, [
-        f"the fold: {levels} level(s) at most, each partial answer taken as long as max_tokens allows (the high "
-        "end); shorter answers combine in fewer calls (the low end)"])
+    notes = [f"the fold: {levels} level(s) at most, each partial answer taken as long as max_tokens allows (the "
+             "high end); shorter answers combine in fewer calls (the low end)"]
+    if unsure:
+        notes.append(f"{unsure} group(s): partial answers as long as max_tokens allows would not fit context_tokens "
+                     "to combine, so those groups fail unless their answers are shorter: set max_tokens= lower or "
+                     "raise context_tokens=; their combining calls are not counted in the high end")
+    made = caller.estimate((min(least, most), max(least, most)), first, notes)
     rows = [e for name, e in caller.estimates if name == "rows"]
     combine = [e for name, e in caller.estimates if name != "rows"]
     if made.cost is not None and rows and combine:

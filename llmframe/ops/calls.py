@@ -87,8 +87,8 @@ class Caller:
         own: the rows are the face's own (read as the face says: reading=), not rows the operator made."""
         given = {**self.options, **(self.reading if own else {})}
         if system is not None:
-            own = given.get("system")
-            given["system"] = system if not own else f"{system}\n\n{own}"
+            users = given.get("system")
+            given["system"] = system if not users else f"{system}\n\n{users}"
         if max_tokens is not None and given.get("max_tokens") is None:
             given["max_tokens"] = max_tokens
         priced_online = online and given.get("mode") == "batch"  # its dry run prices it at the online rate
