@@ -182,3 +182,20 @@ def test_lazyframe_operators_in_batch_mode(kw, sim):
     out = lf.llm.filter('Is it a "refund"? {text}', mode="batch", poll_interval=0.02, **kw).collect()
     assert out["text"].to_list() == [TICKETS[0], TICKETS[3]]
     assert llmframe.last_report()["mode"] == "batch"
+
+
+def test_async_join_top_k_and_rank(kw, sim):
+    left = pd.DataFrame({"name": ["red scarf", "blue hat"]})
+    right = pd.DataFrame({"title": ["a red scarf for sale", "a blue hat, new"]})
+    texts = pd.DataFrame({"text": ["waited 5 days", "waited 50 days", "waited 7 days"]})
+
+    async def main():
+        return await asyncio.gather(
+            left.llm.ajoin(right, 'Is "{left.name}" the product in: {right.title}?', candidates=2, **kw),
+            texts.llm.atop_k("{text}", k=2, **kw), texts.llm.arank("{text}", **kw))
+
+    pairs, best, ranked = asyncio.run(main())
+    assert sorted(zip(pairs["name"], pairs["title"])) == [("blue hat", "a blue hat, new"),
+                                                          ("red scarf", "a red scarf for sale")]
+    assert best["text"].tolist() == ["waited 50 days", "waited 7 days"]
+    assert ranked["score"].tolist() == [50, 7, 5]
