@@ -2,13 +2,14 @@
 
 One file holds one result of a call (the new columns, in row order) and, in its schema's metadata, the chunk
 fingerprints and what the report needs of each chunk. A call may have several, one per first chunk
-(`<call>.<tag>.arrow`): the chunks of one file that `llmframe run` sends through generate one after another, or
-two frames with the same columns, each keep theirs, and a call reads its chunks from any of them. Each is written
-to a temporary name and renamed, so a reader sees a whole old file or a whole new one; read memory-mapped, so a
-hit copies nothing. Only local (diskcache) stores have one: a shared PostgreSQL store is cleared and pruned from
-other machines, which local files would not hear of. The directory goes whenever the per-row cache loses answers (clear, prune, eviction, reset: `invalidate`), and
-its `.epoch` token first, so a run that read an older memo never writes its answers back, and a file that
-could not be deleted is never read again (each file records the token it was written under).
+(`<call>.<tag>.arrow`): the chunks of one file that `llmframe run` sends through generate one after another, or two
+frames with the same columns, each keep theirs, and a call reads its chunks from any of them. Each is written to a
+temporary name and renamed, so a reader sees a whole old file or a whole new one; read memory-mapped, so a hit
+copies nothing. Only local (diskcache) stores have one: a shared PostgreSQL store is cleared and pruned from other
+machines, which local files would not hear of. The directory goes whenever the per-row cache loses answers (clear,
+prune, eviction, reset: `invalidate`), and its `.epoch` token first, so a run that read an older memo never writes
+its answers back, and a file that could not be deleted is never read again (each file records the token it was
+written under).
 """
 
 from __future__ import annotations
