@@ -287,3 +287,12 @@ def test_the_bound_counts_calls_not_their_memos(gen, sim, cache_dir, monkeypatch
     gen(one, TEMPLATE, output="summary")  # another call: the least recently used call's memos go
     assert [p.name.partition(".")[0] for p in memo_files(cache_dir)] == \
         [memo_files(cache_dir)[0].name.partition(".")[0]] and len(memo_files(cache_dir)) == 1
+
+
+def test_clearing_the_cache_lets_go_of_the_memo_files_this_process_holds_open(gen, sim, cache_dir):
+    df = frame()
+    gen(df, TEMPLATE), gen(df, TEMPLATE)
+    assert any(str(cache_dir) in path for path in files._opened)
+    llmframe.clear_cache(str(cache_dir))
+    assert not any(str(cache_dir) in path for path in files._opened)
+    assert report(gen(df, TEMPLATE))["memo_rows"] == 0 and sim.count == 20

@@ -190,6 +190,10 @@ def invalidate(cache_directory: str | os.PathLike) -> None:
     memo_dir = directory(Path(cache_directory))
     with _quiet():
         (memo_dir / _EPOCH).unlink()
+    with _opened_lock:  # let go of their maps, so the files' space is freed (and deletable where maps pin files)
+        real = os.path.realpath(memo_dir)
+        for path in [p for p in _opened if os.path.realpath(Path(p).parent) == real]:
+            del _opened[path]
     shutil.rmtree(memo_dir, ignore_errors=True)
 
 
