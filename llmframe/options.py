@@ -341,8 +341,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("retry_online", "bool", False, "batch mode: send requests whose batch line failed through the online "
            "API in the same run", check=_FLAG, flag=Flag("--retry-online", SENDING, _ON)),
     Option("prices", "dict | None", None, '`{"provider:model": {"input_mtok": ..., "output_mtok": ..., '
-           '"cache_read_mtok": ...}}`: USD per million tokens, for models genai-prices does not know (or to '
-           "override it)", check=_prices,
+           '"cache_read_mtok": ..., "cache_write_mtok": ...}}`: USD per million tokens (the cached-input read and '
+           "prompt-cache write rates optional), for models genai-prices does not know (or to override it)",
+           check=_prices,
            flag=Flag("--prices", SENDING, dict(metavar="JSON|FILE"), json_argument("--prices"),
                      help='USD per million tokens for models genai-prices does not know, as JSON or a JSON file: '
                           '{"provider:model": {"input_mtok": 0.15, "output_mtok": 0.6}}')),
