@@ -184,11 +184,24 @@ def _report(first: Plan, chain: list[Stage], thresholds: list, owner: np.ndarray
     return out
 
 
+# What says how to reach model='s provider: a stage on another provider (a local model, then an API) reads its
+# own from the environment, as a model= of its own would.
+PROVIDER_BOUND = ("api_key", "base_url", "provider_options", "api")
+
+
 def _with(given: dict, model: Any, ask: dict) -> dict:
     """generate's options for one stage: its model, and params= asking for log-probabilities where it must."""
-    if not ask:
-        return {**given, "model": model}
-    return {**given, "model": model, "params": {**(given.get("params") or {}), **ask}}
+    out = {**given, "model": model}
+    if model is not given["model"] and _provider(model) != _provider(given["model"]):
+        out.update({name: None for name in PROVIDER_BOUND if name in out})
+    if ask:
+        out["params"] = {**(given.get("params") or {}), **ask}
+    return out
+
+
+def _provider(model: Any) -> str:
+    """The provider prefix of a model= ("openai"), or a Provider instance's name."""
+    return model.partition(":")[0] if isinstance(model, str) else getattr(model, "name", "")
 
 
 def _calibrate(verbs: Any, template: Any, given: dict, chain: list[Stage], first: Plan, n: int,
