@@ -258,6 +258,9 @@ CASCADE_CONFIDENCE_FIELD = "confidence"  # the output schema's field a row's con
 CASCADE_THRESHOLD = 0.8  # rows less confident than this go on to the next model, unless a threshold is given
 CASCADE_AGREEMENT = 0.95  # calibrate=n chooses thresholds for this agreement with the last model on the sample
 CASCADE_SEED = 0  # the calibration sample is drawn with this seed: the same rows on every run
+# estimate(cascade=...): the share of the rows a model is given that it is assumed to pass on to the next (an
+# assumption, said in the estimate's notes: the share is known only once the answers are in)
+CASCADE_ESTIMATE_SHARE = 0.2
 
 # Semantic operators (llmframe.ops: df.llm.filter, classify, join, top_k, rank, agg)
 JOIN_CANDIDATES = 5  # right rows per left row whose pairs a join asks about, picked by embeddings

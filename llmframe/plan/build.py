@@ -238,8 +238,10 @@ def head(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
         kind.check_params(gen)
         kind.chat_model(target.model, endpoint=endpoint)
     if checked["cascade"] is not None:  # a face runs a cascade as several plans (ops/cascade.py), never one
-        raise ConfigError("cascade= works with generate on a frame or Series, and `llmframe run` without "
-                          "--max-cost (not agenerate, submit, estimate, sweeps or lazy queries yet)")
+        raise ConfigError("cascade= works with generate, agenerate and estimate on a frame or Series, the semantic "
+                          "operators, and `llmframe run` without --max-cost; submit, sweeps and lazy queries cannot "
+                          "run one (each stage waits on the answers of the one before): call generate instead "
+                          '(mode="batch" sends each stage as a batch job)')
     size = checked["rows_per_request"]
     tools = planned_tools(checked, kind, f"{out.base}_{constants.TRANSCRIPT_SUFFIX}",
                           rows.columns if output_frame_columns is None else output_frame_columns)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from . import logprobs
 from .answers import completion_limit, fit, prompt_tokens, tokens
 from .gemini_generate import GEMINI
 from .openai_chat import OPENAI, Dialect
@@ -283,7 +284,8 @@ class BatchService:
             return None
         _cid, raw, chat = batch.items[i]
         text, finish, usage = answer
-        return dialect.reply(self.sim.next_id(), raw, chat, text, finish, usage, False)
+        reply = dialect.reply(self.sim.next_id(), raw, chat, text, finish, usage, False)
+        return logprobs.attach(reply, raw, chat, text, self.sim.confidence)  # where the line asked for them
 
 
 def unauthorized(dialect: Dialect, request: web.Request) -> web.Response | None:
