@@ -241,6 +241,13 @@ OPENAI_CACHE_MINIMUM = 1024  # OpenAI caches prompts from 1,024 tokens, in steps
 OPENAI_CACHE_STEP = 128
 GEMINI_CACHE_MINIMUMS = (("pro", 4096),)  # Gemini 2.5's implicit caching: Pro from 4,096 tokens, Flash from 1,024
 GEMINI_CACHE_MINIMUM = 1024
+# context= on Gemini: an explicit cached content (caches.create) where it holds at least the model's documented
+# minimum (ai.google.dev/gemini-api/docs/caching: 2,048 tokens on Gemini 2.5 Flash and Pro, 4,096 on Gemini 3),
+# kept for GEMINI_CONTEXT_CACHE_TTL_SECONDS, extended while the run goes on, deleted when it ends
+GEMINI_CONTEXT_CACHE_MINIMUMS = (("gemini-2.5", 2048), ("gemini-3", 4096))
+GEMINI_CONTEXT_CACHE_MINIMUM = 4096  # other models: the larger documented minimum
+GEMINI_CONTEXT_CACHE_TTL_SECONDS = 600
+GEMINI_CONTEXT_PARAM = "llmframe_context_cache"  # planned params entry: the leading messages the cache holds
 PREFIX_GROUP_CHARS = 16_384  # function templates: each chunk's requests are sent sorted by this much of their prompt
 PROMPT_CACHE_WARM_TOKENS = 1024  # a static prefix this long: the run's first request is answered before the rest go
 

@@ -129,7 +129,7 @@ class Generate:
                  poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
                  max_cost: float | None = None, max_image_side: int | None = None, fetch_urls: bool = False,
                  prompt_cache: bool = True, rows_per_request: int = 1,
-                 cascade: list | None = None, calibrate: int = 0,
+                 cascade: list | None = None, calibrate: int = 0, context: str | None = None,
                  on_row: Callable | None = None, on_progress: Callable | None = None,
                  on_done: Callable | None = None,
                  **unknown: Any) -> Any:
@@ -196,7 +196,7 @@ class RowVerbs(Generate):
                         retry_online: bool = False, prices: dict | None = None, max_cost: float | None = None,
                         max_image_side: int | None = None, fetch_urls: bool = False,
                  prompt_cache: bool = True, rows_per_request: int = 1,
-                        cascade: list | None = None, calibrate: int = 0,
+                        cascade: list | None = None, calibrate: int = 0, context: str | None = None,
                         on_row: Callable | None = None, on_progress: Callable | None = None,
                         on_done: Callable | None = None,
                         **unknown: Any) -> Any:
@@ -233,7 +233,7 @@ class RowVerbs(Generate):
                  poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
                  max_cost: float | None = None, max_image_side: int | None = None, fetch_urls: bool = False,
                  prompt_cache: bool = True, rows_per_request: int = 1,
-                 cascade: list | None = None, calibrate: int = 0,
+                 cascade: list | None = None, calibrate: int = 0, context: str | None = None,
                  on_row: Callable | None = None, on_progress: Callable | None = None,
                  on_done: Callable | None = None,
                  **unknown: Any) -> Estimate:
@@ -326,7 +326,7 @@ class FrameVerbs(RowVerbs):
                poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
                max_cost: float | None = None, max_image_side: int | None = None, fetch_urls: bool = False,
                  prompt_cache: bool = True, rows_per_request: int = 1,
-               cascade: list | None = None, calibrate: int = 0,
+               cascade: list | None = None, calibrate: int = 0, context: str | None = None,
                on_row: Callable | None = None, on_progress: Callable | None = None,
                on_done: Callable | None = None,
                **unknown: Any) -> BatchJob | OnlineJob:

@@ -230,7 +230,8 @@ def head(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     out = _output(checked, rows, output_frame_columns)
     structured = structured_mode(checked["structured"], out.schema)
     gen = _generation(checked)
-    compiled = Template(template, list(rows.columns), system=checked["system"], positional_column=positional_column)
+    compiled = Template(template, list(rows.columns), system=checked["system"], positional_column=positional_column,
+                        context=checked["context"])
     kind = target.kind  # the class alone (or the Provider passed as model=): the engine makes the provider
     provider_options = _with_api(checked, target, gen)
     endpoint = target.endpoint(checked["base_url"])
@@ -289,7 +290,7 @@ def planned(rows: Rows, h: Head, memo: Any = None) -> Plan:
     plain = gen
     if out.schema is not None:
         gen = {**gen, **kind.output_params(out.schema, strict=checked["strict"], structured=structured)}
-    static = static_prefix(prompts, len(first_row))
+    static = static_prefix(prompts, len(first_row), context=checked["context"] is not None)
     prefix = static if checked["prompt_cache"] else None
     cache_params = kind.prompt_cache_params(prefix, target.model) if prefix is not None else {}
     gen = {**gen, **cache_params}  # after the keys: they route or mark a request and change no answer

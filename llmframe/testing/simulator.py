@@ -28,6 +28,7 @@ from .batches import BatchService
 from .faults import HTML_502, Faults, FaultState, refusal, retype
 from .openai_chat import MODEL, BadRequest, Dialect, bearer_key, error_response
 from .prompt_cache import PromptCache, split
+from .gemini_caches import GeminiCaches, add_cache_routes
 from .server import LoopbackServer, cut, drip
 
 __all__ = ["API_KEY", "LoggedRequest", "SimulatedError", "Simulator", "default_answer", "digest_answer"]
@@ -162,6 +163,7 @@ class Simulator(LoopbackServer):
         self._ids = itertools.count(1)  # never reset, so ids stay unique for the server's life
         self.batches = BatchService(self)  # the batch APIs: settings, and the batches created
         self.prompt_cache = PromptCache()  # prefixes seen: cached tokens in each protocol's usage (enabled=False: off)
+        self.gemini_caches = GeminiCaches()  # Gemini's explicit cached contents (testing/gemini_caches.py)
         # (chat body, answer) -> the probability each answer token's logprob gives, where logprobs=true asks;
         # None: testing.logprobs.default_confidence
         self.confidence: Callable[[dict, str], float] | None = None
@@ -245,6 +247,7 @@ class Simulator(LoopbackServer):
         self._fault_state = None
         self.batches.reset()
         self.prompt_cache = PromptCache()
+        self.gemini_caches = GeminiCaches()
         self.confidence = None
 
     # --- server -----------------------------------------------------------
@@ -258,6 +261,7 @@ class Simulator(LoopbackServer):
             app.router.add_post(path, self._route(dialect))
         self.batches.add_routes(app)
         app["llmframe_files"] = self.batches.file  # Gemini fileData parts: the uploaded files' bytes
+        add_cache_routes(app, lambda: self.gemini_caches)  # the caches reset() last made
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/_sim/stats", self._stats)
         return app
@@ -280,8 +284,10 @@ class Simulator(LoopbackServer):
             return dialect.error(400, "request body is not valid JSON")
         try:
             chat = dialect.parse(request, raw)
+            if dialect is gemini_generate.GEMINI:
+                self.gemini_caches.expand(raw, chat)  # a named cached content's messages go first
         except BadRequest as exc:
-            return dialect.error(400, str(exc))
+            return dialect.error(getattr(exc, "status", 400), str(exc))
         # Logged on arrival, before any wait, so tests can observe requests in flight.
         peer = request.transport.get_extra_info("peername") if request.transport is not None else None
         entry = LoggedRequest(time.monotonic(), request.path, raw, chat=chat,
