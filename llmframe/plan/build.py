@@ -282,10 +282,7 @@ def planned(rows: Rows, h: Head, memo: Any = None) -> Plan:
                                 media=media_settings(checked, kind, checked["cache_dir"] or defaults.cache_dir))
     keys, row_to_key, first_row = _keys(h.head, prompts, checked["max_prompt_tokens"])
     prompts.settled()  # media templates: raise if no row's media could be used
-    if size > 1 and checked["mode"] == "auto":
-        batch = None
-    else:
-        batch = _batch_options(checked if tools is None else {**checked, "mode": "online"}, kind, len(first_row))
+    batch = _batch_options(checked if tools is None else {**checked, "mode": "online"}, kind, len(first_row))
     pricer = _pricer(checked, target, batch=batch is not None)
     plain = gen
     if out.schema is not None:
@@ -296,7 +293,7 @@ def planned(rows: Rows, h: Head, memo: Any = None) -> Plan:
     gen = {**gen, **cache_params}  # after the keys: they route or mark a request and change no answer
     packing = None
     if size > 1:
-        chars = packing_for(size, static, len(prompts.roles or ()), structured=structured, batch=batch is not None,
+        chars = packing_for(size, static, len(prompts.roles or ()), structured=structured,
                             local=getattr(kind, "local_groups", False))
         schema = pack_schema(out.schema.json_schema if out.schema is not None else None)
         asked = kind.output_params(schema, strict=checked["strict"], structured=structured)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import logprobs
+from . import logprobs, packed
 from .answers import completion_limit, fit, prompt_tokens, tokens
 from .gemini_generate import GEMINI
 from .openai_chat import OPENAI, Dialect
@@ -273,7 +273,10 @@ class BatchService:
             if batch.failed(custom_id):
                 batch.answers[i] = None
             else:
-                text, truncated = fit(self.sim.answer(chat), completion_limit(chat))
+                found = packed.item_schema(chat)  # a packed line: each item answered by its id
+                text = self.sim.answer(chat) if found is None else \
+                    packed.answer(chat, self.sim.answer, self.sim.fault_state(), found)
+                text, truncated = fit(text, completion_limit(chat))
                 batch.answers[i] = (text, "length" if truncated else "stop", (prompt_tokens(chat), tokens(text)))
         return batch.answers[i]
 

@@ -307,9 +307,7 @@ class Simulator(LoopbackServer):
 
         `raw` is the body as sent, `body` its chat-completions shape, which the answer is made from.
         """
-        state = self._fault_state
-        if state is None or state.faults is not self.faults:
-            state = self._fault_state = FaultState(self.faults)
+        state = self.fault_state()
         # Limits are reckoned at arrival, so a fresh key's headers do not depend on the server's speed.
         call = _Call(dialect, state, dialect.key(request), entry.time)
         prompt, limit = prompt_tokens(body), completion_limit(body)
@@ -366,6 +364,13 @@ class Simulator(LoopbackServer):
         reply = call.dialect.embedding_reply(raw, body, vectors, entry.billed[0])
         fault = fault if fault in ("reset", "drip", "malformed") else None
         return await _send(request, reply, call.limits(), fault, call.state.faults.drip_seconds), fault
+
+    def fault_state(self) -> FaultState:
+        """The state of the faults in force (made anew when the faults are changed)."""
+        state = self._fault_state
+        if state is None or state.faults is not self.faults:
+            state = self._fault_state = FaultState(self.faults)
+        return state
 
     def _answer(self, call: _Call, body: dict, fault: str | None) -> tuple[str, str | None] | web.Response:
         """The answer function's text, spoilt by an answer fault, and the fault that stands; or an error response."""
