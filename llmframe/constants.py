@@ -301,3 +301,6 @@ MISTRAL_RATELIMIT_HEADERS_REQUESTS = ("x-ratelimit-limit-{kind:.3}-minute", "x-r
 MISTRAL_RATELIMIT_HEADERS_TOKENS = ("x-ratelimit-limit-{kind}-minute", "x-ratelimit-remaining-{kind}-minute",
                                     "x-ratelimit-reset-{kind}-minute")
 MISTRAL_BATCH_TIMEOUT_HOURS = 24  # a Mistral batch job's timeout_hours (as the other providers' 24-hour windows)
+
+# The simulator takes bodies up to this size (aiohttp's default is 1 MiB): batch files as large as OpenAI's 200 MB
+SIM_MAX_BODY_BYTES = 256 * 2**20

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from .. import constants
+
 from . import (anthropic_messages, azure, embeddings, gemini_generate, logprobs, mistral, openai_chat,
                openai_responses, packed, tool_mode)
 from .answers import (completion_limit, default_answer, digest_answer, fit, last_user_text, prompt_tokens, spoil,
@@ -254,7 +256,7 @@ class Simulator(LoopbackServer):
 
     def _app(self) -> web.Application:
         """Build the aiohttp application with the simulator's routes."""
-        app = web.Application()
+        app = web.Application(client_max_size=constants.SIM_MAX_BODY_BYTES)
         for path, dialect in (*openai_chat.ROUTES, *anthropic_messages.ROUTES, *gemini_generate.ROUTES,
                               *embeddings.ROUTES, *openai_responses.ROUTES, *azure.ROUTES,
                               *mistral.ROUTES):
