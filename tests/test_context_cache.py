@@ -119,3 +119,35 @@ def test_the_gemini_simulator_refuses_what_google_refuses(sim):
     with pytest.raises(errors.ClientError, match="not found"):
         client.models.generate_content(model="gemini-2.5-flash", contents="hi",
                                        config=types.GenerateContentConfig(cached_content=made.name))
+
+
+def test_llmframe_run_takes_a_context_file(tmp_path):
+    from llmframe.apps import cli
+    from llmframe.errors import ConfigError
+
+    doc = tmp_path / "policy.txt"
+    doc.write_text(DOC, encoding="utf-8")
+    args = cli.build_parser().parse_args(["run", "i.parquet", "o.parquet", "-t", "{x}", "-m", GEMINI,
+                                          "--context", f"@{doc}"])
+    assert cli.generate_options(args) == {"context": DOC}
+    args = cli.build_parser().parse_args(["run", "i.parquet", "o.parquet", "-t", "{x}", "-m", GEMINI,
+                                          "--context", "inline text"])
+    assert cli.generate_options(args) == {"context": "inline text"}
+    with pytest.raises(ConfigError, match="cannot read"):
+        cli.generate_options(cli.build_parser().parse_args(["run", "i.parquet", "o.parquet", "-t", "{x}", "-m",
+                                                            GEMINI, "--context", f"@{tmp_path / 'none.txt'}"]))
+
+
+def test_context_must_be_text(sim):
+    from llmframe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="non-empty string"):
+        run(sim, reviews(2), "openai:gpt-4o-mini", context=["not", "text"])
+    assert sim.count == 0
+
+
+def test_a_function_template_gets_the_context_too(sim):
+    reviews(2).llm.generate(lambda row: f"Grade: {row['review']}", model="openai:gpt-4o-mini", context=DOC,
+                            system="Be brief.", base_url=sim.base_url, api_key=sim.api_key, progress=False)
+    assert [m["role"] for m in sim.requests[0].body["messages"]] == ["system", "user", "user"]
+    assert sim.requests[0].body["messages"][1]["content"] == DOC
