@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 
 from .. import constants
-from ..engine.packed import split_usage
+from ..engine.packed import items_of, shares
 from ..plan.build import Work
 from ..plan.request import Request, Response
 
@@ -58,19 +58,9 @@ def unpack(work: Work, keys: Sequence[str], found: dict[str, Response], index: d
             continue
         positions = [index[key] for key in group]
         value, problem = packing.check(line.text)
-        items = packing.split(value, len(group)) if problem is None else {}
-        parsed: dict[int, object] = {}
-        if check is not None:
-            for n, text in list(items.items()):
-                checked, wrong = check(text)
-                if wrong is None:
-                    parsed[n] = checked
-                else:
-                    del items[n]
-        requests = work.build(positions)
-        own = [len(r.messages[-1]["content"]) - packing.chars + 1 for r in requests]
-        shares = split_usage(line, own, [len(items.get(n, "")) + 1 for n in range(1, len(group) + 1)])
-        for n, (key, j, share) in enumerate(zip(group, positions, shares), 1):
+        items, parsed = items_of(packing, check, value if problem is None else None, len(group))
+        for n, (key, j, share) in enumerate(zip(group, positions, shares(packing, work.build(positions), line,
+                                                                          items)), 1):
             if n in items:
                 answered[key] = Response(items[n], share[0], share[1], line.finish_reason,
                                          cached_input_tokens=share[2], cache_write_tokens=share[3],
