@@ -339,7 +339,7 @@ class Batches:
         self.store.set_many([item for item in items if item[0] not in self._stale])
         self.store.set_many([item for item in items if item[0] in self._stale], overwrite=True)
         chunk.succeeded, chunk.failed = len(items), len(keys) - len(items)
-        chunk.done, chunk.status = len(keys), COLLECTED
+        chunk.done, chunk.status = chunk.requests if self.work.packing is not None else len(keys), COLLECTED
         self.states.save(self.job)
         self.progress.advance(rows - self._counted.get(chunk.uid, 0))
         self._counted[chunk.uid] = rows

@@ -219,14 +219,14 @@ def estimate(replan: Replan, chain: list[Stage], asks: list[dict], calibrate: in
     plans = [first if n == 0 and first is not None else replan(None, stage.model, ask)
              for n, (stage, ask) in enumerate(zip(chain, asks))]
     made = [engine.estimate(plan, mode=mode) for plan in plans]
-    share, rows = constants.CASCADE_ESTIMATE_SHARE, made[0].uncached_rows
+    share, rows = constants.CASCADE_ESTIMATE_SHARE, made[0].rows - made[0].skipped
     sample = min(calibrate, rows) / rows if rows else 0.0  # calibrate=n: n more rows on every later model
     fractions = [1.0] + [share ** n + sample for n in range(1, len(made))]
     cost = None if any(e.cost is None for e in made) else tuple(
         float(sum(e.cost[i] * f for e, f in zip(made, fractions))) for i in (0, 1))
     last = made[-1].cost
-    notes = [f"cascade: {made[0].model} answers all {rows:,} rows to send; assumed: {share:.0%} of the rows a model "
-             "is given go on to the next (known only once the answers are in)" +
+    notes = [f"cascade: {made[0].model} answers all {rows:,} rows; assumed: {share:.0%} of the rows a model is "
+             "given go on to the next (known only once the answers are in; cached answers cost nothing)" +
              (f", and the calibrate={calibrate} sample on every model" if calibrate else "") + ": " +
              "; ".join(f"{e.model} about {round(rows * f):,} rows" for e, f in zip(made[1:], fractions[1:]))]
     if last is not None:
