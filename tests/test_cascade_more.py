@@ -134,3 +134,16 @@ def test_batch_output_with_cached_tokens_or_logprobs_is_read_line_by_line():
     sure = {"content": [{"token": "ok", "logprob": -0.1, "bytes": [111, 107], "top_logprobs": []}]}
     found = parse_results("\n".join([line(0), line(1, logprobs=sure)]))
     assert found["c1"].confidence == pytest.approx(0.904837, rel=1e-5) and found["c0"].confidence is None
+
+
+def test_an_operators_dry_run_prices_its_cascade(kw, sim):
+    df = pd.DataFrame({"text": TICKETS * 10})
+    given = {k: v for k, v in kw.items() if k not in ("base_url", "api_key")}
+    question = 'Does the customer ask for a "refund"? {text}'
+    made = df.llm.filter(question, cascade=[BIG], dry_run=True, **given)
+    plain = df.llm.filter(question, dry_run=True, **given)
+    big = df.llm.filter(question, dry_run=True, **{**given, "model": BIG})
+    share = constants.CASCADE_ESTIMATE_SHARE
+    assert made.cost[1] == pytest.approx(plain.cost[1] + share * big.cost[1], rel=1e-6)
+    assert any("assumed: 20%" in n for _, e in made.stages for n in e.notes)
+    assert sim.count == 0
