@@ -36,7 +36,8 @@ class GeminiBatches(Adapter):
                  "the online one); check the model, or use mode='online'")
 
     def line_builder(self, params: dict) -> LineBuilder:
-        config = {_RENAMED.get(k) or _camel(k): v for k, v in params.items()}
+        # context= goes inline in a batch job's lines (a cached content would have to outlive the job)
+        config = {_RENAMED.get(k) or _camel(k): v for k, v in params.items() if k != constants.GEMINI_CONTEXT_PARAM}
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
         def line(key: str, messages: list[dict]) -> str:
