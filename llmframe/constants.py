@@ -82,7 +82,8 @@ CACHE_INLINE_AFTER_WRITES = 3  # quick writes in a row on the thread before the 
 CACHE_KEY_VERSION = 1  # bump when the key's canonical form changes
 CACHE_URL_ENV_VAR = "LLMFRAME_CACHE_URL"  # a shared store (postgresql://...) for every run that names no cache_dir
 CACHE_URL_SCHEMES = ("postgresql", "postgres")  # cache="<scheme>://..." means the PostgreSQL store
-CACHE_RECORD_FORMAT = 1  # the shared store's record format (Response.to_cache): bump when it changes
+CACHE_RECORD_FORMAT = 2  # the shared store's record format (Response.to_cache): bump when it changes
+# (2: embeddings' values are binary, plan.vector_value; format 1's values still read)
 PG_TABLE = "llmframe_answers"  # in the role's search_path: its schema is the DBA's choice
 PG_META_TABLE = "llmframe_meta"  # the store's format, so an older llmframe refuses a newer store
 PG_POOL_SIZE = 4  # connections per process: the feeder's lookups, the writer thread, admin commands

@@ -4,7 +4,6 @@ until the row the server refuses is alone, so one bad input fails only its own r
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Callable
 
@@ -65,7 +64,6 @@ class _Embedder:
     def __init__(self, provider: Provider, texts: list[str], settings: dict):
         self._provider, self._texts, self._settings = provider, texts, settings
         self.error: ProviderError | None = None  # the last refusal: whether a split can isolate a bad row
-        self.encoded: list[str] | None = None  # the answer's vectors as the cache spells them, where the reply did
 
     def __getattr__(self, name: str):
         return getattr(self._provider, name)
@@ -80,7 +78,6 @@ class _Embedder:
         if vectors.ndim != 2 or vectors.shape[0] != len(self._texts):
             raise ProviderError(f"malformed response: {vectors.shape[0] if vectors.ndim else 0} vectors for "
                                 f"{len(self._texts)} inputs", retryable=True, headers=embedded.headers)
-        self.encoded = embedded.encoded
         return Response(input_tokens=embedded.input_tokens, headers=embedded.headers, vector=vectors)
 
 
@@ -111,15 +108,14 @@ async def answer_pack(pack: Pack, provider: Provider, limiter: Limiter, policy: 
                       finish_pack: Callable[..., None]) -> None:
     """Embed a pack and finish its rows together; a refused pack of many rows is split to find the bad one.
 
-    finish_pack(positions, vectors, tokens, latency, encoded): the answered pack's rows at once.
+    finish_pack(positions, vectors, tokens, latency): the answered pack's rows at once.
     """
     positions, texts = pack
     embedder = _Embedder(provider, texts, settings)
     response = await billed_answer(_Estimate(texts), embedder, limiter, policy, counters, None,  # type: ignore[arg-type]
                                    provider.secrets, patience)
     if response.error is None:
-        finish_pack(positions, response.vector, shares(response.input_tokens, texts), response.latency,
-                    embedder.encoded)
+        finish_pack(positions, response.vector, shares(response.input_tokens, texts), response.latency)
         return
     if len(positions) > 1 and _splittable(embedder.error):
         half = math.ceil(len(positions) / 2)
@@ -131,9 +127,3 @@ async def answer_pack(pack: Pack, provider: Provider, limiter: Limiter, policy: 
         failed = Response(error=response.error, input_tokens=response.input_tokens if k == 0 else 0)
         finish(j, failed, counts_to_breaker=k == 0)
 
-
-def encode_all(vectors: np.ndarray) -> list[str]:
-    """Each row of a matrix as the cache's text: its little-endian float32 bytes in base64 (exact, a third of
-    JSON's size); for a reply that sent lists of numbers, or a local model's."""
-    raw = np.ascontiguousarray(vectors, dtype="<f4")
-    return [base64.b64encode(row.tobytes()).decode("ascii") for row in raw]

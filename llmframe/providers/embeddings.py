@@ -118,7 +118,7 @@ def openai_reply(body: Any, inputs: int, headers: Mapping | None) -> Embedded:
         tokens = replies.count(usage.get("prompt_tokens", usage.get("total_tokens")), "usage.prompt_tokens")
         fast = _base64_in_order(data, inputs)
         if fast is not None:
-            return Embedded(fast[0], tokens, headers, fast[1])
+            return Embedded(fast, tokens, headers)
         found: dict[int, np.ndarray] = {}
         for n, item in enumerate(data):
             item = replies.obj(item, f"data[{n}]")
@@ -128,11 +128,7 @@ def openai_reply(body: Any, inputs: int, headers: Mapping | None) -> Embedded:
             found[index] = _vector(item.get("embedding"), f"data[{n}].embedding")
     except replies.Malformed as exc:
         raise ProviderError(f"malformed response: {exc}", retryable=True, headers=headers) from None
-    order = sorted(found)
-    vectors = [found[i] for i in order]
-    texts = [data[i].get("embedding") for i in order] if order == list(range(len(data))) else None
-    encoded = texts if texts and all(isinstance(t, str) for t in texts) else None  # already the cache's spelling
-    return Embedded(matrix(vectors, inputs, headers), tokens, headers, encoded)
+    return Embedded(matrix([found[i] for i in sorted(found)], inputs, headers), tokens, headers)
 
 
 # Strict: a reply's stray character is a malformed reply, not a silently different vector.
@@ -140,9 +136,9 @@ _b64 = (functools.partial(binascii.a2b_base64, strict_mode=True) if sys.version_
         else functools.partial(base64.b64decode, validate=True))
 
 
-def _base64_in_order(data: list, inputs: int) -> tuple[np.ndarray, list[str]] | None:
-    """The usual reply (every input's vector, in order, base64 of one length) decoded at once into one matrix,
-    with its texts (the cache's spelling); None for any other reply, which the general path reads and checks."""
+def _base64_in_order(data: list, inputs: int) -> np.ndarray | None:
+    """The usual reply (every input's vector, in order, base64 of one length) decoded at once into one matrix;
+    None for any other reply, which the general path reads and checks."""
     if len(data) != inputs or not inputs:
         return None
     try:
@@ -159,7 +155,7 @@ def _base64_in_order(data: list, inputs: int) -> tuple[np.ndarray, list[str]] | 
     out = np.frombuffer(raw, dtype="<f4").reshape(inputs, -1)
     if not out.shape[1] or not np.isfinite(out).all():
         return None
-    return out, texts
+    return out
 
 
 def estimated_tokens(texts: list[str]) -> int:
