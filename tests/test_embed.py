@@ -280,3 +280,12 @@ def test_truncate_cuts_by_the_models_tiktoken_encoding_where_it_has_one(sim, emb
     assert out.notna().all()
     sent = [t for r in embedding_requests(sim) for t in r.body["input"]]
     assert sorted(map(len, sent)) == [len("red apple"), 8191]  # exactly the model's 8,191 tokens
+
+
+def test_media_in_an_embed_template_is_refused_before_sending(sim, embed, tmp_path):
+    frame = pd.DataFrame({"photo": [b"\x89PNG..."], "title": ["boots"]})
+    for template in (["{title}", llmframe.image("photo")],
+                     [{"role": "user", "content": ["{title}", llmframe.document("photo")]}]):
+        with pytest.raises(ConfigError, match="embed takes text only.*Describe the media first"):
+            embed(frame, template)
+    assert sim.count == 0

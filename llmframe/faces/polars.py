@@ -19,7 +19,7 @@ from ..plan.rows import Rows
 from . import accessors
 from . import polars_frames as frames
 from .polars_operators import PolarsOperators
-from .polars_vectors import ExprEmbed, PolarsVectors
+from .polars_vectors import ExprEmbed, LazyEmbed, PolarsVectors
 from .verbs import FrameVerbs, Generate, RowVerbs, empty_columns, keep_report, kept_report, remember
 
 _SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
@@ -108,8 +108,9 @@ class ExprNamespace(_ArrowColumns, Generate, ExprEmbed):
 
 
 @pl.api.register_lazyframe_namespace("llm")
-class LazyFrameNamespace(_ArrowColumns, Generate):
-    """lf.llm.generate(...): a LazyFrame with the answer columns; the model runs when it is collected."""
+class LazyFrameNamespace(_ArrowColumns, Generate, LazyEmbed):
+    """lf.llm.generate(...) and lf.llm.embed(...): a LazyFrame with the new columns; the model runs when it is
+    collected."""
 
     def _run(self, call: tuple) -> pl.LazyFrame:
         template, given = call

@@ -17,11 +17,17 @@ from .. import constants
 from ..errors import ConfigError
 from . import build
 from .request import Keys, canonical_json, content_digests, integer_at_least, key_prefix
+from .media import Media
 from .rows import Rows
 from .target import Target
 from .template import TemplateLike
 
 EMPTY_INPUT = "the input is empty: an embedding needs some text"
+MEDIA_REFUSED = ("embed takes text only: llmframe sends no images or PDFs to embedding models (OpenAI's and "
+                 "compatible servers' embeddings, Gemini's gemini-embedding-001 and text-embedding-004, local "
+                 "transformers and vLLM encoders embed text; Gemini's multimodal gemini-embedding-2 is not wired "
+                 "here yet). Describe the media first and embed the description: df.llm.generate(['Describe the "
+                 "picture', llmframe.image('photo')], output='caption'), then df.llm.embed('{caption}')")
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,8 @@ def embed_plan(frame: Rows, template: TemplateLike, *, target: Target,
     """
     if not isinstance(output, str) or not output:
         raise ConfigError(f"output must be the name of the vector column, got {output!r}")
+    if _has_media(template):
+        raise ConfigError(MEDIA_REFUSED)
     settings = _settings(dimensions, task_type, truncate)
     kind = target.kind
     endpoint = target.endpoint(common.get("base_url"))
@@ -83,6 +91,15 @@ def embed_plan(frame: Rows, template: TemplateLike, *, target: Target,
                           "the template and its columns")
     embedding = Embedding(settings, inputs, int(limits[1] * constants.EMBEDDING_PACK_SHARE))
     return dataclasses.replace(planned, embedding=embedding)
+
+
+def _has_media(template: TemplateLike) -> bool:
+    """True when the template holds a media part (llmframe.image, llmframe.document), alone or in a message."""
+    if not isinstance(template, (list, tuple)):
+        return False
+    contents = [part.get("content") if isinstance(part, dict) else part for part in template]
+    return any(isinstance(c, Media) or (isinstance(c, (list, tuple)) and any(isinstance(x, Media) for x in c))
+               for c in contents)
 
 
 def _without_empty(plan: build.Plan, provider: str, model: str, endpoint: str | None) -> build.Plan:
