@@ -1,4 +1,5 @@
-"""Gemini's Batch API through google-genai: inline requests for small jobs, an uploaded JSONL file for large ones."""
+"""Gemini's Batch API through google-genai: inline requests for small jobs, an uploaded JSONL file for large ones
+(and for embedding jobs, batch/gemini_embed.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from .. import constants
 from ..providers import media, replies
 from ..providers.gemini import candidate_text, finish_reason, media_part, to_contents
 from ..plan.request import Response
+from . import gemini_embed
 from .base import Adapter, LineBuilder, Status, error_text, json_lines, read_line
 
 _ENDED = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
@@ -36,6 +38,8 @@ class GeminiBatches(Adapter):
                  "the online one); check the model, or use mode='online'")
 
     def line_builder(self, params: dict) -> LineBuilder:
+        if constants.EMBEDDING_KEY in params:  # df.llm.embed: embedding requests (batch/gemini_embed.py)
+            return gemini_embed.line_builder(self.provider, params[constants.EMBEDDING_KEY])
         config = {_RENAMED.get(k) or _camel(k): v for k, v in params.items()}
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -55,6 +59,8 @@ class GeminiBatches(Adapter):
         return line
 
     async def create(self, uid: str, lines: list[str]) -> str:
+        if lines and gemini_embed.is_embedding(lines[0]):
+            return await gemini_embed.create(self, uid, lines)
         size = sum(len(line) for line in lines)
         with self.creating():  # a 404 here: the server has no batch API
             try:
@@ -155,6 +161,9 @@ def parse_results(data: bytes | str) -> dict[str, Response]:
         if not isinstance(line, dict) or not isinstance(line.get("key"), str):
             continue  # not one of our requests: its row stays unanswered, and says so
         response = line.get("response")
+        if isinstance(response, dict) and "embedding" in response:  # an embedding job's line
+            found[line["key"]] = read_line(lambda: gemini_embed.answer(response))
+            continue
         candidates = response.get("candidates") if isinstance(response, dict) else None
         if not candidates:
             found[line["key"]] = Response.failure(error_text(line.get("error") or "the server returned no candidates"))

@@ -75,6 +75,7 @@ class GeminiProvider(Provider):
     official_domain = constants.GEMINI_ENDPOINT_DOMAIN
     price_id = "google"
     batch_adapter = "llmframe.batch.gemini:GeminiBatches"
+    batch_embeddings = True  # client.batches.create_embeddings (batch/gemini_embed.py)
     batch_limits = constants.GEMINI_BATCH_LIMITS
     embedding_limits = constants.GEMINI_EMBEDDING_LIMITS
     embedding_input_tokens = constants.GEMINI_EMBEDDING_INPUT_TOKENS

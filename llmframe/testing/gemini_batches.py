@@ -1,5 +1,5 @@
-"""Gemini's batch API (models/{model}:batchGenerateContent, batches/{id}) and its resumable file uploads,
-as google-genai's client.batches and client.files speak them."""
+"""Gemini's batch API (models/{model}:batchGenerateContent, :asyncBatchEmbedContent for embeddings, batches/{id})
+and its resumable file uploads, as google-genai's client.batches and client.files speak them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import time
 
 from aiohttp import web
 
+from . import embeddings
+from .answers import tokens
 from .batches import Batch, Handler, VendorBatches, iso_time, unauthorized
 from .gemini_generate import GEMINI
 from .openai_chat import BadRequest
@@ -29,6 +31,7 @@ class GeminiBatches(VendorBatches):
         for version in ("v1beta", "v1"):
             routes += [
                 ("POST", f"/{version}/models/{{model:[^/:]+}}:batchGenerateContent", self.create),
+                ("POST", f"/{version}/models/{{model:[^/:]+}}:asyncBatchEmbedContent", self.create_embeddings),
                 ("POST", f"/{version}/batches/{{id:[^/:]+}}:cancel", self.cancel),
                 ("POST", f"/upload/{version}/files", self.upload),
                 ("GET", f"/{version}/files/{{id:[^/:]+}}:download", self.download),
@@ -54,6 +57,9 @@ class GeminiBatches(VendorBatches):
             metadata["endTime"] = iso_time(time.time())
             if batch.extra.get("file"):
                 metadata["output"] = {"responsesFile": f"files/out-{batch.id}"}
+            elif batch.extra.get("embedding"):
+                metadata["output"] = {"inlinedEmbedContentResponses": {
+                    "inlinedResponses": self._lines(batch, inline=True)}}
             else:
                 metadata["output"] = {"inlinedResponses": {"inlinedResponses": self._lines(batch, inline=True)}}
         return {"name": f"batches/{batch.id}", "metadata": metadata}
@@ -63,7 +69,7 @@ class GeminiBatches(VendorBatches):
         _state, done = batch.state()
         lines = []
         for i, (custom_id, _raw, _chat) in enumerate(batch.items[:done]):
-            reply = self.service.reply(GEMINI, batch, i)
+            reply = self._embedding(batch, i) if batch.extra.get("embedding") else self.service.reply(GEMINI, batch, i)
             entry: dict = {"response": reply} if reply is not None else {
                 "error": {"code": 500, "message": "simulated batch line error", "status": "INTERNAL"}}
             if inline:
@@ -74,7 +80,22 @@ class GeminiBatches(VendorBatches):
             lines.append(entry)
         return lines
 
-    async def create(self, request: web.Request) -> web.Response:
+    def _embedding(self, batch: Batch, i: int) -> dict | None:
+        """An embedding batch's response to item i (the online route's vector, its tokens), None if its line fails."""
+        custom_id, _raw, chat = batch.items[i]
+        if batch.failed(custom_id):
+            return None
+        vectors, problem = embeddings.embedded(chat, self.service.sim.embedding_input_tokens)
+        if problem is not None:
+            return None
+        return {"embedding": {"values": vectors[0].tolist()}, "tokenCount": sum(map(tokens, chat["inputs"]))}
+
+    async def create_embeddings(self, request: web.Request) -> web.Response:
+        """POST models/{model}:asyncBatchEmbedContent (client.batches.create_embeddings): embedding requests,
+        inlined or in an uploaded file of {"key", "request"} lines."""
+        return await self.create(request, embedding=True)
+
+    async def create(self, request: web.Request, embedding: bool = False) -> web.Response:
         """POST models/{model}:batchGenerateContent: a batch of inlined requests, or of an uploaded file's."""
         if (refused := unauthorized(GEMINI, request)) is not None:
             return refused
@@ -83,11 +104,13 @@ class GeminiBatches(VendorBatches):
         spec = (body.get("batch") or {}) if isinstance(body, dict) else {}
         config = spec.get("inputConfig") or {}
         route = _GeminiRoute(model)
+        dialect = embeddings.GEMINI if embedding else GEMINI
         items, metadata = [], []
-        if config.get("fileName"):
-            found = self.service.file(config["fileName"].removeprefix("files/"))
+        file_name = config.get("fileName") or config.get("file_name")  # proto JSON: either spelling (the SDK's own)
+        if file_name:
+            found = self.service.file(file_name.removeprefix("files/"))
             if found is None:
-                return GEMINI.error(404, f"File {config['fileName']} not found")
+                return GEMINI.error(404, f"File {file_name} not found")
             entries = [json.loads(t) for t in found[0].decode().splitlines() if t.strip()]
             pairs = [(e.get("key"), e.get("request"), None) for e in entries]
         elif isinstance((config.get("requests") or {}).get("requests"), list):
@@ -98,7 +121,7 @@ class GeminiBatches(VendorBatches):
             return GEMINI.error(400, "batch.inputConfig needs requests or a fileName")
         for number, (key, raw, meta) in enumerate(pairs):
             try:
-                chat = GEMINI.parse(route, raw)  # type: ignore[arg-type]  # parse reads only match_info
+                chat = dialect.parse(route, raw)  # type: ignore[arg-type]  # parse reads only match_info
             except BadRequest as exc:
                 return GEMINI.error(400, f"request {number}: {exc}")
             items.append((key, raw, chat))
@@ -106,7 +129,8 @@ class GeminiBatches(VendorBatches):
         service = self.service
         batch = service.add(Batch("gemini", service.new_id("sim"), items, service.settings, model,
                                   tag=spec.get("displayName"),
-                                  extra={"file": bool(config.get("fileName")), "metadata": metadata}))
+                                  extra={"file": bool(file_name), "metadata": metadata,
+                                         "embedding": embedding}))
         obj = self._object(batch)
         if batch.state()[0] == "running":
             obj["metadata"]["state"] = "BATCH_STATE_PENDING"
