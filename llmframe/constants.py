@@ -202,6 +202,7 @@ SCORE_COLUMN = "score"
 
 # Media: images and documents in templates (llmframe.image, llmframe.document)
 MEDIA_READ_BLOCK_BYTES = 1 << 20  # a file is hashed and read a block at a time, never whole in memory twice
+EMBEDDING_MEDIA_TOKENS = 258  # an image or page in an embedding input, for packing (Gemini bills a small image so)
 MEDIA_RENDER_CHUNK_ROWS = 512  # rows of a media template keyed at a time (Arrow binary cells are copies)
 MEDIA_DIGEST_CACHE_ENTRIES = 1_000_000  # files whose digest is kept by (device, inode, size, times) in the process
 MEDIA_DIGEST_FILE = "media-digests.sqlite"  # in the cache directory: the same, for a re-run in a new process

@@ -14,7 +14,8 @@ from google.genai import errors as genai_errors
 
 from ..plan.build import input_text
 from ..plan.request import Response
-from ..providers import embeddings
+from ..providers import embeddings, media
+from ..providers.gemini import media_part, to_contents
 from .base import LineBuilder
 
 _MARK = '"request":{"content":'  # what only an embedding line holds
@@ -33,6 +34,10 @@ def line_builder(provider: Any, settings: dict) -> LineBuilder:
 
     def line(key: str, messages: list[dict]) -> str:
         text = embeddings.cut([input_text(messages)], limit)[0]
+        if not isinstance(text, str):  # a multimodal model's media row: its text and media parts, inline
+            _system, contents = to_contents(media.messages_now(messages, media_part))
+            parts = [p.model_dump(exclude_none=True, mode="json") for c in contents for p in c.parts or ()]
+            return '{"key":' + dumps(key) + "," + _MARK + dumps({"parts": parts}) + tail
         return '{"key":' + dumps(key) + "," + _MARK + '{"parts":[{"text":' + dumps(text) + "}]}" + tail
 
     return line

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import constants
 from ..errors import ProviderError
-from ..plan.build import Policy
+from ..plan.build import Policy, input_chars
 from ..plan.request import Request, Response
 from ..providers.base import Provider
 from .attempts import billed_answer
@@ -38,7 +38,7 @@ class Packer:
         done: list[Pack] = []
         step = constants.CHARS_PER_TOKEN
         for j, text in zip(positions, texts):
-            cost = -(-len(text) // step)
+            cost = -(-(len(text) if type(text) is str else input_chars(text)) // step)  # media rows: messages
             if self._positions and (self._tokens + cost > self.max_tokens or len(self._positions) >= self.max_inputs):
                 done.append(self._take())
             self._positions.append(j)
@@ -88,7 +88,7 @@ def _splittable(error: ProviderError | None) -> bool:
 
 def shares(total: int, texts: list[str]) -> np.ndarray:
     """total tokens spread over the inputs by their length, summing to total exactly."""
-    lengths = np.fromiter(map(len, texts), dtype=np.float64, count=len(texts)) + 1.0
+    lengths = np.fromiter(map(input_chars, texts), dtype=np.float64, count=len(texts)) + 1.0
     share = np.floor(total * lengths / lengths.sum()).astype(np.int64)
     share[-1] += total - int(share.sum())
     return share
@@ -100,7 +100,7 @@ class _Estimate:
     __slots__ = ("messages", "key", "params")
 
     def __init__(self, texts: list[str]):
-        self.messages, self.key, self.params = [{"content": "x" * sum(map(len, texts))}], "", {}
+        self.messages, self.key, self.params = [{"content": "x" * sum(map(input_chars, texts))}], "", {}
 
 
 async def answer_pack(pack: Pack, provider: Provider, limiter: Limiter, policy: Policy, counters: Counters,

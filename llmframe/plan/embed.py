@@ -23,11 +23,11 @@ from .target import Target
 from .template import TemplateLike
 
 EMPTY_INPUT = "the input is empty: an embedding needs some text"
-MEDIA_REFUSED = ("embed takes text only: llmframe sends no images or PDFs to embedding models (OpenAI's and "
-                 "compatible servers' embeddings, Gemini's gemini-embedding-001 and text-embedding-004, local "
-                 "transformers and vLLM encoders embed text; Gemini's multimodal gemini-embedding-2 is not wired "
-                 "here yet). Describe the media first and embed the description: df.llm.generate(['Describe the "
-                 "picture', llmframe.image('photo')], output='caption'), then df.llm.embed('{caption}')")
+MEDIA_REFUSED = ("images and documents embed with a multimodal model, of llmframe's providers Gemini's "
+                 "(model='gemini:gemini-embedding-2'); OpenAI's and compatible servers' embeddings, "
+                 "gemini-embedding-001, text-embedding-004 and local transformers or vLLM encoders take text. Or "
+                 "describe the media first and embed the description: df.llm.generate(['Describe the picture', "
+                 "llmframe.image('photo')], output='caption'), then df.llm.embed('{caption}')")
 
 
 @dataclass(frozen=True)
@@ -66,10 +66,10 @@ def embed_plan(frame: Rows, template: TemplateLike, *, target: Target,
     """
     if not isinstance(output, str) or not output:
         raise ConfigError(f"output must be the name of the vector column, got {output!r}")
-    if _has_media(template):
-        raise ConfigError(MEDIA_REFUSED)
     settings = _settings(dimensions, task_type, truncate)
     kind = target.kind
+    if _has_media(template) and not kind.embeds_media(target.model):
+        raise ConfigError(f"{target.name} embeds text only: {MEDIA_REFUSED}")
     endpoint = target.endpoint(common.get("base_url"))
     kind.embedding_model(target.model, dimensions=settings.get("dimensions"), endpoint=endpoint)
     limits = kind.embedding_limits

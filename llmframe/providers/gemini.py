@@ -127,6 +127,11 @@ class GeminiProvider(Provider):
     def chat_model(cls, model: str, *, endpoint: str | None) -> None:
         embeddings.refuse_embedding_model(cls.name, model)
 
+    @classmethod
+    def embeds_media(cls, model: str) -> bool:
+        """Gemini's multimodal embedding models (gemini-embedding-2...): google-genai's own test of the name."""
+        return embeddings.is_multimodal_gemini(model)
+
     async def embed(self, texts: list[str], params: dict) -> Embedded:
         """embed_content with every text of the pack (the SDK sends one batchEmbedContents request).
 
@@ -136,7 +141,8 @@ class GeminiProvider(Provider):
             texts = embeddings.cut(texts, self.embedding_input_tokens)
         config = types.EmbedContentConfig(task_type=params.get("task_type"),
                                           output_dimensionality=params.get("dimensions"))
-        response = await self._sent(self.client.aio.models.embed_content(model=self.model, contents=texts,
+        contents = [t if isinstance(t, str) else await self._embedded_content(t) for t in texts]
+        response = await self._sent(self.client.aio.models.embed_content(model=self.model, contents=contents,
                                                                          config=config))
         headers = _headers(getattr(getattr(response, "sdk_http_response", None), "headers", None))
         vectors = [np.asarray(e.values or [], dtype=np.float32) for e in (response.embeddings or [])]
@@ -176,6 +182,11 @@ class GeminiProvider(Provider):
         if "tools" in request.params:
             response.tool_calls = tool_wire.gemini_turn(candidate)
         return response
+
+    async def _embedded_content(self, messages: list[dict]) -> types.Content:
+        """A media row of a multimodal embedding (embeds_media): its messages' text and media, as one content."""
+        _system, contents = to_contents(await self._with_media(messages))
+        return types.Content(role="user", parts=[part for content in contents for part in content.parts or ()])
 
     async def _with_media(self, messages: list[dict]) -> list[dict]:
         """Media parts inline; a request whose media pass Gemini's inline limit sends them through the Files API."""
