@@ -22,7 +22,7 @@ from .test_embed import MODEL, embed, texts  # noqa: F401  (fixture)
 
 
 def old_value(value: bytes) -> str:
-    """A binary value as format 1 wrote it: JSON, the vector's base64 first (Response.vectors_to_cache's shape)."""
+    """A binary value as format 1 wrote it: JSON, the vector's base64 first (earlier versions' shape)."""
     rows = vector_value.read([value])
     vector = rows["vector"][0].astype("<f4").tobytes()
     model, created = vector_value.meta(value)

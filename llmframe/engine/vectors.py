@@ -60,7 +60,7 @@ class Vectors:
         return problem
 
     def put_encoded(self, positions: np.ndarray, texts: list) -> np.ndarray:
-        """Store cached vectors (base64 float32 texts, see engine.packs.encode_all); a mask of those that do not fit."""
+        """Store cached vectors of earlier versions (base64 float32 texts); a mask of those that do not fit."""
         lengths = np.fromiter((len(t) if isinstance(t, str) else 0 for t in texts), dtype=np.int64, count=len(texts))
         bad = lengths == 0
         if bad.all():
@@ -110,7 +110,7 @@ class Vectors:
 
 
 def split_vectors(values: Sequence[str]) -> tuple[list[str], list] | None:
-    """Cached vectors' values ('["<base64>",tokens,...]', as Response.vectors_to_cache writes them) as their
+    """Cached vectors' values ('["<base64>",tokens,...]', as versions before the binary values wrote them) as their
     base64 texts and the rest of each row parsed (a 0 in the text's place); None unless every value is of that
     shape with texts of one length (the general parse reads and checks the rest)."""
     first = values[0]

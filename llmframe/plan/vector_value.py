@@ -1,8 +1,8 @@
 """A cached embedding in binary: a 32-byte header, the vector's little-endian float32 numbers, then the model.
 
 Values of one run have one length, so a chunk of them is read as one numpy structured array: the vectors go
-into the run's matrix in one copy, with no text parsed or decoded. Older values (Response.vectors_to_cache's
-JSON texts) still read: they are str, these are bytes.
+into the run's matrix in one copy, with no text parsed or decoded. Older values (JSON texts,
+'["<base64>",tokens,...]') still read: they are str, these are bytes.
 
     magic b"LFv\\x01" | dimensions u32 | input tokens i32 | flags u32 (1: batch) | created f64 | latency f64 (NaN:
     unknown) | dimensions x f32 | model, UTF-8
