@@ -158,3 +158,13 @@ def embedded(chat: dict, limit: int | None) -> tuple[list[np.ndarray], str | Non
     if problem is not None:
         return [], problem
     return [vector(t, chat["dimensions"]) for t in chat["inputs"]], None
+
+
+def batch_item(batch: Any, i: int, limit: int | None) -> tuple[dict, dict, list[np.ndarray], int] | None:
+    """An embedding batch's item i as the online route answers it: (raw, chat, vectors, tokens); None if its line
+    fails (a simulated line error, or an input past limit)."""
+    custom_id, raw, chat = batch.items[i]
+    if batch.failed(custom_id):
+        return None
+    vectors, problem = embedded(chat, limit)
+    return None if problem is not None else (raw, chat, vectors, sum(map(tokens, chat["inputs"])))

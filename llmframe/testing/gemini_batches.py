@@ -9,7 +9,6 @@ import time
 from aiohttp import web
 
 from . import embeddings
-from .answers import tokens
 from .batches import Batch, Handler, VendorBatches, iso_time, unauthorized
 from .gemini_generate import GEMINI
 from .openai_chat import BadRequest
@@ -82,13 +81,8 @@ class GeminiBatches(VendorBatches):
 
     def _embedding(self, batch: Batch, i: int) -> dict | None:
         """An embedding batch's response to item i (the online route's vector, its tokens), None if its line fails."""
-        custom_id, _raw, chat = batch.items[i]
-        if batch.failed(custom_id):
-            return None
-        vectors, problem = embeddings.embedded(chat, self.service.sim.embedding_input_tokens)
-        if problem is not None:
-            return None
-        return {"embedding": {"values": vectors[0].tolist()}, "tokenCount": sum(map(tokens, chat["inputs"]))}
+        item = embeddings.batch_item(batch, i, self.service.sim.embedding_input_tokens)
+        return None if item is None else {"embedding": {"values": item[2][0].tolist()}, "tokenCount": item[3]}
 
     async def create_embeddings(self, request: web.Request) -> web.Response:
         """POST models/{model}:asyncBatchEmbedContent (client.batches.create_embeddings): embedding requests,
