@@ -245,6 +245,13 @@ OPENAI_CACHE_MINIMUM = 1024  # OpenAI caches prompts from 1,024 tokens, in steps
 OPENAI_CACHE_STEP = 128
 GEMINI_CACHE_MINIMUMS = (("pro", 4096),)  # Gemini 2.5's implicit caching: Pro from 4,096 tokens, Flash from 1,024
 GEMINI_CACHE_MINIMUM = 1024
+# context= on Gemini: an explicit cached content (caches.create) where it holds at least the model's documented
+# minimum (ai.google.dev/gemini-api/docs/caching: 2,048 tokens on Gemini 2.5 Flash and Pro, 4,096 on Gemini 3),
+# kept for GEMINI_CONTEXT_CACHE_TTL_SECONDS, extended while the run goes on, deleted when it ends
+GEMINI_CONTEXT_CACHE_MINIMUMS = (("gemini-2.5", 2048), ("gemini-3", 4096))
+GEMINI_CONTEXT_CACHE_MINIMUM = 4096  # other models: the larger documented minimum
+GEMINI_CONTEXT_CACHE_TTL_SECONDS = 600
+GEMINI_CONTEXT_PARAM = "llmframe_context_cache"  # planned params entry: the leading messages the cache holds
 PREFIX_GROUP_CHARS = 16_384  # function templates: each chunk's requests are sent sorted by this much of their prompt
 PROMPT_CACHE_WARM_TOKENS = 1024  # a static prefix this long: the run's first request is answered before the rest go
 
@@ -262,6 +269,9 @@ CASCADE_CONFIDENCE_FIELD = "confidence"  # the output schema's field a row's con
 CASCADE_THRESHOLD = 0.8  # rows less confident than this go on to the next model, unless a threshold is given
 CASCADE_AGREEMENT = 0.95  # calibrate=n chooses thresholds for this agreement with the last model on the sample
 CASCADE_SEED = 0  # the calibration sample is drawn with this seed: the same rows on every run
+# estimate(cascade=...): the share of the rows a model is given that it is assumed to pass on to the next (an
+# assumption, said in the estimate's notes: the share is known only once the answers are in)
+CASCADE_ESTIMATE_SHARE = 0.2
 
 # Semantic operators (llmframe.ops: df.llm.filter, classify, join, top_k, rank, agg)
 JOIN_CANDIDATES = 5  # right rows per left row whose pairs a join asks about, picked by embeddings
@@ -296,3 +306,6 @@ MISTRAL_RATELIMIT_HEADERS_REQUESTS = ("x-ratelimit-limit-{kind:.3}-minute", "x-r
 MISTRAL_RATELIMIT_HEADERS_TOKENS = ("x-ratelimit-limit-{kind}-minute", "x-ratelimit-remaining-{kind}-minute",
                                     "x-ratelimit-reset-{kind}-minute")
 MISTRAL_BATCH_TIMEOUT_HOURS = 24  # a Mistral batch job's timeout_hours (as the other providers' 24-hour windows)
+
+# The simulator takes bodies up to this size (aiohttp's default is 1 MiB): batch files as large as OpenAI's 200 MB
+SIM_MAX_BODY_BYTES = 256 * 2**20

@@ -193,6 +193,23 @@ def _cascade_flags(entries: list[str]) -> list:
     return out
 
 
+def _context(name: str, value: Any) -> Any:
+    """context=: None, or a non-empty text."""
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError(f"context= must be a non-empty string (a document or instructions), got {value!r}")
+    return value
+
+
+def _text_or_file(value: str) -> str:
+    """--context's TEXT, or @FILE: that file's text."""
+    if value.startswith("@"):
+        try:
+            return Path(value[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--context {value}: cannot read {value[1:]!r}: {exc.strerror}") from None
+    return value
+
+
 def _cascade(name: str, value: Any) -> Any:
     """cascade=: None, or a list of models (the cascade checks each entry when it runs)."""
     if value is not None and (not isinstance(value, (list, tuple)) or not value):
@@ -341,8 +358,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("retry_online", "bool", False, "batch mode: send requests whose batch line failed through the online "
            "API in the same run", check=_FLAG, flag=Flag("--retry-online", SENDING, _ON)),
     Option("prices", "dict | None", None, '`{"provider:model": {"input_mtok": ..., "output_mtok": ..., '
-           '"cache_read_mtok": ...}}`: USD per million tokens, for models genai-prices does not know (or to '
-           "override it)", check=_prices,
+           '"cache_read_mtok": ..., "cache_write_mtok": ...}}`: USD per million tokens (the cached-input read and '
+           "prompt-cache write rates optional), for models genai-prices does not know (or to override it)",
+           check=_prices,
            flag=Flag("--prices", SENDING, dict(metavar="JSON|FILE"), json_argument("--prices"),
                      help='USD per million tokens for models genai-prices does not know, as JSON or a JSON file: '
                           '{"provider:model": {"input_mtok": 0.15, "output_mtok": 0.6}}')),
@@ -373,6 +391,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("calibrate", "int", 0, "cascade: run this many sample rows on every model first and choose the "
            "thresholds for 95% agreement with the last model", check=_at_least(0), see="Paying less",
            flag=Flag("--calibrate", SENDING, _N)),
+    Option("context", "str | None", None, "a long document or instructions every row shares: a user message of its "
+           "own after the system prompt, where providers' prompt caches serve it (Gemini: an explicit cached "
+           "content for the run); its text is sent as it is (braces are no placeholders)", check=_context,
+           flag=Flag("--context", GENERATION, dict(metavar="TEXT|@FILE"), _text_or_file), see="Paying less"),
     Option("on_row", "Callable | None", None, "called with each finished row (`RowEvent`: row, index, answer, "
            "error, usage, cached), on a thread of its own", check=_callback, see="Run callbacks"),
     Option("on_progress", "Callable | None", None, "called with the run's counts (a dict) as it goes, at most "

@@ -128,9 +128,10 @@ def test_an_operator_passes_generates_options_on(kw, sim):
     assert body["temperature"] == 0.3 and body["seed"] == 7 and body["max_tokens"] == 9
     assert body["messages"][0]["content"] == f"{semantic.FILTER_SYSTEM}\n\nBe terse."
     sent = sim.count
-    with pytest.raises(ConfigError, match="cascade="):  # reaches planning: issue 24's cascades plug in there
-        df.llm.filter('Is it a "refund"? {text}', cascade=["openai:other-model"], **kw)
-    assert sim.count == sent
+    out = df.llm.filter('Is it a "refund"? {text}', cascade=["openai:other-model"], **kw)  # issue 24's cascades
+    entry = out.llm.report["cascade"]
+    assert set(entry["rows_per_model"]) == {kw["model"], "openai:other-model"}
+    assert sum(entry["rows_per_model"].values()) == 2 and sim.count > sent
 
 
 def test_a_cached_rerun_of_an_operator_is_answered_by_the_run_memo(kw, sim):

@@ -140,7 +140,7 @@ BAD = {
     "stop": [""], "params": {"temperature": 1}, "missing": "drop", "max_prompt_tokens": 0, "cache": 1,
     "max_concurrency": 0, "rpm": -1, "tpm": 0, "max_attempts": 0, "max_failures_in_a_row": True, "timeout": 0,
     "max_wait": float("nan"), "mode": "later", "poll_interval": 0, "retry_online": "yes",
-    "prompt_cache": "yes", "rows_per_request": 0, "cascade": "openai:gpt-4o", "calibrate": -1,
+    "prompt_cache": "yes", "rows_per_request": 0, "cascade": "openai:gpt-4o", "calibrate": -1, "context": "",
     "prices": {"gpt": {}}, "max_cost": -1, "dtype_backend": "arrow",
     "max_image_side": 0, "fetch_urls": "yes",
     "tools": "lookup", "max_turns": 0, "tool_timeout": 0, "transcript": "yes", "tools_version": 3,

@@ -254,3 +254,43 @@ def test_cache_write_tokens_column_and_max_cost_reserve_at_the_write_rate(sim):
     assert request_cost(pricer, 0)(request) == pytest.approx(1000 * 3.0 / 1e6)
     openai = Pricer("openai:gpt-4o-mini", price_id="openai")  # no write price: writes cost plain input
     assert request_cost(openai, 0, writes=True)(request) == request_cost(openai, 0)(request)
+
+
+def test_estimate_includes_the_cache_write_premium():
+    """Anthropic bills the prefix a breakpoint writes at 1.25x the input rate: once online (the first request goes
+    alone), at most every request in a batch job; the estimate's cost range carries it and a note says so."""
+    df = reviews(4)
+    template = RULES + "\nReview: {review}"
+    online = df.llm.estimate(template, model=ANTHROPIC, max_tokens=5)
+    plain = df.llm.estimate(template, model=ANTHROPIC, max_tokens=5, prompt_cache=False)
+    written = len(RULES + "\nReview: ") // 4
+    premium = written * (3.75 - 3.0) / 1e6
+    assert online.cost[0] == pytest.approx(plain.cost[0] + premium, rel=1e-9)
+    assert online.cost[1] == pytest.approx(plain.cost[1] + premium, rel=1e-9)
+    assert any("cache-write rate" in n for n in online.notes)
+    batch = df.llm.estimate(template, model=ANTHROPIC, max_tokens=5, mode="batch")
+    plain_batch = df.llm.estimate(template, model=ANTHROPIC, max_tokens=5, mode="batch", prompt_cache=False)
+    assert batch.cost[1] == pytest.approx(plain_batch.cost[1] + 4 * premium / 2, rel=1e-9)  # batch: half rates
+    # no breakpoint (OpenAI, or a prefix below the model's minimum): no premium
+    openai = df.llm.estimate(template, model="openai:gpt-4o-mini", max_tokens=5)
+    assert not any("cache-write rate" in n for n in openai.notes)
+    haiku = df.llm.estimate(template, model="anthropic:claude-haiku-4-5", max_tokens=5)
+    assert not any("cache-write rate" in n for n in haiku.notes)
+
+
+def test_progress_bar_shows_what_the_prompt_cache_saved(sim, monkeypatch):
+    from llmframe.engine import progress
+
+    bars = []
+    original = progress.Progress.close
+
+    def keep(self, *args, **kwargs):  # the run's own bar, kept to read its counters after the run
+        bars.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(progress.Progress, "close", keep)
+    out = run(sim, reviews(5), RULES + "\nReview: {review}", ANTHROPIC)
+    bar = bars[-1]
+    assert bar.prompt_cached == out["response_cached_input_tokens"].sum() > 0
+    assert bar.prompt_saved == pytest.approx(out.llm.report["cost_saved_by_prompt_cache"], rel=1e-6)
+    assert f"(saved ${bar.prompt_saved:,.4f})" in bar.summary()

@@ -85,7 +85,7 @@ def test_anthropic_and_gemini_pack_too(sim):
     (lambda row: row["review"], {}, "function template"),
     ([{"role": "user", "content": "{review}"}, {"role": "assistant", "content": "ok"},
       {"role": "user", "content": "again {review}"}], {}, "last message"),
-    ("{review}", {"mode": "batch"}, "mode='online'"),
+    ("{review}", {"provider_options": {"batch_size": 2}, "model": "transformers:/nonexistent"}, "API providers"),
     ("{review}", {"structured": "json_object", "output": Verdict}, "json_schema"),
     ("{review}", {"rows_per_request": 1000}, "at most 100"),
     ("{review}", {"rows_per_request": 0}, ">= 1"),

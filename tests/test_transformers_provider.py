@@ -243,3 +243,41 @@ def test_a_missing_engine_names_the_extra_to_install(prefix, sdk, monkeypatch, t
     monkeypatch.setitem(sys.modules, sdk, None)  # what an environment without it looks like to import
     with pytest.raises(ConfigError, match=rf"pip install 'llmframe\[{prefix}\]'"):
         generate(frame(2), "{q}", f"{prefix}:{tmp_path}")
+
+
+def hand_confidences(path, texts, max_new_tokens=8):
+    """exp of the mean log-probability of each greedy answer's tokens, one prompt at a time (the reference)."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    net = transformers.AutoModelForCausalLM.from_pretrained(path)
+    found = []
+    for text in texts:
+        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            out = net.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, output_scores=True,
+                               return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id)
+        chosen = out.sequences[0, ids["input_ids"].shape[1]:]
+        logs = [torch.log_softmax(score[0].float(), -1)[t].item() for score, t in zip(out.scores, chosen)]
+        found.append(float(torch.tensor(logs).mean().exp()))
+    return found
+
+
+def test_a_cascade_reads_the_local_models_token_log_probabilities(model, llm_tiny_model, sim, monkeypatch):
+    """The tiny model's confidence is its answer's token log-probabilities (from generate's scores): the rows below
+    the threshold, and only those, go on to the next model (the simulator's, reached by its environment
+    variables: model='s options are the local model's)."""
+    monkeypatch.setenv("OPENAI_BASE_URL", sim.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", sim.api_key)
+    df = frame(8)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(llm_tiny_model)
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": f"Sentiment: {q}"}],
+                                           add_generation_prompt=True, tokenize=False) for q in df.q]
+    expected = hand_confidences(llm_tiny_model, texts)
+    assert all(0 < c <= 1 for c in expected)
+    threshold = sorted(expected)[4]  # the four least sure rows go on
+    out = generate(df, "Sentiment: {q}", model, cascade=[("openai:big", threshold)],
+                   provider_options={"batch_size": 3}, prices={"openai:big": {"input_mtok": 1, "output_mtok": 1}})
+    sent = sorted(e.body["messages"][-1]["content"] for e in sim.requests)
+    assert sent == sorted(f"Sentiment: {q}" for q, c in zip(df.q, expected) if c < threshold)
+    assert "logprobs" not in sim.requests[0].body  # the last model needs no confidence
+    entry = out.attrs["llmframe"]["cascade"]
+    assert entry["rows_per_model"] == {model: 4, "openai:big": 4}

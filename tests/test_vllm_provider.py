@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 from pydantic import BaseModel, Field
@@ -169,3 +170,26 @@ def test_ctrl_c_stops_between_groups_and_keeps_finished_rows(model, monkeypatch)
         calls.restore(llm)
     finished = out.attrs["llmframe"]["cached"]
     assert finished >= 4 and sum(calls.sizes) == 40 - finished and out["response"].notna().all()
+
+
+def test_a_cascade_reads_vllms_token_log_probabilities(model, sim, monkeypatch):
+    """SamplingParams(logprobs=0) gives each chosen token's log-probability: the answer's confidence is exp of
+    their mean, and the rows below the threshold, only those, go on to the next model (the simulator's)."""
+    monkeypatch.setenv("OPENAI_BASE_URL", sim.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", sim.api_key)
+    df = frame(8)
+    generate(df.head(1), "warm {q}", model)  # starts the engine
+    chats = [[{"role": "user", "content": f"Sentiment: {q}"}] for q in df.q]
+    raw = engine().chat(chats, vllm.SamplingParams(temperature=0, max_tokens=8, logprobs=0), use_tqdm=False)
+    expected = []
+    for r in raw:
+        c = r.outputs[0]
+        logs = [position[token].logprob for position, token in zip(c.logprobs, c.token_ids)]
+        expected.append(float(np.exp(np.mean(logs))))
+    assert all(0 < c <= 1 for c in expected)
+    threshold = sorted(expected)[4]  # the four least sure rows go on
+    out = generate(df, "Sentiment: {q}", model, cascade=[("openai:big", threshold)],
+                   prices={"openai:big": {"input_mtok": 1, "output_mtok": 1}})
+    sent = sorted(e.body["messages"][-1]["content"] for e in sim.requests)
+    assert sent == sorted(f"Sentiment: {q}" for q, c in zip(df.q, expected) if c < threshold)
+    assert out.attrs["llmframe"]["cascade"]["rows_per_model"] == {model: 4, "openai:big": 4}

@@ -40,7 +40,8 @@ class GeminiBatches(Adapter):
     def line_builder(self, params: dict) -> LineBuilder:
         if constants.EMBEDDING_KEY in params:  # df.llm.embed: embedding requests (batch/gemini_embed.py)
             return gemini_embed.line_builder(self.provider, params[constants.EMBEDDING_KEY])
-        config = {_RENAMED.get(k) or _camel(k): v for k, v in params.items()}
+        # context= goes inline in a batch job's lines (a cached content would have to outlive the job)
+        config = {_RENAMED.get(k) or _camel(k): v for k, v in params.items() if k != constants.GEMINI_CONTEXT_PARAM}
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
         def line(key: str, messages: list[dict]) -> str:

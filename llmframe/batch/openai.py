@@ -162,11 +162,35 @@ def _parse_answers_arrow(data: bytes | str) -> dict[str, Response] | None:
                  lambda t: pa.types.is_string(t) or pa.types.is_null(t))
         if not all(ok(column.type) for ok, column in zip(kinds, columns)):
             return None  # a field of the wrong type somewhere: each line is read and checked on its own
+        if _carries(first, "logprobs") or _cached(usage):
+            return None  # log-probabilities (a cascade's confidence), cached tokens: the line reader reads them
     except (pa.ArrowException, KeyError, IndexError, TypeError, ValueError):
         return None
     ids, texts, prompt, completion, finish = (c.to_pylist() for c in columns)
     return {key: Response(text, p or 0, c or 0, f, batch=True)
             for key, text, p, c, f in zip(ids, texts, prompt, completion, finish)}
+
+
+def _carries(column, name: str) -> bool:
+    """True where some line has a non-null `name` field in this struct column."""
+    names = [column.type.field(i).name for i in range(column.type.num_fields)]
+    if name not in names:
+        return False
+    import pyarrow.compute as pc
+
+    return pc.struct_field(column, name).null_count < len(column)
+
+
+def _cached(usage) -> bool:
+    """True where some line's usage.prompt_tokens_details.cached_tokens is above 0 (OpenAI sends 0 in every line)."""
+    import pyarrow.compute as pc
+
+    if not _carries(usage, "prompt_tokens_details"):
+        return False
+    details = pc.struct_field(usage, "prompt_tokens_details")
+    if not _carries(details, "cached_tokens"):
+        return False
+    return bool(pc.max(pc.struct_field(details, "cached_tokens")).as_py() or 0)
 
 
 def _parse_lines(data: bytes | str, read=replies.openai, answered=lambda body: bool(body.get("choices"))

@@ -27,6 +27,7 @@ from ..plan.build import Check, Work
 from ..plan import vector_value
 from ..plan.request import Response
 from .base import Adapter, Status, patiently
+from . import packed
 from .split import split
 from .state import COLLECTED, ENDED, NEW, RUNNING, BatchStateWarning, Chunk, DamagedState, Job, StateStore
 
@@ -112,7 +113,8 @@ class Batches:
 
     def __init__(self, work: Work, provider: Provider, *, store: Store, model: str, poll_interval: float,
                  progress: Progress, online: Callable[[Work], Awaitable[Sequence[Response | None]]] | None = None,
-                 counters: Counters | None = None):
+                 counters: Counters | None = None,
+                 alone: Callable[[Work], Awaitable[Sequence[Response | None]]] | None = None):
         self.work = work
         self.adapter = adapter_for(provider)
         self.store = store
@@ -128,6 +130,8 @@ class Batches:
         self._index = {key: j for j, key in enumerate(keys)}
         self._counted: dict[str, int] = {}  # rows already shown as done, per chunk
         self._stale: set[str] = set()  # cached answers the output schema now rejects: overwritten when collected
+        self.alone = alone  # rows_per_request: asks the rows a pack's answer left out, online (batch/packed.py)
+        self._alone: dict[int, tuple] = {}  # those rows' positions, and their share of their pack's tokens
 
     # --- submit -----------------------------------------------------------------------------
 
@@ -156,6 +160,8 @@ class Batches:
             if any(f.done() and not f.cancelled() and f.exception() is not None for f in creating):
                 break  # the provider refused a batch: the gather below raises why, nothing more is sent
             chunk = Chunk(self._next_uid(), len(group))
+            if self.work.packing is not None:  # a packed line's id is its rows' keys: the key file lists the rows
+                group = [key for keys in group for key in keys]
             self.states.save_keys(self.job, chunk, group)
             self.job.chunks.append(chunk)
             self.states.save(self.job)
@@ -199,8 +205,25 @@ class Batches:
             missing += [j for j, key in enumerate(block, start) if not results.done[j] and key not in covered]
         return missing
 
+    def _packed_lines(self, positions: list[int]) -> Iterator[tuple[tuple[str, ...], str]]:
+        """(the rows' keys, JSON line) of each pack of rows_per_request rows at these positions."""
+        line = None
+        for rows, request in packed.packed_requests(self.work, positions):
+            line = line or self.adapter.line_builder(request.params)
+            keys = tuple(r.key for r in rows)
+            try:
+                yield keys, line(packed.pack_id(keys), request.messages)
+            except ProviderError as exc:  # its media could not be read: its rows fail
+                for key in keys:
+                    self.results[self._index[key]] = Response.failure(str(exc))
+                self.progress.advance(sum(int(self.work.weights[self._index[k]]) for k in keys), failed=True,
+                                      error=str(exc))
+
     def _lines(self, positions: list[int]) -> Iterator[tuple[str, str]]:
         """(custom id, JSON line) of the requests at these positions, rendered a chunk at a time."""
+        if self.work.packing is not None:
+            yield from self._packed_lines(positions)
+            return
         line = None
         for start in range(0, len(positions), constants.CHUNK_SIZE):
             requests = self.work.build(positions[start:start + constants.CHUNK_SIZE])
@@ -307,6 +330,10 @@ class Batches:
         keys = self.states.keys(self.job, chunk)
         if keys is None:  # the key file is gone: the answers still name their rows (custom id = key)
             keys = list(found)
+        elif self.work.packing is not None:  # each pack's answer as its rows' own
+            found, alone = packed.unpack(self.work, keys, found, self._index)
+            self._alone.update(alone)
+            self.counters.packed_requests += -(-len(keys) // self.work.packing.size)
         responses, items = settle(keys, found, why, self.work.check, self.model, self.counters)
         rows = 0
         for key, response in zip(keys, responses):
@@ -317,7 +344,7 @@ class Batches:
         self.store.set_many([item for item in items if item[0] not in self._stale])
         self.store.set_many([item for item in items if item[0] in self._stale], overwrite=True)
         chunk.succeeded, chunk.failed = len(items), len(keys) - len(items)
-        chunk.done, chunk.status = len(keys), COLLECTED
+        chunk.done, chunk.status = chunk.requests if self.work.packing is not None else len(keys), COLLECTED
         self.states.save(self.job)
         self.progress.advance(rows - self._counted.get(chunk.uid, 0))
         self._counted[chunk.uid] = rows
@@ -330,6 +357,13 @@ class Batches:
             await self.refresh()
             self.progress.refresh()
         results = self.results
+        if self._alone and self.alone is not None:  # rows a pack's answer left out: asked alone, online
+            positions = sorted(self._alone)
+            self.counters.asked_alone += len(positions)
+            for j, response in zip(positions, await self.alone(self.work.subset(positions))):
+                if response is not None:
+                    results[j] = packed.with_share(response, self._alone[j])
+            self._alone.clear()
         failed = np.flatnonzero(results.failed()).tolist()
         if failed and self.online is not None:
             retry = self.work.subset(failed)

@@ -212,6 +212,9 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
     cache_note, _ = levers.prompt_cache_note(run, pricer, tokens)
     if cache_note is not None:
         notes.append(cache_note)
+    write_note, write_low, write_high = levers.cache_write_premium(run, pricer, tokens, mode)
+    if write_note is not None:
+        notes.append(write_note)
     return Estimate(
         model=run.model,
         mode=mode,
@@ -223,7 +226,7 @@ def estimate(run: Plan, store: Store | None, *, mode: str = "online") -> Estimat
         input_tokens=int(tokens.sum()),
         tokenizer=tokenizer,
         output_tokens=(low * n, int(np.asarray(high_output).sum()) if tools is not None else limit * n),
-        cost=None if low_costs is None else (float(low_costs.sum()), float(high_costs.sum())),
+        cost=None if low_costs is None else (float(low_costs.sum()) + write_low, float(high_costs.sum()) + write_high),
         price=pricer.describe(),
         samples=[run.prompts.messages(int(i)) for i in send_rows[: constants.ESTIMATE_SAMPLES]],
         notes=notes,

@@ -45,3 +45,24 @@ def prompt_cache_note(run: Plan, pricer: Pricer, tokens: np.ndarray) -> tuple[st
     return (f"prompt cache: {prefix.tokens:,} tokens every request shares; read from the provider's cache after "
             f"the first request, the input costs about {dollars(full - saved)} instead of {dollars(full)} "
             "(where the provider caches it: see 'Paying less')"), saved
+
+
+def cache_write_premium(run: Plan, pricer: Pricer, tokens: np.ndarray, mode: str) -> tuple[str | None, float, float]:
+    """A note on the prompt cache's write premium (Anthropic bills the prefix a cache_control breakpoint writes at
+    1.25x the input rate), and that premium in USD at the low and the high end of the estimate.
+
+    Online the first request goes alone and writes the prefix once (the low and the high end); a batch job's
+    requests run in no order, so at the high end every one may write it.
+    """
+    prefix = run.prefix
+    if prefix is None or not len(tokens) or constants.ANTHROPIC_CACHE_PARAM not in run.params or not pricer.known:
+        return None, 0.0, 0.0
+    written = min(prefix.tokens, int(tokens[0]))
+    one = (pricer.cost(written, 0, 0, written) or 0.0) - (pricer.cost(written, 0) or 0.0)
+    if one <= 0:
+        return None, 0.0, 0.0
+    high = one * (len(tokens) if mode == "batch" else 1)
+    where = ("the first request writes it once (it goes alone)" if mode != "batch" else
+             "at least one request writes it, at most every request of the batch (the high end)")
+    return (f"prompt cache writes: the {written:,}-token prefix is written at the cache-write rate, "
+            f"{dollars(one)} above plain input per write; {where}"), one, high

@@ -64,6 +64,14 @@ class CostMeter:
         return self.pricer.cost(response.input_tokens, response.output_tokens, response.cached_input_tokens,
                                 response.cache_write_tokens)
 
+    def saved(self, response: Response) -> float | None:
+        """USD the provider's prompt cache took off one answer (its cache writes' premium netted); None where
+        unpriced or the prompt cache served and wrote nothing."""
+        if not self._known or not (response.cached_input_tokens or response.cache_write_tokens):
+            return None
+        full = self.pricer.cost(response.input_tokens, response.output_tokens)
+        return None if full is None else full - (self.price(response) or 0.0)
+
     async def reserve(self, j: int, request: Request) -> bool:
         """Hold request j's estimate against the budget before it is sent; False when it must not be sent."""
         estimate_ = self._estimate(request)

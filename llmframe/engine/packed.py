@@ -63,19 +63,8 @@ async def answer_rows(pack: list[Item], packing: Packing, provider: Provider, li
     packed = packing.request(requests)
     response = await billed_answer(packed, provider, limiter, policy, counters, packing.check, secrets, patience)
     counters.packed_requests += 1
-    answers: dict[int, str] = {}
-    if response.error is None:
-        answers = packing.split(response.parsed, len(pack))
-    parsed: dict[int, object] = {}
-    if check is not None:
-        for n, text in list(answers.items()):
-            value, problem = check(text)
-            if problem is None:
-                parsed[n] = value
-            else:
-                del answers[n]
-    items = [len(r.messages[-1]["content"]) - packing.chars + 1 for r in requests]
-    tokens = split_usage(response, items, [len(answers.get(n, "")) + 1 for n in range(1, len(pack) + 1)])
+    answers, parsed = items_of(packing, check, response.parsed if response.error is None else None, len(pack))
+    tokens = shares(packing, requests, response, answers)
     for n, (j, request) in enumerate(pack, 1):
         share = tokens[n - 1]
         if n in answers:
@@ -90,6 +79,29 @@ async def answer_rows(pack: list[Item], packing: Packing, provider: Provider, li
         alone.cached_input_tokens += share[2]
         alone.cache_write_tokens += share[3]
         finish(j, alone)
+
+
+def items_of(packing: Packing, check: Check | None, value: dict | None, count: int
+             ) -> tuple[dict[int, str], dict[int, object]]:
+    """A packed answer's (already shape-checked) items: each valid answer text by id 1..count, and its parsed
+    value where the output is structured; the ids left out are asked again alone."""
+    answers = packing.split(value, count) if value is not None else {}
+    parsed: dict[int, object] = {}
+    if check is not None:
+        for n, text in list(answers.items()):
+            checked, problem = check(text)
+            if problem is None:
+                parsed[n] = checked
+            else:
+                del answers[n]
+    return answers, parsed
+
+
+def shares(packing: Packing, requests: list[Request], response: Response,
+           answers: dict[int, str]) -> list[tuple[int, int, int, int]]:
+    """Each row's share of a packed request's billed tokens: input by its item's length, output by its answer's."""
+    items = [len(r.messages[-1]["content"]) - packing.chars + 1 for r in requests]
+    return split_usage(response, items, [len(answers.get(n, "")) + 1 for n in range(1, len(requests) + 1)])
 
 
 def split_usage(response: Response, inputs: list[int], outputs: list[int]) -> list[tuple[int, int, int, int]]:

@@ -86,7 +86,8 @@ class _Pool:
         cost = self.meter.settle(j, response) if self.meter is not None else None
         self.progress.advance(self.work.weights[j], failed=failed, error=response.error,
                               tokens=response.input_tokens + response.output_tokens, cost=cost,
-                              prompt_cached=response.cached_input_tokens)
+                              prompt_cached=response.cached_input_tokens,
+                              saved=self.meter.saved(response) if self.meter is not None else None)
         counters = self.counters
         if failed:
             if counts_to_breaker:

@@ -54,6 +54,7 @@ class Progress:
         self.first_error: str | None = None  # what the final state quotes when every row failed
         self.tokens = 0
         self.prompt_cached = 0  # input tokens the provider's prompt cache served
+        self.prompt_saved: float | None = None  # dollars the prompt cache took off (its writes netted), where priced
         self.cost: float | None = None  # dollars; stays None (and off the bar) until a run reports a price
         self._drawn = 0
         self.note = ""  # a short live status shown after the counters (batch jobs: requests done per job)
@@ -80,10 +81,12 @@ class Progress:
 
     def advance(self, rows: int, *, cached: bool = False, failed: bool = False, tokens: int = 0,
                 cost: float | None = None, skipped: bool = False, error: str | None = None,
-                prompt_cached: int = 0) -> None:
+                prompt_cached: int = 0, saved: float | None = None) -> None:
         """Count rows finished (and their cost in dollars, where priced); drawing waits for the next refresh."""
         self.done += rows
         self.prompt_cached += prompt_cached
+        if saved is not None:
+            self.prompt_saved = (self.prompt_saved or 0.0) + saved
         if cached:
             self.cached += rows
         if failed:
@@ -99,7 +102,8 @@ class Progress:
         """The counters as the bar shows them after rows done / total."""
         parts = [f"cached={self.cached:,}", f"failed={self.failed:,}", f"tokens={self.tokens:,}"]
         if self.prompt_cached:
-            parts.append(f"prompt-cached={self.prompt_cached:,}")
+            saved = "" if self.prompt_saved is None else f" (saved ${self.prompt_saved:,.4f})"
+            parts.append(f"prompt-cached={self.prompt_cached:,}{saved}")
         if self.cost is not None:
             parts.append(f"cost=${self.cost:,.4f}")
         if self.note:
@@ -205,11 +209,11 @@ class _Part(Progress):
 
     def advance(self, rows: int, *, cached: bool = False, failed: bool = False, tokens: int = 0,
                 cost: float | None = None, skipped: bool = False, error: str | None = None,
-                prompt_cached: int = 0) -> None:
+                prompt_cached: int = 0, saved: float | None = None) -> None:
         super().advance(rows, cached=cached, failed=failed, tokens=tokens, cost=cost, skipped=skipped, error=error,
-                        prompt_cached=prompt_cached)
+                        prompt_cached=prompt_cached, saved=saved)
         self._outer.advance(rows, cached=cached, failed=failed, tokens=tokens, cost=cost, skipped=skipped,
-                            prompt_cached=prompt_cached,
+                            prompt_cached=prompt_cached, saved=saved,
                             error=error)
 
     def show_pause(self, seconds: float, why: str) -> None:

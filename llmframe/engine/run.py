@@ -142,7 +142,8 @@ def batch_jobs(plan: Plan, provider: Provider, *, store: Store | None, meter: Co
 
     assert plan.batch is not None and store is not None
     return Batches(plan.work(), provider, store=store, model=plan.model, poll_interval=plan.batch.poll_interval,
-                   progress=progress, online=online if plan.batch.retry_online else None, counters=counters)
+                   progress=progress, online=online if plan.batch.retry_online else None, counters=counters,
+                   alone=online if plan.packing is not None else None)
 
 
 def _budget(meter: CostMeter | None):

@@ -129,7 +129,7 @@ class Generate:
                  poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
                  max_cost: float | None = None, max_image_side: int | None = None, fetch_urls: bool = False,
                  prompt_cache: bool = True, rows_per_request: int = 1,
-                 cascade: list | None = None, calibrate: int = 0,
+                 cascade: list | None = None, calibrate: int = 0, context: str | None = None,
                  on_row: Callable | None = None, on_progress: Callable | None = None,
                  on_done: Callable | None = None,
                  **unknown: Any) -> Any:
@@ -196,12 +196,16 @@ class RowVerbs(Generate):
                         retry_online: bool = False, prices: dict | None = None, max_cost: float | None = None,
                         max_image_side: int | None = None, fetch_urls: bool = False,
                  prompt_cache: bool = True, rows_per_request: int = 1,
-                        cascade: list | None = None, calibrate: int = 0,
+                        cascade: list | None = None, calibrate: int = 0, context: str | None = None,
                         on_row: Callable | None = None, on_progress: Callable | None = None,
                         on_done: Callable | None = None,
                         **unknown: Any) -> Any:
         """The async twin of generate, for code that already runs an event loop."""
         call = self._call(template, locals())
+        if call[1].get("cascade") is not None:
+            from ..ops import cascade
+
+            return await cascade.arun(self, call[0], dict(call[1]), call)
         plan = self._plan(*call)
         return self._result(plan, await run_async(engine.start(plan)), call)
 
@@ -229,7 +233,7 @@ class RowVerbs(Generate):
                  poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
                  max_cost: float | None = None, max_image_side: int | None = None, fetch_urls: bool = False,
                  prompt_cache: bool = True, rows_per_request: int = 1,
-                 cascade: list | None = None, calibrate: int = 0,
+                 cascade: list | None = None, calibrate: int = 0, context: str | None = None,
                  on_row: Callable | None = None, on_progress: Callable | None = None,
                  on_done: Callable | None = None,
                  **unknown: Any) -> Estimate:
@@ -243,6 +247,10 @@ class RowVerbs(Generate):
         # Nothing is sent, so no key is needed; a placeholder lets the plan check everything else (a Provider
         # instance carries its own). mode= says which prices to use here: the plan is an online one, as it always was.
         given.update(mode=constants.BATCH_MODES[0], api_key=api_key or _placeholder_key(model), progress=False)
+        if cascade is not None:
+            from ..ops import cascade as cascade_
+
+            return cascade_.face_estimate(self, template, given, mode, _placeholder_key)
         made = engine.estimate(self._plan(template, given), mode=mode)
         if made.uncached_rows:
             made.not_cached_because = self._why(template, given, made.uncached_rows)
@@ -318,7 +326,7 @@ class FrameVerbs(RowVerbs):
                poll_interval: float | None = None, retry_online: bool = False, prices: dict | None = None,
                max_cost: float | None = None, max_image_side: int | None = None, fetch_urls: bool = False,
                  prompt_cache: bool = True, rows_per_request: int = 1,
-               cascade: list | None = None, calibrate: int = 0,
+               cascade: list | None = None, calibrate: int = 0, context: str | None = None,
                on_row: Callable | None = None, on_progress: Callable | None = None,
                on_done: Callable | None = None,
                **unknown: Any) -> BatchJob | OnlineJob:

@@ -76,6 +76,11 @@ class Caller:
         self._embeddings: set[str] = set()  # stages that made vectors: no model calls
         self.estimates: list[tuple[str, Estimate]] = []
         self._online: set[int] = set()  # the plans (ids) of stages that run online whatever mode= says
+        self.cascade = None  # cascade=: each call's rows through the cascade's models (ops/cascade.py)
+        if self.options.get("cascade") is not None:
+            from .cascade import Cascading
+
+            self.cascade = Cascading(self.options, model)
 
     def plan(self, rows: Rows, template: TemplateLike, output: Any, *, system: str | None = None,
              online: bool = False, max_tokens: int | None = None, memo: bool = False, own: bool = False
@@ -98,6 +103,13 @@ class Caller:
             given["progress"] = False
             if not isinstance(self.model, Provider):
                 given["api_key"] = given.get("api_key") or constants.ESTIMATE_API_KEY
+        if self.cascade is not None:  # each stage a plan of its own over the rows that reach it (no run memo)
+            made = self.cascade.plan(rows, lambda some, model, ask: self._stage(some if some is not None else rows,
+                                                                                template, output, given, model, ask),
+                                     output)
+            if priced_online:
+                self._online.add(id(made))
+            return made
         if memo and not self.dry_run:
             from ..memo import calls as run_memo
 
@@ -107,16 +119,44 @@ class Caller:
             self._online.add(id(made))
         return made
 
+    def _cascades(self, plan: build.Plan) -> bool:
+        """True for a plan that runs as a cascade (cascade=; not an embedding stage's)."""
+        return self.cascade is not None and self.cascade.owns(plan)
+
+    def _stage(self, rows: Rows, template: TemplateLike, output: Any, given: dict, model: Any, ask: dict) -> build.Plan:
+        """A cascade stage's plan: the call's options, on that stage's model (ops/cascade.py)."""
+        from .cascade import stage_options
+
+        opts = stage_options({**given, "model": self.model}, model, ask)
+        target = self.target if opts.pop("model") is self.model else resolve(model)
+        if self.dry_run and not isinstance(model, Provider):
+            opts["api_key"] = opts.get("api_key") or constants.ESTIMATE_API_KEY
+        return build.plan(rows, template, target=target, output=output, output_frame_columns=(), **opts)
+
     def run(self, stage: str, plan: build.Plan) -> dict[str, Column] | None:
         """Run the plan now (None on a dry run, which estimates it instead); BudgetExceeded when max_cost ran out."""
         if self.dry_run:
             batch = self.options.get("mode") == "batch" and id(plan) not in self._online
-            self.estimates.append((stage, engine.estimate(plan, mode="batch" if batch else "online")))
+            mode = "batch" if batch else "online"
+            made = self.cascade.estimate(plan, mode) if self._cascades(plan) else engine.estimate(plan, mode=mode)
+            self.estimates.append((stage, made))
             return None
-        bar = for_run(len(plan.prompts), show=should_show(plan.progress), description=f"{self.operator} {stage}: "
-                      f"{plan.model}")  # which of the operator's calls this bar counts
-        outcome = run_sync(engine.start(plan, meter=CostMeter.for_plan(plan, self.budget), progress=bar))
+
+        def execute(plan: build.Plan) -> Any:
+            bar = for_run(len(plan.prompts), show=should_show(plan.progress), description=f"{self.operator} {stage}: "
+                          f"{plan.model}")  # which of the operator's calls this bar counts
+            return run_sync(engine.start(plan, meter=CostMeter.for_plan(plan, self.budget), progress=bar))
+
+        entry = None
+        if self._cascades(plan):
+            plan, outcome, entry = self.cascade.run(plan, execute)
+        else:
+            outcome = execute(plan)
         columns, report = collector.collect(plan, outcome)
+        if entry is not None:
+            from .cascade import attach
+
+            attach(report, entry)
         self.reports.append((stage, report))
         budget = report.get("budget")
         if budget and budget["rows_not_sent"]:
@@ -165,6 +205,9 @@ class Caller:
         out = {"operator": self.operator, **merged, "calls": calls, "requests_sent": sent, "stages": stages, **extra}
         if any(c is not None for c in costs):
             out["cost"] = sum(c or 0.0 for c in costs)
+        cascades = [r["cascade"] for _, r in self.reports if "cascade" in r]  # cascade=: each call's own entry
+        if cascades:
+            out["cascade"] = cascades[0] if len(cascades) == 1 else cascades
         return out
 
     def estimate(self, calls: tuple[int, int], naive: int, notes: list[str] | None = None,

@@ -13,16 +13,19 @@ report says how many rows each model answered and what they cost against the las
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from .. import constants, options
+from ..cost.estimate import Estimate
+from ..cost.money import dollars
 from ..cost.prices import Pricer
 from ..engine import run as engine
 from ..engine.answers import Answers
-from ..engine.loop import run_sync
+from ..engine.loop import run_async, run_sync
 from ..engine.outcome import Outcome
 from ..errors import ConfigError
 from ..plan.build import Plan
@@ -100,21 +103,30 @@ def logprob_params(chain: list[Stage], output: Any) -> list[dict]:
     return [*out, {}]
 
 
-def run(verbs: Any, template: Any, given: dict, call: tuple) -> Any:
-    """A cascade through a face's verbs: plan and run each stage on the rows that reach it, merge, report."""
+# A stage's plan: (some of the rows, or None for all of them; the stage's model; what asks for its confidence).
+Replan = Callable[[Any, Any, dict], Plan]
+Flow = Generator[Plan, Outcome, tuple[Plan, Outcome, dict]]
+
+
+def setup(given: dict) -> tuple[list[Stage], int]:
+    """Pop cascade= and calibrate= from generate's options, checked: the stages and the calibration sample size."""
     for name in ("cascade", "calibrate"):  # the options table's own checks first, as a plan makes them
-        given[name] = options.BY_NAME[name].check(name, given[name])
+        given[name] = options.BY_NAME[name].check(name, given.get(name, options.BY_NAME[name].default))
     cascade, calibrate = given.pop("cascade"), given.pop("calibrate")
     if given.get("usage"):
         raise ConfigError("cascade: usage columns per row are not available yet; the report gives each model's "
                           "rows, tokens and cost")
-    chain = stages(given["model"], cascade)
-    asks = logprob_params(chain, given.get("output"))
-    rows, extra = verbs._rows()
-    first = verbs._plan(template, _with(given, chain[0].model, asks[0]))
-    calibration = _calibrate(verbs, template, given, chain, first, calibrate, asks) if calibrate else None
+    return stages(given["model"], cascade), calibrate
+
+
+def flow(rows: Any, replan: Replan, chain: list[Stage], asks: list[dict], calibrate: int,
+         first: Plan | None = None) -> Flow:
+    """The cascade as a generator of the plans to run: it yields each stage's plan, is sent its Outcome, and
+    returns (the first plan, the merged Outcome, the report entry). drive() and adrive() run it."""
+    first = first if first is not None else replan(None, chain[0].model, asks[0])
+    calibration = (yield from _calibrate(rows, replan, chain, first, calibrate, asks)) if calibrate else None
     thresholds = calibration["thresholds"] if calibration else [s.threshold for s in chain[1:]]
-    outcome = run_sync(engine.start(first))
+    outcome = yield first
     merged = outcome.answers.snapshot()
     owner = np.zeros(len(merged), dtype=np.int64)  # which stage answered each of the first plan's requests
     spent = [_spent(first, outcome)]
@@ -124,9 +136,8 @@ def run(verbs: Any, template: Any, given: dict, call: tuple) -> Any:
         if not len(up):
             spent.append((0.0, 0, 0, None))
             continue
-        plan = verbs._plan_rows(Subset(rows, first.first_row[up]), template,
-                                {**_with(given, stage.model, ask), **extra})
-        result = run_sync(engine.start(plan))
+        plan = replan(Subset(rows, first.first_row[up]), stage.model, ask)
+        result = yield plan
         spent.append(_spent(plan, result))
         theirs = plan.row_to_key  # subset row k -> the stage's request
         later = confidences(plan, result.answers)
@@ -135,15 +146,143 @@ def run(verbs: Any, template: Any, given: dict, call: tuple) -> Any:
                 merged[j] = result.answers[int(theirs[k])]
                 owner[j] = n
                 confidence[j] = later[theirs[k]]
-    out = verbs._result(first, Outcome(merged, outcome.counters, outcome.seconds, outcome.job_id), call)
-    report = verbs._report_of(out)
-    if report is not None:
-        entry = report["cascade"] = _report(first, chain, thresholds, owner, spent, calibration)
-        # The first plan's view counts only the merged answers: every stage's requests are what was sent and paid.
-        report.update(input_tokens=entry["input_tokens"], output_tokens=entry["output_tokens"])
-        if "cost" in report:
-            report["cost"] = entry["cost"]
+    entry = _report(first, chain, thresholds, owner, spent, calibration)
+    return first, Outcome(merged, outcome.counters, outcome.seconds, outcome.job_id), entry
+
+
+def drive(steps: Flow, execute: Callable[[Plan], Outcome]) -> tuple[Plan, Outcome, dict]:
+    """Run a cascade's flow, each plan by execute(plan)."""
+    try:
+        plan = next(steps)
+        while True:
+            plan = steps.send(execute(plan))
+    except StopIteration as done:
+        return done.value
+
+
+async def adrive(steps: Flow, execute: Callable[[Plan], Awaitable[Outcome]]) -> tuple[Plan, Outcome, dict]:
+    """drive() for async code: each plan awaited."""
+    try:
+        plan = next(steps)
+        while True:
+            plan = steps.send(await execute(plan))
+    except StopIteration as done:
+        return done.value
+
+
+def attach(report: dict | None, entry: dict) -> None:
+    """Put the cascade's entry in a run report: every stage's requests are what was sent and paid."""
+    if report is None:
+        return
+    report["cascade"] = entry
+    # The first plan's view counts only the merged answers.
+    report.update(input_tokens=entry["input_tokens"], output_tokens=entry["output_tokens"])
+    if "cost" in report:
+        report["cost"] = entry["cost"]
+
+
+def _face_flow(verbs: Any, template: Any, given: dict) -> Flow:
+    """A face's cascade: the first stage over the face's own rows, the later ones over some of them."""
+    chain, calibrate = setup(given)
+    asks = logprob_params(chain, given.get("output"))
+    rows, extra = verbs._rows()
+
+    def replan(subset: Any, model: Any, ask: dict) -> Plan:
+        if subset is None:
+            return verbs._plan(template, _with(given, model, ask))
+        return verbs._plan_rows(subset, template, {**_with(given, model, ask), **extra})
+
+    return flow(rows, replan, chain, asks, calibrate)
+
+
+def run(verbs: Any, template: Any, given: dict, call: tuple) -> Any:
+    """A cascade through a face's verbs: plan and run each stage on the rows that reach it, merge, report."""
+    first, outcome, entry = drive(_face_flow(verbs, template, given), lambda plan: run_sync(engine.start(plan)))
+    out = verbs._result(first, outcome, call)
+    attach(verbs._report_of(out), entry)
     return out
+
+
+async def arun(verbs: Any, template: Any, given: dict, call: tuple) -> Any:
+    """run() for agenerate: each stage awaited on llmframe's loop."""
+    steps = _face_flow(verbs, template, given)
+    first, outcome, entry = await adrive(steps, lambda plan: run_async(engine.start(plan)))
+    out = verbs._result(first, outcome, call)
+    attach(verbs._report_of(out), entry)
+    return out
+
+
+def estimate(replan: Replan, chain: list[Stage], asks: list[dict], calibrate: int, mode: str,
+             first: Plan | None = None) -> Estimate:
+    """A cascade's dry run: the first model on every row, and an assumed CASCADE_ESTIMATE_SHARE of the rows each
+    model is given on the next one (said in the notes, beside the cost of every row on the last model)."""
+    plans = [first if n == 0 and first is not None else replan(None, stage.model, ask)
+             for n, (stage, ask) in enumerate(zip(chain, asks))]
+    made = [engine.estimate(plan, mode=mode) for plan in plans]
+    share, rows = constants.CASCADE_ESTIMATE_SHARE, made[0].rows - made[0].skipped
+    sample = min(calibrate, rows) / rows if rows else 0.0  # calibrate=n: n more rows on every later model
+    fractions = [1.0] + [share ** n + sample for n in range(1, len(made))]
+    cost = None if any(e.cost is None for e in made) else tuple(
+        float(sum(e.cost[i] * f for e, f in zip(made, fractions))) for i in (0, 1))
+    last = made[-1].cost
+    notes = [f"cascade: {made[0].model} answers all {rows:,} rows; assumed: {share:.0%} of the rows a model is "
+             "given go on to the next (known only once the answers are in; cached answers cost nothing)" +
+             (f", and the calibrate={calibrate} sample on every model" if calibrate else "") + ": " +
+             "; ".join(f"{e.model} about {round(rows * f):,} rows" for e, f in zip(made[1:], fractions[1:]))]
+    if last is not None:
+        notes.append(f"cascade: every row on {made[-1].model} alone would cost {dollars(last[0])} to "
+                     f"{dollars(last[1])}")
+    return replace(made[0], cost=cost, notes=[*made[0].notes, *notes])
+
+
+class Cascading:
+    """An operator's cascade (ops/calls.Caller): its stages, and each first-stage plan's way to run as one."""
+
+    def __init__(self, options: dict, model: Any):
+        given = {**options, "model": model}
+        self.chain, self.calibrate = setup(given)
+        for name in ("cascade", "calibrate"):
+            options.pop(name, None)
+        self._made: dict[int, tuple] = {}  # id(first plan) -> (that plan, its rows, replan, asks)
+
+    def plan(self, rows: Any, replan: Replan, output: Any) -> Plan:
+        """The first stage's plan of an operator's call over these rows; replan(rows, model, ask) plans a stage."""
+        asks = logprob_params(self.chain, output)
+        first = replan(None, self.chain[0].model, asks[0])
+        self._made[id(first)] = (first, rows, replan, asks)
+        return first
+
+    def owns(self, plan: Plan) -> bool:
+        """True for a first-stage plan plan() made (an operator's embedding plans are not)."""
+        return id(plan) in self._made and self._made[id(plan)][0] is plan
+
+    def run(self, plan: Plan, execute: Callable[[Plan], Outcome]) -> tuple[Plan, Outcome, dict]:
+        """Run the cascade a plan() made, each stage by execute(plan)."""
+        _, rows, replan, asks = self._made.pop(id(plan))
+        return drive(flow(rows, replan, self.chain, asks, self.calibrate, first=plan), execute)
+
+    def estimate(self, plan: Plan, mode: str) -> Estimate:
+        """estimate() of the cascade a plan() made."""
+        _, _, replan, asks = self._made.pop(id(plan))
+        return estimate(replan, self.chain, asks, self.calibrate, mode, first=plan)
+
+
+def stage_options(given: dict, model: Any, ask: dict) -> dict:
+    """generate's options for one stage of a cascade (model= included), as the first stage's options say."""
+    return _with(given, model, ask)
+
+
+def face_estimate(verbs: Any, template: Any, given: dict, mode: str, placeholder: Callable[[Any], Any]) -> Estimate:
+    """A face's estimate(cascade=...): each stage planned over all rows, nothing sent, no key needed."""
+    chain, calibrate = setup(given)
+    asks = logprob_params(chain, given.get("output"))
+
+    def replan(_rows: Any, model: Any, ask: dict) -> Plan:
+        opts = _with(given, model, ask)
+        opts["api_key"] = opts.get("api_key") or placeholder(model)
+        return verbs._plan(template, opts)
+
+    return estimate(replan, chain, asks, calibrate, mode)
 
 
 def _spent(plan: Plan, outcome: Outcome) -> tuple[float | None, int, int, float | None]:
@@ -184,25 +323,36 @@ def _report(first: Plan, chain: list[Stage], thresholds: list, owner: np.ndarray
     return out
 
 
+# What says how to reach model='s provider: a stage on another provider (a local model, then an API) reads its
+# own from the environment, as a model= of its own would.
+PROVIDER_BOUND = ("api_key", "base_url", "provider_options", "api")
+
+
 def _with(given: dict, model: Any, ask: dict) -> dict:
     """generate's options for one stage: its model, and params= asking for log-probabilities where it must."""
-    if not ask:
-        return {**given, "model": model}
-    return {**given, "model": model, "params": {**(given.get("params") or {}), **ask}}
+    out = {**given, "model": model}
+    if model is not given["model"] and _provider(model) != _provider(given["model"]):
+        out.update({name: None for name in PROVIDER_BOUND if name in out})
+    if ask:
+        out["params"] = {**(given.get("params") or {}), **ask}
+    return out
 
 
-def _calibrate(verbs: Any, template: Any, given: dict, chain: list[Stage], first: Plan, n: int,
-               asks: list[dict]) -> dict:
+def _provider(model: Any) -> str:
+    """The provider prefix of a model= ("openai"), or a Provider instance's name."""
+    return model.partition(":")[0] if isinstance(model, str) else getattr(model, "name", "")
+
+
+def _calibrate(rows: Any, replan: Replan, chain: list[Stage], first: Plan, n: int, asks: list[dict]) -> Generator:
     """Run a sample of n rows on every model and choose each threshold for CASCADE_AGREEMENT with the last model."""
-    rows, extra = verbs._rows()
     valid = np.flatnonzero(first.weights > 0)
     rng = np.random.default_rng(constants.CASCADE_SEED)
     sample = np.sort(rng.choice(valid, size=min(n, len(valid)), replace=False))
     subset = Subset(rows, first.first_row[sample])
     answers, confidence, spent = [], [], []
     for stage, ask in zip(chain, asks):
-        plan = verbs._plan_rows(subset, template, {**_with(given, stage.model, ask), **extra})
-        result = run_sync(engine.start(plan))
+        plan = replan(subset, stage.model, ask)
+        result = yield plan
         spent.append(_spent(plan, result))
         keys = plan.row_to_key
         values = [_value(result.answers, int(k)) if k >= 0 else None for k in keys]

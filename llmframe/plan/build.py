@@ -244,7 +244,8 @@ def head(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
     out = _output(checked, rows, output_frame_columns)
     structured = structured_mode(checked["structured"], out.schema)
     gen = _generation(checked)
-    compiled = Template(template, list(rows.columns), system=checked["system"], positional_column=positional_column)
+    compiled = Template(template, list(rows.columns), system=checked["system"], positional_column=positional_column,
+                        context=checked["context"])
     kind = target.kind  # the class alone (or the Provider passed as model=): the engine makes the provider
     provider_options = _with_api(checked, target, gen)
     endpoint = target.endpoint(checked["base_url"])
@@ -252,8 +253,10 @@ def head(rows: Rows, template: TemplateLike, *, target: Target, positional_colum
         kind.check_params(gen)
         kind.chat_model(target.model, endpoint=endpoint)
     if checked["cascade"] is not None:  # a face runs a cascade as several plans (ops/cascade.py), never one
-        raise ConfigError("cascade= works with generate on a frame or Series, and `llmframe run` without "
-                          "--max-cost (not agenerate, submit, estimate, sweeps or lazy queries yet)")
+        raise ConfigError("cascade= works with generate, agenerate and estimate on a frame or Series, the semantic "
+                          "operators, and `llmframe run` without --max-cost; submit, sweeps and lazy queries cannot "
+                          "run one (each stage waits on the answers of the one before): call generate instead "
+                          '(mode="batch" sends each stage as a batch job)')
     size = checked["rows_per_request"]
     tools = planned_tools(checked, kind, f"{out.base}_{constants.TRANSCRIPT_SUFFIX}",
                           rows.columns if output_frame_columns is None else output_frame_columns)
@@ -293,21 +296,18 @@ def planned(rows: Rows, h: Head, memo: Any = None) -> Plan:
                                 media=media_settings(checked, kind, checked["cache_dir"] or defaults.cache_dir))
     keys, row_to_key, first_row = _keys(h.head, prompts, checked["max_prompt_tokens"])
     prompts.settled()  # media templates: raise if no row's media could be used
-    if size > 1 and checked["mode"] == "auto":
-        batch = None
-    else:
-        batch = _batch_options(checked if tools is None else {**checked, "mode": "online"}, kind, len(first_row))
+    batch = _batch_options(checked if tools is None else {**checked, "mode": "online"}, kind, len(first_row))
     pricer = _pricer(checked, target, batch=batch is not None)
     plain = gen
     if out.schema is not None:
         gen = {**gen, **kind.output_params(out.schema, strict=checked["strict"], structured=structured)}
-    static = static_prefix(prompts, len(first_row))
+    static = static_prefix(prompts, len(first_row), context=checked["context"] is not None)
     prefix = static if checked["prompt_cache"] else None
     cache_params = kind.prompt_cache_params(prefix, target.model) if prefix is not None else {}
     gen = {**gen, **cache_params}  # after the keys: they route or mark a request and change no answer
     packing = None
     if size > 1:
-        chars = packing_for(size, static, len(prompts.roles or ()), structured=structured, batch=batch is not None,
+        chars = packing_for(size, static, len(prompts.roles or ()), structured=structured,
                             local=getattr(kind, "local_groups", False))
         schema = pack_schema(out.schema.json_schema if out.schema is not None else None)
         asked = kind.output_params(schema, strict=checked["strict"], structured=structured)

@@ -95,12 +95,8 @@ def pack_schema(item: dict | None) -> OutputSchema:
     return OutputSchema(schema)
 
 
-def packing_for(size: int, prefix: StaticPrefix | None, parts: int, *, structured: str, batch: bool,
-                local: bool) -> int:
+def packing_for(size: int, prefix: StaticPrefix | None, parts: int, *, structured: str, local: bool) -> int:
     """The static characters of the last message, where k rows can share one request; else a ConfigError saying why."""
-    if batch:
-        raise ConfigError("rows_per_request works online for now: pass mode='online' (or rows_per_request=1 for "
-                          "a batch job)")
     if local:
         raise ConfigError("rows_per_request is for API providers: a local model already answers rows in batches")
     if structured != constants.STRUCTURED_MODES[0]:

@@ -25,11 +25,18 @@ class StaticPrefix:
     chars: int  # then this many leading characters of the next message (0: none)
     text: str  # the static text itself, in order (what the prompt-cache key is made from)
     rows: int  # requests that will share it
+    whole_chars: int = 0  # characters of the whole leading messages alone
+    context: bool = False  # context= is among the whole leading messages (Gemini caches those explicitly)
 
     @property
     def tokens(self) -> int:
         """The static prefix's length in tokens, estimated as the prompt-length check estimates it."""
         return len(self.text) // constants.CHARS_PER_TOKEN
+
+    @property
+    def whole_tokens(self) -> int:
+        """The whole leading messages' length in tokens, estimated as tokens is."""
+        return self.whole_chars // constants.CHARS_PER_TOKEN
 
     def digest(self, model: str) -> str:
         """A short stable name of this prefix on this model: OpenAI's prompt_cache_key."""
@@ -37,21 +44,26 @@ class StaticPrefix:
         return f"{constants.PROMPT_CACHE_KEY_PREFIX}{named}"
 
 
-def static_prefix(prompts: Prompts, rows: int) -> StaticPrefix | None:
+def static_prefix(prompts: Prompts, rows: int, *, context: bool = False) -> StaticPrefix | None:
     """The static prefix of a string or message template's prompts; None for function templates, which may
-    differ from row to row in any part."""
+    differ from row to row in any part. context: context= was given (a whole message after the system prompt)."""
     parts = getattr(prompts, "parts", None)
     if not parts:
         return None
     whole, pieces = 0, []
-    for _role, text in parts:
+    for role, text in parts:
         literal = _leading_literal(text.positional)
         if not text.columns:
             pieces.append(literal)
             whole += 1
             continue
-        return StaticPrefix(whole, len(literal), "\n".join([*pieces, literal]), rows)
-    return StaticPrefix(whole, 0, "\n".join(pieces), rows)
+        break
+    else:
+        literal = ""
+    # context= is the first user message: among the whole ones only if every message before it is static
+    shared = context and any(role not in ("system", "developer") for role, _ in parts[:whole])
+    return StaticPrefix(whole, len(literal) if whole < len(parts) else 0, "\n".join([*pieces, literal]) if
+                        whole < len(parts) else "\n".join(pieces), rows, len("\n".join(pieces)), shared)
 
 
 def static_after_values(prompts: Prompts) -> int:

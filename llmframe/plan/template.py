@@ -253,9 +253,12 @@ class Template:
     """A compiled template: which columns it reads and how a row becomes chat messages."""
 
     def __init__(self, template: TemplateLike, columns: Sequence, *, system: str | None = None,
-                 positional_column: str | None = None):
+                 positional_column: str | None = None, context: str | None = None):
         self.function: Callable | None = None
         self.system = system
+        self.context = context  # context=: a user message of its own after the system prompt, its text as it is
+        if context is not None and not isinstance(context, str):
+            raise TemplateError(f"context must be a string, got {type(context).__name__}")
         self.parts: list[tuple[str, _Text]] = []
         self.media: list[tuple[str, list]] | None = None  # (role, [_Text | Media]) where a content is a list of parts
         if system is not None and not isinstance(system, str):
@@ -278,6 +281,8 @@ class Template:
             if any(m.get("role") == "system" for m in messages):
                 raise TemplateError("system= given, but the messages already have a system message: keep one")
             messages = [{"role": "system", "content": system}, *messages]
+        if context is not None:  # a document's braces are text, not placeholders
+            messages = with_context(messages, context.replace("{", "{{").replace("}", "}}"))
         for m in messages:
             if set(m) != {"role", "content"} or m["role"] not in _ROLES:
                 raise TemplateError(f"each message needs exactly a role in {_ROLES} and a content, got {m!r}")
@@ -367,7 +372,16 @@ class Template:
                 raise TemplateError(f"the template function returned a bad message for index {frame.label(i)!r}: {m!r}")
         if self.system is not None and not any(m["role"] == "system" for m in messages):
             messages = [{"role": "system", "content": self.system}, *messages]
+        if self.context is not None:
+            messages = with_context(messages, self.context)
         return messages
+
+
+def with_context(messages: list[dict], context: str) -> list[dict]:
+    """The messages with context= as a user message of its own, after the leading system messages: the start
+    every row shares, which the providers' prompt caches serve (Gemini's as an explicit cached content)."""
+    at = next((i for i, m in enumerate(messages) if m.get("role") not in ("system", "developer")), len(messages))
+    return [*messages[:at], {"role": "user", "content": context}, *messages[at:]]
 
 
 def _is_parts(template: Any) -> bool:

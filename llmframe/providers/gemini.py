@@ -24,6 +24,8 @@ from ..plan.request import Request, Response
 from ..plan.structured import OutputSchema
 from ..plan.request import Embedded
 from . import embeddings, media, replies, tool_wire
+from .gemini_cache import ContextCache
+from .prompt_cache import gemini_context_minimum
 from .base import Provider, never_connected
 
 # Our parameter names -> GenerateContentConfig's; anything else is passed to the config as it is.
@@ -148,12 +150,28 @@ class GeminiProvider(Provider):
         vectors = [np.asarray(e.values or [], dtype=np.float32) for e in (response.embeddings or [])]
         return Embedded(embeddings.matrix(vectors, len(texts), headers), embeddings.estimated_tokens(texts), headers)
 
+    @classmethod
+    def prompt_cache_params(cls, prefix, model: str) -> dict:
+        """context=: the leading messages (system prompt and context) as one explicit cached content for the run,
+        where they reach the model's documented minimum and at least two requests share them."""
+        if prefix is None or not prefix.context or prefix.rows < 2 or \
+                prefix.whole_tokens < gemini_context_minimum(model):
+            return {}
+        return {constants.GEMINI_CONTEXT_PARAM: prefix.messages}
+
     async def complete(self, request: Request) -> Response:
-        messages = request.messages
+        messages, params = request.messages, request.params
+        cached = None
+        if constants.GEMINI_CONTEXT_PARAM in params:  # context=: the leading messages from the run's cached content
+            lead = params[constants.GEMINI_CONTEXT_PARAM]
+            params = {k: v for k, v in params.items() if k != constants.GEMINI_CONTEXT_PARAM}
+            cached, messages = await self._context(messages, lead, "tools" in params)
         if media.has_media(messages):  # images and PDFs read now, as the request is sent
             messages = await self._with_media(messages)
         system, contents = to_contents(messages)
-        config = self._config(request.params, system)
+        config = self._config(params, system)
+        if cached is not None:
+            config.cached_content = cached
         response = await self._sent(self.client.aio.models.generate_content(model=self.model, contents=contents,
                                                                             config=config))
         headers = _headers(getattr(getattr(response, "sdk_http_response", None), "headers", None))
@@ -187,6 +205,16 @@ class GeminiProvider(Provider):
         """A media row of a multimodal embedding (embeds_media): its messages' text and media, as one content."""
         _system, contents = to_contents(await self._with_media(messages))
         return types.Content(role="user", parts=[part for content in contents for part in content.parts or ()])
+
+    async def _context(self, messages: list[dict], lead: int, tools: bool) -> tuple[str | None, list[dict]]:
+        """(the run's cached content, the messages left to send), or (None, all of them) where it cannot serve."""
+        if tools or not isinstance(lead, int) or not 0 < lead < len(messages):
+            return None, messages  # Gemini takes no tools beside a cached content
+        if self.__dict__.get("_context_cache") is None:
+            self._context_cache = ContextCache(lambda: self.client, self.model, self._sent)
+        system, contents = to_contents(messages[:lead])
+        name = await self._context_cache.name(system, contents)
+        return (None, messages) if name is None else (name, messages[lead:])
 
     async def _with_media(self, messages: list[dict]) -> list[dict]:
         """Media parts inline; a request whose media pass Gemini's inline limit sends them through the Files API."""
@@ -252,6 +280,9 @@ class GeminiProvider(Provider):
         if self._client is None:
             return
         await self._delete_uploads()
+        cache = self.__dict__.pop("_context_cache", None)
+        if cache is not None:
+            await cache.close()
         close = getattr(self._client.aio, "aclose", None)
         if close is not None:
             await close()

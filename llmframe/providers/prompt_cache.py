@@ -7,6 +7,8 @@ message with a row value, split into two text blocks (the model reads them as on
 
 from __future__ import annotations
 
+from .. import constants
+
 _MARK = {"type": "ephemeral"}
 
 
@@ -56,3 +58,9 @@ def _marked(turn: dict) -> dict:
     if isinstance(content, list) and content and isinstance(content[-1], dict):
         return {**turn, "content": [*content[:-1], {**content[-1], "cache_control": _MARK}]}
     return turn
+
+
+def gemini_context_minimum(model: str) -> int:
+    """The fewest tokens Gemini caches explicitly (caches.create) on this model: its documented minimum."""
+    return next((n for part, n in constants.GEMINI_CONTEXT_CACHE_MINIMUMS if part in model),
+                constants.GEMINI_CONTEXT_CACHE_MINIMUM)

@@ -171,8 +171,13 @@ def token_confidence(logprobs: Any) -> float | None:
     """The answer's confidence from its tokens' log-probabilities: exp of their mean (None where there are none)."""
     if not isinstance(logprobs, Mapping) or not isinstance(logprobs.get("content"), list):
         return None
-    values = [t.get("logprob") for t in logprobs["content"] if isinstance(t, Mapping)]
-    values = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0]
+    return mean_probability([t.get("logprob") for t in logprobs["content"] if isinstance(t, Mapping)])
+
+
+def mean_probability(logprobs: list) -> float | None:
+    """exp of the mean of an answer's token log-probabilities, what a cascade reads as its confidence (None where
+    there are none: the local providers' and the APIs' alike)."""
+    values = [v for v in logprobs if isinstance(v, (int, float)) and not isinstance(v, bool) and -math.inf < v <= 0]
     if not values:
         return None
     return math.exp(sum(values) / len(values))

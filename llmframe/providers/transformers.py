@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..plan.media import MediaRef
 from ..plan.request import Embedded, Request, Response
 from . import local_embed, media
+from .replies import mean_probability
 from .local import MAPPED_PARAMS, Batch, LocalProvider, check_model, loaded, option, raw_prompt
 
 
@@ -85,9 +86,12 @@ class TransformersProvider(LocalProvider):
         option(opts, "trust_remote_code", bool)
         check_model(self.name, model, trust_remote_code=bool(opts.get("trust_remote_code")))
 
+    # A cascade's confidence: the chosen tokens' log-probabilities, from generate()'s scores (_token_confidences).
+    logprob_params = {"logprobs": True}
+
     @classmethod
     def check_params(cls, params: dict) -> None:
-        unknown = sorted(set(params) - MAPPED_PARAMS - set(transformers.GenerationConfig().to_dict()))
+        unknown = sorted(set(params) - MAPPED_PARAMS - {"logprobs"} - set(transformers.GenerationConfig().to_dict()))
         if unknown:
             raise ConfigError(f"params {unknown} are not generation parameters of transformers' generate(); "
                               "see transformers.GenerationConfig for the ones it takes")
@@ -225,12 +229,20 @@ class TransformersProvider(LocalProvider):
                 torch.manual_seed(params["seed"])
             out = model.generate(**batch, **kwargs, stopping_criteria=[_Interrupted(stop)],
                                  pad_token_id=tokenizer.pad_token_id)
+            scores = None
+            if params.get("logprobs"):  # each chosen token's log-probability, the scores renormalised
+                scores = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+                out = out.sequences
         new = out[:, batch["input_ids"].shape[1]:].tolist()
         ends = set(_eos_ids(model, tokenizer))
         budget = kwargs["max_new_tokens"]
         prompt_tokens = batch["attention_mask"].sum(dim=1).tolist()
-        return [_answer(tokens, ends, tokenizer, params.get("stop"), budget, int(n))
-                for tokens, n in zip(new, prompt_tokens)]
+        answers = [_answer(tokens, ends, tokenizer, params.get("stop"), budget, int(n))
+                   for tokens, n in zip(new, prompt_tokens)]
+        if scores is not None:
+            for answer, row in zip(answers, scores.float().tolist()):
+                answer.confidence = mean_probability(row[: answer.output_tokens])
+        return answers
 
 
 def _vision_prompt(messages: list[dict]) -> tuple[list[dict], list]:
@@ -268,7 +280,9 @@ def _generation_kwargs(params: dict, tokenizer) -> dict:
         kwargs.setdefault("do_sample", True)
     if "stop" in params:
         kwargs.update(stop_strings=params["stop"], tokenizer=tokenizer)
-    kwargs.update({k: v for k, v in params.items() if k not in MAPPED_PARAMS})
+    kwargs.update({k: v for k, v in params.items() if k not in MAPPED_PARAMS and k != "logprobs"})
+    if params.get("logprobs"):
+        kwargs.update(output_scores=True, return_dict_in_generate=True)
     return kwargs
 
 

@@ -15,6 +15,7 @@ from vllm.sampling_params import SamplingParams, StructuredOutputsParams
 from .. import constants
 from ..errors import ConfigError, ProviderError
 from ..plan.request import Embedded, Request, Response
+from .replies import mean_probability
 from .local import MAPPED_PARAMS, Batch, LocalProvider, check_model, loaded, option, raw_prompt
 
 # vLLM 0.32's xgrammar backend ignores the per-request disable_any_whitespace; set engine-wide, it works.
@@ -90,6 +91,9 @@ class VLLMProvider(LocalProvider):
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"vLLM cannot take these generation parameters: {exc}") from None
 
+    # A cascade's confidence: the chosen tokens' log-probabilities (SamplingParams passes logprobs= through).
+    logprob_params = {"logprobs": 0}
+
     def _load(self) -> _Engine:
         kwargs = {"structured_outputs_config": _STRUCTURED_OUTPUTS, **self.llm_kwargs}
         return _Engine(vllm.LLM(model=self.model, **kwargs))
@@ -143,5 +147,10 @@ def _response(output: Any) -> Response:
     if isinstance(output, Exception):
         return Response.failure(f"{type(output).__name__}: {output}")
     completion = output.outputs[0]
-    return Response(text=completion.text, input_tokens=len(output.prompt_token_ids or ()),
-                    output_tokens=len(completion.token_ids), finish_reason=completion.finish_reason)
+    response = Response(text=completion.text, input_tokens=len(output.prompt_token_ids or ()),
+                        output_tokens=len(completion.token_ids), finish_reason=completion.finish_reason)
+    if completion.logprobs:  # SamplingParams(logprobs=0): each position's chosen token, a cascade's confidence
+        response.confidence = mean_probability([position[token].logprob for position, token
+                                                in zip(completion.logprobs, completion.token_ids)
+                                                if token in position])
+    return response

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from . import logprobs, packed
 from .answers import completion_limit, fit, prompt_tokens, tokens
 from .gemini_generate import GEMINI
 from .openai_chat import OPENAI, Dialect
@@ -272,7 +273,10 @@ class BatchService:
             if batch.failed(custom_id):
                 batch.answers[i] = None
             else:
-                text, truncated = fit(self.sim.answer(chat), completion_limit(chat))
+                found = packed.item_schema(chat)  # a packed line: each item answered by its id
+                text = self.sim.answer(chat) if found is None else \
+                    packed.answer(chat, self.sim.answer, self.sim.fault_state(), found)
+                text, truncated = fit(text, completion_limit(chat))
                 batch.answers[i] = (text, "length" if truncated else "stop", (prompt_tokens(chat), tokens(text)))
         return batch.answers[i]
 
@@ -283,7 +287,8 @@ class BatchService:
             return None
         _cid, raw, chat = batch.items[i]
         text, finish, usage = answer
-        return dialect.reply(self.sim.next_id(), raw, chat, text, finish, usage, False)
+        reply = dialect.reply(self.sim.next_id(), raw, chat, text, finish, usage, False)
+        return logprobs.attach(reply, raw, chat, text, self.sim.confidence)  # where the line asked for them
 
 
 def unauthorized(dialect: Dialect, request: web.Request) -> web.Response | None:

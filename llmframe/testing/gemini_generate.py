@@ -16,7 +16,7 @@ from .media import gemini_content, with_media
 from .openai_chat import MODEL, BadRequest, Dialect, json_schema_format, with_optional
 
 
-def _parts_text(content: Any) -> str:
+def parts_text(content: Any) -> str:
     """The text of a Gemini Content ({"parts": [{"text": ...}, ...]})."""
     if not isinstance(content, dict) or not isinstance(content.get("parts"), list):
         return ""
@@ -102,7 +102,7 @@ class GeminiDialect(Dialect):
         inline: list[int] = []  # the inline media's bytes: the request's limit is on their sum
         system = raw.get("systemInstruction") or raw.get("system_instruction")
         if system:
-            messages.append({"role": "system", "content": _parts_text(system)})
+            messages.append({"role": "system", "content": parts_text(system)})
         for content in contents:
             if not isinstance(content, dict):
                 raise BadRequest("* GenerateContentRequest.contents: each content must be an object")
@@ -112,7 +112,7 @@ class GeminiDialect(Dialect):
             app = getattr(request, "app", None)
             media = gemini_content(content.get("parts"), inline, app.get("llmframe_files") if app is not None else None)
             messages.append({"role": "user" if role == "user" else "assistant",
-                             "content": with_media(_parts_text(content), media)})
+                             "content": with_media(parts_text(content), media)})
         config = raw.get("generationConfig") or {}
         if not isinstance(config, dict):
             raise BadRequest("generationConfig must be an object")

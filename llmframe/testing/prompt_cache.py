@@ -22,6 +22,7 @@ from typing import Any
 from .. import constants
 from .anthropic_messages import AnthropicDialect
 from .answers import text_of
+from .gemini_caches import CACHED
 from .gemini_generate import GeminiDialect
 
 _CHARS = 4  # characters per simulated token
@@ -48,7 +49,9 @@ class PromptCache:
             return self._anthropic(raw, reply)
         if isinstance(dialect, GeminiDialect):
             meta = reply.get("usageMetadata")
-            if isinstance(meta, dict):
+            if isinstance(meta, dict) and chat.get(CACHED):  # an explicit cached content served its tokens
+                meta["cachedContentTokenCount"] = min(chat[CACHED], meta.get("promptTokenCount", 0))
+            elif isinstance(meta, dict):
                 minimum = next((n for part, n in constants.GEMINI_CACHE_MINIMUMS if part in chat["model"]),
                                constants.GEMINI_CACHE_MINIMUM)
                 cached = self._prefix(("gemini", chat["model"]), _chat_text(chat), minimum)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from .. import constants
+
 from . import (anthropic_messages, azure, embeddings, gemini_generate, logprobs, mistral, openai_chat,
                openai_responses, packed, tool_mode)
 from .answers import (completion_limit, default_answer, digest_answer, fit, last_user_text, prompt_tokens, spoil,
@@ -28,6 +30,7 @@ from .batches import BatchService
 from .faults import HTML_502, Faults, FaultState, refusal, retype
 from .openai_chat import MODEL, BadRequest, Dialect, bearer_key, error_response
 from .prompt_cache import PromptCache, split
+from .gemini_caches import GeminiCaches, add_cache_routes
 from .server import LoopbackServer, cut, drip
 
 __all__ = ["API_KEY", "LoggedRequest", "SimulatedError", "Simulator", "default_answer", "digest_answer"]
@@ -162,6 +165,7 @@ class Simulator(LoopbackServer):
         self._ids = itertools.count(1)  # never reset, so ids stay unique for the server's life
         self.batches = BatchService(self)  # the batch APIs: settings, and the batches created
         self.prompt_cache = PromptCache()  # prefixes seen: cached tokens in each protocol's usage (enabled=False: off)
+        self.gemini_caches = GeminiCaches()  # Gemini's explicit cached contents (testing/gemini_caches.py)
         # (chat body, answer) -> the probability each answer token's logprob gives, where logprobs=true asks;
         # None: testing.logprobs.default_confidence
         self.confidence: Callable[[dict, str], float] | None = None
@@ -245,19 +249,21 @@ class Simulator(LoopbackServer):
         self._fault_state = None
         self.batches.reset()
         self.prompt_cache = PromptCache()
+        self.gemini_caches = GeminiCaches()
         self.confidence = None
 
     # --- server -----------------------------------------------------------
 
     def _app(self) -> web.Application:
         """Build the aiohttp application with the simulator's routes."""
-        app = web.Application()
+        app = web.Application(client_max_size=constants.SIM_MAX_BODY_BYTES)
         for path, dialect in (*openai_chat.ROUTES, *anthropic_messages.ROUTES, *gemini_generate.ROUTES,
                               *embeddings.ROUTES, *openai_responses.ROUTES, *azure.ROUTES,
                               *mistral.ROUTES):
             app.router.add_post(path, self._route(dialect))
         self.batches.add_routes(app)
         app["llmframe_files"] = self.batches.file  # Gemini fileData parts: the uploaded files' bytes
+        add_cache_routes(app, lambda: self.gemini_caches)  # the caches reset() last made
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/_sim/stats", self._stats)
         return app
@@ -280,8 +286,10 @@ class Simulator(LoopbackServer):
             return dialect.error(400, "request body is not valid JSON")
         try:
             chat = dialect.parse(request, raw)
+            if dialect is gemini_generate.GEMINI:
+                self.gemini_caches.expand(raw, chat)  # a named cached content's messages go first
         except BadRequest as exc:
-            return dialect.error(400, str(exc))
+            return dialect.error(getattr(exc, "status", 400), str(exc))
         # Logged on arrival, before any wait, so tests can observe requests in flight.
         peer = request.transport.get_extra_info("peername") if request.transport is not None else None
         entry = LoggedRequest(time.monotonic(), request.path, raw, chat=chat,
@@ -301,9 +309,7 @@ class Simulator(LoopbackServer):
 
         `raw` is the body as sent, `body` its chat-completions shape, which the answer is made from.
         """
-        state = self._fault_state
-        if state is None or state.faults is not self.faults:
-            state = self._fault_state = FaultState(self.faults)
+        state = self.fault_state()
         # Limits are reckoned at arrival, so a fresh key's headers do not depend on the server's speed.
         call = _Call(dialect, state, dialect.key(request), entry.time)
         prompt, limit = prompt_tokens(body), completion_limit(body)
@@ -360,6 +366,13 @@ class Simulator(LoopbackServer):
         reply = call.dialect.embedding_reply(raw, body, vectors, entry.billed[0])
         fault = fault if fault in ("reset", "drip", "malformed") else None
         return await _send(request, reply, call.limits(), fault, call.state.faults.drip_seconds), fault
+
+    def fault_state(self) -> FaultState:
+        """The state of the faults in force (made anew when the faults are changed)."""
+        state = self._fault_state
+        if state is None or state.faults is not self.faults:
+            state = self._fault_state = FaultState(self.faults)
+        return state
 
     def _answer(self, call: _Call, body: dict, fault: str | None) -> tuple[str, str | None] | web.Response:
         """The answer function's text, spoilt by an answer fault, and the fault that stands; or an error response."""
