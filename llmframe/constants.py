@@ -231,8 +231,9 @@ MEMO_NO_EARLIER_RUN = "no earlier run of this call in this cache"  # the report'
 MEMO_DIRECTORY = "memo"  # inside the diskcache directory, so deleting the cache deletes its memo
 MEMO_VERSION = 1  # a memo written by another version of its format is not read
 MEMO_CHUNK_ROWS = 4_096  # rows per fingerprint: a changed row sends its chunk through the per-row path
-MEMO_MAX_CALLS = 64  # memo files kept per cache directory, least recently used evicted first
+MEMO_MAX_CALLS = 64  # calls whose memos are kept per cache directory (a call's memos count as one), LRU first
 MEMO_MAX_BYTES = 1 << 30  # and their total size
+MEMO_OPEN_FILES = 16  # memo files kept open (memory-mapped) in a process between calls, most recently used
 MEMO_BATCH_ROWS = 131_072  # rows per record batch of a memo file: few batches, each copied alone when written
 # Provider prompt caching (plan/prefix.py, "Paying less" in the README): never part of a cache key
 PROMPT_CACHE_KEY_PREFIX = "llmframe-"  # OpenAI's prompt_cache_key: this, then a digest of model and static prefix

@@ -351,3 +351,13 @@ def test_a_slow_disk_holds_back_requests_instead_of_piling_answers_up(gen, sim, 
     # some and the next one every other (one of them holds at least 4), each in one transaction.
     assert max(written) >= 4, "answers that piled up meanwhile go in one transaction"
     assert sum(written) == 400 and len(Store(str(cache_dir))) == 400
+
+def test_bulk_reads_return_values_kept_in_files_too(tmp_path):
+    """An answer past diskcache's file threshold lives in a file beside the database: a chunk holding one is read
+    through diskcache's own get, in order, with the short answers and the misses around it."""
+    store = Store(str(tmp_path / "c"))
+    long = "x" * (2 * store._cache.disk_min_file_size)
+    assert store.set_many([("short", "a"), ("long", long), ("other", "b")]) == 0
+    assert list((tmp_path / "c").rglob("*.val")), "the long value is in a file"
+    assert store.get_many(["other", "missing", "long", "short"]) == ["b", None, long, "a"]
+    assert store.get_many(["short", "missing"]) == ["a", None]

@@ -401,3 +401,33 @@ def test_cache_takes_a_shared_store_url_whose_password_never_shows(capsys):
         said = capsys.readouterr().err
         assert exit_.value.code == 2 and "--cache: expected on, refresh, off or a postgresql:// URL" in said
         assert "s3cret" not in said
+
+
+def test_a_rerun_of_a_file_is_answered_from_the_memo_every_chunk_of_it(sim, tmp_path):
+    """Each chunk of the file keeps its own memo (issue 28), not only the last one: a re-run sends nothing and renders
+    no row; a changed row sends only itself, the other chunks still come from the memo."""
+    table = pa.table({"text": [f"review number {i}" for i in range(1000)], "id": list(range(1000))})
+    pq.write_table(table, tmp_path / "in.parquet")
+    args = ["-t", "Sentiment of {text}", "--batch-size", 256, *run_args(sim)]
+    first = llmframe("run", "in.parquet", "out.parquet", *args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    memos = sorted((Path(os.environ[constants.CACHE_ENV_VAR]) / constants.MEMO_DIRECTORY).glob("*.arrow"))
+    assert len(memos) == 4 and sim.count == 1000  # one per chunk of 256
+
+    def report() -> dict:
+        return json.loads(pq.read_schema(tmp_path / "out.parquet").metadata[b"llmframe"])["report"]
+
+    again = llmframe("run", "in.parquet", "out.parquet", *args, "--overwrite", cwd=tmp_path)
+    assert again.returncode == 0 and "0 sent, 1,000 cached" in again.stderr, again.stderr
+    assert report()["memo_rows"] == 1000 and sim.count == 1000
+    answers = pq.read_table(tmp_path / "out.parquet").column("response").to_pylist()
+    changed = table.set_column(0, "text", pa.array([*table.column("text").to_pylist()[:600], "a new review",
+                                                     *table.column("text").to_pylist()[601:]]))
+    pq.write_table(changed, tmp_path / "in.parquet")
+    edited = llmframe("run", "in.parquet", "out.parquet", *args, "--overwrite", cwd=tmp_path)
+    assert edited.returncode == 0 and "1 sent, 999 cached" in edited.stderr, edited.stderr
+    assert report()["memo_rows"] == 1000 - 256 and sim.count == 1001  # row 600's chunk (512-767) per row
+    out = pq.read_table(tmp_path / "out.parquet").column("response").to_pylist()
+    assert out[:600] == answers[:600] and out[601:] == answers[601:] and out[600] != answers[600]
+    # The edited chunk (one memo chunk, none of it unchanged) got a memo of its own; the old one is left to the bound.
+    assert len(list((Path(os.environ[constants.CACHE_ENV_VAR]) / constants.MEMO_DIRECTORY).glob("*.arrow"))) == 5

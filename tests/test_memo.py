@@ -261,3 +261,38 @@ def test_answers_replaced_in_the_per_row_cache_invalidate_the_memo(gen, sim, cac
     store.set_many([(key, value)], overwrite=True)
     assert not memo_files(cache_dir)
     assert report(gen(df, TEMPLATE))["memo_rows"] == 0 and sim.count == 10
+
+
+def test_two_frames_with_the_same_columns_each_keep_their_memo(gen, sim, cache_dir):
+    """One call's memos are kept per first chunk, so alternating between two frames (or the chunks of a streamed
+    file) answers both from the memo; a frame mixing chunks of both is answered from both."""
+    one, two = frame(), frame()
+    two["body"] = [f"other {i}" for i in range(10)]
+    gen(one, TEMPLATE), gen(two, TEMPLATE)
+    assert len(memo_files(cache_dir)) == 2
+    a, b = gen(one, TEMPLATE), gen(two, TEMPLATE)
+    assert report(a)["memo_rows"] == 10 and report(b)["memo_rows"] == 10 and sim.count == 20
+    mixed = pd.concat([one[:4], two[4:8], one[8:]], ignore_index=True)  # chunks of 4: from one, two, one
+    out = gen(mixed, TEMPLATE)
+    assert report(out)["memo_rows"] == 10 and sim.count == 20
+    assert out["response"].tolist() == [*a["response"][:4], *b["response"][4:8], *a["response"][8:]]
+
+
+def test_the_bound_counts_calls_not_their_memos(gen, sim, cache_dir, monkeypatch):
+    monkeypatch.setattr(constants, "MEMO_MAX_CALLS", 1)
+    one, two = frame(), frame()
+    two["body"] = [f"other {i}" for i in range(10)]
+    gen(one, TEMPLATE), gen(two, TEMPLATE)
+    assert len(memo_files(cache_dir)) == 2  # one call, two memos
+    gen(one, TEMPLATE, output="summary")  # another call: the least recently used call's memos go
+    assert [p.name.partition(".")[0] for p in memo_files(cache_dir)] == \
+        [memo_files(cache_dir)[0].name.partition(".")[0]] and len(memo_files(cache_dir)) == 1
+
+
+def test_clearing_the_cache_lets_go_of_the_memo_files_this_process_holds_open(gen, sim, cache_dir):
+    df = frame()
+    gen(df, TEMPLATE), gen(df, TEMPLATE)
+    assert any(str(cache_dir) in path for path in files._opened)
+    llmframe.clear_cache(str(cache_dir))
+    assert not any(str(cache_dir) in path for path in files._opened)
+    assert report(gen(df, TEMPLATE))["memo_rows"] == 0 and sim.count == 20

@@ -175,8 +175,12 @@ class _Pool:
                 except StoreUnavailable as exc:  # a shared store went away mid-run: ask, rather than fail the run
                     writer.unread(exc, len(chunk))
                     found = [None] * len(chunk)
-                hits = [j for j, value in enumerate(found, start) if value is not None]
-                self.stale.update(results.fill_from_cache(hits, [found[j - start] for j in hits], work.check))
+                if None in found:  # some misses (a C scan: a cached re-run's chunks have none)
+                    hits = [j for j, value in enumerate(found, start) if value is not None]
+                    found = [found[j - start] for j in hits]
+                else:
+                    hits = np.arange(start, start + len(found))
+                self.stale.update(results.fill_from_cache(hits, found, work.check))
                 hit = results.cached[start : start + len(chunk)]
                 progress.advance(int(weights[start : start + len(chunk)][hit].sum()), cached=True)
                 if self.events is not None:

@@ -61,10 +61,12 @@ class CacheWriter:
             self._handed.append(item)
             self.backlog += 1
             self._added += 1
-            if not (self._inline and threading.get_ident() == self._loop_thread):
+            if threading.get_ident() != self._loop_thread:  # a local model's batch thread: the writer takes it
                 self._ready.notify()
                 return
-        if not self._flush_due:  # once per loop iteration: what arrives meanwhile joins the same transaction
+        # Once per loop iteration, written on the loop or woken on the thread: what arrives meanwhile joins the same
+        # transaction (a wake per answer cost a GIL hand-off and a one-row transaction each).
+        if not self._flush_due:
             self._flush_due = True
             self._loop.call_soon(self._flush)
 
@@ -72,16 +74,19 @@ class CacheWriter:
         """On the loop: write what was handed over, unless the thread is writing (then it takes it)."""
         self._flush_due = False
         with self._ready:
-            if self._busy or not self._inline or not self._handed:
-                self._ready.notify()
+            if not self._handed:
                 return
+            if self._busy or not self._inline:
+                self._ready.notify()  # the thread takes them (woken only when there is something to write:
+                return  # each wake hands it the GIL, about half a millisecond of the loop's time)
             batch, self._handed = self._handed, []
             self._busy = True
         quick = self._timed_write(batch)
         with self._ready:
             self._inline = quick  # a slow write: the next ones go back to the thread
             self._done(batch)
-            self._ready.notify()  # the thread takes what arrived from other threads meanwhile
+            if self._handed:
+                self._ready.notify()  # the thread takes what arrived from other threads meanwhile
         self._wake(self._written)
 
     def add_vectors(self, keys: list[str], vectors: np.ndarray, tokens: list[int], latency: float | None,

@@ -25,15 +25,17 @@ def plan(rows: Rows, template: TemplateLike, *, target: Target, **options: Any) 
     if call is None:
         return build.planned(rows, settled)
     memo_dir, identity, salt, description, arrays = call
-    stored = files.load(memo_dir, identity)
+    stored = files.load_all(memo_dir, identity)
     fps = [fp.hex() for fp in fingerprint.chunks(arrays, len(rows), constants.MEMO_CHUNK_ROWS, salt)]
-    hits: dict[int, int] = {}
-    if stored is not None and settled.checked["cache"] is True \
-            and stored.meta.get("chunk_rows") == constants.MEMO_CHUNK_ROWS:  # "refresh" asks anew, writes anew
-        index = stored.index()
+    hits: dict[int, tuple[int, int]] = {}
+    if settled.checked["cache"] is True:  # "refresh" asks anew, writes anew
+        index: dict[str, tuple[int, int]] = {}
+        for n in reversed(range(len(stored))):  # the most recently used memo wins a fingerprint two hold
+            if stored[n].meta.get("chunk_rows") == constants.MEMO_CHUNK_ROWS:
+                index.update((fp, (n, k)) for fp, k in stored[n].index().items())
         hits = {i: index[fp] for i, fp in enumerate(fps) if fp in index}
     part = Part(memo_dir, identity, stored, fps, hits, len(rows), description,
-                files.epoch(memo_dir) if stored is None else stored.epoch, started)
+                stored[0].epoch if stored else files.epoch(memo_dir), started)
     sub = rows if not hits else SubRows(rows, part.missed_positions())
     return build.planned(sub, settled, part)
 
@@ -45,8 +47,8 @@ def why_not_cached(rows: Rows, template: TemplateLike, *, target: Target, **opti
     if call is None:
         return None
     memo_dir, identity, salt, description, arrays = call
-    stored = files.load(memo_dir, identity)
-    if stored is None:
+    stored = files.load_all(memo_dir, identity)
+    if not stored:
         return [constants.MEMO_NO_EARLIER_RUN]
     fps = [fp.hex() for fp in fingerprint.chunks(arrays, len(rows), constants.MEMO_CHUNK_ROWS, salt)]
     return differences(stored, description, fps, len(rows))

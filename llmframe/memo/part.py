@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,8 @@ class SubRows:
         return self.base.values(column, self.positions if positions is None else self.positions[positions])
 
     def missing(self, column: Any) -> np.ndarray:
+        if not len(self.positions):  # the memo answered every row: nothing to look at
+            return np.zeros(0, dtype=bool)
         return self.base.missing(column)[self.positions]
 
     def holds_objects(self, column: Any) -> bool:
@@ -45,15 +48,15 @@ class SubRows:
 
 
 class Part:
-    """The memo's share of a call: which chunks it answers (chunk -> chunk of the stored table), and what to write."""
+    """The memo's share of a call: which chunks it answers (chunk -> (which of the call's memos, its chunk)), and
+    what to write."""
 
-    def __init__(self, memo_dir: Path, call: str, stored: files.Stored | None, fps: list[str], hits: dict[int, int],
-                 rows: int, description: dict, epoch: str | None, started: float):
+    def __init__(self, memo_dir: Path, call: str, stored: list[files.Stored], fps: list[str],
+                 hits: dict[int, tuple[int, int]], rows: int, description: dict, epoch: str | None, started: float):
         self.memo_dir, self.call, self.stored, self.fps, self.hits = memo_dir, call, stored, fps, hits
         self.rows, self.description, self.epoch, self.started = rows, description, epoch, started
         self.size = constants.MEMO_CHUNK_ROWS
-        self.why = differences(stored, description, fps, rows) if stored is not None else \
-            [constants.MEMO_NO_EARLIER_RUN]
+        self.why = differences(stored, description, fps, rows) if stored else [constants.MEMO_NO_EARLIER_RUN]
 
     def __repr__(self) -> str:
         return f"memo.Part({len(self.hits)} of {len(self.fps)} chunks from the memo)"
@@ -79,20 +82,20 @@ class Part:
         full = columns
         if self.hits:
             full = self._columns(columns)
-            meta = self.stored.meta
-            skipped = sum(meta["skipped"][k] for k in self.hits.values())
+            metas = [self.stored[n].meta for n, _ in self.hits.values()]
+            skipped = sum(meta["skipped"][k] for meta, (_, k) in zip(metas, self.hits.values()))
             report["rows"] += memo_rows
             report["cached"] += memo_rows - skipped
             report["skipped"] += skipped
             finish = dict(report.get("finish_reasons", {}))
-            for k in self.hits.values():
+            for meta, (_, k) in zip(metas, self.hits.values()):
                 for reason, n in meta["finish"][k].items():
                     finish[reason] = finish.get(reason, 0) + n
             report["finish_reasons"] = finish
             report["seconds"] = round(report["seconds"] + time.perf_counter() - self.started, 3)
         report["memo_rows"] = memo_rows
         why = [w for w in self.why if not w.startswith("rows:")]
-        if new and self.stored is not None and not why:
+        if new and self.stored and not why:
             why.append(f"rows: {new} new or changed rows")
         if memo_rows < self.rows and why:
             report["not_cached_because"] = why
@@ -102,15 +105,14 @@ class Part:
 
     def _columns(self, columns: dict) -> dict:
         """Each column as the memo's chunks and the run's rows, in row order (Arrow slices: nothing copied)."""
-        table = self.stored.table
         out = {}
         for name, values in columns.items():
             pieces, at = [], 0
             for i in range(len(self.fps)):
                 start, stop = self.span(i)
                 if i in self.hits:
-                    k = self.hits[i]
-                    pieces.append(table.column(name).slice(k * self.size, stop - start))
+                    n, k = self.hits[i]
+                    pieces.append(self.stored[n].table.column(name).slice(k * self.size, stop - start))
                 else:
                     pieces.append(values[at: at + stop - start])
                     at += stop - start
@@ -121,7 +123,6 @@ class Part:
         """Write the call's memo: every chunk whose rows all have their answer (so are in the per-row cache)."""
         if not all(isinstance(v, (pa.Array, pa.ChunkedArray)) for v in full.values()):
             return  # Python objects (validated models): the per-row path answers such calls
-        meta = self.stored.meta if self.stored is not None else None
         answers, keys = outcome.answers, run.row_to_key
         bad = answers.failed()
         row_bad = np.zeros(len(keys), dtype=bool)
@@ -134,7 +135,8 @@ class Part:
         for i, fp in enumerate(self.fps):
             start, stop = self.span(i)
             if i in self.hits:
-                k = self.hits[i]
+                n, k = self.hits[i]
+                meta = self.stored[n].meta
                 chunks.append(fp)
                 skips.append(meta["skipped"][k])
                 finish.append(meta["finish"][k])
@@ -148,17 +150,23 @@ class Part:
             codes = np.bincount(answers.finish[answered], minlength=len(names))
             finish.append({constants.NO_FINISH_REASON if n is None else str(n): int(c)
                            for n, c in zip(names, codes.tolist()) if c})
-        if self.hits and len(self.hits) == len(self.fps) and meta["chunks"] == chunks:  # all from the memo
-            files.touch(self.stored)
-            return
+        used = collections.Counter(n for n, _ in self.hits.values())
+        for n in used:
+            files.touch(self.stored[n])  # the least recently used go first when the memo is over its bound
+        whole = len(used) == 1 and len(self.hits) == len(self.fps)
+        if whole and self.stored[next(iter(used))].meta["chunks"] == chunks:
+            return  # all from one memo, as it is
         if not any(chunks):
             return
+        # The memo most of the hits came from is replaced (a notebook's frame with an edited row); with none, a
+        # memo of its own, named by its first chunk (each chunk of a streamed file, each frame with these columns).
+        tag = self.stored[used.most_common(1)[0][0]].tag if used else self.fps[0][:16]
         table = pa.table(full)
         files.save(self.memo_dir, self.call, table, {"chunks": chunks, "skipped": skips, "finish": finish,
                                                     "description": self.description, "rows": self.rows,
                                                     "chunk_rows": self.size,
                                                     "saved": time.time()},
-                   self.epoch if self.hits else None)  # without hits, every chunk is this run's own answers
+                   self.epoch if self.hits else None, tag)  # without hits, every chunk is this run's own answers
 
 
 def _joined(pieces: list) -> pa.ChunkedArray | np.ndarray:
@@ -174,9 +182,10 @@ def _joined(pieces: list) -> pa.ChunkedArray | np.ndarray:
     return pa.chunked_array(chunks, type=kind)
 
 
-def differences(stored: files.Stored, description: dict, fps: list[str], rows: int) -> list[str]:
-    """What differs between this call and the memo's last run of it: the plan's parts, then the rows."""
-    before = stored.meta.get("description", {})
+def differences(stored: list[files.Stored], description: dict, fps: list[str], rows: int) -> list[str]:
+    """What differs between this call and the memo's last run of it (stored: the call's memos, the most recently
+    used first): the plan's parts, then the rows not in any of them."""
+    before = stored[0].meta.get("description", {})
     named = {"template": "template changed", "endpoint": "endpoint changed", "parameters": "parameters changed",
              "schema": "schema changed", "reading": "output options changed",
              "columns": "the template reads other columns"}
@@ -185,10 +194,10 @@ def differences(stored: files.Stored, description: dict, fps: list[str], rows: i
         out.append(f"model changed ({before.get('model')} -> {description.get('model')})")
     out += [text for part, text in named.items() if before.get(part) != description.get(part)]
     size = constants.MEMO_CHUNK_ROWS
-    if not out and stored.meta.get("chunk_rows") != size:
-        out.append(f"the memo was written with chunks of {stored.meta.get('chunk_rows')} rows, not {size}")
+    if not out and stored[0].meta.get("chunk_rows") != size:
+        out.append(f"the memo was written with chunks of {stored[0].meta.get('chunk_rows')} rows, not {size}")
     if not out:
-        held = set(c for c in stored.meta["chunks"] if c is not None)
+        held = set(c for s in stored if s.meta.get("chunk_rows") == size for c in s.meta["chunks"] if c is not None)
         missing = [i for i, fp in enumerate(fps) if fp not in held]
         if missing:
             changed = sum(min(size, rows - i * size) for i in missing)

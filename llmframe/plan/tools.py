@@ -14,12 +14,13 @@ import types
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import pydantic
+from typing import TYPE_CHECKING, Any
 
 from .. import constants
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    import pydantic  # imported where a tool is made: a run without tools= does not pay for it (~15 ms)
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: it holds a function and a dict
@@ -113,6 +114,8 @@ def tool_of(function: Any) -> Tool:
                           "module level, where the tool's annotations are looked up") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"tool {name}: its signature cannot be read ({exc})") from None
+    import pydantic
+
     described = _docstring(function)
     fields: dict[str, Any] = {}
     for parameter in signature.parameters.values():
@@ -160,6 +163,8 @@ def _unresolved(name: str, signature: inspect.Signature, exc: NameError) -> str:
 
 def _first_bad(fields: dict) -> str:
     """The first parameter whose type pydantic cannot make a schema of."""
+    import pydantic
+
     for parameter, (hint, _) in fields.items():
         try:
             pydantic.TypeAdapter(hint).json_schema()

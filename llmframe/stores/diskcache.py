@@ -29,9 +29,11 @@ __all__ = ["UNKNOWN", "Store", "open_store", "parse_duration", "default_director
 
 # Values shorter than diskcache's file threshold sit in the row itself ("raw" mode), keyed by raw str keys.
 _MODE_RAW = 1
+# Pairs (key, value), so that dict() takes the rows as they come; a value kept in a file (another mode) reads as
+# NULL here, which sends the chunk to diskcache's own get.
 _BULK_GET = (
-    "SELECT key, mode, value FROM Cache WHERE raw = 1 AND (expire_time IS NULL OR expire_time > ?) "
-    "AND key IN ({slots})"
+    f"SELECT key, CASE WHEN mode = {_MODE_RAW} THEN value END FROM Cache WHERE raw = 1 "
+    "AND (expire_time IS NULL OR expire_time > ?) AND key IN ({slots})"
 )
 
 # The row diskcache's add() writes for a short str value: raw str key, no expiry, no tag, value inline.
@@ -168,15 +170,15 @@ class Store(BaseStore):
         if not keys:
             return []
         try:
-            rows = self._cache._sql(_BULK_GET.format(slots=",".join("?" * len(keys))), (time.time(), *keys)).fetchall()
+            found = dict(self._cache._sql(_BULK_GET.format(slots=",".join("?" * len(keys))),
+                                          (time.time(), *keys)).fetchall())
         except (AttributeError, sqlite3.Error):
-            rows = None
-        if rows is None or any(mode != _MODE_RAW for _key, mode, _value in rows):
+            found = None
+        if found is None or None in found.values():
             get = self._cache.get  # large values live in files: let diskcache read them
             with self._cache.transact():
                 return [get(key) for key in keys]
-        found = dict((key, value) for key, _mode, value in rows)
-        return [found.get(key) for key in keys]
+        return list(map(found.get, keys))
 
     @_guarded
     def set_many(self, items: Sequence[tuple[str, str]], *, overwrite: bool = False) -> int:
