@@ -36,6 +36,7 @@ class MediaSettings:
     kinds: frozenset = frozenset({"image", "document"})  # what the provider takes at all
     keep_digests: bool = False  # file digests kept between processes, in the cache directory (not with cache=False)
     digest_dir: str | None = None  # that directory; None: the default one
+    rules: str = ""  # the provider's name, whose rules count its media's tokens (cost/media.py)
 
 
 def media_settings(checked: dict, kind: Any, cache_dir: str | None = None) -> MediaSettings:
@@ -44,7 +45,7 @@ def media_settings(checked: dict, kind: Any, cache_dir: str | None = None) -> Me
     return MediaSettings(f"the {kind.name} provider", checked.get("max_image_side"), bool(checked.get("fetch_urls")),
                          frozenset(getattr(kind, "media_urls", ())), dict(getattr(kind, "media_max_bytes", {})),
                          frozenset(getattr(kind, "media_kinds", ("image", "document"))),
-                         checked.get("cache") is not False, cache_dir)
+                         checked.get("cache") is not False, cache_dir, kind.name)
 
 
 def has_media(messages: list[dict]) -> bool:
@@ -167,6 +168,12 @@ class MediaPrompts(Prompts):
         if row is None:
             return 0
         return sum(len(p["text"]) for content in row for p in content if isinstance(p, dict))
+
+    def tokens_of(self, row) -> int:
+        """A row's input tokens before sending: its text / 4, its media by the provider's rules (max_prompt_tokens=)."""
+        from ..cost.media import prompt_tokens  # reads each image's header: only where max_prompt_tokens= is set
+
+        return 0 if row is None else prompt_tokens(self.settings.rules, self.messages_of(row))
 
 
 def _content(parts: list) -> str | list:
