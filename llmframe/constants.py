@@ -213,6 +213,8 @@ OPENAI_MEDIA_MAX_BYTES = {"image": 20 * 2**20, "document": 32 * 2**20}
 ANTHROPIC_MEDIA_MAX_BYTES = {"image": 5 * 2**20, "document": 32 * 2**20}
 GEMINI_INLINE_MAX_BYTES = 20 * 2**20
 GEMINI_FILE_MAX_BYTES = 2 * 2**30  # the Files API's most per file
+GEMINI_BATCH_UPLOAD_CONCURRENCY = 8  # batch mode: files uploaded at once before a batch is created
+GEMINI_FILES_PAGE = 100  # files listed a page at a time (a batch collected by another process finds its files)
 
 # Cold start (faces/accessors.py): the lean transport's HTTP library (aiohttp, 0.13-0.2 s to import) and the face
 # (the engine behind df.llm, ~0.07 s) are imported on a background thread once pandas or Polars and llmframe are
