@@ -114,6 +114,7 @@ LOCAL_SORT_BATCHES = 8  # the executor hands over this many batches at once, sor
 LOCAL_MAX_TOKENS = 512  # max_new_tokens when the call sets no max_tokens (transformers' own default is 20 in all)
 LOCAL_EMBEDDING_PACK = 256  # inputs per embedding call of a local model: progress and Ctrl-C act between calls
 VLLM_GROUP_SIZE = 1024  # requests handed to vLLM's scheduler at once; Ctrl-C and progress act between groups
+VLLM_MEDIA_GROUP_SIZE = 64  # requests with images handed to vLLM at once: their decoded pictures are in memory
 
 # Output
 DEFAULT_OUTPUT = "response"
