@@ -35,6 +35,8 @@ EMPTY_ANSWER_RETRIES = 1  # an empty answer that claims to be complete is asked 
 
 # Structured outputs
 INVALID_ANSWER_RETRIES = 2  # an answer that does not validate is asked again this many times
+SEEN_ANSWERS = 1_024  # structured answers of a run checked once per distinct text (columns mode): so many kept
+SEEN_ANSWER_CHARS = 256  # of at most this length (an operator's verdict or label, not a free-form answer)
 CORRECTION_PROMPT = (
     "Your answer did not match the required format: {problem}. "
     "Reply again with only the JSON object, matching the schema exactly."
@@ -266,6 +268,7 @@ CASCADE_SEED = 0  # the calibration sample is drawn with this seed: the same row
 JOIN_CANDIDATES = 5  # right rows per left row whose pairs a join asks about, picked by embeddings
 JOIN_ALL_PAIRS_LIMIT = 10_000  # pairs a join with candidates=None asks without max_cost= or a dry run seen first
 SCORE_SCALE = (0, 100)  # the pointwise scores of top_k and rank: an integer in this range
+TOP_K_MARGIN = 5  # top_k compares pairwise the rows scored within this many points of the k-th best score
 AGG_CONTEXT_TOKENS = 32_000  # the most input tokens one agg request carries (context_tokens=)
 
 # Tools per row (generate(tools=[fn, ...]): engine/toolloop.py)

@@ -18,7 +18,7 @@ from llmframe.ops.calls import OperatorEstimate
 from llmframe.ops.ranking import best_of
 from llmframe.testing import BatchSettings, rule_answer
 from llmframe.testing.embeddings import vector
-from llmframe.testing.rules import merit, verdict
+from llmframe.testing.rules import apparent, merit, verdict
 
 MODEL = "openai:sim-model"
 TICKETS = ["I want a refund for order 7", "The app crashes every 3 minutes", "How do I export to CSV?",
@@ -203,6 +203,41 @@ def test_top_k_returns_the_rules_top_k_with_ties_refined_pairwise(kw, sim, kind)
 
 
 @pytest.mark.parametrize("kind", FACES)
+def test_top_k_refines_the_boundary_where_pointwise_scores_mislead(kw, sim, kind):
+    texts = ["waited 90 hours", "waited 80 hours", "waited 61 hours (looks ~58)", "waited 57 hours (looks ~60)",
+             "waited 59 hours", "waited 20 hours"]
+    assert [apparent(t) for t in texts] == [90, 80, 58, 60, 59, 20]  # the pointwise pass puts 57 third
+    df = frame(kind, {"text": texts})
+    out = df.llm.top_k("How urgent? {text}", k=3, **kw)  # margin=5: 60, 59 and 58 are compared
+    assert [merit(t) for t in column(out, "text")] == [90, 80, 61]
+    refined = out.llm.report["refined"]
+    assert refined == {"cut_score": 60.0, "margin": 5.0, "boundary_rows": 3, "in_by_score": 2, "pairwise_calls": 2}
+    assert out.llm.report["calls"] == 6 + 2 and out.llm.report["stages"]["compare"]["rows"] == 2
+    scores_only = df.llm.top_k("How urgent? {text}", k=3, margin=0, **kw)  # only ties at the cut: none here
+    assert [merit(t) for t in column(scores_only, "text")] == [90, 80, 57]
+    assert scores_only.llm.report["refined"]["pairwise_calls"] == 0
+
+
+def test_top_k_is_exact_when_the_score_errors_are_within_half_the_margin(kw, sim):
+    rng = np.random.default_rng(11)
+    merits = rng.permutation(95)[:75].tolist()  # distinct merits under 95
+    noise = rng.integers(-2, 3, size=len(merits)).tolist()  # each pointwise score off by at most 2
+    df = pd.DataFrame({"text": [f"open {m} days (~{max(m + e, 0)})" for m, e in zip(merits, noise)]})
+    out = df.llm.top_k("{text}", k=10, **kw)  # margin 5 >= 2 x 2
+    assert [merit(t) for t in out["text"]] == sorted(merits, reverse=True)[:10]
+    assert out.llm.report["calls"] < 2 * len(merits)
+    rough = df.llm.top_k("{text}", k=10, margin=0, **kw)
+    assert [merit(t) for t in rough["text"]] != sorted(merits, reverse=True)[:10]
+
+
+def test_top_k_margin_is_checked(kw, sim):
+    for bad in (-1, "5", True, float("nan")):
+        with pytest.raises(ConfigError, match="margin must be a number"):
+            pd.DataFrame({"text": ["a", "b"]}).llm.top_k("{text}", k=1, margin=bad, **kw)
+    assert sim.count == 0
+
+
+@pytest.mark.parametrize("kind", FACES)
 def test_rank_orders_every_row_by_score(kw, sim, kind):
     df = frame(kind, {"text": ["waited 5 days", "waited 50 days", "no wait", "waited 7 days"]})
     out = df.llm.rank("{text}", **kw)
@@ -231,6 +266,43 @@ def test_agg_folds_groups_that_do_not_fit_and_caches_the_fold(kw, sim, kind):
     assert sim.count == sent and column(again, "response") == ["30 rows", "3 rows"]
     whole = df.llm.agg("Summarise the {complaint}s", **kw)
     assert column(whole, "response") == ["33 rows"] and whole.llm.report["levels"] == 1
+
+
+def test_agg_estimate_prices_the_whole_fold_and_predicts_its_calls(kw, sim):
+    products = ["laptop"] * 60 + ["phone"] * 3
+    df = pd.DataFrame({"product": products, "complaint": [f"complaint number {i} about the thing" for i in range(63)]})
+    how = dict(by="product", context_tokens=150, max_tokens=20, prices=PRICES)
+    estimate = df.llm.agg("Summarise the {complaint}s about {product}", dry_run=True, **how, **kw)
+    assert sim.count == 0
+    assert [name for name, _ in estimate.stages][:2] == ["rows", "combine 1"] and len(estimate.stages) >= 3
+    low, high = estimate.calls
+    assert low < high and estimate.cost[0] < estimate.cost[1]
+    assert estimate.cost[1] == pytest.approx(sum(e.cost[1] for _, e in estimate.stages))
+    batch = df.llm.agg("Summarise the {complaint}s about {product}", dry_run=True, mode="batch", **how, **kw)
+    assert [e.mode for _, e in batch.stages] == ["batch"] + ["online"] * (len(batch.stages) - 1)  # as they run
+    short = df.llm.agg("Summarise the {complaint}s about {product}", **how, **kw)  # "60 rows": one combining call
+    assert short.llm.report["calls"] == low and short.llm.report["levels"] == 2
+    limit = how["max_tokens"] * 4  # the simulator's characters per token: each answer exactly max_tokens long
+
+    def long(body):
+        answer = rule_answer(body)
+        return (answer + " " + "x" * limit)[:limit] if answer.endswith(" rows") else answer
+
+    at_length = "Summarise the {complaint}s about {product} at length"
+    predicted = df.llm.agg(at_length, dry_run=True, **how, **kw)
+    sim.answer = long
+    full = df.llm.agg(at_length, **how, **kw)
+    assert full.llm.report["calls"] == predicted.calls[1] and full.llm.report["levels"] == len(predicted.stages)
+    assert full.llm.report["stages"]["combine 1"]["rows"] == predicted.stages[1][1].uncached_requests
+
+
+def test_agg_estimate_says_which_groups_long_answers_could_not_combine(kw, sim):
+    df = pd.DataFrame({"g": ["a"] * 12 + ["b"], "t": [f"complaint number {i} about it" for i in range(13)]})
+    estimate = df.llm.agg("Sum up {t}", by="g", context_tokens=80, max_tokens=8, dry_run=True, **kw)
+    assert any("1 group(s): partial answers as long as max_tokens" in n for n in estimate.notes)
+    out = df.llm.agg("Sum up {t}", by="g", context_tokens=80, max_tokens=8, **kw)  # short answers: combined
+    assert out["response"].tolist() == ["12 rows", "1 rows"]
+    assert estimate.calls[0] <= out.llm.report["calls"] <= estimate.calls[1]
 
 
 def test_agg_with_a_row_longer_than_the_context_fails_its_group_only(kw, sim):

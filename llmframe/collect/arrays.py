@@ -7,6 +7,7 @@ validated models) have no Arrow type: they stay a numpy object array.
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Union
@@ -47,10 +48,31 @@ def fields(schema: structured.OutputSchema, values: Sequence[Any], prefix: str, 
     """Typed columns for the parsed values of every row (None for rows without one)."""
     if mode == "object":
         return {f"{prefix}{schema.base}": objects(values)}
-    plain = [None if v is None else (v.model_dump(mode="python") if schema.model is not None else v) for v in values]
+    plain = _dumped(values) if schema.model is not None else values
     return {f"{prefix}{field}": typed([None if row is None else structured.plain(row.get(field)) for row in plain],
                                       schema.kinds[field])
             for field in schema.fields}
+
+
+def _dumped(values: Sequence[Any]) -> list:
+    """Each validated model as a dict (None stays None); an instance shared by many rows (the checker's, for a
+    repeated answer) is dumped once where its fields are scalars (a list or dict cell stays each row's own)."""
+    done: dict[int, dict] = {}
+    out = []
+    for v in values:
+        if v is None:
+            out.append(None)
+            continue
+        got = done.get(id(v))
+        if got is None:
+            got = v.model_dump(mode="python")
+            if all(isinstance(c, _IMMUTABLE) for c in got.values()):
+                done[id(v)] = got
+        out.append(got)
+    return out
+
+
+_IMMUTABLE = (str, int, float, type(None), enum.Enum)
 
 
 def typed(cells: list, kind: Any) -> Column:

@@ -10,12 +10,11 @@ from ..engine.outcome import Outcome
 from ..plan import build as pipeline
 from ..plan.rows import Rows
 from . import accessors, frames
-from .pandas_operators import PandasOperators
+from .pandas_operators import PandasFrameOperators, PandasOperators, series_column
 from .pandas_vectors import PandasVectors
 from .verbs import FrameVerbs, RowVerbs, remember
 
 accessors.clear(pd.DataFrame, pd.Series)  # the placeholders registered at import give way to the classes below
-_SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
 
 
 def _backend(call: tuple) -> str | None:
@@ -24,7 +23,7 @@ def _backend(call: tuple) -> str | None:
 
 
 @pd.api.extensions.register_dataframe_accessor("llm")
-class DataFrameAccessor(FrameVerbs, PandasVectors, PandasOperators):
+class DataFrameAccessor(FrameVerbs, PandasVectors, PandasFrameOperators):
     """Run a model over every row of a DataFrame."""
 
     def _rows(self) -> tuple[Rows, dict]:
@@ -51,12 +50,11 @@ class DataFrameAccessor(FrameVerbs, PandasVectors, PandasOperators):
 
 
 @pd.api.extensions.register_series_accessor("llm")
-class SeriesAccessor(RowVerbs, PandasVectors):
+class SeriesAccessor(RowVerbs, PandasVectors, PandasOperators):
     """Run a model over every value of a Series; "{}" in the template is the value."""
 
     def _rows(self) -> tuple[Rows, dict]:
-        name = self._obj.name
-        column = name if isinstance(name, str) and name else _SERIES_COLUMN
+        column = series_column(self._obj)
         # The Series' own values are not part of the result, so output names cannot clash with them.
         return frames.rows_of(self._obj.to_frame(name=column)), {"positional_column": column,
                                                                   "output_frame_columns": ()}

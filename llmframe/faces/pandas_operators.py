@@ -1,4 +1,5 @@
-"""The semantic operators on pandas (faces/operators.py's hooks): positions and Arrow columns to DataFrames."""
+"""The semantic operators on pandas (faces/operators.py's hooks): positions and Arrow columns to DataFrames; on a
+Series ("{}" is the value) filter, classify, top_k and rank, whose answers come back on the Series' index."""
 
 from __future__ import annotations
 
@@ -10,19 +11,37 @@ import pandas as pd
 from .. import constants
 from ..collect.arrays import objects
 from . import frames
-from .operators import OperatorVerbs
+from .operators import FrameOperatorVerbs, OperatorVerbs
+
+SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
+
+
+def series_column(values: pd.Series) -> str:
+    """The column a Series' values are read from: its name where that is a string, else SERIES_COLUMN."""
+    name = values.name
+    return name if isinstance(name, str) and name else SERIES_COLUMN
 
 
 class PandasOperators(OperatorVerbs):
-    """df.llm.filter / classify / join / top_k / rank / agg."""
+    """s.llm.filter / classify / top_k / rank on a Series; the hooks serve a DataFrame too."""
 
-    def _op_rows(self, frame: pd.DataFrame) -> frames.PandasRows:
+    def _op_rows(self, frame: pd.DataFrame | pd.Series) -> frames.PandasRows:
+        if isinstance(frame, pd.Series):
+            return frames.rows_of(frame.to_frame(name=series_column(frame)))
         return frames.rows_of(frame)
 
-    def _op_take(self, frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    def _op_reading(self) -> dict:
+        return {"positional_column": series_column(self._obj)} if isinstance(self._obj, pd.Series) else {}
+
+    def _op_added(self, columns: dict) -> Any:
+        return self._op_columns(columns) if isinstance(self._obj, pd.Series) else self._op_assign(self._obj, columns)
+
+    def _op_take(self, frame: pd.DataFrame | pd.Series, positions: np.ndarray) -> pd.DataFrame | pd.Series:
         return frame.iloc[np.asarray(positions, dtype=np.int64)]
 
-    def _op_assign(self, frame: pd.DataFrame, columns: dict) -> pd.DataFrame:
+    def _op_assign(self, frame: pd.DataFrame | pd.Series, columns: dict) -> pd.DataFrame:
+        if isinstance(frame, pd.Series):  # a Series' values with their new columns: a frame
+            frame = frame.to_frame(name=series_column(frame))
         return frame.assign(**{name: _series(values, frame.index) for name, values in columns.items()})
 
     def _op_columns(self, columns: dict) -> pd.Series | pd.DataFrame:
@@ -52,6 +71,10 @@ class PandasOperators(OperatorVerbs):
     def _op_done(self, out: Any, report: dict) -> Any:
         out.attrs[constants.REPORT_ATTR] = self._op_report(report)
         return out
+
+
+class PandasFrameOperators(FrameOperatorVerbs, PandasOperators):
+    """df.llm.filter / classify / join / top_k / rank / agg."""
 
 
 def _series(values: Any, index: pd.Index | None) -> pd.Series:

@@ -18,11 +18,10 @@ from ..plan import build as pipeline
 from ..plan.rows import Rows
 from . import accessors
 from . import polars_frames as frames
-from .polars_operators import PolarsOperators
+from .polars_operators import LazyOperators, PolarsFrameOperators, PolarsOperators
 from .polars_vectors import ExprEmbed, PolarsVectors
 from .verbs import FrameVerbs, Generate, RowVerbs, empty_columns, keep_report, kept_report, remember
 
-_SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
 
 
 accessors.clear(pl.DataFrame, pl.Series, pl.Expr, pl.LazyFrame)  # the placeholders give way to the classes below
@@ -37,7 +36,7 @@ class _ArrowColumns:
 
 
 @pl.api.register_dataframe_namespace("llm")
-class DataFrameNamespace(_ArrowColumns, FrameVerbs, PolarsVectors, PolarsOperators):
+class DataFrameNamespace(_ArrowColumns, FrameVerbs, PolarsVectors, PolarsFrameOperators):
     """Run a model over every row of a Polars DataFrame."""
 
     def _rows(self) -> tuple[Rows, dict]:
@@ -59,21 +58,12 @@ class DataFrameNamespace(_ArrowColumns, FrameVerbs, PolarsVectors, PolarsOperato
         return self._obj.to_pandas()  # a sweep's table, summary and plot are pandas' (README "Polars")
 
 
-def _series_rows(values: pl.Series) -> tuple[Rows, dict]:
-    """A Series' rows: a struct's fields as columns ({title}), else its values as one column ({})."""
-    if isinstance(values.dtype, pl.Struct):
-        return frames.rows_of(values.struct.unnest()), {"output_frame_columns": ()}
-    column = values.name or _SERIES_COLUMN
-    # The Series' own values are not part of the result, so output names cannot clash with them.
-    return frames.rows_of(values.to_frame(column)), {"positional_column": column, "output_frame_columns": ()}
-
-
 @pl.api.register_series_namespace("llm")
-class SeriesNamespace(_ArrowColumns, RowVerbs, PolarsVectors):
+class SeriesNamespace(_ArrowColumns, RowVerbs, PolarsVectors, PolarsOperators):
     """Run a model over every value of a Series ("{}" is the value), or over a struct Series' fields."""
 
     def _rows(self) -> tuple[Rows, dict]:
-        return _series_rows(self._obj)
+        return frames.series_rows(self._obj)
 
     def _result(self, plan: pipeline.Plan, outcome: Outcome, call: tuple) -> pl.Series | pl.DataFrame:
         out, report = frames.to_series(plan, outcome)
@@ -90,8 +80,8 @@ class ExprNamespace(_ArrowColumns, Generate, ExprEmbed):
         template, given = call
         # The call checked now, on a stand-in of one text column: the expression's own columns are known only
         # when it runs. The answer's dtype is what a run of no rows gives.
-        probe = {**given, "positional_column": _SERIES_COLUMN, "output_frame_columns": ()}
-        rows = frames.rows_of(pl.DataFrame({_SERIES_COLUMN: pl.Series([], dtype=pl.String)}))
+        probe = {**given, "positional_column": frames.SERIES_COLUMN, "output_frame_columns": ()}
+        rows = frames.rows_of(pl.DataFrame({frames.SERIES_COLUMN: pl.Series([], dtype=pl.String)}))
         output, made = empty_columns(rows, "{}", probe)
         made.pop(output.error_column, None)  # an expression gives one column: errors are in the report
         types = frames.dtypes_of(output, made)
@@ -108,8 +98,9 @@ class ExprNamespace(_ArrowColumns, Generate, ExprEmbed):
 
 
 @pl.api.register_lazyframe_namespace("llm")
-class LazyFrameNamespace(_ArrowColumns, Generate):
-    """lf.llm.generate(...): a LazyFrame with the answer columns; the model runs when it is collected."""
+class LazyFrameNamespace(_ArrowColumns, Generate, LazyOperators):
+    """lf.llm.generate(...): a LazyFrame with the answer columns; the model runs when it is collected. So do the
+    operators filter, classify, top_k, rank and agg (faces/polars_operators.py's LazyOperators)."""
 
     def _run(self, call: tuple) -> pl.LazyFrame:
         template, given = call

@@ -73,6 +73,19 @@ def rows_of(frame: pl.DataFrame) -> PolarsRows:
     return PolarsRows(frame)
 
 
+SERIES_COLUMN = "value"  # what "{}" refers to when a Series has no name
+
+
+def series_rows(values: pl.Series) -> tuple[PolarsRows, dict]:
+    """A Series' rows: a struct's fields as columns ({title}), else its values as one column ({}); and how to
+    read them (plan()'s keywords)."""
+    if isinstance(values.dtype, pl.Struct):
+        return rows_of(values.struct.unnest()), {"output_frame_columns": ()}
+    column = values.name or SERIES_COLUMN
+    # The Series' own values are not part of the result, so output names cannot clash with them.
+    return rows_of(values.to_frame(column)), {"positional_column": column, "output_frame_columns": ()}
+
+
 def series(name: str, values: Column, nested: pa.DataType | None = None) -> pl.Series:
     """One collected column as Polars: String, Int64 / Float64 / Boolean, Enum, Datetime, List / Struct, or Object.
 

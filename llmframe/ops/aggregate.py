@@ -167,13 +167,10 @@ def aggregate(rows: Rows, template: Any, caller: Caller, *, by: Any, output: Any
     failed = [g for g in groups if g.error]
     if failed and caller.options.get("errors") == "raise":
         raise ConfigError(f"agg: group {failed[0].key!r}: {failed[0].error}")
-    if caller.dry_run:
-        first = sum(len(g.pending) for g in groups)
-        most = first + sum(max(len(g.pending) - 1, 0) for g in groups)  # a fold of p parts takes under p more
-        _ask(caller, groups, output, "rows")
-        return caller.estimate((first, most), first, ["the combining levels are not priced: at most the calls' "
-                                                      "high end, each about context_tokens long"])
-    level = 0
+    first = sum(len(g.pending) for g in groups)
+    least = first + sum(len(g.pending) > 1 for g in groups)  # short partial answers: one combining call each
+    stand_in = _stand_in(count, limit) if caller.dry_run else None
+    level, calls = 0, 0
     spec = caller.plan(TextRows({"prompt": []}), "{prompt}", output).output  # what a run gives, even of no group
     while any(g.pending for g in groups):
         columns, spec = _ask(caller, groups, output, "rows" if level == 0 else f"combine {level}")
@@ -181,8 +178,11 @@ def aggregate(rows: Rows, template: Any, caller: Caller, *, by: Any, output: Any
         for g in groups:
             if not g.pending:
                 continue
-            answers = [_answer_at(columns, spec, at + i) for i in range(len(g.pending))]
+            # A dry run folds stand-ins of the longest answer max_tokens allows: the most levels the fold can take.
+            answers = [(f"{calls + i} {stand_in}"[:len(stand_in)], None) if columns is None  # distinct: all priced
+                       else _answer_at(columns, spec, at + i) for i in range(len(g.pending))]
             at += len(g.pending)
+            calls += len(g.pending)
             bad = next((e for a, e in answers if e), None)
             if bad:
                 g.error, g.pending = bad, []
@@ -193,7 +193,34 @@ def aggregate(rows: Rows, template: Any, caller: Caller, *, by: Any, output: Any
                                      for a, _ in answers], g.levels + 1
                 plan_level(g, count, context_tokens, limit, REDUCE_HEADER)
         level += 1
+    if caller.dry_run:
+        unsure = sum(bool(g.error) for g in groups) - len(failed)  # the fold of stand-ins failed there
+        return _estimate(caller, first, least, calls, level, unsure)
     return groups, spec
+
+
+def _stand_in(count: Counter, tokens: int) -> str:
+    """A text of about `tokens` tokens by the counter: a partial answer as long as max_tokens lets it be."""
+    text = "lorem ipsum " * tokens
+    return text[: max(1, len(text) * tokens // max(count(text), 1))]
+
+
+def _estimate(caller: Caller, first: int, least: int, most: int, levels: int, unsure: int) -> OperatorEstimate:
+    """The whole fold's estimate: every level priced, from the first level's prompts (the rows) and the combining
+    levels' stand-ins; the low end assumes short partial answers (one combining call per group that needs one)."""
+    notes = [f"the fold: {levels} level(s) at most, each partial answer taken as long as max_tokens allows (the "
+             "high end); shorter answers combine in fewer calls (the low end)"]
+    if unsure:
+        notes.append(f"{unsure} group(s): partial answers as long as max_tokens allows would not fit context_tokens "
+                     "to combine, so those groups fail unless their answers are shorter: set max_tokens= lower or "
+                     "raise context_tokens=; their combining calls are not counted in the high end")
+    made = caller.estimate((min(least, most), max(least, most)), first, notes)
+    rows = [e for name, e in caller.estimates if name == "rows"]
+    combine = [e for name, e in caller.estimates if name != "rows"]
+    if made.cost is not None and rows and combine:
+        per_call = combine[0].cost[0] / max(combine[0].rows, 1)
+        made.cost = (rows[0].cost[0] + per_call * (least - first), made.cost[1])
+    return made
 
 
 def _ask(caller: Caller, groups: list[Group], output: Any, stage: str) -> tuple[dict | None, Any]:

@@ -61,41 +61,57 @@ class OperatorEstimate:
 class Caller:
     """model= and generate's options for every call of one operator, one budget over them, and their reports."""
 
-    def __init__(self, operator: str, model: str | Provider, options: dict, *, dry_run: bool = False):
+    def __init__(self, operator: str, model: str | Provider, options: dict, *, dry_run: bool = False,
+                 reading: dict | None = None):
         check_names(options, OPERATOR_OPTIONS)
         for name in ("mode", "errors"):
             if name in options and not isinstance(options[name], str):
                 raise ConfigError(f"{name}= must be a string, got {options[name]!r}")
         self.operator, self.model, self.options, self.dry_run = operator, model, dict(options), dry_run
+        self.reading = dict(reading or {})  # how the face's own rows are read (a Series': positional_column=)
         self.target = resolve(model)
         max_cost = options.get("max_cost")
         self.budget = Budget(float(max_cost)) if max_cost is not None and not dry_run else None
         self.reports: list[tuple[str, dict]] = []
         self._embeddings: set[str] = set()  # stages that made vectors: no model calls
         self.estimates: list[tuple[str, Estimate]] = []
+        self._online: set[int] = set()  # the plans (ids) of stages that run online whatever mode= says
 
     def plan(self, rows: Rows, template: TemplateLike, output: Any, *, system: str | None = None,
-             online: bool = False, max_tokens: int | None = None) -> build.Plan:
-        """The stage's plan, as generate(template, output=output, system=...) over these rows would make it."""
-        given = dict(self.options)
+             online: bool = False, max_tokens: int | None = None, memo: bool = False, own: bool = False
+             ) -> build.Plan:
+        """The stage's plan, as generate(template, output=output, system=...) over these rows would make it.
+
+        memo: answer what the run memo holds of the call from it, as generate does (llmframe.memo): the plan then
+        holds only the other rows, so a stage that reads the plan's prompts afterwards (top_k's) leaves it off.
+        own: the rows are the face's own (read as the face says: reading=), not rows the operator made."""
+        given = {**self.options, **(self.reading if own else {})}
         if system is not None:
-            own = given.get("system")
-            given["system"] = system if not own else f"{system}\n\n{own}"
+            users = given.get("system")
+            given["system"] = system if not users else f"{system}\n\n{users}"
         if max_tokens is not None and given.get("max_tokens") is None:
             given["max_tokens"] = max_tokens
+        priced_online = online and given.get("mode") == "batch"  # its dry run prices it at the online rate
         if online or self.dry_run:
             given["mode"] = constants.BATCH_MODES[0]  # a stage that waits on the one before runs online
         if self.dry_run:
             given["progress"] = False
             if not isinstance(self.model, Provider):
                 given["api_key"] = given.get("api_key") or constants.ESTIMATE_API_KEY
-        return build.plan(rows, template, target=self.target, output=output, output_frame_columns=(), **given)
+        if memo and not self.dry_run:
+            from ..memo import calls as run_memo
+
+            return run_memo.plan(rows, template, target=self.target, output=output, output_frame_columns=(), **given)
+        made = build.plan(rows, template, target=self.target, output=output, output_frame_columns=(), **given)
+        if priced_online:
+            self._online.add(id(made))
+        return made
 
     def run(self, stage: str, plan: build.Plan) -> dict[str, Column] | None:
         """Run the plan now (None on a dry run, which estimates it instead); BudgetExceeded when max_cost ran out."""
         if self.dry_run:
-            mode = self.options.get("mode", constants.BATCH_MODES[0])
-            self.estimates.append((stage, engine.estimate(plan, mode="batch" if mode == "batch" else "online")))
+            batch = self.options.get("mode") == "batch" and id(plan) not in self._online
+            self.estimates.append((stage, engine.estimate(plan, mode="batch" if batch else "online")))
             return None
         bar = for_run(len(plan.prompts), show=should_show(plan.progress), description=f"{self.operator} {stage}: "
                       f"{plan.model}")  # which of the operator's calls this bar counts
@@ -145,6 +161,7 @@ class Caller:
         modes = {r.get("mode") for _, r in self.reports} - {None}
         merged["mode"] = "batch" if "batch" in modes else "online"
         merged["batch_jobs"] = [r["batch_job"] for _, r in self.reports if r.get("batch_job")]
+        merged["memo_rows"] = sum(r.get("memo_rows", 0) for _, r in self.reports)  # answered by the run memo
         out = {"operator": self.operator, **merged, "calls": calls, "requests_sent": sent, "stages": stages, **extra}
         if any(c is not None for c in costs):
             out["cost"] = sum(c or 0.0 for c in costs)

@@ -1,6 +1,10 @@
 """top_k and rank as plans of generate calls: a pointwise score for every row (independent calls: batchable), then
-pairwise comparisons only where the scores tie at the top (a knockout tournament, then replays among the rows
-beaten only by rows already chosen), so top_k of k over n rows costs about n + k log n calls, not n^2 / 2."""
+pairwise refinement of the boundary: the rows whose scores are within `margin` of the k-th best score (ties and
+near-ties at the cut, where a pointwise score is least to be trusted) are compared pairwise (a knockout tournament,
+then replays among the rows beaten only by rows already chosen), the rows scored clearly above it are in by their
+scores (ties among them ordered pairwise too). top_k of k over n rows costs about n + b + k log b calls for a
+boundary of b rows, not n^2 / 2.
+"""
 
 from __future__ import annotations
 
@@ -54,9 +58,10 @@ def check_k(k: Any, rows: int) -> int:
     return int(k)
 
 
-def scores(rows: Rows, template: Any, caller: Caller) -> tuple[np.ndarray, Any] | None:
-    """Each row's pointwise score (NaN where it failed) and the plan that asked (its prompts); None on a dry run."""
-    plan = caller.plan(rows, template, score_schema(), system=RATE_SYSTEM)
+def scores(rows: Rows, template: Any, caller: Caller, memo: bool = False) -> tuple[np.ndarray, Any] | None:
+    """Each row's pointwise score (NaN where it failed) and the plan that asked (its prompts: all of them unless
+    memo, the run memo's, answered some); None on a dry run."""
+    plan = caller.plan(rows, template, score_schema(), system=RATE_SYSTEM, own=True, memo=memo)
     columns = caller.run("score", plan)
     if columns is None:
         return None
@@ -92,32 +97,55 @@ def best_of(items: list[int], m: int, compare: Compare) -> list[int]:
     return chosen
 
 
-def top_k(rows: Rows, template: Any, caller: Caller, k: int) -> tuple[np.ndarray, np.ndarray] | OperatorEstimate:
-    """The positions of the k best rows, best first, and their scores; or the dry run's estimate."""
+def check_margin(margin: Any) -> float:
+    """margin= as a number >= 0 (points of constants.SCORE_SCALE)."""
+    if isinstance(margin, bool) or not isinstance(margin, numbers.Real) or not margin >= 0:
+        raise ConfigError(f"margin must be a number >= 0 (points of the {constants.SCORE_SCALE[0]}-"
+                          f"{constants.SCORE_SCALE[1]} score scale), got {margin!r}")
+    return float(margin)
+
+
+def top_k(rows: Rows, template: Any, caller: Caller, k: int, margin: float = constants.TOP_K_MARGIN
+          ) -> tuple[np.ndarray, np.ndarray, dict] | OperatorEstimate:
+    """The positions of the k best rows, best first, their scores and what the refinement did; or the estimate."""
     n = len(rows)
     k = check_k(k, n)
+    margin = check_margin(margin)
     got = scores(rows, template, caller)
     if got is None:
-        most = n + (n - 1) + k * (math.ceil(math.log2(max(n, 2))) + k)
+        most = n + (n - 1) + k * (math.ceil(math.log2(max(n, 2))) + k) + k * math.ceil(math.log2(k + 1))
         return caller.estimate((n, most), n * (n - 1) // 2,
-                               ["the pairwise calls depend on how the scores tie: at most the high end"])
+                               ["the pairwise calls depend on how close the scores are at the cut: at most the high "
+                                "end"])
     values, plan = got
     comparer = _Comparer(caller, plan)
-    chosen: list[int] = []
     filled = np.where(np.isnan(values), -1.0, values)  # a row without a score ranks last
-    for level in sorted(set(filled.tolist()), reverse=True):
-        tied = np.flatnonzero(filled == level).tolist()
-        want = min(len(tied), k - len(chosen))
-        chosen += tied if len(tied) == 1 else best_of(tied, want, comparer)
-        if len(chosen) >= k:
-            break
-    picked = np.asarray(chosen[:k], dtype=np.int64)
-    return picked, values[picked]
+    cut = float(np.sort(filled)[::-1][k - 1])
+    sure = np.flatnonzero(filled > cut + margin)  # fewer than k: in by their scores alone
+    boundary = np.flatnonzero(np.abs(filled - cut) <= margin).tolist()
+    want = k - len(sure)
+    chosen = sure[np.argsort(-filled[sure], kind="stable")].tolist()
+    chosen += boundary if len(boundary) == 1 else best_of(boundary, want, comparer)
+    picked = np.asarray(in_order(chosen[:k], filled, margin, comparer), dtype=np.int64)
+    refined = {"cut_score": None if cut < 0 else cut, "margin": margin, "boundary_rows": len(boundary),
+               "in_by_score": len(sure), "pairwise_calls": len(comparer.known)}
+    return picked, values[picked], refined
+
+
+def in_order(chosen: list[int], filled: np.ndarray, margin: float, compare: Compare) -> list[int]:
+    """The chosen rows best first: rows whose scores differ by more than margin by their scores, closer ones
+    (ties included) by a comparison (known pairs are not asked again; a near-sorted list takes few)."""
+    def worse(a: int, b: int) -> int:  # a sort key: -1 when a goes first
+        if abs(filled[a] - filled[b]) > margin:
+            return -1 if filled[a] > filled[b] else 1
+        return -1 if compare([(a, b)])[0] == a else 1
+
+    return sorted(chosen, key=functools.cmp_to_key(worse))
 
 
 def rank(rows: Rows, template: Any, caller: Caller) -> tuple[np.ndarray, np.ndarray] | OperatorEstimate:
     """Every row's position, best score first (ties in row order, failed rows last), and the scores."""
-    got = scores(rows, template, caller)
+    got = scores(rows, template, caller, memo=True)  # the order needs no prompt afterwards
     if got is None:
         return caller.estimate((len(rows), len(rows)), len(rows))
     values = got[0]

@@ -94,7 +94,7 @@ def call_of(operator: str, *, explain: bool = False, labels: Any = None, multi: 
 def filter_rows(rows: Rows, template: Any, caller: Caller, *, explain: bool) -> tuple[pa.Array, pa.Array | None] | None:
     """Each row's verdict (null where it failed) and, with explain=True, its reason; None on a dry run."""
     call = call_of("filter", explain=explain)
-    plan = caller.plan(rows, template, call["output"], system=call["system"])
+    plan = caller.plan(rows, template, call["output"], system=call["system"], memo=True, own=True)
     columns = caller.run("filter", plan)
     if columns is None:
         return None
@@ -104,7 +104,7 @@ def filter_rows(rows: Rows, template: Any, caller: Caller, *, explain: bool) -> 
 def classify_rows(rows: Rows, template: Any, caller: Caller, *, labels: Any, multi: bool) -> Any:
     """Each row's label (a dictionary array of every label) or, with multi=True, its list of labels (objects)."""
     call = call_of("classify", labels=labels, multi=multi)
-    plan = caller.plan(rows, template, call["output"], system=call["system"])
+    plan = caller.plan(rows, template, call["output"], system=call["system"], memo=True, own=True)
     columns = caller.run("classify", plan)
     if columns is None:
         return None

@@ -82,11 +82,20 @@ class OutputSchema:
         """parse, and with one column per field, also refuse a value its column cannot hold (an int beyond int64)."""
         if mode == "object":  # instances hold any value
             return self.parse
+        # One check of each short text (filter's two, classify's few): a repeated text shares its validated value,
+        # which columns are built from (and an on_row callback reads); object mode, whose values are the result
+        # itself, never shares one.
+        seen: dict[str, tuple[Any, str | None]] = {}
 
         def check(text: str | None) -> tuple[Any, str | None]:
+            known = seen.get(text)  # type: ignore[arg-type]
+            if known is not None:
+                return known
             value, problem = self.parse(text)
             if problem is None and (unfit := self._unfit(value)):
-                return None, f"invalid answer: {unfit}"
+                value, problem = None, f"invalid answer: {unfit}"
+            if text is not None and len(text) <= constants.SEEN_ANSWER_CHARS and len(seen) < constants.SEEN_ANSWERS:
+                seen[text] = (value, problem)
             return value, problem
 
         return check

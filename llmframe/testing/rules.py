@@ -7,8 +7,10 @@
 - A label (an enum "label" field: classify): the first label, in the set's order, that occurs in the prompt as a
   word; none: the last label. A list of labels ("labels"): every label that occurs.
 - A score (an integer "score" field: top_k, rank): the row's merit, the largest whole number in the prompt
-  outside quotes (0 if none), clamped to 0..100. A comparison ("better": "A" or "B"): the item of greater merit
-  (unclamped; a tie: "A").
+  outside quotes and not written "~N" (0 if none), clamped to 0..100; a row that says "~N" is misjudged: its
+  score is N (the largest such), which its true merit need not be. A comparison ("better": "A" or "B"): the item
+  of greater merit (unclamped, "~N" ignored; a tie: "A"). So a test knows both what the pointwise pass sees and
+  what the pairwise refinement must find.
 - A text request listing numbered rows (agg): "<n> rows", n the rows it covers: an item "<m> rows" (a partial
   answer) counts m, any other item 1; so a group's answer counts its rows whatever the fold.
 Any other request gets default_answer's.
@@ -23,6 +25,7 @@ from .answers import default_answer, last_user_text, structured_format
 
 _QUOTED = re.compile(r'"([^"\n]+)"')
 _NUMBER = re.compile(r"\d+")
+_APPARENT = re.compile(r"~(\d+)")
 _ITEM = re.compile(r"^\d+\. (.*)$", re.M)
 _PARTIAL = re.compile(r"^(\d+) rows$")
 
@@ -33,8 +36,14 @@ def _phrases(text: str) -> tuple[list[str], str]:
 
 
 def merit(text: str) -> int:
-    """The largest whole number in the text outside double quotes; 0 if none."""
-    return max(map(int, _NUMBER.findall(_phrases(text)[1])), default=0)
+    """The largest whole number in the text outside double quotes and not written "~N"; 0 if none."""
+    return max(map(int, _NUMBER.findall(_APPARENT.sub(" ", _phrases(text)[1]))), default=0)
+
+
+def apparent(text: str) -> int:
+    """What the pointwise score sees: the largest "~N" outside double quotes, else the merit."""
+    seen = _APPARENT.findall(_phrases(text)[1])
+    return max(map(int, seen)) if seen else merit(text)
 
 
 def verdict(text: str) -> tuple[bool, str | None]:
@@ -82,7 +91,7 @@ def rule_answer(body: dict) -> str:
     if _enum((props.get("labels") or {}).get("items", {})):
         return json.dumps({"labels": labels_in(text, _enum(props["labels"]["items"]))})
     if props.get("score", {}).get("type") == "integer":
-        return json.dumps({"score": min(merit(text), 100)})
+        return json.dumps({"score": min(apparent(text), 100)})
     if _enum(props.get("better", {})) == ["A", "B"]:
         a, _, b = text.partition("Item B:")
         return json.dumps({"better": "B" if merit(b) > merit(a) else "A"})
