@@ -117,6 +117,7 @@ LOCAL_SORT_BATCHES = 8  # the executor hands over this many batches at once, sor
 LOCAL_MAX_TOKENS = 512  # max_new_tokens when the call sets no max_tokens (transformers' own default is 20 in all)
 LOCAL_EMBEDDING_PACK = 256  # inputs per embedding call of a local model: progress and Ctrl-C act between calls
 VLLM_GROUP_SIZE = 1024  # requests handed to vLLM's scheduler at once; Ctrl-C and progress act between groups
+VLLM_MEDIA_GROUP_SIZE = 64  # requests with images handed to vLLM at once: their decoded pictures are in memory
 
 # Output
 DEFAULT_OUTPUT = "response"
@@ -217,6 +218,8 @@ OPENAI_MEDIA_MAX_BYTES = {"image": 20 * 2**20, "document": 32 * 2**20}
 ANTHROPIC_MEDIA_MAX_BYTES = {"image": 5 * 2**20, "document": 32 * 2**20}
 GEMINI_INLINE_MAX_BYTES = 20 * 2**20
 GEMINI_FILE_MAX_BYTES = 2 * 2**30  # the Files API's most per file
+GEMINI_BATCH_UPLOAD_CONCURRENCY = 8  # batch mode: files uploaded at once before a batch is created
+GEMINI_FILES_PAGE = 100  # files listed a page at a time (a batch collected by another process finds its files)
 
 # Cold start (faces/accessors.py): the lean transport's HTTP library (aiohttp, 0.13-0.2 s to import) and the face
 # (the engine behind df.llm, ~0.07 s) are imported on a background thread once pandas or Polars and llmframe are

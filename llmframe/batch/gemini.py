@@ -13,8 +13,10 @@ from .. import constants
 from ..providers import media, replies
 from ..providers.gemini import candidate_text, finish_reason, media_part, to_contents
 from ..plan.request import Response
+from ..errors import ConfigError, ProviderError
 from . import gemini_embed
 from .base import Adapter, LineBuilder, Status, error_text, json_lines, read_line
+from .gemini_files import BatchFiles, too_large
 
 _ENDED = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
 # llmframe's parameter names -> generationConfig's (REST, camelCase); others are camel-cased as they are.
@@ -37,6 +39,10 @@ class GeminiBatches(Adapter):
     not_found = ("no model by that name, or this server has no batch API (most OpenAI-compatible servers serve only "
                  "the online one); check the model, or use mode='online'")
 
+    def __init__(self, provider):
+        super().__init__(provider)
+        self.files = BatchFiles(provider)  # media past the inline limit, uploaded before their batch
+
     def line_builder(self, params: dict) -> LineBuilder:
         if constants.EMBEDDING_KEY in params:  # df.llm.embed: embedding requests (batch/gemini_embed.py)
             return gemini_embed.line_builder(self.provider, params[constants.EMBEDDING_KEY])
@@ -45,7 +51,9 @@ class GeminiBatches(Adapter):
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
         def line(key: str, messages: list[dict]) -> str:
-            if media.has_media(messages):  # images and PDFs inline, base64 in the JSON line
+            if media.has_media(messages):  # images and PDFs inline, base64 in the JSON line; past the limit, files
+                if too_large(messages):
+                    messages = self.files.placeholders(messages)
                 system, contents = to_contents(media.messages_now(messages, media_part))
                 request: dict = {"contents": [c.model_dump(exclude_none=True, mode="json") for c in contents]}
             else:
@@ -60,23 +68,31 @@ class GeminiBatches(Adapter):
         return line
 
     async def create(self, uid: str, lines: list[str]) -> str:
-        if lines and gemini_embed.is_embedding(lines[0]):
+        """Upload the batch's large media (and, past the inline size, its requests as a JSONL file), then create it."""
+        if lines and gemini_embed.is_embedding(lines[0]):  # df.llm.embed's job: batch/gemini_embed.py
             return await gemini_embed.create(self, uid, lines)
-        size = sum(len(line) for line in lines)
-        with self.creating():  # a 404 here: the server has no batch API
-            try:
-                if size < constants.GEMINI_INLINE_BYTES:
-                    src = [_inline(json.loads(line)) for line in lines]
-                else:
-                    data = ("\n".join(lines) + "\n").encode()
-                    file = await self.client.aio.files.upload(
-                        file=io.BytesIO(data), config={"mime_type": "jsonl", "display_name": uid}
-                    )
-                    src = file.name
-                job = await self.client.aio.batches.create(model=self.provider.model, src=src,
-                                                           config={"display_name": uid})
-            except genai_errors.APIError as exc:
-                raise self.provider.api_error(exc) from None
+        try:
+            with self.creating():  # a 404 here: the server has no batch API
+                lines = await self.files.resolve(uid, lines)
+                size = sum(len(line) for line in lines)
+                try:
+                    if size < constants.GEMINI_INLINE_BYTES:
+                        src = [_inline(json.loads(line)) for line in lines]
+                    else:
+                        data = ("\n".join(lines) + "\n").encode()
+                        file = await self.client.aio.files.upload(
+                            file=io.BytesIO(data), config={"mime_type": "jsonl", "display_name": uid}
+                        )
+                        self.files.keep(uid, file.name)
+                        src = file.name
+                    job = await self.client.aio.batches.create(model=self.provider.model, src=src,
+                                                               config={"display_name": uid})
+                except genai_errors.APIError as exc:
+                    raise self.provider.api_error(exc) from None
+        except (ConfigError, ProviderError) as exc:
+            if isinstance(exc, ConfigError) or not exc.retryable:  # refused: nothing was created to read them
+                await self.files.ended(uid)
+            raise  # a passing failure keeps them: the batch may exist after all, or the next try reuses them
         return job.name
 
     async def find(self, uid: str, since: float) -> str | None:
@@ -105,6 +121,8 @@ class GeminiBatches(Adapter):
         error = None
         if state == "JOB_STATE_FAILED":
             error = error_text(job.error.model_dump(exclude_none=True)) if job.error else "the batch failed"
+        if state in _ENDED and job.display_name:
+            await self.files.ended(job.display_name)  # its uploaded media and requests are read no more
         return Status(state, state in _ENDED, 0, error)  # the Gemini API reports no per-request progress
 
     async def results(self, batch_id: str) -> dict[str, Response]:

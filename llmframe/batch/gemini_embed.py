@@ -55,6 +55,7 @@ async def create(adapter: Any, uid: str, lines: list[str]) -> str:
         try:
             file = await adapter.client.aio.files.upload(file=io.BytesIO(data),
                                                         config={"mime_type": "jsonl", "display_name": uid})
+            adapter.files.keep(uid, file.name)  # deleted when the job ends, as a generate job's requests
             with warnings.catch_warnings():  # "experimental" in google-genai: said once in the README, not per job
                 warnings.simplefilter("ignore")
                 job = await adapter.client.aio.batches.create_embeddings(

@@ -117,8 +117,13 @@ class ResponsesBatches(OpenAIBatches):
 
     def line_builder(self, params: dict) -> LineBuilder:
         model, url = self.provider.model, self.endpoint
-        return object_lines(lambda key, messages: {"custom_id": key, "method": "POST", "url": url,
-                                                   "body": responses.body(model, messages, params)})
+
+        def render(key: str, messages: list[dict]) -> dict:
+            if media.has_media(messages):  # images and PDFs: data URLs in the request, as online
+                messages = media.messages_now(messages, media.responses_part)
+            return {"custom_id": key, "method": "POST", "url": url, "body": responses.body(model, messages, params)}
+
+        return object_lines(render)
 
     def parse(self, data: bytes) -> dict[str, Response]:
         return _parse_lines(data, responses.read, lambda body: body.get("output") is not None)

@@ -462,10 +462,14 @@ def _digests(head: bytes, prompts: Prompts, max_prompt_tokens: int | None) -> tu
     for positions in prompts.chunks():
         rows = prompts.rows_at(positions)
         if limit is not None:
-            keep = [k for k, row in enumerate(rows) if prompts.chars_of(row) <= limit]
-            for k in sorted(set(range(len(rows))) - set(keep)):
-                tokens = prompts.chars_of(rows[k]) // constants.CHARS_PER_TOKEN
+            if getattr(prompts, "media", False):  # images and documents count by the provider's rules
+                over = {k: t for k, t in enumerate(map(prompts.tokens_of, rows)) if t > max_prompt_tokens}
+            else:
+                over = {k: prompts.chars_of(row) // constants.CHARS_PER_TOKEN for k, row in enumerate(rows)
+                        if prompts.chars_of(row) > limit}
+            for k, tokens in over.items():
                 prompts.skip(int(positions[k]), f"prompt too long: about {tokens} tokens > max_prompt_tokens={max_prompt_tokens}")
+            keep = [k for k in range(len(rows)) if k not in over]
             positions, rows = positions[keep], [rows[k] for k in keep]
         texts = prompts.json_of(rows)
         try:

@@ -236,17 +236,24 @@ class GeminiProvider(Provider):
         uploads = self.__dict__.setdefault("_uploads", {})
         task = uploads.get(digest)
         if task is None or (task.done() and task.exception() is not None):  # a failed upload is tried again
-            upload = self.client.aio.files.upload(file=io.BytesIO(data), config=types.UploadFileConfig(
-                mime_type=mime, display_name=f"llmframe-{digest}"))
-            task = uploads[digest] = asyncio.ensure_future(self._sent(upload))
+            task = uploads[digest] = asyncio.ensure_future(self.upload_file(data, mime, f"llmframe-{digest}"))
         return await asyncio.shield(task)
 
+    async def upload_file(self, data: bytes, mime: str, display_name: str):
+        """A File (its name and uri) of these bytes, uploaded through the Files API; its errors as ProviderError."""
+        return await self._sent(self.client.aio.files.upload(file=io.BytesIO(data), config=types.UploadFileConfig(
+            mime_type=mime, display_name=display_name)))
+
+    async def delete_file(self, name: str) -> None:
+        """Delete an uploaded file (it would stay 48 hours, counted against the project's storage); best effort."""
+        with contextlib.suppress(Exception):
+            await self.client.aio.files.delete(name=name)
+
     async def _delete_uploads(self) -> None:
-        """Delete the files this run uploaded (they would stay 48 hours, counted against the project's storage)."""
+        """Delete the files this run uploaded."""
         for task in self.__dict__.pop("_uploads", {}).values():
             if task.done() and task.exception() is None:
-                with contextlib.suppress(Exception):
-                    await self.client.aio.files.delete(name=task.result().name)
+                await self.delete_file(task.result().name)
 
     def _config(self, params: dict, system: str | None) -> types.GenerateContentConfig:
         fields = {_RENAMED.get(k, k): v for k, v in params.items()}
