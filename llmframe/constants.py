@@ -84,7 +84,8 @@ CACHE_INLINE_AFTER_WRITES = 3  # quick writes in a row on the thread before the 
 CACHE_KEY_VERSION = 1  # bump when the key's canonical form changes
 CACHE_URL_ENV_VAR = "LLMFRAME_CACHE_URL"  # a shared store (postgresql://...) for every run that names no cache_dir
 CACHE_URL_SCHEMES = ("postgresql", "postgres")  # cache="<scheme>://..." means the PostgreSQL store
-CACHE_RECORD_FORMAT = 1  # the shared store's record format (Response.to_cache): bump when it changes
+CACHE_RECORD_FORMAT = 2  # the shared store's record format (Response.to_cache): bump when it changes
+# (2: embeddings' values are binary, plan.vector_value; format 1's values still read)
 PG_TABLE = "llmframe_answers"  # in the role's search_path: its schema is the DBA's choice
 PG_META_TABLE = "llmframe_meta"  # the store's format, so an older llmframe refuses a newer store
 PG_POOL_SIZE = 4  # connections per process: the feeder's lookups, the writer thread, admin commands
@@ -204,6 +205,7 @@ SCORE_COLUMN = "score"
 
 # Media: images and documents in templates (llmframe.image, llmframe.document)
 MEDIA_READ_BLOCK_BYTES = 1 << 20  # a file is hashed and read a block at a time, never whole in memory twice
+EMBEDDING_MEDIA_TOKENS = 258  # an image or page in an embedding input, for packing (Gemini bills a small image so)
 MEDIA_RENDER_CHUNK_ROWS = 512  # rows of a media template keyed at a time (Arrow binary cells are copies)
 MEDIA_DIGEST_CACHE_ENTRIES = 1_000_000  # files whose digest is kept by (device, inode, size, times) in the process
 MEDIA_DIGEST_FILE = "media-digests.sqlite"  # in the cache directory: the same, for a re-run in a new process

@@ -1,4 +1,5 @@
-"""Gemini's Batch API through google-genai: inline requests for small jobs, an uploaded JSONL file for large ones."""
+"""Gemini's Batch API through google-genai: inline requests for small jobs, an uploaded JSONL file for large ones
+(and for embedding jobs, batch/gemini_embed.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ..providers import media, replies
 from ..providers.gemini import candidate_text, finish_reason, media_part, to_contents
 from ..plan.request import Response
 from ..errors import ConfigError, ProviderError
+from . import gemini_embed
 from .base import Adapter, LineBuilder, Status, error_text, json_lines, read_line
 from .gemini_files import BatchFiles, too_large
 
@@ -42,6 +44,8 @@ class GeminiBatches(Adapter):
         self.files = BatchFiles(provider)  # media past the inline limit, uploaded before their batch
 
     def line_builder(self, params: dict) -> LineBuilder:
+        if constants.EMBEDDING_KEY in params:  # df.llm.embed: embedding requests (batch/gemini_embed.py)
+            return gemini_embed.line_builder(self.provider, params[constants.EMBEDDING_KEY])
         # context= goes inline in a batch job's lines (a cached content would have to outlive the job)
         config = {_RENAMED.get(k) or _camel(k): v for k, v in params.items() if k != constants.GEMINI_CONTEXT_PARAM}
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -65,6 +69,8 @@ class GeminiBatches(Adapter):
 
     async def create(self, uid: str, lines: list[str]) -> str:
         """Upload the batch's large media (and, past the inline size, its requests as a JSONL file), then create it."""
+        if lines and gemini_embed.is_embedding(lines[0]):  # df.llm.embed's job: batch/gemini_embed.py
+            return await gemini_embed.create(self, uid, lines)
         try:
             with self.creating():  # a 404 here: the server has no batch API
                 lines = await self.files.resolve(uid, lines)
@@ -174,6 +180,9 @@ def parse_results(data: bytes | str) -> dict[str, Response]:
         if not isinstance(line, dict) or not isinstance(line.get("key"), str):
             continue  # not one of our requests: its row stays unanswered, and says so
         response = line.get("response")
+        if isinstance(response, dict) and "embedding" in response:  # an embedding job's line
+            found[line["key"]] = read_line(lambda: gemini_embed.answer(response))
+            continue
         candidates = response.get("candidates") if isinstance(response, dict) else None
         if not candidates:
             found[line["key"]] = Response.failure(error_text(line.get("error") or "the server returned no candidates"))

@@ -77,6 +77,7 @@ class GeminiProvider(Provider):
     official_domain = constants.GEMINI_ENDPOINT_DOMAIN
     price_id = "google"
     batch_adapter = "llmframe.batch.gemini:GeminiBatches"
+    batch_embeddings = True  # client.batches.create_embeddings (batch/gemini_embed.py)
     batch_limits = constants.GEMINI_BATCH_LIMITS
     embedding_limits = constants.GEMINI_EMBEDDING_LIMITS
     embedding_input_tokens = constants.GEMINI_EMBEDDING_INPUT_TOKENS
@@ -128,6 +129,11 @@ class GeminiProvider(Provider):
     def chat_model(cls, model: str, *, endpoint: str | None) -> None:
         embeddings.refuse_embedding_model(cls.name, model)
 
+    @classmethod
+    def embeds_media(cls, model: str) -> bool:
+        """Gemini's multimodal embedding models (gemini-embedding-2...): google-genai's own test of the name."""
+        return embeddings.is_multimodal_gemini(model)
+
     async def embed(self, texts: list[str], params: dict) -> Embedded:
         """embed_content with every text of the pack (the SDK sends one batchEmbedContents request).
 
@@ -137,7 +143,8 @@ class GeminiProvider(Provider):
             texts = embeddings.cut(texts, self.embedding_input_tokens)
         config = types.EmbedContentConfig(task_type=params.get("task_type"),
                                           output_dimensionality=params.get("dimensions"))
-        response = await self._sent(self.client.aio.models.embed_content(model=self.model, contents=texts,
+        contents = [t if isinstance(t, str) else await self._embedded_content(t) for t in texts]
+        response = await self._sent(self.client.aio.models.embed_content(model=self.model, contents=contents,
                                                                          config=config))
         headers = _headers(getattr(getattr(response, "sdk_http_response", None), "headers", None))
         vectors = [np.asarray(e.values or [], dtype=np.float32) for e in (response.embeddings or [])]
@@ -193,6 +200,11 @@ class GeminiProvider(Provider):
         if "tools" in request.params:
             response.tool_calls = tool_wire.gemini_turn(candidate)
         return response
+
+    async def _embedded_content(self, messages: list[dict]) -> types.Content:
+        """A media row of a multimodal embedding (embeds_media): its messages' text and media, as one content."""
+        _system, contents = to_contents(await self._with_media(messages))
+        return types.Content(role="user", parts=[part for content in contents for part in content.parts or ()])
 
     async def _context(self, messages: list[dict], lead: int, tools: bool) -> tuple[str | None, list[dict]]:
         """(the run's cached content, the messages left to send), or (None, all of them) where it cannot serve."""

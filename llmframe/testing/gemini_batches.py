@@ -1,5 +1,5 @@
-"""Gemini's batch API (models/{model}:batchGenerateContent, batches/{id}) and its resumable file uploads,
-as google-genai's client.batches and client.files speak them."""
+"""Gemini's batch API (models/{model}:batchGenerateContent, :asyncBatchEmbedContent for embeddings, batches/{id})
+and its resumable file uploads, as google-genai's client.batches and client.files speak them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 
 from aiohttp import web
 
+from . import embeddings
 from .batches import Batch, Handler, VendorBatches, iso_time, unauthorized
 from .gemini_generate import GEMINI
 from .openai_chat import BadRequest
@@ -43,6 +44,7 @@ class GeminiBatches(VendorBatches):
         for version in ("v1beta", "v1"):
             routes += [
                 ("POST", f"/{version}/models/{{model:[^/:]+}}:batchGenerateContent", self.create),
+                ("POST", f"/{version}/models/{{model:[^/:]+}}:asyncBatchEmbedContent", self.create_embeddings),
                 ("POST", f"/{version}/batches/{{id:[^/:]+}}:cancel", self.cancel),
                 ("POST", f"/upload/{version}/files", self.upload),
                 ("GET", f"/{version}/files/{{id:[^/:]+}}:download", self.download),
@@ -72,6 +74,9 @@ class GeminiBatches(VendorBatches):
             metadata["endTime"] = iso_time(time.time())
             if batch.extra.get("file"):
                 metadata["output"] = {"responsesFile": f"files/out-{batch.id}"}
+            elif batch.extra.get("embedding"):
+                metadata["output"] = {"inlinedEmbedContentResponses": {
+                    "inlinedResponses": self._lines(batch, inline=True)}}
             else:
                 metadata["output"] = {"inlinedResponses": {"inlinedResponses": self._lines(batch, inline=True)}}
         return {"name": f"batches/{batch.id}", "metadata": metadata}
@@ -82,7 +87,8 @@ class GeminiBatches(VendorBatches):
         lines = []
         for i, (custom_id, _raw, _chat) in enumerate(batch.items[:done]):
             gone = self._gone(batch, i)
-            reply = self.service.reply(GEMINI, batch, i) if gone is None else None
+            reply = None if gone is not None else (self._embedding(batch, i) if batch.extra.get("embedding")
+                                                   else self.service.reply(GEMINI, batch, i))
             entry: dict = {"response": reply} if reply is not None else {"error": gone or {
                 "code": 500, "message": "simulated batch line error", "status": "INTERNAL"}}
             if inline:
@@ -92,6 +98,16 @@ class GeminiBatches(VendorBatches):
                 entry["key"] = custom_id
             lines.append(entry)
         return lines
+
+    def _embedding(self, batch: Batch, i: int) -> dict | None:
+        """An embedding batch's response to item i (the online route's vector, its tokens), None if its line fails."""
+        item = embeddings.batch_item(batch, i, self.service.sim.embedding_input_tokens)
+        return None if item is None else {"embedding": {"values": item[2][0].tolist()}, "tokenCount": item[3]}
+
+    async def create_embeddings(self, request: web.Request) -> web.Response:
+        """POST models/{model}:asyncBatchEmbedContent (client.batches.create_embeddings): embedding requests,
+        inlined or in an uploaded file of {"key", "request"} lines."""
+        return await self.create(request, embedding=True)
 
     def _gone(self, batch: Batch, i: int) -> dict | None:
         """The error of request i if a file it names was deleted before it ran (as the API reads files then)."""
@@ -105,7 +121,7 @@ class GeminiBatches(VendorBatches):
                                                 "permission to access it."}
         return memo[i]
 
-    async def create(self, request: web.Request) -> web.Response:
+    async def create(self, request: web.Request, embedding: bool = False) -> web.Response:
         """POST models/{model}:batchGenerateContent: a batch of inlined requests, or of an uploaded file's."""
         if (refused := unauthorized(GEMINI, request)) is not None:
             return refused
@@ -114,11 +130,13 @@ class GeminiBatches(VendorBatches):
         spec = (body.get("batch") or {}) if isinstance(body, dict) else {}
         config = spec.get("inputConfig") or {}
         route = _GeminiRoute(model, self.service.file)
+        dialect = embeddings.GEMINI if embedding else GEMINI
         items, metadata = [], []
-        if config.get("fileName"):
-            found = self.service.file(config["fileName"].removeprefix("files/"))
+        file_name = config.get("fileName") or config.get("file_name")  # proto JSON: either spelling (the SDK's own)
+        if file_name:
+            found = self.service.file(file_name.removeprefix("files/"))
             if found is None:
-                return GEMINI.error(404, f"File {config['fileName']} not found")
+                return GEMINI.error(404, f"File {file_name} not found")
             entries = [json.loads(t) for t in found[0].decode().splitlines() if t.strip()]
             pairs = [(e.get("key"), e.get("request"), None) for e in entries]
         elif isinstance((config.get("requests") or {}).get("requests"), list):
@@ -129,7 +147,7 @@ class GeminiBatches(VendorBatches):
             return GEMINI.error(400, "batch.inputConfig needs requests or a fileName")
         for number, (key, raw, meta) in enumerate(pairs):
             try:
-                chat = GEMINI.parse(route, raw)  # type: ignore[arg-type]  # parse reads only match_info
+                chat = dialect.parse(route, raw)  # type: ignore[arg-type]  # parse reads only match_info
             except BadRequest as exc:
                 return GEMINI.error(400, f"request {number}: {exc}")
             items.append((key, raw, chat))
@@ -137,7 +155,7 @@ class GeminiBatches(VendorBatches):
         service = self.service
         batch = service.add(Batch("gemini", service.new_id("sim"), items, service.settings, model,
                                   tag=spec.get("displayName"),
-                                  extra={"file": bool(config.get("fileName")), "metadata": metadata,
+                                  extra={"file": bool(file_name), "metadata": metadata, "embedding": embedding,
                                          "files": (files := [_file_ids(raw) for _key, raw, _chat in items]),
                                          "uses_files": any(files)}))
         obj = self._object(batch)
