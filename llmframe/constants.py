@@ -85,7 +85,8 @@ CACHE_INLINE_AFTER_WRITES = 3  # quick writes in a row on the thread before the 
 CACHE_KEY_VERSION = 1  # bump when the key's canonical form changes
 CACHE_URL_ENV_VAR = "LLMFRAME_CACHE_URL"  # a shared store (postgresql://...) for every run that names no cache_dir
 CACHE_URL_SCHEMES = ("postgresql", "postgres")  # cache="<scheme>://..." means the PostgreSQL store
-CACHE_RECORD_FORMAT = 1  # the shared store's record format (Response.to_cache): bump when it changes
+CACHE_RECORD_FORMAT = 2  # the shared store's record format (Response.to_cache): bump when it changes
+# (2: embeddings' values are binary, plan.vector_value; format 1's values still read)
 PG_TABLE = "llmframe_answers"  # in the role's search_path: its schema is the DBA's choice
 PG_META_TABLE = "llmframe_meta"  # the store's format, so an older llmframe refuses a newer store
 PG_POOL_SIZE = 4  # connections per process: the feeder's lookups, the writer thread, admin commands
@@ -117,6 +118,7 @@ LOCAL_SORT_BATCHES = 8  # the executor hands over this many batches at once, sor
 LOCAL_MAX_TOKENS = 512  # max_new_tokens when the call sets no max_tokens (transformers' own default is 20 in all)
 LOCAL_EMBEDDING_PACK = 256  # inputs per embedding call of a local model: progress and Ctrl-C act between calls
 VLLM_GROUP_SIZE = 1024  # requests handed to vLLM's scheduler at once; Ctrl-C and progress act between groups
+VLLM_MEDIA_GROUP_SIZE = 64  # requests with images handed to vLLM at once: their decoded pictures are in memory
 
 # Output
 DEFAULT_OUTPUT = "response"
@@ -204,6 +206,7 @@ SCORE_COLUMN = "score"
 
 # Media: images and documents in templates (llmframe.image, llmframe.document)
 MEDIA_READ_BLOCK_BYTES = 1 << 20  # a file is hashed and read a block at a time, never whole in memory twice
+EMBEDDING_MEDIA_TOKENS = 258  # an image or page in an embedding input, for packing (Gemini bills a small image so)
 MEDIA_RENDER_CHUNK_ROWS = 512  # rows of a media template keyed at a time (Arrow binary cells are copies)
 MEDIA_DIGEST_CACHE_ENTRIES = 1_000_000  # files whose digest is kept by (device, inode, size, times) in the process
 MEDIA_DIGEST_FILE = "media-digests.sqlite"  # in the cache directory: the same, for a re-run in a new process
@@ -216,6 +219,8 @@ OPENAI_MEDIA_MAX_BYTES = {"image": 20 * 2**20, "document": 32 * 2**20}
 ANTHROPIC_MEDIA_MAX_BYTES = {"image": 5 * 2**20, "document": 32 * 2**20}
 GEMINI_INLINE_MAX_BYTES = 20 * 2**20
 GEMINI_FILE_MAX_BYTES = 2 * 2**30  # the Files API's most per file
+GEMINI_BATCH_UPLOAD_CONCURRENCY = 8  # batch mode: files uploaded at once before a batch is created
+GEMINI_FILES_PAGE = 100  # files listed a page at a time (a batch collected by another process finds its files)
 
 # Cold start (faces/accessors.py): the lean transport's HTTP library (aiohttp, 0.13-0.2 s to import) and the face
 # (the engine behind df.llm, ~0.07 s) are imported on a background thread once pandas or Polars and llmframe are

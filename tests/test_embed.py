@@ -280,3 +280,15 @@ def test_truncate_cuts_by_the_models_tiktoken_encoding_where_it_has_one(sim, emb
     assert out.notna().all()
     sent = [t for r in embedding_requests(sim) for t in r.body["input"]]
     assert sorted(map(len, sent)) == [len("red apple"), 8191]  # exactly the model's 8,191 tokens
+
+
+def test_media_for_a_text_embedding_model_are_refused_before_sending_naming_one_that_takes_them(sim, embed):
+    frame = pd.DataFrame({"photo": [b"\x89PNG..."], "title": ["boots"]})
+    for template in (["{title}", llmframe.image("photo")],
+                     [{"role": "user", "content": ["{title}", llmframe.document("photo")]}]):
+        with pytest.raises(ConfigError, match="embeds text only.*gemini:gemini-embedding-2.*describe the media first"):
+            embed(frame, template)
+    with pytest.raises(ConfigError, match="gemini:gemini-embedding-001 embeds text only"):
+        embed(frame, ["{title}", llmframe.image("photo")], model="gemini:gemini-embedding-001",
+              base_url=sim.gemini_base_url)
+    assert sim.count == 0

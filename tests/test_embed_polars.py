@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 import llmframe
-from llmframe.errors import ConfigError
+from llmframe.errors import ConfigError, TemplateError
 from llmframe.testing import Faults
 
 from .test_embed import MODEL, embed, texts  # noqa: F401  (the fixture)
@@ -98,3 +98,26 @@ def test_polars_embed_takes_the_embed_options_in_the_tables_order():
         assert [p.name for p in params] == [o.name for o in options.EMBED_OPTIONS]
     with pytest.raises(ConfigError, match="dtype_backend"):
         pl.Series(["a"]).llm.embed(dtype_backend="pyarrow")
+
+
+def test_a_lazyframe_embeds_when_collected_with_its_schema_known_up_front(sim, embed):
+    rows = texts(40)
+    lazy = pl.LazyFrame({"text": [*rows, None], "n": range(41)}).filter(pl.col("n") >= 0)
+    query = embed(lazy, "{text}", dimensions=8, usage=True)
+    assert isinstance(query, pl.LazyFrame) and sim.count == 0, "nothing is sent before collect()"
+    schema = query.collect_schema()
+    assert schema["embedding"] == pl.Array(pl.Float32, 8) and schema["embedding_error"] == pl.String
+    assert "embedding_input_tokens" in schema
+    out = query.collect()
+    assert out.schema == schema and out["embedding"].null_count() == 1 and sim.count >= 1
+    eager = embed(pl.DataFrame({"text": rows}), "{text}", dimensions=8)
+    np.testing.assert_array_equal(llmframe.vectors(out["embedding"][:40]), llmframe.vectors(eager["embedding"]))
+
+
+def test_a_lazyframe_embed_is_checked_when_made(sim, embed):
+    lazy = pl.LazyFrame({"text": ["a"]})
+    with pytest.raises(TemplateError, match="nope"):
+        embed(lazy, "{nope}", dimensions=8)
+    with pytest.raises(ConfigError, match="pass dimensions="):  # a compatible server's model: length unknown
+        embed(lazy, "{text}", model="openai:my-embedder")
+    assert sim.count == 0

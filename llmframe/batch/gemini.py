@@ -1,4 +1,5 @@
-"""Gemini's Batch API through google-genai: inline requests for small jobs, an uploaded JSONL file for large ones."""
+"""Gemini's Batch API through google-genai: inline requests for small jobs, an uploaded JSONL file for large ones
+(and for embedding jobs, batch/gemini_embed.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from .. import constants
 from ..providers import media, replies
 from ..providers.gemini import candidate_text, finish_reason, media_part, to_contents
 from ..plan.request import Response
+from ..errors import ConfigError, ProviderError
+from . import gemini_embed
 from .base import Adapter, LineBuilder, Status, error_text, json_lines, read_line
+from .gemini_files import BatchFiles, too_large
 
 _ENDED = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
 # llmframe's parameter names -> generationConfig's (REST, camelCase); others are camel-cased as they are.
@@ -35,13 +39,21 @@ class GeminiBatches(Adapter):
     not_found = ("no model by that name, or this server has no batch API (most OpenAI-compatible servers serve only "
                  "the online one); check the model, or use mode='online'")
 
+    def __init__(self, provider):
+        super().__init__(provider)
+        self.files = BatchFiles(provider)  # media past the inline limit, uploaded before their batch
+
     def line_builder(self, params: dict) -> LineBuilder:
+        if constants.EMBEDDING_KEY in params:  # df.llm.embed: embedding requests (batch/gemini_embed.py)
+            return gemini_embed.line_builder(self.provider, params[constants.EMBEDDING_KEY])
         # context= goes inline in a batch job's lines (a cached content would have to outlive the job)
         config = {_RENAMED.get(k) or _camel(k): v for k, v in params.items() if k != constants.GEMINI_CONTEXT_PARAM}
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
         def line(key: str, messages: list[dict]) -> str:
-            if media.has_media(messages):  # images and PDFs inline, base64 in the JSON line
+            if media.has_media(messages):  # images and PDFs inline, base64 in the JSON line; past the limit, files
+                if too_large(messages):
+                    messages = self.files.placeholders(messages)
                 system, contents = to_contents(media.messages_now(messages, media_part))
                 request: dict = {"contents": [c.model_dump(exclude_none=True, mode="json") for c in contents]}
             else:
@@ -56,21 +68,31 @@ class GeminiBatches(Adapter):
         return line
 
     async def create(self, uid: str, lines: list[str]) -> str:
-        size = sum(len(line) for line in lines)
-        with self.creating():  # a 404 here: the server has no batch API
-            try:
-                if size < constants.GEMINI_INLINE_BYTES:
-                    src = [_inline(json.loads(line)) for line in lines]
-                else:
-                    data = ("\n".join(lines) + "\n").encode()
-                    file = await self.client.aio.files.upload(
-                        file=io.BytesIO(data), config={"mime_type": "jsonl", "display_name": uid}
-                    )
-                    src = file.name
-                job = await self.client.aio.batches.create(model=self.provider.model, src=src,
-                                                           config={"display_name": uid})
-            except genai_errors.APIError as exc:
-                raise self.provider.api_error(exc) from None
+        """Upload the batch's large media (and, past the inline size, its requests as a JSONL file), then create it."""
+        if lines and gemini_embed.is_embedding(lines[0]):  # df.llm.embed's job: batch/gemini_embed.py
+            return await gemini_embed.create(self, uid, lines)
+        try:
+            with self.creating():  # a 404 here: the server has no batch API
+                lines = await self.files.resolve(uid, lines)
+                size = sum(len(line) for line in lines)
+                try:
+                    if size < constants.GEMINI_INLINE_BYTES:
+                        src = [_inline(json.loads(line)) for line in lines]
+                    else:
+                        data = ("\n".join(lines) + "\n").encode()
+                        file = await self.client.aio.files.upload(
+                            file=io.BytesIO(data), config={"mime_type": "jsonl", "display_name": uid}
+                        )
+                        self.files.keep(uid, file.name)
+                        src = file.name
+                    job = await self.client.aio.batches.create(model=self.provider.model, src=src,
+                                                               config={"display_name": uid})
+                except genai_errors.APIError as exc:
+                    raise self.provider.api_error(exc) from None
+        except (ConfigError, ProviderError) as exc:
+            if isinstance(exc, ConfigError) or not exc.retryable:  # refused: nothing was created to read them
+                await self.files.ended(uid)
+            raise  # a passing failure keeps them: the batch may exist after all, or the next try reuses them
         return job.name
 
     async def find(self, uid: str, since: float) -> str | None:
@@ -99,6 +121,8 @@ class GeminiBatches(Adapter):
         error = None
         if state == "JOB_STATE_FAILED":
             error = error_text(job.error.model_dump(exclude_none=True)) if job.error else "the batch failed"
+        if state in _ENDED and job.display_name:
+            await self.files.ended(job.display_name)  # its uploaded media and requests are read no more
         return Status(state, state in _ENDED, 0, error)  # the Gemini API reports no per-request progress
 
     async def results(self, batch_id: str) -> dict[str, Response]:
@@ -156,6 +180,9 @@ def parse_results(data: bytes | str) -> dict[str, Response]:
         if not isinstance(line, dict) or not isinstance(line.get("key"), str):
             continue  # not one of our requests: its row stays unanswered, and says so
         response = line.get("response")
+        if isinstance(response, dict) and "embedding" in response:  # an embedding job's line
+            found[line["key"]] = read_line(lambda: gemini_embed.answer(response))
+            continue
         candidates = response.get("candidates") if isinstance(response, dict) else None
         if not candidates:
             found[line["key"]] = Response.failure(error_text(line.get("error") or "the server returned no candidates"))

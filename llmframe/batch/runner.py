@@ -24,6 +24,7 @@ from ..engine.outcome import Counters
 from ..engine.progress import Progress
 from ..providers.base import Provider
 from ..plan.build import Check, Work
+from ..plan import vector_value
 from ..plan.request import Response
 from .base import Adapter, Status, patiently
 from . import packed
@@ -91,7 +92,11 @@ def settle(keys: Sequence[str], found: dict[str, Response], why: str, check: Che
                         counters.invalid += 1
             responses.append(response)
     answered = [(key, r) for key, r in zip(keys, responses) if r.error is None]
-    values = Response.many_to_cache([r for _k, r in answered], model, time.time())
+    if answered and answered[0][1].vector is not None:  # an embedding job's vectors: binary values, one pass
+        values = vector_value.encode(np.stack([r.vector for _k, r in answered]).astype(np.float32, copy=False),
+                                     [r.input_tokens for _k, r in answered], None, model, time.time(), batch=True)
+    else:
+        values = Response.many_to_cache([r for _k, r in answered], model, time.time())
     return responses, [(key, value) for (key, _r), value in zip(answered, values)]
 
 

@@ -125,8 +125,7 @@ def request_cost(pricer: Pricer, limit: int, tools: Tools | None = None, *,
 
     def cost(request: Request) -> float:
         if media.has_media(request.messages):  # images and documents: by the provider's rules
-            tokens = -(-media.text_chars(request.messages) // constants.CHARS_PER_TOKEN)
-            return pricer.cost(tokens + media.message_tokens(provider, request.messages), limit) or 0.0
+            return pricer.cost(media.prompt_tokens(provider, request.messages), limit) or 0.0
         chars = sum(len(m.get("content") or "") for m in request.messages)
         prompt = -(-chars // constants.CHARS_PER_TOKEN)
         inp, out = (prompt, limit) if tools is None else tools.turn_tokens(prompt, limit)

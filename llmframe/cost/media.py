@@ -14,6 +14,7 @@ import io
 import math
 import re
 
+from .. import constants
 from ..plan.media import IMAGE, MediaRef
 
 _UNKNOWN_SIDE = 1024  # a URL passed on unread: its size is unknown, so a 1024 x 1024 image is counted
@@ -97,6 +98,12 @@ def message_tokens(provider: str, messages: list[dict]) -> int:
     """The media input tokens of a request's messages at provider."""
     return sum(ref_tokens(provider, p) for m in messages if not isinstance(m.get("content"), str)
                for p in m.get("content") or () if isinstance(p, MediaRef))
+
+
+def prompt_tokens(provider: str, messages: list[dict]) -> int:
+    """A media request's input tokens before it is sent: its text (characters / 4) and its media by provider's
+    rules. The rate limiter reserves them and max_prompt_tokens= checks them."""
+    return -(-text_chars(messages) // constants.CHARS_PER_TOKEN) + message_tokens(provider, messages)
 
 
 def text_chars(messages: list[dict]) -> int:

@@ -249,6 +249,8 @@ class Answers(Sequence):
         """
         if not values:
             return []
+        if self.vectors is not None and bytes in set(map(type, values)):  # binary vectors (plan.vector_value)
+            return self._fill_binary(positions, values)
         split = split_vectors(values) if self.vectors is not None else None
         if split is not None:  # the vectors' texts cut out: JSON parses only the short rest of each value
             encoded, rows = split
@@ -302,6 +304,25 @@ class Answers(Sequence):
         self.finish[positions] = [code(reason) for reason in finishes] if len(set(finishes)) > 1 else code(finishes[0])
         self.cached[positions] = True
         self._set_texts(positions, texts)
+        return stale
+
+    def _fill_binary(self, positions: Sequence[int], values: Sequence[Any]) -> list[int]:
+        """fill_from_cache of an embedding run's values, binary ones decoded into the matrix at once (texts that
+        older versions wrote take the general path)."""
+        binary = np.fromiter((type(v) is bytes for v in values), dtype=bool, count=len(values))
+        positions = np.asarray(positions, dtype=np.int64)
+        stale = [] if binary.all() else self.fill_from_cache(positions[~binary].tolist(),
+                                                             list(itertools.compress(values, (~binary).tolist())))
+        at = positions[binary]
+        assert self.vectors is not None
+        bad, tokens, latency = self.vectors.put_binary(at, list(itertools.compress(values, binary.tolist())))
+        stale += at[bad].tolist()
+        at, tokens, latency = at[~bad], tokens[~bad], latency[~bad]
+        self.input_tokens[at], self.latency[at] = tokens, latency
+        for name in ("output_tokens", "cached_input_tokens", "reasoning_tokens", "cache_write_tokens", "finish"):
+            getattr(self, name)[at] = 0
+        self.cached[at] = True
+        self._set_texts(at, [None] * len(at))
         return stale
 
     def failed(self) -> np.ndarray:

@@ -99,13 +99,27 @@ async def billed_answer(request: Request, provider: Provider, limiter: Limiter, 
     return billed.bill(response)  # type: ignore[attr-defined]
 
 
+def _estimate(messages: list[dict], provider: Provider, max_tokens: int | None) -> float:
+    """The tokens the limiter reserves for a request: its text / 4, its images and documents by the provider's
+    rules (cost/media.py), and its output allowance."""
+    chars = 0
+    for m in messages:
+        content = m.get("content") or ""
+        if not isinstance(content, str):  # a list of parts: text and media
+            from ..cost.media import prompt_tokens
+
+            return prompt_tokens(getattr(provider, "name", ""), messages) + (max_tokens or constants.OUTPUT_TOKENS_GUESS)
+        chars += len(content)
+    return estimate_tokens(chars, max_tokens)
+
+
 async def _answer(request: Request, provider: Provider, limiter: Limiter, policy: Policy, counters: Counters,
                   check: Check | None, secrets: tuple[str, ...], patience: Patience) -> Response:
     """One request with retries: every attempt paced by the limiter, every wait as long as the server asked.
 
     With check, an answer that does not validate is asked again (up to policy.invalid_retries times).
     """
-    estimate = estimate_tokens(sum(len(m.get("content") or "") for m in request.messages), policy.max_tokens)
+    estimate = _estimate(request.messages, provider, policy.max_tokens)
     attempt = invalid = unconnected = 0
     asked = request  # every re-ask is built on the request as first asked, not on the re-ask before it
     while True:

@@ -4,7 +4,6 @@ until the row the server refuses is alone, so one bad input fails only its own r
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Callable
 
@@ -12,7 +11,7 @@ import numpy as np
 
 from .. import constants
 from ..errors import ProviderError
-from ..plan.build import Policy
+from ..plan.build import Policy, input_chars
 from ..plan.request import Request, Response
 from ..providers.base import Provider
 from .attempts import billed_answer
@@ -39,7 +38,7 @@ class Packer:
         done: list[Pack] = []
         step = constants.CHARS_PER_TOKEN
         for j, text in zip(positions, texts):
-            cost = -(-len(text) // step)
+            cost = -(-(len(text) if type(text) is str else input_chars(text)) // step)  # media rows: messages
             if self._positions and (self._tokens + cost > self.max_tokens or len(self._positions) >= self.max_inputs):
                 done.append(self._take())
             self._positions.append(j)
@@ -65,7 +64,6 @@ class _Embedder:
     def __init__(self, provider: Provider, texts: list[str], settings: dict):
         self._provider, self._texts, self._settings = provider, texts, settings
         self.error: ProviderError | None = None  # the last refusal: whether a split can isolate a bad row
-        self.encoded: list[str] | None = None  # the answer's vectors as the cache spells them, where the reply did
 
     def __getattr__(self, name: str):
         return getattr(self._provider, name)
@@ -80,7 +78,6 @@ class _Embedder:
         if vectors.ndim != 2 or vectors.shape[0] != len(self._texts):
             raise ProviderError(f"malformed response: {vectors.shape[0] if vectors.ndim else 0} vectors for "
                                 f"{len(self._texts)} inputs", retryable=True, headers=embedded.headers)
-        self.encoded = embedded.encoded
         return Response(input_tokens=embedded.input_tokens, headers=embedded.headers, vector=vectors)
 
 
@@ -91,7 +88,7 @@ def _splittable(error: ProviderError | None) -> bool:
 
 def shares(total: int, texts: list[str]) -> np.ndarray:
     """total tokens spread over the inputs by their length, summing to total exactly."""
-    lengths = np.fromiter(map(len, texts), dtype=np.float64, count=len(texts)) + 1.0
+    lengths = np.fromiter(map(input_chars, texts), dtype=np.float64, count=len(texts)) + 1.0
     share = np.floor(total * lengths / lengths.sum()).astype(np.int64)
     share[-1] += total - int(share.sum())
     return share
@@ -103,7 +100,7 @@ class _Estimate:
     __slots__ = ("messages", "key", "params")
 
     def __init__(self, texts: list[str]):
-        self.messages, self.key, self.params = [{"content": "x" * sum(map(len, texts))}], "", {}
+        self.messages, self.key, self.params = [{"content": "x" * sum(map(input_chars, texts))}], "", {}
 
 
 async def answer_pack(pack: Pack, provider: Provider, limiter: Limiter, policy: Policy, counters: Counters,
@@ -111,15 +108,14 @@ async def answer_pack(pack: Pack, provider: Provider, limiter: Limiter, policy: 
                       finish_pack: Callable[..., None]) -> None:
     """Embed a pack and finish its rows together; a refused pack of many rows is split to find the bad one.
 
-    finish_pack(positions, vectors, tokens, latency, encoded): the answered pack's rows at once.
+    finish_pack(positions, vectors, tokens, latency): the answered pack's rows at once.
     """
     positions, texts = pack
     embedder = _Embedder(provider, texts, settings)
     response = await billed_answer(_Estimate(texts), embedder, limiter, policy, counters, None,  # type: ignore[arg-type]
                                    provider.secrets, patience)
     if response.error is None:
-        finish_pack(positions, response.vector, shares(response.input_tokens, texts), response.latency,
-                    embedder.encoded)
+        finish_pack(positions, response.vector, shares(response.input_tokens, texts), response.latency)
         return
     if len(positions) > 1 and _splittable(embedder.error):
         half = math.ceil(len(positions) / 2)
@@ -131,9 +127,3 @@ async def answer_pack(pack: Pack, provider: Provider, limiter: Limiter, policy: 
         failed = Response(error=response.error, input_tokens=response.input_tokens if k == 0 else 0)
         finish(j, failed, counts_to_breaker=k == 0)
 
-
-def encode_all(vectors: np.ndarray) -> list[str]:
-    """Each row of a matrix as the cache's text: its little-endian float32 bytes in base64 (exact, a third of
-    JSON's size); for a reply that sent lists of numbers, or a local model's."""
-    raw = np.ascontiguousarray(vectors, dtype="<f4")
-    return [base64.b64encode(row.tobytes()).decode("ascii") for row in raw]

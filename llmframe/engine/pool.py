@@ -24,7 +24,7 @@ from .callbacks import Dispatcher
 from .groups import answer_group, take
 from .outcome import Counters, Live
 from .packed import RowPacks, answer_rows
-from .packs import Pack, Packer, answer_pack, encode_all
+from .packs import Pack, Packer, answer_pack
 from .progress import Progress
 from .ratelimit import Patience, limiter_for
 from .writer import CacheWriter
@@ -104,12 +104,9 @@ class _Pool:
         if self.events is not None:  # after the writer has it: a raising callback cannot lose the answer
             self.events.row(j, response, cost)
 
-    def finish_pack(self, positions: list[int], vectors: np.ndarray, tokens: np.ndarray, latency: float | None,
-                    encoded: list[str] | None) -> None:
-        """finish() for a pack's answered rows at once: stored, priced, counted and handed to the writer together.
-
-        encoded: the vectors as the cache spells them, where the reply already did (base64 float32).
-        """
+    def finish_pack(self, positions: list[int], vectors: np.ndarray, tokens: np.ndarray, latency: float | None
+                    ) -> None:
+        """finish() for a pack's answered rows at once: stored, priced, counted and handed to the writer together."""
         problem = self.results.put_vectors(positions, vectors, tokens, latency)
         if problem is not None:  # vectors of another length than the run's first: the pack's rows fail
             for k, j in enumerate(positions):
@@ -121,7 +118,7 @@ class _Pool:
         self.counters.failed_in_a_row = 0
         if self.writer is not None:
             stale = self.stale
-            self.writer.add_vectors(self.work.keys.take(positions), encoded or encode_all(vectors), counts, latency,
+            self.writer.add_vectors(self.work.keys.take(positions), vectors, counts, latency,
                                     [j in stale for j in positions] if stale else [False] * len(positions))
 
     async def worker(self) -> None:

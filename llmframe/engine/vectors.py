@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import itertools
 import sys
 from collections.abc import Sequence
 
 import numpy as np
 
+from ..plan import vector_value
 from ..plan.request import loads
 
 # A cached vector's text decoded strictly: a damaged one is a miss (asked again), never a different vector.
@@ -58,7 +60,7 @@ class Vectors:
         return problem
 
     def put_encoded(self, positions: np.ndarray, texts: list) -> np.ndarray:
-        """Store cached vectors (base64 float32 texts, see engine.packs.encode_all); a mask of those that do not fit."""
+        """Store cached vectors of earlier versions (base64 float32 texts); a mask of those that do not fit."""
         lengths = np.fromiter((len(t) if isinstance(t, str) else 0 for t in texts), dtype=np.int64, count=len(texts))
         bad = lengths == 0
         if bad.all():
@@ -80,12 +82,35 @@ class Vectors:
         self.matrix[positions[good]] = np.frombuffer(raw, dtype="<f4").reshape(len(good), -1)
         return bad
 
+    def put_binary(self, positions: np.ndarray, values: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Store cached vectors in binary (plan.vector_value): each length's values read as one array, copied
+        into place at once. (a mask of those that do not fit, their input tokens, their latencies: NaN unknown)."""
+        n = len(values)
+        bad, tokens, latency = np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64), np.full(n, np.nan)
+        lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
+        groups = np.unique(lengths)
+        for length in groups.tolist():
+            at = np.arange(n) if len(groups) == 1 else np.flatnonzero(lengths == length)
+            group = values if len(groups) == 1 else [values[k] for k in at.tolist()]
+            rows = vector_value.read(group)
+            if rows is None:  # a damaged value among them (rare): the others still read
+                ok = np.fromiter(map(vector_value.is_value, group), dtype=bool, count=len(group))
+                bad[at[~ok]] = True
+                at = at[ok]
+                rows = vector_value.read(list(itertools.compress(group, ok.tolist()))) if ok.any() else None
+            if rows is None or self._fits(rows["vector"].shape[1]) is not None:
+                bad[at] = True  # not one of ours, or another model's length: asked again
+                continue
+            self.matrix[positions[at]] = rows["vector"]
+            tokens[at], latency[at] = rows["tokens"], rows["latency"]
+        return bad, tokens, latency
+
     def get(self, j: int) -> np.ndarray | None:
         return None if self.matrix is None else self.matrix[j]
 
 
 def split_vectors(values: Sequence[str]) -> tuple[list[str], list] | None:
-    """Cached vectors' values ('["<base64>",tokens,...]', as Response.vectors_to_cache writes them) as their
+    """Cached vectors' values ('["<base64>",tokens,...]', as versions before the binary values wrote them) as their
     base64 texts and the rest of each row parsed (a 0 in the text's place); None unless every value is of that
     shape with texts of one length (the general parse reads and checks the rest)."""
     first = values[0]

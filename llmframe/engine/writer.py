@@ -9,7 +9,10 @@ import threading
 import time
 import warnings
 
+import numpy as np
+
 from .. import constants
+from ..plan import vector_value
 from ..plan.request import Response
 from ..stores.base import BaseStore as Store
 
@@ -97,10 +100,11 @@ class CacheWriter:
                 self._ready.notify()  # the thread takes what arrived from other threads meanwhile
         self._wake(self._written)
 
-    def add_vectors(self, keys: list[str], encoded: list[str], tokens: list[int], latency: float | None,
+    def add_vectors(self, keys: list[str], vectors: np.ndarray, tokens: list[int], latency: float | None,
                     overwrite: list[bool]) -> None:
-        """add() for an embedding pack's answers (base64 vectors): formatted together, handed over in one go."""
-        values = Response.vectors_to_cache(encoded, tokens, latency, self._model, time.time())
+        """add() for an embedding pack's answers: binary values (plan.vector_value), made together, handed over
+        in one go."""
+        values = vector_value.encode(vectors, tokens, latency, self._model, time.time())
         with self._ready:
             self._handed.extend((k, v, o or self._overwrite) for k, v, o in zip(keys, values, overwrite))
             self.backlog += len(keys)

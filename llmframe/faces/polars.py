@@ -19,7 +19,7 @@ from ..plan.rows import Rows
 from . import accessors
 from . import polars_frames as frames
 from .polars_operators import LazyOperators, PolarsFrameOperators, PolarsOperators
-from .polars_vectors import ExprEmbed, PolarsVectors
+from .polars_vectors import ExprEmbed, LazyEmbed, PolarsVectors
 from .verbs import FrameVerbs, Generate, RowVerbs, empty_columns, keep_report, kept_report, remember
 
 
@@ -98,9 +98,10 @@ class ExprNamespace(_ArrowColumns, Generate, ExprEmbed):
 
 
 @pl.api.register_lazyframe_namespace("llm")
-class LazyFrameNamespace(_ArrowColumns, Generate, LazyOperators):
+class LazyFrameNamespace(_ArrowColumns, Generate, LazyOperators, LazyEmbed):
     """lf.llm.generate(...): a LazyFrame with the answer columns; the model runs when it is collected. So do the
-    operators filter, classify, top_k, rank and agg (faces/polars_operators.py's LazyOperators)."""
+    operators filter, classify, top_k, rank and agg (faces/polars_operators.py's LazyOperators) and embed
+    (faces/polars_vectors.py's LazyEmbed)."""
 
     def _run(self, call: tuple) -> pl.LazyFrame:
         template, given = call

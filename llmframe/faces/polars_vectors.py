@@ -1,5 +1,5 @@
 """Polars' side of the vector verbs (faces/vectors.py): rows gathered, columns added with with_columns, frames put
-side by side with hstack; and the expression's embed, which runs when the query does."""
+side by side with hstack; and the expression's and the LazyFrame's embed, which run when the query does."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import numpy as np
 import polars as pl
 
 from .. import constants
+from ..errors import ConfigError
 from ..options import embed_keywords
 from ..providers import embeddings
 from ..plan.template import TemplateLike
+from .polars_frames import conform
 from .vectors import Embed, VectorVerbs
 from .verbs import check_backend
 
@@ -64,8 +66,7 @@ class ExprEmbed(Embed):
         probe = pl.Series(constants.DEFAULT_OUTPUT, [], dtype=pl.String).llm
         probe._embed_plan("{}", {**given, "progress": False,
                                      "api_key": given.get("api_key") or constants.ESTIMATE_API_KEY})
-        official = given.get("base_url") is None  # a compatible server's model may give any length
-        size = given.get("dimensions") or (embeddings.known_dimensions(given["model"]) if official else None)
+        size = _known_size(given)
         dtype = pl.Array(pl.Float32, size) if size else None  # unknown (a compatible server's model): as it comes
 
         def answer(values: pl.Series) -> pl.Series:
@@ -74,3 +75,34 @@ class ExprEmbed(Embed):
             return values.llm.embed(template, **given).alias(values.name)
 
         return self._obj.map_batches(answer, return_dtype=dtype)
+
+
+class LazyEmbed(Embed):
+    """lf.llm.embed(...): a LazyFrame with the vector column (and its errors, usage columns where asked); the
+    model runs when the query is collected. The call is checked now, against the LazyFrame's schema."""
+
+    def _embed(self, template: TemplateLike, values: dict) -> pl.LazyFrame:
+        given = embed_keywords(values)
+        check_backend(self, given.get("dtype_backend"))
+        size = _known_size(given)
+        if size is None:
+            raise ConfigError(f"a LazyFrame's columns are known before its query runs, so embed on one needs the "
+                              f"vectors' length: pass dimensions= (the model {given['model']!r} of a compatible "
+                              "server may give any length), or collect() first")
+        schema = self._obj.collect_schema()  # no data is read: the call is checked on a frame of no rows
+        probe = {**given, "progress": False, "api_key": given.get("api_key") or constants.ESTIMATE_API_KEY}
+        made = pl.DataFrame(schema=schema).llm.embed(template, **probe).schema
+        types = {name: dtype for name, dtype in made.items() if name not in schema}
+        types[given["output"]] = pl.Array(pl.Float32, size)
+
+        def answer(frame: pl.DataFrame) -> pl.DataFrame:
+            out = frame.llm.embed(template, **given)
+            return out.with_columns(conform(out.get_column(name), dtype) for name, dtype in types.items())
+
+        return self._obj.map_batches(answer, schema={**schema, **types})
+
+
+def _known_size(given: dict) -> int | None:
+    """The vectors' length known before any is made: dimensions=, or an official model's; None where unknown."""
+    official = given.get("base_url") is None  # a compatible server's model may give any length
+    return given.get("dimensions") or (embeddings.known_dimensions(given["model"]) if official else None)

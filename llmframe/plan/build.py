@@ -191,7 +191,8 @@ class Plan:
 
         def texts(positions) -> list[str]:
             rows = self.prompts.rows_at(self.first_row[np.asarray(positions, dtype=np.int64)])
-            if rows and isinstance(rows[0], tuple) and len(rows[0]) == 1:  # one message: its text, no dict made
+            if rows and isinstance(rows[0], tuple) and len(rows[0]) == 1 and isinstance(rows[0][0], str):  # one message:
+                # its text, no dict made (a media template's row is parts: its messages are made)
                 return [row[0] for row in rows]
             return [input_text(self.prompts.messages_of(row)) for row in rows]
 
@@ -199,11 +200,24 @@ class Plan:
                     (embedding.max_inputs, embedding.max_tokens), embedding.settings, texts=texts)
 
 
-def input_text(messages: list[dict]) -> str:
-    """The text one embedding row asks to embed: its message contents, joined."""
-    if len(messages) == 1:
+def input_text(messages: list[dict]) -> str | list[dict]:
+    """The text one embedding row asks to embed: its message contents, joined; a row with media parts: its
+    messages, as they are (only a provider that embeds media gets them: plan.embed)."""
+    if len(messages) == 1 and isinstance(messages[0]["content"], str):
         return messages[0]["content"]
+    if any(isinstance(m.get("content"), list) for m in messages):
+        return messages
     return "\n\n".join(m.get("content") or "" for m in messages)
+
+
+def input_chars(item: str | list[dict]) -> int:
+    """The characters an embedding input counts as in packs and estimates; a media part as much as a small image's
+    tokens (constants.EMBEDDING_MEDIA_TOKENS)."""
+    if isinstance(item, str):
+        return len(item)
+    media = constants.EMBEDDING_MEDIA_TOKENS * constants.CHARS_PER_TOKEN
+    return sum(len(m.get("content") or "") if not isinstance(m.get("content"), list) else
+               sum(len(p["text"]) if isinstance(p, dict) else media for p in m["content"]) for m in item)
 
 
 @dataclass(frozen=True)
@@ -448,10 +462,14 @@ def _digests(head: bytes, prompts: Prompts, max_prompt_tokens: int | None) -> tu
     for positions in prompts.chunks():
         rows = prompts.rows_at(positions)
         if limit is not None:
-            keep = [k for k, row in enumerate(rows) if prompts.chars_of(row) <= limit]
-            for k in sorted(set(range(len(rows))) - set(keep)):
-                tokens = prompts.chars_of(rows[k]) // constants.CHARS_PER_TOKEN
+            if getattr(prompts, "media", False):  # images and documents count by the provider's rules
+                over = {k: t for k, t in enumerate(map(prompts.tokens_of, rows)) if t > max_prompt_tokens}
+            else:
+                over = {k: prompts.chars_of(row) // constants.CHARS_PER_TOKEN for k, row in enumerate(rows)
+                        if prompts.chars_of(row) > limit}
+            for k, tokens in over.items():
                 prompts.skip(int(positions[k]), f"prompt too long: about {tokens} tokens > max_prompt_tokens={max_prompt_tokens}")
+            keep = [k for k in range(len(rows)) if k not in over]
             positions, rows = positions[keep], [rows[k] for k in keep]
         texts = prompts.json_of(rows)
         try:

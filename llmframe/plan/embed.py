@@ -17,11 +17,17 @@ from .. import constants
 from ..errors import ConfigError
 from . import build
 from .request import Keys, canonical_json, content_digests, integer_at_least, key_prefix
+from .media import Media
 from .rows import Rows
 from .target import Target
 from .template import TemplateLike
 
 EMPTY_INPUT = "the input is empty: an embedding needs some text"
+MEDIA_REFUSED = ("images and documents embed with a multimodal model, of llmframe's providers Gemini's "
+                 "(model='gemini:gemini-embedding-2'); OpenAI's and compatible servers' embeddings, "
+                 "gemini-embedding-001, text-embedding-004 and local transformers or vLLM encoders take text. Or "
+                 "describe the media first and embed the description: df.llm.generate(['Describe the picture', "
+                 "llmframe.image('photo')], output='caption'), then df.llm.embed('{caption}')")
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ def embed_plan(frame: Rows, template: TemplateLike, *, target: Target,
         raise ConfigError(f"output must be the name of the vector column, got {output!r}")
     settings = _settings(dimensions, task_type, truncate)
     kind = target.kind
+    if _has_media(template) and not kind.embeds_media(target.model):
+        raise ConfigError(f"{target.name} embeds text only: {MEDIA_REFUSED}")
     endpoint = target.endpoint(common.get("base_url"))
     kind.embedding_model(target.model, dimensions=settings.get("dimensions"), endpoint=endpoint)
     limits = kind.embedding_limits
@@ -83,6 +91,15 @@ def embed_plan(frame: Rows, template: TemplateLike, *, target: Target,
                           "the template and its columns")
     embedding = Embedding(settings, inputs, int(limits[1] * constants.EMBEDDING_PACK_SHARE))
     return dataclasses.replace(planned, embedding=embedding)
+
+
+def _has_media(template: TemplateLike) -> bool:
+    """True when the template holds a media part (llmframe.image, llmframe.document), alone or in a message."""
+    if not isinstance(template, (list, tuple)):
+        return False
+    contents = [part.get("content") if isinstance(part, dict) else part for part in template]
+    return any(isinstance(c, Media) or (isinstance(c, (list, tuple)) and any(isinstance(x, Media) for x in c))
+               for c in contents)
 
 
 def _without_empty(plan: build.Plan, provider: str, model: str, endpoint: str | None) -> build.Plan:

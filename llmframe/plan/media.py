@@ -114,11 +114,15 @@ def sniff(head: bytes) -> str | None:
 
 
 class _DigestCache:
-    """Digests of files by (path, size, mtime, inode): a re-run stats each file instead of hashing it again."""
+    """Digests of files by (device, inode, size, mtime, ctime): a re-run stats each file instead of hashing it.
+
+    Oldest first out past `entries` (a re-run scans its files in order, where least-recently-used would evict
+    as much); a hit takes no lock (a dict read is atomic), so a cached re-run pays a stat and a lookup a row.
+    """
 
     def __init__(self, entries: int):
         self._entries = entries
-        self._seen: OrderedDict[tuple, tuple[str, str | None, int]] = OrderedDict()
+        self._seen: OrderedDict[tuple, tuple[str, str | None, int]] = OrderedDict()  # popitem(last=False) is O(1)
         self._lock = threading.Lock()
 
     def get(self, path: str, kept: DigestFile | None = None) -> tuple[str, str | None, int]:
@@ -126,20 +130,19 @@ class _DigestCache:
         stat = os.stat(path)
         # The file itself (device and inode), as it is now: another name for it is a hit, a write a miss.
         key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
-        with self._lock:
-            found = self._seen.get(key)
-            if found is not None:
-                self._seen.move_to_end(key)
-                return found
+        found = self._seen.get(key)
+        if found is not None:
+            return found
         found = kept.get(key) if kept is not None else None
         if found is None:
             found = _hash_file(path)
             if kept is not None:
                 kept.add(key, found)
         with self._lock:
-            self._seen[key] = found
-            while len(self._seen) > self._entries:
-                self._seen.popitem(last=False)
+            seen = self._seen
+            seen[key] = found
+            while len(seen) > self._entries:
+                seen.popitem(last=False)
         return found
 
 

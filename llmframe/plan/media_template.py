@@ -16,11 +16,13 @@ import numpy as np
 from .. import constants
 from ..config import default_directory
 from ..errors import ConfigError, TemplateError
-from .media import IMAGE, Media, MediaError, MediaRef, digest_file, reference, url_scheme
+from .media import (DIGESTS, DOCUMENT_TYPES, IMAGE, IMAGE_TYPES, Media, MediaError, MediaRef, digest_file, reference,
+                    url_scheme)
 from .rows import Rows, containers_as_json
 from .template import Prompts
 
 _LISTS = (list, tuple, np.ndarray)
+_NOT_PATHS = ("http://", "https://", "gs://", "data:")  # a str cell starting so is a URL (plan/media.py's is_url)
 _json_string = json.encoder.encode_basestring  # as json.dumps(str, ensure_ascii=False) spells a string
 
 
@@ -36,6 +38,7 @@ class MediaSettings:
     kinds: frozenset = frozenset({"image", "document"})  # what the provider takes at all
     keep_digests: bool = False  # file digests kept between processes, in the cache directory (not with cache=False)
     digest_dir: str | None = None  # that directory; None: the default one
+    rules: str = ""  # the provider's name, whose rules count its media's tokens (cost/media.py)
 
 
 def media_settings(checked: dict, kind: Any, cache_dir: str | None = None) -> MediaSettings:
@@ -44,7 +47,7 @@ def media_settings(checked: dict, kind: Any, cache_dir: str | None = None) -> Me
     return MediaSettings(f"the {kind.name} provider", checked.get("max_image_side"), bool(checked.get("fetch_urls")),
                          frozenset(getattr(kind, "media_urls", ())), dict(getattr(kind, "media_max_bytes", {})),
                          frozenset(getattr(kind, "media_kinds", ("image", "document"))),
-                         checked.get("cache") is not False, cache_dir)
+                         checked.get("cache") is not False, cache_dir, kind.name)
 
 
 def has_media(messages: list[dict]) -> bool:
@@ -70,7 +73,8 @@ class MediaPrompts(Prompts):
         self._failed: dict[int, str] = {}
 
     def chunks(self, size: int = constants.MEDIA_RENDER_CHUNK_ROWS):
-        """As Prompts.chunks, smaller: a chunk's cells may be copies of its media's bytes (Arrow binary columns)."""
+        """As Prompts.chunks, smaller: a chunk's cells may be copies of its media's bytes (Arrow binary columns);
+        and a re-run's keying measured faster at 512 rows a chunk than at 16,384 (fewer live objects a chunk)."""
         return super().chunks(size)
 
     def rows_at(self, positions: Sequence[int]) -> list:
@@ -106,7 +110,13 @@ class MediaPrompts(Prompts):
     def _media(self, part: Media, positions: np.ndarray, per_row: list[list], broken: dict[int, str]) -> None:
         """Each row's MediaRefs of one part, appended to its parts; rows whose media fail go in broken."""
         settings = self.settings
+        fast = self._fast_path(part)
         for k, value in enumerate(self.frame.values(part.column, positions)):
+            if fast is not None and type(value) is str and not value.startswith(_NOT_PATHS):
+                ref = fast(value)  # a file path as a re-run meets it: its digest by stat, nothing to check
+                if ref is not None:
+                    per_row[k].append(ref)
+                    continue
             values = list(value) if isinstance(value, _LISTS) else [value]
             for one in values:
                 try:
@@ -127,21 +137,48 @@ class MediaPrompts(Prompts):
                 self._check(ref, part, int(positions[k]))
                 per_row[k].append(ref)
 
+    def _fast_path(self, part: Media) -> Callable[[str], MediaRef | None] | None:
+        """path -> its MediaRef where the file is of a type the part sends and within the provider's size limit;
+        None for anything else, which takes reference() and _check's way (and their errors). None where the
+        provider does not take the part's kind at all."""
+        settings = self.settings
+        if part.kind not in settings.kinds:
+            return None
+        allowed = IMAGE_TYPES if part.kind == IMAGE else DOCUMENT_TYPES
+        limit = settings.max_bytes.get(part.kind) or 0
+        if part.kind == IMAGE and settings.max_side:
+            limit = 0  # downscaled before sending: any size goes
+        kind, detail, max_side, kept, digest = part.kind, part.detail, settings.max_side, self._kept, DIGESTS.get
+
+        def ref(path: str) -> MediaRef | None:
+            try:
+                found, mime, size = digest(path, kept)
+            except OSError:
+                return None
+            if mime not in allowed or (limit and size > limit):
+                return None
+            return MediaRef(kind, mime, found, path, "path", size, detail, max_side)
+
+        return ref
+
     def _check(self, ref: MediaRef, part: Media, i: int) -> None:
         """ConfigError, before anything is sent, for media the provider cannot take as the run would send them."""
         settings = self.settings
-        where = f"column {part.column!r}, index {self.frame.label(i)!r}"
+
+        def where() -> str:  # spelled only for an error
+            return f"column {part.column!r}, index {self.frame.label(i)!r}"
+
         if ref.kind not in settings.kinds:
             takes = f"only {', '.join(sorted(settings.kinds))}s" if settings.kinds else "no images or documents yet"
-            raise ConfigError(f"{settings.provider} takes {takes}, not the {ref.kind} at {where}")
+            raise ConfigError(f"{settings.provider} takes {takes}, not the {ref.kind} at {where()}")
         if ref.url is not None and (ref.kind, url_scheme(ref.url)) not in settings.urls:
             scheme = url_scheme(ref.url)
             fix = "download it first" if scheme == "gs" else "pass fetch_urls=True (llmframe downloads it)"
-            raise ConfigError(f"{settings.provider} cannot take an {ref.kind} by {scheme}:// URL ({where}): {fix}")
+            raise ConfigError(f"{settings.provider} cannot take an {ref.kind} by {scheme}:// URL ({where()}): {fix}")
         limit = settings.max_bytes.get(ref.kind)
         if limit and ref.size > limit and not (ref.kind == IMAGE and settings.max_side):
             fix = "pass max_image_side= (e.g. 2048) to downscale it" if ref.kind == IMAGE else "split it"
-            raise ConfigError(f"the {ref.kind} at {where} has {ref.size:,} bytes, more than {settings.provider} "
+            raise ConfigError(f"the {ref.kind} at {where()} has {ref.size:,} bytes, more than {settings.provider} "
                               f"takes ({limit:,}): {fix}")
 
     def settled(self) -> None:
@@ -168,6 +205,12 @@ class MediaPrompts(Prompts):
             return 0
         return sum(len(p["text"]) for content in row for p in content if isinstance(p, dict))
 
+    def tokens_of(self, row) -> int:
+        """A row's input tokens before sending: its text / 4, its media by the provider's rules (max_prompt_tokens=)."""
+        from ..cost.media import prompt_tokens  # reads each image's header: only where max_prompt_tokens= is set
+
+        return 0 if row is None else prompt_tokens(self.settings.rules, self.messages_of(row))
+
 
 def _content(parts: list) -> str | list:
     """A message's content: its text where it has no media (a system prompt stays a string), else its parts."""
@@ -178,10 +221,16 @@ def _content(parts: list) -> str | list:
 
 def _content_json(parts: list) -> str:
     """canonical_json of a message's content (_content), each MediaRef spelled by its key (digest, options)."""
-    if all(isinstance(p, dict) for p in parts):
+    spelled, media = [], False
+    for p in parts:  # one pass: a cached re-run spells every row's
+        if type(p) is dict:
+            spelled.append(f'{{"text":{_json_string(p["text"])},"type":"text"}}')
+        else:
+            spelled.append(p.key_json())
+            media = True
+    if not media:
         return _json_string("".join(p["text"] for p in parts))
-    return "[" + ",".join(p.key_json() if isinstance(p, MediaRef) else f'{{"text":{_json_string(p["text"])},"type":"text"}}'
-                          for p in parts) + "]"
+    return "[" + ",".join(spelled) + "]"
 
 
 def refs(messages: list[dict]) -> list[MediaRef]:

@@ -55,7 +55,7 @@ class Response:
     cached_input_tokens: int = 0  # input tokens the provider served from its prompt cache (billed lower)
     latency: float | None = None  # seconds of the attempt that answered; cached with the answer, not in the key
     batch: bool = False  # answered by a provider's batch API (billed at batch prices)
-    vector: Any = None  # an embedding request's answer: a float32 vector (the cache holds it as text, see Vectors)
+    vector: Any = None  # an embedding request's answer: a float32 vector (cached in binary: plan.vector_value)
     tool_calls: Any = None  # tools=: the model asks for tool calls (a plan.tools.ToolTurn); never cached
     transcript: str | None = None  # tools=: the row's tool calls and results as JSON, cached with the answer
     reasoning_tokens: int = 0  # of output_tokens, a reasoning model's thinking (billed as output); cached
@@ -84,14 +84,6 @@ class Response:
             f"{_tail(r)}"
             for r in responses
         ]
-
-    @staticmethod
-    def vectors_to_cache(encoded: list[str], tokens: Sequence[int], latency: float | None, model: str,
-                         created: float) -> list[str]:
-        """to_cache of an embedding pack's answers: each vector's base64 text (which JSON never escapes) as text."""
-        tail = f",0,null,{_compact(model)},{_compact(round(created, 3))},"
-        tail += f"{'null' if latency is None else round(float(latency), 4)},0]"
-        return [f'["{text}",{count}{tail}' for text, count in zip(encoded, tokens)]
 
     @classmethod
     def many_from_cache(cls, values: list[str]) -> list[Response]:
@@ -122,7 +114,6 @@ class Embedded:
     vectors: np.ndarray  # shape (inputs, dimensions), float32
     input_tokens: int = 0
     headers: Mapping[str, str] | None = None  # for the rate limiter; never cached
-    encoded: list[str] | None = None  # the vectors as the cache spells them (base64 float32), where the reply did
 
 
 def _tail(r: Response) -> str:

@@ -44,6 +44,8 @@ class ProviderKind(Protocol):
 
     def chat_model(self, model: str, *, endpoint: str | None) -> None: ...
 
+    def embeds_media(self, model: str) -> bool: ...
+
 
 class GivenProvider(ProviderKind, Protocol):
     """A Provider instance passed as model=: used as it is, so its endpoint is the one it resolved itself."""

@@ -254,6 +254,11 @@ class Provider(ABC):
     def chat_model(cls, model: str, *, endpoint: str | None) -> None:
         """ConfigError when model is known to be an embedding model, which generate cannot use."""
 
+    @classmethod
+    def embeds_media(cls, model: str) -> bool:
+        """True where model embeds images and documents with text (embed() then gets message lists for them)."""
+        return False
+
     async def embed(self, texts: list[str], params: dict) -> Embedded:
         """One embedding request for all of texts (params: the plan's embedding settings); ProviderError on failure."""
         raise ConfigError(f"the {self.name} provider has no embedding API; embed with {self.embedding_alternatives}")

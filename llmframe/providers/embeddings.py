@@ -14,14 +14,16 @@ import numpy as np
 
 from .. import constants
 from ..errors import ConfigError, ProviderError
+from ..plan.build import input_chars
 from ..plan.request import Embedded
 from . import replies
 
 # The official endpoints' embedding models: the most dimensions, and whether they can return fewer.
 OPENAI_MODELS = {"text-embedding-3-small": (1536, True), "text-embedding-3-large": (3072, True),
                  "text-embedding-ada-002": (1536, False)}
-GEMINI_MODELS = {"gemini-embedding-001": (3072, True), "text-embedding-004": (768, True),
-                 "embedding-001": (768, False)}
+GEMINI_MODELS = {"gemini-embedding-001": (3072, True), "gemini-embedding-2": (3072, True),
+                 "text-embedding-004": (768, True), "embedding-001": (768, False)}
+MEDIA_MODEL = "gemini:gemini-embedding-2"  # the one named where media are given to a model of text only
 
 
 def known_dimensions(model: Any) -> int | None:
@@ -32,6 +34,13 @@ def known_dimensions(model: Any) -> int | None:
     prefix, _, name = model.partition(":")
     known = {"openai": OPENAI_MODELS, "gemini": GEMINI_MODELS}.get(prefix, {})
     return known[name][0] if name in known else None
+
+
+def is_multimodal_gemini(model: str) -> bool:
+    """A Gemini model that embeds media with text: a "gemini" model but the text-only gemini-embedding-001 and -exp
+    (google-genai's t_is_multimodal_embedding_model, which decides how its embed_content sends the contents)."""
+    name = model.rsplit("/", 1)[-1]
+    return "gemini" in name and not name.startswith(("gemini-embedding-001", "gemini-embedding-exp"))
 
 
 def is_embedding_name(model: str) -> bool:
@@ -64,9 +73,11 @@ def refuse_embedding_model(provider: str, model: str) -> None:
 
 def cut(texts: list[str], tokens: int | None, encoding: Any = None) -> list[str]:
     """Inputs cut to tokens tokens: exactly, by the model's tiktoken encoding where one is given; else to about
-    that many (characters / 4, the estimate the plan refuses long inputs by)."""
+    that many (characters / 4, the estimate the plan refuses long inputs by). Media rows (messages) stay whole."""
     if tokens is None:
         return texts
+    if not all(isinstance(t, str) for t in texts):
+        return [cut([t], tokens, encoding)[0] if isinstance(t, str) else t for t in texts]
     if encoding is not None:
         long = [i for i, t in enumerate(texts) if len(t) > tokens]  # fewer characters than tokens: short enough
         if not long:
@@ -118,7 +129,7 @@ def openai_reply(body: Any, inputs: int, headers: Mapping | None) -> Embedded:
         tokens = replies.count(usage.get("prompt_tokens", usage.get("total_tokens")), "usage.prompt_tokens")
         fast = _base64_in_order(data, inputs)
         if fast is not None:
-            return Embedded(fast[0], tokens, headers, fast[1])
+            return Embedded(fast, tokens, headers)
         found: dict[int, np.ndarray] = {}
         for n, item in enumerate(data):
             item = replies.obj(item, f"data[{n}]")
@@ -128,11 +139,7 @@ def openai_reply(body: Any, inputs: int, headers: Mapping | None) -> Embedded:
             found[index] = _vector(item.get("embedding"), f"data[{n}].embedding")
     except replies.Malformed as exc:
         raise ProviderError(f"malformed response: {exc}", retryable=True, headers=headers) from None
-    order = sorted(found)
-    vectors = [found[i] for i in order]
-    texts = [data[i].get("embedding") for i in order] if order == list(range(len(data))) else None
-    encoded = texts if texts and all(isinstance(t, str) for t in texts) else None  # already the cache's spelling
-    return Embedded(matrix(vectors, inputs, headers), tokens, headers, encoded)
+    return Embedded(matrix([found[i] for i in sorted(found)], inputs, headers), tokens, headers)
 
 
 # Strict: a reply's stray character is a malformed reply, not a silently different vector.
@@ -140,9 +147,9 @@ _b64 = (functools.partial(binascii.a2b_base64, strict_mode=True) if sys.version_
         else functools.partial(base64.b64decode, validate=True))
 
 
-def _base64_in_order(data: list, inputs: int) -> tuple[np.ndarray, list[str]] | None:
-    """The usual reply (every input's vector, in order, base64 of one length) decoded at once into one matrix,
-    with its texts (the cache's spelling); None for any other reply, which the general path reads and checks."""
+def _base64_in_order(data: list, inputs: int) -> np.ndarray | None:
+    """The usual reply (every input's vector, in order, base64 of one length) decoded at once into one matrix;
+    None for any other reply, which the general path reads and checks."""
     if len(data) != inputs or not inputs:
         return None
     try:
@@ -159,9 +166,9 @@ def _base64_in_order(data: list, inputs: int) -> tuple[np.ndarray, list[str]] | 
     out = np.frombuffer(raw, dtype="<f4").reshape(inputs, -1)
     if not out.shape[1] or not np.isfinite(out).all():
         return None
-    return out, texts
+    return out
 
 
 def estimated_tokens(texts: list[str]) -> int:
     """Tokens of inputs whose reply counts none (Gemini's API): characters / 4, as every estimate here."""
-    return sum(-(-len(t) // constants.CHARS_PER_TOKEN) for t in texts)
+    return sum(-(-input_chars(t) // constants.CHARS_PER_TOKEN) for t in texts)

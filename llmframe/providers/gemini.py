@@ -77,6 +77,7 @@ class GeminiProvider(Provider):
     official_domain = constants.GEMINI_ENDPOINT_DOMAIN
     price_id = "google"
     batch_adapter = "llmframe.batch.gemini:GeminiBatches"
+    batch_embeddings = True  # client.batches.create_embeddings (batch/gemini_embed.py)
     batch_limits = constants.GEMINI_BATCH_LIMITS
     embedding_limits = constants.GEMINI_EMBEDDING_LIMITS
     embedding_input_tokens = constants.GEMINI_EMBEDDING_INPUT_TOKENS
@@ -128,6 +129,11 @@ class GeminiProvider(Provider):
     def chat_model(cls, model: str, *, endpoint: str | None) -> None:
         embeddings.refuse_embedding_model(cls.name, model)
 
+    @classmethod
+    def embeds_media(cls, model: str) -> bool:
+        """Gemini's multimodal embedding models (gemini-embedding-2...): google-genai's own test of the name."""
+        return embeddings.is_multimodal_gemini(model)
+
     async def embed(self, texts: list[str], params: dict) -> Embedded:
         """embed_content with every text of the pack (the SDK sends one batchEmbedContents request).
 
@@ -137,7 +143,8 @@ class GeminiProvider(Provider):
             texts = embeddings.cut(texts, self.embedding_input_tokens)
         config = types.EmbedContentConfig(task_type=params.get("task_type"),
                                           output_dimensionality=params.get("dimensions"))
-        response = await self._sent(self.client.aio.models.embed_content(model=self.model, contents=texts,
+        contents = [t if isinstance(t, str) else await self._embedded_content(t) for t in texts]
+        response = await self._sent(self.client.aio.models.embed_content(model=self.model, contents=contents,
                                                                          config=config))
         headers = _headers(getattr(getattr(response, "sdk_http_response", None), "headers", None))
         vectors = [np.asarray(e.values or [], dtype=np.float32) for e in (response.embeddings or [])]
@@ -194,6 +201,11 @@ class GeminiProvider(Provider):
             response.tool_calls = tool_wire.gemini_turn(candidate)
         return response
 
+    async def _embedded_content(self, messages: list[dict]) -> types.Content:
+        """A media row of a multimodal embedding (embeds_media): its messages' text and media, as one content."""
+        _system, contents = to_contents(await self._with_media(messages))
+        return types.Content(role="user", parts=[part for content in contents for part in content.parts or ()])
+
     async def _context(self, messages: list[dict], lead: int, tools: bool) -> tuple[str | None, list[dict]]:
         """(the run's cached content, the messages left to send), or (None, all of them) where it cannot serve."""
         if tools or not isinstance(lead, int) or not 0 < lead < len(messages):
@@ -224,17 +236,24 @@ class GeminiProvider(Provider):
         uploads = self.__dict__.setdefault("_uploads", {})
         task = uploads.get(digest)
         if task is None or (task.done() and task.exception() is not None):  # a failed upload is tried again
-            upload = self.client.aio.files.upload(file=io.BytesIO(data), config=types.UploadFileConfig(
-                mime_type=mime, display_name=f"llmframe-{digest}"))
-            task = uploads[digest] = asyncio.ensure_future(self._sent(upload))
+            task = uploads[digest] = asyncio.ensure_future(self.upload_file(data, mime, f"llmframe-{digest}"))
         return await asyncio.shield(task)
 
+    async def upload_file(self, data: bytes, mime: str, display_name: str):
+        """A File (its name and uri) of these bytes, uploaded through the Files API; its errors as ProviderError."""
+        return await self._sent(self.client.aio.files.upload(file=io.BytesIO(data), config=types.UploadFileConfig(
+            mime_type=mime, display_name=display_name)))
+
+    async def delete_file(self, name: str) -> None:
+        """Delete an uploaded file (it would stay 48 hours, counted against the project's storage); best effort."""
+        with contextlib.suppress(Exception):
+            await self.client.aio.files.delete(name=name)
+
     async def _delete_uploads(self) -> None:
-        """Delete the files this run uploaded (they would stay 48 hours, counted against the project's storage)."""
+        """Delete the files this run uploaded."""
         for task in self.__dict__.pop("_uploads", {}).values():
             if task.done() and task.exception() is None:
-                with contextlib.suppress(Exception):
-                    await self.client.aio.files.delete(name=task.result().name)
+                await self.delete_file(task.result().name)
 
     def _config(self, params: dict, system: str | None) -> types.GenerateContentConfig:
         fields = {_RENAMED.get(k, k): v for k, v in params.items()}

@@ -159,6 +159,14 @@ def openai_part(ref: MediaRef, loaded: tuple[bytes, str] | None) -> dict:
     return {"type": "file", "file": {"filename": f"{ref.digest or 'document'}.pdf", "file_data": data_url(*loaded)}}
 
 
+def responses_part(ref: MediaRef, loaded: tuple[bytes, str] | None) -> dict:
+    """The Responses API: input_image (a URL, or a data URL; its detail, which the API requires, "auto" unless
+    asked) and a PDF as an input_file of file data."""
+    if ref.kind == IMAGE:
+        return {"type": "input_image", "image_url": ref.url or data_url(*loaded), "detail": ref.detail or "auto"}
+    return {"type": "input_file", "filename": f"{ref.digest or 'document'}.pdf", "file_data": data_url(*loaded)}
+
+
 def anthropic_part(ref: MediaRef, loaded: tuple[bytes, str] | None) -> dict:
     """Messages API: an image or document block, its source base64 or a URL."""
     block = "image" if ref.kind == IMAGE else "document"

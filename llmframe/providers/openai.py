@@ -143,8 +143,8 @@ class OpenAIProvider(Provider):
 
     async def complete(self, request: Request) -> Response:
         if media.has_media(request.messages):  # images and PDFs read and encoded now, as the request is sent
-            request = Request(request.key, await media.messages_with(request.messages, media.openai_part),
-                              request.params)
+            part = media.responses_part if self.api == "responses" else media.openai_part
+            request = Request(request.key, await media.messages_with(request.messages, part), request.params)
         if self.api == "responses":
             return await self._respond(request)
         if self._http is None:

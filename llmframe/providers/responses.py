@@ -56,7 +56,8 @@ def body(model: str, messages: list[dict], params: dict) -> dict:
     system = "\n\n".join(m["content"] for m in messages if m["role"] in ("system", "developer"))
     if system:
         out["instructions"] = system
-    out["input"] = [m for m in messages if m["role"] not in ("system", "developer")]
+    out["input"] = [m if isinstance(m.get("content"), str) else _parts(m) for m in messages
+                    if m["role"] not in ("system", "developer")]
     if "max_tokens" in rest:
         out["max_output_tokens"] = rest.pop("max_tokens")
     effort = rest.pop("reasoning_effort", None)
@@ -67,6 +68,17 @@ def body(model: str, messages: list[dict], params: dict) -> dict:
         out["text"] = {"format": _text_format(asked)}
     out.update(rest)
     return out
+
+
+def _parts(message: dict) -> dict:
+    """A message whose content is a list of parts (text and media): its text parts as input_text (output_text in
+    an assistant's message); the media are the Responses API's already (media.responses_part)."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return message
+    kind = "output_text" if message.get("role") == "assistant" else "input_text"
+    return {**message, "content": [{"type": kind, "text": p["text"]} if isinstance(p, dict) and p.get("type") == "text"
+                                   else p for p in content]}
 
 
 def _text_format(response_format: Mapping) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,7 +15,9 @@ from vllm.sampling_params import SamplingParams, StructuredOutputsParams
 
 from .. import constants
 from ..errors import ConfigError, ProviderError
+from ..plan.media import MediaRef
 from ..plan.request import Embedded, Request, Response
+from . import media
 from .replies import mean_probability
 from .local import MAPPED_PARAMS, Batch, LocalProvider, check_model, loaded, option, raw_prompt
 
@@ -40,7 +43,7 @@ class VLLMProvider(LocalProvider):
     """LLM.chat for chat models, LLM.generate for raw prompts; SamplingParams from our parameters and params=."""
 
     name = "vllm"
-    media_kinds = frozenset()  # multimodal inputs are not wired up yet: refused before anything is sent
+    media_kinds = frozenset({"image"})  # vision-language models, through LLM.chat (their chat template); no PDFs
     extra = "vllm"
     load_options = ("llm_kwargs",)
     run_options = ("chat_template",)
@@ -104,6 +107,9 @@ class VLLMProvider(LocalProvider):
             return
         sampling = sampling_params(requests[0].params)  # one run, one set of parameters
         chat = self.chat if self.chat is not None else bool(engine.llm.get_tokenizer().chat_template)
+        if any(media.has_media(r.messages) for r in requests):  # images: read a few at a time, as PIL images
+            yield from _with_images(engine, requests, sampling, chat, stop, self._call)
+            return
         try:
             outputs = self._call(engine, requests, sampling, chat)
         except ValueError:  # vLLM refuses a whole call for one bad prompt (too long): find it, keep the others
@@ -122,6 +128,53 @@ class VLLMProvider(LocalProvider):
                 return engine.llm.chat([r.messages for r in requests], sampling, use_tqdm=False,
                                        add_generation_prompt=True)
             return engine.llm.generate([raw_prompt(r.messages) for r in requests], sampling, use_tqdm=False)
+
+
+def _with_images(engine: _Engine, requests: list[Request], sampling: SamplingParams, chat: bool,
+                 stop: threading.Event, call) -> Iterator[Batch]:
+    """Requests with images, VLLM_MEDIA_GROUP_SIZE at a time (their pictures are in memory only then): each
+    image an image_pil part of LLM.chat; a row whose file cannot be read, or any row of a model without a chat
+    template (vLLM places images through it), fails alone."""
+    size = constants.VLLM_MEDIA_GROUP_SIZE
+    for start in range(0, len(requests), size):
+        if stop.is_set():
+            return
+        done: list[tuple[int, Response]] = []
+        ready: list[tuple[int, Request]] = []
+        for i, request in enumerate(requests[start:start + size], start):
+            if not chat:
+                done.append((i, Response.failure("images go to a model through its chat template, and this "
+                                                 "model has none: pass provider_options={'chat_template': True} "
+                                                 "for one that does")))
+                continue
+            try:
+                ready.append((i, Request(request.key, pictures(request.messages), request.params)))
+            except ProviderError as exc:
+                done.append((i, Response.failure(str(exc))))
+        if ready:
+            try:
+                outputs = call(engine, [r for _, r in ready], sampling, chat)
+            except ValueError:  # one bad prompt refuses the call: each alone, the others kept
+                outputs = []
+                for _, request in ready:
+                    try:
+                        outputs += call(engine, [request], sampling, chat)
+                    except ValueError as exc:
+                        outputs.append(exc)
+            done += [(i, _response(out)) for (i, _), out in zip(ready, outputs)]
+        yield done
+
+
+def pictures(messages: list[dict]) -> list[dict]:
+    """The messages with each MediaRef as vLLM's image_pil part, its bytes read (and downscaled) now."""
+    from PIL import Image
+
+    def picture(ref: MediaRef) -> dict:
+        data, _mime = media.load_now(ref)
+        return {"type": "image_pil", "image_pil": Image.open(io.BytesIO(data)).convert("RGB")}
+
+    return [m if isinstance(m.get("content"), str) or m.get("content") is None else
+            {**m, "content": [picture(p) if isinstance(p, MediaRef) else p for p in m["content"]]} for m in messages]
 
 
 def _refused() -> tuple[type[BaseException], ...]:

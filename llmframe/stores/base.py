@@ -1,7 +1,8 @@
 """The store seam: what the engine, the faces and the CLI ask of an answer store, whichever it is.
 
-Values are the compact JSON texts of Response.to_cache, keyed by content key; both stores hold them
-as they are, so `llmframe cache copy` moves answers between them unchanged.
+Values are the compact JSON texts of Response.to_cache, keyed by content key, and for embeddings binary
+values (bytes, plan.vector_value); both stores hold them as they are (PostgreSQL's text column holds a binary
+value as "~" and its base64), so `llmframe cache copy` moves answers between them unchanged.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..plan import vector_value
 
 UNKNOWN = "unknown"  # stats' name for values llmframe cannot read (another program's, an older format)
 
@@ -22,7 +24,7 @@ class BaseStore:
     location: str  # where it is, as messages show it (a directory, or a URL without its password)
     state_dir: Path  # where native batch job state lives: always a local directory (it is per user)
 
-    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+    def get_many(self, keys: Sequence[str]) -> list[str | bytes | None]:
         """Values for keys, in order (None where absent), read in bulk."""
         raise NotImplementedError
 
@@ -57,7 +59,9 @@ class BaseStore:
 
 
 def decode(value: Any) -> tuple[str, float] | None:
-    """(model, created) of a value written by Response.to_cache, or None if it is not one."""
+    """(model, created) of a value written by Response.to_cache (or plan.vector_value), or None if it is not one."""
+    if isinstance(value, bytes):
+        return vector_value.meta(value)
     if not isinstance(value, str):
         return None
     try:

@@ -225,10 +225,10 @@ class Store(BaseStore):
                 yield key, value
 
     def entries(self) -> Iterator[tuple[str, str]]:
-        """(key, value) of every answer llmframe could have written (str keys and values), streamed."""
+        """(key, value) of every answer llmframe could have written (str keys; str or bytes values), streamed."""
         try:
             for key, value in self._entries():
-                if isinstance(key, str) and isinstance(value, str):
+                if isinstance(key, str) and isinstance(value, (str, bytes)):
                     yield key, value
         except (sqlite3.Error, OSError) as exc:
             raise _cache_error(self.directory, exc) from exc

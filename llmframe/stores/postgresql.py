@@ -10,6 +10,7 @@ message: every driver error is scrubbed before it is raised.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import threading
 import time
@@ -35,9 +36,26 @@ _PUT = (f"INSERT INTO {_T} (key, value, model, created) "
 _DROP = f"DELETE FROM {_T} WHERE key = ANY(%b)"
 _PAGE = f"SELECT key, value FROM {_T} WHERE key > %s ORDER BY key LIMIT %s"
 _RIGHTS = ("SELECT", "INSERT", "DELETE")
+_BINARY = "~"  # the text column's mark of a binary value, in base64
 
 _open: dict[str, PostgresStore] = {}
 _open_lock = threading.Lock()
+
+
+def _written(value: str | bytes) -> str:
+    """A value as the text column holds it: a binary one (plan.vector_value) as "~" and its base64, which no JSON
+    text starts with."""
+    return value if isinstance(value, str) else _BINARY + base64.b64encode(value).decode("ascii")
+
+
+def _read(value: str | None) -> str | bytes | None:
+    """A value as the text column holds it, back as it was written."""
+    if value is None or not value.startswith(_BINARY):
+        return value
+    try:
+        return base64.b64decode(value[1:], validate=True)
+    except ValueError:  # damaged: a miss, asked again
+        return None
 
 
 def create_sql() -> str:
@@ -112,6 +130,10 @@ class PostgresStore(BaseStore):
                 f"the shared cache {self.location} holds records of format {row[0] if row else 'unknown'}, newer than "
                 f"this llmframe reads (format {constants.CACHE_RECORD_FORMAT}): upgrade llmframe (pip install -U "
                 "llmframe), or point cache= at another store")
+        if found < constants.CACHE_RECORD_FORMAT:  # an older llmframe would misread the new values: it now refuses
+            with contextlib.suppress(psycopg.Error):  # a role without UPDATE on the format table: left as it is
+                conn.execute(f"UPDATE {_META} SET value = %s WHERE name = 'format'",
+                             (str(constants.CACHE_RECORD_FORMAT),))
         lacking = [right for right in _RIGHTS
                    if not conn.execute("SELECT has_table_privilege(%s, %s)", (_T, right)).fetchone()[0]]
         if lacking:
@@ -144,15 +166,15 @@ class PostgresStore(BaseStore):
         keys = list(keys)
         with self._connection() as conn:  # in binary: three times faster than quoting each key as text
             found = dict(conn.execute(_GET, (keys,)).fetchall())
-        return [found.get(key) for key in keys]
+        return [_read(found.get(key)) for key in keys]
 
     def set_many(self, items: Sequence[tuple[str, str]], *, overwrite: bool = False) -> int:
         """Store answers in one statement; without overwrite a key already there is kept and counted."""
         if not items:
             return 0
         keys = [key for key, _value in items]
-        values = [value for _key, value in items]
-        meta = [decode(value) or (None, None) for value in values]
+        meta = [decode(value) or (None, None) for _key, value in items]
+        values = [_written(value) for _key, value in items]
         columns = (keys, values, [m[0] for m in meta], [m[1] for m in meta])
         with self._connection() as conn:
             if overwrite:  # delete, then insert: UPDATE is a right the store's role does not need
@@ -169,7 +191,7 @@ class PostgresStore(BaseStore):
         while True:
             with self._connection() as conn:
                 page = conn.execute(_PAGE, (after, constants.PG_COPY_ROWS)).fetchall()
-            yield from page
+            yield from ((key, _read(value)) for key, value in page)
             if len(page) < constants.PG_COPY_ROWS:
                 return
             after = page[-1][0]

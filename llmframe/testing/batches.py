@@ -188,6 +188,7 @@ class BatchService:
         # GET /v1/batches[/{id}] is OpenAI's and (on API version v1) Gemini's: the key header tells them apart.
         app.router.add_get("/v1/batches", self.gate(_by_key(gemini.list_batches, openai.list_batches)))
         app.router.add_get("/v1/batches/{id}", self.gate(_by_key(gemini.get_batch, openai.get_batch)))
+        app.router.add_get("/v1/files", self.gate(_by_key(gemini.list_files, _no_listing)))  # Gemini's files.list
 
     def gate(self, handler: Handler) -> Handler:
         """The handler, answering 404 as FastAPI (vLLM) does while the settings say there is no batch API, and
@@ -304,3 +305,8 @@ def _by_key(gemini: Handler, openai: Handler) -> Handler:
         return await openai(request)
 
     return handle
+
+
+async def _no_listing(request: web.Request) -> web.Response:
+    """GET /v1/files without a Gemini key: the simulator lists no OpenAI files."""
+    raise web.HTTPMethodNotAllowed("GET", ["POST"])

@@ -98,8 +98,19 @@ class OpenAIEmbeddings(Dialect):
                 "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}
 
 
+def _part_words(part: dict) -> str:
+    """A Gemini part as words: its text, or for an image or document (gemini-embedding-2) one word naming its bytes,
+    so the same picture embeds the same and a picture beside a caption shares the caption's words."""
+    blob = part.get("inlineData") or part.get("inline_data") or part.get("fileData") or part.get("file_data")
+    if isinstance(blob, dict):
+        data = str(blob.get("data") or blob.get("fileUri") or blob.get("file_uri") or "")
+        return "media" + hashlib.blake2b(data.encode(), digest_size=6).hexdigest()
+    return str(part.get("text", ""))
+
+
 class GeminiEmbeddings(GeminiDialect):
-    """POST /v1beta/models/{model}:batchEmbedContents (what google-genai's embed_content sends) and :embedContent."""
+    """POST /v1beta/models/{model}:batchEmbedContents (what google-genai's embed_content sends) and :embedContent;
+    text parts, and images and documents (inlineData, fileData) for a multimodal model."""
 
     embeds = True
 
@@ -119,7 +130,7 @@ class GeminiEmbeddings(GeminiDialect):
             if not isinstance(r, dict) or not isinstance(r.get("content"), dict):
                 raise BadRequest("* EmbedContentRequest.content: content is not specified")
             parts = r["content"].get("parts")
-            text = "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict)) if isinstance(parts, list) else ""
+            text = " ".join(_part_words(p) for p in parts if isinstance(p, dict)) if isinstance(parts, list) else ""
             if not text:
                 raise BadRequest("* EmbedContentRequest.content: contents must not be empty")
             inputs.append(text)
@@ -147,3 +158,13 @@ def embedded(chat: dict, limit: int | None) -> tuple[list[np.ndarray], str | Non
     if problem is not None:
         return [], problem
     return [vector(t, chat["dimensions"]) for t in chat["inputs"]], None
+
+
+def batch_item(batch: Any, i: int, limit: int | None) -> tuple[dict, dict, list[np.ndarray], int] | None:
+    """An embedding batch's item i as the online route answers it: (raw, chat, vectors, tokens); None if its line
+    fails (a simulated line error, or an input past limit)."""
+    custom_id, raw, chat = batch.items[i]
+    if batch.failed(custom_id):
+        return None
+    vectors, problem = embedded(chat, limit)
+    return None if problem is not None else (raw, chat, vectors, sum(map(tokens, chat["inputs"])))

@@ -77,6 +77,35 @@ def openai_content(content: Any) -> Any:
     return out
 
 
+def responses_content(content: list) -> list[dict]:
+    """A Responses API message content (input_text, input_image, input_file parts) checked and normalised as
+    openai_content normalises chat's: text parts, and media parts with their bytes' digest and tokens."""
+    out = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("input_text", "output_text", "text"):
+            if not isinstance(part.get("text"), str):
+                raise BadRequest("Invalid type for 'input[].content[].text': expected a string.")
+            out.append({"type": "text", "text": part["text"]})
+        elif kind == "input_image":
+            if part.get("detail") not in ("auto", "low", "high", "original"):
+                raise BadRequest(f"Invalid value: {part.get('detail')!r} for 'input[].content[].detail'. Supported "
+                                 "values are: 'low', 'high', 'auto', and 'original'.")
+            if not isinstance(part.get("image_url"), str):
+                raise BadRequest("Missing required parameter: 'input[].content[].image_url' (or file_id).")
+            detail = None if part["detail"] == "original" else part["detail"]
+            out.append(_openai_image({"url": part["image_url"], "detail": detail}))
+        elif kind == "input_file":
+            if isinstance(part.get("file_url"), str):
+                out.append(_url_part("document", part["file_url"]))
+            else:
+                out.append(_openai_file({"file_data": part.get("file_data")}))
+        else:
+            raise BadRequest(f"Invalid value: {kind!r}. Supported values are: 'input_text', 'input_image', "
+                             "'input_file', and 'input_audio'.")
+    return out
+
+
 def _openai_image(spec: Any) -> dict:
     if not isinstance(spec, dict) or not isinstance(spec.get("url"), str):
         raise BadRequest("Missing required parameter: 'messages[].content[].image_url.url'.")

@@ -8,7 +8,6 @@ import time
 from aiohttp import web
 
 from . import embeddings
-from .answers import tokens
 from .batches import Batch, Handler, VendorBatches, unauthorized
 from .openai_chat import OPENAI, BadRequest
 from .openai_responses import RESPONSES
@@ -100,13 +99,8 @@ class OpenAIBatches(VendorBatches):
 
     def _embedding(self, batch: Batch, i: int) -> dict | None:
         """The /v1/embeddings reply of item i (the online route's vectors and usage), or None if its line fails."""
-        custom_id, raw, chat = batch.items[i]
-        if batch.failed(custom_id):
-            return None
-        vectors, problem = embeddings.embedded(chat, self.service.sim.embedding_input_tokens)
-        if problem is not None:
-            return None
-        return embeddings.OPENAI.embedding_reply(raw, chat, vectors, sum(map(tokens, chat["inputs"])))
+        item = embeddings.batch_item(batch, i, self.service.sim.embedding_input_tokens)
+        return None if item is None else embeddings.OPENAI.embedding_reply(*item)
 
     def _object(self, batch: Batch) -> dict:
         """The Batch object."""

@@ -15,6 +15,9 @@ from typing import Any
 from .openai_chat import MODEL, BadRequest, Dialect, format_problem, reasoning_tokens
 
 
+_TEXT_PARTS = ("input_text", "output_text", "text")
+
+
 def _text(content: Any) -> str:
     """A message's text: a string, or its input_text / output_text parts."""
     if isinstance(content, str):
@@ -22,7 +25,16 @@ def _text(content: Any) -> str:
     if not isinstance(content, list):
         raise BadRequest("Invalid type for 'input[].content': expected a string or an array of content parts.")
     return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict)
-                   and p.get("type") in ("input_text", "output_text", "text"))
+                   and p.get("type") in _TEXT_PARTS)
+
+
+def _content(content: Any) -> Any:
+    """A message's content as the answer reads it: its text, or, with images and files, text and media parts."""
+    if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") not in _TEXT_PARTS for p in content):
+        from .media import responses_content  # checked as the API checks them, normalised for the answer
+
+        return responses_content(content)
+    return _text(content)
 
 
 def _response_format(text: Any) -> dict | None:
@@ -48,7 +60,7 @@ class ResponsesDialect(Dialect):
         if messages is None:
             if not isinstance(given, list):
                 raise BadRequest("Invalid type for 'input': expected a string or an array.")
-            messages = [{"role": m.get("role", "user"), "content": _text(m.get("content"))} for m in given
+            messages = [{"role": m.get("role", "user"), "content": _content(m.get("content"))} for m in given
                         if isinstance(m, dict)]
         if isinstance(raw.get("instructions"), str):
             messages.insert(0, {"role": "system", "content": raw["instructions"]})

@@ -118,6 +118,53 @@ def build_tiny_vlm(path: str | Path) -> Path:
     return path
 
 
+IDEFICS3_TOKENS = ["<fake_token_around_image>", IMAGE_TOKEN, "<end_of_utterance>", "<global-img>",
+                   *(f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7))]
+
+
+def build_tiny_idefics3(path: str | Path) -> Path:
+    """A tiny random Idefics3 (a 1-layer SigLIP-like vision tower on 32-pixel images, 4 image tokens after its
+    pixel shuffle, and the tiny Llama), with its processor (no image splitting) and the chat template above.
+
+    vLLM runs it on CPU without torchvision (its Llava and PaliGemma paths import transformers' Pixtral image
+    processor, which needs torchvision); transformers runs it too."""
+    import torch
+    from transformers import (Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor,
+                              Idefics3VisionConfig, LlamaConfig, PreTrainedTokenizerFast)
+
+    try:  # the Pillow backend by name (transformers 5): the default one would want torchvision
+        from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil as Images
+    except ImportError:
+        from transformers import Idefics3ImageProcessor as Images
+
+    path = Path(path)
+    build_tiny_model(path / "text")
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(path / "text")
+    tokenizer.add_special_tokens({"additional_special_tokens": IDEFICS3_TOKENS})
+    tokenizer.padding_side = "left"
+    text = json.loads((path / "text" / "config.json").read_text())
+    text_config = LlamaConfig(**{k: v for k, v in text.items() if k not in ("architectures", "transformers_version")})
+    text_config.vocab_size = len(tokenizer)
+    vision = Idefics3VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                  image_size=32, patch_size=8)
+    config = Idefics3Config(vision_config=vision, text_config=text_config, scale_factor=2,
+                            image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+                            pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(SEED)
+    model = Idefics3ForConditionalGeneration(config)
+    model.generation_config.do_sample = False
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    images = Images(size={"longest_edge": 32}, max_image_size={"longest_edge": 32}, do_image_splitting=False)
+    processor = Idefics3Processor(image_processor=images, tokenizer=tokenizer, image_seq_len=4,
+                                  chat_template=VLM_CHAT_TEMPLATE)  # (32 / 8)^2 patches / 2^2
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    (path / "llmframe_tiny_model.json").write_text(json.dumps({"seed": SEED, "vocab_size": len(tokenizer),
+                                                                "vision": True}))
+    return path
+
+
 def build_tiny_encoder(path: str | Path, *, pooling: str | None = None) -> Path:
     """A tiny random BERT encoder (hidden size 32) with the tiny model's tokenizer, for embeddings; its path.
 
