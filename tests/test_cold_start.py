@@ -75,11 +75,11 @@ def test_a_first_call_on_the_lean_path_never_imports_the_sdk(tmp_path):
 
 # What a plain generate call must not import (README "Cold start"): the verbs and features it does not run.
 NOT_FOR_GENERATE = ("llmframe.ops", "llmframe.ops.calls", "llmframe.ops.semantic", "llmframe.ops.aggregate",
-                    "llmframe.ops.ranking", "llmframe.ops.vectors", "llmframe.plan.embed", "llmframe.batch",
-                    "llmframe.engine.background", "llmframe.apps", "pydantic", "tqdm", "ipywidgets", *HEAVY)
+                    "llmframe.ops.ranking", "llmframe.ops.vectors", "llmframe.plan.embed", "llmframe.apps",
+                    "pydantic", "tqdm", "ipywidgets", *HEAVY)
 
 
-def test_a_plain_generate_imports_neither_the_operators_nor_batch_nor_tools(tmp_path):
+def test_a_plain_generate_imports_neither_the_operators_nor_the_vector_verbs(tmp_path):
     """A fresh process (no preload) runs one generate on the simulator: none of NOT_FOR_GENERATE is imported; a
     dry-run filter afterwards imports the operators (the check can fail)."""
     from llmframe.testing import SimulatorProcess

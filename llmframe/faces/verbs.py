@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import planning
 from .. import constants, options
+from ..batch import BatchJob
+from ..engine.background import OnlineJob
 from ..collect import columns
 from ..collect.arrays import Column
 from ..collect.report import Report
@@ -36,8 +38,6 @@ from ..providers.base import Provider
 
 if TYPE_CHECKING:
     from ..apps.sweep import SweepResult
-    from ..batch import BatchJob
-    from ..engine.background import OnlineJob
 
 # Run id -> the call that made a frame, so retry_failed can repeat it. In memory only: it holds the key.
 _CALLS: OrderedDict[str, tuple] = OrderedDict()
@@ -344,9 +344,6 @@ class FrameVerbs(RowVerbs):
 
         def finish(outcome: Outcome) -> Any:
             return held._result(plan, outcome, call)
-
-        from ..batch import BatchJob  # here: a plain generate call does not import batch (README "Cold start")
-        from ..engine.background import OnlineJob
 
         return BatchJob(plan, finish) if plan.batch is not None else OnlineJob(plan, finish)
 
