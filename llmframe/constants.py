@@ -80,6 +80,7 @@ CACHE_BACKLOG_WAIT_SECONDS = 0.01  # how often a held-back feeder looks again
 # A write this quick proves the disk fast: answers are then written on the loop itself, which saves a thread
 # hand-off per answer (~2 ms on a busy machine); a slower one sends the writes back to the writer thread.
 CACHE_INLINE_WRITE_SECONDS = 0.001
+CACHE_SLOW_WRITE_SECONDS = 0.02  # a write on the cache thread this long (waits for the GIL aside) stays there
 CACHE_INLINE_AFTER_WRITES = 3  # quick writes in a row on the thread before the loop takes over
 CACHE_KEY_VERSION = 1  # bump when the key's canonical form changes
 CACHE_URL_ENV_VAR = "LLMFRAME_CACHE_URL"  # a shared store (postgresql://...) for every run that names no cache_dir

@@ -361,3 +361,43 @@ def test_bulk_reads_return_values_kept_in_files_too(tmp_path):
     assert list((tmp_path / "c").rglob("*.val")), "the long value is in a file"
     assert store.get_many(["other", "missing", "long", "short"]) == ["b", None, long, "a"]
     assert store.get_many(["short", "missing"]) == ["a", None]
+
+
+def test_the_writer_calls_a_write_slow_by_its_cpu_and_its_blocking_not_by_descheduling(tmp_path, monkeypatch):
+    """Issue 28: a write the machine merely descheduled stays on the loop; one that blocked, or spent CPU, does not."""
+    import asyncio
+    import time
+
+    from llmframe.engine import writer as writer_module
+    from llmframe.stores.diskcache import open_store
+
+    store = open_store(tmp_path / "c")
+    waits = {"sleep": 0.0, "spin": 0.0}
+
+    def set_many(items, *, overwrite=False):
+        time.sleep(waits["sleep"])  # blocked: a voluntary context switch, as on a slow disk
+        end = time.thread_time() + waits["spin"]
+        while time.thread_time() < end:  # CPU spent writing
+            pass
+        return 0
+
+    monkeypatch.setattr(store, "set_many", set_many)
+
+    async def judge(sleep: float, spin: float, on_loop: bool) -> bool:
+        waits.update(sleep=sleep, spin=spin)
+        writer = writer_module.CacheWriter(store, model="m", overwrite=False)
+        try:
+            return writer._timed_write([("k", "v", False)], on_loop=on_loop)
+        finally:
+            writer.close()
+
+    def run(*args) -> bool:
+        return asyncio.run(judge(*args))
+
+    assert run(0.0, 0.0, True) is True  # quick
+    assert run(0.005, 0.0, True) is False  # blocked 5 ms on the loop
+    assert run(0.0, 0.005, True) is False  # 5 ms of CPU
+    assert run(0.005, 0.0, False) is True  # on the thread a short block is a wait for the GIL, not the disk
+    assert run(0.05, 0.0, False) is False  # a disk this slow keeps the writes on the thread
+    monkeypatch.setattr(writer_module, "_switches", lambda: 7)  # no block counted: descheduled, as on a busy machine
+    assert run(0.005, 0.0, True) is True

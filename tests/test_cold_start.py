@@ -73,6 +73,32 @@ def test_a_first_call_on_the_lean_path_never_imports_the_sdk(tmp_path):
     assert json.loads(python(code)) == [True, False]
 
 
+# What a plain generate call must not import (README "Cold start"): the verbs and features it does not run.
+NOT_FOR_GENERATE = ("llmframe.ops", "llmframe.ops.calls", "llmframe.ops.semantic", "llmframe.ops.aggregate",
+                    "llmframe.ops.ranking", "llmframe.ops.vectors", "llmframe.plan.embed", "llmframe.apps",
+                    "pydantic", "tqdm", "ipywidgets", *HEAVY)
+
+
+def test_a_plain_generate_imports_neither_the_operators_nor_the_vector_verbs(tmp_path):
+    """A fresh process (no preload) runs one generate on the simulator: none of NOT_FOR_GENERATE is imported; a
+    dry-run filter afterwards imports the operators (the check can fail)."""
+    from llmframe.testing import SimulatorProcess
+
+    code = ("import json, sys, pandas as pd, llmframe\n"
+            "df = pd.DataFrame({'q': ['a', 'b']})\n"
+            "out = df.llm.generate('{q}', model='openai:m', base_url=sys.argv[1], api_key=sys.argv[2],\n"
+            f"                      cache_dir={str(tmp_path)!r}, progress=False)\n"
+            "assert out['response'].notna().all(), out\n"
+            f"after = sorted(m for m in {NOT_FOR_GENERATE!r} if m in sys.modules)\n"
+            "df.llm.filter('Is {q} a vowel?', model='openai:m', dry_run=True)\n"
+            "print(json.dumps([after, 'llmframe.ops.semantic' in sys.modules]))")
+    with SimulatorProcess() as sim:
+        done = subprocess.run([sys.executable, "-c", code, sim.base_url, sim.api_key], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT), "LLMFRAME_PRELOAD": "0"})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [[], True]
+
+
 def test_the_lean_configuration_is_the_sdks(monkeypatch):
     import openai
 

@@ -70,3 +70,23 @@ def when_imported(library: str, face: str) -> None:
             sys.meta_path.insert(0, _finder)
     if sys.modules.get(library) is not None:  # None: the import was refused, as where it is not installed
         _register(library)
+
+
+class _Module:
+    """A module imported on its first attribute lookup (importlib's locks make that safe across threads)."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str):
+        return getattr(importlib.import_module(self._name), attribute)
+
+    def __repr__(self) -> str:
+        return f"<module {self._name!r}, imported on first use>"
+
+
+def module(name: str) -> _Module:
+    """The module `name`, imported when an attribute of it is first read (what a face needs only for some verbs)."""
+    return _Module(name)

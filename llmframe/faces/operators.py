@@ -17,9 +17,12 @@ from .. import constants
 from ..collect import vectors as vector_columns
 from ..collect.report import Report, record
 from ..errors import ConfigError
-from ..ops import aggregate, ranking, semantic
-from ..ops.calls import Caller
 from ..plan.rows import Rows
+from .lazy import module
+
+# Imported on a verb's first use: a plain generate call does not pay for the operators (README "Cold start").
+aggregate, ranking, semantic, calls = (module(f"llmframe.ops.{name}") for name in
+                                       ("aggregate", "ranking", "semantic", "calls"))
 
 
 class OperatorVerbs:
@@ -35,7 +38,7 @@ class OperatorVerbs:
         mask=True: the boolean column instead (missing where a row failed). explain=True: a column `reason` with
         the model's one-sentence reason. options: generate's. dry_run=True: an estimate; nothing is sent.
         """
-        caller = Caller("filter", model, options, dry_run=dry_run, reading=self._op_reading())
+        caller = calls.Caller("filter", model, options, dry_run=dry_run, reading=self._op_reading())
         if explain and not mask:
             self._op_free(reason, "reason=")
         got = semantic.filter_rows(self._op_rows(self._obj), template, caller, explain=bool(explain))
@@ -59,7 +62,7 @@ class OperatorVerbs:
         description. A label outside the set cannot come back (a strict enum schema)."""
         chosen = semantic.labels_of(labels)
         self._op_free(output, "output=")
-        caller = Caller("classify", model, options, dry_run=dry_run, reading=self._op_reading())
+        caller = calls.Caller("classify", model, options, dry_run=dry_run, reading=self._op_reading())
         got = semantic.classify_rows(self._op_rows(self._obj), template, caller, labels=chosen, multi=bool(multi))
         if got is None:
             return caller.estimate((len(self._op_rows(self._obj)),) * 2, len(self._op_rows(self._obj)))
@@ -73,7 +76,7 @@ class OperatorVerbs:
         best score are compared two at a time, and the best of them fill the places the rows scored clearly above
         it leave (about n + b + k log b calls for b such rows). The report's "refined" says what it compared."""
         self._op_free(score, "score=")
-        caller = Caller("top_k", model, options, dry_run=dry_run, reading=self._op_reading())
+        caller = calls.Caller("top_k", model, options, dry_run=dry_run, reading=self._op_reading())
         got = ranking.top_k(self._op_rows(self._obj), template, caller, k, margin)
         if not isinstance(got, tuple):
             return got
@@ -85,7 +88,7 @@ class OperatorVerbs:
         """Every row, ordered by the model's pointwise score for the template's criterion (best first, ties in row
         order, failed rows last), with the score column."""
         self._op_free(score, "score=")
-        caller = Caller("rank", model, options, dry_run=dry_run, reading=self._op_reading())
+        caller = calls.Caller("rank", model, options, dry_run=dry_run, reading=self._op_reading())
         got = ranking.rank(self._op_rows(self._obj), template, caller)
         return got if not isinstance(got, tuple) else self._ranked(got, score, caller.report())
 
@@ -191,7 +194,7 @@ class FrameOperatorVerbs(OperatorVerbs):
         """
         if type(other) is not type(self._obj):
             raise ConfigError(f"other must be a {type(self._obj).__name__} like this frame, got {type(other).__name__}")
-        caller = Caller("join", model, options, dry_run=dry_run)
+        caller = calls.Caller("join", model, options, dry_run=dry_run)
         vectors = None
         if on is not None:
             left_on, right_on = (on, on) if isinstance(on, str) else on
@@ -213,7 +216,7 @@ class FrameOperatorVerbs(OperatorVerbs):
         about {product}" by="product": the group's key fills its placeholders, the other placeholders name the
         columns listed under the prompt, row by row. A group too long for context_tokens is answered in parts
         that are then combined (a fixed fold, so it caches). output=: a column name or a schema, as generate's."""
-        caller = Caller("agg", model, options, dry_run=dry_run)
+        caller = calls.Caller("agg", model, options, dry_run=dry_run)
         got = aggregate.aggregate(self._op_rows(self._obj), template, caller, by=by, output=output,
                                   context_tokens=context_tokens)
         if not isinstance(got, tuple):

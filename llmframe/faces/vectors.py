@@ -15,14 +15,16 @@ from ..cost.estimate import Estimate
 from ..engine import run as engine
 from ..engine.loop import run_async, run_sync
 from ..errors import ConfigError
-from ..ops import vectors as ops
 from ..options import FACE_ONLY, documented, embed_keywords
-from ..plan import embed as embedding
 from ..plan.build import Plan
 from ..plan.template import TemplateLike
 from ..providers.base import Provider
 from ..providers import resolve
+from .lazy import module
 from .verbs import check_backend
+
+# Imported on a verb's first use: a plain generate call does not pay for them (README "Cold start").
+ops, embedding = module("llmframe.ops.vectors"), module("llmframe.plan.embed")
 
 EMBED = "embed"  # the verb a remembered call repeats (retry_failed): (template, keywords, EMBED, made columns)
 
