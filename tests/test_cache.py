@@ -401,3 +401,34 @@ def test_the_writer_calls_a_write_slow_by_its_cpu_and_its_blocking_not_by_desche
     assert run(0.05, 0.0, False) is False  # a disk this slow keeps the writes on the thread
     monkeypatch.setattr(writer_module, "_switches", lambda: 7)  # no block counted: descheduled, as on a busy machine
     assert run(0.005, 0.0, True) is True
+
+
+def test_a_writer_that_fails_outside_the_store_loses_only_the_cache_writes_never_the_run(gen, sim, cache_dir,
+                                                                                            monkeypatch):
+    """A failure in the writer beyond the store's own (here: reading the thread's counters) must not leave the
+    workers waiting for a write that never comes: the run ends with every answer and says what was not cached."""
+    import threading
+
+    from llmframe.engine import writer as writer_module
+
+    def broken() -> int:
+        raise RuntimeError("the writer's own bookkeeping failed")
+
+    monkeypatch.setattr(writer_module, "_switches", broken)
+    got: dict = {}
+
+    def call() -> None:
+        with pytest.warns(RuntimeWarning, match="could not be written to the cache") as said:
+            got["frame"] = gen(pd.DataFrame({"x": [f"row {i}" for i in range(300)]}), "{x}")
+        got["said"] = [str(w.message) for w in said]
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(timeout=120)  # a deadline, not a timing: before the fix this run never ended
+    assert not worker.is_alive(), "the run hung on a writer that had failed"
+    assert got["frame"]["response"].notna().all() and len(got["frame"]) == 300
+    assert any("the writer's own bookkeeping failed" in m for m in got["said"])
+    monkeypatch.undo()
+    sent = sim.count
+    again = gen(pd.DataFrame({"x": [f"row {i}" for i in range(300)]}), "{x}")
+    assert sim.count == sent + 300 and again["response"].notna().all(), "nothing was cached, so all are asked again"

@@ -161,14 +161,19 @@ class CacheWriter:
         CACHE_SLOW_WRITE_SECONDS). A write that a busy machine merely descheduled is not slow: it would be on the
         thread too, plus the hand-offs (issue 28: under load the wall clock sent one write in ten to the thread).
         """
-        start, cpu, switches = time.perf_counter(), time.thread_time(), _switches()
-        self._write(batch)
-        wall = time.perf_counter() - start
-        if wall < constants.CACHE_INLINE_WRITE_SECONDS:
-            return True
-        if time.thread_time() - cpu >= constants.CACHE_INLINE_WRITE_SECONDS or switches is None:
+        try:
+            start, cpu, switches = time.perf_counter(), time.thread_time(), _switches()
+            self._write(batch)
+            wall = time.perf_counter() - start
+            if wall < constants.CACHE_INLINE_WRITE_SECONDS:
+                return True
+            if time.thread_time() - cpu >= constants.CACHE_INLINE_WRITE_SECONDS or switches is None:
+                return False
+            return wall < constants.CACHE_SLOW_WRITE_SECONDS if not on_loop else _switches() == switches
+        except Exception as exc:  # a writer that raised would never wake its waiters: the run would hang
+            self._failures.append(exc)
+            self._lost += len(batch)
             return False
-        return wall < constants.CACHE_SLOW_WRITE_SECONDS if not on_loop else _switches() == switches
 
     def _write(self, batch: list[tuple[str, str, bool]]) -> None:
         try:
