@@ -69,22 +69,16 @@ class GeminiBatches(Adapter):
 
     async def create(self, uid: str, lines: list[str]) -> str:
         """Upload the batch's large media (and, past the inline size, its requests as a JSONL file), then create it."""
-        if lines and gemini_embed.is_embedding(lines[0]):  # df.llm.embed's job: batch/gemini_embed.py
-            return await gemini_embed.create(self, uid, lines)
         try:
             with self.creating():  # a 404 here: the server has no batch API
-                lines = await self.files.resolve(uid, lines)
-                size = sum(len(line) for line in lines)
                 try:
-                    if size < constants.GEMINI_INLINE_BYTES:
+                    if lines and gemini_embed.is_embedding(lines[0]):  # df.llm.embed's job: batch/gemini_embed.py
+                        return await gemini_embed.create(self, uid, await self.upload_lines(uid, lines))
+                    lines = await self.files.resolve(uid, lines)
+                    if sum(len(line) for line in lines) < constants.GEMINI_INLINE_BYTES:
                         src = [_inline(json.loads(line)) for line in lines]
                     else:
-                        data = ("\n".join(lines) + "\n").encode()
-                        file = await self.client.aio.files.upload(
-                            file=io.BytesIO(data), config={"mime_type": "jsonl", "display_name": uid}
-                        )
-                        self.files.keep(uid, file.name)
-                        src = file.name
+                        src = await self.upload_lines(uid, lines)
                     job = await self.client.aio.batches.create(model=self.provider.model, src=src,
                                                                config={"display_name": uid})
                 except genai_errors.APIError as exc:
@@ -94,6 +88,14 @@ class GeminiBatches(Adapter):
                 await self.files.ended(uid)
             raise  # a passing failure keeps them: the batch may exist after all, or the next try reuses them
         return job.name
+
+    async def upload_lines(self, uid: str, lines: list[str]) -> str:
+        """The batch's requests as an uploaded JSONL file, deleted with the batch's media once it ended; its name."""
+        data = ("\n".join(lines) + "\n").encode()
+        file = await self.client.aio.files.upload(file=io.BytesIO(data),
+                                                  config={"mime_type": "jsonl", "display_name": uid})
+        self.files.keep(uid, file.name)
+        return file.name
 
     async def find(self, uid: str, since: float) -> str | None:
         with self.creating():

@@ -4,13 +4,11 @@ one {"key", "request"} line per row in an uploaded JSONL file, so every answer c
 
 from __future__ import annotations
 
-import io
 import json
 import warnings
 from typing import Any
 
 import numpy as np
-from google.genai import errors as genai_errors
 
 from ..plan.build import input_text
 from ..plan.request import Response
@@ -48,20 +46,12 @@ def is_embedding(line: str) -> bool:
     return _MARK in line[:200]
 
 
-async def create(adapter: Any, uid: str, lines: list[str]) -> str:
-    """Upload the lines and start the embedding job; its name."""
-    data = ("\n".join(lines) + "\n").encode()
-    with adapter.creating():  # a 404 here: the server has no batch API
-        try:
-            file = await adapter.client.aio.files.upload(file=io.BytesIO(data),
-                                                        config={"mime_type": "jsonl", "display_name": uid})
-            adapter.files.keep(uid, file.name)  # deleted when the job ends, as a generate job's requests
-            with warnings.catch_warnings():  # "experimental" in google-genai: said once in the README, not per job
-                warnings.simplefilter("ignore")
-                job = await adapter.client.aio.batches.create_embeddings(
-                    model=adapter.provider.model, src={"file_name": file.name}, config={"display_name": uid})
-        except genai_errors.APIError as exc:
-            raise adapter.provider.api_error(exc) from None
+async def create(adapter: Any, uid: str, file_name: str) -> str:
+    """Start the embedding job on the uploaded lines (the adapter's create maps its errors); its name."""
+    with warnings.catch_warnings():  # "experimental" in google-genai: said once in the README, not per job
+        warnings.simplefilter("ignore")
+        job = await adapter.client.aio.batches.create_embeddings(
+            model=adapter.provider.model, src={"file_name": file_name}, config={"display_name": uid})
     return job.name
 
 
