@@ -82,6 +82,11 @@ CACHE_BACKLOG_WAIT_SECONDS = 0.01  # how often a held-back feeder looks again
 CACHE_INLINE_WRITE_SECONDS = 0.001
 CACHE_SLOW_WRITE_SECONDS = 0.02  # a write on the cache thread this long (waits for the GIL aside) stays there
 CACHE_INLINE_AFTER_WRITES = 3  # quick writes in a row on the thread before the loop takes over
+# With a journal (stores/journal.py) answers are safe once appended, and committed this often, or once this many
+# wait; such a commit (a few hundred rows) stays on the loop while it takes at most a tenth of the interval.
+CACHE_JOURNAL_SECONDS = 0.2
+CACHE_JOURNAL_ROWS = 2048
+CACHE_JOURNAL_INLINE_SECONDS = 0.02
 CACHE_KEY_VERSION = 1  # bump when the key's canonical form changes
 CACHE_URL_ENV_VAR = "LLMFRAME_CACHE_URL"  # a shared store (postgresql://...) for every run that names no cache_dir
 CACHE_URL_SCHEMES = ("postgresql", "postgres")  # cache="<scheme>://..." means the PostgreSQL store

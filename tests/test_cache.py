@@ -318,19 +318,25 @@ def test_bulk_writes_read_back_through_diskcache_itself(cache_dir):
     assert plain.check() == [], "diskcache's own consistency check finds nothing wrong"
 
 
-def test_a_slow_disk_holds_back_requests_instead_of_piling_answers_up(gen, sim, cache_dir, monkeypatch):
+@pytest.mark.parametrize("journal", [False, True])
+def test_a_slow_disk_holds_back_requests_instead_of_piling_answers_up(gen, sim, cache_dir, monkeypatch, journal):
     # The disk is made slow by delaying the real store's writes: a slow disk cannot be had on demand.
+    from llmframe import constants
     from llmframe.engine.writer import CacheWriter
 
     written: list[int] = []
     backlogs: list[int] = []
     writers: list[CacheWriter] = []
     set_many, add = Store.set_many, CacheWriter.add
+    if not journal:  # as on Windows: each answer is safe only once committed
+        monkeypatch.setattr(Store, "journal", lambda self: None)
+    limit = 40
+    monkeypatch.setattr(constants, "CACHE_BACKLOG_ROWS", limit)
 
     def slow_set_many(self, items, **kwargs):
         if not written:  # the first write lasts until every worker waits on the disk, however fast the machine
             deadline = time.monotonic() + 30
-            while writers[0].backlog < 8 and time.monotonic() < deadline:
+            while writers[0].backlog < (limit if journal else 8) and time.monotonic() < deadline:
                 time.sleep(0.005)
         time.sleep(0.02)
         written.append(len(items))
@@ -345,12 +351,20 @@ def test_a_slow_disk_holds_back_requests_instead_of_piling_answers_up(gen, sim, 
     monkeypatch.setattr(CacheWriter, "add", watched_add)
     out = gen(frame(400), "{x}", max_concurrency=8)
     assert out["response"].notna().all() and sim.count == 400
-    # A worker's next request waits until its answer is on disk: never more answers waiting than workers.
-    assert max(backlogs) <= 8, "new requests wait while the disk is behind"
-    # The first write lasted until all 8 workers waited on the disk: of those 8 answers, the first write took
-    # some and the next one every other (one of them holds at least 4), each in one transaction.
-    assert max(written) >= 4, "answers that piled up meanwhile go in one transaction"
+    if journal:
+        # Workers go on once an answer is in the journal; past the backlog limit the feeder sends nothing new, so
+        # only what it had queued (two per worker) and the requests in flight are answered on top of it.
+        assert limit <= max(backlogs) <= limit + 8 * (constants.QUEUE_SLACK + 1), "new requests wait for the disk"
+        assert max(written) >= limit, "answers that piled up meanwhile go in one transaction"
+    else:
+        # A worker's next request waits until its answer is on disk: never more answers waiting than workers.
+        assert max(backlogs) <= 8, "new requests wait while the disk is behind"
+        # The first write lasted until all 8 workers waited on the disk: of those 8 answers, the first write took
+        # some and the next one every other (one of them holds at least 4), each in one transaction.
+        assert max(written) >= 4, "answers that piled up meanwhile go in one transaction"
     assert sum(written) == 400 and len(Store(str(cache_dir))) == 400
+    assert not list((cache_dir / "journal").glob("*.log")), "every journal segment went once its answers were in"
+
 
 def test_bulk_reads_return_values_kept_in_files_too(tmp_path):
     """An answer past diskcache's file threshold lives in a file beside the database: a chunk holding one is read
@@ -382,6 +396,9 @@ def test_the_writer_calls_a_write_slow_by_its_cpu_and_its_blocking_not_by_desche
         return 0
 
     monkeypatch.setattr(store, "set_many", set_many)
+    journal = {"on": False}
+    real_journal = store.journal
+    monkeypatch.setattr(store, "journal", lambda: real_journal() if journal["on"] else None)
 
     async def judge(sleep: float, spin: float, on_loop: bool) -> bool:
         waits.update(sleep=sleep, spin=spin)
@@ -401,6 +418,12 @@ def test_the_writer_calls_a_write_slow_by_its_cpu_and_its_blocking_not_by_desche
     assert run(0.05, 0.0, False) is False  # a disk this slow keeps the writes on the thread
     monkeypatch.setattr(writer_module, "_switches", lambda: 7)  # no block counted: descheduled, as on a busy machine
     assert run(0.005, 0.0, True) is True
+    monkeypatch.undo()
+    monkeypatch.setattr(store, "set_many", set_many)
+    journal["on"] = True  # a journal's commits hold a few hundred rows: a tenth of its 0.2 s interval is quick
+    monkeypatch.setattr(store, "journal", lambda: real_journal() if journal["on"] else None)
+    assert run(0.005, 0.0, True) is True and run(0.0, 0.005, True) is True
+    assert run(0.03, 0.0, True) is False and run(0.0, 0.03, True) is False
 
 
 def test_a_writer_that_fails_outside_the_store_loses_only_the_cache_writes_never_the_run(gen, sim, cache_dir,

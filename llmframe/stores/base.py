@@ -44,6 +44,10 @@ class BaseStore:
         """Every (key, value), streamed (for copying between stores)."""
         raise NotImplementedError
 
+    def journal(self):
+        """A journal for one run's answers (stores/journal.py), or None: answers are safe once committed."""
+        return None
+
     def trim(self) -> int:
         """Evict answers beyond the store's size limit, after a run; a store without one evicts nothing."""
         return 0

@@ -22,6 +22,7 @@ from .. import constants
 from ..config import default_directory  # there: planning needs it too (media digests), and may not import stores
 from ..durations import parse_duration
 from ..errors import CacheDamaged, CacheError
+from . import journal as journals
 from .base import UNKNOWN, BaseStore, check_model, decode
 
 __all__ = ["UNKNOWN", "Store", "open_store", "parse_duration", "default_directory", "resolve_directory", "existing_store",
@@ -137,6 +138,20 @@ class Store(BaseStore):
             )
         except (sqlite3.Error, OSError) as exc:
             raise _cache_error(directory, exc) from exc
+        self._journals = Path(directory) / journals.DIRECTORY
+        self.recover()
+
+    @_guarded
+    def recover(self) -> int:
+        """Move the journals of processes killed mid-run into the cache; how many answers they held."""
+        return journals.replay(self._journals, lambda items, overwrite: self.set_many(items, overwrite=overwrite))
+
+    def journal(self) -> journals.Journal | None:
+        """A journal for one run's answers, after replaying those of processes that are gone (None: not here)."""
+        if not journals.SUPPORTED:
+            return None
+        self.recover()
+        return journals.Journal(self._journals)
 
     @property
     def size_limit(self) -> int:
@@ -338,6 +353,7 @@ def reset_cache(cache_dir: str | os.PathLike | None = None) -> None:
         with contextlib.suppress(Exception):  # a damaged file may fail to close: it is deleted next anyway
             store.close()
     memo_files.invalidate(path)
+    journals.remove(path / journals.DIRECTORY)
     for name in (_DB_FILE, f"{_DB_FILE}-wal", f"{_DB_FILE}-shm"):
         (path / name).unlink(missing_ok=True)
     for value in path.glob(_VALUE_FILES):
