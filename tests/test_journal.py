@@ -166,3 +166,21 @@ def test_reset_cache_removes_the_journal_too(cache_dir):
     reset_cache(cache_dir)
     assert not (cache_dir / journals.DIRECTORY).exists()
     assert Store(str(cache_dir)).get_many(["a", "b"]) == [None, None]
+
+
+def test_prune_and_stats_see_a_journal_left_after_the_cache_was_opened(cache_dir):
+    import time
+
+    from llmframe.plan.request import Response
+
+    store = open_store(cache_dir)
+    value = Response("answer", 1, 1, "stop").to_cache("openai:gone", time.time())
+    journal = journals.Journal(cache_dir / journals.DIRECTORY)
+    journal.append([("a", value, False), ("b", value, False)])
+    closed(journal)  # a process killed after this one opened the cache
+    assert store.stats()["models"]["openai:gone"]["entries"] == 2
+    journal = journals.Journal(cache_dir / journals.DIRECTORY)
+    journal.append([("c", value, False)])
+    closed(journal)
+    assert store.prune(model="openai:gone") == 3, "replayed first, so pruned too"
+    assert store.recover() == 0 and len(store) == 0

@@ -36,7 +36,7 @@ CLIENT = textwrap.dedent(
     rows, base_url, concurrency, in_loop = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == "loop"
     if len(sys.argv) > 5:  # where answers are written: on the writer thread only, or on the loop from the start
         on_loop = sys.argv[5] == "loop"
-        constants.CACHE_INLINE_WRITE_SECONDS = 60.0 if on_loop else 0.0
+        constants.CACHE_INLINE_WRITE_SECONDS = constants.CACHE_JOURNAL_INLINE_SECONDS = 60.0 if on_loop else 0.0
         constants.CACHE_INLINE_AFTER_WRITES = 0 if on_loop else 1
     df = pd.DataFrame({"x": [f"row {i}" for i in range(rows)]})
 

@@ -254,6 +254,7 @@ class Store(BaseStore):
 
         Times are Unix seconds. Values llmframe cannot read are counted under "unknown", not in models.
         """
+        self.recover()  # a process killed since the cache was opened: its answers count
         models: dict[str, dict] = {}
         unknown = 0
         for _key, value in self._entries():
@@ -288,6 +289,7 @@ class Store(BaseStore):
         checked again inside its transaction, so an answer another process has just rewritten is kept.
         """
         memo_files.invalidate(self.directory)  # the run memo is a copy of answers: never the only one
+        self.recover()  # first: a killed process's answers replayed later would escape the prune
         if older_than is None and model is None:
             return int(self._cache.clear())
         check_model(model)

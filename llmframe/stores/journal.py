@@ -87,7 +87,12 @@ class Journal:
         self._count += 1
         path = self._directory / f"{self._name}-{self._count}{_SUFFIX}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh name: never held by another
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh name: never held by another
+        except OSError:  # a file system without locks (some NFS mounts): no journal, and no file left behind
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
         return fd, path
 
 
@@ -106,12 +111,8 @@ def replay(directory: Path, store: Callable[[Sequence[tuple[str, str | bytes]], 
     """Move the segments of processes that are gone into the store (store(items, overwrite)); how many answers."""
     if not SUPPORTED:
         return 0
-    try:
-        paths = sorted(directory.glob(f"*{_SUFFIX}"), key=lambda p: p.stat().st_mtime)
-    except OSError:  # the directory vanished meanwhile
-        return 0
     moved = 0
-    for path in paths:
+    for path in sorted(directory.glob(f"*{_SUFFIX}"), key=_age):  # oldest first: a later refresh wins
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:  # replayed by another opener meanwhile
@@ -134,6 +135,13 @@ def replay(directory: Path, store: Callable[[Sequence[tuple[str, str | bytes]], 
         finally:
             os.close(fd)
     return moved
+
+
+def _age(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # replayed and deleted by another opener meanwhile: skipped below
+        return 0.0
 
 
 def remove(directory: Path) -> None:
