@@ -37,11 +37,15 @@ _BULK_GET = (
     "AND (expire_time IS NULL OR expire_time > ?) AND key IN ({slots})"
 )
 
-# The row diskcache's add() writes for a short str value: raw str key, no expiry, no tag, value inline.
+# The row diskcache's add() writes for a short str value: raw str key, no expiry, no tag, value inline; ?1 is the
+# time, then each row's key and value. Many rows per statement: executemany steps once per row, and each step
+# hands the GIL back and forth (with the loop busy in another thread, 100,000 rows took 166 s instead of 1.6 s).
 _BULK_INSERT = (
     "INSERT OR IGNORE INTO Cache(key, raw, store_time, expire_time, access_time, access_count, tag, size, mode,"
-    f" filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, {_MODE_RAW}, NULL, ?)"
+    " filename, value) VALUES {rows}"
 )
+_INSERT_ROW = f"(?{{key}}, 1, ?1, NULL, ?1, 0, NULL, 0, {_MODE_RAW}, NULL, ?{{value}})"
+_ROWS_PER_INSERT = 256  # 513 parameters: within SQLite's oldest limit (999)
 
 _open: dict[str, Store] = {}
 _open_lock = threading.Lock()
@@ -222,11 +226,15 @@ class Store(BaseStore):
         return present
 
     def _insert_small(self, items: list[tuple[str, str]]) -> int:
-        """Insert raw-mode rows for keys not there yet; how many were inserted."""
+        """Insert raw-mode rows for keys not there yet, a few hundred per statement; how many were inserted."""
         now = time.time()
         try:
-            cursor = self._cache._con.executemany(_BULK_INSERT, [(key, now, now, value) for key, value in items])
-            return cursor.rowcount
+            con, inserted = self._cache._con, 0
+            for start in range(0, len(items), _ROWS_PER_INSERT):
+                chunk = items[start : start + _ROWS_PER_INSERT]
+                inserted += con.execute(_insert_statement(len(chunk)), [now, *itertools.chain.from_iterable(chunk)]
+                                        ).rowcount
+            return inserted
         except (AttributeError, sqlite3.Error):
             return sum(self._cache.add(key, value) for key, value in items)
 
@@ -325,6 +333,12 @@ class Store(BaseStore):
     def close(self) -> None:
         """Close the underlying connections (they reopen on next use)."""
         self._cache.close()
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_statement(rows: int) -> str:
+    """The INSERT of `rows` rows: parameter 1 is the time, then each row's key and value."""
+    return _BULK_INSERT.format(rows=",".join(_INSERT_ROW.format(key=2 * i + 2, value=2 * i + 3) for i in range(rows)))
 
 
 def resolve_directory(cache_dir: str | os.PathLike | None = None) -> Path:
