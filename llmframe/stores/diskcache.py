@@ -205,7 +205,7 @@ class Store(BaseStore):
 
         Without overwrite, a key another process stored meanwhile is kept as is; returns how many
         keys were already there, i.e. requests that were answered twice. Small values (all but the
-        longest answers) go in with one INSERT OR IGNORE for the chunk, written exactly as diskcache
+        longest answers) go in with INSERT OR IGNOREs of a few hundred rows each, written exactly as diskcache
         writes them, so diskcache reads them back; its own add() costs ten times more per row.
         """
         if not items:
@@ -227,16 +227,15 @@ class Store(BaseStore):
 
     def _insert_small(self, items: list[tuple[str, str]]) -> int:
         """Insert raw-mode rows for keys not there yet, a few hundred per statement; how many were inserted."""
-        now = time.time()
-        try:
-            con, inserted = self._cache._con, 0
-            for start in range(0, len(items), _ROWS_PER_INSERT):
-                chunk = items[start : start + _ROWS_PER_INSERT]
-                inserted += con.execute(_insert_statement(len(chunk)), [now, *itertools.chain.from_iterable(chunk)]
-                                        ).rowcount
-            return inserted
-        except (AttributeError, sqlite3.Error):
-            return sum(self._cache.add(key, value) for key, value in items)
+        now, inserted = time.time(), 0
+        for start in range(0, len(items), _ROWS_PER_INSERT):
+            chunk = items[start : start + _ROWS_PER_INSERT]
+            try:
+                inserted += self._cache._con.execute(_insert_statement(len(chunk)),
+                                                     [now, *itertools.chain.from_iterable(chunk)]).rowcount
+            except (AttributeError, sqlite3.Error):  # diskcache's own add() for the rest, as slow as it is
+                return inserted + sum(self._cache.add(key, value) for key, value in items[start:])
+        return inserted
 
     def _entries(self) -> Iterator[tuple[Any, Any]]:
         """(key, value) of every entry, another program's too, streamed: diskcache iterates keys 100 rows per query."""
