@@ -184,3 +184,25 @@ def test_prune_and_stats_see_a_journal_left_after_the_cache_was_opened(cache_dir
     closed(journal)
     assert store.prune(model="openai:gone") == 3, "replayed first, so pruned too"
     assert store.recover() == 0 and len(store) == 0
+
+
+def test_answers_that_did_not_reach_the_cache_are_not_kept_in_a_memo_either(gen, sim, cache_dir, monkeypatch):
+    """Without a journal (Windows, PostgreSQL) a failed commit loses the cache's copy: the run memo must not become
+    the only one (it is a copy of the per-row cache, pruned and cleared with it)."""
+    set_many = Store.set_many
+
+    def failing(self, items, **kwargs):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(Store, "journal", lambda self: None)
+    monkeypatch.setattr(Store, "set_many", failing)
+    rows = pd.DataFrame({"x": [f"row {i}" for i in range(50)]})
+    with pytest.warns(RuntimeWarning, match="50 answers could not be written to the cache"):
+        gen(rows, "{x}")
+    monkeypatch.setattr(Store, "set_many", set_many)
+    sent = sim.count
+    again = gen(rows, "{x}")
+    assert sim.count == sent + 50 and again.attrs["llmframe"]["memo_rows"] == 0, "asked again, not read from a memo"
+    sent = sim.count
+    third = gen(rows, "{x}")
+    assert sim.count == sent and third.attrs["llmframe"]["memo_rows"] == 50, "stored now: the memo serves the next run"

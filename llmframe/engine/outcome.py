@@ -19,6 +19,7 @@ class Counters:
     retries: int = 0
     rate_limited: int = 0  # 429 replies
     duplicates: int = 0  # answers another process stored first
+    not_cached: int = 0  # answers whose write to the cache failed: returned, not stored (so no memo of them)
     invalid: int = 0  # answers that did not validate against the output schema
     failed_in_a_row: int = 0
     not_sent: int = 0  # requests left unsent because the budget was reached

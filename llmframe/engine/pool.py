@@ -291,6 +291,7 @@ class _Pool:
             if self.writer is not None:
                 self.writer.close()
                 self.counters.duplicates = self.writer.duplicates
+                self.counters.not_cached = self.writer.lost
             await self.provider.aclose()
             self.progress.close(state)
         return self.results, self.counters

@@ -168,6 +168,11 @@ class CacheWriter:
             if not future.done():  # a cancelled worker's wait
                 future.set_result(None)
 
+    @property
+    def lost(self) -> int:
+        """Answers whose write failed: returned to the caller, not stored."""
+        return self._lost
+
     def lagging(self) -> bool:
         """True while the disk is behind: new requests wait, instead of answers piling up in memory."""
         return self.backlog >= constants.CACHE_BACKLOG_ROWS

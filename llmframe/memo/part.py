@@ -99,7 +99,8 @@ class Part:
             why.append(f"rows: {new} new or changed rows")
         if memo_rows < self.rows and why:
             report["not_cached_because"] = why
-        if not outcome.pending_note and run.cache in (True, "refresh"):
+        # Not where answers failed to reach the cache: the memo must never be the only copy of an answer.
+        if not outcome.pending_note and not outcome.counters.not_cached and run.cache in (True, "refresh"):
             self._save(run, outcome, full)
         return full, report
 
