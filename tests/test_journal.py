@@ -168,7 +168,7 @@ def test_reset_cache_removes_the_journal_too(cache_dir):
     assert Store(str(cache_dir)).get_many(["a", "b"]) == [None, None]
 
 
-def test_prune_and_stats_see_a_journal_left_after_the_cache_was_opened(cache_dir):
+def test_prune_stats_and_copy_see_a_journal_left_after_the_cache_was_opened(cache_dir):
     import time
 
     from llmframe.plan.request import Response
@@ -184,6 +184,10 @@ def test_prune_and_stats_see_a_journal_left_after_the_cache_was_opened(cache_dir
     closed(journal)
     assert store.prune(model="openai:gone") == 3, "replayed first, so pruned too"
     assert store.recover() == 0 and len(store) == 0
+    journal = journals.Journal(cache_dir / journals.DIRECTORY)
+    journal.append([("d", value, False)])
+    closed(journal)
+    assert dict(store.entries()) == {"d": value}, "what `llmframe cache copy` reads includes it too"
 
 
 def test_answers_that_did_not_reach_the_cache_are_not_kept_in_a_memo_either(gen, sim, cache_dir, monkeypatch):

@@ -249,6 +249,7 @@ class Store(BaseStore):
     def entries(self) -> Iterator[tuple[str, str]]:
         """(key, value) of every answer llmframe could have written (str keys; str or bytes values), streamed."""
         try:
+            self.recover()  # a process killed since the cache was opened: its answers are copied too
             for key, value in self._entries():
                 if isinstance(key, str) and isinstance(value, (str, bytes)):
                     yield key, value
