@@ -29,7 +29,7 @@ def closed(journal: journals.Journal) -> None:
 
 def test_records_read_back_up_to_the_first_one_a_kill_cut_short_or_the_disk_damaged(tmp_path):
     journal = journals.Journal(tmp_path)
-    items = [("a", "one é", False), ("b", b"\x00\xffvector", False), ("c", "three", True)]
+    items = [("a", "one é \ud800", False), ("b", b"\x00\xffvector", False), ("c", "three", True)]  # a lone surrogate too
     journal.append(items[:2])
     journal.append(items[2:])
     fd, path = journal.rotate()

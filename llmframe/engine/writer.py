@@ -99,7 +99,7 @@ class CacheWriter:
             try:
                 self._journal.append(items)
                 self._safe += len(items)
-            except OSError as exc:  # a full disk: from now on answers are safe once committed, as without a journal
+            except Exception as exc:  # a full disk: from now on answers are safe once committed, as without a journal
                 self._failures.append(exc)
                 self._journaling = False
         if not (self._journaling and journal):
