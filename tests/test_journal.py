@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -29,7 +30,7 @@ def closed(journal: journals.Journal) -> None:
 
 def test_records_read_back_up_to_the_first_one_a_kill_cut_short_or_the_disk_damaged(tmp_path):
     journal = journals.Journal(tmp_path)
-    items = [("a", "one é \ud800", False), ("b", b"\x00\xffvector", False), ("c", "three", True)]  # a lone surrogate too
+    items = [("a", "one é", False), ("b", b"\x00\xffvector", False), ("c", "three", True)]
     journal.append(items[:2])
     journal.append(items[2:])
     fd, path = journal.rotate()
@@ -210,3 +211,25 @@ def test_answers_that_did_not_reach_the_cache_are_not_kept_in_a_memo_either(gen,
     sent = sim.count
     third = gen(rows, "{x}")
     assert sim.count == sent and third.attrs["llmframe"]["memo_rows"] == 50, "stored now: the memo serves the next run"
+
+
+def test_an_answer_with_a_lone_surrogate_is_journaled_committed_and_read_back(cache_dir):
+    """A reply's JSON may escape a lone surrogate ("\\ud800"), which no UTF-8 file or database holds as it is: the
+    cached value escapes it, so the journal and SQLite take it and the answer reads back the same."""
+    import time
+
+    from llmframe.plan.request import Response
+
+    answer = Response("odd \ud800 text, é kept", 3, 4, "stop", latency=0.1, transcript="tool \udfff said")
+    value = answer.to_cache("openai:m", time.time())
+    value.encode()  # valid UTF-8
+    assert "é" in Response("é kept", 1, 1, "stop").to_cache("openai:m", 0.0), "without one, non-ASCII stays as it is"
+    store = Store(str(cache_dir))
+    journal = journals.Journal(cache_dir / journals.DIRECTORY)
+    journal.append([("k", value, False)])
+    closed(journal)
+    assert store.recover() == 1
+    stored = store.get_many(["k"])
+    back = Response.many_from_cache(stored)[0]
+    assert (back.text, back.input_tokens, back.output_tokens) == (answer.text, 3, 4)
+    assert json.loads(stored[0])[9] == answer.transcript, "a tools run's transcript too"

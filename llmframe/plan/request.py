@@ -28,7 +28,19 @@ def loads(text: str | bytes) -> Any:
 
 
 _compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_string = json.encoder.encode_basestring  # a str as a JSON string, non-ASCII kept (as ensure_ascii=False)
+_kept = json.encoder.encode_basestring  # a str as a JSON string, non-ASCII kept (as ensure_ascii=False)
+
+
+def _string(text: str) -> str:
+    """A str as a JSON string, non-ASCII kept; a lone surrogate (a reply's JSON "\ud800") escaped, since no
+    UTF-8 file or database can hold it as it is."""
+    out = _kept(text)
+    if not out.isascii():
+        try:
+            out.encode()
+        except UnicodeEncodeError:
+            return json.encoder.encode_basestring_ascii(text)
+    return out
 
 
 @dataclass(slots=True)

@@ -39,8 +39,7 @@ def _record(key: str, value: str | bytes, overwrite: bool) -> bytes:
     """One answer as it is appended: header, key, value; the checksum covers the flags, key and value."""
     flags = (_OVERWRITE if overwrite else 0) | (_BINARY if isinstance(value, bytes) else 0)
     k = key.encode()
-    # surrogatepass: a model's text may hold a lone surrogate (a JSON "\ud800"); the journal keeps it as it is
-    v = value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
+    v = value if isinstance(value, bytes) else value.encode()
     return _HEADER.pack(len(k), len(v), zlib.crc32(v, zlib.crc32(k, flags)), flags) + k + v
 
 
@@ -56,7 +55,7 @@ def records(data: bytes) -> Iterator[Item]:
         k, v = view[start : start + klen], view[start + klen : end]
         if zlib.crc32(v, zlib.crc32(k, flags)) != crc:
             return
-        value = bytes(v) if flags & _BINARY else str(v, "utf-8", "surrogatepass")
+        value = bytes(v) if flags & _BINARY else str(v, "utf-8")
         yield str(k, "utf-8"), value, bool(flags & _OVERWRITE)
         pos = end
 
