@@ -44,6 +44,7 @@ def test_records_read_back_up_to_the_first_one_a_kill_cut_short_or_the_disk_dama
     flags = bytearray(data)
     flags[journals._HEADER.size - 1] ^= journals._OVERWRITE  # the first record's flags: checked too
     assert list(journals.records(bytes(flags))) == []
+    assert list(journals.records(data + bytes(4096))) == items, "zeros after the last record end the journal"
     assert journal.rotate() is None, "no answer since the last rotation: no segment"
 
 

@@ -50,7 +50,7 @@ def records(data: bytes) -> Iterator[Item]:
         klen, vlen, crc, flags = _HEADER.unpack_from(view, pos)
         start = pos + _HEADER.size
         end = start + klen + vlen
-        if end > size:
+        if end > size or klen == 0:  # cut short, or zeros a crash of the machine left (their checksum holds)
             return
         k, v = view[start : start + klen], view[start + klen : end]
         if zlib.crc32(v, zlib.crc32(k, flags)) != crc:
