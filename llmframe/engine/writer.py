@@ -95,14 +95,15 @@ class CacheWriter:
 
     def _take(self, items: list[tuple[str, str | bytes, bool]], *, journal: bool = True) -> None:
         """Under the lock: journal the items (they are then safe) and queue them for their commit."""
-        if self._journaling and journal:
+        journaled = journal and self._journaling
+        if journaled:
             try:
                 self._journal.append(items)
                 self._safe += len(items)
             except Exception as exc:  # a full disk: from now on answers are safe once committed, as without a journal
                 self._failures.append(exc)
-                self._journaling = False
-        if not (self._journaling and journal):
+                self._journaling = journaled = False
+        if not journaled:
             self._unjournaled += len(items)
         self._handed.extend(items)
         self.backlog += len(items)
@@ -226,11 +227,9 @@ class CacheWriter:
             self._lost += len(batch)
             return False
 
-    def _write(self, batch: list[tuple[str, str, bool]]) -> None:
+    def _write(self, batch: list[tuple[str, str | bytes, bool]]) -> None:
         try:
-            for overwrite in (False, True):
-                items = [(key, value) for key, value, replace in batch if replace is overwrite]
-                self.duplicates += self._store.set_many(items, overwrite=overwrite)
+            self.duplicates += self._store.put(batch)
         except Exception as exc:  # a full disk, a lost server must not lose the run: the answers are still returned
             self._failures.append(exc)
             self._lost += len(batch)

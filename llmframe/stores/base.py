@@ -32,6 +32,18 @@ class BaseStore:
         """Store (key, value) pairs; without overwrite a key already there is kept. Returns how many were."""
         raise NotImplementedError
 
+    def put(self, items: Sequence[tuple[str, str | bytes, bool]]) -> int:
+        """Store (key, value, overwrite) triples: the others first, then the refreshes, which replace them.
+
+        Returns how many of the others were there already (set_many's count).
+        """
+        present = 0
+        for overwrite in (False, True):
+            chosen = [(key, value) for key, value, replace in items if replace is overwrite]
+            if chosen:
+                present += self.set_many(chosen, overwrite=overwrite)
+        return present
+
     def stats(self) -> dict:
         """Entries, bytes, size limit (None: none), and per model the count and oldest/newest answer."""
         raise NotImplementedError

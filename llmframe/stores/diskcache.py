@@ -148,7 +148,7 @@ class Store(BaseStore):
     @_guarded
     def recover(self) -> int:
         """Move the journals of processes killed mid-run into the cache; how many answers they held."""
-        return journals.replay(self._journals, lambda items, overwrite: self.set_many(items, overwrite=overwrite))
+        return journals.replay(self._journals, self.put)
 
     def journal(self) -> journals.Journal | None:
         """A journal for one run's answers, after replaying those of processes that are gone (None: not here)."""

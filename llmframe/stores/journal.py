@@ -107,8 +107,8 @@ def retire(segment: Segment | None, *, committed: bool) -> None:
     os.close(fd)
 
 
-def replay(directory: Path, store: Callable[[Sequence[tuple[str, str | bytes]], bool], object]) -> int:
-    """Move the segments of processes that are gone into the store (store(items, overwrite)); how many answers."""
+def replay(directory: Path, store: Callable[[Sequence[Item]], object]) -> int:
+    """Move the segments of processes that are gone into the store (store(items): BaseStore.put); how many answers."""
     if not SUPPORTED:
         return 0
     moved = 0
@@ -126,10 +126,7 @@ def replay(directory: Path, store: Callable[[Sequence[tuple[str, str | bytes]], 
                 continue
             with open(fd, "rb", closefd=False) as file:
                 items = list(records(file.read()))
-            for overwrite in (False, True):  # a refreshed answer replaces the one it was meant to replace
-                chosen = [(key, value) for key, value, replace in items if replace is overwrite]
-                if chosen:
-                    store(chosen, overwrite)
+            store(items)
             moved += len(items)
             path.unlink()
         finally:
